@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus/internal.h"
+#include "shm/err.h"
+
+#define SYS_PREFIX "$sys."
+
+SHMBUS_API void shmbus_topic_opts_init(shmbus_topic_opts_t *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->capacity = 1u << 20;
+	opts->max_message = (1u << 20) / 8;
+	opts->policy = SHMBUS_BLOCK;
+	opts->max_readers = 64;
+	opts->max_groups = 16;
+	opts->max_publishers = 64;
+}
+
+static int tok_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-';
+}
+
+/* Dot-separated tokens from s, none empty. Returns the offending index or -1 if fine. */
+static long tokens_bad(const char *s)
+{
+	size_t tok = 0, i = 0;
+	for (; s[i]; i++) {
+		if (s[i] == '.') {
+			if (!tok)
+				return (long)i;
+			tok = 0;
+		} else if (!tok_char((unsigned char)s[i])) {
+			return (long)i;
+		} else {
+			tok++;
+		}
+	}
+	return tok ? -1 : (long)i;
+}
+
+SHMBUS_API int shmbus_topic_name_check(const char *name, int system)
+{
+	if (!name || !*name)
+		return shmbus_err(-EINVAL, "empty topic name");
+	size_t n = strnlen(name, SHMBUS_TOPIC_NAME_MAX + 1);
+	if (n > SHMBUS_TOPIC_NAME_MAX)
+		return shmbus_err(-EINVAL, "topic name longer than %d bytes",
+				  SHMBUS_TOPIC_NAME_MAX);
+	const char *body = name;
+	if (name[0] == '$') {
+		if (strncmp(name, SYS_PREFIX, strlen(SYS_PREFIX)) != 0)
+			return shmbus_err(-EINVAL, "topic name '%s': only the reserved prefix "
+					  "'$sys.' may start with '$'", name);
+		if (!system)
+			return shmbus_err(-EINVAL, "topic name '%s': the '$sys.' prefix is "
+					  "reserved (SHMBUS_TOPIC_SYSTEM)", name);
+		body = name + strlen(SYS_PREFIX);
+	}
+	long bad = tokens_bad(body);
+	if (bad >= 0)
+		return shmbus_err(-EINVAL, "topic name '%s': bad character or empty token at "
+				  "byte %ld (names are dot-separated tokens of A-Z a-z 0-9 _ -)",
+				  name, (long)(body - name) + bad);
+	return 0;
+}
+
+int shmbus_token_check(const char *what, const char *name, size_t max)
+{
+	if (!name || !*name)
+		return shmbus_err(-EINVAL, "empty %s", what);
+	size_t n = strnlen(name, max + 1);
+	if (n > max)
+		return shmbus_err(-EINVAL, "%s longer than %zu bytes", what, max);
+	for (size_t i = 0; i < n; i++)
+		if (!tok_char((unsigned char)name[i]))
+			return shmbus_err(-EINVAL, "%s '%s': bad character at byte %zu (A-Z a-z "
+					  "0-9 _ - only)", what, name, i);
+	return 0;
+}
+
+int shmbus_opts_resolve(const shmbus_topic_opts_t *in, struct shmbus_seg_opts *out)
+{
+	shmbus_topic_opts_t d;
+	shmbus_topic_opts_init(&d);
+	if (!in)
+		in = &d;
+	for (size_t i = 0; i < sizeof(in->reserved) / sizeof(in->reserved[0]); i++)
+		if (in->reserved[i])
+			return shmbus_err(-EINVAL, "reserved[%zu] is not zero", i);
+	out->capacity = in->capacity ? in->capacity : d.capacity;
+	if (in->max_message) {
+		out->max_message = in->max_message;
+	} else {
+		uint64_t mm = out->capacity / 8;
+		out->max_message = mm > SHMBUS_MAX_MESSAGE_LIMIT ? SHMBUS_MAX_MESSAGE_LIMIT
+								 : (uint32_t)mm;
+	}
+	out->policy = in->policy;
+	out->max_readers = in->max_readers ? in->max_readers : d.max_readers;
+	out->max_groups = in->max_groups ? in->max_groups : d.max_groups;
+	out->max_publishers = in->max_publishers ? in->max_publishers : d.max_publishers;
+	out->flags = in->flags;
+	uint64_t size;
+	return shmbus_seg_opts_check(out, &size);
+}
+
+SHMBUS_API int shmbus_topic_create(shmbus_bus_t *bus, const char *name,
+				   const shmbus_topic_opts_t *opts)
+{
+	shmbus_err_clear();
+	struct shmbus_seg_opts o;
+	int rc = shmbus_opts_resolve(opts, &o);
+	if (rc < 0)
+		return rc;
+	rc = shmbus_topic_name_check(name, (int)(o.flags & SHMBUS_TOPIC_SYSTEM));
+	if (rc < 0)
+		return rc;
+	return shmbus_seg_create(bus->path, name, &o);
+}
+
+SHMBUS_API int shmbus_topic_remove(shmbus_bus_t *bus, const char *name)
+{
+	shmbus_err_clear();
+	int rc = shmbus_topic_name_check(name, 1);
+	if (rc < 0)
+		return rc;
+	char path[PATH_MAX + 200];
+	snprintf(path, sizeof(path), "%s/%s.topic", bus->path, name);
+	if (unlink(path) < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return shmbus_err(-ENOENT, "topic '%s' does not exist", name);
+		return shmbus_err(-e, "topic '%s': unlink %s: %s", name, path, strerror(e));
+	}
+	return 0;
+}
+
+int shmbus_topic_open_seg(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg)
+{
+	shmbus_err_clear();
+	int rc = shmbus_topic_name_check(name, 1);
+	if (rc < 0)
+		return rc;
+	return shmbus_seg_open(seg, bus->path, name);
+}
+
+SHMBUS_API int shmbus_topic_info(shmbus_bus_t *bus, const char *name, shmbus_topic_opts_t *opts)
+{
+	struct shmbus_seg seg;
+	int rc = shmbus_topic_open_seg(bus, name, &seg);
+	if (rc < 0)
+		return rc;
+	memset(opts, 0, sizeof(*opts));
+	opts->capacity = seg.opts.capacity;
+	opts->max_message = seg.opts.max_message;
+	opts->policy = seg.opts.policy;
+	opts->max_readers = seg.opts.max_readers;
+	opts->max_groups = seg.opts.max_groups;
+	opts->max_publishers = seg.opts.max_publishers;
+	opts->flags = seg.opts.flags;
+	shmbus_seg_close(&seg);
+	return 0;
+}
+
+SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_topic_stats_t *st)
+{
+	struct shmbus_seg seg;
+	int rc = shmbus_topic_open_seg(bus, name, &seg);
+	if (rc < 0)
+		return rc;
+	struct shmbus_topic_hdr *h = seg.hdr;
+	memset(st, 0, sizeof(*st));
+	st->published = ld_relaxed(&h->published);
+	st->bytes = ld_relaxed(&h->bytes);
+	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
+		struct shmbus_pub_slot *ps = &seg.pubs[i];
+		if (ld_acquire(&ps->owner))
+			st->publishers++;
+		st->published += ld_relaxed(&ps->published);
+		st->bytes += ld_relaxed(&ps->bytes);
+	}
+	for (uint32_t i = 0; i < seg.opts.max_readers; i++)
+		if (ld_acquire(&seg.readers[i].owner))
+			st->readers++;
+	st->aborted = ld_relaxed(&h->aborted);
+	st->backpressure_waits = ld_relaxed(&h->backpressure_waits);
+	st->wakeups = ld_relaxed(&h->wakeups);
+	st->readers_reclaimed = ld_relaxed(&h->readers_reclaimed);
+	uint64_t t[2];
+	ld_pair(h->tail, t);
+	st->tail = t[0];
+	st->next_seq = t[1];
+	shmbus_seg_close(&seg);
+	return 0;
+}

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbus — same-host messaging between processes at memory speed.
+ *
+ * A bus is a directory of shared-memory files (by default /dev/shm/shmbus/<bus>/).
+ * Each topic is one file holding a lock-free ring of variable-size messages that any
+ * number of processes publish to and read from at once. No daemon is needed: with
+ * none running the library works "embedded", creating and opening topic files itself.
+ *
+ * Conventions
+ *  - Every function returning int returns >= 0 on success and -errno on failure.
+ *  - Slow-path failures (open, create, remove) also leave a message with context in a
+ *    thread-local buffer, read with shmbus_errmsg(). The hot path (publish, reserve,
+ *    commit, recv) returns codes only.
+ *  - Handles are not thread-safe: one thread at a time may use a given shmbus_pub_t or
+ *    shmbus_sub_t. Any number of handles, in any number of threads and processes, may
+ *    use one topic at once. A shmbus_bus_t may be shared by threads once opened.
+ *  - The library never prints and never exits.
+ */
+#ifndef SHMBUS_H
+#define SHMBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SHMBUS_API __attribute__((visibility("default")))
+#else
+#define SHMBUS_API
+#endif
+
+#define SHMBUS_VERSION_MAJOR 0
+#define SHMBUS_VERSION_MINOR 1
+
+/* Longest topic name, in bytes, without the terminating NUL. */
+#define SHMBUS_TOPIC_NAME_MAX 127
+/* Longest group name, in bytes, without the terminating NUL. */
+#define SHMBUS_GROUP_NAME_MAX 47
+
+typedef struct shmbus_bus shmbus_bus_t;
+typedef struct shmbus_pub shmbus_pub_t;
+typedef struct shmbus_sub shmbus_sub_t;
+
+/* What a publisher does when the ring is full. */
+enum shmbus_policy {
+	/* Never overwrite what a live subscriber or group has not consumed: the publisher
+	 * waits for space, or fails with -EAGAIN after its timeout. Nothing is lost. */
+	SHMBUS_BLOCK = 0,
+	/* Publishers never wait. A reader that was lapped skips ahead and is told how many
+	 * messages it lost (shmbus_msg_t.lost). */
+	SHMBUS_OVERWRITE = 1,
+};
+
+/* Topic flags (shmbus_topic_opts_t.flags). */
+enum {
+	/* Allow a name under the reserved "$sys." prefix (for the daemon and tools). */
+	SHMBUS_TOPIC_SYSTEM = 1u << 0,
+};
+
+/*
+ * Options of a topic, fixed when it is created. Initialise with shmbus_topic_opts_init()
+ * and change what you need; zero fields take the defaults given below.
+ */
+typedef struct shmbus_topic_opts {
+	uint64_t capacity;       /* log size in bytes: power of two, 4 KiB .. 1 TiB; default 1 MiB */
+	uint32_t max_message;    /* largest payload in bytes, <= capacity/2 - 64; default capacity/8 */
+	uint32_t policy;         /* enum shmbus_policy; default SHMBUS_BLOCK */
+	uint32_t max_readers;    /* reader slots (subscribers + group members), 1..4096; default 64 */
+	uint32_t max_groups;     /* group slots, 0..1024 (0 takes the default, 16) */
+	uint32_t max_publishers; /* publisher slots, 1..4096; default 64 */
+	uint32_t flags;          /* SHMBUS_TOPIC_* */
+	uint32_t reserved[8];    /* must be zero */
+} shmbus_topic_opts_t;
+
+/* A message returned by shmbus_recv(). */
+typedef struct shmbus_msg {
+	const void *data;      /* payload: valid until the next shmbus_recv() or shmbus_release()
+	                        * on the same subscriber, or shmbus_sub_close() */
+	uint32_t len;          /* payload length in bytes (may be 0) */
+	uint32_t type;         /* the publisher's type word */
+	uint64_t seq;          /* topic-wide sequence number, from 0, one per message */
+	uint64_t timestamp_ns; /* CLOCK_REALTIME at commit, in nanoseconds */
+	uint64_t lost;         /* messages this reader lost just before this one (overwrite) */
+	uint64_t _pos;         /* private */
+} shmbus_msg_t;
+
+/* One message of a batch (shmbus_publish_batch()). */
+typedef struct shmbus_iov {
+	const void *data;
+	size_t len;
+	uint32_t type;
+} shmbus_iov_t;
+
+/* Subscriber flags (shmbus_sub_open()). */
+enum {
+	/* Start from the earliest message still in the ring, not from the next one
+	 * published. For a group, applies only when this call creates the group. */
+	SHMBUS_SUB_EARLIEST = 1u << 0,
+};
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+/*
+ * The calling thread's last slow-path error message ("" if none). Valid until the next
+ * shmbus call in that thread. Never NULL.
+ */
+SHMBUS_API const char *shmbus_errmsg(void);
+
+/* ---- bus --------------------------------------------------------------------------- */
+
+/*
+ * Open (creating its directory if needed) the bus called name. The directory is
+ * $SHMBUS_DIR/<name> ($SHMBUS_DIR defaults to /dev/shm/shmbus); a NULL name means
+ * $SHMBUS_BUS, or "default". Bus names follow the rules of one topic token.
+ * Returns 0, -EINVAL (bad name), -ENOMEM, or the error of mkdir/open on the directory.
+ * Thread-safety: any thread; the handle may then be shared by threads.
+ */
+SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name);
+
+/* Close a bus handle. Topics and handles opened from it must be closed first. NULL is a no-op. */
+SHMBUS_API void shmbus_bus_close(shmbus_bus_t *bus);
+
+/* The bus directory's path. Valid while the handle is open. */
+SHMBUS_API const char *shmbus_bus_path(const shmbus_bus_t *bus);
+
+/* ---- topics ------------------------------------------------------------------------ */
+
+/* Fill *opts with the defaults. */
+SHMBUS_API void shmbus_topic_opts_init(shmbus_topic_opts_t *opts);
+
+/*
+ * Check a topic name: dot-separated tokens of [A-Za-z0-9_-], none empty, at most
+ * SHMBUS_TOPIC_NAME_MAX bytes; a leading "$sys." only when system is nonzero.
+ * Returns 0 or -EINVAL (with a message).
+ */
+SHMBUS_API int shmbus_topic_name_check(const char *name, int system);
+
+/*
+ * Create topic name on the bus (opts NULL = defaults). The file is fully built and its
+ * space reserved before it appears, so a tmpfs too small for it fails here with
+ * -ENOSPC, never later with SIGBUS.
+ * Returns 0 when created, 1 when it existed with the same options; -EEXIST if it exists
+ * with other options, -EINVAL for a bad name or option, -ENOSPC, -EACCES, -EPROTO or
+ * -EBADMSG if a file of that name exists but is not a valid topic.
+ * Thread-safety: any thread or process, concurrently with anything.
+ */
+SHMBUS_API int shmbus_topic_create(shmbus_bus_t *bus, const char *name,
+				   const shmbus_topic_opts_t *opts);
+
+/*
+ * Remove topic name. Handles already open on it keep working on the orphaned ring until
+ * closed; new opens fail with -ENOENT. Returns 0, -ENOENT, -EINVAL.
+ */
+SHMBUS_API int shmbus_topic_remove(shmbus_bus_t *bus, const char *name);
+
+/*
+ * Read the options of an existing topic into *opts. Validates the file like an open.
+ * Returns 0, -ENOENT, -EPROTO, -EBADMSG.
+ */
+SHMBUS_API int shmbus_topic_info(shmbus_bus_t *bus, const char *name, shmbus_topic_opts_t *opts);
+
+/* ---- publishing -------------------------------------------------------------------- */
+
+/*
+ * Open a publisher on an existing topic. Takes one publisher slot of the topic (slots of
+ * dead processes are reclaimed). Returns 0, -ENOENT, -EUSERS (no free publisher slot),
+ * -EPROTO/-EBADMSG (not a valid topic file), -ENOMEM.
+ */
+SHMBUS_API int shmbus_pub_open(shmbus_pub_t **out, shmbus_bus_t *bus, const char *topic);
+
+/* Close a publisher (an open reservation is aborted). NULL is a no-op. */
+SHMBUS_API void shmbus_pub_close(shmbus_pub_t *pub);
+
+/*
+ * How long a publish or reserve on a SHMBUS_BLOCK topic waits for space: milliseconds,
+ * 0 = never wait, -1 = forever (the default). Returns 0.
+ */
+SHMBUS_API int shmbus_pub_set_timeout(shmbus_pub_t *pub, int timeout_ms);
+
+/*
+ * Publish one message of len bytes (0 .. max_message) with a user type word.
+ * Returns 0; -EMSGSIZE if len > max_message (nothing written); -EAGAIN if the topic is
+ * SHMBUS_BLOCK and no space came within the timeout; -EBUSY if a reservation is open.
+ */
+SHMBUS_API int shmbus_publish(shmbus_pub_t *pub, const void *data, size_t len, uint32_t type);
+
+/* shmbus_publish() with an explicit timeout for this call (as shmbus_pub_set_timeout()). */
+SHMBUS_API int shmbus_publish_timeout(shmbus_pub_t *pub, const void *data, size_t len,
+				      uint32_t type, int timeout_ms);
+
+/*
+ * Publish n messages with as few claims as possible (one, when they fit in a lap).
+ * Readers see them in order and never a part of a claim without the rest.
+ * Returns the number published (n, or fewer if a SHMBUS_BLOCK wait timed out after
+ * some were published), or -EMSGSIZE (nothing written), -EAGAIN, -EBUSY.
+ */
+SHMBUS_API int shmbus_publish_batch(shmbus_pub_t *pub, const shmbus_iov_t *msgs, unsigned n);
+
+/*
+ * Reserve len bytes in the ring and return a pointer to them in *buf, to be filled and
+ * then published with shmbus_commit() or dropped with shmbus_abort(). One reservation
+ * per publisher at a time. Readers behind the reservation wait for it, so commit soon.
+ * Returns 0, -EMSGSIZE, -EAGAIN (block timeout), -EBUSY (a reservation is open).
+ */
+SHMBUS_API int shmbus_reserve(shmbus_pub_t *pub, size_t len, void **buf);
+
+/* Publish the open reservation with type 0. Returns 0 or -EINVAL (none open). */
+SHMBUS_API int shmbus_commit(shmbus_pub_t *pub);
+
+/* Publish the open reservation with a type word. Returns 0 or -EINVAL (none open). */
+SHMBUS_API int shmbus_commit_type(shmbus_pub_t *pub, uint32_t type);
+
+/* Drop the open reservation; readers skip it (counted as aborted). Returns 0 or -EINVAL. */
+SHMBUS_API int shmbus_abort(shmbus_pub_t *pub);
+
+/* ---- subscribing ------------------------------------------------------------------- */
+
+/*
+ * Open a reader on an existing topic. With group NULL it is a fan-out subscriber that
+ * reads every message published after it joined (or from the earliest retained, with
+ * SHMBUS_SUB_EARLIEST). With a group name (a topic token, at most SHMBUS_GROUP_NAME_MAX
+ * bytes) it joins that group, creating it if needed: each message goes to exactly one
+ * member of the group. Returns 0, -ENOENT, -EINVAL, -EUSERS (no free reader or group
+ * slot), -EPROTO/-EBADMSG, -ENOMEM.
+ */
+SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
+			       const char *group, int flags);
+
+/* Close a reader, releasing its slot (and any held message). NULL is a no-op. */
+SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sub);
+
+/*
+ * Receive the next message into *msg, waiting up to timeout_ms (0 = poll, -1 = forever):
+ * spins briefly, then sleeps on a shared futex until a publisher wakes it.
+ * The previous message of this subscriber is released first. msg->data stays valid
+ * until the next shmbus_recv()/shmbus_release() on this subscriber.
+ * Returns 0; -EAGAIN if nothing came in time; -EINTR if a signal interrupted the sleep;
+ * -EBADMSG if the ring holds a record that fails validation (the topic is corrupt).
+ */
+SHMBUS_API int shmbus_recv(shmbus_sub_t *sub, shmbus_msg_t *msg, int timeout_ms);
+
+/*
+ * Say that this subscriber is done with msg, so publishers may reuse its space.
+ * Returns 0 or -EINVAL (msg is not the one last received).
+ */
+SHMBUS_API int shmbus_release(shmbus_sub_t *sub, shmbus_msg_t *msg);
+
+/*
+ * How long shmbus_recv() spins before sleeping, in microseconds (default 20). Returns 0.
+ */
+SHMBUS_API int shmbus_sub_set_spin(shmbus_sub_t *sub, unsigned spin_us);
+
+/* ---- counters ---------------------------------------------------------------------- */
+
+/* A snapshot of a topic's shared counters (read without locks; each value is exact). */
+typedef struct shmbus_topic_stats {
+	uint64_t published;          /* messages committed */
+	uint64_t bytes;              /* payload bytes committed */
+	uint64_t aborted;            /* reservations aborted, or repaired after a crash */
+	uint64_t backpressure_waits; /* times a publisher had to wait for space (block) */
+	uint64_t wakeups;            /* futex wakes issued by publishers */
+	uint64_t readers_reclaimed;  /* reader slots freed after their process died */
+	uint64_t tail;               /* claim position (bytes written since creation) */
+	uint64_t next_seq;           /* sequence number the next message will get */
+	uint32_t readers;            /* reader slots in use */
+	uint32_t publishers;         /* publisher slots in use */
+} shmbus_topic_stats_t;
+
+/* Read a topic's counters. Returns 0, -ENOENT, -EPROTO, -EBADMSG. */
+SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_topic_stats_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMBUS_H */

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Atomics on shared memory. We use the compiler's __atomic builtins rather than ck_pr:
+ * ck_pr on x86_64 is inline assembly, which ThreadSanitizer cannot see, and the
+ * concurrency suite runs under TSan. The 16-byte CAS uses __sync (inlined as
+ * lock cmpxchg16b with -mcx16, and understood by TSan); GCC's __atomic 16-byte
+ * operations would go through libatomic. ck supplies the spin pause (ck_pr_stall).
+ */
+#ifndef SHMBUS_RING_ATOMIC_H
+#define SHMBUS_RING_ATOMIC_H
+
+#include <stdint.h>
+
+#define ld_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ld_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define st_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define st_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define st_seqcst(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define ld_seqcst(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define add_relaxed(p, v) ((void)__atomic_fetch_add((p), (v), __ATOMIC_RELAXED))
+#define fence_seqcst() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+
+static inline int cas_u64(uint64_t *p, uint64_t *expect, uint64_t want)
+{
+	return __atomic_compare_exchange_n(p, expect, want, 0, __ATOMIC_SEQ_CST,
+					   __ATOMIC_SEQ_CST);
+}
+
+static inline int cas_u32(uint32_t *p, uint32_t *expect, uint32_t want)
+{
+	return __atomic_compare_exchange_n(p, expect, want, 0, __ATOMIC_SEQ_CST,
+					   __ATOMIC_SEQ_CST);
+}
+
+typedef unsigned __int128 u128;
+
+static inline u128 pair(uint64_t lo, uint64_t hi)
+{
+	return ((u128)hi << 64) | lo;
+}
+
+/*
+ * 16-byte compare-and-swap of w[0..1] (16-byte aligned); a full barrier. On failure
+ * *expect receives the current value. Returns 1 on success.
+ */
+static inline int cas_pair(uint64_t w[2], uint64_t expect[2], const uint64_t want[2])
+{
+	u128 e = pair(expect[0], expect[1]);
+	u128 got = __sync_val_compare_and_swap((u128 *)(void *)w, e, pair(want[0], want[1]));
+	if (got == e)
+		return 1;
+	expect[0] = (uint64_t)got;
+	expect[1] = (uint64_t)(got >> 64);
+	return 0;
+}
+
+/* Atomic 16-byte load (a CAS that writes back what it found). */
+static inline void ld_pair(uint64_t w[2], uint64_t out[2])
+{
+	u128 got = __sync_val_compare_and_swap((u128 *)(void *)w, (u128)0, (u128)0);
+	out[0] = (uint64_t)got;
+	out[1] = (uint64_t)(got >> 64);
+}
+
+#endif

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#include "ring/wait.h"
+
+#include <ck_pr.h>
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns)
+{
+	struct timespec ts, *tp = NULL;
+	if (timeout_ns >= 0) {
+		ts.tv_sec = timeout_ns / 1000000000;
+		ts.tv_nsec = timeout_ns % 1000000000;
+		tp = &ts;
+	}
+	/* FUTEX_WAIT without FUTEX_PRIVATE_FLAG: the word is in a shared file mapping. */
+	long rc = syscall(SYS_futex, word, FUTEX_WAIT, val, tp, NULL, 0);
+	if (rc == 0)
+		return 0;
+	if (errno == ETIMEDOUT)
+		return -ETIMEDOUT;
+	if (errno == EINTR)
+		return -EINTR;
+	return 0; /* EAGAIN: the value had changed already */
+}
+
+void shmbus_futex_wake(uint32_t *word, int n)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+uint64_t shmbus_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t shmbus_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void shmbus_pause(void)
+{
+	ck_pr_stall();
+}
+
+uint64_t shmbus_deadline(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return UINT64_MAX;
+	return shmbus_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+}

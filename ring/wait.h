@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting: shared (not private) futexes on words in the topic file, so that a publisher in
+ * one process wakes a reader in another; a spin pause; a monotonic clock.
+ */
+#ifndef SHMBUS_RING_WAIT_H
+#define SHMBUS_RING_WAIT_H
+
+#include <stdint.h>
+
+/* Sleep while *word == val, at most timeout_ns (< 0: forever). Returns 0 (woken or value
+ * changed), -ETIMEDOUT, -EINTR. */
+int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns);
+
+/* Wake up to n sleepers on word. */
+void shmbus_futex_wake(uint32_t *word, int n);
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
+uint64_t shmbus_now_ns(void);
+uint64_t shmbus_wall_ns(void);
+
+/* One spin-wait pause (PAUSE on x86). */
+void shmbus_pause(void);
+
+/* A deadline from a timeout in ms (< 0: none, returned as UINT64_MAX). */
+uint64_t shmbus_deadline(int timeout_ms);
+
+#endif

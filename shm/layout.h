@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The on-disk (in-shm) layout of a topic file. Every process that maps a topic relies on
+ * these offsets, so each is pinned with a _Static_assert. Only fixed-width integers and
+ * fixed arrays: no pointers, no size_t, no bool. See docs/layout.md.
+ *
+ *   [ header: 4 KiB ][ publisher slots ][ reader slots ][ group slots ][ log (capacity) ]
+ *
+ * All regions start on a 4 KiB boundary; the log is a power of two.
+ */
+#ifndef SHMBUS_SHM_LAYOUT_H
+#define SHMBUS_SHM_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHMBUS_MAGIC 0x53554254424d4853ull /* "SHMBTBUS" little-endian */
+#define SHMBUS_LAYOUT_VERSION 1u
+#define SHMBUS_READY 0x52454459u /* "YDER": written last, with a release store */
+
+#define SHMBUS_CACHELINE 64
+#define SHMBUS_HEADER_SIZE 4096u
+#define SHMBUS_REGION_ALIGN 4096u
+
+/* Record alignment and header size in the log. */
+#define SHMBUS_REC_ALIGN 32u
+#define SHMBUS_REC_HDR 32u
+/* len word: top bit marks a padding record whose low bits are its whole size. */
+#define SHMBUS_REC_PAD 0x80000000u
+
+/* Slot owner word: state in the high 32 bits, pid in the low 32. 0 = free. */
+#define SHMBUS_SLOT_ACTIVE 1ull
+/* A reader slot being reclaimed, or a publisher slot whose claim is being repaired, by the
+ * pid in the low bits. If that pid dies, the next one takes over. */
+#define SHMBUS_SLOT_RECLAIM 3ull
+#define SHMBUS_OWNER(state, pid) (((uint64_t)(state) << 32) | (uint32_t)(pid))
+#define SHMBUS_OWNER_PID(w) ((int32_t)(uint32_t)(w))
+#define SHMBUS_OWNER_STATE(w) ((uint32_t)((w) >> 32))
+
+/* "No position": a group member that holds nothing, a publisher with no claim. */
+#define SHMBUS_NOPOS UINT64_MAX
+
+/* A record in the log. The commit word is written last (release); readers acquire it. */
+struct shmbus_rec {
+	uint64_t commit; /* position of this record XOR the topic's stamp key */
+	uint32_t len;    /* payload length, or SHMBUS_REC_PAD | total size of the padding */
+	uint32_t type;   /* user type word */
+	uint64_t seq;    /* topic-wide sequence number */
+	uint64_t ts;     /* CLOCK_REALTIME ns at commit */
+};
+_Static_assert(sizeof(struct shmbus_rec) == SHMBUS_REC_HDR, "record header size");
+_Static_assert(offsetof(struct shmbus_rec, commit) == 0, "commit word first");
+
+/* One publisher slot: who it is and what it has claimed (written before the claim). */
+struct shmbus_pub_slot {
+	uint64_t owner;     /* SHMBUS_OWNER(ACTIVE, pid) or 0 */
+	uint64_t starttime; /* /proc/<pid>/stat field 22 of the owner */
+	uint64_t claim_pos; /* position it is claiming or holds uncommitted, or SHMBUS_NOPOS */
+	uint64_t claim_end; /* end of that claim (padding included) */
+	uint64_t claim_nmsg; /* sequence numbers that claim takes */
+	uint64_t published; /* messages committed through this slot (stats) */
+	uint64_t bytes;     /* payload bytes committed through this slot (stats) */
+	uint64_t pad_[1];
+};
+_Static_assert(sizeof(struct shmbus_pub_slot) == 64, "pub slot size");
+
+/* One reader slot: a fan-out subscriber or a group member. Its own two cache lines. */
+struct shmbus_reader_slot {
+	uint64_t owner;     /* SHMBUS_OWNER(ACTIVE, pid) or 0 */
+	uint64_t starttime; /* /proc/<pid>/stat field 22 of the owner */
+	uint64_t pos;       /* fan-out: cursor (record read or being read); member: held record
+	                     * or SHMBUS_NOPOS. Producers in block mode never pass it. */
+	uint32_t group;     /* 0 = fan-out, else group index + 1 */
+	uint32_t flags;
+	uint64_t consumed;  /* messages received (stats) */
+	uint64_t lost;      /* messages lost to overwrite (stats) */
+	uint64_t pad_[10];
+};
+_Static_assert(sizeof(struct shmbus_reader_slot) == 128, "reader slot size");
+_Static_assert(offsetof(struct shmbus_reader_slot, pos) == 16, "reader pos offset");
+
+#define SHMBUS_GROUP_FREE 0u
+#define SHMBUS_GROUP_INIT 1u
+#define SHMBUS_GROUP_ACTIVE 2u
+
+/* One group: a shared cursor {position, next expected sequence}, moved by 16-byte CAS. */
+struct shmbus_group_slot {
+	uint64_t cursor[2] __attribute__((aligned(16))); /* [0] position, [1] expected seq */
+	uint32_t state;                                   /* SHMBUS_GROUP_* */
+	uint32_t pad0_;
+	uint64_t lost;      /* messages the group lost to overwrite */
+	uint64_t abandoned; /* messages held by members that died (not redelivered) */
+	char name[48];
+	uint64_t pad_[5];
+};
+_Static_assert(sizeof(struct shmbus_group_slot) == 128, "group slot size");
+
+/*
+ * The topic header (first 4 KiB). Configuration first (immutable once ready), then the
+ * hot words, each on its own pair of cache lines so a neighbour's prefetch never shares.
+ */
+struct shmbus_topic_hdr {
+	/* immutable after ready */
+	uint64_t magic;          /* SHMBUS_MAGIC */
+	uint32_t version;        /* SHMBUS_LAYOUT_VERSION */
+	uint32_t ready;          /* SHMBUS_READY once fully built (release store, last) */
+	uint64_t file_size;      /* must equal fstat size */
+	uint64_t capacity;       /* log bytes, power of two */
+	uint32_t max_message;
+	uint32_t policy;
+	uint32_t max_readers;
+	uint32_t max_groups;
+	uint32_t max_publishers;
+	uint32_t flags;
+	uint64_t generation;     /* random id of this incarnation of the topic */
+	uint64_t stamp_key;      /* XORed into commit words */
+	uint64_t pubs_off;       /* offsets of the regions from the file start */
+	uint64_t readers_off;
+	uint64_t groups_off;
+	uint64_t log_off;
+	uint64_t created_ns;
+	char name[128];
+	/* rarely written: scan bounds of the tables (highest slot ever used + 1), and the
+	 * pid holding the group-creation lock (0 = free) */
+	uint32_t pubs_hwm;
+	uint32_t readers_hwm;
+	uint32_t groups_hwm;
+	uint32_t group_lock;
+
+	/* claim tail: {position, next sequence}, moved by one 16-byte CAS per claim */
+	uint64_t tail[2] __attribute__((aligned(128)));
+	uint8_t pad1_[128 - 16];
+
+	/* readers' sleep word and the count of sleeping readers */
+	uint32_t wake;
+	uint32_t sleepers;
+	uint8_t pad2_[128 - 8];
+
+	/* publishers' sleep word (block mode) and the count of waiting publishers */
+	uint32_t space;
+	uint32_t pub_waiters;
+	uint8_t pad3_[128 - 8];
+
+	/* counters, written with relaxed atomic adds on slow-ish paths */
+	uint64_t published;
+	uint64_t bytes;
+	uint64_t aborted;
+	uint64_t backpressure_waits;
+	uint64_t wakeups;
+	uint64_t readers_reclaimed;
+	uint64_t pubs_reclaimed;
+	uint8_t pad4_[4096 - 640 - 56];
+};
+_Static_assert(offsetof(struct shmbus_topic_hdr, magic) == 0, "magic offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, version) == 8, "version offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, ready) == 12, "ready offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, name) == 112, "name offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, tail) == 256, "tail offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, wake) == 384, "wake offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, space) == 512, "space offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, published) == 640, "counters offset");
+_Static_assert(sizeof(struct shmbus_topic_hdr) == SHMBUS_HEADER_SIZE, "header size");
+
+#endif /* SHMBUS_SHM_LAYOUT_H */

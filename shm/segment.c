@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Topic files. A topic is created under a temporary name, sized and its space reserved
+ * (posix_fallocate: a tmpfs too small fails here with ENOSPC rather than with SIGBUS on a
+ * later page fault), initialised, marked ready with a release store, and only then linked
+ * under its real name; link() fails if another process won the race, and then the two
+ * option sets are compared. Opening copies the header out with pread() and checks every
+ * field against the file before anything is mapped or written, so a damaged or foreign
+ * file is refused without being touched.
+ */
+#include "shm/segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmbus.h>
+
+#include "ring/atomic.h"
+#include "shm/err.h"
+
+#define CAP_MIN 4096ull
+#define CAP_MAX (1ull << 40)
+#define SLOTS_MAX 4096u
+#define GROUPS_MAX 1024u
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static int is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* Region offsets for a set of table sizes (all fit easily in 64 bits: tables <= 4096). */
+static void layout(uint32_t npubs, uint32_t nreaders, uint32_t ngroups, uint64_t cap,
+		   uint64_t off[4], uint64_t *file_size)
+{
+	off[0] = SHMBUS_HEADER_SIZE;
+	off[1] = align_up(off[0] + (uint64_t)npubs * sizeof(struct shmbus_pub_slot),
+			  SHMBUS_REGION_ALIGN);
+	off[2] = align_up(off[1] + (uint64_t)nreaders * sizeof(struct shmbus_reader_slot),
+			  SHMBUS_REGION_ALIGN);
+	off[3] = align_up(off[2] + (uint64_t)ngroups * sizeof(struct shmbus_group_slot),
+			  SHMBUS_REGION_ALIGN);
+	*file_size = off[3] + cap;
+}
+
+int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size)
+{
+	if (!is_pow2(o->capacity) || o->capacity < CAP_MIN || o->capacity > CAP_MAX)
+		return shmbus_err(-EINVAL, "capacity %" PRIu64 " is not a power of two from 4 KiB "
+				  "to 1 TiB", o->capacity);
+	uint64_t mm_lim = o->capacity / 2 - 64;
+	if (mm_lim > SHMBUS_MAX_MESSAGE_LIMIT)
+		mm_lim = SHMBUS_MAX_MESSAGE_LIMIT;
+	if (o->max_message > mm_lim)
+		return shmbus_err(-EINVAL, "max_message %u is larger than %" PRIu64 " (capacity/2 - "
+				  "64, at most 1 GiB) for capacity %" PRIu64, o->max_message,
+				  mm_lim, o->capacity);
+	if (o->policy != 0 && o->policy != 1)
+		return shmbus_err(-EINVAL, "policy %u is neither SHMBUS_BLOCK (0) nor "
+				  "SHMBUS_OVERWRITE (1)", o->policy);
+	if (o->max_readers < 1 || o->max_readers > SLOTS_MAX)
+		return shmbus_err(-EINVAL, "max_readers %u is not within 1..%u", o->max_readers,
+				  SLOTS_MAX);
+	if (o->max_publishers < 1 || o->max_publishers > SLOTS_MAX)
+		return shmbus_err(-EINVAL, "max_publishers %u is not within 1..%u",
+				  o->max_publishers, SLOTS_MAX);
+	if (o->max_groups > GROUPS_MAX)
+		return shmbus_err(-EINVAL, "max_groups %u is not within 0..%u", o->max_groups,
+				  GROUPS_MAX);
+	if (o->flags & ~1u)
+		return shmbus_err(-EINVAL, "unknown flags 0x%x", o->flags & ~1u);
+	uint64_t off[4];
+	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, file_size);
+	return 0;
+}
+
+static void seg_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	snprintf(buf, len, "%s/%s.topic", dir, name);
+}
+
+int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h,
+			uint64_t size, const char *name)
+{
+	if (size < sizeof(h->magic))
+		return shmbus_err(-EBADMSG, "topic '%s': file is %" PRIu64 " bytes, too short to "
+				  "be a topic", name, size);
+	if (h->magic != SHMBUS_MAGIC)
+		return shmbus_err(-EPROTO, "topic '%s': not a shmbus topic file (bad magic "
+				  "0x%016" PRIx64 ")", name, h->magic);
+	if (size < SHMBUS_HEADER_SIZE)
+		return shmbus_err(-EBADMSG, "topic '%s': file truncated to %" PRIu64 " bytes, "
+				  "shorter than its header", name, size);
+	if (h->version != SHMBUS_LAYOUT_VERSION)
+		return shmbus_err(-EPROTO, "topic '%s': file is layout version %u, this library "
+				  "reads version %u", name, h->version, SHMBUS_LAYOUT_VERSION);
+	if (h->ready != SHMBUS_READY)
+		return shmbus_err(-EPROTO, "topic '%s': file is not marked ready (its creator "
+				  "died while building it, or it is damaged); remove it", name);
+	if (h->file_size != size)
+		return shmbus_err(-EBADMSG, "topic '%s': header says %" PRIu64 " bytes, the file "
+				  "is %" PRIu64 " (truncated or damaged)", name, h->file_size, size);
+	struct shmbus_seg_opts o = {
+		.capacity = h->capacity,
+		.max_message = h->max_message,
+		.policy = h->policy,
+		.max_readers = h->max_readers,
+		.max_groups = h->max_groups,
+		.max_publishers = h->max_publishers,
+		.flags = h->flags & 1u,
+	};
+	uint64_t fs;
+	int rc = shmbus_seg_opts_check(&o, &fs);
+	if (rc < 0) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", shmbus_errmsg());
+		return shmbus_err(-EBADMSG, "topic '%s': damaged header: %s", name, why);
+	}
+	uint64_t off[4];
+	layout(o.max_publishers, o.max_readers, o.max_groups, o.capacity, off, &fs);
+	if (h->pubs_off != off[0] || h->readers_off != off[1] || h->groups_off != off[2] ||
+	    h->log_off != off[3] || fs != size)
+		return shmbus_err(-EBADMSG, "topic '%s': damaged header: region offsets "
+				  "%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 " do not match its "
+				  "tables and a %" PRIu64 "-byte file", name, h->pubs_off,
+				  h->readers_off, h->groups_off, h->log_off, size);
+	if (h->stamp_key == 0)
+		return shmbus_err(-EBADMSG, "topic '%s': damaged header: zero stamp key", name);
+	if (seg) {
+		seg->opts = o;
+		seg->cap = o.capacity;
+		seg->mask = o.capacity - 1;
+		seg->key = h->stamp_key;
+		seg->generation = h->generation;
+		seg->size = size;
+		snprintf(seg->name, sizeof(seg->name), "%s", name);
+	}
+	return 0;
+}
+
+/* Read the header of an open file and validate it. */
+static int read_validate(int fd, struct shmbus_seg *seg, const char *name)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) < 0)
+		return shmbus_err(-errno, "topic '%s': fstat: %s", name, strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return shmbus_err(-EPROTO, "topic '%s': not a regular file", name);
+	struct shmbus_topic_hdr h;
+	memset(&h, 0, sizeof(h));
+	ssize_t n = pread(fd, &h, sizeof(h), 0);
+	if (n < 0)
+		return shmbus_err(-errno, "topic '%s': read: %s", name, strerror(errno));
+	return shmbus_seg_validate(seg, &h, (uint64_t)sb.st_size, name);
+}
+
+int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name)
+{
+	char path[4096];
+	memset(seg, 0, sizeof(*seg));
+	seg_path(path, sizeof(path), dir, name);
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return shmbus_err(-ENOENT, "topic '%s' does not exist (no %s)", name, path);
+		return shmbus_err(-e, "topic '%s': open %s: %s", name, path, strerror(e));
+	}
+	int rc = read_validate(fd, seg, name);
+	if (rc < 0)
+		goto out;
+	void *m = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		rc = shmbus_err(-errno, "topic '%s': mmap of %zu bytes: %s", name, seg->size,
+				strerror(errno));
+		goto out;
+	}
+	seg->base = m;
+	seg->hdr = m;
+	seg->pubs = (struct shmbus_pub_slot *)(seg->base + SHMBUS_HEADER_SIZE);
+	uint64_t off[4], fs;
+	layout(seg->opts.max_publishers, seg->opts.max_readers, seg->opts.max_groups,
+	       seg->cap, off, &fs);
+	seg->pubs = (struct shmbus_pub_slot *)(seg->base + off[0]);
+	seg->readers = (struct shmbus_reader_slot *)(seg->base + off[1]);
+	seg->groups = (struct shmbus_group_slot *)(seg->base + off[2]);
+	seg->log = seg->base + off[3];
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+void shmbus_seg_close(struct shmbus_seg *seg)
+{
+	if (seg->base)
+		munmap(seg->base, seg->size);
+	seg->base = NULL;
+}
+
+static uint64_t rand64(void)
+{
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		v = ((uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull) ^ (uint64_t)getpid();
+	}
+	return v;
+}
+
+/* Fill a freshly mapped, zeroed file. ready is stored last, with release. */
+static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_opts *o,
+		     uint64_t size)
+{
+	struct shmbus_topic_hdr *h = (void *)base;
+	uint64_t off[4], fs;
+	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, &fs);
+	h->magic = SHMBUS_MAGIC;
+	h->version = SHMBUS_LAYOUT_VERSION;
+	h->file_size = size;
+	h->capacity = o->capacity;
+	h->max_message = o->max_message;
+	h->policy = o->policy;
+	h->max_readers = o->max_readers;
+	h->max_groups = o->max_groups;
+	h->max_publishers = o->max_publishers;
+	h->flags = o->flags;
+	h->generation = rand64();
+	/* Never zero, and far above any position a log reaches, so a zeroed or stale
+	 * commit word can never equal position ^ key. */
+	h->stamp_key = rand64() | (1ull << 63);
+	h->pubs_off = off[0];
+	h->readers_off = off[1];
+	h->groups_off = off[2];
+	h->log_off = off[3];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	struct shmbus_pub_slot *ps = (void *)(base + off[0]);
+	for (uint32_t i = 0; i < o->max_publishers; i++)
+		ps[i].claim_pos = SHMBUS_NOPOS;
+	struct shmbus_reader_slot *rs = (void *)(base + off[1]);
+	for (uint32_t i = 0; i < o->max_readers; i++)
+		rs[i].pos = SHMBUS_NOPOS;
+	/* Everything above is visible before anyone who sees ready (acquire) reads it. */
+	st_release(&h->ready, SHMBUS_READY);
+}
+
+static int opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_opts *b)
+{
+	return a->capacity == b->capacity && a->max_message == b->max_message &&
+	       a->policy == b->policy && a->max_readers == b->max_readers &&
+	       a->max_groups == b->max_groups && a->max_publishers == b->max_publishers &&
+	       a->flags == b->flags;
+}
+
+/* A topic file exists at path: same options → 1, other → -EEXIST, invalid → error. */
+static int compare_existing(const char *path, const char *name, const struct shmbus_seg_opts *o)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return shmbus_err(-errno, "topic '%s': open %s: %s", name, path, strerror(errno));
+	struct shmbus_seg s;
+	memset(&s, 0, sizeof(s));
+	int rc = 0;
+	/* A creator between link() and nothing else is impossible (we link complete files),
+	 * so a not-ready file is genuinely damaged. */
+	rc = read_validate(fd, &s, name);
+	close(fd);
+	if (rc < 0)
+		return rc;
+	if (!opts_equal(&s.opts, o))
+		return shmbus_err(-EEXIST, "topic '%s' exists with other options (capacity "
+				  "%" PRIu64 ", max_message %u, policy %s, readers %u, groups %u, "
+				  "publishers %u)", name, s.opts.capacity, s.opts.max_message,
+				  s.opts.policy ? "overwrite" : "block", s.opts.max_readers,
+				  s.opts.max_groups, s.opts.max_publishers);
+	return 1;
+}
+
+int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg_opts *o)
+{
+	uint64_t size;
+	int rc = shmbus_seg_opts_check(o, &size);
+	if (rc < 0)
+		return rc;
+	char path[4096], tmp[4200];
+	seg_path(path, sizeof(path), dir, name);
+	if (access(path, F_OK) == 0)
+		return compare_existing(path, name, o);
+
+	struct statvfs vfs;
+	if (statvfs(dir, &vfs) == 0 && vfs.f_blocks != 0) {
+		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		if (size > avail)
+			return shmbus_err(-ENOSPC, "topic '%s' needs %" PRIu64 " bytes but %s has "
+					  "only %" PRIu64 " free; grow the tmpfs (e.g. mount -o "
+					  "remount,size=... /dev/shm, or docker run --shm-size)",
+					  name, size, dir, avail);
+	}
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%d.%08x.tmp", dir, name, (int)getpid(),
+		 (unsigned)rand64());
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
+	if (fd < 0) {
+		int e = errno;
+		return shmbus_err(-e, "topic '%s': cannot create %s: %s", name, tmp, strerror(e));
+	}
+	uint8_t *m = MAP_FAILED;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		rc = shmbus_err(-errno, "topic '%s': ftruncate to %" PRIu64 ": %s", name, size,
+				strerror(errno));
+		goto fail;
+	}
+	int e = posix_fallocate(fd, 0, (off_t)size);
+	if (e) {
+		rc = shmbus_err(-e, "topic '%s': cannot reserve %" PRIu64 " bytes in %s: %s%s",
+				name, size, dir, strerror(e),
+				e == ENOSPC ? "; grow the tmpfs (mount -o remount,size=... "
+					      "/dev/shm, or docker run --shm-size)" : "");
+		goto fail;
+	}
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		rc = shmbus_err(-errno, "topic '%s': mmap: %s", name, strerror(errno));
+		goto fail;
+	}
+	seg_init(m, name, o, size);
+	munmap(m, size);
+	if (link(tmp, path) < 0) {
+		e = errno;
+		unlink(tmp);
+		close(fd);
+		if (e == EEXIST)
+			return compare_existing(path, name, o);
+		return shmbus_err(-e, "topic '%s': link %s: %s", name, path, strerror(e));
+	}
+	unlink(tmp);
+	close(fd);
+	return 0;
+fail:
+	unlink(tmp);
+	close(fd);
+	return rc;
+}

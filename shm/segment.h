@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Topic files: creation (fully built and space reserved before the file appears under its
+ * name), opening with validation of every header field against the file, and the mapped
+ * view the ring code works on. Knows nothing of publishers or readers.
+ */
+#ifndef SHMBUS_SHM_SEGMENT_H
+#define SHMBUS_SHM_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/layout.h"
+
+/* Options as the file records them (validated copies of shmbus_topic_opts_t). */
+struct shmbus_seg_opts {
+	uint64_t capacity;
+	uint32_t max_message;
+	uint32_t policy;
+	uint32_t max_readers;
+	uint32_t max_groups;
+	uint32_t max_publishers;
+	uint32_t flags;
+};
+
+/* A mapped, validated topic. The pointers and sizes are private copies, never re-read. */
+struct shmbus_seg {
+	uint8_t *base;
+	size_t size;
+	struct shmbus_topic_hdr *hdr;
+	struct shmbus_pub_slot *pubs;
+	struct shmbus_reader_slot *readers;
+	struct shmbus_group_slot *groups;
+	uint8_t *log;
+	uint64_t cap;
+	uint64_t mask;
+	uint64_t key;
+	uint64_t generation;
+	struct shmbus_seg_opts opts;
+	char name[128];
+};
+
+/* Largest payload a topic may allow: records and padding must fit a 31-bit length. */
+#define SHMBUS_MAX_MESSAGE_LIMIT (1u << 30)
+
+/*
+ * Check opts (after defaults were applied) and compute the file size. Returns 0 or
+ * -EINVAL with a message naming the field.
+ */
+int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size);
+
+/*
+ * Create the topic file dir/name.topic. Returns 0 created, 1 existed with the same
+ * options, -EEXIST (other options), -ENOSPC, -EACCES, -EPROTO/-EBADMSG (a file that is
+ * not a valid topic is in the way), or another -errno; with a message.
+ */
+int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg_opts *o);
+
+/* Open and map dir/name.topic read-write after validating it. 0 or -errno with message. */
+int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name);
+
+/* Unmap. */
+void shmbus_seg_close(struct shmbus_seg *seg);
+
+/*
+ * Validate a header against the file size it came from; on success fill seg's view
+ * fields (not base). Returns 0, -EPROTO (not ours / other version / not ready) or
+ * -EBADMSG (inconsistent), with a message naming the topic.
+ */
+int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h,
+			uint64_t size, const char *name);
+
+#endif

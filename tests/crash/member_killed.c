@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block policy, one group of two member processes: a member killed while it holds a
+ * message (after recv, before its next recv) blocks the publisher no longer than the
+ * bound, and the group loses nothing but that one message, which is counted as abandoned
+ * (DESIGN invariants 4 and 5).
+ *
+ * Children: M1 and M2 join group "g"; P publishes N checksummed messages (timeout -1)
+ * through a 16 KiB ring. Members report every index they receive on a pipe; M1 reports
+ * 3, then receives a 4th, reports it as held and stops. Once P waits for space (M1's
+ * held record pins the ring) the parent SIGKILLs M1 (not reaped: a zombie is dead) and P
+ * must commit again within BOUND_MS. Then: every index in [0, N) is received exactly once
+ * by the group, except the held one, which is either abandoned (group counter, read from
+ * the topic file) or redelivered; received + abandoned == N; abandoned <= 1.
+ */
+#include "tests/helpers.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "shm/layout.h"
+
+#define BOUND_MS 250
+#define N 3000u
+#define MAXMSG 400u
+#define HELD 0x80000000u
+
+/* ---- children ----------------------------------------------------------------------- */
+
+static pid_t kids[8];
+static int nkids;
+static pid_t parent_pid;
+
+static void kill_kids(void)
+{
+	if (getpid() != parent_pid)
+		return;
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+			kids[i] = 0;
+		}
+}
+
+/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
+static pid_t spawn(void)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent_pid)
+			_exit(1);
+		return 0;
+	}
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == 0) {
+			kids[i] = pid;
+			return pid;
+		}
+	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
+	kids[nkids++] = pid;
+	return pid;
+}
+
+static void forget_kid(pid_t pid)
+{
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+}
+
+/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
+static int reap(pid_t pid, int timeout_ms)
+{
+	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		CHECK(r >= 0);
+		if (r == pid) {
+			forget_kid(pid);
+			return st;
+		}
+		if (t_now_ns() > end) {
+			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid, timeout_ms);
+			exit(1);
+		}
+		usleep(1000);
+	}
+}
+
+/* Read one byte from fd within timeout_ms, or fail. */
+static void wait_byte(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	CHECK(poll(&p, 1, timeout_ms) == 1);
+	char c;
+	CHECK(read(fd, &c, 1) == 1);
+}
+
+/* ---- payloads ------------------------------------------------------------------------- */
+
+struct pl {
+	uint32_t pubid, idx, len, pad;
+	uint64_t hash;
+};
+
+static size_t pl_len(uint32_t pubid, uint32_t idx, size_t max)
+{
+	uint64_t s = ((uint64_t)pubid << 32 | idx) ^ 0x1e2d3c4b5a697887ull;
+	return sizeof(struct pl) + t_rand(&s) % (max - sizeof(struct pl) + 1);
+}
+
+static size_t pl_make(uint8_t *buf, uint32_t pubid, uint32_t idx, size_t max)
+{
+	size_t len = pl_len(pubid, idx, max);
+	uint64_t s = ((uint64_t)idx << 32 | pubid) ^ 0x0badc0ffee0ddf00ull;
+	for (size_t i = sizeof(struct pl); i < len; i++)
+		buf[i] = (uint8_t)(t_rand(&s) >> 7);
+	struct pl h = { pubid, idx, (uint32_t)len, 0,
+			t_fnv(buf + sizeof(struct pl), len - sizeof(struct pl)) };
+	memcpy(buf, &h, sizeof(h));
+	return len;
+}
+
+/* Check a received payload is exactly one that was published; returns its id. */
+static void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, uint32_t *idx)
+{
+	struct pl h;
+	if (m->len < sizeof(h)) {
+		fprintf(stderr, "message seq %" PRIu64 " too short: %u\n", m->seq, m->len);
+		exit(1);
+	}
+	memcpy(&h, m->data, sizeof(h));
+	if (h.len != m->len || m->len != pl_len(h.pubid, h.idx, max) ||
+	    t_fnv((const uint8_t *)m->data + sizeof(h), m->len - sizeof(h)) != h.hash ||
+	    m->type != h.pubid) {
+		fprintf(stderr, "torn or foreign message: seq %" PRIu64 " len %u type %u "
+			"(header pub %u idx %u len %u)\n", m->seq, m->len, m->type, h.pubid,
+			h.idx, h.len);
+		exit(1);
+	}
+	*pubid = h.pubid;
+	*idx = h.idx;
+}
+
+/* ---- the test ------------------------------------------------------------------------- */
+
+static const char *topic = "mk";
+
+/* A group member. victim: report 3 messages, then hold the 4th and stop. Otherwise: read
+ * until told to stop (a byte on stopfd) and nothing is left. */
+static void member(int okfd, int repfd, int stopfd, int victim)
+{
+	shmbus_bus_t *bus;
+	shmbus_sub_t *sub;
+	if (shmbus_bus_open(&bus, NULL) < 0 || shmbus_sub_open(&sub, bus, topic, "g", 0) < 0)
+		_exit(2);
+	if (write(okfd, "o", 1) != 1)
+		_exit(2);
+	int stopping = 0;
+	uint32_t n = 0;
+	int64_t last = -1;
+	for (;;) {
+		shmbus_msg_t m;
+		int rc = shmbus_recv(sub, &m, victim ? 20000 : (stopping ? 0 : 100));
+		if (rc == -EAGAIN && !victim) {
+			if (stopping)
+				break;
+			char c;
+			if (read(stopfd, &c, 1) == 1)
+				stopping = 1;
+			continue;
+		}
+		if (rc != 0) {
+			fprintf(stderr, "member %d: recv returned %d\n", (int)getpid(), rc);
+			_exit(3);
+		}
+		uint32_t pubid, idx;
+		pl_check(&m, MAXMSG, &pubid, &idx);
+		if (pubid != 1 || (int64_t)idx <= last || idx >= N || m.lost) {
+			fprintf(stderr, "member %d: got %u/%u after %" PRId64 " (lost %" PRIu64 ")\n",
+				(int)getpid(), pubid, idx, last, m.lost);
+			_exit(4);
+		}
+		last = idx;
+		n++;
+		uint32_t word = victim && n == 4 ? idx | HELD : idx;
+		if (write(repfd, &word, sizeof(word)) != sizeof(word))
+			_exit(2);
+		if (victim && n == 4)
+			for (;;)
+				pause();
+	}
+	shmbus_sub_close(sub);
+	shmbus_bus_close(bus);
+	_exit(0);
+}
+
+/* Drain a report pipe (non-blocking) into the seen table. */
+static void drain(int fd, uint8_t *seen, uint32_t *count, int64_t *held)
+{
+	uint32_t w;
+	ssize_t r;
+	while ((r = read(fd, &w, sizeof(w))) == sizeof(w)) {
+		if (w & HELD) {
+			CHECK(held && *held < 0);
+			*held = w & ~HELD;
+			continue;
+		}
+		CHECK(w < N);
+		if (seen[w]) {
+			fprintf(stderr, "message %u delivered twice in the group\n", w);
+			exit(1);
+		}
+		seen[w] = 1;
+		(*count)++;
+	}
+	CHECK(r < 0 && errno == EAGAIN);
+}
+
+static struct shmbus_group_slot *find_group(void *map, size_t size, const char *name)
+{
+	struct shmbus_topic_hdr *h = map;
+	CHECK(h->groups_off + (uint64_t)h->max_groups * sizeof(struct shmbus_group_slot) <= size);
+	struct shmbus_group_slot *g = (void *)((char *)map + h->groups_off);
+	for (uint32_t i = 0; i < h->max_groups; i++)
+		if (__atomic_load_n(&g[i].state, __ATOMIC_ACQUIRE) == SHMBUS_GROUP_ACTIVE &&
+		    strncmp(g[i].name, name, sizeof(g[i].name)) == 0)
+			return &g[i];
+	return NULL;
+}
+
+int main(void)
+{
+	parent_pid = getpid();
+	t_private_dir("member_killed");
+	atexit(kill_kids);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	shmbus_bus_t *bus;
+	CHECK_RC(shmbus_bus_open(&bus, NULL), 0);
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = 16 * 1024;
+	o.max_message = 1024;
+	o.policy = SHMBUS_BLOCK;
+	CHECK_RC(shmbus_topic_create(bus, topic, &o), 0);
+
+	int okp[2], r1[2], r2[2], stopp[2], gop[2];
+	CHECK(pipe(okp) == 0 && pipe2(r1, O_NONBLOCK) == 0 && pipe2(r2, O_NONBLOCK) == 0 &&
+	      pipe2(stopp, O_NONBLOCK) == 0 && pipe(gop) == 0);
+
+	pid_t m1 = spawn();
+	if (m1 == 0)
+		member(okp[1], r1[1], stopp[0], 1);
+	pid_t m2 = spawn();
+	if (m2 == 0)
+		member(okp[1], r2[1], stopp[0], 0);
+	pid_t p = spawn();
+	if (p == 0) {
+		shmbus_bus_t *b;
+		shmbus_pub_t *pub;
+		if (shmbus_bus_open(&b, NULL) < 0 || shmbus_pub_open(&pub, b, topic) < 0)
+			_exit(2);
+		shmbus_pub_set_timeout(pub, -1);
+		if (write(okp[1], "o", 1) != 1)
+			_exit(2);
+		char c;
+		if (read(gop[0], &c, 1) != 1)
+			_exit(2);
+		uint8_t buf[MAXMSG];
+		for (uint32_t i = 0; i < N; i++) {
+			size_t len = pl_make(buf, 1, i, MAXMSG);
+			int rc = shmbus_publish(pub, buf, len, 1);
+			if (rc != 0) {
+				fprintf(stderr, "publisher: publish %u returned %d\n", i, rc);
+				_exit(3);
+			}
+		}
+		shmbus_pub_close(pub);
+		shmbus_bus_close(b);
+		_exit(0);
+	}
+	for (int i = 0; i < 3; i++)
+		wait_byte(okp[0], 10000);
+	CHECK(write(gop[1], "g", 1) == 1);
+
+	static uint8_t seen[N];
+	uint32_t count = 0;
+	int64_t held = -1;
+	uint64_t give_up = t_now_ns() + 20000000000ull;
+	while (held < 0) {
+		drain(r1[0], seen, &count, &held);
+		drain(r2[0], seen, &count, NULL);
+		CHECK(t_now_ns() < give_up);
+		usleep(500);
+	}
+	printf("member %d holds message %" PRId64 "\n", (int)m1, held);
+
+	/* Wait until P waits for space behind the held message. */
+	shmbus_topic_stats_t st;
+	uint64_t last = UINT64_MAX, since = 0;
+	for (;;) {
+		drain(r2[0], seen, &count, NULL);
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.published >= N) {
+			fprintf(stderr, "the publisher never waited: the held message did not pin "
+				"the ring\n");
+			exit(1);
+		}
+		uint64_t now = t_now_ns();
+		if (st.published != last) {
+			last = st.published;
+			since = now;
+		} else if (st.backpressure_waits >= 1 && now - since > 50000000ull) {
+			break;
+		}
+		CHECK(now < give_up);
+		usleep(1000);
+	}
+	printf("publisher waits at %" PRIu64 " published, %u readers\n", st.published,
+	       st.readers);
+	uint64_t reclaimed0 = st.readers_reclaimed;
+
+	uint64_t t_kill = t_now_ns();
+	CHECK(kill(m1, SIGKILL) == 0);
+	for (;;) {
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.published > last)
+			break;
+		if (t_now_ns() - t_kill > 10000000000ull) {
+			fprintf(stderr, "publisher still stuck 10 s after the member died\n");
+			exit(1);
+		}
+		usleep(100);
+	}
+	double ms = (double)(t_now_ns() - t_kill) / 1e6;
+	printf("publisher went on %.3f ms after the kill\n", ms);
+	if (ms > BOUND_MS) {
+		fprintf(stderr, "publisher blocked %.3f ms by a dead member (bound %d)\n", ms,
+			BOUND_MS);
+		exit(1);
+	}
+
+	/* Let P finish while draining M2's reports (the pipe must not fill). */
+	uint64_t end = t_now_ns() + 30000000000ull;
+	int sp;
+	for (;;) {
+		drain(r2[0], seen, &count, NULL);
+		pid_t r = waitpid(p, &sp, WNOHANG);
+		CHECK(r >= 0);
+		if (r == p)
+			break;
+		CHECK(t_now_ns() < end);
+		usleep(1000);
+	}
+	forget_kid(p);
+	CHECK(WIFEXITED(sp) && WEXITSTATUS(sp) == 0);
+	CHECK(write(stopp[1], "s", 1) == 1);
+	int s2;
+	for (;;) {
+		drain(r2[0], seen, &count, NULL);
+		pid_t r = waitpid(m2, &s2, WNOHANG);
+		CHECK(r >= 0);
+		if (r == m2)
+			break;
+		CHECK(t_now_ns() < end);
+		usleep(1000);
+	}
+	forget_kid(m2);
+	drain(r2[0], seen, &count, NULL);
+	CHECK(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
+	int s1 = reap(m1, 10000);
+	CHECK(WIFSIGNALED(s1) && WTERMSIG(s1) == SIGKILL);
+
+	/* The group's abandoned counter, from the topic file. */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s.topic", shmbus_bus_path(bus), topic);
+	int fd = open(path, O_RDONLY);
+	CHECK(fd >= 0);
+	struct stat sb;
+	CHECK(fstat(fd, &sb) == 0);
+	void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(map != MAP_FAILED);
+	close(fd);
+	struct shmbus_group_slot *g = find_group(map, (size_t)sb.st_size, "g");
+	CHECK(g != NULL);
+	uint64_t abandoned = __atomic_load_n(&g->abandoned, __ATOMIC_RELAXED);
+
+	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+	printf("received %u, abandoned %" PRIu64 ", published %" PRIu64
+	       ", readers_reclaimed %" PRIu64 ", readers %u\n", count, abandoned, st.published,
+	       st.readers_reclaimed, st.readers);
+	CHECK(st.published == N);
+	CHECK(st.readers_reclaimed >= reclaimed0 + 1);
+	CHECK(st.readers == 0);
+	CHECK(abandoned <= 1);
+	if (abandoned == 1) {
+		if (seen[held]) {
+			fprintf(stderr, "held message %" PRId64 " both abandoned and redelivered\n",
+				held);
+			exit(1);
+		}
+	} else if (!seen[held]) {
+		fprintf(stderr, "held message %" PRId64 " neither abandoned nor redelivered\n",
+			held);
+		exit(1);
+	}
+	for (uint32_t i = 0; i < N; i++)
+		if (!seen[i] && (int64_t)i != held) {
+			fprintf(stderr, "message %u never delivered to the group\n", i);
+			exit(1);
+		}
+	CHECK(count + abandoned == N);
+	munmap(map, (size_t)sb.st_size);
+	shmbus_bus_close(bus);
+	printf("ok\n");
+	return 0;
+}

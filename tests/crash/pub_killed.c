@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A publisher killed between reserve and commit stalls nobody for long and loses nothing
+ * that others committed (DESIGN invariant 5).
+ *
+ * For each policy (block, overwrite): a subscriber is opened first; child A reserves a
+ * record and stops; children B1 and B2 then publish checksummed messages behind A's hole.
+ * The subscriber cannot get past the hole while A lives (recv times out). The parent's
+ * main thread then waits in shmbus_recv() while a helper thread SIGKILLs A; the first
+ * message must arrive within BOUND_MS of the kill, and then every message of B1 and B2,
+ * whole and in order per publisher, none twice, none lost, with stats.aborted >= 1. In
+ * block mode B1/B2 publish more than the ring holds, so they also wait behind the hole.
+ * A is reaped only at the end: a zombie must already count as dead.
+ */
+#include "tests/helpers.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#define BOUND_MS 250
+
+/* ---- children ----------------------------------------------------------------------- */
+
+static pid_t kids[8];
+static int nkids;
+static pid_t parent_pid;
+
+static void kill_kids(void)
+{
+	if (getpid() != parent_pid)
+		return;
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+			kids[i] = 0;
+		}
+}
+
+/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
+static pid_t spawn(void)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent_pid)
+			_exit(1);
+		return 0;
+	}
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == 0) {
+			kids[i] = pid;
+			return pid;
+		}
+	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
+	kids[nkids++] = pid;
+	return pid;
+}
+
+static void forget_kid(pid_t pid)
+{
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+}
+
+/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
+static int reap(pid_t pid, int timeout_ms)
+{
+	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		CHECK(r >= 0);
+		if (r == pid) {
+			forget_kid(pid);
+			return st;
+		}
+		if (t_now_ns() > end) {
+			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid, timeout_ms);
+			exit(1);
+		}
+		usleep(1000);
+	}
+}
+
+/* Read one byte from fd within timeout_ms, or fail. */
+static void wait_byte(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	CHECK(poll(&p, 1, timeout_ms) == 1);
+	char c;
+	CHECK(read(fd, &c, 1) == 1);
+}
+
+/* ---- payloads ------------------------------------------------------------------------- */
+
+struct pl {
+	uint32_t pubid, idx, len, pad;
+	uint64_t hash;
+};
+
+static size_t pl_len(uint32_t pubid, uint32_t idx, size_t max)
+{
+	uint64_t s = ((uint64_t)pubid << 32 | idx) ^ 0x1e2d3c4b5a697887ull;
+	return sizeof(struct pl) + t_rand(&s) % (max - sizeof(struct pl) + 1);
+}
+
+static size_t pl_make(uint8_t *buf, uint32_t pubid, uint32_t idx, size_t max)
+{
+	size_t len = pl_len(pubid, idx, max);
+	uint64_t s = ((uint64_t)idx << 32 | pubid) ^ 0x0badc0ffee0ddf00ull;
+	for (size_t i = sizeof(struct pl); i < len; i++)
+		buf[i] = (uint8_t)(t_rand(&s) >> 7);
+	struct pl h = { pubid, idx, (uint32_t)len, 0,
+			t_fnv(buf + sizeof(struct pl), len - sizeof(struct pl)) };
+	memcpy(buf, &h, sizeof(h));
+	return len;
+}
+
+/* Check a received payload is exactly one that was published; returns its id. */
+static void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, uint32_t *idx)
+{
+	struct pl h;
+	if (m->len < sizeof(h)) {
+		fprintf(stderr, "message seq %" PRIu64 " too short: %u\n", m->seq, m->len);
+		exit(1);
+	}
+	memcpy(&h, m->data, sizeof(h));
+	if (h.len != m->len || m->len != pl_len(h.pubid, h.idx, max) ||
+	    t_fnv((const uint8_t *)m->data + sizeof(h), m->len - sizeof(h)) != h.hash ||
+	    m->type != h.pubid) {
+		fprintf(stderr, "torn or foreign message: seq %" PRIu64 " len %u type %u "
+			"(header pub %u idx %u len %u)\n", m->seq, m->len, m->type, h.pubid,
+			h.idx, h.len);
+		exit(1);
+	}
+	*pubid = h.pubid;
+	*idx = h.idx;
+}
+
+/* ---- the test ------------------------------------------------------------------------- */
+
+#define MAXMSG 1000u
+#define APUB 0xA
+
+struct killer {
+	pid_t victim;
+	int delay_ms;
+	uint64_t t_kill;
+};
+
+static void *killer_main(void *arg)
+{
+	struct killer *k = arg;
+	usleep((useconds_t)k->delay_ms * 1000);
+	__atomic_store_n(&k->t_kill, t_now_ns(), __ATOMIC_SEQ_CST);
+	kill(k->victim, SIGKILL);
+	return NULL;
+}
+
+static void publisher_child(const char *topic, uint32_t pubid, uint32_t n)
+{
+	shmbus_bus_t *bus;
+	shmbus_pub_t *pub;
+	if (shmbus_bus_open(&bus, NULL) < 0 || shmbus_pub_open(&pub, bus, topic) < 0)
+		_exit(2);
+	shmbus_pub_set_timeout(pub, -1);
+	uint8_t buf[MAXMSG];
+	for (uint32_t i = 0; i < n; i++) {
+		size_t len = pl_make(buf, pubid, i, MAXMSG);
+		int rc = shmbus_publish(pub, buf, len, pubid);
+		if (rc != 0) {
+			fprintf(stderr, "publisher %u: publish %u returned %d\n", pubid, i, rc);
+			_exit(3);
+		}
+	}
+	shmbus_pub_close(pub);
+	shmbus_bus_close(bus);
+	_exit(0);
+}
+
+static void run(shmbus_bus_t *bus, int policy)
+{
+	const char *topic = policy == SHMBUS_BLOCK ? "pk.block" : "pk.overwrite";
+	/* Block: more than the ring holds, so B1/B2 wait behind the hole too. Overwrite:
+	 * well within one lap, so nothing may be lost. */
+	const uint32_t n = policy == SHMBUS_BLOCK ? 1500 : 150;
+	printf("policy %s: 2 x %u messages\n", policy == SHMBUS_BLOCK ? "block" : "overwrite", n);
+
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = 256 * 1024;
+	o.max_message = 4096;
+	o.policy = (uint32_t)policy;
+	CHECK_RC(shmbus_topic_create(bus, topic, &o), 0);
+
+	shmbus_sub_t *sub;
+	CHECK_RC(shmbus_sub_open(&sub, bus, topic, NULL, 0), 0);
+
+	int rp[2];
+	CHECK(pipe(rp) == 0);
+	pid_t a = spawn();
+	if (a == 0) {
+		/* A: reserve, scribble half of it, say so, and stop forever. */
+		shmbus_bus_t *b;
+		shmbus_pub_t *p;
+		void *buf;
+		if (shmbus_bus_open(&b, NULL) < 0 || shmbus_pub_open(&p, b, topic) < 0 ||
+		    shmbus_reserve(p, 200, &buf) < 0)
+			_exit(2);
+		struct pl h = { APUB, 0, 200, 0, 0 };
+		memcpy(buf, &h, sizeof(h));
+		memset((char *)buf + sizeof(h), 0xAB, 60);
+		if (write(rp[1], "r", 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	wait_byte(rp[0], 10000);
+
+	pid_t b1 = spawn();
+	if (b1 == 0)
+		publisher_child(topic, 1, n);
+	pid_t b2 = spawn();
+	if (b2 == 0)
+		publisher_child(topic, 2, n);
+
+	/* Let B1/B2 publish behind the hole (block: until they wait for space). */
+	shmbus_topic_stats_t st;
+	uint64_t until = t_now_ns() + 10000000000ull;
+	for (;;) {
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.published >= (policy == SHMBUS_BLOCK ? 100u : 2u * n))
+			break;
+		CHECK(t_now_ns() < until);
+		usleep(1000);
+	}
+	if (policy == SHMBUS_BLOCK)
+		usleep(20000);
+
+	/* A lives: its hole holds the reader back, and nobody robs it. */
+	shmbus_msg_t m;
+	CHECK_RC(shmbus_recv(sub, &m, 50), -EAGAIN);
+	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+	uint64_t aborted0 = st.aborted;
+
+	/* Kill A while this thread waits in recv. */
+	struct killer k = { .victim = a, .delay_ms = 30, .t_kill = 0 };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);
+	int rc = shmbus_recv(sub, &m, 5000);
+	uint64_t t_got = t_now_ns();
+	CHECK(pthread_join(th, NULL) == 0);
+	CHECK_RC(rc, 0);
+	uint64_t t_kill = __atomic_load_n(&k.t_kill, __ATOMIC_SEQ_CST);
+	CHECK(t_kill != 0 && t_got >= t_kill);
+	double ms = (double)(t_got - t_kill) / 1e6;
+	printf("  first message %.3f ms after the kill\n", ms);
+	if (ms > BOUND_MS) {
+		fprintf(stderr, "reader stalled %.3f ms after the claimant died (bound %d)\n",
+			ms, BOUND_MS);
+		exit(1);
+	}
+
+	uint32_t next[3] = { 0, 0, 0 };
+	uint64_t got = 0, last_seq = 0;
+	for (;;) {
+		uint32_t pubid, idx;
+		pl_check(&m, MAXMSG, &pubid, &idx);
+		if (pubid != 1 && pubid != 2) {
+			fprintf(stderr, "received a message of publisher %u (the killed one?)\n",
+				pubid);
+			exit(1);
+		}
+		if (idx != next[pubid]) {
+			fprintf(stderr, "publisher %u: got message %u, wanted %u\n", pubid, idx,
+				next[pubid]);
+			exit(1);
+		}
+		if (got > 0 && m.seq <= last_seq) {
+			fprintf(stderr, "seq went from %" PRIu64 " to %" PRIu64 "\n", last_seq,
+				m.seq);
+			exit(1);
+		}
+		CHECK(m.lost == 0);
+		last_seq = m.seq;
+		next[pubid]++;
+		got++;
+		if (got == 2ull * n)
+			break;
+		rc = shmbus_recv(sub, &m, 5000);
+		if (rc != 0) {
+			fprintf(stderr, "recv returned %d after %" PRIu64 " of %u messages\n", rc,
+				got, 2 * n);
+			exit(1);
+		}
+	}
+	CHECK_RC(shmbus_recv(sub, &m, 50), -EAGAIN);
+
+	int s1 = reap(b1, 10000), s2 = reap(b2, 10000);
+	CHECK(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
+	CHECK(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
+	int sa = reap(a, 10000);
+	CHECK(WIFSIGNALED(sa) && WTERMSIG(sa) == SIGKILL);
+
+	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+	printf("  published %" PRIu64 " aborted %" PRIu64 " backpressure_waits %" PRIu64 "\n",
+	       st.published, st.aborted, st.backpressure_waits);
+	CHECK(st.published == 2ull * n);
+	CHECK(st.aborted >= aborted0 + 1);
+
+	shmbus_sub_close(sub);
+	close(rp[0]);
+	close(rp[1]);
+	CHECK_RC(shmbus_topic_remove(bus, topic), 0);
+}
+
+int main(void)
+{
+	parent_pid = getpid();
+	t_private_dir("pub_killed");
+	atexit(kill_kids);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	shmbus_bus_t *bus;
+	CHECK_RC(shmbus_bus_open(&bus, NULL), 0);
+	run(bus, SHMBUS_BLOCK);
+	run(bus, SHMBUS_OVERWRITE);
+	shmbus_bus_close(bus);
+	printf("ok\n");
+	return 0;
+}
