@@ -13,7 +13,7 @@ SHMBUS_API void shmbus_topic_opts_init(shmbus_topic_opts_t *opts)
 {
 	memset(opts, 0, sizeof(*opts));
 	opts->capacity = 1u << 20;
-	opts->max_message = (1u << 20) / 8;
+	opts->max_message = 0; /* capacity / 8, whatever the capacity is set to */
 	opts->policy = SHMBUS_BLOCK;
 	opts->max_readers = 64;
 	opts->max_groups = 16;

@@ -67,7 +67,7 @@ enum {
  */
 typedef struct shmbus_topic_opts {
 	uint64_t capacity;       /* log size in bytes: power of two, 4 KiB .. 1 TiB; default 1 MiB */
-	uint32_t max_message;    /* largest payload in bytes, <= capacity/2 - 64; default capacity/8 */
+	uint32_t max_message;    /* largest payload, <= capacity/2 - 64; 0 = capacity/8 (max 1 GiB) */
 	uint32_t policy;         /* enum shmbus_policy; default SHMBUS_BLOCK */
 	uint32_t max_readers;    /* reader slots (subscribers + group members), 1..4096; default 64 */
 	uint32_t max_groups;     /* group slots, 0..1024 (0 takes the default, 16) */

@@ -177,13 +177,13 @@ static int wait_space(struct shmbus_ring_pub *rp, uint64_t end, int timeout_ms)
 		rp->limit = min + s->cap;
 		if (end <= rp->limit)
 			return 0;
-		uint64_t now = shmbus_now_ns();
-		if (now >= deadline)
-			return -EAGAIN;
 		if (!counted) {
 			add_relaxed(&h->backpressure_waits, 1);
 			counted = 1;
 		}
+		uint64_t now = shmbus_now_ns();
+		if (now >= deadline)
+			return -EAGAIN;
 		if (now >= next_poll) {
 			/* A dead reader must not hold us back beyond one poll. */
 			if (shmbus_ring_reclaim_readers(s, min))
