@@ -131,6 +131,8 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 	struct shmbus_seg *s = &sb->seg;
 	for (;;) {
 		uint64_t p = sb->pos;
+		if (p & (SHMBUS_REC_ALIGN - 1))
+			return fanout_corrupt(sb); /* from a damaged tail */
 		struct shmbus_rec *r = ring_rec(s, p);
 		/* Acquire: the record's fields and payload are visible once its stamp is. */
 		if (ld_acquire(&r->commit) != ring_stamp(s, p)) {
@@ -210,6 +212,12 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 		/* Two loads, maybe of different moves: the CAS below fails if they disagree. */
 		uint64_t p = ld_acquire(&g->cursor[0]);
 		uint64_t sq = ld_acquire(&g->cursor[1]);
+		if (p & (SHMBUS_REC_ALIGN - 1)) {
+			/* A damaged cursor: resynchronise at the tail. */
+			uint64_t t = ld_acquire(&s->hdr->tail[0]);
+			cursor_move(g, p, sq, t, SHMBUS_NOSEQ);
+			return -EBADMSG;
+		}
 		int copy = sb->copy_all || p < sb->safe_from;
 		if (!copy) {
 			/* Hold p before reading it (seq_cst, before the cursor re-check): a

@@ -184,7 +184,8 @@ SHMBUS_API int shmbus_pub_set_timeout(shmbus_pub_t *pub, int timeout_ms);
 /*
  * Publish one message of len bytes (0 .. max_message) with a user type word.
  * Returns 0; -EMSGSIZE if len > max_message (nothing written); -EAGAIN if the topic is
- * SHMBUS_BLOCK and no space came within the timeout; -EBUSY if a reservation is open.
+ * SHMBUS_BLOCK and no space came within the timeout; -EBUSY if a reservation is open;
+ * -EBADMSG if the topic's claim tail is damaged (see shmbus_recv()).
  */
 SHMBUS_API int shmbus_publish(shmbus_pub_t *pub, const void *data, size_t len, uint32_t type);
 

@@ -222,6 +222,9 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 	/* A guess; the CAS corrects it (and fails if the two halves were inconsistent). */
 	uint64_t t[2] = { ld_relaxed(&h->tail[0]), ld_relaxed(&h->tail[1]) };
 	for (;;) {
+		/* Claims end on record boundaries: an unaligned tail is damage. */
+		if (t[0] & (SHMBUS_REC_ALIGN - 1))
+			return -EBADMSG;
 		uint64_t off = t[0] & s->mask;
 		uint64_t pad = off + size > s->cap ? s->cap - off : 0;
 		uint64_t end = t[0] + pad + size;
@@ -309,6 +312,8 @@ static void free_pub_slot(struct shmbus_seg *s, struct shmbus_pub_slot *ps)
 
 int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 {
+	if (p & (SHMBUS_REC_ALIGN - 1))
+		return 0;
 	if (ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p))
 		return 1;
 	/* All slots, not up to the mark: this is the slow path, and must not trust it. */
@@ -322,7 +327,8 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 			continue;
 		uint64_t cp = ld_acquire(&ps->claim_pos);
 		uint64_t ce = ld_relaxed(&ps->claim_end);
-		if (cp == SHMBUS_NOPOS || p < cp || p >= ce || ce - cp > 2 * SHMBUS_CLAIM_MAX)
+		if (cp == SHMBUS_NOPOS || p < cp || p >= ce || ce - cp > 2 * SHMBUS_CLAIM_MAX ||
+		    ((cp | ce) & (SHMBUS_REC_ALIGN - 1)))
 			continue;
 		/* A live claimant (or a live repairer) will finish: wait for it. */
 		if (!owner_dead(o, ld_relaxed(&ps->starttime)))
@@ -363,6 +369,8 @@ static int claim_resolved(struct shmbus_seg *s, uint64_t cp, uint64_t ce)
 	uint64_t tail = ld_acquire(&s->hdr->tail[0]);
 	if (cp == SHMBUS_NOPOS || cp >= tail)
 		return 1; /* it never took the claim */
+	if (cp & (SHMBUS_REC_ALIGN - 1))
+		return 1; /* damaged: nothing sensible to wait for */
 	uint64_t q = cp;
 	int steps = 0;
 	while (q < ce && q < tail && steps++ < 100000) {
