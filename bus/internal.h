@@ -45,6 +45,7 @@ struct shmbus_sub {
 	uint64_t consumed;
 	uint64_t lost;
 	int copy_all;          /* overwrite policy: every read is copy + validation */
+	int cheap;             /* spinning: an uncommitted record means "empty" (no tail read) */
 };
 
 /* Validate a name for a bus or a group: one topic token of at most max bytes. */

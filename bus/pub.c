@@ -70,6 +70,8 @@ SHMBUS_API int shmbus_pub_open(shmbus_pub_t **out, shmbus_bus_t *bus, const char
 		rc = shmbus_err(-ENOMEM, "out of memory");
 		goto fail;
 	}
+	if (shmbus_membarrier_register())
+		__atomic_store_n(&shmbus_ring_fence_free, 1, __ATOMIC_RELAXED);
 	rc = take_slot(p);
 	if (rc < 0)
 		goto fail;

@@ -135,7 +135,15 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 			return fanout_corrupt(sb); /* from a damaged tail */
 		struct shmbus_rec *r = ring_rec(s, p);
 		/* Acquire: the record's fields and payload are visible once its stamp is. */
-		if (ld_acquire(&r->commit) != ring_stamp(s, p)) {
+		uint64_t c = ld_acquire(&r->commit);
+		if (c != ring_stamp(s, p)) {
+			/* While spinning, leave the tail's cache line to the publishers unless
+			 * the word there is a later lap's stamp (we were lapped). */
+			uint64_t later = c ^ s->key;
+			if (sb->cheap && !(later > p && ((later - p) & s->mask) == 0)) {
+				*waitpos = p;
+				return R_EMPTY;
+			}
 			uint64_t t = ld_acquire(&s->hdr->tail[0]);
 			if (t > p && t - p > s->cap) {
 				fanout_jump(sb, lap_resume(s, t));
@@ -219,9 +227,10 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 			return -EBADMSG;
 		}
 		int copy = sb->copy_all || p < sb->safe_from;
-		if (!copy) {
+		if (!copy && ld_relaxed(&sb->slot->pos) != p) {
 			/* Hold p before reading it (seq_cst, before the cursor re-check): a
-			 * publisher that sees the cursor moved past p also sees this hold. */
+			 * publisher that sees the cursor moved past p also sees this hold. (A
+			 * hold already on p, with the cursor still there, is as good.) */
 			st_seqcst(&sb->slot->pos, p);
 			if (ld_seqcst(&g->cursor[0]) != p)
 				continue;
@@ -330,7 +339,9 @@ SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 	struct shmbus_topic_hdr *h = sb->seg.hdr;
 	release_held(sb);
 	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0;
-	for (;;) {
+	for (unsigned spins = 0;; spins++) {
+		/* Every 64th pass (and the first) tells empty from stuck and lapped. */
+		sb->cheap = (spins & 63) != 0;
 		int rc = read_one(sb, msg, &waitpos);
 		if (rc == R_GOT)
 			return 0;
@@ -359,9 +370,13 @@ SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 			continue;
 		}
 		publish_wait_pos(sb);
+		sb->cheap = 0;
 		/* Announce the sleep, then re-check (seq_cst increment before the re-check's
 		 * loads pairs with the publisher's fence between commit and reading sleepers). */
 		__atomic_fetch_add(&h->sleepers, 1, __ATOMIC_SEQ_CST);
+		/* Publishers that skip their fence rely on this barrier on their CPUs;
+		 * without it, sleep at most 1 ms at a time. */
+		int barrier = shmbus_membarrier_global();
 		uint32_t w = ld_acquire(&h->wake);
 		rc = read_one(sb, msg, &waitpos);
 		if (rc == R_GOT || rc < 0) {
@@ -369,7 +384,7 @@ SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 			return rc < 0 ? rc : 0;
 		}
 		int64_t nap = deadline == UINT64_MAX ? -1 : (int64_t)(deadline - now);
-		if (rc == R_STUCK && (nap < 0 || nap > (int64_t)REPAIR_POLL_NS))
+		if ((rc == R_STUCK || !barrier) && (nap < 0 || nap > (int64_t)REPAIR_POLL_NS))
 			nap = (int64_t)REPAIR_POLL_NS;
 		int wr = shmbus_futex_wait(&h->wake, w, nap);
 		__atomic_fetch_sub(&h->sleepers, 1, __ATOMIC_SEQ_CST);

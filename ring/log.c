@@ -25,6 +25,7 @@
 #include "shm/proc.h"
 
 #define POLL_NS 1000000ull /* publishers waiting for space re-check liveness every 1 ms */
+#define PREFETCH_AHEAD 256u /* bytes beyond a claim to own before the next one */
 
 void shmbus_ring_hwm_raise(uint32_t *hwm, uint32_t v)
 {
@@ -44,13 +45,19 @@ void shmbus_ring_write_pad(struct shmbus_seg *s, uint64_t pos, uint64_t size, ui
 	st_release(&r->commit, ring_stamp(s, pos));
 }
 
+int shmbus_ring_fence_free;
+
 void shmbus_ring_wake_readers(struct shmbus_seg *s)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
 	/* Orders our commit stores before reading sleepers; pairs with the reader's
 	 * increment of sleepers before its last re-check (Dekker): either it sees our
-	 * commit or we see it asleep. */
-	fence_seqcst();
+	 * commit or we see it asleep. With membarrier the reader's global barrier does
+	 * our half, and we spare the fence (it would wait for the commit's cache line). */
+	if (shmbus_ring_fence_free)
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	else
+		fence_seqcst();
 	if (ld_relaxed(&h->sleepers)) {
 		__atomic_fetch_add(&h->wake, 1, __ATOMIC_SEQ_CST);
 		shmbus_futex_wake(&h->wake, INT_MAX);
@@ -228,6 +235,11 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 		uint64_t off = t[0] & s->mask;
 		uint64_t pad = off + size > s->cap ? s->cap - off : 0;
 		uint64_t end = t[0] + pad + size;
+		/* Own the lines we are about to write (and the next claim's) before the
+		 * CAS: its full barrier waits for our pending stores, and a store to a line
+		 * a reader holds costs a cross-core round trip. PREFETCHW overlaps them. */
+		for (uint64_t q = t[0] & ~63ull; q < end + PREFETCH_AHEAD; q += 64)
+			__builtin_prefetch(s->log + (q & s->mask), 1, 3);
 		if (s->opts.policy == SHMBUS_BLOCK && end > rp->limit) {
 			int rc = wait_space(rp, end, timeout_ms);
 			if (rc < 0)

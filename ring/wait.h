@@ -15,6 +15,17 @@ int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns);
 /* Wake up to n sleepers on word. */
 void shmbus_futex_wake(uint32_t *word, int n);
 
+/*
+ * Asymmetric barrier for the sleep/wake handshake (docs/algorithm.md, "Waking readers").
+ * Publishers call shmbus_membarrier_register() once per process; if it returns 1 they may
+ * skip their fence before reading the sleeper count, because a reader about to sleep calls
+ * shmbus_membarrier_global(), which runs a full barrier on every CPU running a registered
+ * process. Returns 1 when available, 0 when not (then publishers keep their fence and
+ * readers bound their sleeps).
+ */
+int shmbus_membarrier_register(void);
+int shmbus_membarrier_global(void);
+
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds. */
 uint64_t shmbus_now_ns(void);
 uint64_t shmbus_wall_ns(void);
