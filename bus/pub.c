@@ -42,7 +42,7 @@ static int take_slot(struct shmbus_pub *p)
 			p->slot_idx = i;
 			return 0;
 		}
-		if (pass == 0 && shmbus_ring_pub_gc(s) == 0)
+		if (pass == 0 && shmbus_ring_pub_gc(s, 0) == 0)
 			break;
 	}
 	return shmbus_err(-EUSERS, "topic '%s': all %u publisher slots are in use",

@@ -459,13 +459,12 @@ static void free_reader_slot(struct shmbus_sub *sb)
 static int group_lock(struct shmbus_seg *s)
 {
 	uint32_t *l = &s->hdr->group_lock;
-	uint32_t me = (uint32_t)getpid();
+	/* A thread id, not the pid: threads of one process must exclude each other too. */
+	uint32_t me = (uint32_t)gettid();
 	uint64_t t0 = shmbus_now_ns();
 	for (;;) {
 		uint32_t v = 0;
 		if (cas_u32(l, &v, me))
-			return 0;
-		if (v == me)
 			return 0;
 		if (!shmbus_proc_alive((pid_t)v, 0) && cas_u32(l, &v, me))
 			return 0;

@@ -50,8 +50,10 @@ enum shmbus_policy {
 	/* Never overwrite what a live subscriber or group has not consumed: the publisher
 	 * waits for space, or fails with -EAGAIN after its timeout. Nothing is lost. */
 	SHMBUS_BLOCK = 0,
-	/* Publishers never wait. A reader that was lapped skips ahead and is told how many
-	 * messages it lost (shmbus_msg_t.lost). */
+	/* Publishers never wait for readers. A reader that was lapped skips ahead and is
+	 * told how many messages it lost (shmbus_msg_t.lost). A publisher may wait, briefly,
+	 * only for another publisher that is still writing a record a whole lap behind (so
+	 * that it cannot write over newer messages); a dead one is repaired. */
 	SHMBUS_OVERWRITE = 1,
 };
 

@@ -10,7 +10,9 @@
  *     takes the claim, and clears it after the last commit; so whoever finds an
  *     uncommitted position p below the tail finds the slot whose claim covers it;
  *  I4 in block mode a claim never ends beyond (lowest position a live reader needs) +
- *     capacity, so nothing a live reader has not consumed is overwritten.
+ *     capacity, so nothing a live reader has not consumed is overwritten;
+ *  I5 in both modes a claim never ends beyond (oldest claim still being written) +
+ *     capacity, so a slow publisher can never write over a newer lap.
  */
 #include "ring/log.h"
 
@@ -81,6 +83,20 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 	struct shmbus_topic_hdr *h = s->hdr;
 	uint64_t tail = ld_seqcst(&h->tail[0]);
 	uint64_t min = tail;
+	/* Claims still being written (I5): a publisher must never lap another one that is
+	 * still writing, or the slow one would scribble over the newer lap. */
+	uint32_t np = ld_seqcst(&h->pubs_hwm);
+	if (np > s->opts.max_publishers)
+		np = s->opts.max_publishers;
+	for (uint32_t i = 0; i < np; i++) {
+		struct shmbus_pub_slot *ps = &s->pubs[i];
+		uint64_t cp = ld_seqcst(&ps->claim_pos);
+		if (cp != SHMBUS_NOPOS && cp <= tail && tail - cp <= s->cap && cp < min &&
+		    ld_relaxed(&ps->owner))
+			min = cp;
+	}
+	if (s->opts.policy != SHMBUS_BLOCK)
+		return min;
 	uint32_t ng = ld_seqcst(&h->groups_hwm);
 	if (ng > s->opts.max_groups)
 		ng = s->opts.max_groups;
@@ -170,7 +186,7 @@ int shmbus_ring_reclaim_readers(struct shmbus_seg *s, uint64_t minpos)
 	return n;
 }
 
-/* Wait for space in block mode until the claim ending at end fits. */
+/* Wait until the claim ending at end fits (I4, I5). */
 static int wait_space(struct shmbus_ring_pub *rp, uint64_t end, int timeout_ms)
 {
 	struct shmbus_seg *s = rp->seg;
@@ -192,8 +208,12 @@ static int wait_space(struct shmbus_ring_pub *rp, uint64_t end, int timeout_ms)
 		if (now >= deadline)
 			return -EAGAIN;
 		if (now >= next_poll) {
-			/* A dead reader must not hold us back beyond one poll. */
-			if (shmbus_ring_reclaim_readers(s, min))
+			/* A dead reader or a dead publisher's claim must not hold us back
+			 * beyond one poll. */
+			int freed = shmbus_ring_pub_gc(s, 1);
+			if (s->opts.policy == SHMBUS_BLOCK)
+				freed += shmbus_ring_reclaim_readers(s, min);
+			if (freed)
 				continue;
 			next_poll = now + POLL_NS;
 		}
@@ -240,7 +260,9 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 		 * a reader holds costs a cross-core round trip. PREFETCHW overlaps them. */
 		for (uint64_t q = t[0] & ~63ull; q < end + PREFETCH_AHEAD; q += 64)
 			__builtin_prefetch(s->log + (q & s->mask), 1, 3);
-		if (s->opts.policy == SHMBUS_BLOCK && end > rp->limit) {
+		if (end > rp->limit) {
+			/* A stale candidate of ours must not hold the others back. */
+			st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
 			int rc = wait_space(rp, end, timeout_ms);
 			if (rc < 0)
 				return rc;
@@ -402,7 +424,7 @@ static int claim_resolved(struct shmbus_seg *s, uint64_t cp, uint64_t ce)
 	return 1;
 }
 
-int shmbus_ring_pub_gc(struct shmbus_seg *s)
+int shmbus_ring_pub_gc(struct shmbus_seg *s, int only_claims)
 {
 	/* All slots, not up to the mark: this is the slow path, and must not trust it. */
 	uint32_t np = s->opts.max_publishers;
@@ -410,7 +432,8 @@ int shmbus_ring_pub_gc(struct shmbus_seg *s)
 	for (uint32_t i = 0; i < np; i++) {
 		struct shmbus_pub_slot *ps = &s->pubs[i];
 		uint64_t o = ld_acquire(&ps->owner);
-		if (!o || !owner_dead(o, ld_relaxed(&ps->starttime)))
+		if (!o || (only_claims && ld_relaxed(&ps->claim_pos) == SHMBUS_NOPOS) ||
+		    !owner_dead(o, ld_relaxed(&ps->starttime)))
 			continue;
 		if (!claim_resolved(s, ld_relaxed(&ps->claim_pos), ld_relaxed(&ps->claim_end)))
 			continue;

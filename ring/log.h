@@ -82,8 +82,9 @@ void shmbus_ring_wake_readers(struct shmbus_seg *s);
 void shmbus_ring_wake_publishers(struct shmbus_seg *s);
 
 /*
- * Block mode: the lowest position still needed by a live reader (fan-out positions,
- * held group messages, cursors of groups with members), or the tail if none.
+ * The lowest position publishers must not lap: claims still being written, and in block
+ * mode what live readers need (fan-out positions, held group messages, cursors of groups
+ * with members); the tail if none.
  * gcur/ghas: scratch of max_groups entries.
  */
 uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas);
@@ -105,8 +106,11 @@ int shmbus_ring_reclaim_reader(struct shmbus_seg *s, uint32_t idx, uint64_t owne
  */
 int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p);
 
-/* Free publisher slots of dead processes whose claims are resolved. Returns how many. */
-int shmbus_ring_pub_gc(struct shmbus_seg *s);
+/*
+ * Free publisher slots of dead processes whose claims are resolved (repairing those that
+ * are not); only_claims: look only at slots with a claim open. Returns how many.
+ */
+int shmbus_ring_pub_gc(struct shmbus_seg *s, int only_claims);
 
 /* Raise a high-water mark to at least v. */
 void shmbus_ring_hwm_raise(uint32_t *hwm, uint32_t v);

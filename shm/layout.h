@@ -121,7 +121,7 @@ struct shmbus_topic_hdr {
 	uint64_t created_ns;
 	char name[128];
 	/* rarely written: scan bounds of the tables (highest slot ever used + 1), and the
-	 * pid holding the group-creation lock (0 = free) */
+	 * thread id holding the group-creation lock (0 = free) */
 	uint32_t pubs_hwm;
 	uint32_t readers_hwm;
 	uint32_t groups_hwm;
