@@ -340,13 +340,20 @@ SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 	release_held(sb);
 	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0;
 	for (unsigned spins = 0;; spins++) {
-		/* Every 64th pass (and the first) tells empty from stuck and lapped. */
-		sb->cheap = (spins & 63) != 0;
+		/* Every 64th pass tells empty from stuck and lapped (the first, too, for a
+		 * poll): reading the tail costs the next publisher a cache miss. */
+		sb->cheap = (spins & 63) != 0 || (spins == 0 && timeout_ms != 0);
 		int rc = read_one(sb, msg, &waitpos);
 		if (rc == R_GOT)
 			return 0;
 		if (rc < 0)
 			return rc;
+		if (sb->cheap && rc == R_EMPTY) {
+			/* The tight part of the spin: no clock read (it costs as much as
+			 * the check), the time is looked at every 64th pass. */
+			shmbus_pause();
+			continue;
+		}
 		uint64_t now = shmbus_now_ns();
 		if (!start) {
 			start = now;

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "ring/wait.h"
 
-#include <ck_pr.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <linux/futex.h>
@@ -83,11 +82,6 @@ uint64_t shmbus_wall_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void shmbus_pause(void)
-{
-	ck_pr_stall();
 }
 
 uint64_t shmbus_deadline(int timeout_ms)

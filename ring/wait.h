@@ -6,6 +6,7 @@
 #ifndef SHMBUS_RING_WAIT_H
 #define SHMBUS_RING_WAIT_H
 
+#include <ck_pr.h>
 #include <stdint.h>
 
 /* Sleep while *word == val, at most timeout_ns (< 0: forever). Returns 0 (woken or value
@@ -31,7 +32,10 @@ uint64_t shmbus_now_ns(void);
 uint64_t shmbus_wall_ns(void);
 
 /* One spin-wait pause (PAUSE on x86). */
-void shmbus_pause(void);
+static inline void shmbus_pause(void)
+{
+	ck_pr_stall();
+}
 
 /* A deadline from a timeout in ms (< 0: none, returned as UINT64_MAX). */
 uint64_t shmbus_deadline(int timeout_ms);
