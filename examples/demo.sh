@@ -1,0 +1,194 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# examples/demo.sh: several publisher and subscriber processes on one topic of a private
+# bus. Starts fan-out subscribers (each must get every message) and the members of one
+# group (together they must get every message exactly once), then publishers that wait
+# until all readers are in; prints each process's counts and rates and the aggregate rate;
+# exits non-zero if any count is wrong or any process failed. The bus lives in a new
+# directory under /dev/shm that is removed at the end.
+#
+#   demo.sh [-b BINDIR] [-n COUNT] [-s SIZE] [-p PUBLISHERS] [-f SUBSCRIBERS] [-g MEMBERS]
+set -u
+
+usage() {
+	cat <<USAGE
+usage: $0 [options]
+  -b DIR   where the publisher and subscriber programs are (default: this script's
+           directory if they are there, else build/examples)
+  -n N     messages per publisher (default 200000)
+  -s B     payload bytes per message (default 64)
+  -p N     publishers (default 3)
+  -f N     fan-out subscribers (default 2)
+  -g N     members of the group 'workers' (default 2)
+USAGE
+}
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+# Installed next to the programs, or run from the source tree after scripts/main.sh.
+if [ -x "$HERE/publisher" ]; then
+	BINDIR=$HERE
+else
+	BINDIR="$HERE/../build/examples"
+fi
+COUNT=200000
+SIZE=64
+NPUB=3
+NFAN=2
+NGRP=2
+while getopts b:n:s:p:f:g:h opt; do
+	case $opt in
+	b) BINDIR=$OPTARG ;;
+	n) COUNT=$OPTARG ;;
+	s) SIZE=$OPTARG ;;
+	p) NPUB=$OPTARG ;;
+	f) NFAN=$OPTARG ;;
+	g) NGRP=$OPTARG ;;
+	h) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+PUB="$BINDIR/publisher"
+SUB="$BINDIR/subscriber"
+for p in "$PUB" "$SUB"; do
+	if [ ! -x "$p" ]; then
+		echo "demo: $p not found; build first (meson compile -C build) or pass -b" >&2
+		exit 2
+	fi
+done
+
+DIR=$(mktemp -d /dev/shm/shmbus-demo-XXXXXX) || exit 1
+PIDS=""
+cleanup() {
+	for pid in $PIDS; do
+		kill "$pid" 2>/dev/null
+	done
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export SHMBUS_DIR="$DIR"
+export SHMBUS_BUS=demo
+TOPIC=demo.ticks
+TOTAL=$((NPUB * COUNT))
+READERS=$((NFAN + NGRP))
+
+now_ns() { date +%s%N; }
+
+echo "demo: $NPUB publishers x $COUNT messages of $SIZE B on '$TOPIC';" \
+	"$NFAN subscribers and group 'workers' of $NGRP (bus in $DIR)"
+
+# Readers first: fan-out subscribers expect every message; group members read until idle.
+FAN_PIDS=""
+i=1
+while [ $i -le "$NFAN" ]; do
+	"$SUB" -n "fan$i" "$TOPIC" "$TOTAL" >"$DIR/fan$i.out" 2>"$DIR/fan$i.err" &
+	FAN_PIDS="$FAN_PIDS $!"
+	i=$((i + 1))
+done
+GRP_PIDS=""
+i=1
+while [ $i -le "$NGRP" ]; do
+	"$SUB" -g workers -n "workers$i" -t 10000 -I 500 "$TOPIC" 0 \
+		>"$DIR/workers$i.out" 2>"$DIR/workers$i.err" &
+	GRP_PIDS="$GRP_PIDS $!"
+	i=$((i + 1))
+done
+PIDS="$FAN_PIDS $GRP_PIDS"
+
+# Publishers wait until every reader is in, so nobody misses the start.
+T0=$(now_ns)
+PUB_PIDS=""
+i=1
+while [ $i -le "$NPUB" ]; do
+	"$PUB" -i "$i" -w "$READERS" "$TOPIC" "$COUNT" "$SIZE" >"$DIR/pub$i.out" 2>"$DIR/pub$i.err" &
+	PUB_PIDS="$PUB_PIDS $!"
+	i=$((i + 1))
+done
+PIDS="$PIDS $PUB_PIDS"
+
+FAILED=0
+# wait_all PIDS: wait for each; count the failures.
+wait_all() {
+	for pid in "$@"; do
+		if ! wait "$pid"; then
+			FAILED=$((FAILED + 1))
+		fi
+	done
+}
+# shellcheck disable=SC2086 # lists of pids
+wait_all $PUB_PIDS
+T_PUB=$(now_ns)
+# shellcheck disable=SC2086
+wait_all $FAN_PIDS
+T_FAN=$(now_ns)
+# shellcheck disable=SC2086
+wait_all $GRP_PIDS
+PIDS=""
+
+# field NAME FILE: the value of NAME=value in the report line of FILE (0 if absent).
+field() {
+	v=$(sed -n "s/.* $1=\([0-9]*\).*/\1/p" "$2" | head -n 1)
+	echo "${v:-0}"
+}
+
+show() {
+	cat "$DIR/$1.out"
+	if [ -s "$DIR/$1.err" ]; then
+		sed 's/^/    stderr: /' "$DIR/$1.err"
+	fi
+}
+
+SENT=0
+i=1
+while [ $i -le "$NPUB" ]; do
+	show "pub$i"
+	SENT=$((SENT + $(field sent "$DIR/pub$i.out")))
+	i=$((i + 1))
+done
+
+BAD=""
+DELIVERED=0
+i=1
+while [ $i -le "$NFAN" ]; do
+	show "fan$i"
+	got=$(field received "$DIR/fan$i.out")
+	DELIVERED=$((DELIVERED + got))
+	if [ "$got" -ne "$TOTAL" ]; then
+		BAD="$BAD fan$i:$got/$TOTAL"
+	fi
+	i=$((i + 1))
+done
+GSUM=0
+SHARES=""
+i=1
+while [ $i -le "$NGRP" ]; do
+	show "workers$i"
+	got=$(field received "$DIR/workers$i.out")
+	GSUM=$((GSUM + got))
+	SHARES="$SHARES${SHARES:+ + }$got"
+	i=$((i + 1))
+done
+DELIVERED=$((DELIVERED + GSUM))
+if [ "$NGRP" -gt 0 ]; then
+	echo "group workers: $GSUM messages between $NGRP members ($SHARES)"
+	if [ "$GSUM" -ne "$TOTAL" ]; then
+		BAD="$BAD workers:$GSUM/$TOTAL"
+	fi
+fi
+
+awk -v t0="$T0" -v tp="$T_PUB" -v tf="$T_FAN" -v pub="$SENT" -v del="$DELIVERED" \
+	-v size="$SIZE" 'BEGIN {
+	sp = (tp - t0) / 1e9; sf = (tf - t0) / 1e9
+	if (sp <= 0) sp = 1e-9
+	if (sf <= 0) sf = 1e-9
+	printf "aggregate: published %d messages in %.3f s (%.3f M msg/s);", pub, sp, pub / sp / 1e6
+	printf " delivered %d in %.3f s (%.3f M msg/s, %.1f MB/s)\n", del, sf, del / sf / 1e6,
+		del * size / sf / 1e6
+}'
+
+if [ "$FAILED" -ne 0 ] || [ -n "$BAD" ]; then
+	echo "demo: FAILED ($FAILED processes failed;${BAD:- counts right})" >&2
+	exit 1
+fi
+echo "demo: OK (every subscriber got all $TOTAL messages, the group got each exactly once)"

@@ -1,0 +1,43 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# scripts/setup.sh: install the Debian 12 packages that shmbus's build, tests, examples and
+# benchmarks need, and only those that are missing. Runs apt-get update only when something
+# must be installed; uses sudo only when not root. Safe to run again and again.
+set -eu
+
+# build: meson ninja-build pkg-config gcc libc6-dev (gcc only recommends it) and the
+#   libraries (libck-dev; liburing-dev, libjemalloc-dev, libinih-dev for the daemon).
+# tests: python3-pytest (bindings); clang + libclang-rt-14-dev for sanitizer builds with clang
+#   (gcc-12's own libasan8/libubsan1/libtsan2 come with gcc through libgcc-12-dev);
+#   procps (ps, pgrep in tests and scripts); util-linux (setarch, for TSan).
+PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
+libinih-dev python3-pytest clang libclang-rt-14-dev procps util-linux"
+
+missing=""
+for p in $PACKAGES; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$status" in
+	*" installed") ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+if [ -z "$missing" ]; then
+	echo "setup: all build and test packages are installed"
+	exit 0
+fi
+
+echo "setup: installing:$missing"
+if [ "$(id -u)" -eq 0 ]; then
+	SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+	SUDO="sudo"
+else
+	echo "setup: not root and no sudo; install these packages as root:$missing" >&2
+	exit 1
+fi
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$SUDO apt-get update
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
