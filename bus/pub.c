@@ -150,7 +150,7 @@ SHMBUS_API int shmbus_publish_timeout(shmbus_pub_t *p, const void *data, size_t 
 		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 		return rc;
 	}
-	put(&p->seg, c.rec, data, (uint32_t)len, type, c.seq, shmbus_wall_ns());
+	put(&p->seg, c.rec, data, (uint32_t)len, type, c.seq, shmbus_stamp_ns());
 	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 	count(p, 1, len);
 	shmbus_ring_wake_readers(&p->seg);
@@ -188,7 +188,7 @@ SHMBUS_API int shmbus_publish_batch(shmbus_pub_t *p, const shmbus_iov_t *msgs, u
 			st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 			return done ? (int)done : rc;
 		}
-		uint64_t ts = shmbus_wall_ns(), bytes = 0;
+		uint64_t ts = shmbus_stamp_ns(), bytes = 0;
 		/* Records 2..k first, the first last: a reader waits at the first and then
 		 * finds the rest committed. */
 		uint64_t pos = c.rec + ring_stride(msgs[done].len);
@@ -236,7 +236,7 @@ SHMBUS_API int shmbus_commit_type(shmbus_pub_t *p, uint32_t type)
 	r->len = (uint32_t)p->res_len;
 	r->type = type;
 	r->seq = p->res_seq;
-	r->ts = shmbus_wall_ns();
+	r->ts = shmbus_stamp_ns();
 	st_release(&r->commit, ring_stamp(&p->seg, p->res_rec));
 	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 	p->reserved = 0;

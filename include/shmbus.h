@@ -85,7 +85,8 @@ typedef struct shmbus_msg {
 	uint32_t len;          /* payload length in bytes (may be 0) */
 	uint32_t type;         /* the publisher's type word */
 	uint64_t seq;          /* topic-wide sequence number, from 0, one per message */
-	uint64_t timestamp_ns; /* CLOCK_REALTIME at commit, in nanoseconds */
+	uint64_t timestamp_ns; /* CLOCK_REALTIME at publish, in ns (read through the TSC where
+	                        * it is invariant: within a few us of clock_gettime) */
 	uint64_t lost;         /* messages this reader lost just before this one (overwrite) */
 	uint64_t _pos;         /* private */
 } shmbus_msg_t;

@@ -20,6 +20,7 @@
 #define add_relaxed(p, v) ((void)__atomic_fetch_add((p), (v), __ATOMIC_RELAXED))
 #define fence_seqcst() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
 
 static inline int cas_u64(uint64_t *p, uint64_t *expect, uint64_t want)
 {

@@ -31,6 +31,10 @@ int shmbus_membarrier_global(void);
 uint64_t shmbus_now_ns(void);
 uint64_t shmbus_wall_ns(void);
 
+/* CLOCK_REALTIME for message timestamps, read through the TSC where it is invariant
+ * (ring/clock.c): within a few us of clock_gettime, at half its cost. Thread-safe. */
+uint64_t shmbus_stamp_ns(void);
+
 /* One spin-wait pause (PAUSE on x86). */
 static inline void shmbus_pause(void)
 {
