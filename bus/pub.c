@@ -144,13 +144,18 @@ SHMBUS_API int shmbus_publish_timeout(shmbus_pub_t *p, const void *data, size_t 
 		return -EBUSY;
 	if (len > p->seg.opts.max_message)
 		return -EMSGSIZE;
+	/* The stamp first: its TSC read overlaps the claim (taken again if the claim had to
+	 * wait for space). */
+	uint64_t ts = shmbus_stamp_ns();
 	struct shmbus_claim c;
 	int rc = shmbus_ring_claim(&p->rp, ring_stride(len), 1, timeout_ms, &c);
 	if (rc < 0) {
 		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 		return rc;
 	}
-	put(&p->seg, c.rec, data, (uint32_t)len, type, c.seq, shmbus_stamp_ns());
+	if (c.waited)
+		ts = shmbus_stamp_ns();
+	put(&p->seg, c.rec, data, (uint32_t)len, type, c.seq, ts);
 	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 	count(p, 1, len);
 	shmbus_ring_wake_readers(&p->seg);

@@ -248,6 +248,7 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 	struct shmbus_pub_slot *slot = rp->slot;
 	/* A guess; the CAS corrects it (and fails if the two halves were inconsistent). */
 	uint64_t t[2] = { ld_relaxed(&h->tail[0]), ld_relaxed(&h->tail[1]) };
+	c->waited = 0;
 	for (;;) {
 		/* Claims end on record boundaries: an unaligned tail is damage. */
 		if (t[0] & (SHMBUS_REC_ALIGN - 1))
@@ -263,6 +264,7 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 		if (end > rp->limit) {
 			/* A stale candidate of ours must not hold the others back. */
 			st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
+			c->waited = 1;
 			int rc = wait_space(rp, end, timeout_ms);
 			if (rc < 0)
 				return rc;

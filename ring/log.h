@@ -57,6 +57,7 @@ struct shmbus_claim {
 	uint64_t rec;
 	uint64_t end;
 	uint64_t seq;
+	int waited; /* the claim waited for space (block mode) */
 };
 
 /*
