@@ -114,6 +114,8 @@ static void deliver(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t p, const 
 	msg->_pos = p;
 	sb->consumed++;
 	st_relaxed(&sb->slot->consumed, sb->consumed);
+	if (!sb->grp)
+		st_relaxed(&sb->slot->next_seq, v->seq + 1);
 	if (lost) {
 		sb->lost += lost;
 		st_relaxed(&sb->slot->lost, sb->lost);

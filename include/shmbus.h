@@ -277,6 +277,52 @@ typedef struct shmbus_topic_stats {
 /* Read a topic's counters. Returns 0, -ENOENT, -EPROTO, -EBADMSG. */
 SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_topic_stats_t *st);
 
+/*
+ * Call fn(name, arg) for each topic of the bus (files NAME.topic in its directory), in
+ * name order, "$sys." topics included. Stops at the first nonzero return of fn and
+ * returns it; 0 when all were visited; -errno if the directory cannot be read.
+ * Thread-safe. A topic created or removed meanwhile may or may not be seen.
+ */
+SHMBUS_API int shmbus_topic_foreach(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg),
+				    void *arg);
+
+/* One reader slot in use: a fan-out subscriber or a group member. */
+typedef struct shmbus_reader_info {
+	uint32_t slot;      /* reader slot index */
+	int32_t pid;        /* owning process */
+	char group[SHMBUS_GROUP_NAME_MAX + 1]; /* "" for a fan-out subscriber */
+	uint64_t consumed;  /* messages received */
+	uint64_t lost;      /* messages it lost to overwrite (fan-out) */
+	uint64_t pos;       /* fan-out: next position; member: held record, or UINT64_MAX */
+	uint64_t lag_bytes; /* fan-out: log bytes between it and the tail; member: 0 */
+	uint64_t lag_msgs;  /* fan-out: messages published that it has not received yet */
+} shmbus_reader_info_t;
+
+/*
+ * Fill out[0..max) with the topic's reader slots in use, in slot order. Returns how many
+ * there are (which may exceed max: call again with more room), -ENOENT, -EPROTO,
+ * -EBADMSG. A snapshot without locks: a reader joining or leaving meanwhile may be
+ * missed. Thread-safe.
+ */
+SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,
+				    shmbus_reader_info_t *out, unsigned max);
+
+/* One group of a topic. */
+typedef struct shmbus_group_info {
+	char name[SHMBUS_GROUP_NAME_MAX + 1];
+	uint32_t members;   /* live reader slots in the group */
+	uint64_t cursor;    /* position of the next message the group hands out */
+	uint64_t lag_bytes; /* log bytes between the cursor and the tail */
+	uint64_t lag_msgs;  /* messages published that the group has not handed out */
+	uint64_t lost;      /* messages the group lost to overwrite */
+	uint64_t abandoned; /* messages held by members that died (not redelivered) */
+} shmbus_group_info_t;
+
+/* Like shmbus_topic_readers(), for the topic's groups (durable: a group stays when its
+ * last member leaves, with members = 0). */
+SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
+				   shmbus_group_info_t *out, unsigned max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,7 +74,8 @@ struct shmbus_reader_slot {
 	uint32_t flags;
 	uint64_t consumed;  /* messages received (stats) */
 	uint64_t lost;      /* messages lost to overwrite (stats) */
-	uint64_t pad_[10];
+	uint64_t next_seq;  /* fan-out: sequence expected next, for lag in messages (stats) */
+	uint64_t pad_[9];
 };
 _Static_assert(sizeof(struct shmbus_reader_slot) == 128, "reader slot size");
 _Static_assert(offsetof(struct shmbus_reader_slot, pos) == 16, "reader pos offset");

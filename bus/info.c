@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Looking at a bus from outside: its topics, and each topic's readers and groups, read
+ * from the shared counters without locks and without the daemon (for `shmbus stat`).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/internal.h"
+#include "shm/err.h"
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+SHMBUS_API int shmbus_topic_foreach(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg),
+				    void *arg)
+{
+	DIR *d = opendir(bus->path);
+	if (!d) {
+		int e = errno;
+		return shmbus_err(-e, "bus '%s': cannot read %s: %s", bus->name, bus->path,
+				  strerror(e));
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		/* NAME.topic; temporary files of a creation in progress start with '.' */
+		if (de->d_name[0] == '.' || len <= 6 || strcmp(de->d_name + len - 6, ".topic"))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **nn = realloc(names, cap * sizeof(*names));
+			if (!nn) {
+				rc = shmbus_err(-ENOMEM, "out of memory");
+				goto out;
+			}
+			names = nn;
+		}
+		names[n] = strndup(de->d_name, len - 6);
+		if (!names[n]) {
+			rc = shmbus_err(-ENOMEM, "out of memory");
+			goto out;
+		}
+		n++;
+	}
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = fn(names[i], arg);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(d);
+	return rc;
+}
+
+/* The tail as a pair without writing to it (two loads; the second confirms the first). */
+static void tail_snapshot(struct shmbus_topic_hdr *h, uint64_t t[2])
+{
+	for (;;) {
+		t[0] = ld_acquire(&h->tail[0]);
+		t[1] = ld_acquire(&h->tail[1]);
+		if (ld_acquire(&h->tail[0]) == t[0])
+			return;
+	}
+}
+
+SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,
+				    shmbus_reader_info_t *out, unsigned max)
+{
+	struct shmbus_seg seg;
+	int rc = shmbus_topic_open_seg(bus, topic, &seg);
+	if (rc < 0)
+		return rc;
+	uint64_t t[2];
+	tail_snapshot(seg.hdr, t);
+	unsigned n = 0;
+	for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
+		struct shmbus_reader_slot *r = &seg.readers[i];
+		uint64_t o = ld_acquire(&r->owner);
+		if (SHMBUS_OWNER_STATE(o) != SHMBUS_SLOT_ACTIVE)
+			continue;
+		if (n < max) {
+			shmbus_reader_info_t *ri = &out[n];
+			memset(ri, 0, sizeof(*ri));
+			ri->slot = i;
+			ri->pid = SHMBUS_OWNER_PID(o);
+			ri->consumed = ld_relaxed(&r->consumed);
+			ri->lost = ld_relaxed(&r->lost);
+			ri->pos = ld_relaxed(&r->pos);
+			uint32_t gi = ld_relaxed(&r->group);
+			if (gi && gi <= seg.opts.max_groups) {
+				struct shmbus_group_slot *g = &seg.groups[gi - 1];
+				memcpy(ri->group, g->name, sizeof(ri->group) - 1);
+				ri->group[sizeof(ri->group) - 1] = '\0';
+			} else {
+				uint64_t ns = ld_relaxed(&r->next_seq);
+				if (ri->pos != SHMBUS_NOPOS && ri->pos <= t[0])
+					ri->lag_bytes = t[0] - ri->pos;
+				/* Before its first message a reader has no sequence yet. */
+				if (ri->consumed && ns <= t[1])
+					ri->lag_msgs = t[1] - ns;
+			}
+		}
+		n++;
+	}
+	shmbus_seg_close(&seg);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
+				   shmbus_group_info_t *out, unsigned max)
+{
+	struct shmbus_seg seg;
+	int rc = shmbus_topic_open_seg(bus, topic, &seg);
+	if (rc < 0)
+		return rc;
+	uint64_t t[2];
+	tail_snapshot(seg.hdr, t);
+	unsigned n = 0;
+	for (uint32_t g = 0; g < seg.opts.max_groups; g++) {
+		struct shmbus_group_slot *gs = &seg.groups[g];
+		if (ld_acquire(&gs->state) != SHMBUS_GROUP_ACTIVE)
+			continue;
+		if (n < max) {
+			shmbus_group_info_t *gi = &out[n];
+			memset(gi, 0, sizeof(*gi));
+			memcpy(gi->name, gs->name, sizeof(gi->name) - 1);
+			gi->name[sizeof(gi->name) - 1] = '\0';
+			uint64_t c = ld_acquire(&gs->cursor[0]);
+			uint64_t cs = ld_acquire(&gs->cursor[1]);
+			gi->cursor = c;
+			if (c <= t[0])
+				gi->lag_bytes = t[0] - c;
+			if (cs != SHMBUS_NOSEQ && cs <= t[1])
+				gi->lag_msgs = t[1] - cs;
+			gi->lost = ld_relaxed(&gs->lost);
+			gi->abandoned = ld_relaxed(&gs->abandoned);
+			for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
+				struct shmbus_reader_slot *r = &seg.readers[i];
+				if (SHMBUS_OWNER_STATE(ld_acquire(&r->owner)) == SHMBUS_SLOT_ACTIVE &&
+				    ld_relaxed(&r->group) == g + 1)
+					gi->members++;
+			}
+		}
+		n++;
+	}
+	shmbus_seg_close(&seg);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
