@@ -323,6 +323,36 @@ typedef struct shmbus_group_info {
 SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 				   shmbus_group_info_t *out, unsigned max);
 
+/* ---- the daemon ---------------------------------------------------------------------- */
+
+/*
+ * A bus's supervisor, shmbusd, listens on the control socket "control.sock" in the bus
+ * directory. shmbus_bus_open() registers the process with it when one runs (unless
+ * SHMBUS_NO_DAEMON is set), so that it learns at once when the process dies and frees
+ * what it held; with no daemon the library runs embedded, the same otherwise.
+ */
+
+/* What the daemon says of itself. */
+typedef struct shmbus_daemon_info {
+	int32_t pid;            /* the daemon's process */
+	uint32_t clients;       /* processes registered now */
+	uint64_t uptime_ms;     /* since it started */
+	uint64_t crashes;       /* client deaths it cleaned up after */
+	char version[16];       /* shmbus version of the daemon */
+	char config[256];       /* config file it runs ("" for the built-in default) */
+} shmbus_daemon_info_t;
+
+/*
+ * Ask the bus's daemon how it is, waiting at most timeout_ms for the answer.
+ * Returns 0; -ENOENT when there is no control socket (no daemon); -ECONNREFUSED when the
+ * socket is there but nobody listens (a daemon that died); -ETIMEDOUT when it does not
+ * answer in time; -EPROTO for an answer that makes no sense. Thread-safe.
+ */
+SHMBUS_API int shmbus_daemon_ping(shmbus_bus_t *bus, int timeout_ms, shmbus_daemon_info_t *info);
+
+/* Is this bus handle registered with a daemon? 1 yes, 0 no (embedded). */
+SHMBUS_API int shmbus_bus_supervised(const shmbus_bus_t *bus);
+
 #ifdef __cplusplus
 }
 #endif
