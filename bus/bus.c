@@ -63,12 +63,16 @@ SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name)
 		free(b);
 		return rc;
 	}
+	shmbus_client_register(b);
 	*out = b;
 	return 0;
 }
 
 SHMBUS_API void shmbus_bus_close(shmbus_bus_t *bus)
 {
+	if (!bus)
+		return;
+	shmbus_client_unregister(bus);
 	free(bus);
 }
 

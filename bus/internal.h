@@ -14,6 +14,8 @@
 struct shmbus_bus {
 	char path[PATH_MAX];
 	char name[SHMBUS_TOPIC_NAME_MAX + 1];
+	int daemon_fd;      /* registered with the bus's daemon: the connection, else -1 */
+	uint64_t client_id; /* the daemon's id for this registration */
 };
 
 struct shmbus_pub {
@@ -56,5 +58,9 @@ int shmbus_opts_resolve(const shmbus_topic_opts_t *in, struct shmbus_seg_opts *o
 
 /* Validate the topic name and open its segment. */
 int shmbus_topic_open_seg(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg);
+
+/* Register with the bus's daemon if one runs (best effort; sets daemon_fd or -1). */
+void shmbus_client_register(shmbus_bus_t *bus);
+void shmbus_client_unregister(shmbus_bus_t *bus);
 
 #endif

@@ -7,12 +7,13 @@
 set -eu
 
 # build: meson ninja-build pkg-config gcc libc6-dev (gcc only recommends it) and the
-#   libraries (libck-dev; liburing-dev, libjemalloc-dev, libinih-dev for the daemon).
+#   libraries (libck-dev; liburing-dev, libjemalloc-dev, libinih-dev and libsystemd-dev
+#   (readiness notification) for the daemon).
 # tests: python3-pytest (bindings); clang + libclang-rt-14-dev for sanitizer builds with clang
 #   (gcc-12's own libasan8/libubsan1/libtsan2 come with gcc through libgcc-12-dev);
 #   procps (ps, pgrep in tests and scripts); util-linux (setarch, for TSan).
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
-libinih-dev python3-pytest clang libclang-rt-14-dev procps util-linux"
+libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control protocol between libshmbus and shmbusd: fixed-layout datagrams on a
+ * SOCK_SEQPACKET socket, "control.sock" in the bus directory. The daemon trusts nothing
+ * in them it can check itself: the peer's pid and uid come from SO_PEERCRED, a length
+ * must equal the datagram's size, strings must be NUL-terminated within their field.
+ *
+ *   client -> daemon   HELLO {pid, start time, program}     register; the connection stays
+ *                                                           open for the process's life
+ *   daemon -> client   WELCOME {daemon pid, client id}
+ *   client -> daemon   PING                                 anyone, registered or not
+ *   daemon -> client   PONG {daemon info}
+ *   daemon -> client   ERROR {errno, text}                  a request it refused
+ */
+#ifndef SHMBUS_BUS_PROTO_H
+#define SHMBUS_BUS_PROTO_H
+
+#include <stdint.h>
+
+#define SHMBUS_SOCK_NAME "control.sock"
+#define SHMBUS_PROTO_MAGIC 0x44424853u /* "SHBD" */
+#define SHMBUS_PROTO_VERSION 1u
+#define SHMBUS_PROTO_MAX 1024u /* no datagram is longer */
+
+enum shmbus_proto_type {
+	SHMBUS_P_HELLO = 1,
+	SHMBUS_P_WELCOME = 2,
+	SHMBUS_P_PING = 3,
+	SHMBUS_P_PONG = 4,
+	SHMBUS_P_ERROR = 5,
+};
+
+struct shmbus_p_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len; /* the whole datagram, header included */
+	uint32_t pad;
+};
+
+struct shmbus_p_hello {
+	struct shmbus_p_hdr h;
+	int32_t pid;
+	uint32_t flags;
+	uint64_t starttime; /* /proc/<pid>/stat field 22 */
+	char prog[64];
+};
+
+struct shmbus_p_welcome {
+	struct shmbus_p_hdr h;
+	int32_t daemon_pid;
+	uint32_t pad;
+	uint64_t client_id;
+};
+
+struct shmbus_p_pong {
+	struct shmbus_p_hdr h;
+	int32_t pid;
+	uint32_t clients;
+	uint64_t uptime_ms;
+	uint64_t crashes;
+	char version[16];
+	char config[256];
+};
+
+struct shmbus_p_error {
+	struct shmbus_p_hdr h;
+	int32_t err; /* positive errno */
+	uint32_t pad;
+	char text[256];
+};
+
+static inline void shmbus_p_init(struct shmbus_p_hdr *h, uint16_t type, uint32_t len)
+{
+	h->magic = SHMBUS_PROTO_MAGIC;
+	h->version = SHMBUS_PROTO_VERSION;
+	h->type = type;
+	h->len = len;
+	h->pad = 0;
+}
+
+/* Does buf (n bytes received) hold a well-formed message of type with exactly size
+ * bytes? */
+static inline int shmbus_p_check(const void *buf, size_t n, uint16_t type, size_t size)
+{
+	const struct shmbus_p_hdr *h = buf;
+	return n == size && h->magic == SHMBUS_PROTO_MAGIC &&
+	       h->version == SHMBUS_PROTO_VERSION && h->type == type && h->len == n;
+}
+
+#endif

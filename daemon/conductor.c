@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The conductor: one thread, one io_uring. In flight at any time: an accept on the
+ * control socket, a recv on each connection, a poll on each watched process's pidfd, a
+ * read of the signalfd and a 100 ms housekeeping timeout. Every completion re-arms what
+ * it consumed; everything is submitted with one io_uring_submit_and_wait per turn.
+ *
+ * Connections are freed only when their recv has completed (a shutdown() ends it), and
+ * processes only when their pidfd poll has completed (the process died), so no
+ * completion ever points at freed memory.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/shmbusd.h"
+#include "shm/proc.h"
+
+#define TICK_NS 100000000ll /* housekeeping every 100 ms */
+#define RING_ENTRIES 256
+
+uint64_t d_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct io_uring_sqe *sqe_get(struct daemon *d)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+	if (!sqe) {
+		/* The ring is full: hand what is queued to the kernel and try again. */
+		io_uring_submit(&d->ring);
+		sqe = io_uring_get_sqe(&d->ring);
+	}
+	return sqe;
+}
+
+static void arm_accept(struct daemon *d)
+{
+	struct io_uring_sqe *sqe = sqe_get(d);
+	io_uring_prep_accept(sqe, d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &d->accept_op);
+}
+
+static void arm_recv(struct daemon *d, struct conn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(d);
+	/* One byte more than the largest message: a longer datagram shows up as truncated. */
+	io_uring_prep_recv(sqe, c->fd, c->buf, sizeof(c->buf), 0);
+	io_uring_sqe_set_data(sqe, &c->recv_op);
+}
+
+static void arm_pidfd(struct daemon *d, struct proc *p)
+{
+	struct io_uring_sqe *sqe = sqe_get(d);
+	io_uring_prep_poll_add(sqe, p->pidfd, POLLIN);
+	io_uring_sqe_set_data(sqe, &p->pidfd_op);
+}
+
+static void arm_signal(struct daemon *d)
+{
+	struct io_uring_sqe *sqe = sqe_get(d);
+	io_uring_prep_read(sqe, d->signal_fd, d->sigbuf, sizeof(struct signalfd_siginfo), 0);
+	io_uring_sqe_set_data(sqe, &d->signal_op);
+}
+
+static void arm_timer(struct daemon *d)
+{
+	struct io_uring_sqe *sqe = sqe_get(d);
+	d->tick.tv_sec = 0;
+	d->tick.tv_nsec = TICK_NS;
+	io_uring_prep_timeout(sqe, &d->tick, 0, 0);
+	io_uring_sqe_set_data(sqe, &d->timer_op);
+}
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st)
+{
+	for (struct proc *p = d->procs; p; p = p->next)
+		if (p->pid == pid && p->starttime == st)
+			return p;
+	int fd = pidfd_open_(pid);
+	if (fd < 0)
+		return NULL;
+	/* The pidfd names whatever has the pid now: make sure it is the process we mean
+	 * (checked after opening, so the pid cannot be reused between check and open). */
+	if (!shmbus_proc_alive(pid, st)) {
+		close(fd);
+		return NULL;
+	}
+	struct proc *p = calloc(1, sizeof(*p));
+	if (!p) {
+		close(fd);
+		return NULL;
+	}
+	p->pidfd_op.kind = OP_PIDFD;
+	p->pidfd_op.owner = p;
+	p->pid = pid;
+	p->starttime = st;
+	p->pidfd = fd;
+	char path[64];
+	struct stat sb;
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (stat(path, &sb) == 0) {
+		p->uid = sb.st_uid;
+		p->uid_known = 1;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (f) {
+		if (fgets(p->prog, sizeof(p->prog), f))
+			p->prog[strcspn(p->prog, "\n")] = '\0';
+		fclose(f);
+	}
+	p->next = d->procs;
+	d->procs = p;
+	d->nprocs++;
+	arm_pidfd(d, p);
+	return p;
+}
+
+static void proc_free(struct daemon *d, struct proc *p)
+{
+	for (struct proc **pp = &d->procs; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	for (struct conn *c = d->conns; c; c = c->next)
+		if (c->proc == p)
+			c->proc = NULL;
+	close(p->pidfd);
+	d->nprocs--;
+	free(p);
+}
+
+/* The kernel says p is gone. */
+static void proc_died(struct daemon *d, struct proc *p)
+{
+	struct reaped r;
+	reap(d, p->pid, p->starttime, &r);
+	char prog[160];
+	json_str(prog, sizeof(prog), p->prog);
+	/* Registered and never said goodbye (its connection was still open), or it left
+	 * something behind: a crash. Otherwise it exited cleanly. */
+	int crashed = p->nconn > 0 || p->died_attached || r.readers || r.publishers;
+	if (crashed)
+		d->crashes++;
+	event(d, crashed ? "crash" : "exit",
+	      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"readers_freed\":%u,"
+	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
+	      (int)p->pid, p->uid_known ? (int)p->uid : -1, prog, r.readers, r.publishers,
+	      (unsigned long long)r.aborted, r.topics);
+	proc_free(d, p);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (!c->closing) {
+		c->closing = 1;
+		/* Ends the pending recv with 0; the conn is freed when it completes. */
+		shutdown(c->fd, SHUT_RDWR);
+	}
+}
+
+static void conn_free(struct daemon *d, struct conn *c)
+{
+	for (struct conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->proc) {
+		struct proc *p = c->proc;
+		p->nconn--;
+		/* Still alive: a detach (it closed its bus). Keep watching until it exits:
+		 * it may still hold slots through other handles. */
+		if (!shmbus_proc_alive(p->pid, p->starttime))
+			p->died_attached = 1;
+		else if (p->nconn == 0)
+			event(d, "detach", "\"pid\":%d,\"uid\":%d,\"client\":%llu", (int)p->pid,
+			      (int)c->peer_uid, (unsigned long long)c->id);
+	}
+	close(c->fd);
+	d->nconns--;
+	free(c);
+}
+
+static void send_error(struct conn *c, int err, const char *text)
+{
+	struct shmbus_p_error e;
+	memset(&e, 0, sizeof(e));
+	shmbus_p_init(&e.h, SHMBUS_P_ERROR, sizeof(e));
+	e.err = err;
+	snprintf(e.text, sizeof(e.text), "%s", text);
+	/* Non-blocking: a client that does not read its socket loses the error, not us. */
+	send(c->fd, &e, sizeof(e), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void handle_hello(struct daemon *d, struct conn *c, const struct shmbus_p_hello *h)
+{
+	if (c->proc) {
+		send_error(c, EALREADY, "already registered");
+		return;
+	}
+	/* The kernel's word on who is calling, not the message's. */
+	if (h->pid != c->peer_pid) {
+		send_error(c, EPERM, "pid does not match the peer's credentials");
+		conn_close(c);
+		return;
+	}
+	uint64_t st = 0;
+	if (shmbus_proc_starttime(c->peer_pid, &st) < 0 || st != h->starttime) {
+		send_error(c, ESRCH, "start time does not match the process");
+		conn_close(c);
+		return;
+	}
+	struct proc *p = conductor_watch(d, c->peer_pid, st);
+	if (!p) {
+		send_error(c, ESRCH, "cannot watch the process");
+		conn_close(c);
+		return;
+	}
+	p->nconn++;
+	c->proc = p;
+	struct shmbus_p_welcome w;
+	memset(&w, 0, sizeof(w));
+	shmbus_p_init(&w.h, SHMBUS_P_WELCOME, sizeof(w));
+	w.daemon_pid = getpid();
+	w.client_id = c->id;
+	send(c->fd, &w, sizeof(w), MSG_DONTWAIT | MSG_NOSIGNAL);
+	char prog[160];
+	event(d, "attach", "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"client\":%llu", (int)p->pid,
+	      (int)c->peer_uid, json_str(prog, sizeof(prog), h->prog[sizeof(h->prog) - 1]
+									? "?"
+									: h->prog),
+	      (unsigned long long)c->id);
+}
+
+static void handle_ping(struct daemon *d, struct conn *c)
+{
+	struct shmbus_p_pong p;
+	memset(&p, 0, sizeof(p));
+	shmbus_p_init(&p.h, SHMBUS_P_PONG, sizeof(p));
+	p.pid = getpid();
+	unsigned clients = 0;
+	for (struct proc *q = d->procs; q; q = q->next)
+		clients += q->nconn > 0;
+	p.clients = clients;
+	p.uptime_ms = d_now_ms() - d->started_ms;
+	p.crashes = d->crashes;
+	snprintf(p.version, sizeof(p.version), "%s", SHMBUS_VERSION);
+	snprintf(p.config, sizeof(p.config), "%.255s", d->cfg.path);
+	send(c->fd, &p, sizeof(p), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* One datagram from a connection. Anything malformed ends the connection. */
+static void handle_msg(struct daemon *d, struct conn *c, size_t n)
+{
+	const struct shmbus_p_hdr *h = (const void *)c->buf;
+	if (n > SHMBUS_PROTO_MAX || n < sizeof(*h) || h->magic != SHMBUS_PROTO_MAGIC ||
+	    h->version != SHMBUS_PROTO_VERSION || h->len != n) {
+		send_error(c, EPROTO, "malformed request");
+		conn_close(c);
+		return;
+	}
+	if (h->type == SHMBUS_P_HELLO && n == sizeof(struct shmbus_p_hello))
+		handle_hello(d, c, (const void *)c->buf);
+	else if (h->type == SHMBUS_P_PING && n == sizeof(struct shmbus_p_hdr))
+		handle_ping(d, c);
+	else {
+		send_error(c, EPROTO, "unknown request");
+		conn_close(c);
+	}
+}
+
+static void on_accept(struct daemon *d, int res)
+{
+	if (res < 0) {
+		if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN)
+			fprintf(stderr, "shmbusd: accept: %s\n", strerror(-res));
+		if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+			/* Out of descriptors: try again at the next tick, not in a busy loop. */
+			return;
+		}
+		arm_accept(d);
+		return;
+	}
+	arm_accept(d);
+	if (d->nconns >= d->cfg.max_clients) {
+		close(res);
+		return;
+	}
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c || getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		free(c);
+		close(res);
+		return;
+	}
+	c->recv_op.kind = OP_RECV;
+	c->recv_op.owner = c;
+	c->fd = res;
+	c->id = ++d->next_conn_id;
+	c->peer_pid = cred.pid;
+	c->peer_uid = cred.uid;
+	c->since_ms = d_now_ms();
+	c->next = d->conns;
+	d->conns = c;
+	d->nconns++;
+	arm_recv(d, c);
+}
+
+static void on_recv(struct daemon *d, struct conn *c, int res)
+{
+	if (res <= 0 || c->closing) {
+		/* EOF, an error or our own shutdown. If the peer died, its pidfd says so
+		 * too; the process is reaped there. */
+		conn_free(d, c);
+		return;
+	}
+	handle_msg(d, c, (size_t)res);
+	arm_recv(d, c);
+}
+
+static void on_signal(struct daemon *d, int res)
+{
+	if (res == (int)sizeof(struct signalfd_siginfo)) {
+		const struct signalfd_siginfo *si = (const void *)d->sigbuf;
+		if (si->ssi_signo == SIGHUP)
+			d->reload = 1;
+		else
+			d->stop = 1;
+	}
+	if (!d->stop)
+		arm_signal(d);
+}
+
+static void housekeeping(struct daemon *d)
+{
+	uint64_t now = d_now_ms();
+	/* Connections that never registered (and never pinged) for too long. */
+	for (struct conn *c = d->conns; c; c = c->next)
+		if (!c->proc && !c->closing && now - c->since_ms > d->cfg.idle_timeout_ms)
+			conn_close(c);
+	check_lag(d);
+	/* Processes that took slots without registering (SHMBUS_NO_DAEMON, or attached
+	 * before we started): found every second. */
+	static uint64_t last_adopt;
+	if (now - last_adopt >= 1000) {
+		last_adopt = now;
+		adopt(d);
+	}
+}
+
+static int reload(struct daemon *d)
+{
+	struct shmbusd_config next;
+	char err[1024];
+	const char *path = d->cfg_path[0] ? d->cfg_path : NULL;
+	if (config_load(path, &next, err, sizeof(err)) < 0) {
+		char esc[2048];
+		event(d, "reload_failed", "\"error\":\"%s\"", json_str(esc, sizeof(esc), err));
+		return -1;
+	}
+	if (strcmp(next.bus, d->cfg.bus) || strcmp(next.dir, d->cfg.dir)) {
+		config_free(&next);
+		event(d, "reload_failed",
+		      "\"error\":\"the bus name and directory cannot change on reload\"");
+		return -1;
+	}
+	if (apply_topics(d, &next, err, sizeof(err)) < 0) {
+		char esc[2048];
+		config_free(&next);
+		event(d, "reload_failed", "\"error\":\"%s\"", json_str(esc, sizeof(esc), err));
+		return -1;
+	}
+	snprintf(next.path, sizeof(next.path), "%s", d->cfg.path);
+	config_free(&d->cfg);
+	d->cfg = next;
+	event(d, "reload", "\"topics\":%zu", d->cfg.ntopics);
+	return 0;
+}
+
+int conductor_init(struct daemon *d)
+{
+	int rc = io_uring_queue_init(RING_ENTRIES, &d->ring, 0);
+	if (rc < 0) {
+		fprintf(stderr, "shmbusd: io_uring_queue_init: %s\n", strerror(-rc));
+		return -1;
+	}
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (d->signal_fd < 0) {
+		perror("shmbusd: signalfd");
+		return -1;
+	}
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", d->bus_dir,
+			     SHMBUS_SOCK_NAME) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "shmbusd: %s/%s: path too long for a socket\n", d->bus_dir,
+			SHMBUS_SOCK_NAME);
+		return -1;
+	}
+	d->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (d->listen_fd < 0) {
+		perror("shmbusd: socket");
+		return -1;
+	}
+	/* A socket file left by a daemon that died: nobody answers on it. */
+	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (probe >= 0) {
+		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			fprintf(stderr, "shmbusd: another daemon serves %s already\n", d->bus_dir);
+			return -1;
+		}
+		close(probe);
+	}
+	unlink(sa.sun_path);
+	mode_t old = umask(0777 & ~d->cfg.mode & 0666);
+	rc = bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || listen(d->listen_fd, 128) < 0) {
+		fprintf(stderr, "shmbusd: cannot listen on %s: %s\n", sa.sun_path, strerror(errno));
+		return -1;
+	}
+	if (d->cfg.has_gid && chown(sa.sun_path, (uid_t)-1, d->cfg.gid) < 0)
+		fprintf(stderr, "shmbusd: chgrp %s: %s\n", sa.sun_path, strerror(errno));
+	d->accept_op.kind = OP_ACCEPT;
+	d->signal_op.kind = OP_SIGNAL;
+	d->timer_op.kind = OP_TIMER;
+	arm_accept(d);
+	arm_signal(d);
+	arm_timer(d);
+	return 0;
+}
+
+int conductor_run(struct daemon *d)
+{
+	int accept_armed = 1;
+	while (!d->stop) {
+		int rc = io_uring_submit_and_wait(&d->ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			fprintf(stderr, "shmbusd: io_uring_submit_and_wait: %s\n", strerror(-rc));
+			return -1;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&d->ring, head, cqe)
+		{
+			seen++;
+			struct op *op = io_uring_cqe_get_data(cqe);
+			int res = cqe->res;
+			if (!op)
+				continue;
+			switch (op->kind) {
+			case OP_ACCEPT:
+				on_accept(d, res);
+				accept_armed = !(res == -EMFILE || res == -ENFILE ||
+						 res == -ENOBUFS || res == -ENOMEM);
+				break;
+			case OP_RECV:
+				on_recv(d, op->owner, res);
+				break;
+			case OP_PIDFD:
+				proc_died(d, op->owner);
+				break;
+			case OP_SIGNAL:
+				on_signal(d, res);
+				break;
+			case OP_TIMER:
+				housekeeping(d);
+				if (!accept_armed) {
+					arm_accept(d);
+					accept_armed = 1;
+				}
+				arm_timer(d);
+				break;
+			}
+		}
+		io_uring_cq_advance(&d->ring, seen);
+		if (d->reload) {
+			d->reload = 0;
+			reload(d);
+		}
+	}
+	return 0;
+}
+
+void conductor_fini(struct daemon *d)
+{
+	char path[sizeof(d->bus_dir) + 32];
+	snprintf(path, sizeof(path), "%s/%s", d->bus_dir, SHMBUS_SOCK_NAME);
+	if (d->listen_fd >= 0) {
+		unlink(path);
+		close(d->listen_fd);
+	}
+	/* Exiting: the kernel drops what is in flight with the ring. */
+	io_uring_queue_exit(&d->ring);
+	while (d->conns) {
+		struct conn *c = d->conns;
+		d->conns = c->next;
+		close(c->fd);
+		free(c);
+	}
+	while (d->procs) {
+		struct proc *p = d->procs;
+		d->procs = p->next;
+		close(p->pidfd);
+		free(p);
+	}
+	if (d->signal_fd >= 0)
+		close(d->signal_fd);
+}

@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_ROOT "/dev/shm/shmbus"
+
+struct ctx {
+	struct shmbusd_config *c;
+	char why[256];
+	/* keys seen, to refuse one set twice: "section\nkey" */
+	char **seen;
+	size_t nseen;
+};
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (*end == 'i' || *end == 'B') /* "64MiB", "64MB" read as 64M */
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end)
+		return -1;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	uint64_t v;
+	if (config_parse_size(s, &v) < 0 || v < lo || v > hi)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int fail(struct ctx *x, const char *fmt, const char *a, const char *b)
+{
+	snprintf(x->why, sizeof(x->why), fmt, a, b);
+	return 0; /* inih: stop, report this line */
+}
+
+static int seen_twice(struct ctx *x, const char *section, const char *key)
+{
+	char buf[512];
+	snprintf(buf, sizeof(buf), "%s\n%s", section, key);
+	for (size_t i = 0; i < x->nseen; i++)
+		if (!strcmp(x->seen[i], buf))
+			return 1;
+	char **n = realloc(x->seen, (x->nseen + 1) * sizeof(*n));
+	if (!n)
+		return 1;
+	x->seen = n;
+	x->seen[x->nseen] = strdup(buf);
+	if (!x->seen[x->nseen])
+		return 1;
+	x->nseen++;
+	return 0;
+}
+
+static struct topic_decl *topic_for(struct ctx *x, const char *name)
+{
+	struct shmbusd_config *c = x->c;
+	for (size_t i = 0; i < c->ntopics; i++)
+		if (!strcmp(c->topics[i].name, name))
+			return &c->topics[i];
+	struct topic_decl *t = realloc(c->topics, (c->ntopics + 1) * sizeof(*t));
+	if (!t)
+		return NULL;
+	c->topics = t;
+	t = &c->topics[c->ntopics++];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	shmbus_topic_opts_init(&t->opts);
+	return t;
+}
+
+static int bus_key(struct ctx *x, const char *key, const char *value)
+{
+	struct shmbusd_config *c = x->c;
+	if (!strcmp(key, "name")) {
+		if (shmbus_topic_name_check(value, 0) < 0 || strchr(value, '.'))
+			return fail(x, "bus name '%s' is not a valid token ([A-Za-z0-9_-]+)%s",
+				    value, "");
+		snprintf(c->bus, sizeof(c->bus), "%s", value);
+	} else if (!strcmp(key, "dir")) {
+		if (value[0] != '/')
+			return fail(x, "dir '%s' is not an absolute path%s", value, "");
+		if (strlen(value) >= sizeof(c->dir) - 200)
+			return fail(x, "dir is too long (%.100s...)%s", value, "");
+		snprintf(c->dir, sizeof(c->dir), "%s", value);
+	} else if (!strcmp(key, "mode")) {
+		char *end;
+		errno = 0;
+		unsigned long m = strtoul(value, &end, 8);
+		if (errno || end == value || *end || m > 0777 || (m & 0600) != 0600)
+			return fail(x, "mode '%s' is not an octal file mode with owner read and "
+				       "write (e.g. 0660)%s",
+				    value, "");
+		c->mode = (mode_t)m;
+	} else if (!strcmp(key, "group")) {
+		struct group *g = getgrnam(value);
+		if (!g)
+			return fail(x, "group '%s' does not exist%s", value, "");
+		c->gid = g->gr_gid;
+		c->has_gid = 1;
+	} else if (!strcmp(key, "log_capacity")) {
+		uint64_t v;
+		if (config_parse_size(value, &v) < 0 || v < 65536 || v > (1ull << 30) ||
+		    (v & (v - 1)))
+			return fail(x, "log_capacity '%s' is not a power of two from 64K to 1G%s",
+				    value, "");
+		c->log_capacity = v;
+	} else {
+		return fail(x, "unknown key '%s' in [bus] (known: name, dir, mode, group, "
+			       "log_capacity)%s",
+			    key, "");
+	}
+	return 1;
+}
+
+static int limits_key(struct ctx *x, const char *key, const char *value)
+{
+	struct shmbusd_config *c = x->c;
+	if (!strcmp(key, "max_clients")) {
+		if (parse_u32(value, 1, 100000, &c->max_clients) < 0)
+			return fail(x, "max_clients '%s' is not a number from 1 to 100000%s", value,
+				    "");
+	} else if (!strcmp(key, "max_topics")) {
+		if (parse_u32(value, 1, 100000, &c->max_topics) < 0)
+			return fail(x, "max_topics '%s' is not a number from 1 to 100000%s", value,
+				    "");
+	} else if (!strcmp(key, "idle_timeout_ms")) {
+		if (parse_u32(value, 10, 3600000, &c->idle_timeout_ms) < 0)
+			return fail(x, "idle_timeout_ms '%s' is not a number from 10 to "
+				       "3600000%s",
+				    value, "");
+	} else if (!strcmp(key, "lag_alarm")) {
+		const char *v = value;
+		char buf[32];
+		size_t n = strlen(v);
+		if (n && n < sizeof(buf) && v[n - 1] == '%') {
+			memcpy(buf, v, n - 1);
+			buf[n - 1] = '\0';
+			v = buf;
+		}
+		if (parse_u32(v, 0, 100, &c->lag_alarm_pct) < 0)
+			return fail(x, "lag_alarm '%s' is not a percentage from 0 to 100%s", value,
+				    "");
+	} else {
+		return fail(x, "unknown key '%s' in [limits] (known: max_clients, max_topics, "
+			       "idle_timeout_ms, lag_alarm)%s",
+			    key, "");
+	}
+	return 1;
+}
+
+static int topic_key(struct ctx *x, const char *name, const char *key, const char *value)
+{
+	if (shmbus_topic_name_check(name, 0) < 0)
+		return fail(x, "[topic %s]: %s", name, shmbus_errmsg());
+	struct topic_decl *t = topic_for(x, name);
+	if (!t)
+		return fail(x, "out of memory%s%s", "", "");
+	shmbus_topic_opts_t *o = &t->opts;
+	uint64_t v;
+	if (!strcmp(key, "capacity")) {
+		if (config_parse_size(value, &v) < 0 || v < 4096 || (v & (v - 1)))
+			return fail(x, "capacity '%s' is not a power of two of at least 4K%s", value,
+				    "");
+		o->capacity = v;
+	} else if (!strcmp(key, "max_message")) {
+		if (config_parse_size(value, &v) < 0 || v > (1u << 30))
+			return fail(x, "max_message '%s' is not a size up to 1G%s", value, "");
+		o->max_message = (uint32_t)v;
+	} else if (!strcmp(key, "policy")) {
+		if (!strcmp(value, "block"))
+			o->policy = SHMBUS_BLOCK;
+		else if (!strcmp(value, "overwrite"))
+			o->policy = SHMBUS_OVERWRITE;
+		else
+			return fail(x, "policy '%s' is neither 'block' nor 'overwrite'%s", value,
+				    "");
+	} else if (!strcmp(key, "max_readers")) {
+		if (parse_u32(value, 1, 4096, &o->max_readers) < 0)
+			return fail(x, "max_readers '%s' is not a number from 1 to 4096%s", value,
+				    "");
+	} else if (!strcmp(key, "max_publishers")) {
+		if (parse_u32(value, 1, 4096, &o->max_publishers) < 0)
+			return fail(x, "max_publishers '%s' is not a number from 1 to 4096%s", value,
+				    "");
+	} else if (!strcmp(key, "max_groups")) {
+		if (parse_u32(value, 0, 1024, &o->max_groups) < 0)
+			return fail(x, "max_groups '%s' is not a number from 0 to 1024%s", value,
+				    "");
+	} else {
+		return fail(x, "unknown key '%s' in a [topic] section (known: capacity, "
+			       "max_message, policy, max_readers, max_publishers, max_groups)%s",
+			    key, "");
+	}
+	return 1;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct ctx *x = user;
+	if (seen_twice(x, section, key))
+		return fail(x, "'%s' is set twice in [%s]", key, section);
+	if (!strcmp(section, "bus"))
+		return bus_key(x, key, value);
+	if (!strcmp(section, "limits"))
+		return limits_key(x, key, value);
+	if (!strncmp(section, "topic ", 6)) {
+		const char *name = section + 6;
+		while (*name == ' ')
+			name++;
+		return topic_key(x, name, key, value);
+	}
+	if (!*section)
+		return fail(x, "'%s' is outside any section (sections: [bus], [limits], "
+			       "[topic NAME])%s",
+			    key, "");
+	return fail(x, "unknown section [%s] (sections: [bus], [limits], [topic NAME])%s",
+		    section, "");
+}
+
+static void defaults(struct shmbusd_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	const char *root = getenv("SHMBUS_DIR");
+	const char *bus = getenv("SHMBUS_BUS");
+	snprintf(c->dir, sizeof(c->dir), "%s", root && root[0] == '/' ? root : DEFAULT_ROOT);
+	snprintf(c->bus, sizeof(c->bus), "%s", bus && *bus ? bus : "default");
+	c->mode = 0660;
+	c->log_capacity = 1u << 20;
+	c->max_clients = 1024;
+	c->max_topics = 1024;
+	c->idle_timeout_ms = 5000;
+	c->lag_alarm_pct = 90;
+}
+
+int config_load(const char *path, struct shmbusd_config *c, char *err, size_t errlen)
+{
+	defaults(c);
+	if (!path)
+		return 0;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+		config_free(c);
+		return -1;
+	}
+	struct ctx x = { .c = c };
+	int line = ini_parse_file(f, handler, &x);
+	fclose(f);
+	for (size_t i = 0; i < x.nseen; i++)
+		free(x.seen[i]);
+	free(x.seen);
+	if (line != 0) {
+		if (line < 0)
+			snprintf(err, errlen, "%s: out of memory while reading", path);
+		else if (x.why[0])
+			snprintf(err, errlen, "%s:%d: %s", path, line, x.why);
+		else
+			snprintf(err, errlen, "%s:%d: syntax error (expected '[section]', "
+					      "'key = value' or a comment)",
+				 path, line);
+		config_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+void config_free(struct shmbusd_config *c)
+{
+	free(c->topics);
+	c->topics = NULL;
+	c->ntopics = 0;
+}

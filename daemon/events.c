@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bus's event log: the topic $sys.log (overwrite policy: a slow watcher never holds
+ * the daemon back), one JSON object per message, type 1. Each event also goes to stderr
+ * (the journal, under systemd).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/shmbusd.h"
+
+#define LOG_TOPIC "$sys.log"
+#define LOG_TYPE 1u
+
+int events_open(struct daemon *d)
+{
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = d->cfg.log_capacity;
+	o.max_message = 4096;
+	o.policy = SHMBUS_OVERWRITE;
+	o.flags = SHMBUS_TOPIC_SYSTEM;
+	int rc = shmbus_topic_create(d->bus, LOG_TOPIC, &o);
+	if (rc == -EEXIST) {
+		/* Made by another configuration: use it as it is. */
+		rc = 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "shmbusd: cannot create %s: %s\n", LOG_TOPIC, shmbus_errmsg());
+		return -1;
+	}
+	rc = shmbus_pub_open(&d->log, d->bus, LOG_TOPIC);
+	if (rc < 0) {
+		fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC, shmbus_errmsg());
+		return -1;
+	}
+	return 0;
+}
+
+void events_close(struct daemon *d)
+{
+	if (d->log)
+		shmbus_pub_close(d->log);
+	d->log = NULL;
+}
+
+const char *json_str(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+	for (; *s && o + 7 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = (char)ch;
+		} else if (ch < 0x20) {
+			o += (size_t)snprintf(buf + o, len - o, "\\u%04x", ch);
+		} else {
+			buf[o++] = (char)ch;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+void event(struct daemon *d, const char *name, const char *fmt, ...)
+{
+	char body[3072], msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[40];
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	int n = snprintf(msg, sizeof(msg), "{\"ts\":\"%s.%06ldZ\",\"event\":\"%s\"%s%s}", when,
+			 ts.tv_nsec / 1000, name, body[0] ? "," : "", body);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		n = (int)strlen(msg);
+	fprintf(stderr, "shmbusd: %s\n", msg);
+	if (d->log) {
+		int rc = shmbus_publish(d->log, msg, (size_t)n, LOG_TYPE);
+		if (rc < 0)
+			fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC,
+				strerror(-rc));
+	}
+}

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbusd: the supervisor of one bus. See docs/daemon.md.
+ *
+ *   shmbusd [--config FILE] [--foreground] [--check]
+ *
+ * Startup order matters: everything that can be refused (config, room in /dev/shm,
+ * topics) is done before detaching from the terminal, so the exit status says whether
+ * the daemon started; what names the daemon's own pid ($sys.log's publisher slot, the
+ * io_uring) is made after the fork.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "bus/internal.h"
+#include "daemon/shmbusd.h"
+
+#ifndef SHMBUSD_DEFAULT_CONFIG
+#define SHMBUSD_DEFAULT_CONFIG "/etc/shmbus/shmbusd.conf"
+#endif
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmbusd [options]\n"
+		"Supervise a shmbus bus: create its topics, watch its clients, clean up after\n"
+		"the ones that die, log what happens to the topic $sys.log.\n"
+		"\n"
+		"  -c, --config FILE  the configuration (default: $SHMBUSD_CONFIG, else\n"
+		"                     %s if it exists, else built-in defaults)\n"
+		"  -f, --foreground   do not detach from the terminal\n"
+		"  -n, --check        check the configuration and exit\n"
+		"  -h, --help\n"
+		"  -V, --version\n"
+		"\n"
+		"Signals: SIGHUP reloads the configuration (new topics appear; a bad file is\n"
+		"refused and the running configuration stays), SIGTERM/SIGINT stop.\n"
+		"Exit status: 0 stopped cleanly, 1 could not start, 2 bad usage.\n",
+		SHMBUSD_DEFAULT_CONFIG);
+}
+
+/* The line of "[topic NAME]" in the file, for messages about a topic's options. */
+static int section_line(const char *path, const char *name)
+{
+	if (!path || !*path)
+		return 0;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	char line[1024];
+	int n = 0, found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		n++;
+		char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, "[topic", 6))
+			continue;
+		p += 6;
+		while (*p == ' ')
+			p++;
+		size_t len = strlen(name);
+		if (!strncmp(p, name, len) && (p[len] == ']' || p[len] == ' '))
+			found = n;
+	}
+	fclose(f);
+	return found;
+}
+
+int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->ntopics > cfg->max_topics) {
+		snprintf(err, errlen, "%s: %zu topics declared, max_topics is %u", cfg->path,
+			 cfg->ntopics, cfg->max_topics);
+		return -1;
+	}
+	/* Check every topic's options, and add up what the new ones need. */
+	uint64_t need = 0;
+	for (size_t i = 0; i < cfg->ntopics; i++) {
+		const struct topic_decl *t = &cfg->topics[i];
+		struct shmbus_seg_opts o;
+		uint64_t size = 0;
+		if (shmbus_opts_resolve(&t->opts, &o) < 0 || shmbus_seg_opts_check(&o, &size) < 0) {
+			snprintf(err, errlen, "%s:%d: [topic %s]: %s", cfg->path,
+				 section_line(cfg->path, t->name), t->name, shmbus_errmsg());
+			return -1;
+		}
+		shmbus_topic_opts_t have;
+		if (shmbus_topic_info(d->bus, t->name, &have) == -ENOENT)
+			need += size;
+	}
+	struct statvfs vfs;
+	if (need && statvfs(d->bus_dir, &vfs) == 0) {
+		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+		uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+		if (need > avail) {
+			snprintf(err, errlen,
+				 "the topics need %llu MiB but %s has %llu MiB free (of %llu MiB). "
+				 "Grow it: 'mount -o remount,size=%lluM /dev/shm' on the host, or "
+				 "'docker run --shm-size=%lluM' in a container (Docker's default is "
+				 "64 MB), or declare smaller topics",
+				 (unsigned long long)(need >> 20), d->bus_dir,
+				 (unsigned long long)(avail >> 20), (unsigned long long)(total >> 20),
+				 (unsigned long long)((total - avail + need) >> 20) + 64,
+				 (unsigned long long)((total - avail + need) >> 20) + 64);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < cfg->ntopics; i++) {
+		const struct topic_decl *t = &cfg->topics[i];
+		shmbus_topic_opts_t have;
+		int existed = shmbus_topic_info(d->bus, t->name, &have) == 0;
+		int rc = shmbus_topic_create(d->bus, t->name, &t->opts);
+		char esc[2 * SHMBUS_TOPIC_NAME_MAX + 2], why[600];
+		if (rc == -EEXIST) {
+			/* Made earlier with other options: it is kept as it is (its data too). */
+			event(d, "topic_mismatch", "\"topic\":\"%s\",\"error\":\"%s\"",
+			      json_str(esc, sizeof(esc), t->name),
+			      json_str(why, sizeof(why), shmbus_errmsg()));
+			continue;
+		}
+		if (rc < 0) {
+			snprintf(err, errlen, "topic '%s': %s", t->name, shmbus_errmsg());
+			return -1;
+		}
+		if (!existed)
+			event(d, "topic_created",
+			      "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"%s\"",
+			      json_str(esc, sizeof(esc), t->name),
+			      (unsigned long long)t->opts.capacity,
+			      t->opts.policy == SHMBUS_OVERWRITE ? "overwrite" : "block");
+	}
+	return 0;
+}
+
+/* Detach: the parent waits for the child to say it started (one byte) and exits with
+ * its verdict, so `shmbusd && ...` works. Returns the fd to report on, in the child. */
+static int daemonize(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		close(p[1]);
+		char ok = 0;
+		ssize_t n = read(p[0], &ok, 1);
+		_exit(n == 1 && ok == 'y' ? 0 : 1);
+	}
+	close(p[0]);
+	setsid();
+	if (chdir("/") < 0)
+		return -1;
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		close(null);
+	}
+	return p[1];
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct daemon d;
+	const char *cfg_path = getenv("SHMBUSD_CONFIG");
+	int foreground = 0, check = 0, opt;
+	while ((opt = getopt_long(argc, argv, "c:fnhV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cfg_path = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("shmbusd %s\n", SHMBUS_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!cfg_path || !*cfg_path)
+		cfg_path = access(SHMBUSD_DEFAULT_CONFIG, F_OK) == 0 ? SHMBUSD_DEFAULT_CONFIG
+								    : NULL;
+	char err[2048];
+	if (config_load(cfg_path, &d.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "shmbusd: %s\n", err);
+		return 1;
+	}
+	snprintf(d.cfg_path, sizeof(d.cfg_path), "%s", cfg_path ? cfg_path : "");
+	d.listen_fd = -1;
+	d.signal_fd = -1;
+	d.started_ms = d_now_ms();
+
+	/* The library finds the bus where the config says; the daemon never registers
+	 * with a daemon (itself, or one already running). */
+	setenv("SHMBUS_DIR", d.cfg.dir, 1);
+	setenv("SHMBUS_NO_DAEMON", "1", 1);
+	/* Files get the mode; directories also x where they have r. */
+	umask(0777 & ~(d.cfg.mode | ((d.cfg.mode & 0444) >> 2)));
+	if (shmbus_bus_open(&d.bus, d.cfg.bus) < 0) {
+		fprintf(stderr, "shmbusd: %s\n", shmbus_errmsg());
+		return 1;
+	}
+	snprintf(d.bus_dir, sizeof(d.bus_dir), "%s", shmbus_bus_path(d.bus));
+	if (d.cfg.has_gid && chown(d.bus_dir, (uid_t)-1, d.cfg.gid) < 0)
+		fprintf(stderr, "shmbusd: chgrp %s: %s\n", d.bus_dir, strerror(errno));
+	if (check) {
+		/* Options only: nothing is created. */
+		for (size_t i = 0; i < d.cfg.ntopics; i++) {
+			struct shmbus_seg_opts o;
+			uint64_t size;
+			const struct topic_decl *t = &d.cfg.topics[i];
+			if (shmbus_opts_resolve(&t->opts, &o) < 0 ||
+			    shmbus_seg_opts_check(&o, &size) < 0) {
+				fprintf(stderr, "shmbusd: %s:%d: [topic %s]: %s\n", d.cfg.path,
+					section_line(d.cfg.path, t->name), t->name,
+					shmbus_errmsg());
+				return 1;
+			}
+		}
+		printf("shmbusd: %s: ok (%zu topics)\n", d.cfg.path[0] ? d.cfg.path : "defaults",
+		       d.cfg.ntopics);
+		return 0;
+	}
+	if (apply_topics(&d, &d.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "shmbusd: %s\n", err);
+		return 1;
+	}
+	int ready_fd = -1;
+	if (!foreground && (ready_fd = daemonize()) < 0) {
+		perror("shmbusd: cannot detach");
+		return 1;
+	}
+	if (events_open(&d) < 0 || conductor_init(&d) < 0) {
+		conductor_fini(&d);
+		return 1;
+	}
+	char esc[8192];
+	event(&d, "start", "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
+	      (int)getpid(), d.cfg.bus, json_str(esc, sizeof(esc) / 2, d.bus_dir),
+	      json_str(esc + sizeof(esc) / 2, sizeof(esc) / 2, d.cfg.path));
+	/* Clients that were there before us (or attached to a daemon that died). */
+	adopt(&d);
+	if (ready_fd >= 0) {
+		char ok = 'y';
+		if (write(ready_fd, &ok, 1) < 0)
+			perror("shmbusd: readiness");
+		close(ready_fd);
+	}
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, "READY=1");
+#endif
+	int rc = conductor_run(&d);
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, "STOPPING=1");
+#endif
+	event(&d, "stop", "\"pid\":%d", (int)getpid());
+	events_close(&d);
+	conductor_fini(&d);
+	config_free(&d.cfg);
+	shmbus_bus_close(d.bus);
+	return rc < 0 ? 1 : 0;
+}

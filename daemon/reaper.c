@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cleaning up after dead processes. The library repairs on its own (a reader stuck on a
+ * dead publisher's claim, a publisher held back by a dead reader), but only when someone
+ * runs into the damage; the daemon does it the moment the kernel says a process is gone
+ * (its pidfd polls readable), so no live process ever waits for it.
+ *
+ * The daemon uses the library's internals here (ring/, shm/), as DESIGN.md allows.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/internal.h"
+#include "daemon/shmbusd.h"
+#include "ring/atomic.h"
+#include "ring/log.h"
+#include "shm/proc.h"
+
+struct reap_arg {
+	struct daemon *d;
+	pid_t pid;
+	uint64_t st;
+	struct reaped *out;
+};
+
+static int owned_by(uint64_t owner, uint64_t slot_st, pid_t pid, uint64_t st)
+{
+	return owner && SHMBUS_OWNER_PID(owner) == pid && (st == 0 || slot_st == st);
+}
+
+static int reap_topic(const char *name, void *arg)
+{
+	struct reap_arg *a = arg;
+	struct shmbus_seg seg;
+	if (shmbus_topic_open_seg(a->d->bus, name, &seg) < 0)
+		return 0; /* a damaged or foreign file: `shmbus doctor` reports it */
+	int held = 0;
+	for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
+		struct shmbus_reader_slot *r = &seg.readers[i];
+		uint64_t o = ld_acquire(&r->owner);
+		if (!owned_by(o, ld_relaxed(&r->starttime), a->pid, a->st))
+			continue;
+		held = 1;
+		a->out->readers += (unsigned)shmbus_ring_reclaim_reader(&seg, i, o);
+	}
+	unsigned pubs = 0;
+	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
+		struct shmbus_pub_slot *ps = &seg.pubs[i];
+		if (owned_by(ld_acquire(&ps->owner), ld_relaxed(&ps->starttime), a->pid, a->st))
+			pubs++;
+	}
+	if (pubs) {
+		held = 1;
+		uint64_t before = ld_relaxed(&seg.hdr->aborted);
+		/* Frees the slots of dead publishers, covering unfinished claims with padding
+		 * (the process is dead: its pid no longer names it, or it is a zombie). */
+		int freed = shmbus_ring_pub_gc(&seg, 0);
+		a->out->publishers += freed > 0 ? (unsigned)freed : 0;
+		a->out->aborted += ld_relaxed(&seg.hdr->aborted) - before;
+	}
+	a->out->topics += (unsigned)held;
+	shmbus_seg_close(&seg);
+	return 0;
+}
+
+void reap(struct daemon *d, pid_t pid, uint64_t st, struct reaped *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct reap_arg a = { d, pid, st, out };
+	shmbus_topic_foreach(d->bus, reap_topic, &a);
+}
+
+/* ---- adoption ------------------------------------------------------------------------ */
+
+static int adopt_topic(const char *name, void *arg)
+{
+	struct daemon *d = arg;
+	struct shmbus_seg seg;
+	if (shmbus_topic_open_seg(d->bus, name, &seg) < 0)
+		return 0;
+	for (uint32_t i = 0; i < seg.opts.max_readers + seg.opts.max_publishers; i++) {
+		uint64_t o, st;
+		if (i < seg.opts.max_readers) {
+			o = ld_acquire(&seg.readers[i].owner);
+			st = ld_relaxed(&seg.readers[i].starttime);
+		} else {
+			o = ld_acquire(&seg.pubs[i - seg.opts.max_readers].owner);
+			st = ld_relaxed(&seg.pubs[i - seg.opts.max_readers].starttime);
+		}
+		pid_t pid = SHMBUS_OWNER_PID(o);
+		if (!o || pid <= 0 || pid == getpid())
+			continue;
+		int known = 0;
+		for (struct proc *p = d->procs; p && !known; p = p->next)
+			known = p->pid == pid && p->starttime == st;
+		if (known)
+			continue;
+		if (!conductor_watch(d, pid, st) && !shmbus_proc_alive(pid, st)) {
+			struct reaped r;
+			reap(d, pid, st, &r);
+			if (r.readers || r.publishers) {
+				d->crashes++;
+				event(d, "crash",
+				      "\"pid\":%d,\"found\":\"at start\",\"readers_freed\":%u,"
+				      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
+				      (int)pid, r.readers, r.publishers,
+				      (unsigned long long)r.aborted, r.topics);
+			}
+		}
+	}
+	shmbus_seg_close(&seg);
+	return 0;
+}
+
+void adopt(struct daemon *d)
+{
+	shmbus_topic_foreach(d->bus, adopt_topic, d);
+}
+
+/* ---- lag alarms ---------------------------------------------------------------------- */
+
+static int alarmed_index(struct daemon *d, const char *key)
+{
+	for (size_t i = 0; i < d->nalarmed; i++)
+		if (!strcmp(d->alarmed[i], key))
+			return (int)i;
+	return -1;
+}
+
+static int lag_topic(const char *name, void *arg)
+{
+	struct daemon *d = arg;
+	if (!strncmp(name, "$sys.", 5))
+		return 0;
+	shmbus_topic_opts_t o;
+	if (shmbus_topic_info(d->bus, name, &o) < 0)
+		return 0;
+	shmbus_reader_info_t ri[64];
+	int n = shmbus_topic_readers(d->bus, name, ri, 64);
+	for (int i = 0; i < n && i < 64; i++) {
+		if (ri[i].group[0])
+			continue;
+		char key[SHMBUS_TOPIC_NAME_MAX + 16];
+		snprintf(key, sizeof(key), "%s#%u", name, ri[i].slot);
+		int idx = alarmed_index(d, key);
+		uint64_t limit = o.capacity / 100 * d->cfg.lag_alarm_pct;
+		char esc[2 * SHMBUS_TOPIC_NAME_MAX];
+		if (ri[i].lag_bytes >= limit && idx < 0) {
+			void *nn = realloc(d->alarmed, (d->nalarmed + 1) * sizeof(*d->alarmed));
+			if (!nn)
+				continue;
+			d->alarmed = nn;
+			snprintf(d->alarmed[d->nalarmed++], sizeof(key), "%s", key);
+			event(d, "lag_alarm",
+			      "\"topic\":\"%s\",\"pid\":%d,\"slot\":%u,\"lag_bytes\":%llu,"
+			      "\"lag_msgs\":%llu,\"capacity\":%llu,\"policy\":\"%s\"",
+			      json_str(esc, sizeof(esc), name), ri[i].pid, ri[i].slot,
+			      (unsigned long long)ri[i].lag_bytes,
+			      (unsigned long long)ri[i].lag_msgs, (unsigned long long)o.capacity,
+			      o.policy == SHMBUS_BLOCK ? "block" : "overwrite");
+		} else if (ri[i].lag_bytes < limit / 2 && idx >= 0) {
+			d->alarmed[idx][0] = '\0';
+			memmove(d->alarmed[idx], d->alarmed[d->nalarmed - 1], sizeof(key));
+			d->nalarmed--;
+			event(d, "lag_cleared", "\"topic\":\"%s\",\"pid\":%d,\"slot\":%u",
+			      json_str(esc, sizeof(esc), name), ri[i].pid, ri[i].slot);
+		}
+	}
+	return 0;
+}
+
+void check_lag(struct daemon *d)
+{
+	if (d->cfg.lag_alarm_pct)
+		shmbus_topic_foreach(d->bus, lag_topic, d);
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbusd's state, shared by its parts: the conductor (io_uring loop: control socket,
+ * one pidfd per watched process, signals, a housekeeping timer), the reaper (frees what
+ * a dead process held in every topic) and the event log ($sys.log).
+ */
+#ifndef SHMBUSD_H
+#define SHMBUSD_H
+
+#include <liburing.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <shmbus.h>
+
+#include "bus/proto.h"
+#include "daemon/config.h"
+
+/* What an io_uring completion is for (the user_data points at one of these). */
+enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_PIDFD, OP_SIGNAL, OP_TIMER };
+
+struct op {
+	enum op_kind kind;
+	void *owner;
+};
+
+/* A process the daemon watches: registered with it, or found in a topic's slots. */
+struct proc {
+	struct op pidfd_op;
+	pid_t pid;
+	uint64_t starttime;
+	int pidfd;
+	uid_t uid;
+	int uid_known;
+	unsigned nconn;  /* registered connections open now */
+	int died_attached; /* a connection ended because it died */
+	char prog[64];
+	struct proc *next;
+};
+
+/* A connection on the control socket. */
+struct conn {
+	struct op recv_op;
+	int fd;
+	uint64_t id;
+	pid_t peer_pid;
+	uid_t peer_uid;
+	uint64_t since_ms;
+	struct proc *proc; /* after HELLO */
+	int closing;
+	uint8_t buf[SHMBUS_PROTO_MAX + 1];
+	struct conn *next;
+};
+
+struct daemon {
+	struct shmbusd_config cfg;
+	char cfg_path[4096]; /* as given on the command line, "" for the default */
+	char bus_dir[4096];
+	shmbus_bus_t *bus;
+	shmbus_pub_t *log; /* $sys.log */
+	struct io_uring ring;
+	int listen_fd;
+	int signal_fd;
+	struct op accept_op, signal_op, timer_op;
+	struct __kernel_timespec tick;
+	uint8_t sigbuf[128];
+	struct conn *conns;
+	struct proc *procs;
+	unsigned nconns;
+	unsigned nprocs;
+	uint64_t next_conn_id;
+	uint64_t started_ms;
+	uint64_t crashes;
+	int stop;
+	int reload;
+	/* lag alarms: topic name + reader slot already alarmed (cleared when it recovers) */
+	char (*alarmed)[SHMBUS_TOPIC_NAME_MAX + 16];
+	size_t nalarmed;
+};
+
+uint64_t d_now_ms(void);
+
+/* conductor.c */
+int conductor_init(struct daemon *d);
+int conductor_run(struct daemon *d);
+void conductor_fini(struct daemon *d);
+/* Watch pid (start time st) through a pidfd; NULL if it is dead already or on error. */
+struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st);
+
+/* reaper.c */
+struct reaped {
+	unsigned readers;    /* reader slots freed */
+	unsigned publishers; /* publisher slots freed */
+	uint64_t aborted;    /* messages of unfinished claims turned into padding */
+	unsigned topics;     /* topics where it held something */
+};
+/* Free everything pid (start time st) held in every topic of the bus. */
+void reap(struct daemon *d, pid_t pid, uint64_t st, struct reaped *out);
+/* Watch every live owner of a slot in any topic; reap the dead ones (adoption). */
+void adopt(struct daemon *d);
+/* Publish lag alarms for readers past the configured share of their topic. */
+void check_lag(struct daemon *d);
+
+/* events.c: one JSON object per message on $sys.log, and a line on stderr. */
+int events_open(struct daemon *d);
+void events_close(struct daemon *d);
+/* fmt: the JSON members after "ts" and "event", e.g. "\"pid\":%d" (no braces). */
+void event(struct daemon *d, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Escape s for a JSON string (into buf, always terminated). */
+const char *json_str(char *buf, size_t len, const char *s);
+
+/* main.c: create the configured topics (checking /dev/shm has room). 0 or -1. */
+int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, size_t errlen);
+
+#endif
