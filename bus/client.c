@@ -117,8 +117,12 @@ fail:
 
 void shmbus_client_unregister(shmbus_bus_t *bus)
 {
-	if (bus->daemon_fd >= 0)
+	if (bus->daemon_fd >= 0) {
+		struct shmbus_p_hdr bye;
+		shmbus_p_init(&bye, SHMBUS_P_BYE, sizeof(bye));
+		send(bus->daemon_fd, &bye, sizeof(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(bus->daemon_fd);
+	}
 	bus->daemon_fd = -1;
 }
 

@@ -5,11 +5,15 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus/internal.h"
+#include "bus/proto.h"
+#include "shm/proc.h"
 #include "shm/err.h"
 
 static int cmp_names(const void *a, const void *b)
@@ -155,4 +159,52 @@ SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 	}
 	shmbus_seg_close(&seg);
 	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+struct sum_arg {
+	shmbus_bus_t *bus;
+	shmbus_bus_stats_t *st;
+};
+
+static int sum_topic(const char *name, void *arg)
+{
+	struct sum_arg *a = arg;
+	shmbus_topic_stats_t ts;
+	a->st->topics++;
+	if (shmbus_topic_stats(a->bus, name, &ts) == 0) {
+		a->st->published += ts.published;
+		a->st->bytes += ts.bytes;
+		a->st->aborted += ts.aborted;
+	}
+	return 0;
+}
+
+SHMBUS_API int shmbus_bus_stats(shmbus_bus_t *bus, shmbus_bus_stats_t *st)
+{
+	memset(st, 0, sizeof(*st));
+	struct sum_arg a = { bus, st };
+	int rc = shmbus_topic_foreach(bus, sum_topic, &a);
+	if (rc < 0)
+		return rc;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/%s", bus->path, SHMBUS_STATE_NAME);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0; /* no daemon ever ran here */
+	struct shmbus_daemon_state ds;
+	ssize_t n = pread(fd, &ds, sizeof(ds), 0);
+	close(fd);
+	if (n != (ssize_t)sizeof(ds) || ds.magic != SHMBUS_STATE_MAGIC ||
+	    ds.version != SHMBUS_STATE_VERSION)
+		return 0; /* not ours: ignored (`shmbus doctor` can say more) */
+	st->daemon_pid = ds.pid;
+	st->daemon_running = ds.pid > 0 && shmbus_proc_alive(ds.pid, ds.starttime);
+	st->clients = st->daemon_running ? ds.clients : 0;
+	st->watched = st->daemon_running ? ds.watched : 0;
+	st->crashes = ds.crashes;
+	st->readers_reclaimed = ds.readers_reclaimed;
+	st->publishers_reclaimed = ds.publishers_reclaimed;
+	st->daemon_started_ns = ds.started_ns;
+	st->daemon_updated_ns = ds.updated_ns;
+	return 0;
 }

@@ -8,6 +8,9 @@
  *   client -> daemon   HELLO {pid, start time, program}     register; the connection stays
  *                                                           open for the process's life
  *   daemon -> client   WELCOME {daemon pid, client id}
+ *   client -> daemon   BYE                                  closing the bus on purpose: the
+ *                                                           connection's end is a detach,
+ *                                                           not a death
  *   client -> daemon   PING                                 anyone, registered or not
  *   daemon -> client   PONG {daemon info}
  *   daemon -> client   ERROR {errno, text}                  a request it refused
@@ -28,6 +31,7 @@ enum shmbus_proto_type {
 	SHMBUS_P_PING = 3,
 	SHMBUS_P_PONG = 4,
 	SHMBUS_P_ERROR = 5,
+	SHMBUS_P_BYE = 6,
 };
 
 struct shmbus_p_hdr {
@@ -69,6 +73,34 @@ struct shmbus_p_error {
 	uint32_t pad;
 	char text[256];
 };
+
+/*
+ * The daemon's shared counters: the file "daemon.state" in the bus directory, written by
+ * the daemon (8-byte relaxed stores into a mapping), read by anyone with pread, so that
+ * `shmbus stat` needs nothing of the daemon. Left in place when the daemon stops: pid
+ * and start time tell whether it still runs.
+ */
+#define SHMBUS_STATE_NAME "daemon.state"
+#define SHMBUS_STATE_MAGIC 0x5441545344425348ull /* "SHBDSTAT" */
+#define SHMBUS_STATE_VERSION 1u
+
+struct shmbus_daemon_state {
+	uint64_t magic;
+	uint32_t version;
+	int32_t pid;
+	uint64_t starttime;  /* /proc/<pid>/stat field 22 of the daemon */
+	uint64_t started_ns; /* CLOCK_REALTIME */
+	uint64_t updated_ns; /* CLOCK_REALTIME of the last update (every 100 ms) */
+	uint32_t clients;    /* processes registered now */
+	uint32_t watched;    /* processes watched (registered or adopted) */
+	uint64_t crashes;
+	uint64_t readers_reclaimed;
+	uint64_t publishers_reclaimed;
+	uint64_t aborted;
+	uint64_t connections; /* accepted since start */
+	uint64_t pad_[5];
+};
+_Static_assert(sizeof(struct shmbus_daemon_state) == 128, "daemon state size");
 
 static inline void shmbus_p_init(struct shmbus_p_hdr *h, uint16_t type, uint32_t len)
 {

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,6 +36,78 @@ uint64_t d_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int state_open(struct daemon *d)
+{
+	char path[sizeof(d->bus_dir) + 32];
+	snprintf(path, sizeof(path), "%s/%s", d->bus_dir, SHMBUS_STATE_NAME);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, d->cfg.mode & 0666);
+	if (fd < 0 || ftruncate(fd, 4096) < 0) {
+		fprintf(stderr, "shmbusd: %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		fprintf(stderr, "shmbusd: mmap %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	d->state = m;
+	struct shmbus_daemon_state *s = d->state;
+	/* A new incarnation: the counters start again. */
+	memset(s, 0, sizeof(*s));
+	pid_t pid;
+	uint64_t st = 0;
+	shmbus_proc_self(&pid, &st);
+	s->pid = pid;
+	s->starttime = st;
+	s->started_ns = wall_ns();
+	s->version = SHMBUS_STATE_VERSION;
+	__atomic_store_n(&s->magic, SHMBUS_STATE_MAGIC, __ATOMIC_RELEASE);
+	state_update(d);
+	return 0;
+}
+
+void state_update(struct daemon *d)
+{
+	struct shmbus_daemon_state *s = d->state;
+	if (!s)
+		return;
+	unsigned clients = 0;
+	for (struct proc *q = d->procs; q; q = q->next)
+		clients += q->nconn > 0;
+	__atomic_store_n(&s->clients, clients, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->watched, d->nprocs, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->crashes, d->crashes, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->updated_ns, wall_ns(), __ATOMIC_RELAXED);
+}
+
+void state_close(struct daemon *d)
+{
+	if (d->state)
+		munmap(d->state, 4096);
+	d->state = NULL;
+}
+
+/* Count a reaping into the shared counters. */
+void state_reaped(struct daemon *d, const struct reaped *r)
+{
+	struct shmbus_daemon_state *s = d->state;
+	if (!s)
+		return;
+	__atomic_fetch_add(&s->readers_reclaimed, r->readers, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->publishers_reclaimed, r->publishers, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->aborted, r->aborted, __ATOMIC_RELAXED);
 }
 
 static struct io_uring_sqe *sqe_get(struct daemon *d)
@@ -156,6 +230,7 @@ static void proc_died(struct daemon *d, struct proc *p)
 {
 	struct reaped r;
 	reap(d, p->pid, p->starttime, &r);
+	state_reaped(d, &r);
 	char prog[160];
 	json_str(prog, sizeof(prog), p->prog);
 	/* Registered and never said goodbye (its connection was still open), or it left
@@ -163,6 +238,7 @@ static void proc_died(struct daemon *d, struct proc *p)
 	int crashed = p->nconn > 0 || p->died_attached || r.readers || r.publishers;
 	if (crashed)
 		d->crashes++;
+	state_update(d);
 	event(d, crashed ? "crash" : "exit",
 	      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"readers_freed\":%u,"
 	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
@@ -193,7 +269,9 @@ static void conn_free(struct daemon *d, struct conn *c)
 		p->nconn--;
 		/* Still alive: a detach (it closed its bus). Keep watching until it exits:
 		 * it may still hold slots through other handles. */
-		if (!shmbus_proc_alive(p->pid, p->starttime))
+		/* Without a goodbye, the connection ended because the process did (or it
+		 * dropped the socket some other way, e.g. exec): a crash when it is reaped. */
+		if (!c->bye)
 			p->died_attached = 1;
 		else if (p->nconn == 0)
 			event(d, "detach", "\"pid\":%d,\"uid\":%d,\"client\":%llu", (int)p->pid,
@@ -286,6 +364,8 @@ static void handle_msg(struct daemon *d, struct conn *c, size_t n)
 		handle_hello(d, c, (const void *)c->buf);
 	else if (h->type == SHMBUS_P_PING && n == sizeof(struct shmbus_p_hdr))
 		handle_ping(d, c);
+	else if (h->type == SHMBUS_P_BYE && n == sizeof(struct shmbus_p_hdr))
+		c->bye = 1;
 	else {
 		send_error(c, EPROTO, "unknown request");
 		conn_close(c);
@@ -327,6 +407,8 @@ static void on_accept(struct daemon *d, int res)
 	c->next = d->conns;
 	d->conns = c;
 	d->nconns++;
+	if (d->state)
+		__atomic_fetch_add(&d->state->connections, 1, __ATOMIC_RELAXED);
 	arm_recv(d, c);
 }
 
@@ -363,6 +445,7 @@ static void housekeeping(struct daemon *d)
 		if (!c->proc && !c->closing && now - c->since_ms > d->cfg.idle_timeout_ms)
 			conn_close(c);
 	check_lag(d);
+	state_update(d);
 	/* Processes that took slots without registering (SHMBUS_NO_DAEMON, or attached
 	 * before we started): found every second. */
 	static uint64_t last_adopt;

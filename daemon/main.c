@@ -266,7 +266,7 @@ int main(int argc, char **argv)
 		perror("shmbusd: cannot detach");
 		return 1;
 	}
-	if (events_open(&d) < 0 || conductor_init(&d) < 0) {
+	if (events_open(&d) < 0 || state_open(&d) < 0 || conductor_init(&d) < 0) {
 		conductor_fini(&d);
 		return 1;
 	}
@@ -292,6 +292,7 @@ int main(int argc, char **argv)
 	event(&d, "stop", "\"pid\":%d", (int)getpid());
 	events_close(&d);
 	conductor_fini(&d);
+	state_close(&d);
 	config_free(&d.cfg);
 	shmbus_bus_close(d.bus);
 	return rc < 0 ? 1 : 0;

@@ -30,6 +30,17 @@ static int owned_by(uint64_t owner, uint64_t slot_st, pid_t pid, uint64_t st)
 	return owner && SHMBUS_OWNER_PID(owner) == pid && (st == 0 || slot_st == st);
 }
 
+static unsigned count_pubs(struct shmbus_seg *seg, pid_t pid, uint64_t st)
+{
+	unsigned n = 0;
+	for (uint32_t i = 0; i < seg->opts.max_publishers; i++) {
+		struct shmbus_pub_slot *ps = &seg->pubs[i];
+		if (owned_by(ld_acquire(&ps->owner), ld_relaxed(&ps->starttime), pid, st))
+			n++;
+	}
+	return n;
+}
+
 static int reap_topic(const char *name, void *arg)
 {
 	struct reap_arg *a = arg;
@@ -45,19 +56,15 @@ static int reap_topic(const char *name, void *arg)
 		held = 1;
 		a->out->readers += (unsigned)shmbus_ring_reclaim_reader(&seg, i, o);
 	}
-	unsigned pubs = 0;
-	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
-		struct shmbus_pub_slot *ps = &seg.pubs[i];
-		if (owned_by(ld_acquire(&ps->owner), ld_relaxed(&ps->starttime), a->pid, a->st))
-			pubs++;
-	}
+	unsigned pubs = count_pubs(&seg, a->pid, a->st);
 	if (pubs) {
 		held = 1;
 		uint64_t before = ld_relaxed(&seg.hdr->aborted);
 		/* Frees the slots of dead publishers, covering unfinished claims with padding
-		 * (the process is dead: its pid no longer names it, or it is a zombie). */
-		int freed = shmbus_ring_pub_gc(&seg, 0);
-		a->out->publishers += freed > 0 ? (unsigned)freed : 0;
+		 * (the process is dead: its pid no longer names it, or it is a zombie). A
+		 * repair frees the slot itself, so count what is left, not what gc says. */
+		shmbus_ring_pub_gc(&seg, 0);
+		a->out->publishers += pubs - count_pubs(&seg, a->pid, a->st);
 		a->out->aborted += ld_relaxed(&seg.hdr->aborted) - before;
 	}
 	a->out->topics += (unsigned)held;
@@ -100,6 +107,7 @@ static int adopt_topic(const char *name, void *arg)
 		if (!conductor_watch(d, pid, st) && !shmbus_proc_alive(pid, st)) {
 			struct reaped r;
 			reap(d, pid, st, &r);
+			state_reaped(d, &r);
 			if (r.readers || r.publishers) {
 				d->crashes++;
 				event(d, "crash",

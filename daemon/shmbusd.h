@@ -48,6 +48,7 @@ struct conn {
 	uint64_t since_ms;
 	struct proc *proc; /* after HELLO */
 	int closing;
+	int bye; /* the client said it is closing the bus */
 	uint8_t buf[SHMBUS_PROTO_MAX + 1];
 	struct conn *next;
 };
@@ -71,6 +72,7 @@ struct daemon {
 	uint64_t next_conn_id;
 	uint64_t started_ms;
 	uint64_t crashes;
+	struct shmbus_daemon_state *state; /* daemon.state, mapped */
 	int stop;
 	int reload;
 	/* lag alarms: topic name + reader slot already alarmed (cleared when it recovers) */
@@ -87,6 +89,11 @@ void conductor_fini(struct daemon *d);
 /* Watch pid (start time st) through a pidfd; NULL if it is dead already or on error. */
 struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st);
 
+/* Map daemon.state and fill in who we are; publish the counters into it. */
+int state_open(struct daemon *d);
+void state_update(struct daemon *d);
+void state_close(struct daemon *d);
+
 /* reaper.c */
 struct reaped {
 	unsigned readers;    /* reader slots freed */
@@ -94,6 +101,8 @@ struct reaped {
 	uint64_t aborted;    /* messages of unfinished claims turned into padding */
 	unsigned topics;     /* topics where it held something */
 };
+/* Add a reaping to the shared counters (conductor.c). */
+void state_reaped(struct daemon *d, const struct reaped *r);
 /* Free everything pid (start time st) held in every topic of the bus. */
 void reap(struct daemon *d, pid_t pid, uint64_t st, struct reaped *out);
 /* Watch every live owner of a slot in any topic; reap the dead ones (adoption). */

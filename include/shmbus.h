@@ -350,6 +350,27 @@ typedef struct shmbus_daemon_info {
  */
 SHMBUS_API int shmbus_daemon_ping(shmbus_bus_t *bus, int timeout_ms, shmbus_daemon_info_t *info);
 
+/* The bus as a whole, from shared counters: no daemon needs to answer. */
+typedef struct shmbus_bus_stats {
+	uint32_t topics;            /* topic files in the bus directory */
+	uint32_t clients;           /* processes registered with the daemon */
+	uint32_t watched;           /* processes the daemon watches (registered or found) */
+	int32_t daemon_pid;         /* last daemon of this bus; 0 if none ever ran */
+	int daemon_running;         /* 1 if that daemon runs now */
+	uint32_t pad_;
+	uint64_t published;         /* messages, summed over the topics */
+	uint64_t bytes;
+	uint64_t aborted;
+	uint64_t crashes;           /* client deaths the daemon cleaned up after */
+	uint64_t readers_reclaimed; /* reader slots it freed */
+	uint64_t publishers_reclaimed;
+	uint64_t daemon_started_ns; /* CLOCK_REALTIME */
+	uint64_t daemon_updated_ns; /* the daemon refreshes its counters every 100 ms */
+} shmbus_bus_stats_t;
+
+/* Read the bus's counters. Returns 0 or -errno (the directory cannot be read). */
+SHMBUS_API int shmbus_bus_stats(shmbus_bus_t *bus, shmbus_bus_stats_t *st);
+
 /* Is this bus handle registered with a daemon? 1 yes, 0 no (embedded). */
 SHMBUS_API int shmbus_bus_supervised(const shmbus_bus_t *bus);
 

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * With a real shmbusd, real client processes killed with SIGKILL: the daemon frees what
+ * each held within 100 ms of its death, without help from any other client, and says so
+ * on $sys.log; the others go on.
+ *  A. a publisher killed between reserve and commit: its claim is covered (aborted 1),
+ *     its slot freed; a reader gets every other message.
+ *  B. a subscriber killed in block mode while a publisher is held back by it: its slot
+ *     is freed, the publisher goes on.
+ *  C. a group member killed holding a message: it leaves the group (abandoned 1), the
+ *     other member gets every later message.
+ * usage: crash_daemon_reap PATH-TO-SHMBUSD
+ */
+#include <pthread.h>
+
+#include "../daemon_helpers.h"
+
+#define REAP_LIMIT_NS 100000000ull /* the bound: 100 ms */
+
+static const char *daemon_path;
+static shmbus_bus_t *bus;
+static shmbus_sub_t *syslog_sub;
+
+/* A child: open the bus (registering with the daemon), run fn, tell the parent on fd. */
+static pid_t child(void (*fn)(int fd), int *rfd)
+{
+	int p[2];
+	CHECK(pipe(p) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		fn(p[1]);
+		_exit(0);
+	}
+	close(p[1]);
+	*rfd = p[0];
+	return pid;
+}
+
+static void wait_byte(int fd)
+{
+	char c;
+	CHECK(read(fd, &c, 1) == 1);
+	CHECK(c == 'r');
+}
+
+static shmbus_bus_t *child_bus(void)
+{
+	shmbus_bus_t *b;
+	if (shmbus_bus_open(&b, "crash") < 0 || !shmbus_bus_supervised(b)) {
+		fprintf(stderr, "child: not registered with the daemon\n");
+		_exit(3);
+	}
+	return b;
+}
+
+/* Kill pid, then poll done() every 0.2 ms; returns the time it took. */
+static uint64_t kill_and_time(pid_t pid, int (*done)(void))
+{
+	uint64_t t0 = t_now_ns();
+	CHECK(kill(pid, SIGKILL) == 0);
+	for (;;) {
+		if (done())
+			break;
+		if (t_now_ns() - t0 > 2000000000ull) {
+			fprintf(stderr, "not reclaimed after 2 s; daemon log: %s/daemon.log\n",
+				getenv("SHMBUS_DIR"));
+			exit(1);
+		}
+		usleep(200);
+	}
+	uint64_t dt = t_now_ns() - t0;
+	waitpid(pid, NULL, 0);
+	return dt;
+}
+
+static void expect_crash_event(pid_t pid, const char *what)
+{
+	char pidstr[64], ev[4096];
+	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)pid);
+	const char *needles[] = { "\"event\":\"crash\"", pidstr, what, NULL };
+	if (td_event(syslog_sub, ev, sizeof(ev), 2000, needles) < 0) {
+		fprintf(stderr, "no crash event with %s for pid %d on $sys.log\n", what, (int)pid);
+		exit(1);
+	}
+	printf("  $sys.log: %s\n", ev);
+}
+
+/* ---- A ---------------------------------------------------------------------------- */
+
+static void pub_child(int fd)
+{
+	shmbus_bus_t *b = child_bus();
+	shmbus_pub_t *p;
+	if (shmbus_pub_open(&p, b, "work") < 0)
+		_exit(4);
+	for (uint32_t i = 0; i < 10; i++)
+		if (shmbus_publish(p, &i, sizeof(i), 1) < 0)
+			_exit(5);
+	void *buf;
+	if (shmbus_reserve(p, 100, &buf) < 0)
+		_exit(6);
+	memset(buf, 0xee, 100);
+	CHECK(write(fd, "r", 1) == 1);
+	pause();
+}
+
+static int a_done(void)
+{
+	shmbus_topic_stats_t st;
+	CHECK_RC(shmbus_topic_stats(bus, "work", &st), 0);
+	return st.aborted == 1 && st.publishers == 0;
+}
+
+static void case_a(void)
+{
+	printf("A: publisher killed between reserve and commit\n");
+	shmbus_sub_t *sub;
+	CHECK_RC(shmbus_sub_open(&sub, bus, "work", NULL, 0), 0);
+	int fd;
+	pid_t pid = child(pub_child, &fd);
+	wait_byte(fd);
+	close(fd);
+	uint64_t dt = kill_and_time(pid, a_done);
+	printf("  claim covered and slot freed %.2f ms after SIGKILL\n", dt / 1e6);
+	CHECK(dt <= REAP_LIMIT_NS);
+	expect_crash_event(pid, "\"publishers_freed\":1,\"aborted\":1,");
+	/* The reader gets the ten, then a later message: the hole is gone. */
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, "work"), 0);
+	uint32_t after = 1234;
+	CHECK_RC(shmbus_publish(p, &after, sizeof(after), 2), 0);
+	for (uint32_t i = 0; i < 10; i++) {
+		shmbus_msg_t m;
+		CHECK_RC(shmbus_recv(sub, &m, 1000), 0);
+		CHECK(m.len == 4 && m.type == 1 && !memcmp(m.data, &i, 4));
+	}
+	shmbus_msg_t m;
+	CHECK_RC(shmbus_recv(sub, &m, 1000), 0);
+	CHECK(m.type == 2 && !memcmp(m.data, &after, 4) && m.lost == 0);
+	shmbus_pub_close(p);
+	shmbus_sub_close(sub);
+}
+
+/* ---- B ---------------------------------------------------------------------------- */
+
+static void sub_child(int fd)
+{
+	shmbus_bus_t *b = child_bus();
+	shmbus_sub_t *s;
+	if (shmbus_sub_open(&s, b, "small", NULL, 0) < 0)
+		_exit(4);
+	CHECK(write(fd, "r", 1) == 1);
+	pause(); /* reads nothing: publishers fill the ring and wait for it */
+}
+
+static volatile int b_stop;
+static uint64_t b_published;
+
+static void *b_publisher(void *arg)
+{
+	(void)arg;
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, "small"), 0);
+	char payload[200] = { 0 };
+	while (!__atomic_load_n(&b_stop, __ATOMIC_RELAXED)) {
+		int rc = shmbus_publish_timeout(p, payload, sizeof(payload), 0, 50);
+		if (rc == 0)
+			__atomic_fetch_add(&b_published, 1, __ATOMIC_RELAXED);
+		else
+			CHECK(rc == -EAGAIN);
+	}
+	shmbus_pub_close(p);
+	return NULL;
+}
+
+static int b_done(void)
+{
+	shmbus_topic_stats_t st;
+	CHECK_RC(shmbus_topic_stats(bus, "small", &st), 0);
+	return st.readers == 0;
+}
+
+static void case_b(void)
+{
+	printf("B: subscriber killed in block mode while it holds publishers back\n");
+	int fd;
+	pid_t pid = child(sub_child, &fd);
+	wait_byte(fd);
+	close(fd);
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, b_publisher, NULL) == 0);
+	/* Wait until the ring is full and the publisher waits. */
+	uint64_t deadline = t_now_ns() + 5000000000ull;
+	for (;;) {
+		shmbus_topic_stats_t st;
+		CHECK_RC(shmbus_topic_stats(bus, "small", &st), 0);
+		if (st.backpressure_waits > 0)
+			break;
+		CHECK(t_now_ns() < deadline);
+		usleep(500);
+	}
+	uint64_t before = __atomic_load_n(&b_published, __ATOMIC_RELAXED);
+	uint64_t dt = kill_and_time(pid, b_done);
+	printf("  reader slot freed %.2f ms after SIGKILL\n", dt / 1e6);
+	CHECK(dt <= REAP_LIMIT_NS);
+	/* The publisher goes on. */
+	deadline = t_now_ns() + 2000000000ull;
+	while (__atomic_load_n(&b_published, __ATOMIC_RELAXED) < before + 10000)
+		CHECK(t_now_ns() < deadline);
+	__atomic_store_n(&b_stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	/* The publisher polls for dead readers too (every 1 ms): whoever freed the slot,
+	 * the daemon logs the death of a registered client as a crash. */
+	expect_crash_event(pid, "\"prog\":");
+}
+
+/* ---- C ---------------------------------------------------------------------------- */
+
+static void member_holder(int fd)
+{
+	shmbus_bus_t *b = child_bus();
+	shmbus_sub_t *s;
+	if (shmbus_sub_open(&s, b, "jobs", "g", 0) < 0)
+		_exit(4);
+	/* Joined: the message published after this is read in place and held (one read
+	 * before the join would be copied out, and not count as held). */
+	CHECK(write(fd, "r", 1) == 1);
+	shmbus_msg_t m;
+	if (shmbus_recv(s, &m, 5000) < 0)
+		_exit(5);
+	CHECK(write(fd, "r", 1) == 1);
+	pause(); /* holds the message */
+}
+
+static int c_done(void)
+{
+	shmbus_group_info_t gi[2];
+	CHECK_RC(shmbus_topic_groups(bus, "jobs", gi, 2), 1);
+	if (getenv("T_DEBUG"))
+		fprintf(stderr, "members %u abandoned %llu\n", gi[0].members,
+			(unsigned long long)gi[0].abandoned);
+	return gi[0].members == 1 && gi[0].abandoned == 1;
+}
+
+static void case_c(void)
+{
+	printf("C: group member killed holding a message\n");
+	shmbus_sub_t *other;
+	CHECK_RC(shmbus_sub_open(&other, bus, "jobs", "g", 0), 0);
+	int fd;
+	pid_t pid = child(member_holder, &fd);
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, "jobs"), 0);
+	wait_byte(fd);
+	/* One message for the child: we do not read until it has it. */
+	uint32_t v = 0;
+	CHECK_RC(shmbus_publish(p, &v, sizeof(v), 0), 0);
+	wait_byte(fd);
+	close(fd);
+	uint64_t dt = kill_and_time(pid, c_done);
+	printf("  member removed from the group %.2f ms after SIGKILL\n", dt / 1e6);
+	CHECK(dt <= REAP_LIMIT_NS);
+	expect_crash_event(pid, "\"readers_freed\":1,");
+	for (v = 1; v <= 100; v++)
+		CHECK_RC(shmbus_publish(p, &v, sizeof(v), 0), 0);
+	for (uint32_t i = 1; i <= 100; i++) {
+		shmbus_msg_t m;
+		CHECK_RC(shmbus_recv(other, &m, 1000), 0);
+		CHECK(!memcmp(m.data, &i, 4));
+	}
+	shmbus_pub_close(p);
+	shmbus_sub_close(other);
+}
+
+int main(int argc, char **argv)
+{
+	CHECK(argc == 2);
+	daemon_path = argv[1];
+	const char *dir = t_private_dir("dreap");
+	char cfg[512], text[1024];
+	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
+	snprintf(text, sizeof(text),
+		 "[bus]\nname = crash\ndir = %s\n\n"
+		 "[topic work]\ncapacity = 1M\n\n"
+		 "[topic small]\ncapacity = 64K\npolicy = block\n\n"
+		 "[topic jobs]\ncapacity = 1M\n",
+		 dir);
+	td_write_file(cfg, text);
+	/* The test process itself stays embedded: only the children register. */
+	setenv("SHMBUS_NO_DAEMON", "1", 1);
+	CHECK_RC(shmbus_bus_open(&bus, "crash"), 0);
+	unsetenv("SHMBUS_NO_DAEMON");
+	pid_t d = td_start(daemon_path, cfg, bus);
+	CHECK_RC(shmbus_sub_open(&syslog_sub, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+
+	case_a();
+	case_b();
+	case_c();
+
+	/* The bus's counters, read without asking the daemon. */
+	shmbus_bus_stats_t bs;
+	CHECK_RC(shmbus_bus_stats(bus, &bs), 0);
+	printf("bus: %u topics, daemon %d running %d, %llu crashes, %llu reader and %llu "
+	       "publisher slots reclaimed, %llu aborted\n",
+	       bs.topics, (int)bs.daemon_pid, bs.daemon_running,
+	       (unsigned long long)bs.crashes, (unsigned long long)bs.readers_reclaimed,
+	       (unsigned long long)bs.publishers_reclaimed, (unsigned long long)bs.aborted);
+	CHECK(bs.topics == 4 && bs.daemon_pid == d && bs.daemon_running == 1);
+	CHECK(bs.crashes == 3 && bs.publishers_reclaimed == 1 && bs.aborted == 1);
+	/* B's reader may have been freed by the waiting publisher first. */
+	CHECK(bs.readers_reclaimed >= 1 && bs.readers_reclaimed <= 2);
+	CHECK(bs.published >= 10 + 100 + 1);
+
+	shmbus_sub_close(syslog_sub);
+	CHECK(td_stop(d) == 0);
+	CHECK_RC(shmbus_bus_stats(bus, &bs), 0);
+	CHECK(bs.daemon_pid == d && bs.daemon_running == 0 && bs.clients == 0);
+	shmbus_bus_close(bus);
+	printf("ok\n");
+	return 0;
+}
