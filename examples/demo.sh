@@ -7,8 +7,13 @@
 # until all readers are in; prints each process's counts and rates and the aggregate rate;
 # exits non-zero if any count is wrong or any process failed. The bus lives in a new
 # directory under /dev/shm that is removed at the end.
+# With -d SHMBUSD, the bus runs under a daemon on its built-in default config, and one more
+# subscriber joins only to be killed with SIGKILL once the publishers run: the daemon frees
+# its slot at once (in block mode it would otherwise hold the publishers back until one of
+# them found it dead), and the daemon's events ($sys.log) are shown at the end.
 #
-#   demo.sh [-b BINDIR] [-n COUNT] [-s SIZE] [-p PUBLISHERS] [-f SUBSCRIBERS] [-g MEMBERS]
+#   demo.sh [-b BINDIR] [-d SHMBUSD] [-n COUNT] [-s SIZE] [-p PUBLISHERS] [-f SUBSCRIBERS]
+#           [-g MEMBERS]
 set -u
 
 usage() {
@@ -16,6 +21,7 @@ usage() {
 usage: $0 [options]
   -b DIR   where the publisher and subscriber programs are (default: this script's
            directory if they are there, else build/examples)
+  -d PATH  run the bus under this shmbusd, and kill one subscriber on purpose
   -n N     messages per publisher (default 200000)
   -s B     payload bytes per message (default 64)
   -p N     publishers (default 3)
@@ -36,9 +42,11 @@ SIZE=64
 NPUB=3
 NFAN=2
 NGRP=2
-while getopts b:n:s:p:f:g:h opt; do
+DAEMON=""
+while getopts b:d:n:s:p:f:g:h opt; do
 	case $opt in
 	b) BINDIR=$OPTARG ;;
+	d) DAEMON=$OPTARG ;;
 	n) COUNT=$OPTARG ;;
 	s) SIZE=$OPTARG ;;
 	p) NPUB=$OPTARG ;;
@@ -75,6 +83,25 @@ READERS=$((NFAN + NGRP))
 
 now_ns() { date +%s%N; }
 
+DPID=""
+if [ -n "$DAEMON" ]; then
+	# The built-in defaults: bus $SHMBUS_BUS in $SHMBUS_DIR, no declared topics.
+	SHMBUSD_CONFIG="" "$DAEMON" --foreground 2>"$DIR/daemon.log" &
+	DPID=$!
+	PIDS="$DPID"
+	i=0
+	while [ ! -S "$DIR/$SHMBUS_BUS/control.sock" ]; do
+		i=$((i + 1))
+		if [ $i -gt 500 ] || ! kill -0 "$DPID" 2>/dev/null; then
+			echo "demo: shmbusd did not start:" >&2
+			cat "$DIR/daemon.log" >&2
+			exit 1
+		fi
+		sleep 0.01
+	done
+	echo "demo: shmbusd (pid $DPID) supervises the bus"
+fi
+
 echo "demo: $NPUB publishers x $COUNT messages of $SIZE B on '$TOPIC';" \
 	"$NFAN subscribers and group 'workers' of $NGRP (bus in $DIR)"
 
@@ -94,18 +121,33 @@ while [ $i -le "$NGRP" ]; do
 	GRP_PIDS="$GRP_PIDS $!"
 	i=$((i + 1))
 done
-PIDS="$FAN_PIDS $GRP_PIDS"
+PIDS="$PIDS $FAN_PIDS $GRP_PIDS"
+VICTIM=""
+WAIT_READERS=$READERS
+if [ -n "$DAEMON" ]; then
+	"$SUB" -n victim "$TOPIC" "$TOTAL" >/dev/null 2>&1 &
+	VICTIM=$!
+	PIDS="$PIDS $VICTIM"
+	WAIT_READERS=$((READERS + 1))
+fi
 
 # Publishers wait until every reader is in, so nobody misses the start.
 T0=$(now_ns)
 PUB_PIDS=""
 i=1
 while [ $i -le "$NPUB" ]; do
-	"$PUB" -i "$i" -w "$READERS" "$TOPIC" "$COUNT" "$SIZE" >"$DIR/pub$i.out" 2>"$DIR/pub$i.err" &
+	"$PUB" -i "$i" -w "$WAIT_READERS" "$TOPIC" "$COUNT" "$SIZE" >"$DIR/pub$i.out" \
+		2>"$DIR/pub$i.err" &
 	PUB_PIDS="$PUB_PIDS $!"
 	i=$((i + 1))
 done
 PIDS="$PIDS $PUB_PIDS"
+if [ -n "$VICTIM" ]; then
+	sleep 0.05
+	kill -KILL "$VICTIM" 2>/dev/null
+	wait "$VICTIM" 2>/dev/null
+	echo "demo: killed subscriber $VICTIM with SIGKILL while the publishers run"
+fi
 
 FAILED=0
 # wait_all PIDS: wait for each; count the failures.
@@ -124,7 +166,7 @@ wait_all $FAN_PIDS
 T_FAN=$(now_ns)
 # shellcheck disable=SC2086
 wait_all $GRP_PIDS
-PIDS=""
+PIDS="$DPID"
 
 # field NAME FILE: the value of NAME=value in the report line of FILE (0 if absent).
 field() {
@@ -186,6 +228,22 @@ awk -v t0="$T0" -v tp="$T_PUB" -v tf="$T_FAN" -v pub="$SENT" -v del="$DELIVERED"
 	printf " delivered %d in %.3f s (%.3f M msg/s, %.1f MB/s)\n", del, sf, del / sf / 1e6,
 		del * size / sf / 1e6
 }'
+
+if [ -n "$DPID" ]; then
+	kill -TERM "$DPID"
+	if ! wait "$DPID"; then
+		BAD="$BAD shmbusd-exit-status"
+	fi
+	PIDS=""
+	echo "shmbusd's events (\$sys.log):"
+	sed -n 's/^shmbusd: //p' "$DIR/daemon.log" | grep -v '"event":"\(attach\|exit\)"' |
+		sed 's/^/  /'
+	echo "  ... and $(grep -c '"event":"attach"' "$DIR/daemon.log") attach," \
+		"$(grep -c '"event":"exit"' "$DIR/daemon.log") exit events"
+	if [ -n "$VICTIM" ] && ! grep -q "\"event\":\"crash\",\"pid\":$VICTIM," "$DIR/daemon.log"; then
+		BAD="$BAD no-crash-event-for-$VICTIM"
+	fi
+fi
 
 if [ "$FAILED" -ne 0 ] || [ -n "$BAD" ]; then
 	echo "demo: FAILED ($FAILED processes failed;${BAD:- counts right})" >&2

@@ -3,7 +3,10 @@
 #
 # scripts/main.sh: install what is missing, build shmbus (build/, release unless build/ is
 # already configured otherwise), then run the main job. Until the daemon exists, that is:
-#   1. examples/demo.sh: publisher and subscriber processes exchanging messages on a
+#   1. examples/demo.sh under shmbusd (its built-in default config): publisher and
+#      subscriber processes exchanging messages, one subscriber killed with SIGKILL on
+#      purpose and reaped by the daemon, the daemon's events; publisher and subscriber
+#      processes exchanging messages on a
 #      private bus, printing per-process counts and rates and the aggregate rate;
 #   2. the quick benchmark (bench/spsc --quick): shmbus against a bare shared-memory ring,
 #      a Unix socket and memcpy, as a table with the targets met or missed.
@@ -31,7 +34,7 @@ fi
 
 echo
 echo "==== demo: examples/demo.sh"
-"$ROOT/examples/demo.sh" -b build/examples
+"$ROOT/examples/demo.sh" -b build/examples -d build/daemon/shmbusd
 
 echo
 echo "==== benchmark: build/bench/spsc --quick (JSON in build/bench-spsc-quick.json)"
