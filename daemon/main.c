@@ -294,6 +294,8 @@ int main(int argc, char **argv)
 	conductor_fini(&d);
 	state_close(&d);
 	config_free(&d.cfg);
+	free(d.alarmed);
+	free(d.lost);
 	shmbus_bus_close(d.bus);
 	return rc < 0 ? 1 : 0;
 }

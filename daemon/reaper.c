@@ -137,6 +137,35 @@ static int alarmed_index(struct daemon *d, const char *key)
 	return -1;
 }
 
+/* A reader lost messages to overwrite since the last sweep: say how many. */
+static void check_overflow(struct daemon *d, const char *topic, const shmbus_reader_info_t *r)
+{
+	char key[sizeof(d->lost->key)];
+	snprintf(key, sizeof(key), "%s#%u#%d", topic, r->slot, (int)r->pid);
+	struct lost_seen *ls = NULL;
+	for (size_t i = 0; i < d->nlost && !ls; i++)
+		if (!strcmp(d->lost[i].key, key))
+			ls = &d->lost[i];
+	if (!ls) {
+		struct lost_seen *nn = realloc(d->lost, (d->nlost + 1) * sizeof(*nn));
+		if (!nn)
+			return;
+		d->lost = nn;
+		ls = &d->lost[d->nlost++];
+		memset(ls, 0, sizeof(*ls));
+		snprintf(ls->key, sizeof(ls->key), "%s", key);
+	}
+	ls->live = 1;
+	if (r->lost <= ls->lost)
+		return;
+	char esc[2 * SHMBUS_TOPIC_NAME_MAX];
+	event(d, "overflow",
+	      "\"topic\":\"%s\",\"pid\":%d,\"slot\":%u,\"lost\":%llu,\"lost_total\":%llu",
+	      json_str(esc, sizeof(esc), topic), r->pid, r->slot,
+	      (unsigned long long)(r->lost - ls->lost), (unsigned long long)r->lost);
+	ls->lost = r->lost;
+}
+
 static int lag_topic(const char *name, void *arg)
 {
 	struct daemon *d = arg;
@@ -148,11 +177,15 @@ static int lag_topic(const char *name, void *arg)
 	shmbus_reader_info_t ri[64];
 	int n = shmbus_topic_readers(d->bus, name, ri, 64);
 	for (int i = 0; i < n && i < 64; i++) {
+		if (ri[i].lost)
+			check_overflow(d, name, &ri[i]);
 		if (ri[i].group[0])
 			continue;
 		char key[SHMBUS_TOPIC_NAME_MAX + 16];
 		snprintf(key, sizeof(key), "%s#%u", name, ri[i].slot);
 		int idx = alarmed_index(d, key);
+		if (!d->cfg.lag_alarm_pct)
+			continue;
 		uint64_t limit = o.capacity / 100 * d->cfg.lag_alarm_pct;
 		char esc[2 * SHMBUS_TOPIC_NAME_MAX];
 		if (ri[i].lag_bytes >= limit && idx < 0) {
@@ -181,6 +214,14 @@ static int lag_topic(const char *name, void *arg)
 
 void check_lag(struct daemon *d)
 {
-	if (d->cfg.lag_alarm_pct)
-		shmbus_topic_foreach(d->bus, lag_topic, d);
+	for (size_t i = 0; i < d->nlost; i++)
+		d->lost[i].live = 0;
+	shmbus_topic_foreach(d->bus, lag_topic, d);
+	/* Forget readers that are gone. */
+	for (size_t i = 0; i < d->nlost;) {
+		if (!d->lost[i].live)
+			d->lost[i] = d->lost[--d->nlost];
+		else
+			i++;
+	}
 }

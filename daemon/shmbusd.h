@@ -78,6 +78,13 @@ struct daemon {
 	/* lag alarms: topic name + reader slot already alarmed (cleared when it recovers) */
 	char (*alarmed)[SHMBUS_TOPIC_NAME_MAX + 16];
 	size_t nalarmed;
+	/* overflow alarms: losses last seen per reader ("topic#slot#pid") */
+	struct lost_seen {
+		char key[SHMBUS_TOPIC_NAME_MAX + 32];
+		uint64_t lost;
+		int live; /* seen in this sweep */
+	} *lost;
+	size_t nlost;
 };
 
 uint64_t d_now_ms(void);

@@ -9,6 +9,8 @@
  *     is freed, the publisher goes on.
  *  C. a group member killed holding a message: it leaves the group (abandoned 1), the
  *     other member gets every later message.
+ *  D. alarms: a reader a full ring behind in block mode (lag_alarm, then lag_cleared when
+ *     it catches up), a reader lapped in overwrite mode (overflow, with the count).
  * usage: crash_daemon_reap PATH-TO-SHMBUSD
  */
 #include <pthread.h>
@@ -274,18 +276,68 @@ static void case_c(void)
 	shmbus_sub_close(other);
 }
 
+/* ---- D ---------------------------------------------------------------------------- */
+
+static void expect_event(const char *a, const char *b, const char *c)
+{
+	char ev[4096];
+	const char *needles[] = { a, b, c, NULL };
+	if (td_event(syslog_sub, ev, sizeof(ev), 3000, needles) < 0) {
+		fprintf(stderr, "no event with %s %s %s on $sys.log\n", a, b, c);
+		exit(1);
+	}
+	printf("  $sys.log: %s\n", ev);
+}
+
+static void case_d(void)
+{
+	printf("D: lag and overflow alarms\n");
+	shmbus_sub_t *slow;
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_sub_open(&slow, bus, "lagt", NULL, 0), 0);
+	CHECK_RC(shmbus_pub_open(&p, bus, "lagt"), 0);
+	char payload[100] = { 0 };
+	int n = 0;
+	while (shmbus_publish_timeout(p, payload, sizeof(payload), 0, 0) == 0)
+		n++;
+	CHECK(n > 100);
+	expect_event("\"event\":\"lag_alarm\"", "\"topic\":\"lagt\"", "\"policy\":\"block\"");
+	shmbus_msg_t m;
+	for (int i = 0; i < n; i++)
+		CHECK_RC(shmbus_recv(slow, &m, 1000), 0);
+	CHECK_RC(shmbus_release(slow, &m), 0);
+	expect_event("\"event\":\"lag_cleared\"", "\"topic\":\"lagt\"", "\"slot\":");
+	shmbus_pub_close(p);
+	shmbus_sub_close(slow);
+
+	shmbus_sub_t *lapped;
+	CHECK_RC(shmbus_sub_open(&lapped, bus, "ow", NULL, 0), 0);
+	CHECK_RC(shmbus_pub_open(&p, bus, "ow"), 0);
+	for (int i = 0; i < 1000; i++)
+		CHECK_RC(shmbus_publish(p, payload, sizeof(payload), 0), 0);
+	CHECK_RC(shmbus_recv(lapped, &m, 1000), 0);
+	CHECK(m.lost > 0);
+	char lost[64];
+	snprintf(lost, sizeof(lost), "\"lost\":%llu,", (unsigned long long)m.lost);
+	expect_event("\"event\":\"overflow\"", "\"topic\":\"ow\"", lost);
+	shmbus_pub_close(p);
+	shmbus_sub_close(lapped);
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
 	daemon_path = argv[1];
 	const char *dir = t_private_dir("dreap");
-	char cfg[512], text[1024];
+	char cfg[512], text[2048];
 	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
 	snprintf(text, sizeof(text),
 		 "[bus]\nname = crash\ndir = %s\n\n"
 		 "[topic work]\ncapacity = 1M\n\n"
 		 "[topic small]\ncapacity = 64K\npolicy = block\n\n"
-		 "[topic jobs]\ncapacity = 1M\n",
+		 "[topic jobs]\ncapacity = 1M\n\n"
+		 "[topic lagt]\ncapacity = 64K\n\n"
+		 "[topic ow]\ncapacity = 4K\npolicy = overwrite\n",
 		 dir);
 	td_write_file(cfg, text);
 	/* The test process itself stays embedded: only the children register. */
@@ -298,6 +350,7 @@ int main(int argc, char **argv)
 	case_a();
 	case_b();
 	case_c();
+	case_d();
 
 	/* The bus's counters, read without asking the daemon. */
 	shmbus_bus_stats_t bs;
@@ -307,11 +360,11 @@ int main(int argc, char **argv)
 	       bs.topics, (int)bs.daemon_pid, bs.daemon_running,
 	       (unsigned long long)bs.crashes, (unsigned long long)bs.readers_reclaimed,
 	       (unsigned long long)bs.publishers_reclaimed, (unsigned long long)bs.aborted);
-	CHECK(bs.topics == 4 && bs.daemon_pid == d && bs.daemon_running == 1);
+	CHECK(bs.topics == 6 && bs.daemon_pid == d && bs.daemon_running == 1);
 	CHECK(bs.crashes == 3 && bs.publishers_reclaimed == 1 && bs.aborted == 1);
 	/* B's reader may have been freed by the waiting publisher first. */
 	CHECK(bs.readers_reclaimed >= 1 && bs.readers_reclaimed <= 2);
-	CHECK(bs.published >= 10 + 100 + 1);
+	CHECK(bs.published >= 10 + 100 + 1 + 1000);
 
 	shmbus_sub_close(syslog_sub);
 	CHECK(td_stop(d) == 0);
