@@ -55,7 +55,9 @@ SHMBUS_API int shmbus_topic_foreach(shmbus_bus_t *bus, int (*fn)(const char *nam
 		}
 		n++;
 	}
-	qsort(names, n, sizeof(*names), cmp_names);
+	/* names is NULL for an empty bus, and qsort's pointer must not be even for n == 0. */
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = fn(names[i], arg);
 out:

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/* shmbus tail: print a topic's messages as they arrive, as a subscriber or group member. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+/* Hex is cut to this many payload bytes unless --full. */
+#define HEX_MAX 64
+/* The longest single wait in shmbus_recv(): a signal that lands just before the futex
+ * sleep (after tool_stop was checked) delays the exit by at most this much. */
+#define SLICE_MS 200
+
+enum tail_format { FMT_LINE, FMT_HEX, FMT_RAW };
+
+static const char tail_help[] =
+	"usage: shmbus tail TOPIC [options]\n"
+	"\n"
+	"Print messages of TOPIC as they arrive, one line each:\n"
+	"  seq=N type=T len=L ts=YYYY-MM-DDTHH:MM:SS.uuuuuuZ PAYLOAD\n"
+	"PAYLOAD is the text when the message is printable UTF-8, else \"hex:\" and its bytes\n"
+	"in hex (the first 64 bytes and \"...\" unless --full). Messages lost to an overwrite\n"
+	"topic are reported on stderr as \"lost N messages\". SIGINT and SIGTERM stop it\n"
+	"cleanly (exit 0).\n"
+	"\n"
+	"  -g, --group G       join group G: each message goes to one member of the group\n"
+	"  -f, --from WHERE    earliest: start from the oldest message still in the ring;\n"
+	"                      latest (default): from the next message published. For a\n"
+	"                      group, applies only when this creates the group.\n"
+	"  -n, --count N       stop after N messages (exit 1 if --timeout ends it first)\n"
+	"  -t, --timeout MS    stop when no message came for MS milliseconds\n"
+	"  -x, --hex           print every payload in hex\n"
+	"  -r, --raw           print only the payloads, each followed by a newline\n"
+	"      --full          do not cut hex payloads\n"
+	"  -h, --help          show this help\n";
+
+/* Is the payload text that prints on one line: UTF-8 with no control characters but tab? */
+static int printable(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		if (p[i] < 0x80) {
+			if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+				return 0;
+			i++;
+			continue;
+		}
+		size_t len = tool_utf8_seq(p + i, n - i);
+		/* U+0080..U+009F (C1 controls) are the two-byte sequences c2 80..c2 9f. */
+		if (!len || (p[i] == 0xc2 && p[i + 1] < 0xa0))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+static void print_hex(const unsigned char *p, size_t n, int full)
+{
+	size_t shown = !full && n > HEX_MAX ? HEX_MAX : n;
+
+	fputs("hex:", stdout);
+	for (size_t i = 0; i < shown; i++)
+		printf("%02x", p[i]);
+	if (shown < n)
+		fputs("...", stdout);
+}
+
+static void print_msg(const shmbus_msg_t *m, enum tail_format fmt, int full)
+{
+	const unsigned char *p = m->data;
+	char ts[40];
+
+	if (fmt == FMT_RAW) {
+		fwrite(p, 1, m->len, stdout);
+		putchar('\n');
+		return;
+	}
+	printf("seq=%" PRIu64 " type=%" PRIu32 " len=%" PRIu32 " ts=%s", m->seq, m->type, m->len,
+	       tool_fmt_time(ts, m->timestamp_ns));
+	if (m->len) {
+		putchar(' ');
+		if (fmt == FMT_LINE && printable(p, m->len))
+			fwrite(p, 1, m->len, stdout);
+		else
+			print_hex(p, m->len, full);
+	}
+	putchar('\n');
+}
+
+int tool_tail(int argc, char **argv)
+{
+	enum { OPT_FULL = 256 };
+	static const struct option longopts[] = {
+		{ "group", required_argument, NULL, 'g' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "hex", no_argument, NULL, 'x' },
+		{ "raw", no_argument, NULL, 'r' },
+		{ "full", no_argument, NULL, OPT_FULL },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *group = NULL;
+	enum tail_format fmt = FMT_LINE;
+	uint64_t count = 0;
+	int flags = 0, timeout_ms = -1, have_count = 0, full = 0, opt;
+
+	while ((opt = getopt_long(argc, argv, ":g:f:n:t:xrh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'g':
+			group = optarg;
+			break;
+		case 'f':
+			if (strcmp(optarg, "earliest") == 0)
+				flags |= SHMBUS_SUB_EARLIEST;
+			else if (strcmp(optarg, "latest") == 0)
+				flags &= ~SHMBUS_SUB_EARLIEST;
+			else
+				return tool_usage("tail", "bad --from '%s' (earliest or latest)",
+						  optarg);
+			break;
+		case 'n':
+			if (tool_parse_u64(optarg, UINT64_MAX, &count))
+				return tool_usage("tail", "bad --count '%s' (a number)", optarg);
+			have_count = 1;
+			break;
+		case 't':
+			if (tool_parse_ms(optarg, 0, &timeout_ms))
+				return tool_usage("tail", "bad --timeout '%s' (milliseconds)",
+						  optarg);
+			break;
+		case 'x':
+			fmt = FMT_HEX;
+			break;
+		case 'r':
+			fmt = FMT_RAW;
+			break;
+		case OPT_FULL:
+			full = 1;
+			break;
+		case 'h':
+			fputs(tail_help, stdout);
+			return TOOL_OK;
+		default:
+			return tool_bad_option("tail", opt, argv);
+		}
+	}
+	if (argc - optind != 1)
+		return tool_usage("tail",
+				  argc == optind ? "a TOPIC is needed" : "one TOPIC at a time");
+	const char *topic = argv[optind];
+
+	shmbus_bus_t *bus;
+	shmbus_sub_t *sub = NULL;
+	if (tool_bus_open("tail", &bus))
+		return TOOL_FAILED;
+	int ret = TOOL_FAILED;
+	int rc = shmbus_sub_open(&sub, bus, topic, group, flags);
+	if (rc < 0) {
+		if (group)
+			tool_fail("tail", rc, 1, "cannot join group '%s' of topic '%s'", group,
+				  topic);
+		else
+			tool_fail("tail", rc, 1, "cannot subscribe to topic '%s'", topic);
+		goto out;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A reader gone quietly must not hold its slot: write errors end the loop instead. */
+	signal(SIGPIPE, SIG_IGN);
+	tool_catch_signals();
+
+	uint64_t got = 0;
+	uint64_t idle_since = tool_now_ns();
+	ret = TOOL_OK;
+	while (!(have_count && got >= count) && !tool_stop) {
+		int wait = SLICE_MS;
+		if (timeout_ms >= 0) {
+			uint64_t idle_ms = (tool_now_ns() - idle_since) / 1000000;
+			uint64_t left = idle_ms >= (uint64_t)timeout_ms ? 0 : timeout_ms - idle_ms;
+			wait = left < SLICE_MS ? (int)left : SLICE_MS;
+		}
+		shmbus_msg_t m;
+		rc = shmbus_recv(sub, &m, wait);
+		if (rc == -EAGAIN || rc == -EINTR) {
+			/* Polled once more at the end, so that --timeout 0 looks once. */
+			if (rc == -EAGAIN && timeout_ms >= 0 &&
+			    tool_now_ns() - idle_since >= (uint64_t)timeout_ms * 1000000) {
+				if (have_count) {
+					fprintf(stderr,
+						"shmbus tail: topic '%s': %" PRIu64 " of %" PRIu64
+						" messages, then none for %d ms\n",
+						topic, got, count, timeout_ms);
+					ret = TOOL_FAILED;
+				}
+				break;
+			}
+			continue;
+		}
+		if (rc < 0) {
+			ret = tool_fail("tail", rc, 0, "cannot read topic '%s'", topic);
+			break;
+		}
+		if (m.lost) {
+			fflush(stdout);
+			fprintf(stderr, "lost %" PRIu64 " messages\n", m.lost);
+		}
+		errno = 0;
+		print_msg(&m, fmt, full);
+		if (ferror(stdout)) {
+			/* The reader of our output went away (EPIPE): stop quietly. */
+			int e = errno ? errno : EIO;
+			if (e != EPIPE)
+				ret = tool_fail("tail", -e, 0, "cannot write");
+			break;
+		}
+		got++;
+		idle_since = tool_now_ns();
+	}
+out:
+	shmbus_sub_close(sub);
+	shmbus_bus_close(bus);
+	return ret;
+}
