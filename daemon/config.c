@@ -7,11 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DEFAULT_ROOT "/dev/shm/shmbus"
 
 struct ctx {
 	struct shmbusd_config *c;
+	FILE *f;
+	int line;     /* lines read so far (the handler is called for the last one) */
+	int why_line; /* where why was found, 0 if nowhere */
 	char why[256];
 	/* keys seen, to refuse one set twice: "section\nkey" */
 	char **seen;
@@ -68,8 +72,22 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 
 static int fail(struct ctx *x, const char *fmt, const char *a, const char *b)
 {
-	snprintf(x->why, sizeof(x->why), fmt, a, b);
-	return 0; /* inih: stop, report this line */
+	/* inih goes on after an error: keep the first. */
+	if (!x->why_line) {
+		snprintf(x->why, sizeof(x->why), fmt, a, b);
+		x->why_line = x->line;
+	}
+	return 0; /* inih: an error on this line */
+}
+
+/* inih's reader: fgets that counts lines, so the handler knows where it is. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct ctx *x = stream;
+	char *r = fgets(str, num, x->f);
+	if (r)
+		x->line++;
+	return r;
 }
 
 static int seen_twice(struct ctx *x, const char *section, const char *key)
@@ -278,14 +296,32 @@ int config_load(const char *path, struct shmbusd_config *c, char *err, size_t er
 		return 0;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	FILE *f = fopen(path, "re");
+	struct stat sb;
+	if (f && fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		fclose(f);
+		f = NULL;
+		errno = S_ISDIR(sb.st_mode) ? EISDIR : EINVAL;
+	}
 	if (!f) {
 		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
 		config_free(c);
 		return -1;
 	}
-	struct ctx x = { .c = c };
-	int line = ini_parse_file(f, handler, &x);
+	struct ctx x = { .c = c, .f = f };
+	int line = ini_parse_stream(read_line, &x, handler, &x);
+	int read_error = ferror(f);
 	fclose(f);
+	if (read_error) {
+		snprintf(err, errlen, "%s: read error", path);
+		for (size_t i = 0; i < x.nseen; i++)
+			free(x.seen[i]);
+		free(x.seen);
+		config_free(c);
+		return -1;
+	}
+	/* inih reports the first line with an error of either kind; ours has a reason. */
+	if (line > 0 && x.why_line && x.why_line != line)
+		x.why[0] = '\0';
 	for (size_t i = 0; i < x.nseen; i++)
 		free(x.seen[i]);
 	free(x.seen);

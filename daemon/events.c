@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,11 +38,20 @@ int events_open(struct daemon *d)
 		fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC, shmbus_errmsg());
 		return -1;
 	}
+	for (size_t i = 0; i < d->npending; i++) {
+		if (d->pending[i])
+			shmbus_publish(d->log, d->pending[i], strlen(d->pending[i]), LOG_TYPE);
+		free(d->pending[i]);
+	}
+	d->npending = 0;
 	return 0;
 }
 
 void events_close(struct daemon *d)
 {
+	for (size_t i = 0; i < d->npending; i++)
+		free(d->pending[i]);
+	d->npending = 0;
 	if (d->log)
 		shmbus_pub_close(d->log);
 	d->log = NULL;
@@ -83,7 +93,13 @@ void event(struct daemon *d, const char *name, const char *fmt, ...)
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		n = (int)strlen(msg);
 	fprintf(stderr, "shmbusd: %s\n", msg);
-	if (d->log) {
+	if (!d->log) {
+		/* Before $sys.log is open (topics made at start): keep it for later. */
+		if (d->npending < sizeof(d->pending) / sizeof(d->pending[0]))
+			d->pending[d->npending++] = strdup(msg);
+		return;
+	}
+	{
 		int rc = shmbus_publish(d->log, msg, (size_t)n, LOG_TYPE);
 		if (rc < 0)
 			fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC,

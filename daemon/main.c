@@ -222,6 +222,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(d.cfg_path, sizeof(d.cfg_path), "%s", cfg_path ? cfg_path : "");
+	if (check) {
+		/* Options only: nothing is created, not even the bus directory. */
+		for (size_t i = 0; i < d.cfg.ntopics; i++) {
+			struct shmbus_seg_opts o;
+			uint64_t size;
+			const struct topic_decl *t = &d.cfg.topics[i];
+			if (shmbus_opts_resolve(&t->opts, &o) < 0 ||
+			    shmbus_seg_opts_check(&o, &size) < 0) {
+				fprintf(stderr, "shmbusd: %s:%d: [topic %s]: %s\n", d.cfg.path,
+					section_line(d.cfg.path, t->name), t->name,
+					shmbus_errmsg());
+				return 1;
+			}
+		}
+		printf("shmbusd: %s: ok (%zu topics)\n", d.cfg.path[0] ? d.cfg.path : "defaults",
+		       d.cfg.ntopics);
+		return 0;
+	}
 	d.listen_fd = -1;
 	d.signal_fd = -1;
 	d.started_ms = d_now_ms();
@@ -239,24 +257,6 @@ int main(int argc, char **argv)
 	snprintf(d.bus_dir, sizeof(d.bus_dir), "%s", shmbus_bus_path(d.bus));
 	if (d.cfg.has_gid && chown(d.bus_dir, (uid_t)-1, d.cfg.gid) < 0)
 		fprintf(stderr, "shmbusd: chgrp %s: %s\n", d.bus_dir, strerror(errno));
-	if (check) {
-		/* Options only: nothing is created. */
-		for (size_t i = 0; i < d.cfg.ntopics; i++) {
-			struct shmbus_seg_opts o;
-			uint64_t size;
-			const struct topic_decl *t = &d.cfg.topics[i];
-			if (shmbus_opts_resolve(&t->opts, &o) < 0 ||
-			    shmbus_seg_opts_check(&o, &size) < 0) {
-				fprintf(stderr, "shmbusd: %s:%d: [topic %s]: %s\n", d.cfg.path,
-					section_line(d.cfg.path, t->name), t->name,
-					shmbus_errmsg());
-				return 1;
-			}
-		}
-		printf("shmbusd: %s: ok (%zu topics)\n", d.cfg.path[0] ? d.cfg.path : "defaults",
-		       d.cfg.ntopics);
-		return 0;
-	}
 	if (apply_topics(&d, &d.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "shmbusd: %s\n", err);
 		return 1;

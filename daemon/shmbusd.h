@@ -59,6 +59,8 @@ struct daemon {
 	char bus_dir[4096];
 	shmbus_bus_t *bus;
 	shmbus_pub_t *log; /* $sys.log */
+	char *pending[64]; /* events from before $sys.log was open */
+	size_t npending;
 	struct io_uring ring;
 	int listen_fd;
 	int signal_fd;
