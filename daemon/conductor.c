@@ -525,7 +525,7 @@ int conductor_init(struct daemon *d)
 		close(probe);
 	}
 	unlink(sa.sun_path);
-	mode_t old = umask(0777 & ~d->cfg.mode & 0666);
+	mode_t old = umask((0777 & ~d->cfg.mode) | 0111);
 	rc = bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (rc < 0 || listen(d->listen_fd, 128) < 0) {

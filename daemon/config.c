@@ -85,8 +85,14 @@ static char *read_line(char *str, int num, void *stream)
 {
 	struct ctx *x = stream;
 	char *r = fgets(str, num, x->f);
-	if (r)
-		x->line++;
+	if (!r)
+		return r;
+	x->line++;
+	/* An indented line would be a continuation of the previous value to inih: this
+	 * file format has none, so indentation is just indentation. */
+	size_t skip = strspn(str, " \t");
+	if (skip && str[skip] != '\n' && str[skip] != '\0')
+		memmove(str, str + skip, strlen(str + skip) + 1);
 	return r;
 }
 
@@ -254,8 +260,14 @@ static int topic_key(struct ctx *x, const char *name, const char *key, const cha
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct ctx *x = user;
-	if (seen_twice(x, section, key))
-		return fail(x, "'%s' is set twice in [%s]", key, section);
+	/* [topic a] and [topic  a] are one section. */
+	char canon[SHMBUS_TOPIC_NAME_MAX + 16];
+	if (!strncmp(section, "topic ", 6))
+		snprintf(canon, sizeof(canon), "topic %s", section + 6 + strspn(section + 6, " "));
+	else
+		snprintf(canon, sizeof(canon), "%s", section);
+	if (seen_twice(x, canon, key))
+		return fail(x, "'%s' is set twice in [%s]", key, canon);
 	if (!strcmp(section, "bus"))
 		return bus_key(x, key, value);
 	if (!strcmp(section, "limits"))

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "helpers.h"
+#include "daemon/run.h"
 
 /* Write text to path (replacing it). */
 static inline void td_write_file(const char *path, const char *text)
@@ -109,25 +110,15 @@ static inline int td_stop(pid_t pid)
 }
 
 /*
- * Read $sys.log (through sub) until a message contains every one of the needles (a
+ * Read $sys.log (through sub) until an event contains every one of the needles (a
  * NULL-terminated list), up to timeout_ms. Copies it to out. Returns 0 or -1.
  */
 static inline int td_event(shmbus_sub_t *sub, char *out, size_t outlen, int timeout_ms,
 			   const char *const *needles)
 {
 	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		uint64_t now = t_now_ns();
-		if (now >= deadline)
-			return -1;
-		shmbus_msg_t m;
-		int rc = shmbus_recv(sub, &m, (int)((deadline - now) / 1000000ull) + 1);
-		if (rc == -EAGAIN || rc == -EINTR)
-			continue;
-		CHECK_RC(rc, 0);
-		size_t n = m.len < outlen - 1 ? m.len : outlen - 1;
-		memcpy(out, m.data, n);
-		out[n] = '\0';
+	char name[64];
+	while (dt_next_event(sub, deadline, out, outlen, name, sizeof(name)) == 0) {
 		int all = 1;
 		for (const char *const *s = needles; *s && all; s++)
 			all = strstr(out, *s) != NULL;
@@ -136,6 +127,7 @@ static inline int td_event(shmbus_sub_t *sub, char *out, size_t outlen, int time
 		if (getenv("T_DEBUG"))
 			fprintf(stderr, "(skipped event: %s)\n", out);
 	}
+	return -1;
 }
 
 #endif

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbusd reloads its configuration on SIGHUP, and says what it does on $sys.log.
+ *
+ * The daemon starts with topic a; a subscriber on $sys.log (from the earliest message)
+ * must see "start" (pid, bus, dir, config) and "topic_created" for a (capacity, policy),
+ * each a well-formed JSON object. The config gains topic b, SIGHUP: b exists within 2 s,
+ * with its options, and "topic_created" b then "reload" (topics: 2) are logged. The config
+ * gets a syntax error, SIGHUP: "reload_failed" names FILE:LINE, the daemon keeps running,
+ * answers a ping, topics a and b still work. A good file after that is applied again.
+ * SIGTERM: "stop" with the daemon's pid, exit status 0.
+ *
+ * Event checks are independent: each failure is reported and the rest still runs.
+ *
+ * usage: daemon_reload SHMBUSD
+ */
+#include "tests/daemon/run.h"
+
+
+
+static shmbus_bus_t *bus;
+static shmbus_sub_t *log_sub;
+static pid_t dpid;
+
+/* Does the event ev have member key with (raw) value want? */
+static int field_is(const char *ev, const char *key, const char *want)
+{
+	char v[1024];
+	return dt_json_get(ev, key, v, sizeof(v)) == 0 && !strcmp(v, want);
+}
+
+static void expect_field(const char *ev, const char *key, const char *want)
+{
+	char v[1024] = "";
+	if (dt_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want))
+		FAIL("event %s: wanted \"%s\": %s, got %s", ev, key, want, v);
+}
+
+/* Read events until "reload" or "reload_failed" (at most timeout_ms); every
+ * "topic_created" on the way is appended to created (names, space-separated). */
+static int until_reload(char *ev, size_t len, int timeout_ms, char *created, size_t clen)
+{
+	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	created[0] = '\0';
+	for (;;) {
+		char name[64], topic[200];
+		if (dt_next_event(log_sub, deadline, ev, len, name, sizeof(name)) < 0)
+			return -ETIMEDOUT;
+		if (!strcmp(name, "topic_created") &&
+		    dt_json_get(ev, "topic", topic, sizeof(topic)) == 0) {
+			size_t o = strlen(created);
+			snprintf(created + o, clen - o, "%s%s", o ? " " : "", topic);
+		}
+		if (!strcmp(name, "reload") || !strcmp(name, "reload_failed"))
+			return 0;
+	}
+}
+
+/* Poll until topic name exists (at most timeout_ms). Returns 0 with its options. */
+static int topic_appears(const char *name, int timeout_ms, shmbus_topic_opts_t *o)
+{
+	uint64_t t0 = t_now_ns();
+	int rc;
+	while ((rc = shmbus_topic_info(bus, name, o)) == -ENOENT && dt_ms_since(t0) < timeout_ms)
+		dt_sleep_ms(2);
+	return rc;
+}
+
+/* Publish one message on topic and receive it back on a fresh subscriber. */
+static void topic_works(const char *topic, const char *text)
+{
+	shmbus_sub_t *sub;
+	shmbus_pub_t *pub;
+	CHECK_RC(shmbus_sub_open(&sub, bus, topic, NULL, 0), 0);
+	CHECK_RC(shmbus_pub_open(&pub, bus, topic), 0);
+	CHECK_RC(shmbus_publish(pub, text, strlen(text), 7), 0);
+	shmbus_msg_t m;
+	CHECK_RC(shmbus_recv(sub, &m, 1000), 0);
+	CHECK(m.len == strlen(text) && m.type == 7 && !memcmp(m.data, text, m.len));
+	shmbus_pub_close(pub);
+	shmbus_sub_close(sub);
+}
+
+static void ping_ok(const char *when)
+{
+	shmbus_daemon_info_t info;
+	uint64_t t0 = t_now_ns();
+	int rc = shmbus_daemon_ping(bus, 1000, &info);
+	if (rc != 0 || info.pid != dpid || dt_ms_since(t0) > 1000) {
+		fprintf(stderr, "%s: ping: %d (%s)\n", when, rc, shmbus_errmsg());
+		exit(1);
+	}
+	if (!dt_alive(dpid)) {
+		fprintf(stderr, "%s: the daemon is gone\n", when);
+		exit(1);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s SHMBUSD\n", argv[0]);
+		return 1;
+	}
+	const char *dir = t_private_dir("daemon_reload");
+	setenv("SHMBUS_NO_DAEMON", "1", 1);
+	unsetenv("SHMBUSD_CONFIG");
+	char conf[300], bus_dir[300], ev[4200], want[600], created[600];
+	snprintf(conf, sizeof(conf), "%s/shmbusd.conf", dir);
+	snprintf(bus_dir, sizeof(bus_dir), "%s/t", dir);
+	dt_write(conf,
+		 "[bus]\n"
+		 "name = t\n"
+		 "dir = %s\n"
+		 "[topic a]\n"
+		 "capacity = 64K\n"
+		 "policy = block\n",
+		 dir);
+	dpid = dt_start(argv[1], conf);
+	CHECK_RC(shmbus_bus_open(&bus, "t"), 0);
+	shmbus_daemon_info_t info;
+	dt_ready(bus, dpid, 5000, &info);
+	CHECK_RC(shmbus_sub_open(&log_sub, bus, DT_LOG_TOPIC, NULL, SHMBUS_SUB_EARLIEST), 0);
+	shmbus_topic_opts_t o;
+	CHECK_RC(shmbus_topic_info(bus, "a", &o), 0);
+	CHECK(o.capacity == 65536 && o.policy == SHMBUS_BLOCK);
+
+	/* ---- start: "start" and "topic_created" a, in either order ---- */
+	{
+		int got_start = 0, got_a = 0;
+		uint64_t deadline = t_now_ns() + 3000000000ull;
+		char name[64], v[64];
+		while ((!got_start || !got_a) &&
+		       dt_next_event(log_sub, deadline, ev, sizeof(ev), name, sizeof(name)) == 0) {
+			CHECK(dt_json_get(ev, "ts", v, sizeof(v)) == 0 && strlen(v) == 27 &&
+			      v[26] == 'Z');
+			if (!strcmp(name, "start")) {
+				got_start = 1;
+				snprintf(v, sizeof(v), "%d", (int)dpid);
+				expect_field(ev, "pid", v);
+				expect_field(ev, "bus", "t");
+				expect_field(ev, "dir", bus_dir);
+				expect_field(ev, "config", conf);
+			} else if (!strcmp(name, "topic_created") && field_is(ev, "topic", "a")) {
+				got_a = 1;
+				expect_field(ev, "capacity", "65536");
+				expect_field(ev, "policy", "block");
+			} else {
+				printf("  other event at start: %s\n", ev);
+			}
+		}
+		if (!got_start)
+			FAIL("no \"start\" event on %s within 3 s", DT_LOG_TOPIC);
+		if (!got_a)
+			FAIL("no \"topic_created\" event for topic a (made at start) on %s within "
+			     "3 s",
+			     DT_LOG_TOPIC);
+	}
+
+	/* ---- a good reload adds topic b ---- */
+	dt_write(conf,
+		 "[bus]\n"
+		 "name = t\n"
+		 "dir = %s\n"
+		 "[topic a]\n"
+		 "capacity = 64K\n"
+		 "policy = block\n"
+		 "\n"
+		 "[topic b]\n"
+		 "capacity = 128K\n"
+		 "policy = overwrite\n",
+		 dir);
+	CHECK(kill(dpid, SIGHUP) == 0);
+	uint64_t t0 = t_now_ns();
+	CHECK_RC(topic_appears("b", 2000, &o), 0);
+	printf("topic b appeared %.1f ms after SIGHUP\n", dt_ms_since(t0));
+	CHECK(o.capacity == 131072 && o.policy == SHMBUS_OVERWRITE);
+	if (until_reload(ev, sizeof(ev), 2000, created, sizeof(created)) < 0) {
+		FAIL("no \"reload\" event within 2 s of SIGHUP");
+	} else {
+		if (!field_is(ev, "event", "reload"))
+			FAIL("a good reload logged %s", ev);
+		expect_field(ev, "topics", "2");
+		if (strcmp(created, "b"))
+			FAIL("before \"reload\", topic_created for '%s', wanted 'b'", created);
+	}
+	ping_ok("after a good reload");
+
+	/* ---- a bad file is refused; the daemon runs on ---- */
+	dt_write(conf,
+		 "[bus]\n"
+		 "name = t\n"
+		 "dir = %s\n"
+		 "[topic a]\n"
+		 "capacity = 64K\n"
+		 "policy block\n"
+		 "[topic c]\n"
+		 "capacity = 64K\n",
+		 dir);
+	CHECK(kill(dpid, SIGHUP) == 0);
+	if (until_reload(ev, sizeof(ev), 2000, created, sizeof(created)) < 0) {
+		FAIL("no \"reload_failed\" event within 2 s of SIGHUP with a syntax error");
+	} else {
+		char err[2048] = "";
+		dt_json_get(ev, "error", err, sizeof(err));
+		snprintf(want, sizeof(want), "%s:6: syntax error", conf);
+		if (!field_is(ev, "event", "reload_failed") || strncmp(err, want, strlen(want)))
+			FAIL("wanted \"reload_failed\" with \"%s...\", got %s", want, ev);
+		if (created[0])
+			FAIL("a refused reload created topics: %s", created);
+	}
+	ping_ok("after a failed reload");
+	CHECK_RC(shmbus_topic_info(bus, "c", &o), -ENOENT);
+	topic_works("a", "a still works after a failed reload");
+	topic_works("b", "b too");
+
+	/* ---- and a good file after that is applied again ---- */
+	dt_write(conf,
+		 "[bus]\n"
+		 "name = t\n"
+		 "dir = %s\n"
+		 "[topic a]\n"
+		 "capacity = 64K\n"
+		 "[topic b]\n"
+		 "capacity = 128K\n"
+		 "policy = overwrite\n"
+		 "[topic c]\n"
+		 "capacity = 64K\n",
+		 dir);
+	CHECK(kill(dpid, SIGHUP) == 0);
+	CHECK_RC(topic_appears("c", 2000, &o), 0);
+	if (until_reload(ev, sizeof(ev), 2000, created, sizeof(created)) < 0 ||
+	    !field_is(ev, "event", "reload") || !field_is(ev, "topics", "3") ||
+	    strcmp(created, "c"))
+		FAIL("the reload after a failed one: %s (created '%s')", ev, created);
+	topic_works("c", "c works");
+
+	/* ---- SIGTERM ---- */
+	int st = dt_stop(dpid, 5000);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		FAIL("SIGTERM: wait status 0x%x, wanted exit 0", st);
+	if (dt_wait_event(log_sub, "stop", ev, sizeof(ev), 2000) < 0) {
+		FAIL("no \"stop\" event");
+	} else {
+		char v[32];
+		snprintf(v, sizeof(v), "%d", (int)dpid);
+		expect_field(ev, "pid", v);
+	}
+	shmbus_sub_close(log_sub);
+	shmbus_bus_close(bus);
+	if (dt_failures) {
+		fprintf(stderr, "%d check(s) failed\n", dt_failures);
+		return 1;
+	}
+	return 0;
+}
