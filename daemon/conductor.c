@@ -17,6 +17,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -159,6 +160,55 @@ static void arm_timer(struct daemon *d)
 	io_uring_sqe_set_data(sqe, &d->timer_op);
 }
 
+static void arm_inotify(struct daemon *d)
+{
+	struct io_uring_sqe *sqe = sqe_get(d);
+	io_uring_prep_read(sqe, d->inotify_fd, d->inbuf, sizeof(d->inbuf), 0);
+	io_uring_sqe_set_data(sqe, &d->inotify_op);
+}
+
+/* Topic files appear (a creation renames its temporary file into place) and disappear
+ * (shmbus_topic_remove unlinks): say so on $sys.log, whoever did it. */
+static void on_inotify(struct daemon *d, int res)
+{
+	for (int off = 0; res > 0 && off + (int)sizeof(struct inotify_event) <= res;) {
+		const struct inotify_event *ev = (const void *)(d->inbuf + off);
+		off += (int)sizeof(*ev) + (int)ev->len;
+		if (off > res || !ev->len)
+			break;
+		size_t n = strnlen(ev->name, ev->len);
+		if (ev->name[0] == '.' || n <= 6 || strcmp(ev->name + n - 6, ".topic"))
+			continue;
+		char name[SHMBUS_TOPIC_NAME_MAX + 1], esc[2 * SHMBUS_TOPIC_NAME_MAX + 2];
+		snprintf(name, sizeof(name), "%.*s", (int)(n - 6), ev->name);
+		json_str(esc, sizeof(esc), name);
+		int ours = 0;
+		for (size_t i = 0; i < d->nselfmade && !ours; i++) {
+			if (!strcmp(d->selfmade[i], name)) {
+				ours = 1;
+				memmove(d->selfmade[i], d->selfmade[--d->nselfmade],
+					sizeof(*d->selfmade));
+			}
+		}
+		if (ours && (ev->mask & (IN_MOVED_TO | IN_CREATE)))
+			continue;
+		if (ev->mask & (IN_MOVED_TO | IN_CREATE)) {
+			shmbus_topic_opts_t o;
+			if (shmbus_topic_info(d->bus, name, &o) == 0)
+				event(d, "topic_created",
+				      "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"%s\"", esc,
+				      (unsigned long long)o.capacity,
+				      o.policy == SHMBUS_OVERWRITE ? "overwrite" : "block");
+			else
+				event(d, "topic_created", "\"topic\":\"%s\"", esc);
+		} else if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
+			event(d, "topic_removed", "\"topic\":\"%s\"", esc);
+		}
+	}
+	if (res != -ECANCELED && !d->stop)
+		arm_inotify(d);
+}
+
 static int pidfd_open_(pid_t pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
@@ -225,26 +275,41 @@ static void proc_free(struct daemon *d, struct proc *p)
 	free(p);
 }
 
-/* The kernel says p is gone. */
-static void proc_died(struct daemon *d, struct proc *p)
+/* Log how a dead process ended, and forget it. */
+static void proc_report(struct daemon *d, struct proc *p)
 {
-	struct reaped r;
-	reap(d, p->pid, p->starttime, &r);
-	state_reaped(d, &r);
 	char prog[160];
 	json_str(prog, sizeof(prog), p->prog);
-	/* Registered and never said goodbye (its connection was still open), or it left
-	 * something behind: a crash. Otherwise it exited cleanly. */
-	int crashed = p->nconn > 0 || p->died_attached || r.readers || r.publishers;
+	/* A connection that ended without a goodbye, one still open, or slots left
+	 * behind: a crash. Otherwise it closed its bus and exited cleanly. */
+	int crashed = p->nconn > 0 || p->died_attached || p->r_readers || p->r_publishers;
 	if (crashed)
 		d->crashes++;
 	state_update(d);
 	event(d, crashed ? "crash" : "exit",
 	      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"readers_freed\":%u,"
 	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
-	      (int)p->pid, p->uid_known ? (int)p->uid : -1, prog, r.readers, r.publishers,
-	      (unsigned long long)r.aborted, r.topics);
+	      (int)p->pid, p->uid_known ? (int)p->uid : -1, prog, p->r_readers,
+	      p->r_publishers, (unsigned long long)p->r_aborted, p->r_topics);
 	proc_free(d, p);
+}
+
+/* The kernel says p is gone: reclaim now. Its connections' last datagrams (a goodbye)
+ * may still be queued in completions behind this one, so the verdict waits for them
+ * (they end at once: the kernel closed the sockets), or one housekeeping tick. */
+static void proc_died(struct daemon *d, struct proc *p)
+{
+	struct reaped r;
+	reap(d, p->pid, p->starttime, &r);
+	state_reaped(d, &r);
+	p->r_readers = r.readers;
+	p->r_publishers = r.publishers;
+	p->r_aborted = r.aborted;
+	p->r_topics = r.topics;
+	p->dead = 1;
+	p->dead_ms = d_now_ms();
+	if (p->nconn == 0)
+		proc_report(d, p);
 }
 
 static void conn_close(struct conn *c)
@@ -279,7 +344,10 @@ static void conn_free(struct daemon *d, struct conn *c)
 	}
 	close(c->fd);
 	d->nconns--;
+	struct proc *p = c->proc;
 	free(c);
+	if (p && p->dead && p->nconn == 0)
+		proc_report(d, p);
 }
 
 static void send_error(struct conn *c, int err, const char *text)
@@ -446,6 +514,12 @@ static void housekeeping(struct daemon *d)
 			conn_close(c);
 	check_lag(d);
 	state_update(d);
+	/* Dead processes whose connections live on (inherited by a child, say). */
+	for (struct proc *p = d->procs, *next; p; p = next) {
+		next = p->next;
+		if (p->dead && now - p->dead_ms >= 1000)
+			proc_report(d, p);
+	}
 	/* Processes that took slots without registering (SHMBUS_NO_DAEMON, or attached
 	 * before we started): found every second. */
 	static uint64_t last_adopt;
@@ -534,12 +608,21 @@ int conductor_init(struct daemon *d)
 	}
 	if (d->cfg.has_gid && chown(sa.sun_path, (uid_t)-1, d->cfg.gid) < 0)
 		fprintf(stderr, "shmbusd: chgrp %s: %s\n", sa.sun_path, strerror(errno));
+	d->inotify_fd = inotify_init1(IN_CLOEXEC);
+	if (d->inotify_fd < 0 ||
+	    inotify_add_watch(d->inotify_fd, d->bus_dir,
+			      IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM) < 0) {
+		fprintf(stderr, "shmbusd: inotify on %s: %s\n", d->bus_dir, strerror(errno));
+		return -1;
+	}
+	d->inotify_op.kind = OP_INOTIFY;
 	d->accept_op.kind = OP_ACCEPT;
 	d->signal_op.kind = OP_SIGNAL;
 	d->timer_op.kind = OP_TIMER;
 	arm_accept(d);
 	arm_signal(d);
 	arm_timer(d);
+	arm_inotify(d);
 	return 0;
 }
 
@@ -575,6 +658,9 @@ int conductor_run(struct daemon *d)
 				break;
 			case OP_SIGNAL:
 				on_signal(d, res);
+				break;
+			case OP_INOTIFY:
+				on_inotify(d, res);
 				break;
 			case OP_TIMER:
 				housekeeping(d);
@@ -619,4 +705,6 @@ void conductor_fini(struct daemon *d)
 	}
 	if (d->signal_fd >= 0)
 		close(d->signal_fd);
+	if (d->inotify_fd >= 0)
+		close(d->inotify_fd);
 }

@@ -135,6 +135,15 @@ int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, 
 			snprintf(err, errlen, "topic '%s': %s", t->name, shmbus_errmsg());
 			return -1;
 		}
+		/* Reported here, in order with the reload; the inotify watch then skips it. */
+		if (!existed && d->inotify_fd >= 0) {
+			void *nn = realloc(d->selfmade, (d->nselfmade + 1) * sizeof(*d->selfmade));
+			if (nn) {
+				d->selfmade = nn;
+				snprintf(d->selfmade[d->nselfmade++], sizeof(*d->selfmade), "%s",
+					 t->name);
+			}
+		}
 		if (!existed)
 			event(d, "topic_created",
 			      "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"%s\"",
@@ -242,6 +251,7 @@ int main(int argc, char **argv)
 	}
 	d.listen_fd = -1;
 	d.signal_fd = -1;
+	d.inotify_fd = -1;
 	d.started_ms = d_now_ms();
 
 	/* The library finds the bus where the config says; the daemon never registers
@@ -295,6 +305,7 @@ int main(int argc, char **argv)
 	state_close(&d);
 	config_free(&d.cfg);
 	free(d.alarmed);
+	free(d.selfmade);
 	free(d.lost);
 	shmbus_bus_close(d.bus);
 	return rc < 0 ? 1 : 0;

@@ -17,7 +17,7 @@
 #include "daemon/config.h"
 
 /* What an io_uring completion is for (the user_data points at one of these). */
-enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_PIDFD, OP_SIGNAL, OP_TIMER };
+enum op_kind { OP_ACCEPT = 1, OP_RECV, OP_PIDFD, OP_SIGNAL, OP_TIMER, OP_INOTIFY };
 
 struct op {
 	enum op_kind kind;
@@ -33,7 +33,11 @@ struct proc {
 	uid_t uid;
 	int uid_known;
 	unsigned nconn;  /* registered connections open now */
-	int died_attached; /* a connection ended because it died */
+	int died_attached; /* a connection ended without a goodbye */
+	int dead;          /* its pidfd fired: reaped, its event waits for its connections */
+	uint64_t dead_ms;
+	unsigned r_readers, r_publishers, r_topics; /* what was reaped */
+	uint64_t r_aborted;
 	char prog[64];
 	struct proc *next;
 };
@@ -64,7 +68,11 @@ struct daemon {
 	struct io_uring ring;
 	int listen_fd;
 	int signal_fd;
-	struct op accept_op, signal_op, timer_op;
+	struct op accept_op, signal_op, timer_op, inotify_op;
+	int inotify_fd;   /* the bus directory: topics created and removed by anyone */
+	char (*selfmade)[SHMBUS_TOPIC_NAME_MAX + 1]; /* created by us, reported already */
+	size_t nselfmade;
+	uint8_t inbuf[4096] __attribute__((aligned(8)));
 	struct __kernel_timespec tick;
 	uint8_t sigbuf[128];
 	struct conn *conns;

@@ -125,7 +125,8 @@ PIDS="$PIDS $FAN_PIDS $GRP_PIDS"
 VICTIM=""
 WAIT_READERS=$READERS
 if [ -n "$DAEMON" ]; then
-	"$SUB" -n victim "$TOPIC" "$TOTAL" >/dev/null 2>&1 &
+	# It expects more than will come, so it is still reading when it is killed.
+	"$SUB" -n victim -t 60000 "$TOPIC" $((TOTAL + 1)) >/dev/null 2>&1 &
 	VICTIM=$!
 	PIDS="$PIDS $VICTIM"
 	WAIT_READERS=$((READERS + 1))
