@@ -34,6 +34,8 @@ struct snap {
 	uint64_t wall_ns;
 	int daemon_rc; /* shmbus_daemon_ping()'s result */
 	shmbus_daemon_info_t daemon;
+	int bus_rc; /* shmbus_bus_stats()'s result: shared counters, no daemon needed */
+	shmbus_bus_stats_t bus;
 	struct topic_snap *topics;
 	size_t n, cap;
 };
@@ -132,6 +134,7 @@ static int snap_take(shmbus_bus_t *bus, char **names, int n, int ping, struct sn
 	s->daemon_rc = -ENOENT;
 	if (ping)
 		s->daemon_rc = shmbus_daemon_ping(bus, PING_MS, &s->daemon);
+	s->bus_rc = shmbus_bus_stats(bus, &s->bus);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -220,6 +223,19 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 	} else {
 		printf("null");
 	}
+	printf(", \"bus_counters\": ");
+	if (s->bus_rc == 0) {
+		const shmbus_bus_stats_t *b = &s->bus;
+		printf("{\"topics\": %" PRIu32 ", \"clients\": %" PRIu32 ", \"watched\": %" PRIu32
+		       ", \"daemon_pid\": %" PRId32 ", \"daemon_running\": %s, \"published\": %" PRIu64
+		       ", \"bytes\": %" PRIu64 ", \"aborted\": %" PRIu64 ", \"crashes\": %" PRIu64
+		       ", \"readers_reclaimed\": %" PRIu64 ", \"publishers_reclaimed\": %" PRIu64 "}",
+		       b->topics, b->clients, b->watched, b->daemon_pid,
+		       b->daemon_running ? "true" : "false", b->published, b->bytes, b->aborted,
+		       b->crashes, b->readers_reclaimed, b->publishers_reclaimed);
+	} else {
+		printf("null");
+	}
 	printf(", \"topics\": [");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct topic_snap *t = &s->topics[i];
@@ -300,6 +316,14 @@ static void print_daemon(const struct snap *s)
 		printf("daemon: none (the bus runs embedded)\n");
 	} else {
 		printf("daemon: %s\n", strerror(-s->daemon_rc));
+	}
+	if (s->bus_rc == 0) {
+		const shmbus_bus_stats_t *b = &s->bus;
+		printf("bus: %" PRIu32 " topics, %" PRIu32 " clients registered, %" PRIu64
+		       " crashes cleaned up (%" PRIu64 " reader, %" PRIu64
+		       " publisher slots reclaimed), %" PRIu64 " messages aborted\n",
+		       b->topics, b->clients, b->crashes, b->readers_reclaimed,
+		       b->publishers_reclaimed, b->aborted);
 	}
 }
 

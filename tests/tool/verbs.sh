@@ -200,6 +200,7 @@ expect_rc 0 "stat --json --interval 0"
 expect_json 'j["daemon"] is None and len(j["topics"]) == 1' "stat --json: one topic, no daemon"
 expect_json 'j["topics"][0]["name"] == "watched" and j["topics"][0]["published"] == 4 and j["topics"][0]["bytes"] == 11' "stat --json: published count"
 expect_json 'j["topics"][0]["msgs_per_s"] is None' "stat --json --interval 0 has no rates"
+expect_json 'j["bus_counters"]["topics"] >= 1 and j["bus_counters"]["published"] >= 4 and j["bus_counters"]["daemon_pid"] == 0 and j["bus_counters"]["daemon_running"] is False' "stat --json: the bus counters (all topics), no daemon ever"
 expect_json '[(r["pid"], r["group"], r["consumed"], r["lag_msgs"]) for r in j["topics"][0]["readers"]] == [('$TPID', None, 1, 3)]' "stat --json: the reader and its lag in messages"
 expect_json 'j["topics"][0]["readers"][0]["lag_bytes"] > 0' "stat --json: the reader's lag in bytes"
 run stat --json --interval 100
