@@ -137,6 +137,46 @@ static inline void put(struct shmbus_seg *s, uint64_t pos, const void *data, uin
 	st_release(&r->commit, ring_stamp(s, pos));
 }
 
+/*
+ * The common case of one publish, in one piece: the record fits before the lap end, within
+ * the cached limit, and nobody else moves the tail between our read and our CAS. Any of
+ * those false, it returns 0 having claimed nothing, and shmbus_ring_claim() does the rest.
+ * Same steps as the claim (I3: the slot names the claim before the CAS).
+ */
+static inline int publish_fast(shmbus_pub_t *p, const void *data, uint32_t len, uint32_t type,
+			       uint64_t ts)
+{
+	struct shmbus_seg *s = &p->seg;
+	struct shmbus_topic_hdr *h = s->hdr;
+	struct shmbus_pub_slot *slot = p->rp.slot;
+	uint64_t stride = ring_stride(len);
+	uint64_t t[2] = { ld_relaxed(&h->tail[0]), ld_relaxed(&h->tail[1]) };
+	uint64_t end = t[0] + stride;
+	if ((t[0] & (SHMBUS_REC_ALIGN - 1)) || (t[0] & s->mask) + stride > s->cap ||
+	    end > p->rp.limit)
+		return 0;
+	/* Own the record's lines and the next record's before the CAS (see the claim). */
+	const uint8_t *q = s->log + (t[0] & s->mask);
+	__builtin_prefetch(q, 1, 3);
+	__builtin_prefetch(q + 64, 1, 3);
+	__builtin_prefetch(s->log + ((end + 64) & s->mask), 1, 3);
+	__builtin_prefetch(s->log + ((end + 128) & s->mask), 1, 3);
+	st_relaxed(&slot->claim_end, end);
+	st_relaxed(&slot->claim_nmsg, 1);
+	st_relaxed(&slot->claim_pos, t[0]);
+	uint64_t want[2] = { end, t[1] + 1 };
+	if (!cas_pair(h->tail, t, want))
+		return 0;
+	put(s, t[0], data, len, type, t[1], ts);
+	st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
+	count(p, 1, len);
+	shmbus_ring_wake_readers(s);
+	return 1;
+}
+
+static __attribute__((noinline)) int publish_claim(shmbus_pub_t *p, const void *data,
+						   size_t len, uint32_t type, int timeout_ms);
+
 SHMBUS_API int shmbus_publish_timeout(shmbus_pub_t *p, const void *data, size_t len,
 				      uint32_t type, int timeout_ms)
 {
@@ -144,6 +184,15 @@ SHMBUS_API int shmbus_publish_timeout(shmbus_pub_t *p, const void *data, size_t 
 		return -EBUSY;
 	if (len > p->seg.opts.max_message)
 		return -EMSGSIZE;
+	if (publish_fast(p, data, (uint32_t)len, type, shmbus_stamp_ns()))
+		return 0;
+	return publish_claim(p, data, len, type, timeout_ms);
+}
+
+/* Everything but the fast path: lap ends, waiting for space, contention. */
+static __attribute__((noinline)) int publish_claim(shmbus_pub_t *p, const void *data,
+						   size_t len, uint32_t type, int timeout_ms)
+{
 	/* The stamp first: its TSC read overlaps the claim (taken again if the claim had to
 	 * wait for space). */
 	uint64_t ts = shmbus_stamp_ns();

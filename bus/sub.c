@@ -299,7 +299,7 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 }
 
 /* Let publishers have what this reader no longer needs. */
-static void release_held(struct shmbus_sub *sb)
+static inline void release_held(struct shmbus_sub *sb)
 {
 	if (sb->grp) {
 		if (sb->held != SHMBUS_NOPOS || ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
@@ -336,10 +336,51 @@ static inline int read_one(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *w
 	return sb->grp ? read_group(sb, msg, waitpos) : read_fanout(sb, msg, waitpos);
 }
 
+/*
+ * The common case of a fan-out read in block mode, in one piece: the record at our
+ * position is committed, of this lap, a message (not padding) of a sane size, and read
+ * in place. Anything else: 0, and read_fanout() decides. Same checks as read_fanout.
+ */
+static inline int recv_fast(struct shmbus_sub *sb, shmbus_msg_t *msg)
+{
+	struct shmbus_seg *s = &sb->seg;
+	uint64_t p = sb->pos;
+	if (sb->grp || sb->copy_all || p < sb->safe_from || (p & (SHMBUS_REC_ALIGN - 1)))
+		return 0;
+	const struct shmbus_rec *r = ring_rec(s, p);
+	if (ld_acquire(&r->commit) != ring_stamp(s, p))
+		return 0;
+	struct view v = { r->len, r->type, r->seq, r->ts };
+	uint64_t stride = ring_stride(v.len);
+	if ((v.len & SHMBUS_REC_PAD) || v.len > s->opts.max_message ||
+	    (p & s->mask) + stride > s->cap)
+		return 0;
+	uint64_t lost = 0;
+	if (sb->next_seq != SHMBUS_NOSEQ && v.seq > sb->next_seq)
+		lost = v.seq - sb->next_seq;
+	sb->next_seq = v.seq + 1;
+	sb->held = p;
+	sb->pos = p + stride;
+	deliver(sb, msg, p, &v, r + 1, lost);
+	return 1;
+}
+
+static __attribute__((noinline)) int recv_wait(struct shmbus_sub *sb, shmbus_msg_t *msg,
+					       int timeout_ms);
+
 SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 {
-	struct shmbus_topic_hdr *h = sb->seg.hdr;
 	release_held(sb);
+	if (recv_fast(sb, msg))
+		return 0;
+	return recv_wait(sb, msg, timeout_ms);
+}
+
+/* Everything but the fast path: other kinds of reader and record, spinning, sleeping. */
+static __attribute__((noinline)) int recv_wait(struct shmbus_sub *sb, shmbus_msg_t *msg,
+					       int timeout_ms)
+{
+	struct shmbus_topic_hdr *h = sb->seg.hdr;
 	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0;
 	for (unsigned spins = 0;; spins++) {
 		/* Every 64th pass tells empty from stuck and lapped (the first, too, for a

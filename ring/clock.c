@@ -45,13 +45,8 @@
 #define MULT_MAX (10ull << 32)
 #define MULT_MIN ((1ull << 32) / 20)
 
-static struct {
-	uint32_t seq;	    /* odd while being changed */
-	int state;	    /* 0 unknown, 1 TSC usable, -1 not */
-	uint64_t tsc, ns;   /* the anchor */
-	uint64_t mult;	    /* ns per tick, 32.32; 0 until measured */
-	uint64_t span;	    /* ticks after the anchor that it is used for */
-} clk;
+struct shmbus_clock shmbus_clk;
+#define clk shmbus_clk
 static uint32_t clk_busy; /* a thread is re-anchoring */
 
 static uint64_t gettime_ns(void)
@@ -130,29 +125,21 @@ out:
 	st_release(&clk_busy, 0);
 }
 
-uint64_t shmbus_stamp_ns(void)
+uint64_t shmbus_stamp_slow(uint64_t now)
 {
-	uint64_t now = __rdtsc();
-	uint32_t seq = ld_acquire(&clk.seq);
-	uint64_t tsc = ld_relaxed(&clk.tsc), ns = ld_relaxed(&clk.ns);
-	uint64_t mult = ld_relaxed(&clk.mult), span = ld_relaxed(&clk.span);
-	fence_acquire();
-	if (!(seq & 1) && mult && ld_relaxed(&clk.seq) == seq) {
-		/* |now - tsc| < 2^27 and mult < 2^36: the product fits in 64 bits. */
-		if (now >= tsc && now - tsc < span)
-			return ns + (((now - tsc) * mult) >> 32);
-		/* Another thread anchored after our TSC read. */
-		if (now < tsc && tsc - now < FIRST_TICKS)
-			return ns - (((tsc - now) * mult) >> 32);
-	}
+	uint64_t tsc = ld_relaxed(&clk.tsc), mult = ld_relaxed(&clk.mult);
+	/* Another thread anchored after our TSC read. */
+	if (mult && now < tsc && tsc - now < FIRST_TICKS)
+		return ld_relaxed(&clk.ns) - (((tsc - now) * mult) >> 32);
 	/* Re-anchor when the anchor is old, or old enough for the first rate. */
 	if (ld_relaxed(&clk.state) >= 0 && (mult || !tsc || now - tsc >= FIRST_TICKS))
 		reanchor();
 	return gettime_ns();
 }
 #else
-uint64_t shmbus_stamp_ns(void)
+uint64_t shmbus_stamp_slow(uint64_t now)
 {
+	(void)now;
 	return gettime_ns();
 }
 #endif

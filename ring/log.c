@@ -49,22 +49,12 @@ void shmbus_ring_write_pad(struct shmbus_seg *s, uint64_t pos, uint64_t size, ui
 
 int shmbus_ring_fence_free;
 
-void shmbus_ring_wake_readers(struct shmbus_seg *s)
+void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
-	/* Orders our commit stores before reading sleepers; pairs with the reader's
-	 * increment of sleepers before its last re-check (Dekker): either it sees our
-	 * commit or we see it asleep. With membarrier the reader's global barrier does
-	 * our half, and we spare the fence (it would wait for the commit's cache line). */
-	if (shmbus_ring_fence_free)
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	else
-		fence_seqcst();
-	if (ld_relaxed(&h->sleepers)) {
-		__atomic_fetch_add(&h->wake, 1, __ATOMIC_SEQ_CST);
-		shmbus_futex_wake(&h->wake, INT_MAX);
-		add_relaxed(&h->wakeups, 1);
-	}
+	__atomic_fetch_add(&h->wake, 1, __ATOMIC_SEQ_CST);
+	shmbus_futex_wake(&h->wake, INT_MAX);
+	add_relaxed(&h->wakeups, 1);
 }
 
 void shmbus_ring_wake_publishers(struct shmbus_seg *s)

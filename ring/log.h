@@ -73,11 +73,27 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 /* Write a committed padding record of size bytes at pos that burns `burned` sequences. */
 void shmbus_ring_write_pad(struct shmbus_seg *s, uint64_t pos, uint64_t size, uint64_t burned);
 
+
 /* Set once per process when membarrier registration succeeded (see ring/wait.h). */
 extern int shmbus_ring_fence_free;
 
+/* The futex wake of shmbus_ring_wake_readers (there are sleepers). */
+void shmbus_ring_wake_sleepers(struct shmbus_seg *s);
+
 /* After commits: wake sleeping readers if there are any (one fence, usually no syscall). */
-void shmbus_ring_wake_readers(struct shmbus_seg *s);
+static inline void shmbus_ring_wake_readers(struct shmbus_seg *s)
+{
+	/* Orders our commit stores before reading sleepers; pairs with the reader's
+	 * increment of sleepers before its last re-check (Dekker): either it sees our
+	 * commit or we see it asleep. With membarrier the reader's global barrier does
+	 * our half, and we spare the fence (it would wait for the commit's cache line). */
+	if (shmbus_ring_fence_free)
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	else
+		fence_seqcst();
+	if (ld_relaxed(&s->hdr->sleepers))
+		shmbus_ring_wake_sleepers(s);
+}
 
 /* After a reader released space: wake waiting publishers if there are any. */
 void shmbus_ring_wake_publishers(struct shmbus_seg *s);
