@@ -122,6 +122,20 @@ static void deliver(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t p, const 
 	}
 }
 
+/* A fan-out reader takes the message at p (stride bytes): counts what it skipped, holds
+ * it, moves past it. */
+static inline void fanout_take(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t p,
+			       uint64_t stride, const struct view *v, const void *data)
+{
+	uint64_t lost = 0;
+	if (sb->next_seq != SHMBUS_NOSEQ && v->seq > sb->next_seq)
+		lost = v->seq - sb->next_seq;
+	sb->next_seq = v->seq + 1;
+	sb->held = p;
+	sb->pos = p + stride;
+	deliver(sb, msg, p, v, data, lost);
+}
+
 static int bad_size(const struct shmbus_seg *s, uint64_t p, uint64_t size)
 {
 	return size < SHMBUS_REC_HDR || (size & (SHMBUS_REC_ALIGN - 1)) ||
@@ -194,13 +208,7 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 			}
 			data = sb->buf;
 		}
-		uint64_t lost = 0;
-		if (sb->next_seq != SHMBUS_NOSEQ && v.seq > sb->next_seq)
-			lost = v.seq - sb->next_seq;
-		sb->next_seq = v.seq + 1;
-		sb->held = p;
-		sb->pos = p + stride;
-		deliver(sb, msg, p, &v, data, lost);
+		fanout_take(sb, msg, p, stride, &v, data);
 		return R_GOT;
 	}
 }
@@ -355,13 +363,7 @@ static inline int recv_fast(struct shmbus_sub *sb, shmbus_msg_t *msg)
 	if ((v.len & SHMBUS_REC_PAD) || v.len > s->opts.max_message ||
 	    (p & s->mask) + stride > s->cap)
 		return 0;
-	uint64_t lost = 0;
-	if (sb->next_seq != SHMBUS_NOSEQ && v.seq > sb->next_seq)
-		lost = v.seq - sb->next_seq;
-	sb->next_seq = v.seq + 1;
-	sb->held = p;
-	sb->pos = p + stride;
-	deliver(sb, msg, p, &v, r + 1, lost);
+	fanout_take(sb, msg, p, stride, &v, r + 1);
 	return 1;
 }
 
