@@ -122,6 +122,34 @@ SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
+SHMBUS_API int shmbus_topic_publishers(shmbus_bus_t *bus, const char *topic,
+				       shmbus_pub_info_t *out, unsigned max)
+{
+	struct shmbus_seg seg;
+	int rc = shmbus_topic_open_seg(bus, topic, &seg);
+	if (rc < 0)
+		return rc;
+	unsigned n = 0;
+	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
+		struct shmbus_pub_slot *ps = &seg.pubs[i];
+		uint64_t o = ld_acquire(&ps->owner);
+		if (SHMBUS_OWNER_STATE(o) != SHMBUS_SLOT_ACTIVE)
+			continue;
+		if (n < max) {
+			shmbus_pub_info_t *pi = &out[n];
+			memset(pi, 0, sizeof(*pi));
+			pi->slot = i;
+			pi->pid = SHMBUS_OWNER_PID(o);
+			pi->published = ld_relaxed(&ps->published);
+			pi->bytes = ld_relaxed(&ps->bytes);
+			pi->claim_open = ld_relaxed(&ps->claim_pos) != SHMBUS_NOPOS;
+		}
+		n++;
+	}
+	shmbus_seg_close(&seg);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
 SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 				   shmbus_group_info_t *out, unsigned max)
 {

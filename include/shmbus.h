@@ -307,6 +307,19 @@ typedef struct shmbus_reader_info {
 SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,
 				    shmbus_reader_info_t *out, unsigned max);
 
+/* One publisher slot in use. */
+typedef struct shmbus_pub_info {
+	uint32_t slot;       /* publisher slot index */
+	int32_t pid;         /* owning process */
+	uint64_t published;  /* messages committed through it */
+	uint64_t bytes;      /* payload bytes committed through it */
+	int claim_open;      /* 1 while it has claimed space it has not committed yet */
+} shmbus_pub_info_t;
+
+/* Like shmbus_topic_readers(), for the topic's publisher slots in use. */
+SHMBUS_API int shmbus_topic_publishers(shmbus_bus_t *bus, const char *topic,
+				       shmbus_pub_info_t *out, unsigned max);
+
 /* One group of a topic. */
 typedef struct shmbus_group_info {
 	char name[SHMBUS_GROUP_NAME_MAX + 1];

@@ -132,6 +132,38 @@ out:
 	free(r);
 }
 
+/* Publishers whose process is gone: an unfinished claim of theirs stalls readers until
+ * someone repairs it. */
+static void check_publishers(struct doctor *d, const char *name, uint32_t max_publishers)
+{
+	shmbus_pub_info_t *p = calloc(max_publishers ? max_publishers : 1, sizeof(*p));
+
+	if (!p) {
+		report(d, FAIL, "topic '%s': out of memory reading its publishers", name);
+		return;
+	}
+	int n = shmbus_topic_publishers(d->bus, name, p, max_publishers);
+	if (n < 0) {
+		report(d, FAIL, "topic '%s': cannot read its publishers: %s", name,
+		       tool_topic_why(name, n));
+		goto out;
+	}
+	if ((unsigned)n > max_publishers)
+		n = (int)max_publishers;
+	for (int i = 0; i < n; i++) {
+		if (p[i].pid <= 0 || kill(p[i].pid, 0) == 0 || errno != ESRCH)
+			continue;
+		report(d, WARN,
+		       "topic '%s': stale slot: publisher slot %" PRIu32 " belongs to pid %" PRId32
+		       ", which is gone%s; it is reclaimed when a reader or publisher runs into "
+		       "it, or at once by shmbusd (start it)",
+		       name, p[i].slot, p[i].pid,
+		       p[i].claim_open ? ", with a claim it never committed" : "");
+	}
+out:
+	free(p);
+}
+
 static int check_topic(const char *name, void *arg)
 {
 	struct doctor *d = arg;
@@ -155,6 +187,7 @@ static int check_topic(const char *name, void *arg)
 	       name, tool_policy_name(o.policy), tool_fmt_size(cap, o.capacity), st.publishers,
 	       st.readers, st.published);
 	check_readers(d, name, o.max_readers);
+	check_publishers(d, name, o.max_publishers);
 	return 0;
 }
 

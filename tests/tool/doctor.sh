@@ -44,6 +44,23 @@ wait $TPID 2>/dev/null
 run doctor
 expect_grep out "^(WARN|FAIL) +topic 'good': stale slot: .*pid $TPID, which is gone" "the dead reader's slot is reported"
 
+# A publisher that dies without closing keeps its slot too.
+has_publishers() {
+	"$SB" stat "$1" --json --interval 0 2>/dev/null | $PY -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin)["topics"][0]["publishers"] == int(sys.argv[1]) else 1)
+' "$2"
+}
+sleep 60 | "$SB" pub good &
+PPID_=$!
+BGPIDS="$BGPIDS $PPID_"
+poll 10 has_publishers good 1 || fail "the pub process never showed up as a publisher"
+pass
+kill -9 $PPID_
+wait $PPID_ 2>/dev/null
+run doctor
+expect_grep out "^WARN +topic 'good': stale slot: publisher slot [0-9]+ belongs to pid $PPID_, which is gone" "the dead publisher's slot is reported"
+
 # Temporary files of creations: old ones are left over, fresh ones are in progress.
 touch "$BUSDIR/.fresh.123.0000abcd.tmp"
 touch -d '2 minutes ago' "$BUSDIR/.old.456.0000abcd.tmp"

@@ -91,7 +91,18 @@ int main(void)
 	CHECK_RC(shmbus_topic_readers(bus, "nosuch", ri, 8), -ENOENT);
 	CHECK_RC(shmbus_topic_groups(bus, "nosuch", gi, 8), -ENOENT);
 
+	shmbus_pub_info_t pi[4];
+	CHECK_RC(shmbus_topic_publishers(bus, "mid", pi, 4), 1);
+	CHECK(pi[0].pid == getpid() && pi[0].published == 10 && pi[0].bytes == 1000);
+	CHECK(pi[0].claim_open == 0);
+	void *rbuf;
+	CHECK_RC(shmbus_reserve(pub, 8, &rbuf), 0);
+	CHECK_RC(shmbus_topic_publishers(bus, "mid", pi, 4), 1);
+	CHECK(pi[0].claim_open == 1);
+	CHECK_RC(shmbus_abort(pub), 0);
+	CHECK_RC(shmbus_topic_publishers(bus, "nosuch", pi, 4), -ENOENT);
 	shmbus_pub_close(pub);
+	CHECK_RC(shmbus_topic_publishers(bus, "mid", pi, 4), 0);
 	shmbus_sub_close(fast);
 	shmbus_sub_close(slow);
 	shmbus_bus_close(bus);
