@@ -356,6 +356,7 @@ static int bridge_name_check(struct ctx *x, const char *kind, const char *name)
 enum {
 	MK_TOPICS = 1u << 0, MK_TO = 1u << 1, MK_MODE = 1u << 2, MK_KEY = 1u << 3,
 	MK_MAXLEN = 1u << 4, MK_USER = 1u << 5, MK_PASSWORD = 1u << 6, MK_FORMAT = 1u << 7,
+	MK_ACK = 1u << 8,
 };
 
 static struct mirror_decl *mirror_for(struct ctx *x, const char *name)
@@ -451,6 +452,14 @@ static int mirror_key(struct ctx *x, const char *name, const char *key, const ch
 		else
 			return fail(x, "format '%s' is neither 'binary' nor 'json'%s", value, "");
 		m->set |= MK_FORMAT;
+	} else if (!strcmp(key, "ack")) {
+		if (!strcmp(value, "none"))
+			m->ack = 0;
+		else if (!strcmp(value, "peer"))
+			m->ack = 1;
+		else
+			return fail(x, "ack '%s' is neither 'none' nor 'peer'%s", value, "");
+		m->set |= MK_ACK;
 	} else if (!strcmp(key, "origin")) {
 		if (!*value || strlen(value) >= sizeof(m->origin))
 			return fail(x, "origin: empty or longer than 127 bytes%s%s", "", "");
@@ -459,7 +468,7 @@ static int mirror_key(struct ctx *x, const char *name, const char *key, const ch
 		return rc;
 	} else {
 		return fail(x, "unknown key '%s' in a [mirror] section (known: topics, to, mode, "
-			       "key, maxlen, user, password, window, start, format, origin, "
+			       "key, maxlen, user, password, window, start, format, ack, origin, "
 			       "connect_timeout_ms, timeout_ms, backoff_min_ms, backoff_max_ms)%s",
 			    key, "");
 	}
@@ -728,10 +737,13 @@ static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 			if (m->set & (MK_MODE | MK_KEY | MK_MAXLEN | MK_USER | MK_PASSWORD))
 				BAD("mirror", m->name, "mode, key, maxlen, user and password are "
 				    "for redis:// mirrors");
+			if (m->ack && m->format != BR_FMT_JSON)
+				BAD("mirror", m->name, "ack = peer needs format = json (the peer "
+				    "acknowledges a topic's sequence number)");
 			continue;
 		}
-		if (m->set & MK_FORMAT)
-			BAD("mirror", m->name, "format is for ws:// mirrors");
+		if (m->set & (MK_FORMAT | MK_ACK))
+			BAD("mirror", m->name, "format and ack are for ws:// mirrors");
 		if (m->mode == BR_MODE_PUBSUB && (m->set & MK_MAXLEN))
 			BAD("mirror", m->name, "maxlen is for mode = stream");
 		int many = m->topics.n > 1;

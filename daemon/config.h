@@ -70,6 +70,7 @@ struct mirror_decl {
 	uint32_t window;              /* commands (frames) in flight, unconfirmed */
 	int start_latest;             /* a new group starts at the tail, not the earliest */
 	int format;                   /* enum br_format (ws) */
+	int ack;                      /* ws: the peer acknowledges ({"topic":T,"ack":SEQ}) */
 	char origin[128];             /* the origin field ("" = HOST/BUS) */
 	struct br_timing timing;
 	unsigned set;                 /* keys given (bits), for checks that need them all */

@@ -183,8 +183,7 @@ static void wait_done(struct bwait *w, int res)
 		w->fn(w);
 }
 
-/* Leave the sleepers count (at shutdown, before the ring goes). */
-static void wait_forget(struct bwait *w)
+void br_wait_forget(struct bwait *w)
 {
 	if (w->counted) {
 		__atomic_fetch_sub(&sub_hdr(w->sub)->sleepers, 1, __ATOMIC_SEQ_CST);
@@ -568,6 +567,8 @@ static void tick(struct bridge *b)
 		for (struct mtopic *t = m->topics; t; t = t->next)
 			if (t->w.armed && shmbus_sub_stuck(t->sub))
 				br_wait_cancel(b, &t->w);
+		if (m->d->to.scheme == BR_WS)
+			ws_mirror_tick(m);
 		lag_update(m);
 	}
 	for (size_t i = 0; i < b->nimports; i++)
@@ -615,7 +616,7 @@ static void on_idle(struct bridge *b)
 		for (struct mtopic *t = b->mirrors[i]->topics; t; t = t->next)
 			t->idle = 0;
 	if (b->ws)
-		wss_tick(NULL);
+		wss_poll(b->ws);
 }
 
 static void dispatch(struct bridge *b, struct io_uring_cqe *cqe)
@@ -791,7 +792,9 @@ static void teardown(struct bridge *b)
 			(unsigned long long)b->inflight);
 	for (size_t i = 0; i < b->nmirrors; i++)
 		for (struct mtopic *t = b->mirrors[i]->topics; t; t = t->next)
-			wait_forget(&t->w);
+			br_wait_forget(&t->w);
+	if (b->ws)
+		wss_forget_waits(b->ws);
 	io_uring_queue_exit(&b->ring);
 	if (!drained)
 		return; /* the kernel may still own buffers: leak rather than free them */
@@ -805,6 +808,8 @@ static void teardown(struct bridge *b)
 	}
 	free(b->imports);
 	b->imports = NULL;
+	if (b->ws)
+		wss_close(b->ws);
 	if (b->ino_fd >= 0)
 		close(b->ino_fd);
 	br_stats_update(b);

@@ -142,6 +142,8 @@ struct bwait {
 int br_wait_arm(struct bridge *b, struct bwait *w);
 /* Cancel an armed wait (its completion still comes). */
 void br_wait_cancel(struct bridge *b, struct bwait *w);
+/* Give back the sleeper count (at shutdown, when the ring's waits are gone). */
+void br_wait_forget(struct bwait *w);
 
 /* ---- mirrors --------------------------------------------------------------------------- */
 
@@ -210,6 +212,8 @@ int redis_mirror_init(struct mirror *m);
 int redis_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg);
 void redis_query(struct mirror *m, struct mtopic *t);
 int ws_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg);
+void ws_mirror_free(struct mirror *m);
+void ws_mirror_tick(struct mirror *m);
 void redis_mirror_fill(struct mirror *m);
 void mirror_close(struct mirror *m, int free_it);
 int ws_mirror_init(struct mirror *m);
@@ -265,7 +269,11 @@ void wss_accept(struct wss *s, int res);
 void wss_work(struct wss *s);
 void wss_tick(struct wss *s);
 void wss_rescan(struct wss *s);
+/* Look at every subscription again (the timed poll without futex waits). */
+void wss_poll(struct wss *s);
+/* First call: stop (close the listener and the clients); second call: free. */
 void wss_close(struct wss *s);
+void wss_forget_waits(struct wss *s);
 
 /* ---- the bridge ------------------------------------------------------------------------ */
 

@@ -463,6 +463,8 @@ void mirror_close(struct mirror *m, int free_it)
 		redisReaderFree(m->rd);
 	if (m->ws)
 		wslay_event_context_free(m->ws);
+	if (m->d->to.scheme == BR_WS)
+		ws_mirror_free(m);
 	bbuf_free(&m->hs);
 	bconn_free(&m->c);
 	free(m);

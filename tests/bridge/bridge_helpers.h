@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -281,6 +282,102 @@ static inline size_t bt_payload(uint8_t *buf, uint32_t tag, uint64_t seq)
 	for (size_t i = 8; i < len; i++)
 		buf[i] = (uint8_t)(t_rand(&s) >> 56);
 	return len;
+}
+
+/* ---- python3-websockets peers ------------------------------------------------------------ */
+
+#define BT_PYTHON "/usr/bin/python3"
+
+static char bt_peer_py_[600];
+
+/* Skip unless /usr/bin/python3 has websockets; remember where ws_peer.py is. */
+static inline void bt_need_websockets(const char *self)
+{
+	if (access(BT_PYTHON, X_OK) != 0 ||
+	    system(BT_PYTHON " -c 'import websockets' 2>/dev/null") != 0) {
+		printf("SKIP: %s has no websockets module (apt-get install python3-websockets)\n",
+		       BT_PYTHON);
+		exit(T_SKIP);
+	}
+	const char *src = getenv("BT_SOURCE_DIR");
+	if (src)
+		snprintf(bt_peer_py_, sizeof(bt_peer_py_), "%s/ws_peer.py", src);
+	else
+		snprintf(bt_peer_py_, sizeof(bt_peer_py_), "%s", self);
+	CHECK(access(bt_peer_py_, R_OK) == 0);
+}
+
+/* Run ws_peer.py with args (NULL-terminated); its stdout comes through *out_fd. */
+static inline pid_t bt_peer(int *out_fd, ...)
+{
+	char *argv[16];
+	int n = 0;
+	argv[n++] = (char *)BT_PYTHON;
+	argv[n++] = bt_peer_py_;
+	va_list ap;
+	va_start(ap, out_fd);
+	char *a;
+	while ((a = va_arg(ap, char *)) && n < 15)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	int p[2];
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	fflush(NULL);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(p[1], 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	bt_track_(pid, 1);
+	*out_fd = p[0];
+	return pid;
+}
+
+/* A line of a peer's output (without the newline), waiting at most timeout_ms. 0 or -1. */
+static inline int bt_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t o = 0;
+	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	while (o + 1 < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = t_now_ns();
+		if (now >= deadline)
+			break;
+		if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
+			continue;
+		char ch;
+		if (read(fd, &ch, 1) != 1)
+			break;
+		if (ch == '\n') {
+			buf[o] = '\0';
+			return 0;
+		}
+		buf[o++] = ch;
+	}
+	buf[o] = '\0';
+	return -1;
+}
+
+/* Wait for a peer to exit (at most timeout_ms); its exit status, or -1. */
+static inline int bt_peer_wait(pid_t pid, int timeout_ms)
+{
+	int st;
+	if (dt_wait(pid, timeout_ms, &st) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		bt_track_(pid, 0);
+		return -1;
+	}
+	bt_track_(pid, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif

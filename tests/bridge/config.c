@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 	bad("[mirror m]\ntopics = a..b\nto = redis://h\n", 2, "empty token");
 	bad("[mirror m]\ntopics = a.*\nto = redis://h\nkey = fixed\n", 1, "has no {topic}");
 	bad("[mirror m]\ntopics = a\nto = redis://h\nkey = x{oops}\n", 4, "only placeholder");
-	bad("[mirror m]\ntopics = a\nto = redis://h\nformat = json\n", 1, "format is for ws://");
+	bad("[mirror m]\ntopics = a\nto = redis://h\nformat = json\n", 1, "format and ack are for ws://");
 	bad("[mirror m]\ntopics = a\nto = ws://h/x\nmaxlen = 5\n", 1, "for redis:// mirrors");
 	bad("[mirror m]\ntopics = a\nto = redis://h\nmode = pubsub\nmaxlen = 5\n", 1,
 	    "maxlen is for mode = stream");
@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 	bad("[mirror m]\ntopics = a\nto = redis://h\nuser = bob\n", 1, "needs a password");
 	bad("[mirror a.b]\ntopics = a\nto = redis://h\n", 2, "one token");
 	bad("[mirror m]\ntopics = a\ntopics = b\nto = redis://h\n", 3, "set twice");
+	bad("[mirror m]\ntopics = a\nto = ws://h/x\nack = peer\n", 1, "needs format = json");
 	bad("[import i]\nfrom = redis://h\ntopic = t\n", 2, "no stream key");
 	bad("[import i]\nfrom = redis://h/k\n", 1, "no 'topic'");
 	bad("[import i]\nfrom = redis://h/k\ntopic = $sys.x\n", 3, "reserved");
