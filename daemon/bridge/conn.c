@@ -255,6 +255,15 @@ void bconn_cancel_timer(struct bconn *c)
 	c->nops++;
 }
 
+void bconn_flush_now(struct bconn *c)
+{
+	if (c->state != BC_OPEN || c->send_busy || c->wire_off != c->wire.len || !c->out.len)
+		return;
+	ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n > 0)
+		c->sent += (uint64_t)n;
+}
+
 void bconn_free(struct bconn *c)
 {
 	bbuf_free(&c->out);

@@ -119,6 +119,8 @@ void bconn_fail(struct bconn *c, const char *fmt, ...) __attribute__((format(pri
 /* Call ops->timer in ms milliseconds. */
 void bconn_timer(struct bconn *c, uint64_t ms);
 void bconn_cancel_timer(struct bconn *c);
+/* At shutdown: hand what is in out to the kernel now, without waiting (a goodbye). */
+void bconn_flush_now(struct bconn *c);
 /* Free buffers (the connection must be idle, no timer). */
 void bconn_free(struct bconn *c);
 void bconn_complete(struct br_op *op, int res);
@@ -213,6 +215,7 @@ int redis_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg);
 void redis_query(struct mirror *m, struct mtopic *t);
 int ws_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg);
 void ws_mirror_free(struct mirror *m);
+void ws_mirror_goodbye(struct mirror *m);
 void ws_mirror_tick(struct mirror *m);
 void redis_mirror_fill(struct mirror *m);
 void mirror_close(struct mirror *m, int free_it);

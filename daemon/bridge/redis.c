@@ -446,6 +446,8 @@ void mirror_close(struct mirror *m, int free_it)
 {
 	if (!free_it) {
 		bconn_cancel_timer(&m->c);
+		if (m->d->to.scheme == BR_WS)
+			ws_mirror_goodbye(m);
 		bconn_fail(&m->c, "the bridge stops");
 		for (struct mtopic *t = m->topics; t; t = t->next)
 			br_wait_cancel(m->b, &t->w);

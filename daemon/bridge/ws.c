@@ -460,6 +460,15 @@ void ws_mirror_free(struct mirror *m)
 	bbuf_free(&w->scratch);
 }
 
+void ws_mirror_goodbye(struct mirror *m)
+{
+	if (!m->ws || m->c.state != BC_OPEN)
+		return;
+	wslay_event_queue_close(m->ws, 1001, (const uint8_t *)"the bridge stops", 16);
+	wslay_event_send(m->ws);
+	bconn_flush_now(&m->c);
+}
+
 void ws_mirror_tick(struct mirror *m)
 {
 	struct wsm *w = wsm_of(m);
@@ -1212,8 +1221,10 @@ void wss_close(struct wss *s)
 		close(s->lfd);
 		s->lfd = -1;
 		for (struct wsc *cl = s->clients; cl; cl = cl->next) {
-			if (cl->state == WC_OPEN)
+			if (cl->state == WC_OPEN) {
 				wc_close(cl, 1001, "the server stops");
+				bconn_flush_now(&cl->c);
+			}
 			bconn_fail(&cl->c, "the bridge stops");
 			for (struct wssub *x = cl->subs; x; x = x->next)
 				br_wait_cancel(s->b, &x->w);
