@@ -1043,12 +1043,13 @@ static void wc_fill(struct wsc *cl)
 			if (cl->has_from && msg.seq < cl->from)
 				continue; /* older than asked for */
 			uint64_t lost = 0;
-			if (!x->started) {
+			if (!x->started && cl->has_from) {
+				/* Asked for older messages than the ring keeps: said, not fatal. */
 				x->started = 1;
-				if (cl->has_from && msg.seq > cl->from)
-					lost = msg.seq - cl->from; /* no longer retained */
+				if (msg.seq > cl->from)
+					lost = msg.seq - cl->from;
 			} else if (msg.lost) {
-				/* Lapped while its queue was full: it cannot have everything. */
+				/* Lapped: it cannot have everything it subscribed to. */
 				char esc[400];
 				BR_ADD(s->st, dropped, 1);
 				snprintf(esc, sizeof(esc), "client %s cut off: %" PRIu64
@@ -1080,6 +1081,7 @@ static void wc_fill(struct wsc *cl)
 				bconn_fail(&cl->c, "WebSocket: cannot queue a message");
 				return;
 			}
+			x->started = 1;
 			BR_ADD(s->st, sent, 1);
 			BR_ADD(s->st, bytes, msg.len);
 		}

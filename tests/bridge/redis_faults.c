@@ -66,14 +66,14 @@ static void *fake_redis(void *arg)
 			if (send(fd, junk, sizeof(junk), MSG_NOSIGNAL) < 0)
 				perror("send");
 		} else if (!strcmp(s, "silence")) {
-			drain(fd, 1500);
+			drain(fd, 3000);
 		} else {
 			drain(fd, 20);
 			if (send(fd, s, strlen(s), MSG_NOSIGNAL) < 0)
 				perror("send");
 		}
 		/* Keep it open until the bridge gives up on it. */
-		drain(fd, 2000);
+		drain(fd, 4000);
 		close(fd);
 	}
 	close(lfd);
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
 	dt_write(cfg,
 		 "[bus]\nname = brf\ndir = %s\n[topic f]\ncapacity = 1M\n"
 		 "[mirror r]\ntopics = f\nto = redis://127.0.0.1:%d\n"
-		 "backoff_min_ms = 10\nbackoff_max_ms = 40\ntimeout_ms = 400\n",
+		 "backoff_min_ms = 10\nbackoff_max_ms = 40\ntimeout_ms = 1500\n",
 		 dir, port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	shmbus_bus_t *bus;
@@ -120,14 +120,14 @@ int main(int argc, char **argv)
 	/* Each misbehaviour ends its connection with a reason. */
 	const char *want[] = { "protocol error", "not a stream entry", "protocol error",
 			       "a reply too large",
-			       "no reply for 400 ms", "a reply to no command", "protocol error",
+			       "no reply for 1500 ms", "a reply to no command", "protocol error",
 			       "XREVRANGE f: ERR this server refuses everything",
-			       "no reply for 400 ms" };
+			       "no reply for 1500 ms" };
 	_Static_assert(sizeof(want) / sizeof(want[0]) == NSCRIPTS, "one reason per script");
 	char ev[4096];
 	for (size_t i = 0; i < NSCRIPTS; i++) {
 		const char *needles[] = { "\"event\":\"bridge_down\"", want[i], NULL };
-		if (td_event(log, ev, sizeof(ev), 5000, needles) < 0) {
+		if (td_event(log, ev, sizeof(ev), 10000, needles) < 0) {
 			fprintf(stderr, "no bridge_down saying '%s'\n", want[i]);
 			exit(1);
 		}
