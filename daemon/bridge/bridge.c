@@ -347,8 +347,10 @@ void mirror_went_down(struct mirror *m, const char *why)
 	mirror_commit(m);
 	while (m->pq_len)
 		pq_pop(m);
-	int was_up = m->up;
+	int was_up = m->announced;
 	m->up = 0;
+	m->announced = 0;
+	m->hs_pending = 0;
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		t->inflight = 0;
 		shmbus_sub_rewind(t->sub);
@@ -378,6 +380,24 @@ void mirror_went_down(struct mirror *m, const char *why)
 	}
 	if (!b->stop)
 		bconn_timer(&m->c, m->backoff_ms);
+}
+
+/* The peer answered the handshake: up, in the counters and on $sys.log. */
+void mirror_announce_up(struct mirror *m, const char *detail)
+{
+	if (m->announced)
+		return;
+	m->announced = 1;
+	if (m->ever_up)
+		BR_ADD(m->st, reconnects, 1);
+	m->ever_up = 1;
+	m->down_reported = 0;
+	BR_SET(m->st, up, 1);
+	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
+	char peer[400], esc[400];
+	br_url_show(&m->d->to, peer, sizeof(peer));
+	br_event(m->b, "bridge_up", "\"mirror\":\"%s\",\"peer\":\"%s\",%s,\"topics\":%u",
+		 m->d->name, json_str(esc, sizeof(esc), peer), detail, m->ntopics);
 }
 
 /* ---- topics ------------------------------------------------------------------------------- */

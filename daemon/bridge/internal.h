@@ -190,7 +190,9 @@ struct mirror {
 	const struct mirror_decl *d;
 	struct shmbus_bridge_slot *st;
 	struct bconn c;
-	int up;              /* usable: handshake done (Redis: pipelined behind AUTH) */
+	int up;              /* usable: commands may go (Redis: pipelined behind AUTH) */
+	int announced;       /* said up (counters, event): the handshake was answered */
+	int hs_pending;      /* AUTH/SELECT replies still to come */
 	redisReader *rd;
 	/* ws */
 	wslay_event_context_ptr ws;
@@ -225,6 +227,7 @@ void ws_mirror_fill(struct mirror *m);
 /* Common to both kinds (bridge.c). */
 void mirror_start(struct mirror *m);             /* connect, or retry later */
 void mirror_went_down(struct mirror *m, const char *why);
+void mirror_announce_up(struct mirror *m, const char *detail);
 void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq);
 void mirror_commit(struct mirror *m);            /* move the durable cursors */
 int pq_push(struct mirror *m, const struct pend *p);
@@ -244,6 +247,8 @@ struct import {
 	struct bconn c;
 	redisReader *rd;
 	int up;
+	int announced;
+	int hs_pending;
 	int reading;          /* an XREAD is outstanding */
 	unsigned npend;       /* replies expected */
 	uint8_t pend[8];      /* their kinds (AUTH, SELECT, XREAD) */

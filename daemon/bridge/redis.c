@@ -296,6 +296,9 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 				 reply_text(r, e, sizeof(e)));
 			return -1;
 		}
+		if (m->hs_pending && !--m->hs_pending)
+			mirror_announce_up(m, m->d->mode == BR_MODE_STREAM ? "\"mode\":\"stream\""
+									    : "\"mode\":\"pubsub\"");
 		return 0;
 	case PK_QUERY:
 		return on_query(m, p->t, r, why, whylen);
@@ -392,20 +395,13 @@ static void redis_opened(struct bconn *c)
 	/* The commands after AUTH are pipelined behind it: if it fails, they fail too and
 	 * the connection is closed on the first refusal, before any reply is counted. */
 	m->up = 1;
+	m->hs_pending = n;
 	for (struct mtopic *t = m->topics; t; t = t->next)
 		if (t->state == MT_QUERY)
 			redis_query(m, t);
-	if (m->ever_up)
-		BR_ADD(m->st, reconnects, 1);
-	m->ever_up = 1;
-	m->down_reported = 0;
-	BR_SET(m->st, up, 1);
-	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
-	char peer[400], esc[400];
-	br_url_show(&m->d->to, peer, sizeof(peer));
-	br_event(m->b, "bridge_up", "\"mirror\":\"%s\",\"peer\":\"%s\",\"mode\":\"%s\",\"topics\":%u",
-		 m->d->name, json_str(esc, sizeof(esc), peer),
-		 m->d->mode == BR_MODE_STREAM ? "stream" : "pubsub", m->ntopics);
+	if (!n)
+		mirror_announce_up(m, m->d->mode == BR_MODE_STREAM ? "\"mode\":\"stream\""
+								    : "\"mode\":\"pubsub\"");
 	bconn_kick(c);
 }
 
@@ -663,6 +659,8 @@ static int check_batch(const redisReply *r)
 	return 0;
 }
 
+static void import_announce_up(struct import *im);
+
 static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 {
 	struct import *im = c->owner;
@@ -697,6 +695,8 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 				return;
 			}
 			freeReplyObject(r);
+			if (im->hs_pending && !--im->hs_pending)
+				import_announce_up(im);
 			continue;
 		}
 		if (kind == PK_QUERY) {
@@ -762,6 +762,24 @@ void import_work(struct import *im)
 		import_send(im, PK_XREAD);
 }
 
+static void import_announce_up(struct import *im)
+{
+	if (im->announced)
+		return;
+	im->announced = 1;
+	if (im->ever_up)
+		BR_ADD(im->st, reconnects, 1);
+	im->ever_up = 1;
+	im->down_reported = 0;
+	BR_SET(im->st, up, 1);
+	BR_SET(im->st, last_change_ns, shmbus_wall_ns());
+	char peer[1400], esc[1400];
+	br_url_show(&im->d->from, peer, sizeof(peer));
+	br_event(im->b, "bridge_up",
+		 "\"import\":\"%s\",\"peer\":\"%s\",\"topic\":\"%s\",\"from_id\":\"%s\"",
+		 im->d->name, json_str(esc, sizeof(esc), peer), im->d->topic, im->last_id);
+}
+
 static void import_opened(struct bconn *c)
 {
 	struct import *im = c->owner;
@@ -781,16 +799,9 @@ static void import_opened(struct bconn *c)
 		import_send(im, PK_QUERY);
 	im->up = 1;
 	im->reading = 0;
-	if (im->ever_up)
-		BR_ADD(im->st, reconnects, 1);
-	im->ever_up = 1;
-	im->down_reported = 0;
-	BR_SET(im->st, up, 1);
-	BR_SET(im->st, last_change_ns, shmbus_wall_ns());
-	char peer[400], esc[400];
-	br_url_show(&im->d->from, peer, sizeof(peer));
-	br_event(im->b, "bridge_up", "\"import\":\"%s\",\"peer\":\"%s\",\"topic\":\"%s\",\"from_id\":\"%s\"",
-		 im->d->name, json_str(esc, sizeof(esc), peer), im->d->topic, im->last_id);
+	im->hs_pending = n;
+	if (!n)
+		import_announce_up(im);
 	import_work(im);
 	bconn_kick(c);
 }
@@ -808,8 +819,10 @@ static void import_closed(struct bconn *c)
 		freeReplyObject(im->batch);
 		im->batch = NULL;
 	}
-	int was_up = im->up;
+	int was_up = im->announced;
 	im->up = 0;
+	im->announced = 0;
+	im->hs_pending = 0;
 	im->reading = 0;
 	im->npend = 0;
 	BR_SET(im->st, up, 0);

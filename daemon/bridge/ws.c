@@ -336,19 +336,10 @@ static void wm_handshake_done(struct mirror *m)
 		t->state = MT_READY;
 		t->skip_below = 0;
 	}
-	if (m->ever_up)
-		BR_ADD(m->st, reconnects, 1);
-	m->ever_up = 1;
-	m->down_reported = 0;
-	BR_SET(m->st, up, 1);
-	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
-	char peer[400], esc[400];
-	br_url_show(&m->d->to, peer, sizeof(peer));
-	br_event(m->b, "bridge_up",
-		 "\"mirror\":\"%s\",\"peer\":\"%s\",\"format\":\"%s\",\"ack\":\"%s\",\"topics\":%u",
-		 m->d->name, json_str(esc, sizeof(esc), peer),
-		 m->d->format == BR_FMT_JSON ? "json" : "binary", m->d->ack ? "peer" : "none",
-		 m->ntopics);
+	char detail[80];
+	snprintf(detail, sizeof(detail), "\"format\":\"%s\",\"ack\":\"%s\"",
+		 m->d->format == BR_FMT_JSON ? "json" : "binary", m->d->ack ? "peer" : "none");
+	mirror_announce_up(m, detail);
 }
 
 static void wm_data(struct bconn *c, const uint8_t *p, size_t n)

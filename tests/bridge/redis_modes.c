@@ -10,7 +10,8 @@
  *  - maxlen: the stream is trimmed (approximately) to its length;
  *  - a topic created after the start is mirrored (inotify); removed and made again (a new
  *    generation, seq from 0 again), its new entries follow the old ones with larger IDs.
- * usage: bridge_redis_modes PATH-TO-SHMBUSD
+ *  - `shmbus stat --json` shows every mirror with its state and counters.
+ * usage: bridge_redis_modes PATH-TO-SHMBUSD PATH-TO-SHMBUS-TOOL
  */
 #include <pthread.h>
 
@@ -196,9 +197,44 @@ static void case_late(redisContext *c)
 	       (unsigned long long)ms[0], (unsigned long long)ms[10]);
 }
 
+/* `shmbus stat --json`: the bridge and its mirrors, as the counters say. */
+static void case_stat(const char *tool, const char *dir, pid_t d)
+{
+	printf("shmbus stat --json\n");
+	char out[600], err[600], buf[65536], want[200];
+	snprintf(out, sizeof(out), "%s/stat.json", dir);
+	snprintf(err, sizeof(err), "%s/stat.err", dir);
+	setenv("SHMBUS_BUS", "brx", 1);
+	char *argv[] = { (char *)tool, (char *)"stat", (char *)"--json", (char *)"-i",
+			 (char *)"0", NULL };
+	int st;
+	CHECK(dt_wait(dt_spawn(argv, out, err), 10000, &st) == 0 && WIFEXITED(st) &&
+	      WEXITSTATUS(st) == 0);
+	dt_read(out, buf, sizeof(buf));
+	snprintf(want, sizeof(want), "\"bridge\": {\"pid\": %d, \"running\": true, "
+		 "\"futex_wait\": true", (int)d);
+	CHECK(strstr(buf, want));
+	const char *good = strstr(buf, "{\"name\": \"good\", \"kind\": \"redis\"");
+	const char *bad = strstr(buf, "{\"name\": \"bad\", \"kind\": \"redis\"");
+	CHECK(good && bad);
+	const char *want_good = "\"up\": true, \"topics\": 1, \"sent\": 200, \"confirmed\": 200, "
+				"\"lag\": 0,";
+	if (strncmp(strstr(good, "\"up\": "), want_good, strlen(want_good))) {
+		fprintf(stderr, "good: %.300s\n", good);
+		exit(1);
+	}
+	if (strncmp(strstr(bad, "\"up\": "), "\"up\": false,", 13)) {
+		fprintf(stderr, "bad: %.400s\n", bad);
+		exit(1);
+	}
+	CHECK(strstr(bad, "AUTH refused: WRONGPASS"));
+	printf("  the bridge (pid %d) and its mirrors, \"good\" up with 200 confirmed, "
+	       "\"bad\" down with its AUTH error\n", (int)d);
+}
+
 int main(int argc, char **argv)
 {
-	CHECK(argc == 2);
+	CHECK(argc == 3);
 	bt_need_redis();
 	const char *dir = bt_private_dir("brx");
 	bt_redis_new(&rs, "redis");
@@ -240,6 +276,8 @@ int main(int argc, char **argv)
 	case_maxlen(c);
 	case_late(c);
 	case_overwrite(c);
+	usleep(200000);
+	case_stat(argv[2], dir, d);
 	CHECK(dt_alive(d));
 	CHECK(td_stop(d) == 0);
 	redisFree(c);
