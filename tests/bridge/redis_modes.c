@@ -223,7 +223,7 @@ static void case_stat(const char *tool, const char *dir, pid_t d)
 		fprintf(stderr, "good: %.300s\n", good);
 		exit(1);
 	}
-	if (strncmp(strstr(bad, "\"up\": "), "\"up\": false,", 13)) {
+	if (strncmp(strstr(bad, "\"up\": "), "\"up\": false,", 12)) {
 		fprintf(stderr, "bad: %.400s\n", bad);
 		exit(1);
 	}
