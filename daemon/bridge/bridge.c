@@ -57,12 +57,33 @@ uint64_t br_now_ms(void)
 
 static int br_submit(struct bridge *b, unsigned wait)
 {
+	unsigned ready = io_uring_sq_ready(&b->ring);
 	int n = wait ? io_uring_submit_and_wait(&b->ring, wait) : io_uring_submit(&b->ring);
 	if (n >= 0) {
 		b->enters++;
-		b->sqes += (uint64_t)n;
+		b->sqes += ready;
 	}
 	return n;
+}
+
+/*
+ * Submit and wait for want completions, or BATCH_WAIT_NS, whichever comes first: under
+ * load (several sends in flight) one enter then hands over every SQE this turn made and
+ * collects several completions, instead of an enter per completion.
+ */
+#define BATCH_WAIT_NS 500000 /* at most this much more latency, only while completions are due */
+
+static int br_submit_batch(struct bridge *b, unsigned want)
+{
+	unsigned ready = io_uring_sq_ready(&b->ring);
+	struct __kernel_timespec ts = { 0, BATCH_WAIT_NS };
+	struct io_uring_cqe *cqe;
+	int n = io_uring_submit_and_wait_timeout(&b->ring, &cqe, want, &ts, NULL);
+	if (n >= 0 || n == -ETIME) {
+		b->enters++;
+		b->sqes += ready;
+	}
+	return n == -ETIME ? 0 : n;
 }
 
 struct io_uring_sqe *br_sqe(struct bridge *b)
@@ -80,6 +101,8 @@ void br_arm(struct bridge *b, struct io_uring_sqe *sqe, struct br_op *op)
 {
 	io_uring_sqe_set_data(sqe, op);
 	b->inflight++;
+	if (op->kind == BOP_SEND)
+		b->sends++;
 }
 
 void br_sq_room(struct bridge *b, unsigned n)
@@ -647,6 +670,8 @@ static void dispatch(struct bridge *b, struct io_uring_cqe *cqe)
 	b->cqes++;
 	if (!op)
 		return;
+	if (op->kind == BOP_SEND)
+		b->sends--;
 	switch (op->kind) {
 	case BOP_WAKE:
 		b->stop = 1;
@@ -871,8 +896,23 @@ static void *bridge_main(void *arg)
 		}
 		/* Completions already there are handled without waiting; otherwise one enter
 		 * submits everything queued this turn and waits for the next completion. */
-		int rc = io_uring_cq_ready(&b->ring) ? (io_uring_sq_ready(&b->ring) ? br_submit(b, 0) : 0)
-						     : br_submit(b, 1);
+		/* Under load, wait for as many completions as are on their way (sends in
+		 * flight, peers owing replies), for at most BATCH_WAIT_NS: the next turn then
+		 * re-arms them all with one enter. A batch wait that found nothing means the
+		 * peers are slow, not busy: the next wait is a plain one (no spinning). */
+		unsigned expect = b->sends;
+		for (size_t i = 0; i < b->nmirrors; i++)
+			expect += b->mirrors[i]->pq_len && b->mirrors[i]->c.recv_busy;
+		int rc;
+		if (io_uring_cq_ready(&b->ring)) {
+			rc = io_uring_sq_ready(&b->ring) ? br_submit(b, 0) : 0;
+		} else if (expect >= 2 && !b->batch_idle) {
+			rc = br_submit_batch(b, expect < 32 ? expect : 32);
+			b->batch_idle = !io_uring_cq_ready(&b->ring);
+		} else {
+			rc = br_submit(b, 1);
+			b->batch_idle = 0;
+		}
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
 			fprintf(stderr, "shmbusd: bridge: io_uring_enter: %s\n", strerror(-rc));
 			usleep(1000);

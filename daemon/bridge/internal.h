@@ -210,6 +210,8 @@ struct mirror {
 	int ever_up;
 	int down_reported;
 	uint64_t scan_fail_ms; /* last time a topic could not be attached (rate limit) */
+	char origin[128];      /* the origin field's value, and its length */
+	size_t originlen;
 };
 
 int redis_mirror_init(struct mirror *m);
@@ -297,6 +299,8 @@ struct bridge {
 	struct io_uring ring;
 	int futex_ok;     /* IORING_OP_FUTEX_WAIT works here */
 	uint64_t inflight; /* SQEs whose completion has not come */
+	unsigned sends;    /* sends among them (the load, for batching) */
+	int batch_idle;    /* the last batch wait timed out with nothing */
 	uint64_t now_ms;
 	int stop;
 	struct br_op wake_op, tick_op, ino_op, idle_op;
