@@ -67,11 +67,11 @@ static int br_submit(struct bridge *b, unsigned wait)
 }
 
 /*
- * Submit and wait for want completions, or BATCH_WAIT_NS, whichever comes first: under
+ * Submit and wait for want completions or BATCH_WAIT_NS, whichever comes first: under
  * load (several sends in flight) one enter then hands over every SQE this turn made and
  * collects several completions, instead of an enter per completion.
  */
-#define BATCH_WAIT_NS 500000 /* at most this much more latency, only while completions are due */
+#define BATCH_WAIT_NS 1000000 /* <= 1 ms more latency, only while completions are due */
 
 static int br_submit_batch(struct bridge *b, unsigned want)
 {
@@ -905,7 +905,9 @@ static void *bridge_main(void *arg)
 			expect += b->mirrors[i]->pq_len && b->mirrors[i]->c.recv_busy;
 		int rc;
 		if (io_uring_cq_ready(&b->ring)) {
-			rc = io_uring_sq_ready(&b->ring) ? br_submit(b, 0) : 0;
+			/* Completions are waiting: handle them first; what this turn queued
+			 * goes with the next enter (sooner only if the SQ ring fills up). */
+			rc = io_uring_sq_ready(&b->ring) >= RING_ENTRIES / 2 ? br_submit(b, 0) : 0;
 		} else if (expect >= 2 && !b->batch_idle) {
 			rc = br_submit_batch(b, expect < 32 ? expect : 32);
 			b->batch_idle = !io_uring_cq_ready(&b->ring);
