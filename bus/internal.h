@@ -81,6 +81,14 @@ int shmbus_sub_open_durable(shmbus_sub_t **out, shmbus_bus_t *bus, const char *t
  */
 int shmbus_sub_commit(shmbus_sub_t *sub, uint64_t pos, uint64_t seq);
 
+/*
+ * Hold a durable reader's group for ms milliseconds from now, member or not: block-mode
+ * publishers honour its cursor until then even if the reader's process dies (a daemon
+ * that restarts finds everything it had not confirmed). Renew it well before it runs out;
+ * ms = 0 drops it. An abandoned lease simply expires.
+ */
+void shmbus_sub_lease(shmbus_sub_t *sub, uint64_t ms);
+
 /* Read again from a durable reader's cursor (after a peer was lost). */
 void shmbus_sub_rewind(shmbus_sub_t *sub);
 

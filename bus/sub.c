@@ -555,6 +555,7 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest)
 			;
 		st_relaxed(&gs->lost, 0);
 		st_relaxed(&gs->abandoned, 0);
+		st_relaxed(&gs->lease_ns, 0);
 		shmbus_ring_hwm_raise(&s->hdr->groups_hwm, i + 1);
 		/* Seq_cst: the cursor and name are set before anyone sees the group. */
 		st_seqcst(&gs->state, SHMBUS_GROUP_ACTIVE);
@@ -753,6 +754,18 @@ int shmbus_sub_commit(shmbus_sub_t *sb, uint64_t pos, uint64_t seq)
 		}
 	}
 	return 0;
+}
+
+void shmbus_sub_lease(shmbus_sub_t *sb, uint64_t ms)
+{
+	if (!sb->durable)
+		return;
+	uint64_t until = ms ? shmbus_now_ns() + ms * 1000000ull : 0;
+	/* Relaxed: a publisher that misses a renewal sees the previous, still valid, one;
+	 * one that sees the lease late waits for the cursor, as it would for a member. */
+	st_relaxed(&sb->grp->lease_ns, until);
+	if (!ms && sb->seg.opts.policy == SHMBUS_BLOCK)
+		shmbus_ring_wake_publishers(&sb->seg);
 }
 
 void shmbus_sub_rewind(shmbus_sub_t *sb)

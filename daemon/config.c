@@ -375,6 +375,7 @@ static struct mirror_decl *mirror_for(struct ctx *x, const char *name)
 	m->line = x->line;
 	snprintf(m->key, sizeof(m->key), "{topic}");
 	m->window = 1024;
+	m->hold_ms = 10000;
 	timing_defaults(&m->timing);
 	return m;
 }
@@ -452,6 +453,8 @@ static int mirror_key(struct ctx *x, const char *name, const char *key, const ch
 		else
 			return fail(x, "format '%s' is neither 'binary' nor 'json'%s", value, "");
 		m->set |= MK_FORMAT;
+	} else if (!strcmp(key, "hold_ms")) {
+		return parse_ms(x, key, value, 0, 3600000, &m->hold_ms);
 	} else if (!strcmp(key, "ack")) {
 		if (!strcmp(value, "none"))
 			m->ack = 0;
@@ -468,7 +471,7 @@ static int mirror_key(struct ctx *x, const char *name, const char *key, const ch
 		return rc;
 	} else {
 		return fail(x, "unknown key '%s' in a [mirror] section (known: topics, to, mode, "
-			       "key, maxlen, user, password, window, start, format, ack, origin, "
+			       "key, maxlen, user, password, window, start, hold_ms, format, ack, origin, "
 			       "connect_timeout_ms, timeout_ms, backoff_min_ms, backoff_max_ms)%s",
 			    key, "");
 	}

@@ -69,6 +69,7 @@ struct mirror_decl {
 	int has_password;
 	uint32_t window;              /* commands (frames) in flight, unconfirmed */
 	int start_latest;             /* a new group starts at the tail, not the earliest */
+	uint32_t hold_ms;             /* block topics wait this long for a restarting daemon */
 	int format;                   /* enum br_format (ws) */
 	int ack;                      /* ws: the peer acknowledges ({"topic":T,"ack":SEQ}) */
 	char origin[128];             /* the origin field ("" = HOST/BUS) */

@@ -275,9 +275,8 @@ int main(int argc, char **argv)
 	event(&d, "start", "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
 	      (int)getpid(), d.cfg.bus, json_str(esc, sizeof(esc) / 2, d.bus_dir),
 	      json_str(esc + sizeof(esc) / 2, sizeof(esc) / 2, d.cfg.path));
-	/* Clients that were there before us (or attached to a daemon that died). */
-	adopt(&d);
-	/* The bridge thread (its own ring); a listener that cannot be bound is no start. */
+	/* The bridge thread (its own ring); a listener that cannot be bound is no start.
+	 * Before adoption: its readers take their groups over from a dead daemon's. */
 	if (bridge_start(&d.bridge, &d.cfg, d.bus_dir) < 0) {
 		fprintf(stderr, "shmbusd: the bridge could not start\n");
 		event(&d, "stop", "\"pid\":%d,\"error\":\"the bridge could not start\"",
@@ -287,6 +286,8 @@ int main(int argc, char **argv)
 		state_close(&d);
 		return 1;
 	}
+	/* Clients that were there before us (or attached to a daemon that died). */
+	adopt(&d);
 	if (ready_fd >= 0) {
 		char ok = 'y';
 		if (write(ready_fd, &ok, 1) < 0)

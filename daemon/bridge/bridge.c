@@ -502,6 +502,9 @@ static void attach(struct mirror *m, const char *name)
 	t->w.op = (struct br_op){ BOP_FUTEX, &t->w };
 	t->w.sub = sub;
 	t->w.fn = topic_woken;
+	/* Block topics keep what this mirror has not confirmed even while the daemon is
+	 * down, for hold_ms: renewed at every tick. */
+	shmbus_sub_lease(sub, m->d->hold_ms);
 	t->next = m->topics;
 	m->topics = t;
 	m->ntopics++;
@@ -612,6 +615,9 @@ static void tick(struct bridge *b)
 				br_wait_cancel(b, &t->w);
 		if (m->d->to.scheme == BR_WS)
 			ws_mirror_tick(m);
+		for (struct mtopic *t = m->topics; t; t = t->next)
+			if (!t->gone)
+				shmbus_sub_lease(t->sub, m->d->hold_ms);
 		lag_update(m);
 	}
 	for (size_t i = 0; i < b->nimports; i++)
@@ -869,6 +875,9 @@ static void *bridge_main(void *arg)
 		report_start(b, 'n');
 		return NULL;
 	}
+	/* The mirrors' readers join their groups (and renew their leases) before the daemon
+	 * says it runs: a restarted daemon takes over from the one before at once. */
+	scan_topics(b);
 	report_start(b, 'y');
 	br_event(b, "bridge_start", "\"mirrors\":%zu,\"imports\":%zu,\"websocket\":%s,"
 		 "\"futex_wait\":%s",
@@ -877,7 +886,6 @@ static void *bridge_main(void *arg)
 	arm_wake(b);
 	arm_tick(b);
 	arm_inotify(b);
-	scan_topics(b);
 	for (size_t i = 0; i < b->nmirrors; i++)
 		mirror_start(b->mirrors[i]);
 	for (size_t i = 0; i < b->nimports; i++)

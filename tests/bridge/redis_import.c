@@ -92,11 +92,19 @@ int main(int argc, char **argv)
 		 dir, rs.port, rs.port, rs.port, rs.port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "bri"), 0);
-	pid_t d = td_start(argv[1], cfg, bus);
+	/* The readers first (a block topic keeps nothing for readers not there yet): the
+	 * topics as the daemon makes them, before it starts importing. */
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = 16384;
+	CHECK(shmbus_topic_create(bus, "local.orders", &o) >= 0);
+	CHECK(shmbus_topic_create(bus, "local.late", NULL) >= 0);
+	CHECK(shmbus_topic_create(bus, "loop.in", NULL) >= 0);
 	shmbus_sub_t *sub, *late, *back;
 	CHECK_RC(shmbus_sub_open(&sub, bus, "local.orders", NULL, SHMBUS_SUB_EARLIEST), 0);
 	CHECK_RC(shmbus_sub_open(&late, bus, "local.late", NULL, SHMBUS_SUB_EARLIEST), 0);
 	CHECK_RC(shmbus_sub_open(&back, bus, "loop.in", NULL, SHMBUS_SUB_EARLIEST), 0);
+	pid_t d = td_start(argv[1], cfg, bus);
 	uint64_t next = 0;
 	int repeats = 0;
 
