@@ -10,7 +10,10 @@
  *  - maxlen: the stream is trimmed (approximately) to its length;
  *  - a topic created after the start is mirrored (inotify); removed and made again (a new
  *    generation, seq from 0 again), its new entries follow the old ones with larger IDs.
- *  - `shmbus stat --json` shows every mirror with its state and counters.
+ *  - `shmbus stat --json` shows every mirror with its state and counters;
+ *  - idle, the daemon uses next to no CPU (its topics are waited on, not polled);
+ *  - SIGHUP with a mirror added restarts the bridge: the new one gets the retained
+ *    messages, the others go on without a duplicate; a bad section is refused.
  * usage: bridge_redis_modes PATH-TO-SHMBUSD PATH-TO-SHMBUS-TOOL
  */
 #include <pthread.h>
@@ -19,6 +22,8 @@
 
 static shmbus_bus_t *bus;
 static struct bt_redis rs;
+static char base_cfg[8192];
+static shmbus_sub_t *syslog;
 
 static void publish(const char *topic, uint32_t tag, uint64_t from, uint64_t n)
 {
@@ -197,6 +202,68 @@ static void case_late(redisContext *c)
 	       (unsigned long long)ms[0], (unsigned long long)ms[10]);
 }
 
+/* SIGHUP with a mirror added: the bridge starts again with it; the others go on where
+ * they were (nothing twice). A bad section: refused, the running bridge stays. */
+static void case_reload(redisContext *c, const char *cfg, pid_t d)
+{
+	printf("reload\n");
+	char ev[4096];
+	dt_write(cfg, "%s[mirror added]\ntopics = auth.t\nto = redis://127.0.0.1:%d\n"
+		      "password = s3cret\nkey = added.{topic}\n",
+		 base_cfg, rs.port);
+	CHECK(kill(d, SIGHUP) == 0);
+	const char *ok[] = { "\"event\":\"reload\"", "\"bridge_restarted\":true", NULL };
+	CHECK(td_event(syslog, ev, sizeof(ev), 10000, ok) == 0);
+	CHECK(bt_wait_xlen(c, "added.auth.t", 200, 10000) == 200);
+	publish("auth.t", 1, 200, 10);
+	CHECK(bt_wait_xlen(c, "good.auth.t", 210, 10000) == 210);
+	usleep(300000);
+	CHECK(bt_xlen(c, "good.auth.t") == 210 && bt_xlen(c, "added.auth.t") == 210);
+	uint64_t ms[300], seq[300];
+	CHECK(read_stream(c, "good.auth.t", 1, ms, seq, 300) == 210);
+	for (size_t i = 0; i < 210; i++)
+		CHECK(seq[i] == i);
+	printf("  a mirror added by SIGHUP got the retained 200; after the restart the others "
+	       "went on: 210 each, none twice\n");
+	dt_write(cfg, "%s[mirror added]\ntopics = auth.t\nto = rediss://127.0.0.1:%d\n",
+		 base_cfg, rs.port);
+	CHECK(kill(d, SIGHUP) == 0);
+	const char *bad[] = { "\"event\":\"reload_failed\"", "TLS is not supported", NULL };
+	CHECK(td_event(syslog, ev, sizeof(ev), 10000, bad) == 0);
+	shmbus_bridge_info_t st;
+	CHECK(bt_stats(bus, "added", &st) == 0 && st.up);
+	printf("  a bad section: %s; the bridge runs on\n", strstr(ev, "\"error\""));
+	CHECK(dt_alive(d));
+}
+
+/* CPU time (user + system, in clock ticks) of pid so far. */
+static uint64_t cpu_ticks(pid_t pid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	dt_read(path, buf, sizeof(buf));
+	const char *p = strrchr(buf, ')');
+	CHECK(p != NULL);
+	unsigned long long ut = 0, stt = 0;
+	/* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+	 * utime stime */
+	CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+		     &stt) == 2);
+	return ut + stt;
+}
+
+/* Idle, with seven mirrors waiting on their topics and one retrying AUTH: no busy poll. */
+static void case_idle(pid_t d)
+{
+	printf("idle\n");
+	uint64_t t0 = cpu_ticks(d);
+	usleep(2000000);
+	uint64_t used = cpu_ticks(d) - t0;
+	long hz = sysconf(_SC_CLK_TCK);
+	printf("  shmbusd used %.0f ms of CPU in 2 s\n", (double)used * 1000.0 / (double)hz);
+	CHECK((double)used / (double)hz < 0.1);
+}
+
 /* `shmbus stat --json`: the bridge and its mirrors, as the counters say. */
 static void case_stat(const char *tool, const char *dir, pid_t d)
 {
@@ -246,7 +313,7 @@ int main(int argc, char **argv)
 	(void)dead;
 	char cfg[600];
 	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	dt_write(cfg,
+	snprintf(base_cfg, sizeof(base_cfg),
 		 "[bus]\nname = brx\ndir = %s\n"
 		 "[topic auth.t]\ncapacity = 64K\n"
 		 "[topic ps.t]\ncapacity = 1M\n"
@@ -266,9 +333,11 @@ int main(int argc, char **argv)
 		 "maxlen = 100\n"
 		 "[mirror late]\ntopics = late.>\nto = redis://127.0.0.1:%d\npassword = s3cret\n",
 		 dir, rs.port, rs.port, rs.port, rs.port, rs.port, rs.port, rs.port);
+	dt_write(cfg, "%s", base_cfg);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "brx"), 0);
 	pid_t d = td_start(argv[1], cfg, bus);
+	CHECK_RC(shmbus_sub_open(&syslog, bus, "$sys.log", NULL, 0), 0);
 	CHECK(bt_wait_up(bus, "good", 1, 5000) == 0 && bt_wait_up(bus, "ps", 1, 5000) == 0);
 	CHECK(bt_wait_up(bus, "ow", 1, 5000) == 0);
 	case_auth(c);
@@ -278,6 +347,9 @@ int main(int argc, char **argv)
 	case_overwrite(c);
 	usleep(200000);
 	case_stat(argv[2], dir, d);
+	case_idle(d);
+	case_reload(c, cfg, d);
+	shmbus_sub_close(syslog);
 	CHECK(dt_alive(d));
 	CHECK(td_stop(d) == 0);
 	redisFree(c);
