@@ -6,7 +6,10 @@
  *    acknowledged, so every message of both topics reaches the server (each connection
  *    in order; a repeat only of what was in flight at the kill), payloads intact, and the
  *    lag goes back to 0;
- *  - format = binary: each message one binary frame with its exact bytes, in order.
+ *  - format = binary: each message one binary frame with its exact bytes, in order;
+ *  - a server that answers wrongly (status 200, a wrong accept key, 10 KiB of headers, a
+ *    garbage frame after a good handshake): each ends the connection with a clear reason,
+ *    the daemon survives.
  * usage: bridge_ws_mirror PATH-TO-SHMBUSD PATH-TO-ws_peer.py
  */
 #include <pthread.h>
@@ -102,7 +105,7 @@ int main(int argc, char **argv)
 	CHECK(argc == 3);
 	bt_need_websockets(argv[2]);
 	const char *dir = bt_private_dir("brwm");
-	int pa = bt_free_port(), pb = bt_free_port();
+	int pa = bt_free_port(), pb = bt_free_port(), pbad = bt_free_port();
 	char cfg[600], outa[600], outb[600];
 	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
 	snprintf(outa, sizeof(outa), "%s/a.out", dir);
@@ -113,8 +116,11 @@ int main(int argc, char **argv)
 		 "[topic wsb.t]\ncapacity = 256K\n"
 		 "[mirror j]\ntopics = wsm.*\nto = ws://127.0.0.1:%d/in\nformat = json\n"
 		 "ack = peer\nwindow = %d\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n"
-		 "[mirror bin]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/feed\n",
-		 dir, pa, WINDOW, pb);
+		 "[mirror bin]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/feed\n"
+		 "[mirror bad]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/x\nbackoff_min_ms = 20\n"
+		 "backoff_max_ms = 50\n",
+		 dir, pa, WINDOW, pb, pbad);
+
 	pid_t sa = start_server(pa, outa, 1);
 	setenv("WS_BINARY_TOPIC", "wsb.t", 1);
 	pid_t sb = start_server(pb, outb, 0);
@@ -197,6 +203,39 @@ int main(int argc, char **argv)
 	CHECK(check_out(outb, "wsb.t", 2000, &conns) == 0 && conns == 1);
 	printf("  2000 binary frames, each the message's exact bytes, in order\n");
 
+	printf("a server that answers wrongly\n");
+	/* Until now "bad" found nobody there (connection refused); now a server that answers
+	 * each connection wrongly, one way after the other. */
+	char pbs[16], line[128];
+	snprintf(pbs, sizeof(pbs), "%d", pbad);
+	int bfd;
+	pid_t sbad = bt_peer(&bfd, "badserver", pbs, NULL);
+	CHECK(bt_line(bfd, line, sizeof(line), 10000) == 0 && !strcmp(line, "ready"));
+	const char *why[] = { "the server said 'HTTP/1.1 200 OK'", "a wrong Sec-WebSocket-Accept",
+			      "the handshake response exceeds 8192 bytes",
+			      "WebSocket: a protocol error from the peer" };
+	/* Once per outage on $sys.log; each failure's reason is in the mirror's counters. */
+	int seen = 0;
+	uint64_t deadline2 = t_now_ns() + 20000000000ull;
+	while (seen != 15) {
+		CHECK(bt_stats(bus, "bad", &st) == 0);
+		for (int i = 0; i < 4; i++)
+			if (!(seen & (1 << i)) && strstr(st.last_error, why[i])) {
+				seen |= 1 << i;
+				printf("  %s\n", st.last_error);
+			}
+		if (t_now_ns() > deadline2) {
+			fprintf(stderr, "seen %x of the four failures; last: %s\n", seen,
+				st.last_error);
+			exit(1);
+		}
+		usleep(2000);
+	}
+	CHECK(!st.up && st.confirmed == 0 && st.errors >= 4);
+	CHECK(dt_alive(d));
+	close(bfd);
+	kill(sbad, SIGKILL);
+	bt_peer_wait(sbad, 2000);
 	shmbus_sub_close(log);
 	CHECK(td_stop(d) == 0);
 	kill(sa, SIGKILL);

@@ -11,6 +11,9 @@
   ws_peer.py slow URL SECONDS            subscribe, read nothing for SECONDS, then read until
                                          closed; print "closed CODE COUNT"
   ws_peer.py raw PORT CASE               one protocol violation; prints what came back
+  ws_peer.py badserver PORT              a server that answers each connection wrongly, in
+                                         turn: 200, a wrong accept key, 10 KiB of headers,
+                                         then a good 101 followed by a garbage frame
 
 Lines in OUT: "TOPIC SEQ LOST OK" where OK says whether the payload is payload(tag, seq)
 (tag from the topic: see TAGS), so the C side checks order and contents.
@@ -227,6 +230,45 @@ def raw(port, case):
     s.close()
 
 
+def badserver(port):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(8)
+    print("ready", flush=True)
+    for case in ("status", "accept", "oversize", "frames"):
+        c, _ = ls.accept()
+        req = b""
+        c.settimeout(5)
+        while b"\r\n\r\n" not in req:
+            d = c.recv(4096)
+            if not d:
+                break
+            req += d
+        key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key:")]
+        import hashlib
+        acc = base64.b64encode(hashlib.sha1(key[0] + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                               .digest()) if key else b""
+        if case == "status":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        elif case == "accept":
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n")
+        elif case == "oversize":
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\n" +
+                      b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000) for i in range(10)))
+        else:
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n" +
+                      bytes([0x8F, 0xFF]) + os.urandom(32))
+        read_all(c, timeout=3)
+        c.close()
+        time.sleep(0.3)  # one failure at a time, long enough to be seen
+    print("done", flush=True)
+    time.sleep(30)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "server":
@@ -240,6 +282,8 @@ def main():
         asyncio.run(slow(sys.argv[2], float(sys.argv[3])))
     elif mode == "raw":
         raw(int(sys.argv[2]), sys.argv[3])
+    elif mode == "badserver":
+        badserver(int(sys.argv[2]))
     else:
         sys.exit("unknown mode " + mode)
 
