@@ -294,11 +294,28 @@ static double redis_benchmark(int port, uint64_t n, char *origin)
 	char ports[16], ns[32];
 	snprintf(ports, sizeof(ports), "%d", port);
 	snprintf(ns, sizeof(ns), "%llu", (unsigned long long)n);
-	char *argv[] = { (char *)"redis-benchmark", (char *)"-h", (char *)"127.0.0.1",
-			 (char *)"-p", ports, (char *)"-P", (char *)"16", (char *)"-n", ns,
-			 (char *)"--csv", (char *)"XADD", (char *)"bench", (char *)"*",
-			 (char *)"type", (char *)"0", (char *)"data", payload, (char *)"origin",
-			 origin, (char *)"gen", (char *)"0123456789abcdef", NULL };
+	char *argv[] = { (char *)"redis-benchmark",
+			 (char *)"-h",
+			 (char *)"127.0.0.1",
+			 (char *)"-p",
+			 ports,
+			 (char *)"-P",
+			 (char *)"16",
+			 (char *)"-n",
+			 ns,
+			 (char *)"--csv",
+			 (char *)"XADD",
+			 (char *)"bench",
+			 (char *)"*",
+			 (char *)"type",
+			 (char *)"0",
+			 (char *)"data",
+			 payload,
+			 (char *)"origin",
+			 origin,
+			 (char *)"gen",
+			 (char *)"0123456789abcdef",
+			 NULL };
 	int fd;
 	pid_t pid = spawn(argv, &fd, NULL);
 	char line[4096], last[4096] = "";
@@ -329,10 +346,20 @@ static void case_redis(void)
 	snprintf(rlog, sizeof(rlog), "%s/redis.log", dir);
 	mkdir(rdir, 0700);
 	snprintf(ports, sizeof(ports), "%d", port);
-	char *rargv[] = { (char *)"redis-server", (char *)"--port", ports, (char *)"--bind",
-			  (char *)"127.0.0.1", (char *)"--dir", rdir, (char *)"--save", (char *)"",
-			  (char *)"--appendonly", (char *)"no", (char *)"--protected-mode",
-			  (char *)"no", NULL };
+	char *rargv[] = { (char *)"redis-server",
+			  (char *)"--port",
+			  ports,
+			  (char *)"--bind",
+			  (char *)"127.0.0.1",
+			  (char *)"--dir",
+			  rdir,
+			  (char *)"--save",
+			  (char *)"",
+			  (char *)"--appendonly",
+			  (char *)"no",
+			  (char *)"--protected-mode",
+			  (char *)"no",
+			  NULL };
 	pid_t rpid = spawn(rargv, NULL, rlog);
 	redisContext *rc = NULL;
 	for (int i = 0; i < 500 && !rc; i++) {
@@ -394,12 +421,12 @@ static void case_redis(void)
 		waitpid(pub, &st, 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
 			die("the publisher failed");
-		double sqe = t1.enters > t0.enters ? (double)(t1.sqes - t0.sqes) /
-							     (double)(t1.enters - t0.enters)
-						   : 0;
-		double cqe = t1.enters > t0.enters ? (double)(t1.cqes - t0.cqes) /
-							     (double)(t1.enters - t0.enters)
-						   : 0;
+		double sqe = t1.enters > t0.enters ?
+				     (double)(t1.sqes - t0.sqes) / (double)(t1.enters - t0.enters) :
+				     0;
+		double cqe = t1.enters > t0.enters ?
+				     (double)(t1.cqes - t0.cqes) / (double)(t1.enters - t0.enters) :
+				     0;
 		freeReplyObject(redisCommand(rc, "FLUSHALL"));
 		double pr = redis_benchmark(port, n, origin);
 		if (round == 0)
@@ -409,8 +436,8 @@ static void case_redis(void)
 		ratio[r] = br[r] / pr;
 		spe[r] = sqe;
 		printf("  round %d: bridge %.0f msg/s (%.1f SQEs, %.1f CQEs per enter), "
-		       "redis-benchmark -P 16 %.0f XADD/s: %.2fx\n", r + 1, br[r], sqe, cqe, pr,
-		       ratio[r]);
+		       "redis-benchmark -P 16 %.0f XADD/s: %.2fx\n",
+		       r + 1, br[r], sqe, cqe, pr, ratio[r]);
 		fflush(stdout);
 		r++;
 	}
@@ -467,7 +494,8 @@ static void ws_clients(int port, const char *path, uint64_t n)
 	} *c = calloc(CLIENTS, sizeof(*c));
 	for (int i = 0; i < CLIENTS; i++) {
 		c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons((uint16_t)port),
 					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		int ok = 0;
 		for (int t = 0; t < 300 && !ok; t++) {
@@ -481,11 +509,12 @@ static void ws_clients(int port, const char *path, uint64_t n)
 		if (!ok)
 			_exit(4);
 		char req[512];
-		int l = snprintf(req, sizeof(req),
-				 "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-				 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-				 "Sec-WebSocket-Version: 13\r\n\r\n",
-				 path, port);
+		int l = snprintf(
+			req, sizeof(req),
+			"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+			"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+			"Sec-WebSocket-Version: 13\r\n\r\n",
+			path, port);
 		if (write(c[i].fd, req, (size_t)l) != l)
 			_exit(5);
 		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
@@ -588,8 +617,8 @@ static void case_ws(void)
 {
 	uint64_t n = quick ? 100000 : 200000;
 	char modules[300];
-	snprintf(modules, sizeof(modules), "%s", getenv("SHMBUS_BENCH_NODE_DIR") ?
-		 getenv("SHMBUS_BENCH_NODE_DIR") : "node-ws");
+	snprintf(modules, sizeof(modules), "%s",
+		 getenv("SHMBUS_BENCH_NODE_DIR") ? getenv("SHMBUS_BENCH_NODE_DIR") : "node-ws");
 	char cmd[700];
 	snprintf(cmd, sizeof(cmd), "'%s' '%s'", node_ws_sh, modules);
 	int have_node = system(cmd) == 0;
@@ -630,9 +659,9 @@ static void case_ws(void)
 		shmbus_pub_close(p);
 		double bs = clients_wait(cp, fd);
 		confirmed_sum(bus, &t1);
-		double sqe = t1.enters > t0.enters ? (double)(t1.sqes - t0.sqes) /
-							     (double)(t1.enters - t0.enters)
-						   : 0;
+		double sqe = t1.enters > t0.enters ?
+				     (double)(t1.sqes - t0.sqes) / (double)(t1.enters - t0.enters) :
+				     0;
 		double ps = 0;
 		if (have_node) {
 			int nport = free_port(), nfd;
@@ -641,7 +670,9 @@ static void case_ws(void)
 			snprintf(nc, sizeof(nc), "%d", CLIENTS);
 			snprintf(nn, sizeof(nn), "%llu", (unsigned long long)n);
 			snprintf(ns, sizeof(ns), "%d", size);
-			char *nargv[] = { (char *)"node", (char *)ws_js, modules, np, nc, nn, ns, NULL };
+			char *nargv[] = {
+				(char *)"node", (char *)ws_js, modules, np, nc, nn, ns, NULL
+			};
 			pid_t node = spawn(nargv, &nfd, NULL);
 			if (read_line(nfd, line, sizeof(line), 30000) < 0 || strcmp(line, "ready"))
 				die("the node server did not start");
@@ -659,7 +690,8 @@ static void case_ws(void)
 		ratio[r] = peer[r] > 0 ? br[r] / peer[r] : 0;
 		spe[r] = sqe;
 		printf("  round %d: bridge %.0f msg/s to %d clients (%.1f SQEs/enter), node ws %.0f: "
-		       "%.2fx\n", r + 1, br[r], CLIENTS, sqe, peer[r], ratio[r]);
+		       "%.2fx\n",
+		       r + 1, br[r], CLIENTS, sqe, peer[r], ratio[r]);
 		fflush(stdout);
 		r++;
 	}

@@ -250,9 +250,12 @@ SHMBUS_API int shmbus_bridge_stats(shmbus_bus_t *bus, shmbus_bridge_info_t *out,
 			shmbus_bridge_info_t *o = &out[rc];
 			memset(o, 0, sizeof(*o));
 			/* Text from another process: bound it. */
-			snprintf(o->name, sizeof(o->name), "%.*s", (int)sizeof(sl.name) - 1, sl.name);
-			snprintf(o->kind, sizeof(o->kind), "%.*s", (int)sizeof(sl.kind) - 1, sl.kind);
-			snprintf(o->peer, sizeof(o->peer), "%.*s", (int)sizeof(sl.peer) - 1, sl.peer);
+			snprintf(o->name, sizeof(o->name), "%.*s", (int)sizeof(sl.name) - 1,
+				 sl.name);
+			snprintf(o->kind, sizeof(o->kind), "%.*s", (int)sizeof(sl.kind) - 1,
+				 sl.kind);
+			snprintf(o->peer, sizeof(o->peer), "%.*s", (int)sizeof(sl.peer) - 1,
+				 sl.peer);
 			snprintf(o->last_error, sizeof(o->last_error), "%.*s",
 				 (int)sizeof(sl.last_error) - 1, sl.last_error);
 			o->up = sl.up != 0 && running;

@@ -47,8 +47,8 @@ struct shmbus_sub {
 	uint64_t consumed;
 	uint64_t lost;
 	int copy_all;          /* overwrite policy: every read is copy + validation */
-	int durable;           /* a group of one whose cursor moves by shmbus_sub_commit() */
-	int observer;          /* a fan-out reader that never holds publishers back */
+	int durable;	       /* a group of one whose cursor moves by shmbus_sub_commit() */
+	int observer;	       /* a fan-out reader that never holds publishers back */
 	uint64_t lost_seen;    /* durable: losses counted up to this sequence */
 	int cheap;             /* spinning: an uncommitted record means "empty" (no tail read) */
 };
@@ -97,8 +97,7 @@ void shmbus_sub_rewind(shmbus_sub_t *sub);
  * it copies and validates every record, and counts what it lost when lapped (msg.lost).
  * For readers that must never slow publishers (the bridge's WebSocket clients).
  */
-int shmbus_sub_open_observer(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
-			     int flags);
+int shmbus_sub_open_observer(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, int flags);
 
 /* Would shmbus_recv() find something (a record, padding, a lap) now? No side effects. */
 int shmbus_sub_ready(shmbus_sub_t *sub);

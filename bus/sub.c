@@ -358,8 +358,8 @@ static void publish_wait_pos(struct shmbus_sub *sb)
 
 static inline int read_one(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpos)
 {
-	return sb->grp && !sb->durable ? read_group(sb, msg, waitpos)
-				       : read_fanout(sb, msg, waitpos);
+	return sb->grp && !sb->durable ? read_group(sb, msg, waitpos) :
+					 read_fanout(sb, msg, waitpos);
 }
 
 SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
@@ -608,8 +608,8 @@ static void durable_load(struct shmbus_sub *sb)
 	sb->held = SHMBUS_NOPOS;
 }
 
-static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
-		    const char *group, int flags, enum sub_kind kind)
+static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, const char *group,
+		    int flags, enum sub_kind kind)
 {
 	*out = NULL;
 	if (group) {
@@ -657,9 +657,11 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
 		if (kind == SUB_DURABLE) {
 			int32_t other = 0;
 			if (other_members(sb, (uint32_t)g, &other)) {
-				rc = shmbus_err(-EBUSY, "topic '%s': group '%s' has another "
+				rc = shmbus_err(-EBUSY,
+						"topic '%s': group '%s' has another "
 						"member (pid %d): a durable reader is its "
-						"group's only member", s->name, group, other);
+						"group's only member",
+						s->name, group, other);
 				goto fail_slot;
 			}
 			sb->durable = 1;

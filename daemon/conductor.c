@@ -488,10 +488,12 @@ static int reload(struct daemon *d)
 		d->bridge = NULL;
 		if (bridge_start(&d->bridge, &next, d->bus_dir) < 0) {
 			config_free(&next);
-			event(d, "reload_failed", "\"error\":\"the bridge could not start with "
+			event(d, "reload_failed",
+			      "\"error\":\"the bridge could not start with "
 			      "the new sections (see the daemon's stderr); the old ones stay\"");
 			if (bridge_start(&d->bridge, &d->cfg, d->bus_dir) < 0)
-				event(d, "bridge_failed", "\"error\":\"the old bridge could not "
+				event(d, "bridge_failed",
+				      "\"error\":\"the old bridge could not "
 				      "start again either\"");
 			return -1;
 		}
@@ -544,7 +546,8 @@ int conductor_init(struct daemon *d)
 			shmbus_p_init(&ping, SHMBUS_P_PING, sizeof(ping));
 			struct pollfd pfd = { .fd = probe, .events = POLLIN };
 			uint8_t reply[SHMBUS_PROTO_MAX];
-			int alive = send(probe, &ping, sizeof(ping), MSG_NOSIGNAL) == sizeof(ping) &&
+			int alive = send(probe, &ping, sizeof(ping), MSG_NOSIGNAL) ==
+					    sizeof(ping) &&
 				    poll(&pfd, 1, 1000) == 1 &&
 				    recv(probe, reply, sizeof(reply), MSG_DONTWAIT) ==
 					    (ssize_t)sizeof(struct shmbus_p_pong);

@@ -270,8 +270,8 @@ static void bridge_note(struct ctx *x, const char *section, const char *key, con
 	if (!n)
 		return;
 	c->bridge_text = n;
-	c->bridge_len += (size_t)snprintf(n + c->bridge_len, add, "%s\n%s=%s\n", section, key,
-					  value);
+	c->bridge_len +=
+		(size_t)snprintf(n + c->bridge_len, add, "%s\n%s=%s\n", section, key, value);
 }
 
 static int parse_bool(const char *v, int *out)
@@ -286,7 +286,8 @@ static int parse_bool(const char *v, int *out)
 }
 
 /* A list of topic patterns separated by commas and/or spaces. */
-static int parse_patterns(struct ctx *x, const char *key, const char *value, struct br_patterns *out)
+static int parse_patterns(struct ctx *x, const char *key, const char *value,
+			  struct br_patterns *out)
 {
 	out->n = 0;
 	const char *p = value;
@@ -348,14 +349,22 @@ static void timing_defaults(struct br_timing *t)
 static int bridge_name_check(struct ctx *x, const char *kind, const char *name)
 {
 	if (shmbus_topic_name_check(name, 0) < 0 || strchr(name, '.') || strlen(name) > BR_NAME_MAX)
-		return fail(x, "[%s %s]: the name must be one token ([A-Za-z0-9_-], at most 40 "
-			       "bytes)", kind, name);
+		return fail(x,
+			    "[%s %s]: the name must be one token ([A-Za-z0-9_-], at most 40 "
+			    "bytes)",
+			    kind, name);
 	return 1;
 }
 
 enum {
-	MK_TOPICS = 1u << 0, MK_TO = 1u << 1, MK_MODE = 1u << 2, MK_KEY = 1u << 3,
-	MK_MAXLEN = 1u << 4, MK_USER = 1u << 5, MK_PASSWORD = 1u << 6, MK_FORMAT = 1u << 7,
+	MK_TOPICS = 1u << 0,
+	MK_TO = 1u << 1,
+	MK_MODE = 1u << 2,
+	MK_KEY = 1u << 3,
+	MK_MAXLEN = 1u << 4,
+	MK_USER = 1u << 5,
+	MK_PASSWORD = 1u << 6,
+	MK_FORMAT = 1u << 7,
 	MK_ACK = 1u << 8,
 };
 
@@ -444,7 +453,8 @@ static int mirror_key(struct ctx *x, const char *name, const char *key, const ch
 		else if (!strcmp(value, "latest"))
 			m->start_latest = 1;
 		else
-			return fail(x, "start '%s' is neither 'earliest' nor 'latest'%s", value, "");
+			return fail(x, "start '%s' is neither 'earliest' nor 'latest'%s", value,
+				    "");
 	} else if (!strcmp(key, "format")) {
 		if (!strcmp(value, "binary"))
 			m->format = BR_FMT_BINARY;
@@ -470,10 +480,12 @@ static int mirror_key(struct ctx *x, const char *name, const char *key, const ch
 	} else if ((rc = timing_key(x, key, value, &m->timing)) >= 0) {
 		return rc;
 	} else {
-		return fail(x, "unknown key '%s' in a [mirror] section (known: topics, to, mode, "
-			       "key, maxlen, user, password, window, start, hold_ms, format, ack, origin, "
-			       "connect_timeout_ms, timeout_ms, backoff_min_ms, backoff_max_ms)%s",
-			    key, "");
+		return fail(
+			x,
+			"unknown key '%s' in a [mirror] section (known: topics, to, mode, "
+			"key, maxlen, user, password, window, start, hold_ms, format, ack, origin, "
+			"connect_timeout_ms, timeout_ms, backoff_min_ms, backoff_max_ms)%s",
+			key, "");
 	}
 	return 1;
 }
@@ -547,7 +559,8 @@ static int import_key(struct ctx *x, const char *name, const char *key, const ch
 		else if (!strcmp(value, "latest"))
 			m->start_latest = 1;
 		else
-			return fail(x, "start '%s' is neither 'earliest' nor 'latest'%s", value, "");
+			return fail(x, "start '%s' is neither 'earliest' nor 'latest'%s", value,
+				    "");
 	} else if (!strcmp(key, "field")) {
 		return field_name(x, key, value, m->field, sizeof(m->field), 0);
 	} else if (!strcmp(key, "type_field")) {
@@ -562,10 +575,11 @@ static int import_key(struct ctx *x, const char *name, const char *key, const ch
 	} else if ((rc = timing_key(x, key, value, &m->timing)) >= 0) {
 		return rc;
 	} else {
-		return fail(x, "unknown key '%s' in an [import] section (known: from, topic, user, "
-			       "password, count, block_ms, start, field, type_field, skip_own, "
-			       "origin, connect_timeout_ms, timeout_ms, backoff_min_ms, "
-			       "backoff_max_ms)%s",
+		return fail(x,
+			    "unknown key '%s' in an [import] section (known: from, topic, user, "
+			    "password, count, block_ms, start, field, type_field, skip_own, "
+			    "origin, connect_timeout_ms, timeout_ms, backoff_min_ms, "
+			    "backoff_max_ms)%s",
 			    key, "");
 	}
 	return 1;
@@ -602,7 +616,8 @@ static int ws_key(struct ctx *x, const char *key, const char *value)
 		host[hl] = '\0';
 		unsigned char buf[16];
 		if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
-			return fail(x, "listen '%s': '%s' is not a numeric IP address", value, host);
+			return fail(x, "listen '%s': '%s' is not a numeric IP address", value,
+				    host);
 		snprintf(w->host, sizeof(w->host), "%s", host);
 		w->port = (uint16_t)port;
 	} else if (!strcmp(key, "subscribe")) {
@@ -631,9 +646,10 @@ static int ws_key(struct ctx *x, const char *key, const char *value)
 	} else if (!strcmp(key, "ping_interval_ms")) {
 		return parse_ms(x, key, value, 0, 3600000, &w->ping_interval_ms);
 	} else {
-		return fail(x, "unknown key '%s' in [websocket] (known: listen, subscribe, publish, "
-			       "max_clients, max_queue, max_header, max_message, "
-			       "handshake_timeout_ms, ping_interval_ms)%s",
+		return fail(x,
+			    "unknown key '%s' in [websocket] (known: listen, subscribe, publish, "
+			    "max_clients, max_queue, max_header, max_message, "
+			    "handshake_timeout_ms, ping_interval_ms)%s",
 			    key, "");
 	}
 	return 1;
@@ -720,14 +736,13 @@ static int header_line(const char *path, const char *kind, const char *name)
 static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 {
 	const char *path = c->path;
-#define BAD(kind, name, ...)                                                               \
-	do {                                                                               \
-		char why_[512];                                                            \
-		snprintf(why_, sizeof(why_), __VA_ARGS__);                                  \
-		snprintf(err, errlen, "%s:%d: [%s%s%s]: %s", path,                          \
-			 header_line(path, kind, name), kind, name ? " " : "", name ? name : "", \
-			 why_);                                                            \
-		return -1;                                                                 \
+#define BAD(kind, name, ...)                                                                      \
+	do {                                                                                      \
+		char why_[512];                                                                   \
+		snprintf(why_, sizeof(why_), __VA_ARGS__);                                        \
+		snprintf(err, errlen, "%s:%d: [%s%s%s]: %s", path, header_line(path, kind, name), \
+			 kind, name ? " " : "", name ? name : "", why_);                          \
+		return -1;                                                                        \
 	} while (0)
 	for (size_t i = 0; i < c->nmirrors; i++) {
 		struct mirror_decl *m = &c->mirrors[i];
@@ -738,10 +753,12 @@ static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 			    "no 'to' (redis://HOST:PORT/DB or ws://HOST:PORT/PATH)");
 		if (m->to.scheme == BR_WS) {
 			if (m->set & (MK_MODE | MK_KEY | MK_MAXLEN | MK_USER | MK_PASSWORD))
-				BAD("mirror", m->name, "mode, key, maxlen, user and password are "
+				BAD("mirror", m->name,
+				    "mode, key, maxlen, user and password are "
 				    "for redis:// mirrors");
 			if (m->ack && m->format != BR_FMT_JSON)
-				BAD("mirror", m->name, "ack = peer needs format = json (the peer "
+				BAD("mirror", m->name,
+				    "ack = peer needs format = json (the peer "
 				    "acknowledges a topic's sequence number)");
 			continue;
 		}
@@ -753,9 +770,11 @@ static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 		for (unsigned k = 0; k < m->topics.n; k++)
 			many |= br_pattern_wild(m->topics.p[k]);
 		if (m->mode == BR_MODE_STREAM && many && !strstr(m->key, "{topic}"))
-			BAD("mirror", m->name, "key '%s' has no {topic} but the mirror has several "
+			BAD("mirror", m->name,
+			    "key '%s' has no {topic} but the mirror has several "
 			    "topics: each stream must come from one topic (its IDs are the topic's "
-			    "sequence numbers)", m->key);
+			    "sequence numbers)",
+			    m->key);
 		if (!(m->set & MK_USER) && m->to.user[0])
 			snprintf(m->user, sizeof(m->user), "%s", m->to.user);
 		if (!m->has_password && m->to.has_password) {
@@ -789,7 +808,8 @@ static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 				    c->mirrors[k].to.scheme == BR_REDIS &&
 				    !strcmp(c->mirrors[k].to.host, m->from.host) &&
 				    c->mirrors[k].to.port == m->from.port && !m->skip_own)
-					BAD("import", m->name, "topic '%s' is mirrored back to the "
+					BAD("import", m->name,
+					    "topic '%s' is mirrored back to the "
 					    "same Redis by [mirror %s] and skip_own is off: a loop",
 					    m->topic, c->mirrors[k].name);
 	}
@@ -803,7 +823,8 @@ static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 		while (fgets(line, sizeof(line), f)) {
 			n++;
 			char *p = line + strspn(line, " \t");
-			int mirror = !strncmp(p, "[mirror ", 8), import = !strncmp(p, "[import ", 8);
+			int mirror = !strncmp(p, "[mirror ", 8),
+			    import = !strncmp(p, "[import ", 8);
 			if (!mirror && !import && strncmp(p, "[websocket]", 11))
 				continue;
 			char nm[64] = "";
@@ -827,10 +848,11 @@ static int bridge_check(struct shmbusd_config *c, char *err, size_t errlen)
 				found = c->ws.enabled;
 			if (!found) {
 				fclose(f);
-				snprintf(err, errlen, "%s:%d: the section has no keys (%s)", path, n,
-					 mirror ? "a mirror needs topics and to"
-					 : import ? "an import needs from and topic"
-						  : "[websocket] needs listen");
+				snprintf(err, errlen, "%s:%d: the section has no keys (%s)", path,
+					 n,
+					 mirror ? "a mirror needs topics and to" :
+					 import ? "an import needs from and topic" :
+						  "[websocket] needs listen");
 				return -1;
 			}
 		}

@@ -50,7 +50,7 @@ enum br_format { BR_FMT_BINARY = 0, BR_FMT_JSON = 1 };
 /* Connection timing shared by mirrors and imports. */
 struct br_timing {
 	uint32_t connect_timeout_ms; /* connect + handshake */
-	uint32_t timeout_ms;         /* a reply (or a send) outstanding this long: reconnect */
+	uint32_t timeout_ms;	     /* a reply (or a send) outstanding this long: reconnect */
 	uint32_t backoff_min_ms;     /* first retry after a failure; doubles up to max */
 	uint32_t backoff_max_ms;
 };
@@ -61,20 +61,20 @@ struct mirror_decl {
 	struct br_patterns topics;
 	struct br_url to;
 	int has_to;
-	int mode;                     /* enum br_mode (redis) */
-	char key[256];                /* key or channel template; "{topic}" is replaced */
-	uint64_t maxlen;              /* XADD MAXLEN ~ n (0: none) */
-	char user[BR_CRED_MAX + 1];   /* AUTH user (overrides the URL's) */
+	int mode;		    /* enum br_mode (redis) */
+	char key[256];		    /* key or channel template; "{topic}" is replaced */
+	uint64_t maxlen;	    /* XADD MAXLEN ~ n (0: none) */
+	char user[BR_CRED_MAX + 1]; /* AUTH user (overrides the URL's) */
 	char password[BR_CRED_MAX + 1];
 	int has_password;
-	uint32_t window;              /* commands (frames) in flight, unconfirmed */
-	int start_latest;             /* a new group starts at the tail, not the earliest */
-	uint32_t hold_ms;             /* block topics wait this long for a restarting daemon */
-	int format;                   /* enum br_format (ws) */
-	int ack;                      /* ws: the peer acknowledges ({"topic":T,"ack":SEQ}) */
-	char origin[128];             /* the origin field ("" = HOST/BUS) */
+	uint32_t window;  /* commands (frames) in flight, unconfirmed */
+	int start_latest; /* a new group starts at the tail, not the earliest */
+	uint32_t hold_ms; /* block topics wait this long for a restarting daemon */
+	int format;	  /* enum br_format (ws) */
+	int ack;	  /* ws: the peer acknowledges ({"topic":T,"ack":SEQ}) */
+	char origin[128]; /* the origin field ("" = HOST/BUS) */
 	struct br_timing timing;
-	unsigned set;                 /* keys given (bits), for checks that need them all */
+	unsigned set; /* keys given (bits), for checks that need them all */
 };
 
 struct import_decl {
@@ -86,12 +86,12 @@ struct import_decl {
 	char user[BR_CRED_MAX + 1];
 	char password[BR_CRED_MAX + 1];
 	int has_password;
-	uint32_t count;               /* XREAD COUNT */
-	uint32_t block_ms;            /* XREAD BLOCK */
-	int start_latest;             /* with no saved position: new entries only ($) */
-	char field[64];               /* field holding the payload */
-	char type_field[64];          /* field holding the type word ("" = none) */
-	int skip_own;                 /* drop entries whose origin is ours (no loops) */
+	uint32_t count;	     /* XREAD COUNT */
+	uint32_t block_ms;   /* XREAD BLOCK */
+	int start_latest;    /* with no saved position: new entries only ($) */
+	char field[64];	     /* field holding the payload */
+	char type_field[64]; /* field holding the type word ("" = none) */
+	int skip_own;	     /* drop entries whose origin is ours (no loops) */
 	char origin[128];
 	struct br_timing timing;
 };
@@ -99,16 +99,16 @@ struct import_decl {
 struct ws_decl {
 	int enabled;
 	int line;
-	char host[64];                /* numeric address to listen on */
+	char host[64]; /* numeric address to listen on */
 	uint16_t port;
 	struct br_patterns subscribe; /* topics clients may subscribe to */
 	struct br_patterns publish;   /* topics clients may publish to (none by default) */
 	uint32_t max_clients;
-	uint32_t max_queue;           /* bytes queued per client before it is cut off (1013) */
-	uint32_t max_header;          /* bytes of an HTTP upgrade request */
-	uint32_t max_message;         /* bytes of a message from a client */
+	uint32_t max_queue;   /* bytes queued per client before it is cut off (1013) */
+	uint32_t max_header;  /* bytes of an HTTP upgrade request */
+	uint32_t max_message; /* bytes of a message from a client */
 	uint32_t handshake_timeout_ms;
-	uint32_t ping_interval_ms;    /* ping an idle client this often (0: never) */
+	uint32_t ping_interval_ms; /* ping an idle client this often (0: never) */
 };
 
 struct shmbusd_config {

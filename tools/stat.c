@@ -36,7 +36,7 @@ struct snap {
 	uint64_t wall_ns;
 	int daemon_rc; /* shmbus_daemon_ping()'s result */
 	shmbus_daemon_info_t daemon;
-	int bridge_n;  /* shmbus_bridge_stats()'s result (-ENOENT: no bridge ever ran) */
+	int bridge_n; /* shmbus_bridge_stats()'s result (-ENOENT: no bridge ever ran) */
 	shmbus_bridge_totals_t bridge;
 	shmbus_bridge_info_t *mirrors; /* BRIDGE_MAX entries */
 	struct topic_snap *topics;
@@ -144,8 +144,8 @@ static int snap_take(shmbus_bus_t *bus, char **names, int n, int ping, struct sn
 	s->mono_ns = tool_now_ns();
 	/* The bridge's counters (shared memory too: no daemon needs to answer). */
 	s->mirrors = calloc(BRIDGE_MAX, sizeof(*s->mirrors));
-	s->bridge_n = s->mirrors ? shmbus_bridge_stats(bus, s->mirrors, BRIDGE_MAX, &s->bridge)
-				 : -ENOMEM;
+	s->bridge_n = s->mirrors ? shmbus_bridge_stats(bus, s->mirrors, BRIDGE_MAX, &s->bridge) :
+				   -ENOMEM;
 	if (s->bridge_n > BRIDGE_MAX)
 		s->bridge_n = BRIDGE_MAX;
 	if (n == 0) {
@@ -208,7 +208,7 @@ static void json_rate(const char *key, double v)
 }
 
 static const shmbus_bridge_info_t *find_mirror(const struct snap *s, const char *name,
-					      const char *kind)
+					       const char *kind)
 {
 	for (int i = 0; s && i < s->bridge_n; i++)
 		if (!strcmp(s->mirrors[i].name, name) && !strcmp(s->mirrors[i].kind, kind))
@@ -240,9 +240,10 @@ static void print_bridge_json(const struct snap *s, const struct snap *prev, dou
 		printf(", \"peer\": ");
 		tool_json_str(stdout, m->peer);
 		printf(", \"up\": %s, \"topics\": %" PRIu32 ", \"sent\": %" PRIu64
-		       ", \"confirmed\": %" PRIu64 ", \"lag\": %" PRIu64 ", \"reconnects\": %" PRIu64
-		       ", \"errors\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"duplicates\": %" PRIu64
-		       ", \"bytes\": %" PRIu64 ", \"dropped\": %" PRIu64 ", ",
+		       ", \"confirmed\": %" PRIu64 ", \"lag\": %" PRIu64
+		       ", \"reconnects\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"lost\": %" PRIu64
+		       ", \"duplicates\": %" PRIu64 ", \"bytes\": %" PRIu64
+		       ", \"dropped\": %" PRIu64 ", ",
 		       m->up ? "true" : "false", m->topics, m->sent, m->confirmed, m->lag,
 		       m->reconnects, m->errors, m->lost, m->duplicates, m->bytes, m->dropped);
 		json_rate("msgs_per_s", pm ? rate(m->confirmed, pm->confirmed, secs) : -1);
@@ -380,9 +381,9 @@ static void print_bridge(const struct snap *s, const struct snap *prev, double s
 		if (len > w)
 			w = len;
 	}
-	printf("%-*s %-8s %-4s %6s %14s %9s %9s %7s %6s %6s %6s %6s  %s\n", w, "BRIDGE", "KIND", "UP",
-	       "TOPICS", "RATE", "SENT", "CONFIRMED", "LAG", "RECONN", "ERRORS", "LOST", "DUPS",
-	       "PEER");
+	printf("%-*s %-8s %-4s %6s %14s %9s %9s %7s %6s %6s %6s %6s  %s\n", w, "BRIDGE", "KIND",
+	       "UP", "TOPICS", "RATE", "SENT", "CONFIRMED", "LAG", "RECONN", "ERRORS", "LOST",
+	       "DUPS", "PEER");
 	for (int i = 0; i < s->bridge_n; i++) {
 		const shmbus_bridge_info_t *m = &s->mirrors[i];
 		const shmbus_bridge_info_t *pm = find_mirror(prev, m->name, m->kind);

@@ -30,10 +30,10 @@
 
 #define RING_ENTRIES 512
 #define TICK_MS 100
-#define IDLE_POLL_MS 2          /* timed poll of idle topics without futex waits */
-#define SCAN_EVERY_MS 5000      /* rescan topics even when inotify says nothing */
-#define OUT_MAX (1u << 20)      /* bytes formatted ahead of the socket, per mirror */
-#define READ_BURST 64           /* messages read from one topic before the next */
+#define IDLE_POLL_MS 2	   /* timed poll of idle topics without futex waits */
+#define SCAN_EVERY_MS 5000 /* rescan topics even when inotify says nothing */
+#define OUT_MAX (1u << 20) /* bytes formatted ahead of the socket, per mirror */
+#define READ_BURST 64	   /* messages read from one topic before the next */
 
 #ifndef IORING_OP_FUTEX_WAIT
 /* Linux 6.7; liburing 2.3 has neither the opcode nor a helper: the SQE is filled by hand. */
@@ -284,7 +284,8 @@ int mirror_read(struct mirror *m, struct mtopic *t, shmbus_msg_t *msg)
 	}
 	if (rc == -EBADMSG) {
 		BR_ADD(m->st, errors, 1);
-		br_event(m->b, "bridge_error", "\"mirror\":\"%s\",\"topic\":\"%s\",\"error\":\"a "
+		br_event(m->b, "bridge_error",
+			 "\"mirror\":\"%s\",\"topic\":\"%s\",\"error\":\"a "
 			 "record failed validation; reading goes on at the tail\"",
 			 m->d->name, t->name);
 	}
@@ -377,8 +378,9 @@ void mirror_went_down(struct mirror *m, const char *why)
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		t->inflight = 0;
 		shmbus_sub_rewind(t->sub);
-		t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ? MT_QUERY
-											 : MT_READY;
+		t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ?
+				   MT_QUERY :
+				   MT_READY;
 		t->idle = 0;
 	}
 	BR_SET(m->st, up, 0);
@@ -477,8 +479,9 @@ static void attach(struct mirror *m, const char *name)
 			m->scan_fail_ms = b->now_ms;
 			BR_ADD(m->st, errors, 1);
 			br_slot_error(m->st, shmbus_errmsg());
-			br_event(b, "bridge_error", "\"mirror\":\"%s\",\"topic\":\"%s\",\"error\":\"%s\"",
-				 m->d->name, name, json_str(esc, sizeof(esc), shmbus_errmsg()));
+			br_event(b, "bridge_error",
+				 "\"mirror\":\"%s\",\"topic\":\"%s\",\"error\":\"%s\"", m->d->name,
+				 name, json_str(esc, sizeof(esc), shmbus_errmsg()));
 		}
 		return;
 	}
@@ -497,8 +500,8 @@ static void attach(struct mirror *m, const char *name)
 		t->created_ms = 1;
 	snprintf(t->genhex, sizeof(t->genhex), "%016llx", (unsigned long long)t->gen);
 	mtopic_key(m, t);
-	t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ? MT_QUERY
-										 : MT_READY;
+	t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ? MT_QUERY :
+										   MT_READY;
 	t->w.op = (struct br_op){ BOP_FUTEX, &t->w };
 	t->w.sub = sub;
 	t->w.fn = topic_woken;
@@ -879,7 +882,8 @@ static void *bridge_main(void *arg)
 	 * says it runs: a restarted daemon takes over from the one before at once. */
 	scan_topics(b);
 	report_start(b, 'y');
-	br_event(b, "bridge_start", "\"mirrors\":%zu,\"imports\":%zu,\"websocket\":%s,"
+	br_event(b, "bridge_start",
+		 "\"mirrors\":%zu,\"imports\":%zu,\"websocket\":%s,"
 		 "\"futex_wait\":%s",
 		 b->nmirrors, b->nimports, b->ws ? "true" : "false",
 		 b->futex_ok ? "true" : "false");
@@ -936,8 +940,8 @@ static void *bridge_main(void *arg)
 		}
 		io_uring_cq_advance(&b->ring, seen);
 	}
-	br_event(b, "bridge_stop", "\"enters\":%llu,\"sqes\":%llu",
-		 (unsigned long long)b->enters, (unsigned long long)b->sqes);
+	br_event(b, "bridge_stop", "\"enters\":%llu,\"sqes\":%llu", (unsigned long long)b->enters,
+		 (unsigned long long)b->sqes);
 	teardown(b);
 	return NULL;
 }

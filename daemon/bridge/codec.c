@@ -172,7 +172,8 @@ int br_url_parse(const char *text, int want_key, struct br_url *u, char *why, si
 	} else {
 		if (slash)
 			return WHY("'%.200s': a mirror's URL ends with the database number (the "
-				   "key is the 'key' option)", text);
+				   "key is the 'key' option)",
+				   text);
 		dbs = a;
 		dblen = strlen(a);
 	}
@@ -225,7 +226,8 @@ int br_pattern_check(const char *pattern, char *why, size_t whylen)
 			return WHY("topic pattern '%s' has an empty token", pattern);
 		if (t == 1 && *p == '>') {
 			if (p[1])
-				return WHY("topic pattern '%s': '>' must be the last token", pattern);
+				return WHY("topic pattern '%s': '>' must be the last token",
+					   pattern);
 			return 0;
 		}
 		if (!(t == 1 && *p == '*'))

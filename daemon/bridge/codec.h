@@ -20,13 +20,13 @@ enum br_scheme { BR_REDIS = 1, BR_WS = 2 };
 #define BR_CRED_MAX 255
 
 struct br_url {
-	int scheme;                  /* enum br_scheme */
-	char host[BR_HOST_MAX + 1];  /* a name, an IPv4 address, or an IPv6 one without [] */
+	int scheme;		    /* enum br_scheme */
+	char host[BR_HOST_MAX + 1]; /* a name, an IPv4 address, or an IPv6 one without [] */
 	uint16_t port;
-	uint32_t db;                 /* redis: the database number (default 0) */
-	char key[BR_PATH_MAX + 1];   /* redis, with want_key: the stream key (%XX decoded) */
-	char path[BR_PATH_MAX + 1];  /* ws: the path and query as sent ("/" by default) */
-	char user[BR_CRED_MAX + 1];  /* from "user:password@", %XX decoded; "" if none */
+	uint32_t db;		    /* redis: the database number (default 0) */
+	char key[BR_PATH_MAX + 1];  /* redis, with want_key: the stream key (%XX decoded) */
+	char path[BR_PATH_MAX + 1]; /* ws: the path and query as sent ("/" by default) */
+	char user[BR_CRED_MAX + 1]; /* from "user:password@", %XX decoded; "" if none */
 	char password[BR_CRED_MAX + 1];
 	int has_password;
 };

@@ -34,7 +34,8 @@ static int block_end(const char *buf, size_t len, size_t max)
 {
 	size_t n = len < max ? len : max;
 	for (size_t i = 3; i < n; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
+		    buf[i - 3] == '\r')
 			return (int)(i + 1);
 	return len >= max ? -431 : 0;
 }
@@ -45,8 +46,8 @@ struct hdr {
 };
 
 /* Split [buf, buf+end) into the first line and headers. 0 or -status with why. */
-static int split(const char *buf, int end, const char **first, size_t *flen, struct hdr *h,
-		 int *nh, char *why, size_t whylen)
+static int split(const char *buf, int end, const char **first, size_t *flen, struct hdr *h, int *nh,
+		 char *why, size_t whylen)
 {
 	const char *p = buf, *stop = buf + end - 2; /* before the blank line's CRLF */
 	int line = 0;
@@ -242,7 +243,8 @@ int ws_parse_response(const char *buf, size_t len, size_t max, const char *key, 
 		return -1;
 	}
 	if (memcmp(first + 9, "101", 3)) {
-		snprintf(why, whylen, "the server said '%.*s'", (int)(flen < 80 ? flen : 80), first);
+		snprintf(why, whylen, "the server said '%.*s'", (int)(flen < 80 ? flen : 80),
+			 first);
 		return -1;
 	}
 	int n;
@@ -263,7 +265,8 @@ int ws_parse_response(const char *buf, size_t len, size_t max, const char *key, 
 		snprintf(why, whylen, "a wrong Sec-WebSocket-Accept");
 		return -1;
 	}
-	if (find(h, nh, "Sec-WebSocket-Extensions", &n) || find(h, nh, "Sec-WebSocket-Protocol", &n)) {
+	if (find(h, nh, "Sec-WebSocket-Extensions", &n) ||
+	    find(h, nh, "Sec-WebSocket-Protocol", &n)) {
 		snprintf(why, whylen, "the server chose an extension or protocol we did not offer");
 		return -1;
 	}

@@ -17,7 +17,7 @@
 
 struct ws_request {
 	char path[HTTP_PATH_MAX + 1]; /* the request target, as sent (path and query) */
-	char key[64];                 /* Sec-WebSocket-Key */
+	char key[64];		      /* Sec-WebSocket-Key */
 };
 
 /*

@@ -37,8 +37,8 @@ enum bop_kind {
 	BOP_LTIMEOUT, /* the connect's linked timeout */
 	BOP_SEND,
 	BOP_RECV,
-	BOP_TIMER,    /* a connection's retry timer */
-	BOP_CANCEL,   /* an async cancel we issued */
+	BOP_TIMER,  /* a connection's retry timer */
+	BOP_CANCEL, /* an async cancel we issued */
 	BOP_ACCEPT,
 };
 
@@ -64,11 +64,11 @@ enum { BC_IDLE, BC_CONNECTING, BC_OPEN, BC_CLOSING };
 
 struct bconn;
 struct bconn_ops {
-	void (*opened)(struct bconn *c);                              /* connected */
-	void (*data)(struct bconn *c, const uint8_t *p, size_t n);    /* bytes came */
-	void (*sent)(struct bconn *c);    /* everything handed to send went out */
-	void (*closed)(struct bconn *c);  /* all operations done, fd closed; c->why says why */
-	void (*timer)(struct bconn *c);   /* the retry timer fired */
+	void (*opened)(struct bconn *c);			   /* connected */
+	void (*data)(struct bconn *c, const uint8_t *p, size_t n); /* bytes came */
+	void (*sent)(struct bconn *c);	 /* everything handed to send went out */
+	void (*closed)(struct bconn *c); /* all operations done, fd closed; c->why says why */
+	void (*timer)(struct bconn *c);	 /* the retry timer fired */
 };
 
 /*
@@ -92,7 +92,7 @@ struct bconn {
 	struct bbuf out, wire;
 	size_t wire_off;
 	uint64_t queued; /* bytes appended to out, ever */
-	uint64_t sent;   /* bytes the kernel took, ever */
+	uint64_t sent;	 /* bytes the kernel took, ever */
 	uint8_t *rbuf;
 	size_t rcap;
 	struct sockaddr_storage sa;
@@ -135,9 +135,9 @@ void bconn_complete(struct br_op *op, int res);
 struct bwait {
 	struct br_op op;
 	shmbus_sub_t *sub;
-	int armed;     /* a futex wait is in flight */
-	int counted;   /* we hold a count in the topic's sleepers */
-	int woken;     /* its completion came: read the topic */
+	int armed;		     /* a futex wait is in flight */
+	int counted;		     /* we hold a count in the topic's sleepers */
+	int woken;		     /* its completion came: read the topic */
 	void (*fn)(struct bwait *w); /* called when woken */
 };
 /* 1 if armed (the topic is idle), 0 if the reader has something to read now. */
@@ -157,19 +157,19 @@ struct mtopic {
 	struct mirror *m;
 	char name[SHMBUS_TOPIC_NAME_MAX + 1];
 	shmbus_sub_t *sub;
-	uint64_t gen;        /* the topic file's generation */
+	uint64_t gen;	     /* the topic file's generation */
 	uint64_t created_ms; /* its creation time: the ID's first part, by default */
-	char key[512];       /* the stream key or channel */
+	char key[512];	     /* the stream key or channel */
 	size_t keylen;
 	char genhex[17];
-	int state;           /* MT_*: a stream's last entry must be read before sending */
+	int state;	     /* MT_*: a stream's last entry must be read before sending */
 	uint64_t base_ms;    /* the ms part of this generation's IDs */
 	uint64_t skip_below; /* sequences below this are in the stream already */
 	unsigned inflight;   /* commands sent and not answered */
 	uint64_t conf_pos, conf_seq;
 	int conf_dirty;
-	int idle;            /* the last read found nothing */
-	int gone;            /* removed or recreated: finish and detach */
+	int idle; /* the last read found nothing */
+	int gone; /* removed or recreated: finish and detach */
 	struct bwait w;
 };
 
@@ -178,8 +178,8 @@ enum { PK_AUTH = 1, PK_SELECT, PK_QUERY, PK_XADD, PK_PUBLISH, PK_FRAME, PK_XREAD
 struct pend {
 	uint8_t kind;
 	struct mtopic *t;
-	uint64_t seq; /* the message's sequence */
-	uint64_t end; /* the position just past it */
+	uint64_t seq;	    /* the message's sequence */
+	uint64_t end;	    /* the position just past it */
 	uint64_t bytes_end; /* ws: the connection's byte count once it is out */
 };
 
@@ -190,15 +190,15 @@ struct mirror {
 	const struct mirror_decl *d;
 	struct shmbus_bridge_slot *st;
 	struct bconn c;
-	int up;              /* usable: commands may go (Redis: pipelined behind AUTH) */
-	int announced;       /* said up (counters, event): the handshake was answered */
-	int hs_pending;      /* AUTH/SELECT replies still to come */
+	int up;		/* usable: commands may go (Redis: pipelined behind AUTH) */
+	int announced;	/* said up (counters, event): the handshake was answered */
+	int hs_pending; /* AUTH/SELECT replies still to come */
 	redisReader *rd;
 	/* ws */
 	wslay_event_context_ptr ws;
 	char ws_key[32];
-	struct bbuf hs;      /* the handshake response so far */
-	uint64_t ws_queued;  /* bytes wslay has put in out, ever */
+	struct bbuf hs;	    /* the handshake response so far */
+	uint64_t ws_queued; /* bytes wslay has put in out, ever */
 	/* topics and what is in flight */
 	struct mtopic *topics;
 	unsigned ntopics;
@@ -227,11 +227,11 @@ int ws_mirror_init(struct mirror *m);
 void ws_mirror_fill(struct mirror *m);
 
 /* Common to both kinds (bridge.c). */
-void mirror_start(struct mirror *m);             /* connect, or retry later */
+void mirror_start(struct mirror *m); /* connect, or retry later */
 void mirror_went_down(struct mirror *m, const char *why);
 void mirror_announce_up(struct mirror *m, const char *detail);
 void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq);
-void mirror_commit(struct mirror *m);            /* move the durable cursors */
+void mirror_commit(struct mirror *m); /* move the durable cursors */
 int pq_push(struct mirror *m, const struct pend *p);
 struct pend *pq_front(struct mirror *m);
 void pq_pop(struct mirror *m);
@@ -251,15 +251,15 @@ struct import {
 	int up;
 	int announced;
 	int hs_pending;
-	int reading;          /* an XREAD is outstanding */
-	unsigned npend;       /* replies expected */
-	uint8_t pend[8];      /* their kinds (AUTH, SELECT, XREAD) */
+	int reading;	 /* an XREAD is outstanding */
+	unsigned npend;	 /* replies expected */
+	uint8_t pend[8]; /* their kinds (AUTH, SELECT, XREAD) */
 	shmbus_pub_t *pub;
 	struct import_state *ps;
-	char last_id[48];     /* the last entry published ("0-0", or "$" to start) */
-	redisReply *batch;    /* an XREAD answer being published */
-	size_t next;          /* its next entry */
-	int blocked;          /* the local topic is full (block policy): retry soon */
+	char last_id[48];  /* the last entry published ("0-0", or "$" to start) */
+	redisReply *batch; /* an XREAD answer being published */
+	size_t next;	   /* its next entry */
+	int blocked;	   /* the local topic is full (block policy): retry soon */
 	uint64_t last_progress_ms;
 	uint64_t backoff_ms;
 	int ever_up;
@@ -297,10 +297,10 @@ struct bridge {
 	shmbus_bus_t *bus;
 	shmbus_pub_t *log;
 	struct io_uring ring;
-	int futex_ok;     /* IORING_OP_FUTEX_WAIT works here */
+	int futex_ok;	   /* IORING_OP_FUTEX_WAIT works here */
 	uint64_t inflight; /* SQEs whose completion has not come */
-	unsigned sends;    /* sends among them (the load, for batching) */
-	int batch_idle;    /* the last batch wait timed out with nothing */
+	unsigned sends;	   /* sends among them (the load, for batching) */
+	int batch_idle;	   /* the last batch wait timed out with nothing */
 	uint64_t now_ms;
 	int stop;
 	struct br_op wake_op, tick_op, ino_op, idle_op;
@@ -342,7 +342,8 @@ int br_stats_open(struct bridge *b, unsigned nslots);
 void br_stats_close(struct bridge *b);
 
 /* Relaxed counter updates in the shared stats (single writer: this thread). */
-#define BR_ADD(slot, field, v) __atomic_store_n(&(slot)->field, (slot)->field + (v), __ATOMIC_RELAXED)
+#define BR_ADD(slot, field, v) \
+	__atomic_store_n(&(slot)->field, (slot)->field + (v), __ATOMIC_RELAXED)
 #define BR_SET(slot, field, v) __atomic_store_n(&(slot)->field, (v), __ATOMIC_RELAXED)
 
 #endif

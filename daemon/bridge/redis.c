@@ -37,7 +37,7 @@
 #include "daemon/shmbusd.h"
 #include "ring/wait.h"
 
-#define MAX_ELEMENTS 1000000      /* elements of one array in a reply */
+#define MAX_ELEMENTS 1000000	  /* elements of one array in a reply */
 #define MAX_UNPARSED (256u << 20) /* bytes of one reply not yet complete */
 #define DUP_ERR "equal or smaller than the target stream top item"
 
@@ -113,8 +113,8 @@ static size_t make_id(char *buf, uint64_t ms, uint64_t seq)
 /* A reply as text for a message (error text, or its type). */
 static const char *reply_text(const redisReply *r, char *buf, size_t len)
 {
-	static const char *const names[] = { "?", "string", "array", "integer", "nil",
-					     "status", "error" };
+	static const char *const names[] = { "?",   "string", "array", "integer",
+					     "nil", "status", "error" };
 	if ((r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ||
 	     r->type == REDIS_REPLY_STRING) &&
 	    r->str) {
@@ -124,8 +124,8 @@ static const char *reply_text(const redisReply *r, char *buf, size_t len)
 		buf[n] = '\0';
 		return buf;
 	}
-	snprintf(buf, len, "a%s %s reply", r->type == REDIS_REPLY_ARRAY || r->type ==
-			   REDIS_REPLY_INTEGER ? "n" : "",
+	snprintf(buf, len, "a%s %s reply",
+		 r->type == REDIS_REPLY_ARRAY || r->type == REDIS_REPLY_INTEGER ? "n" : "",
 		 names[r->type >= 1 && r->type <= 6 ? r->type : 0]);
 	return buf;
 }
@@ -292,13 +292,16 @@ static int on_query(struct mirror *m, struct mtopic *t, const redisReply *r, cha
 				BR_ADD(m->st, errors, 1);
 				br_event(m->b, "bridge_peer_behind",
 					 "\"mirror\":\"%s\",\"topic\":\"%s\",\"key\":\"%s\","
-					 "\"stream_last_seq\":%" PRIu64 ",\"confirmed_seq\":%" PRIu64,
+					 "\"stream_last_seq\":%" PRIu64
+					 ",\"confirmed_seq\":%" PRIu64,
 					 m->d->name, t->name, t->key, seq, cur - 1);
 			}
 		} else {
 			if (ms == UINT64_MAX) {
-				snprintf(why, whylen, "stream %.200s: its last ID is the largest "
-					 "possible", t->key);
+				snprintf(why, whylen,
+					 "stream %.200s: its last ID is the largest "
+					 "possible",
+					 t->key);
 				return -1;
 			}
 			if (ms >= t->base_ms)
@@ -322,13 +325,14 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 	case PK_AUTH:
 	case PK_SELECT:
 		if (!is_ok(r)) {
-			snprintf(why, whylen, "%s refused: %s", p->kind == PK_AUTH ? "AUTH" : "SELECT",
+			snprintf(why, whylen, "%s refused: %s",
+				 p->kind == PK_AUTH ? "AUTH" : "SELECT",
 				 reply_text(r, e, sizeof(e)));
 			return -1;
 		}
 		if (m->hs_pending && !--m->hs_pending)
-			mirror_announce_up(m, m->d->mode == BR_MODE_STREAM ? "\"mode\":\"stream\""
-									    : "\"mode\":\"pubsub\"");
+			mirror_announce_up(m, m->d->mode == BR_MODE_STREAM ? "\"mode\":\"stream\"" :
+									     "\"mode\":\"pubsub\"");
 		return 0;
 	case PK_QUERY:
 		return on_query(m, p->t, r, why, whylen);
@@ -337,8 +341,8 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 			char id[48];
 			size_t n = make_id(id, p->t->base_ms, p->seq);
 			if (n != r->len || memcmp(id, r->str, r->len)) {
-				snprintf(why, whylen, "XADD %.200s %s answered with ID '%s'", p->t->key,
-					 id, reply_text(r, e, sizeof(e)));
+				snprintf(why, whylen, "XADD %.200s %s answered with ID '%s'",
+					 p->t->key, id, reply_text(r, e, sizeof(e)));
 				return -1;
 			}
 			BR_ADD(m->st, confirmed, 1);
@@ -346,7 +350,8 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 			/* Written before the reply was lost: it is there once. */
 			BR_ADD(m->st, dups, 1);
 		} else {
-			snprintf(why, whylen, "XADD %.200s: %s", p->t->key, reply_text(r, e, sizeof(e)));
+			snprintf(why, whylen, "XADD %.200s: %s", p->t->key,
+				 reply_text(r, e, sizeof(e)));
 			return -1;
 		}
 		mirror_confirm(p->t, p->end, p->seq + 1);
@@ -379,7 +384,8 @@ static void redis_data(struct bconn *c, const uint8_t *data, size_t n)
 		if (redisReaderGetReply(m->rd, &rv) != REDIS_OK) {
 			BR_ADD(m->st, errors, 1);
 			bconn_fail(c, "Redis protocol error: %s",
-				   m->rd->err == REDIS_ERR_OOM ? "a reply too large" : m->rd->errstr);
+				   m->rd->err == REDIS_ERR_OOM ? "a reply too large" :
+								 m->rd->errstr);
 			break;
 		}
 		if (!rv)
@@ -429,8 +435,8 @@ static void redis_opened(struct bconn *c)
 		if (t->state == MT_QUERY)
 			redis_query(m, t);
 	if (!n)
-		mirror_announce_up(m, m->d->mode == BR_MODE_STREAM ? "\"mode\":\"stream\""
-								    : "\"mode\":\"pubsub\"");
+		mirror_announce_up(m, m->d->mode == BR_MODE_STREAM ? "\"mode\":\"stream\"" :
+								     "\"mode\":\"pubsub\"");
 	bconn_kick(c);
 }
 
@@ -601,8 +607,8 @@ static const redisReply *field(const redisReply *f, const char *name)
 	for (size_t i = 0; i + 1 < f->elements; i += 2) {
 		const redisReply *k = f->element[i];
 		if (k->type == REDIS_REPLY_STRING && k->len == n && !memcmp(k->str, name, n))
-			return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1]
-									  : NULL;
+			return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1] :
+									       NULL;
 	}
 	return NULL;
 }
@@ -640,8 +646,8 @@ static void import_publish(struct import *im)
 			if (ok && v <= UINT32_MAX)
 				type = (uint32_t)v;
 		}
-		int rc = data ? shmbus_publish_timeout(im->pub, data->str, data->len, type, 0)
-			      : -ENODATA;
+		int rc = data ? shmbus_publish_timeout(im->pub, data->str, data->len, type, 0) :
+				-ENODATA;
 		if (rc == -EAGAIN) {
 			/* block policy, the topic is full: try again soon (never wait here). */
 			im->blocked = 1;
@@ -704,7 +710,8 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 		void *rv = NULL;
 		if (redisReaderGetReply(im->rd, &rv) != REDIS_OK) {
 			bconn_fail(c, "Redis protocol error: %s",
-				   im->rd->err == REDIS_ERR_OOM ? "a reply too large" : im->rd->errstr);
+				   im->rd->err == REDIS_ERR_OOM ? "a reply too large" :
+								  im->rd->errstr);
 			return;
 		}
 		if (!rv)
@@ -740,7 +747,8 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 			    r->element[0]->element[0]->len < sizeof(id) &&
 			    parse_id(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
 				     &ms, &seq) == 0) {
-				snprintf(id, sizeof(id), "%.*s", (int)r->element[0]->element[0]->len,
+				snprintf(id, sizeof(id), "%.*s",
+					 (int)r->element[0]->element[0]->len,
 					 r->element[0]->element[0]->str);
 			} else if (!(r->type == REDIS_REPLY_ARRAY && r->elements == 0)) {
 				bconn_fail(c, "XREVRANGE %s: %s", im->d->from.key,
@@ -760,8 +768,9 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 		}
 		if (r->type == REDIS_REPLY_ERROR || check_batch(r) < 0) {
 			bconn_fail(c, "XREAD %s: %s", im->d->from.key,
-				   r->type == REDIS_REPLY_ERROR ? reply_text(r, e, sizeof(e))
-								: "a reply that is not stream entries");
+				   r->type == REDIS_REPLY_ERROR ?
+					   reply_text(r, e, sizeof(e)) :
+					   "a reply that is not stream entries");
 			freeReplyObject(r);
 			return;
 		}
@@ -824,8 +833,8 @@ static void import_opened(struct bconn *c)
 	im->npend = 0;
 	int n = handshake(c, im->d->user, im->d->password, im->d->has_password, im->d->from.db);
 	for (int i = 0; i < n; i++)
-		im->pend[im->npend++] = (uint8_t)((i == 0 && im->d->has_password) ? PK_AUTH
-										 : PK_SELECT);
+		im->pend[im->npend++] =
+			(uint8_t)((i == 0 && im->d->has_password) ? PK_AUTH : PK_SELECT);
 	if (!strcmp(im->last_id, "$"))
 		import_send(im, PK_QUERY);
 	im->up = 1;
@@ -907,7 +916,8 @@ int import_init(struct import *im)
 	}
 	if (rc == 0) {
 		char esc[300];
-		br_event(im->b, "topic_created", "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"block\","
+		br_event(im->b, "topic_created",
+			 "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"block\","
 			 "\"by\":\"import %s\"",
 			 json_str(esc, sizeof(esc), im->d->topic), (unsigned long long)o.capacity,
 			 im->d->name);
@@ -925,7 +935,8 @@ void import_tick(struct import *im)
 	/* XREAD BLOCK answers within block_ms; past that and the timeout, the peer is gone. */
 	if (im->c.state == BC_OPEN && im->npend && !im->batch &&
 	    b->now_ms - im->last_progress_ms > (uint64_t)im->d->block_ms + im->d->timing.timeout_ms)
-		bconn_fail(&im->c, "no reply for %u ms", im->d->block_ms + im->d->timing.timeout_ms);
+		bconn_fail(&im->c, "no reply for %u ms",
+			   im->d->block_ms + im->d->timing.timeout_ms);
 }
 
 void import_close(struct import *im)

@@ -27,8 +27,7 @@ int br_stats_open(struct bridge *b, unsigned nslots)
 	 * half-rewritten one. */
 	char tmp[PATH_MAX + 80];
 	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-		      b->cfg.mode & 0666);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, b->cfg.mode & 0666);
 	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
 		fprintf(stderr, "shmbusd: bridge: %s: %s\n", tmp, strerror(errno));
 		if (fd >= 0) {

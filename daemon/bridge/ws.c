@@ -35,9 +35,9 @@
 #include "daemon/shmbusd.h"
 #include "ring/wait.h"
 
-#define HS_MAX 8192             /* bytes of a handshake response we read */
+#define HS_MAX 8192		 /* bytes of a handshake response we read */
 #define PEER_MSG_MAX (64u << 10) /* largest message a mirror's peer may send us */
-#define CLOSE_GRACE_MS 3000     /* after our close frame, before we drop the socket */
+#define CLOSE_GRACE_MS 3000	 /* after our close frame, before we drop the socket */
 
 static uint64_t rnd_state;
 
@@ -135,8 +135,7 @@ static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
 		       void *user);
 
-static ssize_t io_recv_impl(struct wsio *io, wslay_event_context_ptr ctx, uint8_t *buf,
-			    size_t len)
+static ssize_t io_recv_impl(struct wsio *io, wslay_event_context_ptr ctx, uint8_t *buf, size_t len)
 {
 	size_t avail = io->in.len - io->in_off;
 	if (!avail || io->paused) {
@@ -192,8 +191,7 @@ static struct wsm *wsm_of(struct mirror *m)
 	return (struct wsm *)(void *)m->hs.p;
 }
 
-static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-		       void *user)
+static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
 	(void)flags;
 	return io_recv_impl(user, ctx, buf, len);
@@ -279,7 +277,10 @@ int ws_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg)
 		bconn_fail(&m->c, "WebSocket: cannot queue a message");
 		return -1;
 	}
-	struct pend p = { .kind = PK_FRAME, .t = t, .seq = msg->seq, .end = shmbus_msg_end(msg),
+	struct pend p = { .kind = PK_FRAME,
+			  .t = t,
+			  .seq = msg->seq,
+			  .end = shmbus_msg_end(msg),
 			  .bytes_end = m->c.queued };
 	if (pq_push(m, &p) < 0) {
 		bconn_fail(&m->c, "out of memory");
@@ -678,7 +679,8 @@ static int route(struct wsc *cl, const char *target, char *why, size_t whylen)
 				uint64_t v = 0;
 				for (size_t i = 5; i < n; i++) {
 					if (a[i] < '0' || a[i] > '9' || v > UINT64_MAX / 10) {
-						snprintf(why, whylen, "from= takes a sequence number");
+						snprintf(why, whylen,
+							 "from= takes a sequence number");
 						return -400;
 					}
 					v = v * 10 + (uint64_t)(a[i] - '0');
@@ -690,8 +692,10 @@ static int route(struct wsc *cl, const char *target, char *why, size_t whylen)
 			} else if (n == 13 && !strncmp(a, "format=binary", 13)) {
 				cl->json = 0;
 			} else {
-				snprintf(why, whylen, "unknown query parameter '%.*s' (from=SEQ, "
-					 "format=json|binary)", (int)(n < 40 ? n : 40), a);
+				snprintf(why, whylen,
+					 "unknown query parameter '%.*s' (from=SEQ, "
+					 "format=json|binary)",
+					 (int)(n < 40 ? n : 40), a);
 				return -400;
 			}
 			a += n + (a[n] == '&');
@@ -769,8 +773,7 @@ static void wc_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	}
 }
 
-static ssize_t wc_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-		       void *user)
+static ssize_t wc_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
 	(void)flags;
 	return io_recv_impl(user, ctx, buf, len);
@@ -787,8 +790,8 @@ static ssize_t wc_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 static void wc_pump(struct wsc *cl)
 {
 	int wr = 0;
-	if (cl->io.in.len > cl->io.in_off && !cl->io.paused && wslay_event_get_read_enabled(cl->ws) &&
-	    (wr = wslay_event_recv(cl->ws)) != 0) {
+	if (cl->io.in.len > cl->io.in_off && !cl->io.paused &&
+	    wslay_event_get_read_enabled(cl->ws) && (wr = wslay_event_recv(cl->ws)) != 0) {
 		/* A frame that cannot even be parsed (a length with its top bit set, say):
 		 * wslay queued a close without a status code and gave up. RFC 6455 wants a
 		 * reason, so our own close frame goes instead (unmasked: we are the server),
@@ -1043,14 +1046,15 @@ static void wc_fill(struct wsc *cl)
 				/* Lapped: it cannot have everything it subscribed to. */
 				char esc[400];
 				BR_ADD(s->st, dropped, 1);
-				snprintf(esc, sizeof(esc), "client %s cut off: %" PRIu64
+				snprintf(esc, sizeof(esc),
+					 "client %s cut off: %" PRIu64
 					 " messages of %s lost while its queue was full",
 					 cl->peer, msg.lost, x->topic);
 				br_slot_error(s->st, esc);
 				br_event(s->b, "ws_slow_client",
 					 "\"client\":\"%s\",\"topic\":\"%s\",\"lost\":%" PRIu64
-					 ",\"max_queue\":%u", cl->peer, x->topic, msg.lost,
-					 s->d->max_queue);
+					 ",\"max_queue\":%u",
+					 cl->peer, x->topic, msg.lost, s->d->max_queue);
 				wc_close(cl, 1013, "too slow: messages were lost");
 				return;
 			}
@@ -1068,7 +1072,8 @@ static void wc_fill(struct wsc *cl)
 				em.msg = msg.data;
 				em.msg_length = msg.len;
 			}
-			if (wslay_event_queue_msg(cl->ws, &em) != 0 || wslay_event_send(cl->ws) != 0) {
+			if (wslay_event_queue_msg(cl->ws, &em) != 0 ||
+			    wslay_event_send(cl->ws) != 0) {
 				bconn_fail(&cl->c, "WebSocket: cannot queue a message");
 				return;
 			}

@@ -137,8 +137,7 @@ static inline redisReply *bt_cmd(redisContext *c, const char *fmt, ...)
 	redisReply *r = redisvCommand(c, fmt, ap);
 	va_end(ap);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
-		fprintf(stderr, "redis command '%s' failed: %s\n", fmt,
-			r ? r->str : c->errstr);
+		fprintf(stderr, "redis command '%s' failed: %s\n", fmt, r ? r->str : c->errstr);
 		exit(1);
 	}
 	return r;
@@ -188,7 +187,8 @@ static inline void bt_redis_start(struct bt_redis *r)
 			if (rep)
 				freeReplyObject(rep);
 			rep = redisCommand(c, "PING");
-			int ok = rep && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG");
+			int ok = rep && rep->type == REDIS_REPLY_STATUS &&
+				 !strcmp(rep->str, "PONG");
 			if (rep)
 				freeReplyObject(rep);
 			redisFree(c);
@@ -236,8 +236,7 @@ static inline long long bt_xlen(redisContext *c, const char *key)
 }
 
 /* Wait until XLEN key reaches n (at most timeout_ms); returns the length seen last. */
-static inline long long bt_wait_xlen(redisContext *c, const char *key, long long n,
-				     int timeout_ms)
+static inline long long bt_wait_xlen(redisContext *c, const char *key, long long n, int timeout_ms)
 {
 	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	long long have;

@@ -7,8 +7,8 @@
 #include "daemon/bridge/codec.h"
 #include "tests/helpers.h"
 
-static void url_ok(const char *text, int want_key, int scheme, const char *host, int port,
-		   int db, const char *key_or_path, const char *user, const char *pass)
+static void url_ok(const char *text, int want_key, int scheme, const char *host, int port, int db,
+		   const char *key_or_path, const char *user, const char *pass)
 {
 	struct br_url u;
 	char why[512];
@@ -92,8 +92,8 @@ int main(void)
 	printf("patterns: ok\n");
 
 	static const char *const b64in[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
-	static const char *const b64out[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
-					      "Zm9vYmFy" };
+	static const char *const b64out[] = { "",	  "Zg==",     "Zm8=",	 "Zm9v",
+					      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
 	for (int i = 0; i < 7; i++) {
 		char out[16];
 		size_t n = br_b64_encode(b64in[i], strlen(b64in[i]), out);

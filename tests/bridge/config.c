@@ -42,12 +42,13 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/c.conf", dir);
 	snprintf(errpath, sizeof(errpath), "%s/err", dir);
 	char err[4096];
-	int rc = check("[mirror m]\ntopics = orders.* , audit.>\nto = redis://u:p@127.0.0.1:6379/1\n"
-		       "mode = stream\nkey = bus.{topic}\nmaxlen = 100000\nwindow = 256\n"
-		       "[mirror w]\ntopics = >\nto = ws://127.0.0.1:9000/in\nformat = json\n"
-		       "[import i]\nfrom = redis://127.0.0.1/0/ext\ntopic = ext.in\nstart = latest\n"
-		       "[websocket]\nlisten = 127.0.0.1:8080\npublish = cmd.*\nmax_queue = 64K\n",
-		       err, sizeof(err));
+	int rc =
+		check("[mirror m]\ntopics = orders.* , audit.>\nto = redis://u:p@127.0.0.1:6379/1\n"
+		      "mode = stream\nkey = bus.{topic}\nmaxlen = 100000\nwindow = 256\n"
+		      "[mirror w]\ntopics = >\nto = ws://127.0.0.1:9000/in\nformat = json\n"
+		      "[import i]\nfrom = redis://127.0.0.1/0/ext\ntopic = ext.in\nstart = latest\n"
+		      "[websocket]\nlisten = 127.0.0.1:8080\npublish = cmd.*\nmax_queue = 64K\n",
+		      err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "a good file was refused: %s\n", err);
 		return 1;
@@ -60,7 +61,8 @@ int main(int argc, char **argv)
 	bad("[mirror m]\ntopics = a..b\nto = redis://h\n", 2, "empty token");
 	bad("[mirror m]\ntopics = a.*\nto = redis://h\nkey = fixed\n", 1, "has no {topic}");
 	bad("[mirror m]\ntopics = a\nto = redis://h\nkey = x{oops}\n", 4, "only placeholder");
-	bad("[mirror m]\ntopics = a\nto = redis://h\nformat = json\n", 1, "format and ack are for ws://");
+	bad("[mirror m]\ntopics = a\nto = redis://h\nformat = json\n", 1,
+	    "format and ack are for ws://");
 	bad("[mirror m]\ntopics = a\nto = ws://h/x\nmaxlen = 5\n", 1, "for redis:// mirrors");
 	bad("[mirror m]\ntopics = a\nto = redis://h\nmode = pubsub\nmaxlen = 5\n", 1,
 	    "maxlen is for mode = stream");

@@ -118,11 +118,13 @@ int main(int argc, char **argv)
 		CHECK_RC(shmbus_publish(p, buf, len, 1), 0);
 	}
 	/* Each misbehaviour ends its connection with a reason. */
-	const char *want[] = { "protocol error", "not a stream entry", "protocol error",
-			       "a reply too large",
-			       "no reply for 1500 ms", "a reply to no command", "protocol error",
-			       "XREVRANGE f: ERR this server refuses everything",
-			       "no reply for 1500 ms" };
+	const char *want[] = {
+		"protocol error",	"not a stream entry",
+		"protocol error",	"a reply too large",
+		"no reply for 1500 ms", "a reply to no command",
+		"protocol error",	"XREVRANGE f: ERR this server refuses everything",
+		"no reply for 1500 ms"
+	};
 	_Static_assert(sizeof(want) / sizeof(want[0]) == NSCRIPTS, "one reason per script");
 	char ev[4096];
 	for (size_t i = 0; i < NSCRIPTS; i++) {
@@ -131,10 +133,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "no bridge_down saying '%s'\n", want[i]);
 			exit(1);
 		}
-		printf("  %-40.40s -> %s\n", scripts[i][0] == '$' || scripts[i][0] == '*' ||
-						     scripts[i][0] == ':' || scripts[i][0] == '+' ||
-						     scripts[i][0] == '-'
-					     ? "(a RESP script)" : scripts[i],
+		printf("  %-40.40s -> %s\n",
+		       scripts[i][0] == '$' || scripts[i][0] == '*' || scripts[i][0] == ':' ||
+				       scripts[i][0] == '+' || scripts[i][0] == '-' ?
+			       "(a RESP script)" :
+			       scripts[i],
 		       strstr(ev, "\"error\":"));
 		CHECK(dt_alive(d));
 	}

@@ -53,8 +53,8 @@ static uint64_t read_until(shmbus_sub_t *sub, uint32_t tag, uint64_t *next, uint
 			continue;
 		}
 		if (got != *next) {
-			fprintf(stderr, "expected entry %llu, got %llu\n", (unsigned long long)*next,
-				(unsigned long long)got);
+			fprintf(stderr, "expected entry %llu, got %llu\n",
+				(unsigned long long)*next, (unsigned long long)got);
 			exit(1);
 		}
 		size_t len = bt_payload(want, tag, got);

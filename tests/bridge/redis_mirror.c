@@ -131,8 +131,8 @@ static void verify_stream(redisContext *c, int k)
 	uint8_t want[256];
 	char gen[32] = "";
 	while (next < N) {
-		redisReply *r = bt_cmd(c, "XRANGE %s %s%s + COUNT 2000", key,
-				       next ? "(" : "", last);
+		redisReply *r =
+			bt_cmd(c, "XRANGE %s %s%s + COUNT 2000", key, next ? "(" : "", last);
 		CHECK(r->type == REDIS_REPLY_ARRAY);
 		if (r->elements == 0) {
 			fprintf(stderr, "%s: stream ends at %llu of %d\n", key,
@@ -155,7 +155,8 @@ static void verify_stream(redisContext *c, int k)
 			snprintf(last, sizeof(last), "%s", e->element[0]->str);
 			redisReply *f = e->element[1];
 			CHECK(f->elements == 8);
-			CHECK(!strcmp(f->element[0]->str, "type") && !strcmp(f->element[1]->str, "5"));
+			CHECK(!strcmp(f->element[0]->str, "type") &&
+			      !strcmp(f->element[1]->str, "5"));
 			CHECK(!strcmp(f->element[2]->str, "data"));
 			size_t len = bt_payload(want, (uint32_t)k, next);
 			if (f->element[3]->len != len || memcmp(f->element[3]->str, want, len)) {
@@ -241,8 +242,8 @@ int main(int argc, char **argv)
 	kill(d, SIGKILL);
 	waitpid(d, NULL, 0);
 	td_track_(d, 0);
-	printf("  %llu / %llu unconfirmed when it died\n",
-	       (unsigned long long)group_lag(topics[0]), (unsigned long long)group_lag(topics[1]));
+	printf("  %llu / %llu unconfirmed when it died\n", (unsigned long long)group_lag(topics[0]),
+	       (unsigned long long)group_lag(topics[1]));
 	uint64_t at_c = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
 	/* The publisher goes on while no daemon runs: it fills the ring and is held there
 	 * by the mirror's lease (no live member, yet nothing unconfirmed is overwritten). */
@@ -273,7 +274,8 @@ int main(int argc, char **argv)
 	       "%llu, lag %llu, errors %llu; io_uring: %.1f SQEs per enter, futex waits %s\n",
 	       st.up, (unsigned long long)st.sent, (unsigned long long)st.confirmed,
 	       (unsigned long long)st.duplicates, (unsigned long long)st.lag,
-	       (unsigned long long)st.errors, tot.enters ? (double)tot.sqes / (double)tot.enters : 0,
+	       (unsigned long long)st.errors,
+	       tot.enters ? (double)tot.sqes / (double)tot.enters : 0,
 	       tot.futex_wait ? "yes" : "no");
 	CHECK(st.up == 1 && st.lag == 0 && tot.running && tot.pid == d);
 	/* The meson test runs this twice: with futex waits in io_uring, and with the timed

@@ -208,8 +208,9 @@ static void case_reload(redisContext *c, const char *cfg, pid_t d)
 {
 	printf("reload\n");
 	char ev[4096];
-	dt_write(cfg, "%s[mirror added]\ntopics = auth.t\nto = redis://127.0.0.1:%d\n"
-		      "password = s3cret\nkey = added.{topic}\n",
+	dt_write(cfg,
+		 "%s[mirror added]\ntopics = auth.t\nto = redis://127.0.0.1:%d\n"
+		 "password = s3cret\nkey = added.{topic}\n",
 		 base_cfg, rs.port);
 	CHECK(kill(d, SIGHUP) == 0);
 	const char *ok[] = { "\"event\":\"reload\"", "\"bridge_restarted\":true", NULL };
@@ -225,8 +226,8 @@ static void case_reload(redisContext *c, const char *cfg, pid_t d)
 		CHECK(seq[i] == i);
 	printf("  a mirror added by SIGHUP got the retained 200; after the restart the others "
 	       "went on: 210 each, none twice\n");
-	dt_write(cfg, "%s[mirror added]\ntopics = auth.t\nto = rediss://127.0.0.1:%d\n",
-		 base_cfg, rs.port);
+	dt_write(cfg, "%s[mirror added]\ntopics = auth.t\nto = rediss://127.0.0.1:%d\n", base_cfg,
+		 rs.port);
 	CHECK(kill(d, SIGHUP) == 0);
 	const char *bad[] = { "\"event\":\"reload_failed\"", "TLS is not supported", NULL };
 	CHECK(td_event(syslog, ev, sizeof(ev), 10000, bad) == 0);
@@ -247,8 +248,8 @@ static uint64_t cpu_ticks(pid_t pid)
 	unsigned long long ut = 0, stt = 0;
 	/* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
 	 * utime stime */
-	CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-		     &stt) == 2);
+	CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) ==
+	      2);
 	return ut + stt;
 }
 
@@ -272,14 +273,16 @@ static void case_stat(const char *tool, const char *dir, pid_t d)
 	snprintf(out, sizeof(out), "%s/stat.json", dir);
 	snprintf(err, sizeof(err), "%s/stat.err", dir);
 	setenv("SHMBUS_BUS", "brx", 1);
-	char *argv[] = { (char *)tool, (char *)"stat", (char *)"--json", (char *)"-i",
-			 (char *)"0", NULL };
+	char *argv[] = { (char *)tool, (char *)"stat", (char *)"--json",
+			 (char *)"-i", (char *)"0",    NULL };
 	int st;
 	CHECK(dt_wait(dt_spawn(argv, out, err), 10000, &st) == 0 && WIFEXITED(st) &&
 	      WEXITSTATUS(st) == 0);
 	dt_read(out, buf, sizeof(buf));
-	snprintf(want, sizeof(want), "\"bridge\": {\"pid\": %d, \"running\": true, "
-		 "\"futex_wait\": true", (int)d);
+	snprintf(want, sizeof(want),
+		 "\"bridge\": {\"pid\": %d, \"running\": true, "
+		 "\"futex_wait\": true",
+		 (int)d);
 	CHECK(strstr(buf, want));
 	const char *good = strstr(buf, "{\"name\": \"good\", \"kind\": \"redis\"");
 	const char *bad = strstr(buf, "{\"name\": \"bad\", \"kind\": \"redis\"");
@@ -296,7 +299,8 @@ static void case_stat(const char *tool, const char *dir, pid_t d)
 	}
 	CHECK(strstr(bad, "AUTH refused: WRONGPASS"));
 	printf("  the bridge (pid %d) and its mirrors, \"good\" up with 200 confirmed, "
-	       "\"bad\" down with its AUTH error\n", (int)d);
+	       "\"bad\" down with its AUTH error\n",
+	       (int)d);
 }
 
 int main(int argc, char **argv)

@@ -48,8 +48,8 @@ static void check_lines(const char *path, const char *topic, uint64_t from, uint
 		if (strcmp(t, topic))
 			continue;
 		if (seq != next || !ok) {
-			fprintf(stderr, "%s: %s seq %llu (ok %d), want %llu\n", path, topic, seq, ok,
-				(unsigned long long)next);
+			fprintf(stderr, "%s: %s seq %llu (ok %d), want %llu\n", path, topic, seq,
+				ok, (unsigned long long)next);
 			exit(1);
 		}
 		next++;
@@ -209,7 +209,8 @@ int main(int argc, char **argv)
 	shmbus_bridge_info_t st;
 	CHECK(bt_stats(bus, "websocket", &st) == 0);
 	printf("  listener: up %d, %llu sent, %llu published by clients, %llu cut off, %llu "
-	       "errors\n", st.up, (unsigned long long)st.sent, (unsigned long long)st.confirmed,
+	       "errors\n",
+	       st.up, (unsigned long long)st.sent, (unsigned long long)st.confirmed,
 	       (unsigned long long)st.dropped, (unsigned long long)st.errors);
 	CHECK(st.up && st.dropped == 1 && st.confirmed == 202 && st.errors >= 12);
 	shmbus_sub_close(log);

@@ -76,7 +76,8 @@ static uint64_t check_out(const char *path, const char *topic, uint64_t n, int *
 		}
 		/* A line cut short by the SIGKILL is not a message we can count. */
 		if (!strchr(line, '\n') ||
-		    sscanf(line, "%159s %llu %llu %d", t, &seq, &lost, &ok) != 4 || strcmp(t, topic))
+		    sscanf(line, "%159s %llu %llu %d", t, &seq, &lost, &ok) != 4 ||
+		    strcmp(t, topic))
 			continue;
 		CHECK(ok == 1 && seq < n);
 		if ((long long)seq <= last) {

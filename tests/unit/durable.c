@@ -79,10 +79,10 @@ static void case_commit_and_resume(void)
 	/* Read all ten, confirmed none: the cursor has not moved. */
 	CHECK(gi.cursor == 0 && gi.lag_msgs == 10 && gi.members == 1);
 	CHECK_RC(shmbus_sub_commit(d, end[3], 4), 1);
-	CHECK_RC(shmbus_sub_commit(d, end[3], 4), 0);   /* repeated: no-op */
-	CHECK_RC(shmbus_sub_commit(d, end[1], 2), 0);   /* backwards: no-op */
+	CHECK_RC(shmbus_sub_commit(d, end[3], 4), 0);		  /* repeated: no-op */
+	CHECK_RC(shmbus_sub_commit(d, end[1], 2), 0);		  /* backwards: no-op */
 	CHECK_RC(shmbus_sub_commit(d, end[9] + 32, 11), -EINVAL); /* past what was read */
-	CHECK_RC(shmbus_sub_commit(d, end[3] + 1, 4), -EINVAL);   /* unaligned */
+	CHECK_RC(shmbus_sub_commit(d, end[3] + 1, 4), -EINVAL);	  /* unaligned */
 	group_info("d.block", &gi);
 	CHECK(gi.cursor == end[3] && gi.lag_msgs == 6);
 	/* Rewind: the unconfirmed six again, the same. */
