@@ -238,3 +238,70 @@ SHMBUS_API int shmbus_bus_stats(shmbus_bus_t *bus, shmbus_bus_stats_t *st)
 	st->daemon_updated_ns = ds.updated_ns;
 	return 0;
 }
+
+SHMBUS_API int shmbus_bridge_stats(shmbus_bus_t *bus, shmbus_bridge_info_t *out, unsigned max,
+				   shmbus_bridge_totals_t *totals)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/%s", bus->path, SHMBUS_BRIDGE_STATE_NAME);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return shmbus_err(-ENOENT, "bus '%s': no bridge has run here (%s)", bus->name,
+				  path);
+	struct shmbus_bridge_state h;
+	int rc;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != SHMBUS_BRIDGE_MAGIC ||
+	    h.version != SHMBUS_BRIDGE_VERSION || h.slot_size < sizeof(struct shmbus_bridge_slot) ||
+	    h.slot_size > (1u << 20) || h.nslots > 100000) {
+		rc = shmbus_err(-EPROTO, "%s is not a bridge state file this library reads", path);
+		goto out;
+	}
+	int running = h.pid > 0 && shmbus_proc_alive(h.pid, h.starttime);
+	if (totals) {
+		memset(totals, 0, sizeof(*totals));
+		totals->pid = h.pid;
+		totals->running = running;
+		totals->futex_wait = (int)h.futex_wait;
+		totals->enters = h.enters;
+		totals->sqes = h.sqes;
+		totals->cqes = h.cqes;
+		totals->started_ns = h.started_ns;
+		totals->updated_ns = h.updated_ns;
+	}
+	rc = 0;
+	for (uint32_t i = 0; i < h.nslots; i++) {
+		struct shmbus_bridge_slot sl;
+		off_t at = (off_t)sizeof(h) + (off_t)i * h.slot_size;
+		if (pread(fd, &sl, sizeof(sl), at) != (ssize_t)sizeof(sl))
+			break;
+		if ((unsigned)rc < max) {
+			shmbus_bridge_info_t *o = &out[rc];
+			memset(o, 0, sizeof(*o));
+			/* Text from another process: bound it. */
+			snprintf(o->name, sizeof(o->name), "%.*s", (int)sizeof(sl.name) - 1,
+				 sl.name);
+			snprintf(o->kind, sizeof(o->kind), "%.*s", (int)sizeof(sl.kind) - 1,
+				 sl.kind);
+			snprintf(o->peer, sizeof(o->peer), "%.*s", (int)sizeof(sl.peer) - 1,
+				 sl.peer);
+			snprintf(o->last_error, sizeof(o->last_error), "%.*s",
+				 (int)sizeof(sl.last_error) - 1, sl.last_error);
+			o->up = sl.up != 0 && running;
+			o->topics = sl.topics;
+			o->sent = sl.sent;
+			o->confirmed = sl.confirmed;
+			o->lag = sl.lag;
+			o->reconnects = sl.reconnects;
+			o->errors = sl.errors;
+			o->lost = sl.lost;
+			o->duplicates = sl.dups;
+			o->bytes = sl.bytes;
+			o->dropped = sl.dropped;
+			o->changed_ns = sl.last_change_ns;
+		}
+		rc++;
+	}
+out:
+	close(fd);
+	return rc;
+}

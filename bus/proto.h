@@ -102,6 +102,58 @@ struct shmbus_daemon_state {
 };
 _Static_assert(sizeof(struct shmbus_daemon_state) == 128, "daemon state size");
 
+/*
+ * The bridge's shared counters: the file "bridge.state" in the bus directory, written by
+ * the bridge thread of shmbusd (relaxed 8-byte stores into a mapping), read by anyone with
+ * pread (shmbus_bridge_stats()). A header, then nslots slots of slot_size bytes, one per
+ * mirror, import and WebSocket listener. Readers check magic, version and that slot_size
+ * is at least the size they know, so that slots may grow at the end in a later version.
+ * Made again (counters from zero) each time the bridge starts; left when it stops (pid and
+ * start time tell whether it runs).
+ */
+#define SHMBUS_BRIDGE_STATE_NAME "bridge.state"
+#define SHMBUS_BRIDGE_MAGIC 0x5247444942534853ull /* "SHSBIDGR" */
+#define SHMBUS_BRIDGE_VERSION 1u
+
+struct shmbus_bridge_state {
+	uint64_t magic; /* written last, with release */
+	uint32_t version;
+	int32_t pid;
+	uint64_t starttime;  /* /proc/<pid>/stat field 22 of the daemon */
+	uint64_t started_ns; /* CLOCK_REALTIME */
+	uint64_t updated_ns; /* refreshed every 100 ms */
+	uint32_t slot_size;
+	uint32_t nslots;
+	uint32_t futex_wait; /* 1: idle topics are waited on with IORING_OP_FUTEX_WAIT */
+	uint32_t pad0_;
+	uint64_t enters; /* io_uring_enter calls that submitted or waited */
+	uint64_t sqes;	 /* SQEs they submitted */
+	uint64_t cqes;	 /* completions handled */
+	uint64_t pad_[22];
+};
+_Static_assert(sizeof(struct shmbus_bridge_state) == 256, "bridge state header size");
+
+struct shmbus_bridge_slot {
+	char name[48];		 /* the section's name */
+	char kind[16];		 /* "redis", "ws", "import", "listener" */
+	char peer[192];		 /* the peer's URL, no password ("ws://ADDR:PORT" for a listener) */
+	uint32_t up;		 /* connected and usable now */
+	uint32_t topics;	 /* topics read now (listener: clients connected) */
+	uint64_t sent;		 /* messages sent */
+	uint64_t confirmed;	 /* messages the peer confirmed (import: published locally) */
+	uint64_t lag;		 /* messages published locally and not confirmed yet */
+	uint64_t reconnects;	 /* connections made after the first */
+	uint64_t errors;	 /* failures: connection lost, error replies, garbage */
+	uint64_t lost;		 /* messages lost to overwrite before they were sent */
+	uint64_t dups;		 /* messages the peer had already (skipped, not sent twice) */
+	uint64_t bytes;		 /* bytes sent */
+	uint64_t dropped;	 /* listener: clients cut off for being slow (close 1013) */
+	uint64_t last_change_ns; /* CLOCK_REALTIME of the last up/down change */
+	char last_error[128];
+	uint64_t pad_[5];
+};
+_Static_assert(sizeof(struct shmbus_bridge_slot) == 512, "bridge slot size");
+
 static inline void shmbus_p_init(struct shmbus_p_hdr *h, uint16_t type, uint32_t len)
 {
 	h->magic = SHMBUS_PROTO_MAGIC;

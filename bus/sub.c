@@ -86,10 +86,18 @@ static inline uint64_t lap_resume(const struct shmbus_seg *s, uint64_t t)
 	return (t - s->cap + s->mask) & ~s->mask;
 }
 
+/* Does this reader publish its position in its slot, for block-mode publishers to honour?
+ * Fan-out subscribers do; group members publish only what they hold; a durable reader is
+ * protected by its group's cursor and an observer by nothing at all. */
+static inline int pins_pos(const struct shmbus_sub *sb)
+{
+	return sb->seg.opts.policy == SHMBUS_BLOCK && !sb->grp && !sb->observer;
+}
+
 static void fanout_jump(struct shmbus_sub *sb, uint64_t to)
 {
 	sb->pos = to;
-	if (sb->seg.opts.policy == SHMBUS_BLOCK)
+	if (pins_pos(sb))
 		st_release(&sb->slot->pos, to);
 }
 
@@ -130,6 +138,15 @@ static inline void fanout_take(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_
 	uint64_t lost = 0;
 	if (sb->next_seq != SHMBUS_NOSEQ && v->seq > sb->next_seq)
 		lost = v->seq - sb->next_seq;
+	if (sb->durable && lost) {
+		/* Read again after a rewind, a loss is not a new one. */
+		if (v->seq > sb->lost_seen) {
+			sb->lost_seen = v->seq;
+			add_relaxed(&sb->grp->lost, lost);
+		} else {
+			lost = 0;
+		}
+	}
 	sb->next_seq = v->seq + 1;
 	sb->held = p;
 	sb->pos = p + stride;
@@ -309,6 +326,12 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 /* Let publishers have what this reader no longer needs. */
 static inline void release_held(struct shmbus_sub *sb)
 {
+	if (sb->durable || sb->observer) {
+		/* Nothing published: the group cursor (durable) protects what is read, or
+		 * nothing does (observer). */
+		sb->held = SHMBUS_NOPOS;
+		return;
+	}
 	if (sb->grp) {
 		if (sb->held != SHMBUS_NOPOS || ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
 			/* Release: our reads of the record happen before its reuse. */
@@ -331,6 +354,8 @@ static inline void release_held(struct shmbus_sub *sb)
 /* Before sleeping or giving up: hold nothing beyond what we wait for. */
 static void publish_wait_pos(struct shmbus_sub *sb)
 {
+	if (sb->durable || sb->observer)
+		return;
 	if (sb->grp) {
 		if (ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS)
 			st_release(&sb->slot->pos, SHMBUS_NOPOS);
@@ -341,7 +366,8 @@ static void publish_wait_pos(struct shmbus_sub *sb)
 
 static inline int read_one(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpos)
 {
-	return sb->grp ? read_group(sb, msg, waitpos) : read_fanout(sb, msg, waitpos);
+	return sb->grp && !sb->durable ? read_group(sb, msg, waitpos) :
+					 read_fanout(sb, msg, waitpos);
 }
 
 /*
@@ -572,6 +598,7 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest)
 			;
 		st_relaxed(&gs->lost, 0);
 		st_relaxed(&gs->abandoned, 0);
+		st_relaxed(&gs->lease_ns, 0);
 		shmbus_ring_hwm_raise(&s->hdr->groups_hwm, i + 1);
 		/* Seq_cst: the cursor and name are set before anyone sees the group. */
 		st_seqcst(&gs->state, SHMBUS_GROUP_ACTIVE);
@@ -583,8 +610,49 @@ out:
 	return g >= 0 ? g : rc;
 }
 
-SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
-			       const char *group, int flags)
+enum sub_kind { SUB_PLAIN, SUB_DURABLE, SUB_OBSERVER };
+
+/* The other live members of group g besides our own slot; dead ones are freed. */
+static int other_members(struct shmbus_sub *sb, uint32_t g, int32_t *pid)
+{
+	struct shmbus_seg *s = &sb->seg;
+	int n = 0;
+	for (uint32_t i = 0; i < s->opts.max_readers; i++) {
+		struct shmbus_reader_slot *r = &s->readers[i];
+		uint64_t o = ld_acquire(&r->owner);
+		if (i == sb->slot_idx || SHMBUS_OWNER_STATE(o) != SHMBUS_SLOT_ACTIVE ||
+		    ld_relaxed(&r->group) != g + 1)
+			continue;
+		if (!shmbus_proc_alive(SHMBUS_OWNER_PID(o), ld_relaxed(&r->starttime))) {
+			shmbus_ring_reclaim_reader(s, i, o);
+			continue;
+		}
+		*pid = SHMBUS_OWNER_PID(o);
+		n++;
+	}
+	return n;
+}
+
+/* Start a durable reader at its group's cursor (a damaged one is reset to the tail). */
+static void durable_load(struct shmbus_sub *sb)
+{
+	struct shmbus_seg *s = &sb->seg;
+	uint64_t c[2], t = ld_acquire(&s->hdr->tail[0]);
+	ld_pair(sb->grp->cursor, c);
+	if ((c[0] & (SHMBUS_REC_ALIGN - 1)) || c[0] > t) {
+		uint64_t want[2] = { t, SHMBUS_NOSEQ };
+		if (cas_pair(sb->grp->cursor, c, want)) {
+			c[0] = want[0];
+			c[1] = want[1];
+		}
+	}
+	sb->pos = c[0];
+	sb->next_seq = c[1];
+	sb->held = SHMBUS_NOPOS;
+}
+
+static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, const char *group,
+		    int flags, enum sub_kind kind)
 {
 	*out = NULL;
 	if (group) {
@@ -629,6 +697,19 @@ SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char
 		 * the tail we read next was maybe not protected, so it is read with care. */
 		st_seqcst(&sb->slot->group, (uint32_t)g + 1);
 		sb->safe_from = ld_seqcst(&s->hdr->tail[0]);
+		if (kind == SUB_DURABLE) {
+			int32_t other = 0;
+			if (other_members(sb, (uint32_t)g, &other)) {
+				rc = shmbus_err(-EBUSY,
+						"topic '%s': group '%s' has another "
+						"member (pid %d): a durable reader is its "
+						"group's only member",
+						s->name, group, other);
+				goto fail_slot;
+			}
+			sb->durable = 1;
+			durable_load(sb);
+		}
 	} else {
 		ld_pair(s->hdr->tail, t);
 		uint64_t from = t[0];
@@ -636,8 +717,15 @@ SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char
 			from = t[0] >= s->cap ? lap_resume(s, t[0]) : 0;
 		/* Seq_cst store, then re-read the tail: a publisher that did not see our
 		 * position read a tail <= the one we read now, so it cannot claim beyond
-		 * (that tail + capacity); all from the re-read tail on is ours to keep. */
-		st_seqcst(&sb->slot->pos, from);
+		 * (that tail + capacity); all from the re-read tail on is ours to keep.
+		 * An observer keeps nothing: its slot says SHMBUS_NOPOS and it copies and
+		 * validates every record, as in overwrite mode. */
+		if (kind == SUB_OBSERVER) {
+			sb->observer = 1;
+			sb->copy_all = 1;
+		} else {
+			st_seqcst(&sb->slot->pos, from);
+		}
 		uint64_t t2[2];
 		ld_pair(s->hdr->tail, t2);
 		if (earliest) {
@@ -647,7 +735,7 @@ SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char
 			sb->pos = t2[0];
 			sb->next_seq = t2[1];
 		}
-		sb->safe_from = t2[0];
+		sb->safe_from = kind == SUB_OBSERVER ? UINT64_MAX : t2[0];
 	}
 	*out = sb;
 	return 0;
@@ -669,4 +757,89 @@ SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sb)
 	free(sb->buf);
 	shmbus_seg_close(&sb->seg);
 	free(sb);
+}
+
+SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
+			       const char *group, int flags)
+{
+	return sub_open(out, bus, topic, group, flags, SUB_PLAIN);
+}
+
+/* ---- durable readers and observers (internal: bus/internal.h) ------------------------ */
+
+int shmbus_sub_open_durable(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
+			    const char *group, int flags)
+{
+	if (!group) {
+		*out = NULL;
+		return shmbus_err(-EINVAL, "a durable reader needs a group name");
+	}
+	return sub_open(out, bus, topic, group, flags, SUB_DURABLE);
+}
+
+int shmbus_sub_open_observer(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, int flags)
+{
+	return sub_open(out, bus, topic, NULL, flags, SUB_OBSERVER);
+}
+
+int shmbus_sub_commit(shmbus_sub_t *sb, uint64_t pos, uint64_t seq)
+{
+	if (!sb->durable || (pos & (SHMBUS_REC_ALIGN - 1)) || pos > sb->pos)
+		return -EINVAL;
+	struct shmbus_group_slot *g = sb->grp;
+	uint64_t cur[2] = { ld_acquire(&g->cursor[0]), ld_acquire(&g->cursor[1]) };
+	uint64_t want[2] = { pos, seq };
+	/* Only forward: a stale or repeated commit is a no-op. The CAS fails, and is
+	 * retried with what it found, if the two loads above were of different moves. */
+	while (cur[0] < pos) {
+		if (cas_pair(g->cursor, cur, want)) {
+			if (sb->seg.opts.policy == SHMBUS_BLOCK)
+				shmbus_ring_wake_publishers(&sb->seg);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void shmbus_sub_lease(shmbus_sub_t *sb, uint64_t ms)
+{
+	if (!sb->durable)
+		return;
+	uint64_t until = ms ? shmbus_now_ns() + ms * 1000000ull : 0;
+	/* Relaxed: a publisher that misses a renewal sees the previous, still valid, one;
+	 * one that sees the lease late waits for the cursor, as it would for a member. */
+	st_relaxed(&sb->grp->lease_ns, until);
+	if (!ms && sb->seg.opts.policy == SHMBUS_BLOCK)
+		shmbus_ring_wake_publishers(&sb->seg);
+}
+
+void shmbus_sub_rewind(shmbus_sub_t *sb)
+{
+	if (sb->durable)
+		durable_load(sb);
+}
+
+int shmbus_sub_ready(shmbus_sub_t *sb)
+{
+	struct shmbus_seg *s = &sb->seg;
+	uint64_t p = sb->grp && !sb->durable ? ld_acquire(&sb->grp->cursor[0]) : sb->pos;
+	if (p & (SHMBUS_REC_ALIGN - 1))
+		return 1; /* damage: recv says so */
+	/* Acquire: pairs with the publisher's release of the commit word. */
+	if (ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p))
+		return 1;
+	uint64_t t = ld_acquire(&s->hdr->tail[0]);
+	return t > p && t - p > s->cap; /* lapped: recv jumps ahead */
+}
+
+int shmbus_sub_stuck(shmbus_sub_t *sb)
+{
+	struct shmbus_seg *s = &sb->seg;
+	uint64_t p = sb->grp && !sb->durable ? ld_acquire(&sb->grp->cursor[0]) : sb->pos;
+	return ld_acquire(&s->hdr->tail[0]) > p && !shmbus_sub_ready(sb);
+}
+
+uint64_t shmbus_msg_end(const shmbus_msg_t *m)
+{
+	return m->_pos + ring_stride(m->len);
 }

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/bridge/bridge.h"
 #include "daemon/shmbusd.h"
 #include "shm/proc.h"
 
@@ -552,9 +553,29 @@ static int reload(struct daemon *d)
 		return -1;
 	}
 	snprintf(next.path, sizeof(next.path), "%s", d->cfg.path);
+	int bridge_changed = bridge_config_changed(&d->cfg, &next);
+	if (bridge_changed) {
+		/* The bridge starts again with the new sections; durable positions are in
+		 * the topics, so nothing is lost or sent twice. If it cannot start, the old
+		 * one comes back and the reload is refused. */
+		bridge_stop(d->bridge);
+		d->bridge = NULL;
+		if (bridge_start(&d->bridge, &next, d->bus_dir) < 0) {
+			config_free(&next);
+			event(d, "reload_failed",
+			      "\"error\":\"the bridge could not start with "
+			      "the new sections (see the daemon's stderr); the old ones stay\"");
+			if (bridge_start(&d->bridge, &d->cfg, d->bus_dir) < 0)
+				event(d, "bridge_failed",
+				      "\"error\":\"the old bridge could not "
+				      "start again either\"");
+			return -1;
+		}
+	}
 	config_free(&d->cfg);
 	d->cfg = next;
-	event(d, "reload", "\"topics\":%zu", d->cfg.ntopics);
+	event(d, "reload", "\"topics\":%zu,\"bridge_restarted\":%s", d->cfg.ntopics,
+	      bridge_changed ? "true" : "false");
 	return 0;
 }
 
@@ -588,13 +609,28 @@ int conductor_init(struct daemon *d)
 		perror("shmbusd: socket");
 		return -1;
 	}
-	/* A socket file left by a daemon that died: nobody answers on it. */
+	/* A socket file left by a daemon that died: nobody answers on it. A connect alone
+	 * does not tell: a daemon killed a moment ago still has its listening socket open
+	 * while the kernel tears down its io_uring (a pending accept holds it), so the
+	 * connect succeeds. Only a daemon that answers a ping is another daemon. */
 	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (probe >= 0) {
 		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
-			fprintf(stderr, "shmbusd: another daemon serves %s already\n", d->bus_dir);
-			return -1;
+			struct shmbus_p_hdr ping;
+			shmbus_p_init(&ping, SHMBUS_P_PING, sizeof(ping));
+			struct pollfd pfd = { .fd = probe, .events = POLLIN };
+			uint8_t reply[SHMBUS_PROTO_MAX];
+			int alive = send(probe, &ping, sizeof(ping), MSG_NOSIGNAL) ==
+					    sizeof(ping) &&
+				    poll(&pfd, 1, 1000) == 1 &&
+				    recv(probe, reply, sizeof(reply), MSG_DONTWAIT) ==
+					    (ssize_t)sizeof(struct shmbus_p_pong);
+			if (alive) {
+				close(probe);
+				fprintf(stderr, "shmbusd: another daemon serves %s already\n",
+					d->bus_dir);
+				return -1;
+			}
 		}
 		close(probe);
 	}

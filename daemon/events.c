@@ -75,6 +75,21 @@ const char *json_str(char *buf, size_t len, const char *s)
 	return buf;
 }
 
+size_t event_line(char *msg, size_t len, const char *name, const char *body)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[40];
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	int n = snprintf(msg, len, "{\"ts\":\"%s.%06ldZ\",\"event\":\"%s\"%s%s}", when,
+			 ts.tv_nsec / 1000, name, body[0] ? "," : "", body);
+	if (n < 0 || (size_t)n >= len)
+		n = (int)strlen(msg);
+	return (size_t)n;
+}
+
 void event(struct daemon *d, const char *name, const char *fmt, ...)
 {
 	char body[3072], msg[4096];
@@ -82,16 +97,7 @@ void event(struct daemon *d, const char *name, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(body, sizeof(body), fmt, ap);
 	va_end(ap);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char when[40];
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	int n = snprintf(msg, sizeof(msg), "{\"ts\":\"%s.%06ldZ\",\"event\":\"%s\"%s%s}", when,
-			 ts.tv_nsec / 1000, name, body[0] ? "," : "", body);
-	if (n < 0 || (size_t)n >= sizeof(msg))
-		n = (int)strlen(msg);
+	size_t n = event_line(msg, sizeof(msg), name, body);
 	fprintf(stderr, "shmbusd: %s\n", msg);
 	if (!d->log) {
 		/* Before $sys.log is open (topics made at start): keep it for later. */
@@ -100,7 +106,7 @@ void event(struct daemon *d, const char *name, const char *fmt, ...)
 		return;
 	}
 	{
-		int rc = shmbus_publish(d->log, msg, (size_t)n, LOG_TYPE);
+		int rc = shmbus_publish(d->log, msg, n, LOG_TYPE);
 		if (rc < 0)
 			fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC,
 				strerror(-rc));

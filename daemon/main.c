@@ -25,6 +25,7 @@
 #endif
 
 #include "bus/internal.h"
+#include "daemon/bridge/bridge.h"
 #include "daemon/shmbusd.h"
 
 #ifndef SHMBUSD_DEFAULT_CONFIG
@@ -284,6 +285,17 @@ int main(int argc, char **argv)
 	event(&d, "start", "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
 	      (int)getpid(), d.cfg.bus, json_str(esc, sizeof(esc) / 2, d.bus_dir),
 	      json_str(esc + sizeof(esc) / 2, sizeof(esc) / 2, d.cfg.path));
+	/* The bridge thread (its own ring); a listener that cannot be bound is no start.
+	 * Before adoption: its readers take their groups over from a dead daemon's. */
+	if (bridge_start(&d.bridge, &d.cfg, d.bus_dir) < 0) {
+		fprintf(stderr, "shmbusd: the bridge could not start\n");
+		event(&d, "stop", "\"pid\":%d,\"error\":\"the bridge could not start\"",
+		      (int)getpid());
+		events_close(&d);
+		conductor_fini(&d);
+		state_close(&d);
+		return 1;
+	}
 	/* Clients that were there before us (or attached to a daemon that died). */
 	adopt(&d);
 	if (ready_fd >= 0) {
@@ -299,6 +311,8 @@ int main(int argc, char **argv)
 #ifdef HAVE_LIBSYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
+	bridge_stop(d.bridge);
+	d.bridge = NULL;
 	event(&d, "stop", "\"pid\":%d", (int)getpid());
 	events_close(&d);
 	conductor_fini(&d);

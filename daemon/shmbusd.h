@@ -57,8 +57,11 @@ struct conn {
 	struct conn *next;
 };
 
+struct bridge;
+
 struct daemon {
 	struct shmbusd_config cfg;
+	struct bridge *bridge; /* the bridge thread (daemon/bridge/bridge.h), NULL if none */
 	char cfg_path[4096]; /* as given on the command line, "" for the default */
 	char bus_dir[4096];
 	shmbus_bus_t *bus;
@@ -133,7 +136,10 @@ void events_close(struct daemon *d);
 /* fmt: the JSON members after "ts" and "event", e.g. "\"pid\":%d" (no braces). */
 void event(struct daemon *d, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Escape s for a JSON string (into buf, always terminated). */
+/* The event as one JSON line into msg (ts, event, then body's members). Its length.
+ * Thread-safe (the bridge formats its events with it). */
+size_t event_line(char *msg, size_t len, const char *name, const char *body);
+/* Escape s for a JSON string (into buf, always terminated). Thread-safe. */
 const char *json_str(char *buf, size_t len, const char *s);
 
 /* main.c: create the configured topics (checking /dev/shm has room). 0 or -1. */

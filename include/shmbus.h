@@ -387,6 +387,55 @@ SHMBUS_API int shmbus_bus_stats(shmbus_bus_t *bus, shmbus_bus_stats_t *st);
 /* Is this bus handle registered with a daemon? 1 yes, 0 no (embedded). */
 SHMBUS_API int shmbus_bus_supervised(const shmbus_bus_t *bus);
 
+/* ---- the bridge ---------------------------------------------------------------------- */
+
+/*
+ * shmbusd's bridge mirrors topics to Redis and WebSocket peers and imports Redis streams
+ * (docs/bridge.md). Its counters are shared memory ("bridge.state" in the bus directory),
+ * read here without asking the daemon.
+ */
+
+/* One mirror, import, or the WebSocket listener. */
+typedef struct shmbus_bridge_info {
+	char name[48];	      /* the config section's name ("websocket" for the listener) */
+	char kind[16];	      /* "redis", "ws" (mirrors), "import", "listener" */
+	char peer[192];	      /* the peer's URL, without any password */
+	int up;		      /* 1: connected and usable now */
+	uint32_t topics;      /* topics read now (listener: clients connected) */
+	uint64_t sent;	      /* messages sent to the peer */
+	uint64_t confirmed;   /* messages the peer confirmed (import: published locally) */
+	uint64_t lag;	      /* messages published locally and not yet confirmed */
+	uint64_t reconnects;  /* connections made after the first */
+	uint64_t errors;      /* connections lost, error replies, garbage from the peer */
+	uint64_t lost;	      /* messages lost to overwrite before they could be sent */
+	uint64_t duplicates;  /* messages the peer had already: skipped, not sent twice */
+	uint64_t bytes;	      /* payload bytes sent */
+	uint64_t dropped;     /* listener: clients cut off for being slow (close 1013) */
+	uint64_t changed_ns;  /* CLOCK_REALTIME of the last up/down change */
+	char last_error[128]; /* the last failure, for humans */
+} shmbus_bridge_info_t;
+
+/* The bridge thread as a whole. */
+typedef struct shmbus_bridge_totals {
+	int32_t pid;	/* the daemon that runs (or ran) the bridge */
+	int running;	/* 1 if that daemon runs now */
+	int futex_wait; /* 1: idle topics are waited on in io_uring (else a timed poll) */
+	uint32_t pad_;
+	uint64_t enters;     /* io_uring_enter calls */
+	uint64_t sqes;	     /* SQEs they submitted (sqes / enters: the batching) */
+	uint64_t cqes;	     /* completions handled */
+	uint64_t started_ns; /* CLOCK_REALTIME */
+	uint64_t updated_ns; /* refreshed every 100 ms while it runs */
+} shmbus_bridge_totals_t;
+
+/*
+ * Fill out[0..max) with the bridge's mirrors, imports and listener, in config order, and
+ * *totals (if not NULL). Returns how many there are (which may exceed max), -ENOENT if no
+ * bridge ever ran on this bus, -EPROTO for a file that is not a bridge's. Thread-safe.
+ */
+SHMBUS_API int shmbus_bridge_stats(shmbus_bus_t *bus, shmbus_bridge_info_t *out, unsigned max,
+				   shmbus_bridge_totals_t *totals);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,8 @@
  *     takes the claim, and clears it after the last commit; so whoever finds an
  *     uncommitted position p below the tail finds the slot whose claim covers it;
  *  I4 in block mode a claim never ends beyond (lowest position a live reader needs) +
- *     capacity, so nothing a live reader has not consumed is overwritten;
+ *     capacity, so nothing a live reader has not consumed is overwritten (a durable
+ *     group's cursor counts while its lease runs, member or not);
  *  I5 in both modes a claim never ends beyond (oldest claim still being written) +
  *     capacity, so a slow publisher can never write over a newer lap.
  */
@@ -114,8 +115,20 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 		if (p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
 			min = p;
 	}
+	/* A group without a live member still holds publishers while its lease runs (a
+	 * durable group whose daemon restarts). The clock is read only if some group has
+	 * a lease at all. */
+	uint64_t now = 0;
 	for (uint32_t g = 0; g < ng; g++) {
 		uint64_t p = gcur[g];
+		if (!ghas[g] && p != SHMBUS_NOPOS) {
+			uint64_t lease = ld_relaxed(&s->groups[g].lease_ns);
+			if (lease) {
+				if (!now)
+					now = shmbus_now_ns();
+				ghas[g] = lease > now;
+			}
+		}
 		if (ghas[g] && p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
 			min = p;
 	}

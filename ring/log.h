@@ -101,7 +101,7 @@ void shmbus_ring_wake_publishers(struct shmbus_seg *s);
 /*
  * The lowest position publishers must not lap: claims still being written, and in block
  * mode what live readers need (fan-out positions, held group messages, cursors of groups
- * with members); the tail if none.
+ * with members or with a lease that has not expired); the tail if none.
  * gcur/ghas: scratch of max_groups entries.
  */
 uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas);

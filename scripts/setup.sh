@@ -12,8 +12,13 @@ set -eu
 # tests: python3-pytest (bindings); clang + libclang-rt-14-dev for sanitizer builds with clang
 #   (gcc-12's own libasan8/libubsan1/libtsan2 come with gcc through libgcc-12-dev);
 #   procps (ps, pgrep in tests and scripts); util-linux (setarch, for TSan).
+# bridge: libhiredis-dev (the Redis protocol codec) and libwslay-dev (the WebSocket frame
+#   codec) for shmbusd's bridge; redis-server (real Redis peers in the bridge tests, and
+#   redis-benchmark, from its dependency redis-tools, for the bridge benchmark);
+#   python3-websockets (real WebSocket clients in the bridge tests, run by /usr/bin/python3).
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
-libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux"
+libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
+libhiredis-dev libwslay-dev redis-server python3-websockets"
 
 missing=""
 for p in $PACKAGES; do

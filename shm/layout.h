@@ -92,9 +92,14 @@ struct shmbus_group_slot {
 	uint64_t lost;      /* messages the group lost to overwrite */
 	uint64_t abandoned; /* messages held by members that died (not redelivered) */
 	char name[48];
-	uint64_t pad_[5];
+	/* A durable group's hold (CLOCK_MONOTONIC ns, 0 = none): until then block-mode
+	 * publishers honour its cursor even with no live member (a restarting daemon's
+	 * mirror). Renewed by the bridge; it simply expires. See docs/algorithm.md. */
+	uint64_t lease_ns;
+	uint64_t pad_[4];
 };
 _Static_assert(sizeof(struct shmbus_group_slot) == 128, "group slot size");
+_Static_assert(offsetof(struct shmbus_group_slot, lease_ns) == 88, "group lease offset");
 
 /*
  * The topic header (first 4 KiB). Configuration first (immutable once ready), then the

@@ -29,6 +29,8 @@ struct topic_snap {
 	unsigned ngroups;
 };
 
+#define BRIDGE_MAX 256
+
 struct snap {
 	uint64_t mono_ns;
 	uint64_t wall_ns;
@@ -36,6 +38,9 @@ struct snap {
 	shmbus_daemon_info_t daemon;
 	int bus_rc; /* shmbus_bus_stats()'s result: shared counters, no daemon needed */
 	shmbus_bus_stats_t bus;
+	int bridge_n; /* shmbus_bridge_stats()'s result (-ENOENT: no bridge ever ran) */
+	shmbus_bridge_totals_t bridge;
+	shmbus_bridge_info_t *mirrors; /* BRIDGE_MAX entries */
 	struct topic_snap *topics;
 	size_t n, cap;
 };
@@ -47,6 +52,7 @@ static void snap_free(struct snap *s)
 		free(s->topics[i].groups);
 	}
 	free(s->topics);
+	free(s->mirrors);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -139,6 +145,12 @@ static int snap_take(shmbus_bus_t *bus, char **names, int n, int ping, struct sn
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	s->mono_ns = tool_now_ns();
+	/* The bridge's counters (shared memory too: no daemon needs to answer). */
+	s->mirrors = calloc(BRIDGE_MAX, sizeof(*s->mirrors));
+	s->bridge_n = s->mirrors ? shmbus_bridge_stats(bus, s->mirrors, BRIDGE_MAX, &s->bridge) :
+				   -ENOMEM;
+	if (s->bridge_n > BRIDGE_MAX)
+		s->bridge_n = BRIDGE_MAX;
 	if (n == 0) {
 		struct foreach_ctx c = { bus, s };
 		int rc = shmbus_topic_foreach(bus, add_listed, &c);
@@ -198,6 +210,53 @@ static void json_rate(const char *key, double v)
 		printf("\"%s\": %.1f", key, v);
 }
 
+static const shmbus_bridge_info_t *find_mirror(const struct snap *s, const char *name,
+					       const char *kind)
+{
+	for (int i = 0; s && i < s->bridge_n; i++)
+		if (!strcmp(s->mirrors[i].name, name) && !strcmp(s->mirrors[i].kind, kind))
+			return &s->mirrors[i];
+	return NULL;
+}
+
+/* ", \"bridge\": {...}" or ", \"bridge\": null" when no bridge ever ran on the bus. */
+static void print_bridge_json(const struct snap *s, const struct snap *prev, double secs)
+{
+	printf(", \"bridge\": ");
+	if (s->bridge_n < 0) {
+		printf("null");
+		return;
+	}
+	const shmbus_bridge_totals_t *b = &s->bridge;
+	printf("{\"pid\": %" PRId32 ", \"running\": %s, \"futex_wait\": %s, \"enters\": %" PRIu64
+	       ", \"sqes\": %" PRIu64 ", \"cqes\": %" PRIu64 ", \"sqes_per_enter\": %.2f,\n   "
+	       "\"mirrors\": [",
+	       b->pid, b->running ? "true" : "false", b->futex_wait ? "true" : "false", b->enters,
+	       b->sqes, b->cqes, b->enters ? (double)b->sqes / (double)b->enters : 0.0);
+	for (int i = 0; i < s->bridge_n; i++) {
+		const shmbus_bridge_info_t *m = &s->mirrors[i];
+		const shmbus_bridge_info_t *pm = find_mirror(prev, m->name, m->kind);
+		printf("%s\n    {\"name\": ", i ? "," : "");
+		tool_json_str(stdout, m->name);
+		printf(", \"kind\": ");
+		tool_json_str(stdout, m->kind);
+		printf(", \"peer\": ");
+		tool_json_str(stdout, m->peer);
+		printf(", \"up\": %s, \"topics\": %" PRIu32 ", \"sent\": %" PRIu64
+		       ", \"confirmed\": %" PRIu64 ", \"lag\": %" PRIu64
+		       ", \"reconnects\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"lost\": %" PRIu64
+		       ", \"duplicates\": %" PRIu64 ", \"bytes\": %" PRIu64
+		       ", \"dropped\": %" PRIu64 ", ",
+		       m->up ? "true" : "false", m->topics, m->sent, m->confirmed, m->lag,
+		       m->reconnects, m->errors, m->lost, m->duplicates, m->bytes, m->dropped);
+		json_rate("msgs_per_s", pm ? rate(m->confirmed, pm->confirmed, secs) : -1);
+		printf(", \"last_error\": ");
+		tool_json_str(stdout, m->last_error);
+		printf("}");
+	}
+	printf("%s]}", s->bridge_n ? "\n   " : "");
+}
+
 static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct snap *prev,
 		       int interval_ms)
 {
@@ -236,6 +295,7 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 	} else {
 		printf("null");
 	}
+	print_bridge_json(s, prev, secs);
 	printf(", \"topics\": [");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct topic_snap *t = &s->topics[i];
@@ -327,6 +387,45 @@ static void print_daemon(const struct snap *s)
 	}
 }
 
+static void print_bridge(const struct snap *s, const struct snap *prev, double secs)
+{
+	if (s->bridge_n < 0)
+		return;
+	const shmbus_bridge_totals_t *b = &s->bridge;
+	char u[8][TOOL_UNIT_LEN];
+	printf("\nbridge: %s (pid %" PRId32 "), %.1f SQEs per io_uring_enter, idle topics %s\n",
+	       b->running ? "running" : "not running", b->pid,
+	       b->enters ? (double)b->sqes / (double)b->enters : 0.0,
+	       b->futex_wait ? "waited on in io_uring (futex)" : "polled");
+	if (!s->bridge_n)
+		return;
+	int w = 6;
+	for (int i = 0; i < s->bridge_n; i++) {
+		int len = (int)strlen(s->mirrors[i].name);
+		if (len > w)
+			w = len;
+	}
+	printf("%-*s %-8s %-4s %6s %14s %9s %9s %7s %6s %6s %6s %6s  %s\n", w, "BRIDGE", "KIND",
+	       "UP", "TOPICS", "RATE", "SENT", "CONFIRMED", "LAG", "RECONN", "ERRORS", "LOST",
+	       "DUPS", "PEER");
+	for (int i = 0; i < s->bridge_n; i++) {
+		const shmbus_bridge_info_t *m = &s->mirrors[i];
+		const shmbus_bridge_info_t *pm = find_mirror(prev, m->name, m->kind);
+		printf("%-*s %-8s %-4s %6" PRIu32 " %14s %9s %9s %7s %6s %6s %6s %6s  %s\n", w,
+		       m->name, m->kind, m->up ? "up" : "DOWN", m->topics,
+		       fmt_rate_or_dash(u[0], pm ? rate(m->confirmed, pm->confirmed, secs) : -1, 0),
+		       tool_fmt_count(u[1], m->sent), tool_fmt_count(u[2], m->confirmed),
+		       tool_fmt_count(u[3], m->lag), tool_fmt_count(u[4], m->reconnects),
+		       tool_fmt_count(u[5], m->errors), tool_fmt_count(u[6], m->lost),
+		       tool_fmt_count(u[7], m->duplicates), m->peer);
+		if (!m->up && m->last_error[0])
+			printf("%-*s   last error: %s\n", w, "", m->last_error);
+		if (m->dropped)
+			printf("%-*s   clients cut off for being slow: %" PRIu64 "\n", w, "",
+			       m->dropped);
+	}
+}
+
 static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct snap *prev,
 			int interval_ms)
 {
@@ -343,6 +442,7 @@ static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct sn
 	printf("shmbus stat  %s  %s  every %.1f s\n", shmbus_bus_path(bus),
 	       tool_fmt_time(ts, s->wall_ns), interval_ms / 1000.0);
 	print_daemon(s);
+	print_bridge(s, prev, secs);
 	if (s->n == 0) {
 		printf("\nno topics\n");
 		return;
@@ -398,7 +498,9 @@ static const char stat_help[] =
 	"Show each topic (all of the bus when none is named), refreshed like top: message\n"
 	"and byte rates, totals, aborted reservations, backpressure waits and wake-ups; under\n"
 	"it each reader (pid, group or -, consumed, rate, lag in messages and bytes, lost)\n"
-	"and each group (members, abandoned, lag, lost). Ctrl-C stops it.\n"
+	"and each group (members, abandoned, lag, lost). When shmbusd runs a bridge, each\n"
+	"mirror, import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
+	"errors, lost, duplicates skipped) and its io_uring batching. Ctrl-C stops it.\n"
 	"\n"
 	"  -i, --interval MS   time between refreshes, and between the two snapshots of\n"
 	"                      --json (default 1000; with --json, 0 means no rates)\n"

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bridge's parts, shared by its files (bridge.c: the thread, its ring, topics and
+ * waits; conn.c: TCP connections through io_uring; redis.c: Redis mirrors and imports;
+ * ws.c: WebSocket mirrors and the listener; http.c: the upgrade handshake; stats.c: the
+ * shared counters). Everything here runs on the bridge thread only.
+ *
+ * Lifetime rule: an object with an operation in flight in the ring (its br_op is some
+ * SQE's user_data) is freed only after that operation's completion has been seen. Each
+ * object counts its own operations (nops, armed flags), and the ring counts all of them
+ * (bridge.inflight), so that shutdown can drain the ring before freeing anything.
+ */
+#ifndef SHMBUSD_BRIDGE_INTERNAL_H
+#define SHMBUSD_BRIDGE_INTERNAL_H
+
+#include <hiredis/hiredis.h>
+#include <liburing.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <wslay/wslay.h>
+
+#include "bus/internal.h"
+#include "bus/proto.h"
+#include "daemon/bridge/bridge.h"
+#include "daemon/config.h"
+
+/* What a completion is for: the user_data of every SQE points at one of these. */
+enum bop_kind {
+	BOP_WAKE = 1, /* the eventfd: the conductor asks us to stop */
+	BOP_TICK,     /* 100 ms housekeeping */
+	BOP_INOTIFY,  /* the bus directory changed: topics came or went */
+	BOP_IDLE,     /* timed poll of idle topics (no IORING_OP_FUTEX_WAIT) */
+	BOP_FUTEX,    /* a topic's wake word changed */
+	BOP_CONNECT,
+	BOP_LTIMEOUT, /* the connect's linked timeout */
+	BOP_SEND,
+	BOP_RECV,
+	BOP_TIMER,  /* a connection's retry timer */
+	BOP_CANCEL, /* an async cancel we issued */
+	BOP_ACCEPT,
+};
+
+struct br_op {
+	uint8_t kind;
+	void *owner;
+};
+
+/* A growable byte buffer. */
+struct bbuf {
+	uint8_t *p;
+	size_t len, cap;
+};
+int bbuf_reserve(struct bbuf *b, size_t more);
+int bbuf_put(struct bbuf *b, const void *data, size_t n);
+void bbuf_free(struct bbuf *b);
+
+struct bridge;
+
+/* ---- connections (conn.c) ------------------------------------------------------------- */
+
+enum { BC_IDLE, BC_CONNECTING, BC_OPEN, BC_CLOSING };
+
+struct bconn;
+struct bconn_ops {
+	void (*opened)(struct bconn *c);			   /* connected */
+	void (*data)(struct bconn *c, const uint8_t *p, size_t n); /* bytes came */
+	void (*sent)(struct bconn *c);	 /* everything handed to send went out */
+	void (*closed)(struct bconn *c); /* all operations done, fd closed; c->why says why */
+	void (*timer)(struct bconn *c);	 /* the retry timer fired */
+};
+
+/*
+ * A TCP connection: one connect (with a linked timeout), at most one send and one recv in
+ * flight. Bytes to send are appended to out; bconn_kick() swaps out and wire and sends
+ * wire. Closing (bconn_fail) shuts the socket down and cancels what is in flight; the fd
+ * is closed and ops->closed called once every operation has completed.
+ */
+struct bconn {
+	struct bridge *b;
+	const struct bconn_ops *ops;
+	void *owner;
+	int fd;
+	int state;
+	unsigned nops; /* operations in flight (timer excluded) */
+	struct br_op connect_op, lt_op, send_op, recv_op, timer_op, cancel_op;
+	struct __kernel_timespec lt_ts, timer_ts;
+	int timer_armed;
+	int send_busy, recv_busy;
+	int recv_paused; /* the owner stops reading (its queue is full) */
+	struct bbuf out, wire;
+	size_t wire_off;
+	uint64_t queued; /* bytes appended to out, ever */
+	uint64_t sent;	 /* bytes the kernel took, ever */
+	uint8_t *rbuf;
+	size_t rcap;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char host[BR_HOST_MAX + 1];
+	uint16_t port;
+	uint32_t connect_timeout_ms;
+	uint64_t opened_ms;
+	char why[512];
+};
+
+void bconn_init(struct bconn *c, struct bridge *b, const struct bconn_ops *ops, void *owner,
+		const char *host, uint16_t port, uint32_t connect_timeout_ms);
+/* Connect (resolving host). Failure shows as closed(). */
+void bconn_connect(struct bconn *c);
+/* Take an accepted socket (listener side). */
+void bconn_adopt(struct bconn *c, int fd);
+/* Start a send of what is in out, if none is in flight. */
+void bconn_kick(struct bconn *c);
+/* Arm a recv if none is in flight (after recv_paused went back to 0). */
+void bconn_want_recv(struct bconn *c);
+/* Close because of why (printf-style); closed() follows when the ring is done with it. */
+void bconn_fail(struct bconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Call ops->timer in ms milliseconds. */
+void bconn_timer(struct bconn *c, uint64_t ms);
+void bconn_cancel_timer(struct bconn *c);
+/* At shutdown: hand what is in out to the kernel now, without waiting (a goodbye). */
+void bconn_flush_now(struct bconn *c);
+/* Free buffers (the connection must be idle, no timer). */
+void bconn_free(struct bconn *c);
+void bconn_complete(struct br_op *op, int res);
+
+/* ---- waiting on topics (bridge.c) ----------------------------------------------------- */
+
+/*
+ * A reader the bridge waits on: it registers as a sleeper on the topic's wake word, checks
+ * once more, and has io_uring wait on the word (IORING_OP_FUTEX_WAIT); the publisher that
+ * commits next wakes it. Without that opcode, idle readers are polled every few ms.
+ */
+struct bwait {
+	struct br_op op;
+	shmbus_sub_t *sub;
+	int armed;		     /* a futex wait is in flight */
+	int counted;		     /* we hold a count in the topic's sleepers */
+	int woken;		     /* its completion came: read the topic */
+	void (*fn)(struct bwait *w); /* called when woken */
+};
+/* 1 if armed (the topic is idle), 0 if the reader has something to read now. */
+int br_wait_arm(struct bridge *b, struct bwait *w);
+/* Cancel an armed wait (its completion still comes). */
+void br_wait_cancel(struct bridge *b, struct bwait *w);
+/* Give back the sleeper count (at shutdown, when the ring's waits are gone). */
+void br_wait_forget(struct bwait *w);
+
+/* ---- mirrors --------------------------------------------------------------------------- */
+
+enum { MT_QUERY, MT_QUERYING, MT_READY };
+
+/* One topic a mirror reads (a durable reader, group "bridge-NAME"). */
+struct mtopic {
+	struct mtopic *next;
+	struct mirror *m;
+	char name[SHMBUS_TOPIC_NAME_MAX + 1];
+	shmbus_sub_t *sub;
+	uint64_t gen;	     /* the topic file's generation */
+	uint64_t created_ms; /* its creation time: the ID's first part, by default */
+	char key[512];	     /* the stream key or channel */
+	size_t keylen;
+	char genhex[17];
+	int state;	     /* MT_*: a stream's last entry must be read before sending */
+	uint64_t base_ms;    /* the ms part of this generation's IDs */
+	uint64_t skip_below; /* sequences below this are in the stream already */
+	unsigned inflight;   /* commands sent and not answered */
+	uint64_t conf_pos, conf_seq;
+	int conf_dirty;
+	int idle; /* the last read found nothing */
+	int gone; /* removed or recreated: finish and detach */
+	struct bwait w;
+};
+
+/* A command or frame sent and not yet confirmed. */
+enum { PK_AUTH = 1, PK_SELECT, PK_QUERY, PK_XADD, PK_PUBLISH, PK_FRAME, PK_XREAD };
+struct pend {
+	uint8_t kind;
+	struct mtopic *t;
+	uint64_t seq;	    /* the message's sequence */
+	uint64_t end;	    /* the position just past it */
+	uint64_t bytes_end; /* ws: the connection's byte count once it is out */
+};
+
+struct br_slot; /* stats.c */
+
+struct mirror {
+	struct bridge *b;
+	const struct mirror_decl *d;
+	struct shmbus_bridge_slot *st;
+	struct bconn c;
+	int up;		/* usable: commands may go (Redis: pipelined behind AUTH) */
+	int announced;	/* said up (counters, event): the handshake was answered */
+	int hs_pending; /* AUTH/SELECT replies still to come */
+	redisReader *rd;
+	/* ws */
+	wslay_event_context_ptr ws;
+	char ws_key[32];
+	struct bbuf hs;	    /* the handshake response so far */
+	uint64_t ws_queued; /* bytes wslay has put in out, ever */
+	/* topics and what is in flight */
+	struct mtopic *topics;
+	unsigned ntopics;
+	struct pend *pq;
+	size_t pq_head, pq_len, pq_cap;
+	uint64_t last_progress_ms; /* last reply, or when the oldest pending was sent */
+	uint64_t backoff_ms;
+	uint64_t down_since_ms;
+	int ever_up;
+	int down_reported;
+	uint64_t scan_fail_ms; /* last time a topic could not be attached (rate limit) */
+	char origin[128];      /* the origin field's value, and its length */
+	size_t originlen;
+};
+
+int redis_mirror_init(struct mirror *m);
+int redis_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg);
+void redis_query(struct mirror *m, struct mtopic *t);
+int ws_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg);
+void ws_mirror_free(struct mirror *m);
+void ws_mirror_goodbye(struct mirror *m);
+void ws_mirror_tick(struct mirror *m);
+void redis_mirror_fill(struct mirror *m);
+void mirror_close(struct mirror *m, int free_it);
+int ws_mirror_init(struct mirror *m);
+void ws_mirror_fill(struct mirror *m);
+
+/* Common to both kinds (bridge.c). */
+void mirror_start(struct mirror *m); /* connect, or retry later */
+void mirror_went_down(struct mirror *m, const char *why);
+void mirror_announce_up(struct mirror *m, const char *detail);
+void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq);
+void mirror_commit(struct mirror *m); /* move the durable cursors */
+int pq_push(struct mirror *m, const struct pend *p);
+struct pend *pq_front(struct mirror *m);
+void pq_pop(struct mirror *m);
+void mirror_fill(struct mirror *m);
+int mirror_read(struct mirror *m, struct mtopic *t, shmbus_msg_t *msg);
+
+/* ---- imports (redis.c) ----------------------------------------------------------------- */
+
+struct import_state; /* the persistent position file */
+
+struct import {
+	struct bridge *b;
+	const struct import_decl *d;
+	struct shmbus_bridge_slot *st;
+	struct bconn c;
+	redisReader *rd;
+	int up;
+	int announced;
+	int hs_pending;
+	int reading;	 /* an XREAD is outstanding */
+	unsigned npend;	 /* replies expected */
+	uint8_t pend[8]; /* their kinds (AUTH, SELECT, XREAD) */
+	shmbus_pub_t *pub;
+	struct import_state *ps;
+	char last_id[48];  /* the last entry published ("0-0", or "$" to start) */
+	redisReply *batch; /* an XREAD answer being published */
+	size_t next;	   /* its next entry */
+	int blocked;	   /* the local topic is full (block policy): retry soon */
+	uint64_t last_progress_ms;
+	uint64_t backoff_ms;
+	int ever_up;
+	int down_reported;
+};
+
+int import_init(struct import *im);
+void import_work(struct import *im);
+void import_close(struct import *im);
+void import_tick(struct import *im);
+
+/* ---- the WebSocket listener (ws.c) ------------------------------------------------------ */
+
+struct wss;
+int wss_init(struct bridge *b);
+void wss_accept(struct wss *s, int res);
+void wss_work(struct wss *s);
+void wss_tick(struct wss *s);
+void wss_rescan(struct wss *s);
+/* Look at every subscription again (the timed poll without futex waits). */
+void wss_poll(struct wss *s);
+/* First call: stop (close the listener and the clients); second call: free. */
+void wss_close(struct wss *s);
+void wss_forget_waits(struct wss *s);
+
+/* ---- the bridge ------------------------------------------------------------------------ */
+
+struct bridge {
+	struct shmbusd_config cfg; /* our own copy */
+	char bus_dir[PATH_MAX];
+	pthread_t thread;
+	int wake_fd;
+	uint64_t wake_buf;
+	int start_pipe[2];
+	shmbus_bus_t *bus;
+	shmbus_pub_t *log;
+	struct io_uring ring;
+	int futex_ok;	   /* IORING_OP_FUTEX_WAIT works here */
+	uint64_t inflight; /* SQEs whose completion has not come */
+	unsigned sends;	   /* sends among them (the load, for batching) */
+	int batch_idle;	   /* the last batch wait timed out with nothing */
+	uint64_t now_ms;
+	int stop;
+	struct br_op wake_op, tick_op, ino_op, idle_op;
+	struct __kernel_timespec tick_ts, idle_ts;
+	int tick_armed, idle_armed, ino_armed;
+	int ino_fd;
+	uint8_t ino_buf[4096];
+	int rescan;
+	uint64_t last_scan_ms;
+	struct mirror **mirrors;
+	size_t nmirrors;
+	struct import **imports;
+	size_t nimports;
+	struct wss *ws;
+	struct shmbus_bridge_state *stats;
+	size_t stats_size;
+	char origin[128];
+	uint64_t enters, sqes, cqes;
+};
+
+/* An SQE, submitting what is queued if the SQ ring is full. Never NULL. */
+struct io_uring_sqe *br_sqe(struct bridge *b);
+/* At least n free SQEs, so that a linked pair is never split by a submit. */
+void br_sq_room(struct bridge *b, unsigned n);
+/* Have the loop look again at idle readers in a few ms (a timed poll). */
+void br_poll_soon(struct bridge *b);
+/* Mark sqe as one of ours (user_data = op) and count it in flight. */
+void br_arm(struct bridge *b, struct io_uring_sqe *sqe, struct br_op *op);
+uint64_t br_now_ms(void);
+/* A JSON event on $sys.log (and stderr), as the conductor's. */
+void br_event(struct bridge *b, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A stats slot for a mirror, import or the listener. */
+struct shmbus_bridge_slot *br_slot(struct bridge *b, const char *name, const char *kind,
+				   const char *peer);
+void br_slot_error(struct shmbus_bridge_slot *s, const char *why);
+void br_stats_update(struct bridge *b);
+int br_stats_open(struct bridge *b, unsigned nslots);
+void br_stats_close(struct bridge *b);
+
+/* Relaxed counter updates in the shared stats (single writer: this thread). */
+#define BR_ADD(slot, field, v) \
+	__atomic_store_n(&(slot)->field, (slot)->field + (v), __ATOMIC_RELAXED)
+#define BR_SET(slot, field, v) __atomic_store_n(&(slot)->field, (v), __ATOMIC_RELAXED)
+
+#endif

@@ -1,0 +1,1249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * WebSocket through the bridge's ring, with wslay as the frame codec only: its event API
+ * is given callbacks that read from and write to our buffers (never sockets), so it does
+ * masking, fragmentation, ping/pong and the close handshake while every byte still goes
+ * through io_uring. The HTTP upgrade is ours (http.c), with bounds on everything.
+ *
+ * Mirrors (client side): connect to ws://HOST:PORT/PATH, upgrade, send each message as a
+ * binary frame (its payload) or, with format = json, a text frame
+ *     {"topic":"T","seq":N,"type":N,"ts":NS,"data":"BASE64"}
+ * With ack = none a message is confirmed once the kernel took its last byte; with ack =
+ * peer when the peer sends back {"topic":"T","ack":SEQ} (everything of T up to SEQ).
+ * Either way the durable cursor follows confirmations and a reconnect resends the rest.
+ *
+ * The listener (server side): clients open /topics/PATTERN[?from=SEQ&format=json|binary]
+ * to receive the topics that match (those that appear later too), from SEQ on (the
+ * retained part of it) or from now; or /publish/TOPIC, when the config allows that topic,
+ * to publish each message they send. Each subscription reads with an observer, which
+ * never holds publishers back: a client whose queue (max_queue bytes) stays full while
+ * its topic laps it is cut off with close code 1013 and counted.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "daemon/bridge/http.h"
+#include "daemon/bridge/internal.h"
+#include "daemon/shmbusd.h"
+#include "ring/wait.h"
+
+#define HS_MAX 8192		 /* bytes of a handshake response we read */
+#define PEER_MSG_MAX (64u << 10) /* largest message a mirror's peer may send us */
+#define CLOSE_GRACE_MS 3000	 /* after our close frame, before we drop the socket */
+
+static uint64_t rnd_state;
+
+static void random_bytes(uint8_t *p, size_t n)
+{
+	if (getrandom(p, n, GRND_NONBLOCK) == (ssize_t)n)
+		return;
+	/* No entropy yet (early boot): masks need not be secret, only unpredictable enough
+	 * for caches (RFC 6455 10.3). */
+	if (!rnd_state)
+		rnd_state = shmbus_now_ns() ^ (uint64_t)getpid() << 32;
+	for (size_t i = 0; i < n; i++) {
+		rnd_state = rnd_state * 6364136223846793005ull + 1442695040888963407ull;
+		p[i] = (uint8_t)(rnd_state >> 56);
+	}
+}
+
+/* The JSON envelope of a message into b (replacing what it held). */
+static int envelope(struct bbuf *b, const char *topic, const shmbus_msg_t *msg, uint64_t lost)
+{
+	b->len = 0;
+	size_t need = strlen(topic) + br_b64_len(msg->len) + 160;
+	if (bbuf_reserve(b, need) < 0)
+		return -ENOMEM;
+	int n = snprintf((char *)b->p, b->cap,
+			 "{\"topic\":\"%s\",\"seq\":%" PRIu64 ",\"type\":%u,\"ts\":%" PRIu64, topic,
+			 msg->seq, msg->type, msg->timestamp_ns);
+	if (lost)
+		n += snprintf((char *)b->p + n, b->cap - (size_t)n, ",\"lost\":%" PRIu64, lost);
+	memcpy(b->p + n, ",\"data\":\"", 9);
+	n += 9;
+	n += (int)br_b64_encode(msg->data, msg->len, (char *)b->p + n);
+	memcpy(b->p + n, "\"}", 2);
+	b->len = (size_t)n + 2;
+	return 0;
+}
+
+/* A member of a flat JSON object: the number after "key": (0 or -1), or the string. */
+static int json_u64(const char *s, size_t n, const char *key, uint64_t *out)
+{
+	char pat[40];
+	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
+	const char *p = memmem(s, n, pat, (size_t)pl);
+	if (!p)
+		return -1;
+	p += pl;
+	const char *e = s + n;
+	while (p < e && (*p == ' ' || *p == ':'))
+		p++;
+	uint64_t v = 0;
+	int d = 0;
+	while (p < e && *p >= '0' && *p <= '9' && v < UINT64_MAX / 10) {
+		v = v * 10 + (uint64_t)(*p++ - '0');
+		d++;
+	}
+	if (!d)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int json_str_member(const char *s, size_t n, const char *key, char *out, size_t len)
+{
+	char pat[40];
+	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
+	const char *p = memmem(s, n, pat, (size_t)pl);
+	if (!p)
+		return -1;
+	p += pl;
+	const char *e = s + n;
+	while (p < e && (*p == ' ' || *p == ':'))
+		p++;
+	if (p >= e || *p != '"')
+		return -1;
+	const char *q = memchr(p + 1, '"', (size_t)(e - p - 1));
+	if (!q || (size_t)(q - p - 1) >= len)
+		return -1;
+	memcpy(out, p + 1, (size_t)(q - p - 1));
+	out[q - p - 1] = '\0';
+	return 0;
+}
+
+/* ---- wslay over our buffers ------------------------------------------------------------- */
+
+/* What every wslay context of ours shares: input from a buffer, output to a bconn. */
+struct wsio {
+	struct bconn *c;
+	struct bbuf in;
+	size_t in_off;
+	int paused; /* give wslay no input for now (a message waits for room) */
+};
+
+static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+		       void *user);
+static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+		       void *user);
+
+static ssize_t io_recv_impl(struct wsio *io, wslay_event_context_ptr ctx, uint8_t *buf, size_t len)
+{
+	size_t avail = io->in.len - io->in_off;
+	if (!avail || io->paused) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	size_t n = avail < len ? avail : len;
+	memcpy(buf, io->in.p + io->in_off, n);
+	io->in_off += n;
+	if (io->in_off == io->in.len)
+		io->in.len = io->in_off = 0;
+	return (ssize_t)n;
+}
+
+static ssize_t io_send_impl(struct wsio *io, wslay_event_context_ptr ctx, const uint8_t *data,
+			    size_t len)
+{
+	if (bbuf_put(&io->c->out, data, len) < 0) {
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	io->c->queued += len;
+	return (ssize_t)len;
+}
+
+static int io_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+	(void)ctx;
+	(void)user;
+	random_bytes(buf, len);
+	return 0;
+}
+
+/* Keep the input for wslay (bounded by the recv size, as it is fed at once). */
+static int io_feed(struct wsio *io, const uint8_t *p, size_t n)
+{
+	if (io->in_off && io->in_off == io->in.len)
+		io->in.len = io->in_off = 0;
+	return bbuf_put(&io->in, p, n);
+}
+
+/* ---- mirrors ------------------------------------------------------------------------------- */
+
+struct wsm {
+	struct wsio io; /* first: the wslay user data */
+	struct mirror *m;
+	int hs_done;
+	struct bbuf scratch;
+};
+
+static struct wsm *wsm_of(struct mirror *m)
+{
+	return (struct wsm *)(void *)m->hs.p;
+}
+
+static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+	(void)flags;
+	return io_recv_impl(user, ctx, buf, len);
+}
+
+static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+		       void *user)
+{
+	(void)flags;
+	return io_send_impl(user, ctx, data, len);
+}
+
+/*
+ * Pop what is confirmed from the front of the queue and commit it: a frame is confirmed
+ * when the kernel took its last byte and, with ack = peer, when the peer acknowledged its
+ * topic's sequence (skip_below holds "acknowledged below" for these mirrors).
+ */
+static void wm_confirm(struct mirror *m)
+{
+	struct pend *p;
+	while ((p = pq_front(m)) && p->bytes_end <= m->c.sent) {
+		if (m->d->ack && p->seq >= p->t->skip_below)
+			break;
+		struct pend cp = *p;
+		pq_pop(m);
+		BR_ADD(m->st, confirmed, 1);
+		mirror_confirm(cp.t, cp.end, cp.seq + 1);
+	}
+	mirror_commit(m);
+}
+
+static void wm_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+		   void *user)
+{
+	(void)ctx;
+	struct wsm *w = user;
+	struct mirror *m = w->m;
+	if (arg->opcode != WSLAY_TEXT_FRAME || !m->d->ack)
+		return; /* pongs; data the peer sends us is not ours to keep */
+	char topic[SHMBUS_TOPIC_NAME_MAX + 1];
+	uint64_t seq;
+	const char *s = (const char *)arg->msg;
+	if (json_str_member(s, arg->msg_length, "topic", topic, sizeof(topic)) < 0 ||
+	    json_u64(s, arg->msg_length, "ack", &seq) < 0) {
+		BR_ADD(m->st, errors, 1);
+		br_slot_error(m->st, "the peer sent a text frame that is not an ack");
+		return;
+	}
+	/* skip_below serves as "acknowledged below" for ws mirrors with ack = peer. */
+	for (struct mtopic *t = m->topics; t; t = t->next)
+		if (!strcmp(t->name, topic) && seq + 1 > t->skip_below)
+			t->skip_below = seq + 1;
+	wm_confirm(m);
+}
+
+static void wm_flush(struct mirror *m)
+{
+	if (m->ws && wslay_event_want_write(m->ws) && wslay_event_send(m->ws) != 0) {
+		bconn_fail(&m->c, "WebSocket: cannot send");
+		return;
+	}
+	bconn_kick(&m->c);
+}
+
+int ws_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg)
+{
+	struct wsm *w = wsm_of(m);
+	struct wslay_event_msg em;
+	if (m->d->format == BR_FMT_JSON) {
+		if (envelope(&w->scratch, t->name, msg, 0) < 0) {
+			bconn_fail(&m->c, "out of memory");
+			return -1;
+		}
+		em.opcode = WSLAY_TEXT_FRAME;
+		em.msg = w->scratch.p;
+		em.msg_length = w->scratch.len;
+	} else {
+		em.opcode = WSLAY_BINARY_FRAME;
+		em.msg = msg->data;
+		em.msg_length = msg->len;
+	}
+	if (wslay_event_queue_msg(m->ws, &em) != 0 || wslay_event_send(m->ws) != 0) {
+		bconn_fail(&m->c, "WebSocket: cannot queue a message");
+		return -1;
+	}
+	struct pend p = { .kind = PK_FRAME,
+			  .t = t,
+			  .seq = msg->seq,
+			  .end = shmbus_msg_end(msg),
+			  .bytes_end = m->c.queued };
+	if (pq_push(m, &p) < 0) {
+		bconn_fail(&m->c, "out of memory");
+		return -1;
+	}
+	BR_ADD(m->st, sent, 1);
+	BR_ADD(m->st, bytes, msg->len);
+	return 0;
+}
+
+static void wm_opened(struct bconn *c)
+{
+	struct mirror *m = c->owner;
+	struct wsm *w = wsm_of(m);
+	uint8_t raw[16];
+	random_bytes(raw, sizeof(raw));
+	br_b64_encode(raw, 16, m->ws_key);
+	m->ws_key[24] = '\0';
+	char req[2048];
+	size_t n = ws_client_request(m->d->to.host, m->d->to.port, m->d->to.path, m->ws_key, req,
+				     sizeof(req));
+	w->hs_done = 0;
+	w->io.in.len = w->io.in_off = 0;
+	w->scratch.len = 0;
+	if (bbuf_put(&c->out, req, n) < 0) {
+		bconn_fail(c, "out of memory");
+		return;
+	}
+	c->queued += n;
+	bconn_kick(c);
+}
+
+static void wm_handshake_done(struct mirror *m)
+{
+	struct wsm *w = wsm_of(m);
+	struct wslay_event_callbacks cb = {
+		.recv_callback = io_recv,
+		.send_callback = io_send,
+		.genmask_callback = io_genmask,
+		.on_msg_recv_callback = wm_msg,
+	};
+	if (m->ws)
+		wslay_event_context_free(m->ws);
+	m->ws = NULL;
+	/* wslay's user data is the wsm (its wsio comes first, as the callbacks expect). */
+	if (wslay_event_context_client_init(&m->ws, &cb, w) != 0) {
+		bconn_fail(&m->c, "out of memory");
+		return;
+	}
+	wslay_event_config_set_max_recv_msg_length(m->ws, PEER_MSG_MAX);
+	w->hs_done = 1;
+	m->up = 1;
+	for (struct mtopic *t = m->topics; t; t = t->next) {
+		t->state = MT_READY;
+		t->skip_below = 0;
+	}
+	char detail[80];
+	snprintf(detail, sizeof(detail), "\"format\":\"%s\",\"ack\":\"%s\"",
+		 m->d->format == BR_FMT_JSON ? "json" : "binary", m->d->ack ? "peer" : "none");
+	mirror_announce_up(m, detail);
+}
+
+static void wm_data(struct bconn *c, const uint8_t *p, size_t n)
+{
+	struct mirror *m = c->owner;
+	struct wsm *w = wsm_of(m);
+	if (!w->hs_done) {
+		/* Bytes of the handshake response, after the wsm header in m->hs. */
+		if (io_feed(&w->io, p, n) < 0) {
+			bconn_fail(c, "out of memory");
+			return;
+		}
+		char why[300];
+		int end = ws_parse_response((const char *)w->io.in.p, w->io.in.len, HS_MAX,
+					    m->ws_key, why, sizeof(why));
+		if (end == 0)
+			return;
+		if (end < 0) {
+			bconn_fail(c, "WebSocket handshake: %s", why);
+			return;
+		}
+		/* What follows the response is frames already. */
+		w->io.in_off = (size_t)end;
+		if (w->io.in_off == w->io.in.len)
+			w->io.in.len = w->io.in_off = 0;
+		wm_handshake_done(m);
+		if (c->state != BC_OPEN)
+			return;
+	} else if (io_feed(&w->io, p, n) < 0) {
+		bconn_fail(c, "out of memory");
+		return;
+	}
+	if (w->io.in.len > w->io.in_off && wslay_event_recv(m->ws) != 0) {
+		bconn_fail(c, "WebSocket: a protocol error from the peer");
+		return;
+	}
+	if (wslay_event_get_close_received(m->ws)) {
+		wm_flush(m);
+		bconn_fail(c, "the peer closed the WebSocket (code %u)",
+			   wslay_event_get_status_code_received(m->ws));
+		return;
+	}
+	if (!wslay_event_get_read_enabled(m->ws)) {
+		/* wslay found a protocol error and queued its close frame. */
+		wm_flush(m);
+		bconn_fail(c, "WebSocket: the peer broke the protocol (close %u sent)",
+			   wslay_event_get_status_code_sent(m->ws));
+		return;
+	}
+	wm_flush(m);
+}
+
+static void wm_sent(struct bconn *c)
+{
+	struct mirror *m = c->owner;
+	wm_confirm(m);
+}
+
+static void wm_closed(struct bconn *c)
+{
+	struct mirror *m = c->owner;
+	struct wsm *w = wsm_of(m);
+	if (m->ws)
+		wslay_event_context_free(m->ws);
+	m->ws = NULL;
+	w->hs_done = 0;
+	w->io.in.len = w->io.in_off = 0;
+	mirror_went_down(m, c->why);
+	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
+}
+
+static void wm_timer(struct bconn *c)
+{
+	mirror_start(c->owner);
+}
+
+static const struct bconn_ops wm_ops = {
+	.opened = wm_opened,
+	.data = wm_data,
+	.sent = wm_sent,
+	.closed = wm_closed,
+	.timer = wm_timer,
+};
+
+int ws_mirror_init(struct mirror *m)
+{
+	char peer[400];
+	br_url_show(&m->d->to, peer, sizeof(peer));
+	m->st = br_slot(m->b, m->d->name, "ws", peer);
+	/* The wsm lives in m->hs's storage (freed with it by mirror_close). */
+	struct wsm *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -1;
+	m->hs.p = (uint8_t *)w;
+	m->hs.cap = sizeof(*w);
+	w->m = m;
+	w->io.c = &m->c;
+	bconn_init(&m->c, m->b, &wm_ops, m, m->d->to.host, m->d->to.port,
+		   m->d->timing.connect_timeout_ms);
+	return 0;
+}
+
+void ws_mirror_free(struct mirror *m)
+{
+	struct wsm *w = wsm_of(m);
+	if (!w)
+		return;
+	bbuf_free(&w->io.in);
+	bbuf_free(&w->scratch);
+}
+
+void ws_mirror_goodbye(struct mirror *m)
+{
+	if (!m->ws || m->c.state != BC_OPEN)
+		return;
+	wslay_event_queue_close(m->ws, 1001, (const uint8_t *)"the bridge stops", 16);
+	wslay_event_send(m->ws);
+	bconn_flush_now(&m->c);
+}
+
+void ws_mirror_tick(struct mirror *m)
+{
+	struct wsm *w = wsm_of(m);
+	if (m->c.state == BC_OPEN && !w->hs_done &&
+	    m->b->now_ms - m->c.opened_ms > m->d->timing.connect_timeout_ms)
+		bconn_fail(&m->c, "WebSocket handshake: no answer in %u ms",
+			   m->d->timing.connect_timeout_ms);
+}
+
+/* ---- the listener ------------------------------------------------------------------------ */
+
+struct wss;
+struct wsc;
+
+struct wssub {
+	struct wssub *next;
+	struct wsc *cl;
+	char topic[SHMBUS_TOPIC_NAME_MAX + 1];
+	shmbus_sub_t *sub;
+	uint64_t gen;
+	struct bwait w;
+	int idle;
+	int gone;
+	int started; /* a message was delivered (a lap after that is a cut-off) */
+};
+
+enum { WC_HS, WC_OPEN, WC_CLOSING, WC_DEAD };
+
+struct wsc {
+	struct wsio io; /* first: the wslay user data */
+	struct wsc *next;
+	struct wss *s;
+	uint64_t id;
+	struct bconn c;
+	int state;
+	int close_after_send;
+	uint64_t since_ms, last_rx_ms, last_ping_ms, close_deadline;
+	wslay_event_context_ptr ws;
+	/* a subscription */
+	int subscriber;
+	char pattern[SHMBUS_TOPIC_NAME_MAX + 1];
+	uint64_t from;
+	int has_from;
+	int json;
+	struct wssub *subs;
+	struct bbuf scratch;
+	/* publishing */
+	shmbus_pub_t *pub;
+	char pub_topic[SHMBUS_TOPIC_NAME_MAX + 1];
+	struct bbuf held;
+	uint32_t held_type;
+	int has_held;
+	char peer[64];
+};
+
+struct wss {
+	struct bridge *b;
+	const struct ws_decl *d;
+	struct shmbus_bridge_slot *st;
+	int lfd;
+	struct br_op accept_op;
+	int accept_armed;
+	uint64_t accept_retry_ms; /* after an accept error (no descriptors), not before */
+	struct wsc *clients;
+	unsigned nclients;
+	uint64_t next_id;
+};
+
+static void arm_accept(struct wss *s)
+{
+	if (s->accept_armed || s->b->stop)
+		return;
+	struct io_uring_sqe *sqe = br_sqe(s->b);
+	io_uring_prep_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	br_arm(s->b, sqe, &s->accept_op);
+	s->accept_armed = 1;
+}
+
+static int allowed(const struct br_patterns *p, const char *topic)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (br_pattern_match(p->p[i], topic))
+			return 1;
+	return 0;
+}
+
+static uint64_t backlog(const struct wsc *cl)
+{
+	uint64_t q = cl->c.out.len + (cl->c.wire.len - cl->c.wire_off);
+	if (cl->ws)
+		q += wslay_event_get_queued_msg_length(cl->ws);
+	return q;
+}
+
+static void wc_flush(struct wsc *cl)
+{
+	if (cl->ws && wslay_event_want_write(cl->ws) && wslay_event_send(cl->ws) != 0) {
+		bconn_fail(&cl->c, "WebSocket: cannot send");
+		return;
+	}
+	bconn_kick(&cl->c);
+}
+
+/* Close with a code: our close frame goes after what is queued; the socket is dropped
+ * when it is out, or after a grace period. */
+static void wc_close(struct wsc *cl, uint16_t code, const char *reason)
+{
+	if (cl->state != WC_OPEN)
+		return;
+	cl->state = WC_CLOSING;
+	cl->close_deadline = cl->s->b->now_ms + CLOSE_GRACE_MS;
+	wslay_event_queue_close(cl->ws, code, (const uint8_t *)reason, strlen(reason));
+	wc_flush(cl);
+}
+
+/* Refuse the upgrade with an HTTP error, then close once it is sent. */
+static void wc_refuse(struct wsc *cl, int status, const char *reason)
+{
+	char resp[1024];
+	size_t n = ws_response_error(status, reason, resp, sizeof(resp));
+	BR_ADD(cl->s->st, errors, 1);
+	char esc[400];
+	snprintf(esc, sizeof(esc), "client %s: %d %s", cl->peer, status, reason);
+	br_slot_error(cl->s->st, esc);
+	cl->state = WC_CLOSING;
+	cl->close_after_send = 1;
+	cl->close_deadline = cl->s->b->now_ms + CLOSE_GRACE_MS;
+	cl->c.recv_paused = 1;
+	if (bbuf_put(&cl->c.out, resp, n) < 0) {
+		bconn_fail(&cl->c, "out of memory");
+		return;
+	}
+	bconn_kick(&cl->c);
+}
+
+static void sub_woken(struct bwait *w)
+{
+	struct wssub *x = (struct wssub *)((char *)w - offsetof(struct wssub, w));
+	x->idle = 0;
+}
+
+static void sub_attach(struct wsc *cl, const char *topic)
+{
+	for (struct wssub *x = cl->subs; x; x = x->next)
+		if (!strcmp(x->topic, topic) && !x->gone)
+			return;
+	shmbus_sub_t *sub;
+	if (shmbus_sub_open_observer(&sub, cl->s->b->bus, topic,
+				     cl->has_from ? SHMBUS_SUB_EARLIEST : 0) < 0)
+		return;
+	struct wssub *x = calloc(1, sizeof(*x));
+	if (!x) {
+		shmbus_sub_close(sub);
+		return;
+	}
+	x->cl = cl;
+	snprintf(x->topic, sizeof(x->topic), "%s", topic);
+	x->sub = sub;
+	x->gen = ((struct shmbus_sub *)sub)->seg.generation;
+	x->w.op = (struct br_op){ BOP_FUTEX, &x->w };
+	x->w.sub = sub;
+	x->w.fn = sub_woken;
+	x->next = cl->subs;
+	cl->subs = x;
+}
+
+struct attach_ctx {
+	struct wsc *cl;
+};
+
+static int attach_one(const char *name, void *arg)
+{
+	struct wsc *cl = ((struct attach_ctx *)arg)->cl;
+	if (br_pattern_match(cl->pattern, name) && allowed(&cl->s->d->subscribe, name))
+		sub_attach(cl, name);
+	return 0;
+}
+
+/* "/topics/PATTERN?from=N&format=json|binary" or "/publish/TOPIC". 0 or -status. */
+static int route(struct wsc *cl, const char *target, char *why, size_t whylen)
+{
+	char path[HTTP_PATH_MAX + 1];
+	const char *q = strchr(target, '?');
+	size_t pl = q ? (size_t)(q - target) : strlen(target);
+	/* %XX in the path (clients write '>' as %3E) */
+	size_t o = 0;
+	for (size_t i = 0; i < pl && o < sizeof(path) - 1; i++) {
+		if (target[i] == '%' && i + 2 < pl) {
+			char hx[3] = { target[i + 1], target[i + 2], 0 };
+			char *end;
+			long v = strtol(hx, &end, 16);
+			if (*end || v <= 0) {
+				snprintf(why, whylen, "a bad %%-escape in the path");
+				return -400;
+			}
+			path[o++] = (char)v;
+			i += 2;
+		} else {
+			path[o++] = target[i];
+		}
+	}
+	path[o] = '\0';
+	char perr[256];
+	if (!strncmp(path, "/topics/", 8)) {
+		const char *pat = path + 8;
+		if (br_pattern_check(pat, perr, sizeof(perr)) < 0) {
+			snprintf(why, whylen, "%s", perr);
+			return -400;
+		}
+		snprintf(cl->pattern, sizeof(cl->pattern), "%.127s", pat);
+		cl->subscriber = 1;
+		cl->json = 1;
+		for (const char *a = q ? q + 1 : NULL; a && *a;) {
+			size_t n = strcspn(a, "&");
+			if (!strncmp(a, "from=", 5) && n > 5) {
+				uint64_t v = 0;
+				for (size_t i = 5; i < n; i++) {
+					if (a[i] < '0' || a[i] > '9' || v > UINT64_MAX / 10) {
+						snprintf(why, whylen,
+							 "from= takes a sequence number");
+						return -400;
+					}
+					v = v * 10 + (uint64_t)(a[i] - '0');
+				}
+				cl->from = v;
+				cl->has_from = 1;
+			} else if (n == 11 && !strncmp(a, "format=json", 11)) {
+				cl->json = 1;
+			} else if (n == 13 && !strncmp(a, "format=binary", 13)) {
+				cl->json = 0;
+			} else {
+				snprintf(why, whylen,
+					 "unknown query parameter '%.*s' (from=SEQ, "
+					 "format=json|binary)",
+					 (int)(n < 40 ? n : 40), a);
+				return -400;
+			}
+			a += n + (a[n] == '&');
+		}
+		return 0;
+	}
+	if (!strncmp(path, "/publish/", 9)) {
+		const char *topic = path + 9;
+		if (shmbus_topic_name_check(topic, 0) < 0) {
+			snprintf(why, whylen, "%s", shmbus_errmsg());
+			return -400;
+		}
+		if (!allowed(&cl->s->d->publish, topic)) {
+			snprintf(why, whylen, "publishing to '%.128s' is not allowed here", topic);
+			return -403;
+		}
+		if (shmbus_pub_open(&cl->pub, cl->s->b->bus, topic) < 0) {
+			snprintf(why, whylen, "%s", shmbus_errmsg());
+			return -404;
+		}
+		snprintf(cl->pub_topic, sizeof(cl->pub_topic), "%.127s", topic);
+		return 0;
+	}
+	snprintf(why, whylen, "paths are /topics/PATTERN and /publish/TOPIC");
+	return -404;
+}
+
+/* A message from a publishing client: into its topic, or held while the topic is full. */
+static int wc_publish(struct wsc *cl, const uint8_t *p, size_t n, uint32_t type)
+{
+	int rc = shmbus_publish_timeout(cl->pub, p, n, type, 0);
+	if (rc == -EAGAIN) {
+		/* Block policy, no room: keep it, read nothing more from this client (TCP
+		 * pushes back on it), try again soon. Never wait here. */
+		cl->held.len = 0;
+		if (bbuf_put(&cl->held, p, n) < 0)
+			return -ENOMEM;
+		cl->held_type = type;
+		cl->has_held = 1;
+		cl->io.paused = 1;
+		cl->c.recv_paused = 1;
+		br_poll_soon(cl->s->b);
+		return 0;
+	}
+	if (rc == 0)
+		BR_ADD(cl->s->st, confirmed, 1);
+	return rc;
+}
+
+static void wc_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+		   void *user)
+{
+	(void)ctx;
+	struct wsc *cl = user;
+	cl->last_rx_ms = cl->s->b->now_ms;
+	if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+		return; /* ping (answered by wslay), pong, close (echoed by wslay) */
+	if (cl->state != WC_OPEN)
+		return;
+	if (!cl->pub) {
+		wc_close(cl, 1008, "this connection subscribes; publish on /publish/TOPIC");
+		return;
+	}
+	if (arg->opcode == WSLAY_TEXT_FRAME && !ws_utf8_valid(arg->msg, arg->msg_length)) {
+		BR_ADD(cl->s->st, errors, 1);
+		wc_close(cl, 1007, "a text message that is not UTF-8");
+		return;
+	}
+	int rc = wc_publish(cl, arg->msg, arg->msg_length, arg->opcode == WSLAY_TEXT_FRAME);
+	if (rc == -EMSGSIZE) {
+		wc_close(cl, 1009, "larger than the topic's largest message");
+	} else if (rc < 0) {
+		BR_ADD(cl->s->st, errors, 1);
+		wc_close(cl, 1011, "cannot publish");
+	}
+}
+
+static ssize_t wc_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+	(void)flags;
+	return io_recv_impl(user, ctx, buf, len);
+}
+
+static ssize_t wc_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+		       void *user)
+{
+	(void)flags;
+	return io_send_impl(user, ctx, data, len);
+}
+
+/* Let wslay read what is buffered; act on what it found. */
+static void wc_pump(struct wsc *cl)
+{
+	int wr = 0;
+	if (cl->io.in.len > cl->io.in_off && !cl->io.paused &&
+	    wslay_event_get_read_enabled(cl->ws) && (wr = wslay_event_recv(cl->ws)) != 0) {
+		/* A frame that cannot even be parsed (a length with its top bit set, say):
+		 * wslay queued a close without a status code and gave up. RFC 6455 wants a
+		 * reason, so our own close frame goes instead (unmasked: we are the server),
+		 * and nothing of wslay's follows it. */
+		static const uint8_t close_1002[] = { 0x88, 0x02, 0x03, 0xea };
+		static const uint8_t close_1011[] = { 0x88, 0x02, 0x03, 0xf3 };
+		BR_ADD(cl->s->st, errors, 1);
+		cl->state = WC_CLOSING;
+		cl->close_after_send = 1;
+		cl->close_deadline = cl->s->b->now_ms + CLOSE_GRACE_MS;
+		cl->c.recv_paused = 1;
+		if (bbuf_put(&cl->c.out, wr == WSLAY_ERR_NOMEM ? close_1011 : close_1002, 4) < 0) {
+			bconn_fail(&cl->c, "out of memory");
+			return;
+		}
+		bconn_kick(&cl->c);
+		return;
+	}
+	if (cl->c.state != BC_OPEN)
+		return;
+	if (!wslay_event_get_read_enabled(cl->ws) && cl->state == WC_OPEN) {
+		/* wslay refused a frame (bad opcode, unmasked, too large, bad close) and
+		 * queued its close frame: we close after it. */
+		if (!wslay_event_get_close_received(cl->ws))
+			BR_ADD(cl->s->st, errors, 1);
+		cl->state = WC_CLOSING;
+		cl->close_deadline = cl->s->b->now_ms + CLOSE_GRACE_MS;
+	}
+	wc_flush(cl);
+	if (cl->state == WC_CLOSING && wslay_event_get_close_sent(cl->ws) &&
+	    (wslay_event_get_close_received(cl->ws) || !wslay_event_get_read_enabled(cl->ws)) &&
+	    !backlog(cl))
+		bconn_fail(&cl->c, "closed");
+}
+
+static void wc_upgrade(struct wsc *cl, const struct ws_request *req, size_t consumed)
+{
+	char why[300];
+	int rc = route(cl, req->path, why, sizeof(why));
+	if (rc < 0) {
+		wc_refuse(cl, -rc, why);
+		return;
+	}
+	struct wslay_event_callbacks cb = {
+		.recv_callback = wc_recv,
+		.send_callback = wc_send,
+		.genmask_callback = io_genmask,
+		.on_msg_recv_callback = wc_msg,
+	};
+	if (wslay_event_context_server_init(&cl->ws, &cb, cl) != 0) {
+		bconn_fail(&cl->c, "out of memory");
+		return;
+	}
+	uint32_t max = cl->s->d->max_message;
+	if (cl->pub) {
+		shmbus_topic_opts_t o;
+		if (shmbus_topic_info(cl->s->b->bus, cl->pub_topic, &o) == 0 && o.max_message < max)
+			max = o.max_message;
+	}
+	wslay_event_config_set_max_recv_msg_length(cl->ws, max);
+	char resp[512];
+	size_t n = ws_response_101(req, resp, sizeof(resp));
+	if (bbuf_put(&cl->c.out, resp, n) < 0) {
+		bconn_fail(&cl->c, "out of memory");
+		return;
+	}
+	cl->state = WC_OPEN;
+	cl->last_rx_ms = cl->last_ping_ms = cl->s->b->now_ms;
+	/* Bytes after the request are frames already. */
+	cl->io.in_off = consumed;
+	if (cl->io.in_off == cl->io.in.len)
+		cl->io.in.len = cl->io.in_off = 0;
+	if (cl->subscriber) {
+		struct attach_ctx a = { cl };
+		shmbus_topic_foreach(cl->s->b->bus, attach_one, &a);
+	}
+	bconn_kick(&cl->c);
+	wc_pump(cl);
+}
+
+static void wc_data(struct bconn *c, const uint8_t *p, size_t n)
+{
+	struct wsc *cl = c->owner;
+	if (cl->state == WC_DEAD || cl->state == WC_CLOSING) {
+		if (cl->ws && cl->state == WC_CLOSING && !cl->close_after_send &&
+		    io_feed(&cl->io, p, n) == 0)
+			wc_pump(cl);
+		return;
+	}
+	if (io_feed(&cl->io, p, n) < 0) {
+		bconn_fail(c, "out of memory");
+		return;
+	}
+	if (cl->state == WC_HS) {
+		struct ws_request req;
+		char why[300];
+		int rc = ws_parse_request((const char *)cl->io.in.p, cl->io.in.len,
+					  cl->s->d->max_header, &req, why, sizeof(why));
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			wc_refuse(cl, -rc, why);
+			return;
+		}
+		wc_upgrade(cl, &req, (size_t)rc);
+		return;
+	}
+	cl->last_rx_ms = cl->s->b->now_ms;
+	wc_pump(cl);
+}
+
+static void wc_sent(struct bconn *c)
+{
+	struct wsc *cl = c->owner;
+	if (cl->close_after_send && !backlog(cl)) {
+		bconn_fail(c, "refused");
+		return;
+	}
+	if (cl->state == WC_CLOSING && cl->ws && !cl->close_after_send)
+		wc_pump(cl);
+}
+
+static void wc_closed(struct bconn *c)
+{
+	struct wsc *cl = c->owner;
+	cl->state = WC_DEAD;
+	for (struct wssub *x = cl->subs; x; x = x->next)
+		br_wait_cancel(cl->s->b, &x->w);
+}
+
+static const struct bconn_ops wc_ops = {
+	.opened = NULL,
+	.data = wc_data,
+	.sent = wc_sent,
+	.closed = wc_closed,
+};
+
+static void wc_free(struct wsc *cl)
+{
+	while (cl->subs) {
+		struct wssub *x = cl->subs;
+		cl->subs = x->next;
+		shmbus_sub_close(x->sub);
+		free(x);
+	}
+	if (cl->ws)
+		wslay_event_context_free(cl->ws);
+	if (cl->pub)
+		shmbus_pub_close(cl->pub);
+	bbuf_free(&cl->io.in);
+	bbuf_free(&cl->scratch);
+	bbuf_free(&cl->held);
+	bconn_free(&cl->c);
+	free(cl);
+}
+
+void wss_accept(struct wss *s, int res)
+{
+	s->accept_armed = 0;
+	if (res < 0) {
+		if (res != -ECANCELED && !s->b->stop) {
+			fprintf(stderr, "shmbusd: bridge: accept: %s\n", strerror(-res));
+			/* Out of descriptors or memory: try again later, not in a loop. */
+			s->accept_retry_ms = s->b->now_ms + 100;
+		}
+		return;
+	}
+	arm_accept(s);
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof(sa);
+	char peer[64] = "?";
+	if (getpeername(res, (struct sockaddr *)&sa, &sl) == 0 && sa.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&sa;
+		uint32_t ip = ntohl(a->sin_addr.s_addr);
+		snprintf(peer, sizeof(peer), "%u.%u.%u.%u:%u", ip >> 24, (ip >> 16) & 255,
+			 (ip >> 8) & 255, ip & 255, ntohs(a->sin_port));
+	}
+	if (s->nclients >= s->d->max_clients) {
+		char resp[256];
+		size_t n = ws_response_error(503, "too many clients", resp, sizeof(resp));
+		if (send(res, resp, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* it goes anyway */
+		}
+		close(res);
+		BR_ADD(s->st, errors, 1);
+		return;
+	}
+	struct wsc *cl = calloc(1, sizeof(*cl));
+	if (!cl) {
+		close(res);
+		return;
+	}
+	cl->s = s;
+	cl->id = ++s->next_id;
+	cl->since_ms = s->b->now_ms;
+	cl->state = WC_HS;
+	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
+	cl->io.c = &cl->c;
+	bconn_init(&cl->c, s->b, &wc_ops, cl, "", 0, 0);
+	cl->next = s->clients;
+	s->clients = cl;
+	s->nclients++;
+	BR_SET(s->st, topics, s->nclients);
+	bconn_adopt(&cl->c, res);
+}
+
+/* Retry a held publish; resume reading the client once it went in. */
+static void wc_retry(struct wsc *cl)
+{
+	int rc = shmbus_publish_timeout(cl->pub, cl->held.p, cl->held.len, cl->held_type, 0);
+	if (rc == -EAGAIN) {
+		br_poll_soon(cl->s->b);
+		return;
+	}
+	cl->has_held = 0;
+	cl->io.paused = 0;
+	cl->c.recv_paused = 0;
+	if (rc == 0)
+		BR_ADD(cl->s->st, confirmed, 1);
+	bconn_want_recv(&cl->c);
+	wc_pump(cl);
+}
+
+/* Send what the client's topics hold, as long as its queue has room. */
+static void wc_fill(struct wsc *cl)
+{
+	struct wss *s = cl->s;
+	uint64_t room = s->d->max_queue / 2;
+	for (struct wssub *x = cl->subs; x; x = x->next) {
+		if (x->idle || x->w.armed || x->gone)
+			continue;
+		for (int k = 0; k < 64; k++) {
+			if (backlog(cl) >= room)
+				goto full;
+			shmbus_msg_t msg;
+			int rc = shmbus_recv(x->sub, &msg, 0);
+			if (rc == -EAGAIN) {
+				x->idle = 1;
+				break;
+			}
+			if (rc < 0)
+				break;
+			if (cl->has_from && msg.seq < cl->from)
+				continue; /* older than asked for */
+			uint64_t lost = 0;
+			if (!x->started && cl->has_from) {
+				/* Asked for older messages than the ring keeps: said, not fatal. */
+				x->started = 1;
+				if (msg.seq > cl->from)
+					lost = msg.seq - cl->from;
+			} else if (msg.lost) {
+				/* Lapped: it cannot have everything it subscribed to. */
+				char esc[400];
+				BR_ADD(s->st, dropped, 1);
+				snprintf(esc, sizeof(esc),
+					 "client %s cut off: %" PRIu64
+					 " messages of %s lost while its queue was full",
+					 cl->peer, msg.lost, x->topic);
+				br_slot_error(s->st, esc);
+				br_event(s->b, "ws_slow_client",
+					 "\"client\":\"%s\",\"topic\":\"%s\",\"lost\":%" PRIu64
+					 ",\"max_queue\":%u",
+					 cl->peer, x->topic, msg.lost, s->d->max_queue);
+				wc_close(cl, 1013, "too slow: messages were lost");
+				return;
+			}
+			struct wslay_event_msg em;
+			if (cl->json) {
+				if (envelope(&cl->scratch, x->topic, &msg, lost) < 0) {
+					bconn_fail(&cl->c, "out of memory");
+					return;
+				}
+				em.opcode = WSLAY_TEXT_FRAME;
+				em.msg = cl->scratch.p;
+				em.msg_length = cl->scratch.len;
+			} else {
+				em.opcode = WSLAY_BINARY_FRAME;
+				em.msg = msg.data;
+				em.msg_length = msg.len;
+			}
+			if (wslay_event_queue_msg(cl->ws, &em) != 0 ||
+			    wslay_event_send(cl->ws) != 0) {
+				bconn_fail(&cl->c, "WebSocket: cannot queue a message");
+				return;
+			}
+			x->started = 1;
+			BR_ADD(s->st, sent, 1);
+			BR_ADD(s->st, bytes, msg.len);
+		}
+	}
+full:
+	bconn_kick(&cl->c);
+	/* Idle topics: wait on them (a wait that finds something is read next turn). */
+	for (struct wssub *x = cl->subs; x; x = x->next)
+		if (x->idle && !x->gone && !br_wait_arm(s->b, &x->w))
+			x->idle = 0;
+}
+
+void wss_work(struct wss *s)
+{
+	struct wsc **pp = &s->clients;
+	while (*pp) {
+		struct wsc *cl = *pp;
+		if (cl->state == WC_DEAD) {
+			int armed = 0;
+			for (struct wssub *x = cl->subs; x; x = x->next)
+				armed |= x->w.armed;
+			if (!armed && cl->c.state == BC_IDLE) {
+				*pp = cl->next;
+				s->nclients--;
+				BR_SET(s->st, topics, s->nclients);
+				wc_free(cl);
+				continue;
+			}
+		} else if (cl->state == WC_OPEN) {
+			if (cl->has_held)
+				wc_retry(cl);
+			if (cl->subscriber && cl->state == WC_OPEN)
+				wc_fill(cl);
+		}
+		pp = &cl->next;
+	}
+	/* Always accepting: one client too many gets a 503 and is closed. */
+	if (!s->accept_armed && s->lfd >= 0 && s->b->now_ms >= s->accept_retry_ms)
+		arm_accept(s);
+}
+
+void wss_tick(struct wss *s)
+{
+	uint64_t now = s->b->now_ms;
+	for (struct wsc *cl = s->clients; cl; cl = cl->next) {
+		if (cl->state == WC_HS && now - cl->since_ms > s->d->handshake_timeout_ms) {
+			char why[100];
+			snprintf(why, sizeof(why), "no complete request in %u ms",
+				 s->d->handshake_timeout_ms);
+			wc_refuse(cl, 408, why);
+		} else if (cl->state == WC_CLOSING && now > cl->close_deadline) {
+			bconn_fail(&cl->c, "close timed out");
+		} else if (cl->state == WC_OPEN && s->d->ping_interval_ms) {
+			if (now - cl->last_rx_ms > 3ull * s->d->ping_interval_ms) {
+				bconn_fail(&cl->c, "no answer to pings");
+			} else if (now - cl->last_ping_ms >= s->d->ping_interval_ms) {
+				struct wslay_event_msg ping = { WSLAY_PING, NULL, 0 };
+				cl->last_ping_ms = now;
+				wslay_event_queue_msg(cl->ws, &ping);
+				wc_flush(cl);
+			}
+		}
+		/* Idle subscriptions without futex waits are polled. */
+		if (!s->b->futex_ok)
+			for (struct wssub *x = cl->subs; x; x = x->next)
+				x->idle = 0;
+	}
+}
+
+void wss_poll(struct wss *s)
+{
+	for (struct wsc *cl = s->clients; cl; cl = cl->next)
+		for (struct wssub *x = cl->subs; x; x = x->next)
+			x->idle = 0;
+}
+
+void wss_rescan(struct wss *s)
+{
+	for (struct wsc *cl = s->clients; cl; cl = cl->next) {
+		if (cl->state != WC_OPEN || !cl->subscriber)
+			continue;
+		struct attach_ctx a = { cl };
+		shmbus_topic_foreach(s->b->bus, attach_one, &a);
+	}
+}
+
+int wss_init(struct bridge *b)
+{
+	const struct ws_decl *d = &b->cfg.ws;
+	struct wss *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -1;
+	s->b = b;
+	s->d = d;
+	s->accept_op = (struct br_op){ BOP_ACCEPT, s };
+	char peer[120];
+	int v6 = strchr(d->host, ':') != NULL;
+	snprintf(peer, sizeof(peer), "ws://%s%s%s:%u", v6 ? "[" : "", d->host, v6 ? "]" : "",
+		 d->port);
+	s->st = br_slot(b, "websocket", "listener", peer);
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t sl;
+	if (v6) {
+		struct sockaddr_in6 *a = (void *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(d->port);
+		inet_pton(AF_INET6, d->host, &a->sin6_addr);
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (void *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons(d->port);
+		inet_pton(AF_INET, d->host, &a->sin_addr);
+		sl = sizeof(*a);
+	}
+	s->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(s->lfd, (struct sockaddr *)&ss, sl) < 0 || listen(s->lfd, 128) < 0) {
+		fprintf(stderr, "shmbusd: [websocket]: cannot listen on %s: %s\n", peer,
+			strerror(errno));
+		if (s->lfd >= 0)
+			close(s->lfd);
+		free(s);
+		return -1;
+	}
+	b->ws = s;
+	BR_SET(s->st, up, 1);
+	BR_SET(s->st, last_change_ns, shmbus_wall_ns());
+	arm_accept(s);
+	return 0;
+}
+
+void wss_close(struct wss *s)
+{
+	/* Called twice: first to stop (the ring is still there), then to free. */
+	if (s->lfd >= 0) {
+		close(s->lfd);
+		s->lfd = -1;
+		for (struct wsc *cl = s->clients; cl; cl = cl->next) {
+			if (cl->state == WC_OPEN) {
+				wc_close(cl, 1001, "the server stops");
+				bconn_flush_now(&cl->c);
+			}
+			bconn_fail(&cl->c, "the bridge stops");
+			for (struct wssub *x = cl->subs; x; x = x->next)
+				br_wait_cancel(s->b, &x->w);
+		}
+		BR_SET(s->st, up, 0);
+		return;
+	}
+	while (s->clients) {
+		struct wsc *cl = s->clients;
+		s->clients = cl->next;
+		for (struct wssub *x = cl->subs; x; x = x->next)
+			x->w.counted = 0; /* the bridge gave up its sleeper counts already */
+		wc_free(cl);
+	}
+	s->b->ws = NULL;
+	free(s);
+}
+
+void wss_forget_waits(struct wss *s)
+{
+	for (struct wsc *cl = s->clients; cl; cl = cl->next)
+		for (struct wssub *x = cl->subs; x; x = x->next)
+			br_wait_forget(&x->w);
+}

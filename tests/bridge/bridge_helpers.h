@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * For the bridge tests: real redis-server instances on free ports of 127.0.0.1, each with
+ * a private directory (its AOF) inside the test's own, started and SIGKILLed by the test
+ * and killed at exit even when a check fails; a blocking hiredis client to look at what
+ * arrived; the bridge's counters; a tiny TCP server for fake peers. Include after
+ * daemon_helpers.h.
+ *
+ * Exit 77 only when redis-server is not installed.
+ */
+#ifndef SHMBUS_TESTS_BRIDGE_HELPERS_H
+#define SHMBUS_TESTS_BRIDGE_HELPERS_H
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "../daemon_helpers.h"
+
+#define BT_REDIS "/usr/bin/redis-server"
+
+/* A port nobody listens on now (bound, then released). */
+static inline int bt_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	socklen_t l = sizeof(a);
+	CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* On failure, the daemon's log is shown before the private directory goes. */
+static int bt_passed;
+static void bt_show_log_(void)
+{
+	if (bt_passed || getpid() != t_dir_owner_ || !getenv("SHMBUS_DIR"))
+		return;
+	char path[600], line[4096];
+	snprintf(path, sizeof(path), "%s/daemon.log", getenv("SHMBUS_DIR"));
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	fprintf(stderr, "---- %s (last 60 lines)\n", path);
+	char *lines[60] = { 0 };
+	int n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		free(lines[n % 60]);
+		lines[n % 60] = strdup(line);
+		n++;
+	}
+	for (int i = n > 60 ? n - 60 : 0; i < n; i++) {
+		fputs(lines[i % 60] ? lines[i % 60] : "", stderr);
+		free(lines[i % 60]);
+	}
+	fclose(f);
+}
+
+/* Make the private directory (as t_private_dir) and show the daemon's log on failure. */
+static inline const char *bt_private_dir(const char *tag)
+{
+	const char *d = t_private_dir(tag);
+	atexit(bt_show_log_); /* runs before the directory is removed */
+	return d;
+}
+
+/* ---- redis-server ------------------------------------------------------------------------ */
+
+struct bt_redis {
+	int port;
+	pid_t pid;
+	char dir[512];
+	char pass[64]; /* requirepass, "" for none */
+};
+
+static pid_t bt_pids_[16];
+static pid_t bt_owner_;
+
+static void bt_cleanup_(void)
+{
+	if (getpid() != bt_owner_)
+		return;
+	for (int i = 0; i < 16; i++)
+		if (bt_pids_[i] > 0) {
+			kill(bt_pids_[i], SIGKILL);
+			waitpid(bt_pids_[i], NULL, 0);
+		}
+}
+
+static void bt_track_(pid_t pid, int add)
+{
+	if (!bt_owner_) {
+		bt_owner_ = getpid();
+		atexit(bt_cleanup_);
+	}
+	for (int i = 0; i < 16; i++) {
+		if (add && bt_pids_[i] <= 0) {
+			bt_pids_[i] = pid;
+			return;
+		}
+		if (!add && bt_pids_[i] == pid) {
+			bt_pids_[i] = 0;
+			return;
+		}
+	}
+}
+
+static inline void bt_need_redis(void)
+{
+	if (access(BT_REDIS, X_OK) != 0) {
+		printf("SKIP: %s is not installed (apt-get install redis-server)\n", BT_REDIS);
+		exit(T_SKIP);
+	}
+}
+
+static inline redisContext *bt_connect(int port)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	if (c && c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* A command that must succeed (not an error reply). */
+static inline redisReply *bt_cmd(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		fprintf(stderr, "redis command '%s' failed: %s\n", fmt, r ? r->str : c->errstr);
+		exit(1);
+	}
+	return r;
+}
+
+/* Start (or start again, on the same port and directory) and wait until it answers. */
+static inline void bt_redis_start(struct bt_redis *r)
+{
+	char port[16], log[600];
+	snprintf(port, sizeof(port), "%d", r->port);
+	snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+	mkdir(r->dir, 0700);
+	char *argv[32];
+	int n = 0;
+	argv[n++] = (char *)BT_REDIS;
+	argv[n++] = (char *)"--port";
+	argv[n++] = port;
+	argv[n++] = (char *)"--bind";
+	argv[n++] = (char *)"127.0.0.1";
+	argv[n++] = (char *)"--dir";
+	argv[n++] = r->dir;
+	/* Every write is in the AOF before Redis answers: a SIGKILL loses nothing that was
+	 * confirmed (the directory is in /dev/shm, so fsync costs nothing). */
+	argv[n++] = (char *)"--appendonly";
+	argv[n++] = (char *)"yes";
+	argv[n++] = (char *)"--appendfsync";
+	argv[n++] = (char *)"always";
+	argv[n++] = (char *)"--save";
+	argv[n++] = (char *)"";
+	argv[n++] = (char *)"--logfile";
+	argv[n++] = log;
+	argv[n++] = (char *)"--protected-mode";
+	argv[n++] = (char *)"no";
+	if (r->pass[0]) {
+		argv[n++] = (char *)"--requirepass";
+		argv[n++] = r->pass;
+	}
+	argv[n] = NULL;
+	r->pid = dt_spawn(argv, NULL, NULL);
+	bt_track_(r->pid, 1);
+	uint64_t deadline = t_now_ns() + 10000000000ull;
+	for (;;) {
+		CHECK(waitpid(r->pid, NULL, WNOHANG) == 0);
+		redisContext *c = bt_connect(r->port);
+		if (c) {
+			redisReply *rep = r->pass[0] ? redisCommand(c, "AUTH %s", r->pass) : NULL;
+			if (rep)
+				freeReplyObject(rep);
+			rep = redisCommand(c, "PING");
+			int ok = rep && rep->type == REDIS_REPLY_STATUS &&
+				 !strcmp(rep->str, "PONG");
+			if (rep)
+				freeReplyObject(rep);
+			redisFree(c);
+			if (ok)
+				return;
+		}
+		CHECK(t_now_ns() < deadline);
+		usleep(5000);
+	}
+}
+
+static inline void bt_redis_kill(struct bt_redis *r)
+{
+	if (r->pid <= 0)
+		return;
+	kill(r->pid, SIGKILL);
+	waitpid(r->pid, NULL, 0);
+	bt_track_(r->pid, 0);
+	r->pid = 0;
+}
+
+/* A new server on a free port with its directory under the test's. */
+static inline void bt_redis_new(struct bt_redis *r, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	r->port = bt_free_port();
+	snprintf(r->dir, sizeof(r->dir), "%s/%s", getenv("SHMBUS_DIR"), name);
+}
+
+static inline redisContext *bt_client(const struct bt_redis *r)
+{
+	redisContext *c = bt_connect(r->port);
+	CHECK(c != NULL);
+	if (r->pass[0])
+		freeReplyObject(bt_cmd(c, "AUTH %s", r->pass));
+	return c;
+}
+
+static inline long long bt_xlen(redisContext *c, const char *key)
+{
+	redisReply *r = bt_cmd(c, "XLEN %s", key);
+	long long n = r->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+/* Wait until XLEN key reaches n (at most timeout_ms); returns the length seen last. */
+static inline long long bt_wait_xlen(redisContext *c, const char *key, long long n, int timeout_ms)
+{
+	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	long long have;
+	while ((have = bt_xlen(c, key)) < n && t_now_ns() < deadline)
+		usleep(20000);
+	return have;
+}
+
+/* ---- the bridge's counters ----------------------------------------------------------------- */
+
+static inline int bt_stats(shmbus_bus_t *bus, const char *name, shmbus_bridge_info_t *out)
+{
+	shmbus_bridge_info_t all[16];
+	int n = shmbus_bridge_stats(bus, all, 16, NULL);
+	for (int i = 0; i < n && i < 16; i++)
+		if (!strcmp(all[i].name, name)) {
+			*out = all[i];
+			return 0;
+		}
+	return -ENOENT;
+}
+
+/* Wait until the named mirror says up (or down) at most timeout_ms. 0 or -1. */
+static inline int bt_wait_up(shmbus_bus_t *bus, const char *name, int up, int timeout_ms)
+{
+	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	shmbus_bridge_info_t st;
+	do {
+		if (bt_stats(bus, name, &st) == 0 && st.up == up)
+			return 0;
+		usleep(10000);
+	} while (t_now_ns() < deadline);
+	return -1;
+}
+
+/* A message whose every byte depends on (topic tag, seq): binary, NULs included. */
+static inline size_t bt_payload(uint8_t *buf, uint32_t tag, uint64_t seq)
+{
+	size_t len = 8 + (size_t)((seq * 7 + tag) % 120);
+	memcpy(buf, &seq, 8);
+	uint64_t s = seq * 0x9e3779b97f4a7c15ull + tag;
+	for (size_t i = 8; i < len; i++)
+		buf[i] = (uint8_t)(t_rand(&s) >> 56);
+	return len;
+}
+
+/* ---- python3-websockets peers ------------------------------------------------------------ */
+
+#define BT_PYTHON "/usr/bin/python3"
+
+static char bt_peer_py_[600];
+
+/* Skip unless /usr/bin/python3 has websockets; remember where ws_peer.py is. */
+static inline void bt_need_websockets(const char *self)
+{
+	if (access(BT_PYTHON, X_OK) != 0 ||
+	    system(BT_PYTHON " -c 'import websockets' 2>/dev/null") != 0) {
+		printf("SKIP: %s has no websockets module (apt-get install python3-websockets)\n",
+		       BT_PYTHON);
+		exit(T_SKIP);
+	}
+	const char *src = getenv("BT_SOURCE_DIR");
+	if (src)
+		snprintf(bt_peer_py_, sizeof(bt_peer_py_), "%s/ws_peer.py", src);
+	else
+		snprintf(bt_peer_py_, sizeof(bt_peer_py_), "%s", self);
+	CHECK(access(bt_peer_py_, R_OK) == 0);
+}
+
+/* Run ws_peer.py with args (NULL-terminated); its stdout comes through *out_fd. */
+static inline pid_t bt_peer(int *out_fd, ...)
+{
+	char *argv[16];
+	int n = 0;
+	argv[n++] = (char *)BT_PYTHON;
+	argv[n++] = bt_peer_py_;
+	va_list ap;
+	va_start(ap, out_fd);
+	char *a;
+	while ((a = va_arg(ap, char *)) && n < 15)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	int p[2];
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	fflush(NULL);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(p[1], 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	bt_track_(pid, 1);
+	*out_fd = p[0];
+	return pid;
+}
+
+/* A line of a peer's output (without the newline), waiting at most timeout_ms. 0 or -1. */
+static inline int bt_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t o = 0;
+	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	while (o + 1 < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = t_now_ns();
+		if (now >= deadline)
+			break;
+		if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
+			continue;
+		char ch;
+		if (read(fd, &ch, 1) != 1)
+			break;
+		if (ch == '\n') {
+			buf[o] = '\0';
+			return 0;
+		}
+		buf[o++] = ch;
+	}
+	buf[o] = '\0';
+	return -1;
+}
+
+/* Wait for a peer to exit (at most timeout_ms); its exit status, or -1. */
+static inline int bt_peer_wait(pid_t pid, int timeout_ms)
+{
+	int st;
+	if (dt_wait(pid, timeout_ms, &st) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		bt_track_(pid, 0);
+		return -1;
+	}
+	bt_track_(pid, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#endif

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bridge's WebSocket listener with real clients (python3-websockets) and raw sockets:
+ *  - /topics/ws.*?from=0: both topics' messages, each topic in order, payloads intact;
+ *    /topics/ws.a?from=600: exactly 600.. (a reconnecting client resumes); without from:
+ *    only what comes after it subscribed;
+ *  - /publish/cmd.x (allowed by the config): binary messages, a fragmented one and a text
+ *    one arrive in the topic; /publish/ws.a (not allowed): 403;
+ *  - a client that reads nothing while a block topic gets 10 MB: the publisher is never
+ *    held back, the client is cut off with close code 1013, counted, and logged;
+ *  - protocol violations, each answered as RFC 6455 and HTTP say, the daemon alive after:
+ *    an oversize handshake (431), a too long line (431), version 8 (426), a bad key (400),
+ *    POST (405), an unknown path (404), not an upgrade (400), no Host (400), a handshake
+ *    never finished (408 after handshake_timeout_ms), garbage frames and an unmasked
+ *    frame (1002), a reserved opcode (1002), invalid UTF-8 (1007), a message larger than
+ *    max_message (1009), data on a subscription (1008); a ping gets its pong.
+ * usage: bridge_ws_listener PATH-TO-SHMBUSD PATH-TO-ws_peer.py
+ */
+#include "bridge_helpers.h"
+
+static shmbus_bus_t *bus;
+static int port;
+static char url[128];
+
+static void publish(const char *topic, uint32_t tag, uint64_t from, uint64_t n)
+{
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, topic), 0);
+	uint8_t buf[256];
+	for (uint64_t i = from; i < from + n; i++) {
+		size_t len = bt_payload(buf, tag, i);
+		CHECK_RC(shmbus_publish(p, buf, len, 0), 0);
+	}
+	shmbus_pub_close(p);
+}
+
+/* Check the lines a "sub" peer wrote: per topic, seqs from..from+n-1 in order, intact. */
+static void check_lines(const char *path, const char *topic, uint64_t from, uint64_t n)
+{
+	FILE *f = fopen(path, "re");
+	CHECK(f != NULL);
+	char line[256], t[160];
+	unsigned long long seq, lost;
+	int ok;
+	uint64_t next = from, seen = 0;
+	while (fgets(line, sizeof(line), f)) {
+		CHECK(sscanf(line, "%159s %llu %llu %d", t, &seq, &lost, &ok) == 4);
+		if (strcmp(t, topic))
+			continue;
+		if (seq != next || !ok) {
+			fprintf(stderr, "%s: %s seq %llu (ok %d), want %llu\n", path, topic, seq,
+				ok, (unsigned long long)next);
+			exit(1);
+		}
+		next++;
+		seen++;
+	}
+	fclose(f);
+	CHECK(seen == n);
+}
+
+static void run_sub(const char *target, int n, const char *out, void (*after_ready)(void))
+{
+	char full[256], cnt[16], line[256];
+	snprintf(full, sizeof(full), "%s%s", url, target);
+	snprintf(cnt, sizeof(cnt), "%d", n);
+	int fd;
+	pid_t pid = bt_peer(&fd, "sub", full, cnt, out, NULL);
+	CHECK(bt_line(fd, line, sizeof(line), 10000) == 0 && !strcmp(line, "ready"));
+	if (after_ready)
+		after_ready();
+	CHECK(bt_peer_wait(pid, 30000) == 0);
+	close(fd);
+}
+
+static void more_a(void)
+{
+	usleep(100000);
+	publish("ws.a", 1, 1000, 100);
+}
+
+static void raw_case(const char *name, const char *want)
+{
+	char p[16], line[256];
+	snprintf(p, sizeof(p), "%d", port);
+	int fd;
+	pid_t pid = bt_peer(&fd, "raw", p, name, NULL);
+	int rc = bt_line(fd, line, sizeof(line), 15000);
+	CHECK(bt_peer_wait(pid, 15000) == 0);
+	close(fd);
+	if (rc < 0 || !strstr(line, want)) {
+		fprintf(stderr, "raw %s: got '%s', want '%s'\n", name, line, want);
+		exit(1);
+	}
+	printf("  %-10s -> %s\n", name, line);
+}
+
+int main(int argc, char **argv)
+{
+	CHECK(argc == 3);
+	bt_need_websockets(argv[2]);
+	const char *dir = bt_private_dir("brws");
+	port = bt_free_port();
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d", port);
+	char cfg[600], out[600];
+	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
+	snprintf(out, sizeof(out), "%s/sub.out", dir);
+	dt_write(cfg,
+		 "[bus]\nname = brws\ndir = %s\n"
+		 "[topic ws.a]\ncapacity = 256K\n[topic ws.b]\ncapacity = 256K\n"
+		 "[topic cmd.x]\ncapacity = 256K\nmax_message = 65536\n"
+		 "[topic ws.big]\ncapacity = 256K\n"
+		 "[websocket]\nlisten = 127.0.0.1:%d\npublish = cmd.*\nmax_queue = 64K\n"
+		 "handshake_timeout_ms = 500\n",
+		 dir, port);
+	setenv("SHMBUS_NO_DAEMON", "1", 1);
+	CHECK_RC(shmbus_bus_open(&bus, "brws"), 0);
+	pid_t d = td_start(argv[1], cfg, bus);
+	shmbus_sub_t *log;
+	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+
+	printf("subscriptions\n");
+	publish("ws.a", 1, 0, 1000);
+	publish("ws.b", 2, 0, 500);
+	run_sub("/topics/ws.*?from=0", 1500, out, NULL);
+	check_lines(out, "ws.a", 0, 1000);
+	check_lines(out, "ws.b", 0, 500);
+	printf("  ws.* from 0: ws.a 0..999 and ws.b 0..499, in order, intact\n");
+	run_sub("/topics/ws.a?from=600&format=json", 400, out, NULL);
+	check_lines(out, "ws.a", 600, 400);
+	printf("  ws.a from 600 (a client resuming): exactly 600..999\n");
+	run_sub("/topics/ws.a", 100, out, more_a);
+	check_lines(out, "ws.a", 1000, 100);
+	printf("  ws.a from now: only the 100 published after it subscribed\n");
+
+	printf("publishing\n");
+	shmbus_sub_t *cmd;
+	CHECK_RC(shmbus_sub_open(&cmd, bus, "cmd.x", NULL, 0), 0);
+	char full[256], line[256];
+	snprintf(full, sizeof(full), "%s/publish/cmd.x", url);
+	int fd;
+	pid_t pid = bt_peer(&fd, "pub", full, "3", "200", NULL);
+	CHECK(bt_peer_wait(pid, 20000) == 0);
+	close(fd);
+	uint8_t want[256];
+	shmbus_msg_t m;
+	for (uint64_t i = 0; i < 200; i++) {
+		CHECK_RC(shmbus_recv(cmd, &m, 2000), 0);
+		size_t len = bt_payload(want, 3, i);
+		CHECK(m.len == len && !memcmp(m.data, want, len) && m.type == 0);
+	}
+	CHECK_RC(shmbus_recv(cmd, &m, 2000), 0);
+	CHECK(m.len == 10 && !memcmp(m.data, "fragmented", 10));
+	CHECK_RC(shmbus_recv(cmd, &m, 2000), 0);
+	CHECK(m.len == 7 && !memcmp(m.data, "text \xc3\xa9", 7) && m.type == 1);
+	shmbus_sub_close(cmd);
+	printf("  200 binary, a fragmented and a text message arrived (types 0, 0, 1)\n");
+	raw_case("forbidden", "403");
+
+	printf("a client that reads nothing\n");
+	snprintf(full, sizeof(full), "%s/topics/ws.big", url);
+	pid = bt_peer(&fd, "slow", full, "3", NULL);
+	CHECK(bt_line(fd, line, sizeof(line), 10000) == 0 && !strcmp(line, "ready"));
+	usleep(100000);
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, "ws.big"), 0);
+	static uint8_t big[1024];
+	uint64_t t0 = t_now_ns();
+	for (int i = 0; i < 10240; i++) {
+		memcpy(big, &i, sizeof(i));
+		/* A block topic, but only observers read it: never a wait. */
+		CHECK_RC(shmbus_publish_timeout(p, big, sizeof(big), 0, 0), 0);
+	}
+	double ms = (double)(t_now_ns() - t0) / 1e6;
+	shmbus_pub_close(p);
+	shmbus_topic_stats_t ts;
+	CHECK_RC(shmbus_topic_stats(bus, "ws.big", &ts), 0);
+	CHECK(ts.backpressure_waits == 0);
+	CHECK(bt_line(fd, line, sizeof(line), 30000) == 0);
+	CHECK(bt_peer_wait(pid, 10000) == 0);
+	close(fd);
+	printf("  10 MB published in %.1f ms, never held back; the client: %s\n", ms, line);
+	CHECK(!strncmp(line, "closed 1013 ", 12));
+	char ev[4096];
+	const char *slow[] = { "\"event\":\"ws_slow_client\"", "\"topic\":\"ws.big\"", NULL };
+	CHECK(td_event(log, ev, sizeof(ev), 2000, slow) == 0);
+	printf("  $sys.log: %s\n", ev);
+
+	printf("protocol violations\n");
+	raw_case("oversize", "431");
+	raw_case("longline", "431");
+	raw_case("version", "426");
+	raw_case("nokey", "400");
+	raw_case("post", "405");
+	raw_case("path", "404");
+	raw_case("notws", "400");
+	raw_case("nohost", "400");
+	raw_case("slowloris", "408");
+	raw_case("garbage", "close 1002");
+	raw_case("unmasked", "close 1002");
+	raw_case("badopcode", "close 1002");
+	raw_case("badutf8", "close 1007");
+	raw_case("toobig", "close 1009");
+	raw_case("subpub", "close 1008");
+	raw_case("ping", "pong");
+	CHECK(dt_alive(d));
+
+	usleep(250000);
+	shmbus_bridge_info_t st;
+	CHECK(bt_stats(bus, "websocket", &st) == 0);
+	printf("  listener: up %d, %llu sent, %llu published by clients, %llu cut off, %llu "
+	       "errors\n",
+	       st.up, (unsigned long long)st.sent, (unsigned long long)st.confirmed,
+	       (unsigned long long)st.dropped, (unsigned long long)st.errors);
+	CHECK(st.up && st.dropped == 1 && st.confirmed == 202 && st.errors >= 12);
+	shmbus_sub_close(log);
+	CHECK(td_stop(d) == 0);
+	shmbus_bus_close(bus);
+	bt_passed = 1;
+	printf("ok\n");
+	return 0;
+}
