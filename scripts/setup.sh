@@ -12,8 +12,16 @@ set -eu
 # tests: python3-pytest (bindings); clang + libclang-rt-14-dev for sanitizer builds with clang
 #   (gcc-12's own libasan8/libubsan1/libtsan2 come with gcc through libgcc-12-dev);
 #   procps (ps, pgrep in tests and scripts); util-linux (setarch, for TSan).
+# benchmarks (bench/): the peers shmbus is measured against in the same run:
+#   libzmq3-dev (ZeroMQ ipc:// PUSH/PULL and PUB/SUB), redis-server (Redis Pub/Sub and
+#   Streams on 127.0.0.1, started and stopped by the suite) with libhiredis-dev as its
+#   client; valgrind (callgrind: instructions per message, repeatable on a noisy machine,
+#   and valgrind/callgrind.h for the client requests); linux-perf (exact syscall counts
+#   through the raw_syscalls tracepoint); gnuplot-nox (the PNG plots). Without one of them
+#   the suite still runs and reports that peer or measurement as absent.
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
-libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux"
+libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
+libzmq3-dev redis-server libhiredis-dev valgrind linux-perf gnuplot-nox"
 
 missing=""
 for p in $PACKAGES; do
