@@ -333,7 +333,10 @@ struct suite {
 	char perf_why[200];
 	struct machine m;
 	const char *git;
-	double loadavg;
+	double loadavg, loadavg_end;
+	/* CPU-seconds the whole machine was busy, and stolen by the hypervisor, during the
+	 * run, and what this suite (driver and all its children) used of it. */
+	double busy_s, steal_s, own_s;
 	double elapsed;
 	const char *outdir;
 	const char *command;
@@ -342,6 +345,11 @@ struct suite {
 /* report.c: the table on out (and report.txt), JSON lines, the plots. Returns how many
  * targets were missed. */
 int report(struct suite *s, FILE *out);
+
+/* The machine's busy and steal CPU-seconds so far (/proc/stat). */
+void machine_cpu(double *busy_s, double *steal_s);
+/* CPU-seconds of this process and its reaped children. */
+double own_cpu(void);
 
 /* Is prog found in PATH? Fills its full path. */
 int find_program(const char *prog, char *path, size_t n);

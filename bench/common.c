@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 
@@ -208,6 +209,39 @@ void machine_info(struct machine *m)
 	}
 	if (!m->llc)
 		m->llc = 32u << 20;
+}
+
+void machine_cpu(double *busy_s, double *steal_s)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+
+	*busy_s = *steal_s = 0;
+	if (!f)
+		return;
+	/* cpu  user nice system idle iowait irq softirq steal */
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) == 8) {
+		double hz = (double)sysconf(_SC_CLK_TCK);
+
+		*busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
+		*steal_s = (double)v[7] / hz;
+	}
+	fclose(f);
+}
+
+static double tv_s(struct timeval t)
+{
+	return (double)t.tv_sec + (double)t.tv_usec / 1e6;
+}
+
+double own_cpu(void)
+{
+	struct rusage a, b;
+
+	getrusage(RUSAGE_SELF, &a);
+	getrusage(RUSAGE_CHILDREN, &b);
+	return tv_s(a.ru_utime) + tv_s(a.ru_stime) + tv_s(b.ru_utime) + tv_s(b.ru_stime);
 }
 
 int find_program(const char *prog, char *path, size_t n)

@@ -559,6 +559,8 @@ int main(int argc, char **argv)
 		"run; %s, %ld CPUs, %s\n",
 		cfg.mode, S.n, cfg.rounds, cfg.secs, cfg.warm, S.m.model, S.m.nproc, S.m.kernel);
 	uint64_t t_start = now_ns();
+	double busy0, steal0, own0 = own_cpu();
+	machine_cpu(&busy0, &steal0);
 	run_rounds();
 	if (S.cpu_ok) {
 		fprintf(stderr, "shmbus-bench: instructions per message under callgrind\n");
@@ -568,6 +570,11 @@ int main(int argc, char **argv)
 	shmbus_peer_fini_driver();
 	redis_stop();
 	S.elapsed = (double)(now_ns() - t_start) / 1e9;
+	machine_cpu(&S.busy_s, &S.steal_s);
+	S.busy_s -= busy0;
+	S.steal_s -= steal0;
+	S.own_s = own_cpu() - own0;
+	S.loadavg_end = getloadavg(la, 1) == 1 ? la[0] : -1;
 
 	if (!plots)
 		setenv("SHMBUS_BENCH_NO_PLOTS", "1", 1);

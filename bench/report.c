@@ -891,6 +891,14 @@ static void json_common(FILE *f)
 	json_str(f, S->m.kernel);
 	fprintf(f, ",\"llc_bytes\":%" PRIu64 ",\"loadavg_at_start\":", S->m.llc);
 	json_num(f, S->loadavg);
+	fprintf(f, ",\"loadavg_at_end\":");
+	json_num(f, S->loadavg_end);
+	fprintf(f, ",\"other_processes_cpu_s\":");
+	json_num(f, S->busy_s - S->own_s);
+	fprintf(f, ",\"steal_cpu_s\":");
+	json_num(f, S->steal_s);
+	fprintf(f, ",\"run_seconds\":");
+	json_num(f, S->elapsed);
 	fprintf(f, "}");
 }
 
@@ -1170,7 +1178,9 @@ static void plots(const char *dir)
 					"set output '%s'\nset title \"SPSC %s against message size "
 					"(1 publisher -> 1 subscriber process)\"\nset logscale x 2\n"
 					"set logscale y 10\nset xlabel 'message size (bytes)'\n"
-					"set ylabel '%s'\nset format x '%%.0s%%cB'\n"
+					"set ylabel '%s'\nset xtics ('8 B' 8, '64 B' 64, '256 B' "
+					"256, '1 KiB' 1024, '4 KiB' 4096, '16 KiB' 16384, '64 KiB' "
+					"65536, '256 KiB' 262144, '1 MiB' 1048576)\n"
 					"set format y '%%.0s%%c'\nplot ",
 					m ? "throughput_bytes.png" : "throughput_msgs.png",
 					m ? "bandwidth" : "throughput",
@@ -1180,7 +1190,7 @@ static void plots(const char *dir)
 			any = 1;
 		}
 		if (any)
-			fprintf(gp, "\nunset format\n");
+			fprintf(gp, "\nunset format\nset xtics auto\n");
 	}
 	int cdfs = plot_cdf(gp, dir, "latency_pingpong.png",
 			    "Ping-pong round trip, 64 B: CDF (all rounds)", SC_PINGPONG, 0);
@@ -1221,8 +1231,19 @@ int report(struct suite *s, FILE *o)
 	build_targets();
 
 	P("\nshmbus-bench (%s mode), git %s\n", cfg.mode, s->git);
-	P("machine: %ld CPUs, %s, %s, LLC %" PRIu64 " MiB; load average %.2f at start\n",
-	  s->m.nproc, s->m.model, s->m.kernel, s->m.llc >> 20, s->loadavg);
+	P("machine: %ld CPUs, %s, %s, LLC %" PRIu64 " MiB\n", s->m.nproc, s->m.model, s->m.kernel,
+	  s->m.llc >> 20);
+	double others = s->busy_s - s->own_s, cap = s->elapsed * (double)s->m.nproc;
+	if (others < 0)
+		others = 0;
+	P("noise: load average %.2f at start, %.2f at end; other processes used %.0f%% of the "
+	  "CPUs during the run,\n       the hypervisor stole %.0f%%\n",
+	  s->loadavg, s->loadavg_end, cap > 0 ? 100 * others / cap : 0,
+	  cap > 0 ? 100 * s->steal_s / cap : 0);
+	if (cap > 0 && others / cap > 0.1)
+		P("WARNING: other processes competed for the CPUs: absolute figures (and syscall "
+		  "counts, which\n         rise when a process is descheduled) suffer; the "
+		  "paired ratios suffer less.\n");
 	P("command: %s\n", s->command);
 	P("runs: %.2f s measured after %.2f s warm-up; up to %d rounds, cases interleaved; "
 	  "nothing pinned; %.0f s in all\n",
