@@ -216,6 +216,7 @@ struct config {
 	const char *mode; /* "quick", "full", "smoke" */
 	char dir[64];	  /* private directory under /dev/shm for topics, rings, sockets */
 	uint64_t llc;	  /* last-level cache bytes */
+	int perf_ok;	  /* perf can count syscalls here */
 };
 extern struct config cfg;
 

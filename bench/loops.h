@@ -143,11 +143,15 @@ ALWAYS_INLINE void tpl_consumer(struct run *r, int idx, const struct ops *o)
  */
 #define WAKEUP_GAP_NS 20000u
 
-/* Wait busily until t. */
+/*
+ * Wait busily until t. No PAUSE in this loop: under KVM a vCPU that keeps executing PAUSE
+ * can be made to exit to the host and yield (pause-loop exiting), which would delay the
+ * very send this wait is timing; the clock reads space the loop out well enough.
+ */
 ALWAYS_INLINE void spin_until(uint64_t t)
 {
 	while (now_ns() < t)
-		cpu_relax();
+		__asm__ __volatile__("" ::: "memory");
 }
 
 /* Ping-pong, the measuring side: send on a, wait for the echo on b; round trip times. */
@@ -224,8 +228,9 @@ ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 
 		if (due >= end)
 			break;
+		/* As in spin_until(): no PAUSE. */
 		while ((t = now_ns()) < due)
-			cpu_relax();
+			__asm__ __volatile__("" ::: "memory");
 		if (t - due > 1000000000ull) {
 			ctl->saturated = 1;
 			break;

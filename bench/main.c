@@ -525,7 +525,7 @@ int main(int argc, char **argv)
 		enum peer_id p = S.cases[i].peer;
 
 		want_redis |= p >= PEER_REDIS_PUB;
-		want_perf |= S.cases[i].sc == SC_SYSCALLS;
+		want_perf |= S.cases[i].sc == SC_SYSCALLS || S.cases[i].sc == SC_WAKEUP;
 	}
 	if (any_peer && !want_peer[PEER_SHMBUS] && !want_peer[PEER_RING])
 		want_cpu = 0;
@@ -548,7 +548,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (want_perf)
-		S.perf_ok = perf_available(S.perf_why, sizeof(S.perf_why));
+		S.perf_ok = cfg.perf_ok = perf_available(S.perf_why, sizeof(S.perf_why));
 	S.cpu_ok = want_cpu && cpu_available(S.cpu_why, sizeof(S.cpu_why));
 	if (!want_cpu)
 		snprintf(S.cpu_why, sizeof(S.cpu_why), "not selected");

@@ -557,18 +557,27 @@ static void section_wakeup(void)
 		  "   shmbus readers with shmbus_sub_set_spin(sub, 0); a round trip is two "
 		  "wake-ups ==\n",
 		  where[pin]);
-		latency_header("  p50 / raw futex p50");
+		latency_header("  vs futex p50  syscalls/trip");
 		for (int j = 0; j < 3; j++) {
 			int i = find_pin(SC_WAKEUP, wp[j], 64, 1, 1, 0, pin), pairs;
 
 			if (i < 0)
 				continue;
-			if (latency_row(i) && wp[j] != PEER_FUTEX && fx >= 0 && !status_cell(fx))
-				P("  %s", f_ratio(ratio(i, fx, MT_P50, &pairs, NULL, NULL)));
+			if (latency_row(i)) {
+				double sc = med(i, MT_SYSCALLS, NULL, NULL);
+
+				P("  %12s",
+				  wp[j] != PEER_FUTEX && fx >= 0 && !status_cell(fx) ?
+					  f_ratio(ratio(i, fx, MT_P50, &pairs, NULL, NULL)) :
+					  "");
+				if (sc >= 0)
+					P("  %12.2f", sc);
+			}
 			P("\n");
 		}
 	}
-	P("(Before each round trip the pinger waits 20 us, so the other side is surely asleep.\n"
+	P("(Before each round trip the pinger waits 20 us, so the other side is surely asleep;\n"
+	  " syscalls/trip: both processes' syscalls per round trip, counted by perf.\n"
 	  " shmbus (no membarrier): SHMBUS_NO_MEMBARRIER=1, a diagnostic: publishers fence after "
 	  "each\n commit instead of relying on the membarrier() a reader issues before it "
 	  "sleeps.)\n");
@@ -649,6 +658,7 @@ struct target {
 	double lo, hi;
 	int known;
 	const char *why_unknown;
+	char context[200]; /* what else this run says about it */
 };
 
 #define MAX_TARGETS 32
@@ -692,6 +702,23 @@ static void target_abs(const char *id, const char *what, int a, enum metric m, d
 	t->known = !isnan(t->got);
 }
 
+/*
+ * Where a target compares shmbus with a SPSC peer, what the bare ring (the least a
+ * shared-memory channel does) reaches against the same peer in the same run: a target
+ * above it is out of any shared-memory design's reach on this machine.
+ */
+static void context_ring(struct target *t, uint32_t size)
+{
+	int ring = find(SC_SPSC, PEER_RING, size, 1, 1, 0), pairs;
+
+	if (ring < 0 || t->b < 0 || status_cell(ring))
+		return;
+	double r = ratio(ring, t->b, MT_MSGS, &pairs, NULL, NULL);
+	if (!isnan(r))
+		snprintf(t->context, sizeof(t->context), "the bare ring itself reaches %s here",
+			 f_ratio(r));
+}
+
 static int met(const struct target *t)
 {
 	return t->known && (t->at_most ? t->got <= t->want : t->got >= t->want);
@@ -713,6 +740,8 @@ static void build_targets(void)
 	target_ratio("spsc64_vs_redis_pubsub",
 		     "SPSC 64 B, shmbus msg/s over Redis Pub/Sub (pipelined PUBLISH, its best)",
 		     s64, find(SC_SPSC, PEER_REDIS_PUB_PIPE, 64, 1, 1, 0), MT_MSGS, 0, 100);
+	for (int k = nt - 3; k < nt; k++)
+		context_ring(&T[k], 64);
 	static const uint32_t big[] = { 16384, 65536, 1048576 };
 	static const char *const bid[] = { "bw16k_vs_memcpy", "bw64k_vs_memcpy", "bw1m_vs_memcpy" };
 	static const char *const bwhat[] = {
@@ -734,6 +763,8 @@ static void build_targets(void)
 			     MT_MSGS, 0, 0.5);
 		target_ratio(did[k], dwhat[k], a, find(SC_SPSC, PEER_MEMCPY_DRAM, big[k], 1, 0, 0),
 			     MT_MSGS, 0, 0.5);
+		context_ring(&T[nt - 2], big[k]);
+		context_ring(&T[nt - 1], big[k]);
 	}
 	int pp = find(SC_PINGPONG, PEER_SHMBUS, 64, 1, 1, 0),
 	    ppr = find(SC_PINGPONG, PEER_RING, 64, 1, 1, 0);
@@ -748,6 +779,10 @@ static void build_targets(void)
 		     "fan-out 64 B, publisher msg/s with 4 subscribers over with 1 (SPSC)",
 		     find(SC_FANOUT, PEER_SHMBUS, 64, 1, 4, 0),
 		     find(SC_FANOUT, PEER_SHMBUS, 64, 1, 1, 0), MT_PUB, 0, 0.8);
+	if (S->m.nproc < 5)
+		snprintf(T[nt - 1].context, sizeof(T[nt - 1].context),
+			 "5 busy processes share %ld CPUs: 4 readers each read every message",
+			 S->m.nproc);
 	target_ratio("wakeup_vs_raw_futex",
 		     "wake-up on different CPUs, shmbus blocking round trip p50 over a raw futex "
 		     "ping-pong's",
@@ -823,6 +858,8 @@ static int section_targets(void)
 		if (t->pairs > 1)
 			P("; rounds %s .. %s", f_ratio(t->lo), f_ratio(t->hi));
 		P("\n");
+		if (t->context[0])
+			P("         (%s)\n", t->context);
 	}
 	return missed;
 }
@@ -995,6 +1032,10 @@ static void json_case(FILE *f, int i)
 	fprintf(f, ",\"ns_per_msg\":");
 	json_num(f, med(i, MT_CPU, NULL, NULL));
 	fprintf(f, "}");
+	if (c->sc == SC_WAKEUP && med(i, MT_SYSCALLS, NULL, NULL) >= 0) {
+		fprintf(f, ",\"syscalls_per_round_trip\":");
+		json_num(f, med(i, MT_SYSCALLS, NULL, NULL));
+	}
 	if (c->sc == SC_SYSCALLS || (p->flags & PF_SHMBUS)) {
 		double w = med(i, MT_WAKEUPS, NULL, NULL);
 

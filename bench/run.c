@@ -425,7 +425,8 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	};
 	const int paced = c->sc == SC_ONEWAY || (c->sc == SC_SYSCALLS && c->rate);
 	const int roundtrip = c->sc == SC_PINGPONG || c->sc == SC_WAKEUP;
-	const int count_syscalls = c->sc == SC_SYSCALLS;
+	/* Syscalls: the scenario's figure; per round trip of a wake-up, a diagnostic. */
+	const int count_syscalls = c->sc == SC_SYSCALLS || (c->sc == SC_WAKEUP && cfg.perf_ok);
 	int rc, prepared = 0;
 	uint64_t pub0 = 0, got0 = 0, pub1 = 0, got1 = 0, t0 = 0, t1 = 0;
 	uint64_t wk0 = 0, wk1 = 0, sq0 = 0, sq1 = 0;
@@ -476,6 +477,11 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	}
 	if (count_syscalls && perf_start(err, errlen) < 0)
 		goto failed;
+	/* A round trip run counts from go until the pinger is done. */
+	if (count_syscalls && roundtrip && perf_cmd("enable\n") < 0) {
+		snprintf(err, errlen, "perf did not enable counting");
+		goto failed;
+	}
 
 	double redis0 = redis_cpu_s();
 	ctl->t_go = now_ns();
@@ -513,6 +519,10 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 					     ctl->end + 60000000000ull;
 		if (reap_until(limit, 0) < 0)
 			goto failed;
+		if (count_syscalls && roundtrip && perf_cmd("disable\n") < 0) {
+			snprintf(err, errlen, "perf did not disable counting");
+			goto failed;
+		}
 		end_workers();
 		if (reap_until(now_ns() + 10000000000ull, 1) < 0)
 			goto failed;
@@ -575,7 +585,9 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 			cpu * 1e9 / (double)(roundtrip || paced ? ctl->w[0].count : res.samples);
 	if (count_syscalls) {
 		int64_t n = perf_finish();
-		double msgs = paced ? (double)(got1 - got0) : (double)(pub1 - pub0);
+		double msgs = roundtrip ? (double)ctl->w[0].count :
+			      paced	? (double)(got1 - got0) :
+					  (double)(pub1 - pub0);
 
 		if (n < 0 || msgs <= 0) {
 			snprintf(err, errlen, "perf counted nothing");
