@@ -164,6 +164,7 @@ struct result {
 	int saturated;	 /* one-way: it could not keep the rate */
 	double syscalls; /* per message (perf), < 0 if not counted */
 	double wakeups;	 /* futex wakes per message (shmbus counter) */
+	double bp_waits; /* publisher waits for space per message (shmbus counter) */
 	double window_msgs;
 };
 
@@ -201,6 +202,9 @@ struct ctl {
 	uint32_t failed;    /* first failure wins the message */
 	char err[256];
 	struct hist h;
+	/* Paced sender that gave up: for each message it never sent, a lower bound of its
+	 * latency (when it gave up, less when it was due). */
+	struct hist h_unsent;
 };
 
 extern struct ctl *ctl;
@@ -366,7 +370,10 @@ pid_t redis_pid(void);
 double redis_cpu_s(void);
 
 /* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver. */
-int shmbus_peer_wakeups(const struct run *r, uint64_t *wakeups, uint64_t *published);
+struct sb_counts {
+	uint64_t wakeups, published, bp_waits;
+};
+int shmbus_peer_counts(const struct run *r, struct sb_counts *k);
 void shmbus_peer_init_driver(void);
 void shmbus_peer_fini_driver(void);
 

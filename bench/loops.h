@@ -232,7 +232,17 @@ ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 		while ((t = now_ns()) < due)
 			__asm__ __volatile__("" ::: "memory");
 		if (t - due > 1000000000ull) {
+			/* A second behind: give up. Every message due in the measured window
+			 * and never sent would have waited at least until now. */
 			ctl->saturated = 1;
+			for (uint64_t j = i;; j++) {
+				uint64_t d = t0 + (uint64_t)((double)j * 1e9 / (double)rate);
+
+				if (d >= end)
+					break;
+				if (d >= ctl->warm_end)
+					hist_add(&ctl->h_unsent, t - d);
+			}
 			break;
 		}
 		msg_stamp(buf, size, TAG(0, i), due);

@@ -83,15 +83,16 @@ static void sb_cleanup(struct run *r)
 	shmbus_topic_remove(driver_bus, r->b);
 }
 
-int shmbus_peer_wakeups(const struct run *r, uint64_t *wakeups, uint64_t *published)
+int shmbus_peer_counts(const struct run *r, struct sb_counts *k)
 {
 	shmbus_topic_stats_t st;
 	int rc = shmbus_topic_stats(driver_bus, r->a, &st);
 
 	if (rc < 0)
 		return rc;
-	*wakeups = st.wakeups;
-	*published = st.next_seq;
+	k->wakeups = st.wakeups;
+	k->published = st.next_seq;
+	k->bp_waits = st.backpressure_waits;
 	return 0;
 }
 

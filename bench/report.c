@@ -56,7 +56,8 @@ enum metric {
 	MT_WAKEUPS,
 	MT_CPU,
 	MT_LOST,
-	MT_WINDOW
+	MT_WINDOW,
+	MT_BP
 };
 
 static double metric(const struct result *r, enum metric m)
@@ -80,6 +81,8 @@ static double metric(const struct result *r, enum metric m)
 		return r->lost;
 	case MT_WINDOW:
 		return r->window_msgs;
+	case MT_BP:
+		return r->bp_waits;
 	}
 	return 0;
 }
@@ -1046,6 +1049,8 @@ static void json_case(FILE *f, int i)
 		if (w >= 0) {
 			fprintf(f, ",\"futex_wakes_per_msg\":");
 			json_num(f, w);
+			fprintf(f, ",\"backpressure_waits_per_msg\":");
+			json_num(f, med(i, MT_BP, NULL, NULL));
 		}
 	}
 	fprintf(f, "}\n");

@@ -429,7 +429,7 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	const int count_syscalls = c->sc == SC_SYSCALLS || (c->sc == SC_WAKEUP && cfg.perf_ok);
 	int rc, prepared = 0;
 	uint64_t pub0 = 0, got0 = 0, pub1 = 0, got1 = 0, t0 = 0, t1 = 0;
-	uint64_t wk0 = 0, wk1 = 0, sq0 = 0, sq1 = 0;
+	struct sb_counts k0 = { 0 }, k1 = { 0 };
 
 	err[0] = 0;
 	if (c->sc == SC_PINGPONG || (c->sc == SC_ONEWAY && c->peer == PEER_SHMBUS_SPIN))
@@ -438,6 +438,7 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		r.spin_us = 0; /* sleeps at once */
 	memset(ctl, 0, sizeof(*ctl));
 	hist_reset(&ctl->h);
+	hist_reset(&ctl->h_unsent);
 	nkids = 0;
 
 	if (p->prepare && (rc = p->prepare(&r)) < 0) {
@@ -500,12 +501,12 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		t0 = now_ns();
 		snap(r.npub, &pub0, &got0);
 		if (p->flags & PF_SHMBUS)
-			shmbus_peer_wakeups(&r, &wk0, &sq0);
+			shmbus_peer_counts(&r, &k0);
 		sleep_until(ctl->end);
 		t1 = now_ns();
 		snap(r.npub, &pub1, &got1);
 		if (p->flags & PF_SHMBUS)
-			shmbus_peer_wakeups(&r, &wk1, &sq1);
+			shmbus_peer_counts(&r, &k1);
 		if (count_syscalls && perf_cmd("disable\n") < 0) {
 			snprintf(err, errlen, "perf did not disable counting");
 			goto failed;
@@ -556,6 +557,9 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	if (roundtrip || paced) {
 		struct hist *h = &ctl->h;
 
+		/* Messages a saturated sender never sent count with their lower bounds. */
+		if (ctl->h_unsent.n)
+			hist_merge(h, &ctl->h_unsent);
 		if (!h->n) {
 			snprintf(err, errlen, "no latency recorded");
 			goto out_reaped;
@@ -596,8 +600,12 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		res.syscalls = (double)n / msgs;
 		res.window_msgs = msgs;
 	}
-	if ((p->flags & PF_SHMBUS) && !roundtrip && sq1 > sq0)
-		res.wakeups = (double)(wk1 - wk0) / (double)(sq1 - sq0);
+	if ((p->flags & PF_SHMBUS) && !roundtrip && k1.published > k0.published) {
+		double n = (double)(k1.published - k0.published);
+
+		res.wakeups = (double)(k1.wakeups - k0.wakeups) / n;
+		res.bp_waits = (double)(k1.bp_waits - k0.bp_waits) / n;
+	}
 	res.ok = 1;
 	goto out_reaped;
 
