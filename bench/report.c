@@ -1106,6 +1106,26 @@ static void json_all(FILE *f)
 
 /* ---- plots ------------------------------------------------------------------------------------ */
 
+/* One colour per peer, the same in every plot; shmbus's own lines thick. */
+static const char *line_style(enum peer_id p)
+{
+	static const char *const color[NPEERS] = {
+		[PEER_SHMBUS] = "#d62728",	[PEER_SHMBUS_OVW] = "#ff7f0e",
+		[PEER_SHMBUS_SPIN] = "#8b0000", [PEER_SHMBUS_NOMB] = "#ff9896",
+		[PEER_RING] = "#1f77b4",	[PEER_MEMCPY] = "#7f7f7f",
+		[PEER_MEMCPY_DRAM] = "#bcbd22", [PEER_FUTEX] = "#000000",
+		[PEER_PIPE] = "#8c564b",	[PEER_UNIX] = "#9467bd",
+		[PEER_UNIX_STREAM] = "#e377c2", [PEER_ZMQ] = "#17becf",
+		[PEER_REDIS_PUB] = "#2ca02c",	[PEER_REDIS_PUB_PIPE] = "#98df8a",
+		[PEER_REDIS_XADD] = "#393b79",	[PEER_REDIS_XADD_PIPE] = "#aec7e8",
+	};
+	char *b = cell();
+
+	snprintf(b, 64, "lc rgb '%s' lw %d dt %d", color[p], (peers[p]->flags & PF_SHMBUS) ? 3 : 2,
+		 p == PEER_SHMBUS_OVW || p == PEER_SHMBUS_NOMB ? 2 : 1);
+	return b;
+}
+
 static void cdf_dat(const char *dir, const char *name, const struct hist *h)
 {
 	char path[512];
@@ -1150,8 +1170,8 @@ static int plot_cdf(FILE *gp, const char *dir, const char *png, const char *titl
 				"y\nset xlabel 'latency (ns)'\nset ylabel 'fraction of messages at "
 				"or below'\nset format x '10^{%%L}'\nset yrange [0:1]\nplot ",
 				png, title);
-		fprintf(gp, "%s'%s' using 1:2 with steps lw 2 title '%s'", any ? ", \\\n     " : "",
-			name, peers[c->peer]->label);
+		fprintf(gp, "%s'%s' using 1:2 with steps %s title '%s'", any ? ", \\\n     " : "",
+			name, line_style(c->peer), peers[c->peer]->label);
 		any = 1;
 	}
 	if (any)
@@ -1231,8 +1251,9 @@ static void plots(const char *dir)
 					m ? "throughput_bytes.png" : "throughput_msgs.png",
 					m ? "bandwidth" : "throughput",
 					m ? "bytes per second" : "messages per second");
-			fprintf(gp, "%s'%s' using 1:%d with linespoints lw 2 title '%s'",
-				any ? ", \\\n     " : "", name, m ? 3 : 2, peers[p]->label);
+			fprintf(gp, "%s'%s' using 1:%d with linespoints %s title '%s'",
+				any ? ", \\\n     " : "", name, m ? 3 : 2, line_style(p),
+				peers[p]->label);
 			any = 1;
 		}
 		if (any)
