@@ -166,6 +166,8 @@ struct result {
 	double wakeups;	 /* futex wakes per message (shmbus counter) */
 	double bp_waits; /* publisher waits for space per message (shmbus counter) */
 	double window_msgs;
+	double others; /* share of the CPUs other processes used during the run */
+	int attempts;  /* runs made: more than 1 when other processes disturbed one */
 };
 
 /* A case's results over the rounds. */
@@ -217,10 +219,12 @@ struct config {
 	uint64_t pp_warm;
 	double pp_secs; /* a ping-pong run stops after this long anyway */
 	int rounds;
-	const char *mode; /* "quick", "full", "smoke" */
-	char dir[64];	  /* private directory under /dev/shm for topics, rings, sockets */
-	uint64_t llc;	  /* last-level cache bytes */
-	int perf_ok;	  /* perf can count syscalls here */
+	const char *mode;      /* "quick", "full", "smoke" */
+	char dir[64];	       /* private directory under /dev/shm for topics, rings, sockets */
+	uint64_t llc;	       /* last-level cache bytes */
+	int perf_ok;	       /* perf can count syscalls here */
+	int retries;	       /* a run disturbed by other processes is made again, this often */
+	double retry_budget_s; /* ... while the whole suite has run less than this */
 };
 extern struct config cfg;
 

@@ -232,8 +232,47 @@ static void progress(const struct casedef *c, int i, int round, const struct cas
 		peers[c->peer]->label, v);
 }
 
+/*
+ * Run a case, and run it again (up to cfg.retries times, while the suite is within its
+ * time budget) when other processes took more than a tenth of the CPUs meanwhile: on a
+ * shared machine a burst of someone else's work can cut a figure tenfold. The share is
+ * the machine's busy time (/proc/stat) less what the run's own processes used; the last
+ * attempt counts, with its share recorded in the JSON.
+ */
+static uint64_t t_suite;
+
+static struct result run_measured(const struct casedef *c, int i, int round, char *err,
+				  size_t errlen)
+{
+	struct result r = { 0 };
+
+	for (int attempt = 0;; attempt++) {
+		double busy0, steal0, busy1, steal1;
+		uint64_t t0 = now_ns();
+
+		double own0 = own_cpu() + redis_cpu_s();
+
+		machine_cpu(&busy0, &steal0);
+		r = run_case(c, i, round, err, errlen);
+		machine_cpu(&busy1, &steal1);
+		double wall = (double)(now_ns() - t0) / 1e9;
+		/* Ours: the driver, the workers it reaped (perf too), redis-server. */
+		double others = (busy1 - busy0) - (own_cpu() + redis_cpu_s() - own0);
+		double cap = wall * (double)S.m.nproc;
+		r.others = cap > 0 ? (others > 0 ? others : 0) / cap : 0;
+		r.attempts = attempt + 1;
+		/* /proc/stat counts in ticks (10 ms): allow two of them of error. */
+		if (!r.ok || r.others <= 0.10 + 0.02 / cap || attempt >= cfg.retries ||
+		    (double)(now_ns() - t_suite) / 1e9 > cfg.retry_budget_s)
+			return r;
+		fprintf(stderr, "  (other processes took %.0f%% of the CPUs: again)\n",
+			100 * r.others);
+	}
+}
+
 static void run_rounds(void)
 {
+	t_suite = now_ns();
 	for (int round = 0; round < cfg.rounds; round++) {
 		fprintf(stderr, "shmbus-bench: round %d/%d\n", round + 1, cfg.rounds);
 		for (int i = 0; i < S.n; i++) {
@@ -252,7 +291,7 @@ static void run_rounds(void)
 				continue;
 			}
 			char err[256];
-			cr->r[round] = run_case(c, i, round, err, sizeof(err));
+			cr->r[round] = run_measured(c, i, round, err, sizeof(err));
 			if (cr->r[round].ok) {
 				cr->runs_ok++;
 				if (cr->status != CS_FAILED)
@@ -457,7 +496,9 @@ int main(int argc, char **argv)
 				       .pp_warm = 2000,
 				       .pp_secs = 0.25,
 				       .rounds = 3,
-				       .mode = "quick" };
+				       .mode = "quick",
+				       .retries = 1,
+				       .retry_budget_s = 80 };
 		break;
 	case M_FULL:
 		cfg = (struct config){ .secs = 0.8,
@@ -466,7 +507,9 @@ int main(int argc, char **argv)
 				       .pp_warm = 20000,
 				       .pp_secs = 1.5,
 				       .rounds = 5,
-				       .mode = "full" };
+				       .mode = "full",
+				       .retries = 2,
+				       .retry_budget_s = 3600 };
 		break;
 	case M_SMOKE:
 		cfg = (struct config){ .secs = 0.03,

@@ -969,6 +969,21 @@ static void json_case(FILE *f, int i)
 		json_str(f, cr->why);
 	}
 	fprintf(f, ",\"rounds\":%d,\"rounds_failed\":%d", cr->runs_ok, cr->runs_failed);
+	fprintf(f, ",\"others_cpu_share\":[");
+	for (int k = 0, first = 1; k < MAX_ROUNDS; k++) {
+		if (!cr->r[k].ok)
+			continue;
+		fprintf(f, "%s%.3f", first ? "" : ",", cr->r[k].others);
+		first = 0;
+	}
+	fprintf(f, "],\"attempts\":[");
+	for (int k = 0, first = 1; k < MAX_ROUNDS; k++) {
+		if (!cr->r[k].ok)
+			continue;
+		fprintf(f, "%s%d", first ? "" : ",", cr->r[k].attempts);
+		first = 0;
+	}
+	fprintf(f, "]");
 	if (!cr->runs_ok) {
 		fprintf(f, "}\n");
 		return;
@@ -1315,6 +1330,18 @@ int report(struct suite *s, FILE *o)
 	P("runs: %.2f s measured after %.2f s warm-up; up to %d rounds, cases interleaved; "
 	  "nothing pinned; %.0f s in all\n",
 	  cfg.secs, cfg.warm, cfg.rounds, s->elapsed);
+	int again = 0, disturbed = 0, runs = 0;
+	for (int i = 0; i < s->n; i++)
+		for (int k = 0; k < MAX_ROUNDS; k++)
+			if (s->res[i].r[k].ok) {
+				runs++;
+				again += s->res[i].r[k].attempts - 1;
+				disturbed += s->res[i].r[k].others > 0.15;
+			}
+	P("retries: %d of %d runs were made again because other processes took more than 10%% "
+	  "of the CPUs;\n         %d runs kept were still disturbed so (their share is in the "
+	  "JSON; > 15%%)\n",
+	  again, runs, disturbed);
 	section_spsc();
 	section_multi(SC_MPSC);
 	section_multi(SC_FANOUT);
