@@ -8,8 +8,10 @@
 #      purpose and reaped by the daemon, the daemon's events; publisher and subscriber
 #      processes exchanging messages on a
 #      private bus, printing per-process counts and rates and the aggregate rate;
-#   2. the quick benchmark (bench/spsc --quick): shmbus against a bare shared-memory ring,
-#      a Unix socket and memcpy, as a table with the targets met or missed.
+#   2. the quick benchmark suite (bench/shmbus-bench --quick, under two minutes on 2 cores):
+#      shmbus against a bare shared-memory ring, memcpy, pipes, Unix sockets, ZeroMQ and a
+#      private Redis, as a table with every shmbus figure as a ratio to each peer and the
+#      targets met or missed; JSON, the table and PNG plots in build/bench-results/.
 # Exits non-zero if the build, the demo or the benchmark fails.
 set -eu
 
@@ -37,5 +39,5 @@ echo "==== demo: examples/demo.sh"
 "$ROOT/examples/demo.sh" -b build/examples -d build/daemon/shmbusd
 
 echo
-echo "==== benchmark: build/bench/spsc --quick (JSON in build/bench-spsc-quick.json)"
-build/bench/spsc --quick --json build/bench-spsc-quick.json
+echo "==== benchmark: build/bench/shmbus-bench --quick (results in build/bench-results/)"
+build/bench/shmbus-bench --quick --out build/bench-results

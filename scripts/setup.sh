@@ -16,9 +16,17 @@ set -eu
 #   codec) for shmbusd's bridge; redis-server (real Redis peers in the bridge tests, and
 #   redis-benchmark, from its dependency redis-tools, for the bridge benchmark);
 #   python3-websockets (real WebSocket clients in the bridge tests, run by /usr/bin/python3).
+# benchmarks (bench/): the peers shmbus is measured against in the same run:
+#   libzmq3-dev (ZeroMQ ipc:// PUSH/PULL and PUB/SUB), redis-server (Redis Pub/Sub and
+#   Streams on 127.0.0.1, started and stopped by the suite) with libhiredis-dev as its
+#   client; valgrind (callgrind: instructions per message, repeatable on a noisy machine,
+#   and valgrind/callgrind.h for the client requests); linux-perf (exact syscall counts
+#   through the raw_syscalls tracepoint); gnuplot-nox (the PNG plots). Without one of them
+#   the suite still runs and reports that peer or measurement as absent.
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
 libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
-libhiredis-dev libwslay-dev redis-server python3-websockets"
+libhiredis-dev libwslay-dev redis-server python3-websockets
+libzmq3-dev valgrind linux-perf gnuplot-nox"
 
 missing=""
 for p in $PACKAGES; do
