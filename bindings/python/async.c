@@ -5,7 +5,7 @@
  * shmbus has no file descriptor to hand to the event loop: a reader sleeps on a futex in
  * shared memory. So each subscriber used from asyncio gets one helper thread (a daemon
  * threading.Thread, started on the first wait) that waits in shmbus_recv() with the GIL
- * released, in slices of PYSB_SLICE_MS, and completes the future through
+ * released, in slices of PYSB_HELPER_SLICE_MS, and completes the future through
  * loop.call_soon_threadsafe(). The event loop itself never waits and never spins.
  *
  *  - A message that is already there completes the future at once, on the loop thread,
@@ -256,7 +256,7 @@ static void serve(struct pysb_helper *h, pysb_sub *s)
 			rc = RC_CANCELLED;
 			break;
 		}
-		int slice = PYSB_SLICE_MS;
+		int slice = PYSB_HELPER_SLICE_MS;
 		if (s->adeadline >= 0) {
 			int64_t left = s->adeadline - pysb_now_ms();
 			if (left <= 0) {
@@ -501,9 +501,7 @@ int pysb_sub_async_settle(pysb_sub *s, PyObject **out)
 	}
 	/* A cancelled request's helper is at most one slice from noticing. */
 	while (s->ahelper) {
-		Py_BEGIN_ALLOW_THREADS
-			usleep(1000);
-		Py_END_ALLOW_THREADS
+		pysb_nap();
 		if (PyErr_CheckSignals() < 0)
 			return -1;
 	}

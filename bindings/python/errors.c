@@ -11,20 +11,23 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bindings/python/pyshmbus.h"
 
 PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig, *pysb_AccessDenied;
 
+/* A class shmbus.<name>; Error (bases NULL) also gets the class attribute errno = None, which
+ * the subclasses inherit (instances set their own). */
 static PyObject *new_class(PyObject *m, const char *name, const char *doc, PyObject *bases)
 {
 	char full[64];
 	snprintf(full, sizeof(full), "shmbus.%s", name);
-	PyObject *dict = Py_BuildValue("{s:O}", "errno", Py_None);
-	if (!dict)
+	PyObject *dict = bases ? NULL : Py_BuildValue("{s:O}", "errno", Py_None);
+	if (!bases && !dict)
 		return NULL;
 	PyObject *cls = PyErr_NewExceptionWithDoc(full, doc, bases, dict);
-	Py_DECREF(dict);
+	Py_XDECREF(dict);
 	if (!cls)
 		return NULL;
 	if (PyModule_AddObjectRef(m, name, cls) < 0) {
@@ -214,4 +217,11 @@ int64_t pysb_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pysb_nap(void)
+{
+	Py_BEGIN_ALLOW_THREADS
+		usleep(200);
+	Py_END_ALLOW_THREADS
 }

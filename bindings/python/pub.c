@@ -134,6 +134,9 @@ static PyObject *pub_close(pysb_pub *p, PyObject *unused)
 	if (p->closed)
 		Py_RETURN_NONE;
 	p->closed = 1;
+	/* A publish waiting without the GIL in another thread stops within a slice. */
+	while (p->busy)
+		pysb_nap();
 	if (p->res && res_drop_view(p->res) < 0)
 		PyErr_Clear(); /* the close waits for that buffer's release */
 	pub_maybe_finish(p);

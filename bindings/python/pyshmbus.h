@@ -28,6 +28,14 @@
 /* Longest wait inside one C call with the GIL released: signals (Ctrl-C), close() and
  * cancellation are looked at between slices. */
 #define PYSB_SLICE_MS 50
+/* The same for a subscriber's asyncio helper thread: close() waits for it to leave the
+ * handle, so its slice bounds how long a close may take. A slice costs a wake-up and the
+ * library's 20 us spin: 50 of them a second are nothing. */
+#define PYSB_HELPER_SLICE_MS 20
+
+/* Sleep briefly with the GIL released, while waiting for another thread to leave a
+ * handle. */
+void pysb_nap(void);
 /* Payloads of at least this many bytes are copied with the GIL released (below it, the
  * release and re-acquisition cost more than the copy). */
 #define PYSB_NOGIL_COPY 16384

@@ -338,6 +338,10 @@ static PyObject *sub_close(pysb_sub *s, PyObject *unused)
 		Py_RETURN_NONE;
 	s->closed = 1;
 	pysb_sub_async_close(s);
+	/* Another thread (a recv without the GIL, the asyncio helper) leaves the handle
+	 * within a slice: wait, so that the reader slot is free when close() returns. */
+	while (s->busy || s->ahelper)
+		pysb_nap();
 	if (s->view) {
 		if (Py_REFCNT(s->view) > 1) {
 			PyObject *ok = PyObject_CallMethodNoArgs(s->view, str_release);
