@@ -12,8 +12,12 @@ set -eu
 # tests: python3-pytest (bindings); clang + libclang-rt-14-dev for sanitizer builds with clang
 #   (gcc-12's own libasan8/libubsan1/libtsan2 come with gcc through libgcc-12-dev);
 #   procps (ps, pgrep in tests and scripts); util-linux (setarch, for TSan).
+# python bindings (bindings/python): python3-dev (Python.h and the python3 pkg-config file for
+#   Debian's /usr/bin/python3, the interpreter the module is built for); python3-numpy (the
+#   tests publish and read numpy arrays through the buffer protocol).
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
-libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux"
+libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
+python3-dev python3-numpy"
 
 missing=""
 for p in $PACKAGES; do
