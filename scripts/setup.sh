@@ -15,9 +15,11 @@ set -eu
 # python bindings (bindings/python): python3-dev (Python.h and the python3 pkg-config file for
 #   Debian's /usr/bin/python3, the interpreter the module is built for); python3-numpy (the
 #   tests publish and read numpy arrays through the buffer protocol).
+# benchmarks: redis-server and python3-redis (bindings/python/bench.py measures redis-py on a
+#   local redis-server it starts, next to multiprocessing's queues, pipes and shared memory).
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
 libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
-python3-dev python3-numpy"
+python3-dev python3-numpy redis-server python3-redis"
 
 missing=""
 for p in $PACKAGES; do
