@@ -497,13 +497,13 @@ static PyObject *bus_get_supervised(pysb_bus *b, void *c)
 
 static PyMethodDef bus_methods[] = {
 	{ "close", (PyCFunction)bus_close, METH_NOARGS,
-	  "close()\n--\n\nClose the bus handle. Publishers and subscribers opened from it stay "
+	  "close($self, /)\n--\n\nClose the bus handle. Publishers and subscribers opened from it stay "
 	  "usable until they are closed themselves. Closing again does nothing." },
 	{ "__enter__", (PyCFunction)bus_enter, METH_NOARGS, "Return the bus." },
 	{ "__exit__", (PyCFunction)bus_exit, METH_VARARGS, "Close the bus." },
 	{ "create_topic", (PyCFunction)(void (*)(void))bus_create_topic,
 	  METH_VARARGS | METH_KEYWORDS,
-	  "create_topic(name, *, capacity=1048576, max_message=0, policy='block', "
+	  "create_topic($self, /, name, *, capacity=1048576, max_message=0, policy='block', "
 	  "max_readers=0, max_publishers=0, max_groups=0, system=False)\n--\n\n"
 	  "Create a topic; True if it was created, False if it existed with the same options.\n"
 	  "capacity is the ring size in bytes (a power of two, 4 KiB .. 1 TiB); max_message the "
@@ -512,33 +512,33 @@ static PyMethodDef bus_methods[] = {
 	  "max_* counts takes the library's defaults. Raises Exists if the topic exists with "
 	  "other options, Error (EINVAL) for a bad name or option." },
 	{ "remove_topic", (PyCFunction)bus_remove_topic, METH_O,
-	  "remove_topic(name)\n--\n\nRemove a topic. Handles open on it keep working on the "
+	  "remove_topic($self, name, /)\n--\n\nRemove a topic. Handles open on it keep working on the "
 	  "orphaned ring until closed. Raises NotFound if there is no such topic." },
 	{ "topic_info", (PyCFunction)bus_topic_info, METH_O,
-	  "topic_info(name)\n--\n\nThe options a topic was created with, as a dict." },
+	  "topic_info($self, name, /)\n--\n\nThe options a topic was created with, as a dict." },
 	{ "topics", (PyCFunction)bus_topics, METH_NOARGS,
-	  "topics()\n--\n\nThe names of the bus's topics, sorted ('$sys.' topics included)." },
+	  "topics($self, /)\n--\n\nThe names of the bus's topics, sorted ('$sys.' topics included)." },
 	{ "topic_stats", (PyCFunction)bus_topic_stats, METH_O,
-	  "topic_stats(name)\n--\n\nA snapshot of a topic's shared counters, as a dict." },
+	  "topic_stats($self, name, /)\n--\n\nA snapshot of a topic's shared counters, as a dict." },
 	{ "readers", (PyCFunction)bus_readers, METH_O,
-	  "readers(name)\n--\n\nThe topic's reader slots in use (fan-out subscribers and group "
+	  "readers($self, name, /)\n--\n\nThe topic's reader slots in use (fan-out subscribers and group "
 	  "members), a list of dicts: slot, pid, group (None for fan-out), consumed, lost, pos, "
 	  "lag_bytes, lag_msgs." },
 	{ "groups", (PyCFunction)bus_groups, METH_O,
-	  "groups(name)\n--\n\nThe topic's groups, a list of dicts: name, members, cursor, "
+	  "groups($self, name, /)\n--\n\nThe topic's groups, a list of dicts: name, members, cursor, "
 	  "lag_bytes, lag_msgs, lost, abandoned." },
 	{ "stats", (PyCFunction)bus_stats, METH_NOARGS,
-	  "stats()\n--\n\nThe bus's counters (summed over topics, and the daemon's), a dict. "
+	  "stats($self, /)\n--\n\nThe bus's counters (summed over topics, and the daemon's), a dict. "
 	  "Needs no daemon." },
 	{ "daemon_ping", (PyCFunction)(void (*)(void))bus_daemon_ping, METH_VARARGS | METH_KEYWORDS,
-	  "daemon_ping(timeout=1.0)\n--\n\nAsk the bus's daemon (shmbusd) how it is: a dict "
+	  "daemon_ping($self, /, timeout=1.0)\n--\n\nAsk the bus's daemon (shmbusd) how it is: a dict "
 	  "with pid, clients, uptime_ms, crashes, version, config. Raises NotFound if no daemon "
 	  "socket exists, Timeout if it does not answer in time, Error (ECONNREFUSED) if its "
 	  "socket is dead." },
 	{ "publisher", (PyCFunction)bus_publisher, METH_O,
-	  "publisher(topic)\n--\n\nOpen a Publisher on an existing topic." },
+	  "publisher($self, topic, /)\n--\n\nOpen a Publisher on an existing topic." },
 	{ "subscriber", (PyCFunction)(void (*)(void))bus_subscriber, METH_VARARGS | METH_KEYWORDS,
-	  "subscriber(topic, group=None, *, from_earliest=False)\n--\n\n"
+	  "subscriber($self, /, topic, group=None, *, from_earliest=False)\n--\n\n"
 	  "Open a Subscriber on an existing topic: a fan-out reader of every message published "
 	  "from now on (or from the earliest one retained, with from_earliest), or, with a "
 	  "group name, a member of that group (each message goes to one member)." },

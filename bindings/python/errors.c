@@ -4,7 +4,7 @@
  * Timeout, NotFound, Exists and AccessDenied also derive from the builtin OSError
  * subclasses they mean, so `except TimeoutError` or `except FileNotFoundError` work too.
  * Instances are built with the message as their only argument (so str() is the message)
- * and get .errno set afterwards.
+ * and get .errno set afterwards (the OSError slot on those that are OSErrors).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -17,17 +17,11 @@
 
 PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig, *pysb_AccessDenied;
 
-/* A class shmbus.<name>; Error (bases NULL) also gets the class attribute errno = None, which
- * the subclasses inherit (instances set their own). */
 static PyObject *new_class(PyObject *m, const char *name, const char *doc, PyObject *bases)
 {
 	char full[64];
 	snprintf(full, sizeof(full), "shmbus.%s", name);
-	PyObject *dict = bases ? NULL : Py_BuildValue("{s:O}", "errno", Py_None);
-	if (!bases && !dict)
-		return NULL;
-	PyObject *cls = PyErr_NewExceptionWithDoc(full, doc, bases, dict);
-	Py_XDECREF(dict);
+	PyObject *cls = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
 	if (!cls)
 		return NULL;
 	if (PyModule_AddObjectRef(m, name, cls) < 0) {

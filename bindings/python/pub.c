@@ -536,7 +536,7 @@ static PyObject *pub_get_max_message(pysb_pub *p, void *c)
 
 static PyMethodDef pub_methods[] = {
 	{ "publish", (PyCFunction)(void (*)(void))pub_publish, METH_FASTCALL | METH_KEYWORDS,
-	  "publish(data, type=0, timeout=None)\n--\n\n"
+	  "publish($self, /, data, type=0, timeout=None)\n--\n\n"
 	  "Publish one message: data is any C-contiguous bytes-like object (bytes, bytearray, "
 	  "memoryview, array.array, numpy array), copied once, straight into the ring. type is "
 	  "a 32-bit user word. On a 'block' topic whose readers are a ring behind, wait up to "
@@ -544,19 +544,19 @@ static PyMethodDef pub_methods[] = {
 	  "Timeout. Raises TooBig if data exceeds the topic's max_message." },
 	{ "publish_batch", (PyCFunction)(void (*)(void))pub_publish_batch,
 	  METH_FASTCALL | METH_KEYWORDS,
-	  "publish_batch(messages, type=0, timeout=None)\n--\n\n"
+	  "publish_batch($self, /, messages, type=0, timeout=None)\n--\n\n"
 	  "Publish a sequence of bytes-like objects with as few claims on the ring as possible "
 	  "(readers never see part of a claim). Returns how many were published: all of them, "
 	  "or fewer if the timeout expired after some went out; raises Timeout if none did, "
 	  "TooBig (nothing published) if one is too large." },
 	{ "reserve", (PyCFunction)(void (*)(void))pub_reserve, METH_FASTCALL | METH_KEYWORDS,
-	  "reserve(size, type=0, timeout=None)\n--\n\n"
+	  "reserve($self, /, size, type=0, timeout=None)\n--\n\n"
 	  "Reserve size bytes in the ring and return a Reservation: `with pub.reserve(n) as "
 	  "buf:` gives a writable memoryview of the space, committed (published) when the block "
 	  "ends and aborted if it raises. Readers behind an open reservation wait for it: "
 	  "finish it soon. One reservation per publisher at a time." },
 	{ "close", (PyCFunction)pub_close, METH_NOARGS,
-	  "close()\n--\n\nClose the publisher (an open reservation is aborted). Closing again "
+	  "close($self, /)\n--\n\nClose the publisher (an open reservation is aborted). Closing again "
 	  "does nothing." },
 	{ "__enter__", (PyCFunction)pub_enter, METH_NOARGS, "Return the publisher." },
 	{ "__exit__", (PyCFunction)pub_exit, METH_VARARGS, "Close the publisher." },
@@ -752,11 +752,11 @@ static void res_dealloc(pysb_res *r)
 
 static PyMethodDef res_methods[] = {
 	{ "commit", (PyCFunction)(void (*)(void))res_commit, METH_FASTCALL | METH_KEYWORDS,
-	  "commit(type=None)\n--\n\nPublish the reserved space (with type, or the type given "
+	  "commit($self, /, type=None)\n--\n\nPublish the reserved space (with type, or the type given "
 	  "to reserve()). Raises BufferError, leaving the reservation open, while a buffer of "
 	  "the space other than the memoryview handed out is alive." },
 	{ "abort", (PyCFunction)res_abort, METH_NOARGS,
-	  "abort()\n--\n\nDrop the reservation: readers skip it. Same BufferError rule as "
+	  "abort($self, /)\n--\n\nDrop the reservation: readers skip it. Same BufferError rule as "
 	  "commit()." },
 	{ "__enter__", (PyCFunction)res_enter, METH_NOARGS,
 	  "Return the writable memoryview of the reserved space." },

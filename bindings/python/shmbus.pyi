@@ -6,15 +6,12 @@ of topic files, each a lock-free ring of variable-size messages. See docs/python
 """
 
 import asyncio
-import sys
+import builtins
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, TypedDict, final
 
-if sys.version_info >= (3, 12):
-    from collections.abc import Buffer
-else:
-    from typing_extensions import Buffer
+from _typeshed import ReadableBuffer as _Buffer
 
 __version__: str
 BLOCK: Literal["block"]
@@ -22,12 +19,13 @@ OVERWRITE: Literal["overwrite"]
 TOPIC_NAME_MAX: int
 GROUP_NAME_MAX: int
 
-Policy = Literal["block", "overwrite"]
+_Policy = Literal["block", "overwrite"]
 
 class Error(Exception):
-    """A shmbus call failed; .errno is the errno, str() the library's message."""
+    """A shmbus call failed; .errno is the errno (set on every exception the module
+    raises), str() the library's message."""
 
-    errno: int | None
+    errno: int
 
 class Timeout(Error, TimeoutError):
     """Nothing came, or no space freed up, within the timeout (EAGAIN, ETIMEDOUT)."""
@@ -44,16 +42,16 @@ class TooBig(Error):
 class AccessDenied(Error, PermissionError):
     """Not allowed (EACCES, EPERM)."""
 
-class TopicInfo(TypedDict):
+class _TopicInfo(TypedDict):
     capacity: int
     max_message: int
-    policy: Policy
+    policy: _Policy
     max_readers: int
     max_publishers: int
     max_groups: int
     system: bool
 
-class TopicStats(TypedDict):
+class _TopicStats(TypedDict):
     published: int
     bytes: int
     aborted: int
@@ -65,7 +63,7 @@ class TopicStats(TypedDict):
     readers: int
     publishers: int
 
-class ReaderInfo(TypedDict):
+class _ReaderInfo(TypedDict):
     slot: int
     pid: int
     group: str | None
@@ -75,7 +73,7 @@ class ReaderInfo(TypedDict):
     lag_bytes: int
     lag_msgs: int
 
-class GroupInfo(TypedDict):
+class _GroupInfo(TypedDict):
     name: str
     members: int
     cursor: int
@@ -84,7 +82,7 @@ class GroupInfo(TypedDict):
     lost: int
     abandoned: int
 
-class BusStats(TypedDict):
+class _BusStats(TypedDict):
     topics: int
     clients: int
     watched: int
@@ -99,7 +97,7 @@ class BusStats(TypedDict):
     daemon_started_ns: int
     daemon_updated_ns: int
 
-class DaemonInfo(TypedDict):
+class _DaemonInfo(TypedDict):
     pid: int
     clients: int
     uptime_ms: int
@@ -107,6 +105,7 @@ class DaemonInfo(TypedDict):
     version: str
     config: str
 
+@final
 class Bus:
     """A bus: the directory $SHMBUS_DIR/<name> (SHMBUS_DIR defaults to /dev/shm/shmbus;
     name None means $SHMBUS_BUS or "default"), created if needed. Registers with the
@@ -140,7 +139,7 @@ class Bus:
         *,
         capacity: int = 1048576,
         max_message: int = 0,
-        policy: Policy = "block",
+        policy: _Policy = "block",
         max_readers: int = 0,
         max_publishers: int = 0,
         max_groups: int = 0,
@@ -148,23 +147,23 @@ class Bus:
     ) -> bool:
         """Create a topic: True if created, False if it existed with the same options.
         Raises Exists if it exists with other options."""
-    def remove_topic(self, name: str) -> None:
+    def remove_topic(self, name: str, /) -> None:
         """Remove a topic (open handles keep the orphaned ring). Raises NotFound."""
-    def topic_info(self, name: str) -> TopicInfo:
+    def topic_info(self, name: str, /) -> _TopicInfo:
         """The options the topic was created with."""
     def topics(self) -> list[str]:
         """The names of the bus's topics, sorted."""
-    def topic_stats(self, name: str) -> TopicStats:
+    def topic_stats(self, name: str, /) -> _TopicStats:
         """A snapshot of the topic's shared counters."""
-    def readers(self, name: str) -> list[ReaderInfo]:
+    def readers(self, name: str, /) -> list[_ReaderInfo]:
         """The topic's reader slots in use."""
-    def groups(self, name: str) -> list[GroupInfo]:
+    def groups(self, name: str, /) -> list[_GroupInfo]:
         """The topic's groups."""
-    def stats(self) -> BusStats:
+    def stats(self) -> _BusStats:
         """The bus's counters; needs no daemon."""
-    def daemon_ping(self, timeout: float | None = 1.0) -> DaemonInfo:
+    def daemon_ping(self, timeout: float | None = 1.0) -> _DaemonInfo:
         """Ask the daemon how it is. NotFound: no daemon; Timeout: no answer in time."""
-    def publisher(self, topic: str) -> Publisher:
+    def publisher(self, topic: str, /) -> Publisher:
         """Open a publisher on an existing topic."""
     def subscriber(
         self, topic: str, group: str | None = None, *, from_earliest: bool = False
@@ -180,15 +179,15 @@ class Publisher:
     @property
     def closed(self) -> bool: ...
     @property
-    def policy(self) -> Policy: ...
+    def policy(self) -> _Policy: ...
     @property
     def max_message(self) -> int: ...
-    def publish(self, data: Buffer, type: int = 0, timeout: float | None = None) -> None:
+    def publish(self, data: _Buffer, type: int = 0, timeout: float | None = None) -> None:
         """Publish one message (any C-contiguous bytes-like object, copied once, into the
         ring). On a full 'block' topic wait up to timeout seconds (None: forever), then
         raise Timeout. Raises TooBig above max_message."""
     def publish_batch(
-        self, messages: Sequence[Buffer], type: int = 0, timeout: float | None = None
+        self, messages: Sequence[_Buffer], type: int = 0, timeout: float | None = None
     ) -> int:
         """Publish several messages with as few ring claims as possible; returns how many
         were published (fewer than given only if the timeout expired after some)."""
@@ -219,7 +218,6 @@ class Reservation:
     def abort(self) -> None:
         """Drop the space; readers skip it."""
     def __len__(self) -> int: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
     def __enter__(self) -> memoryview: ...
     def __exit__(
         self,
@@ -250,11 +248,10 @@ class Message:
         """Messages this reader lost just before this one (overwrite topics)."""
     @property
     def valid(self) -> bool: ...
-    def bytes(self) -> bytes:
+    def bytes(self) -> builtins.bytes:
         """A copy of the payload that outlives the message."""
-    def __bytes__(self) -> bytes: ...
+    def __bytes__(self) -> builtins.bytes: ...
     def __len__(self) -> int: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
 
 @final
 class Subscriber:
@@ -268,7 +265,7 @@ class Subscriber:
     @property
     def closed(self) -> bool: ...
     @property
-    def policy(self) -> Policy: ...
+    def policy(self) -> _Policy: ...
     @property
     def max_message(self) -> int: ...
     @property

@@ -480,24 +480,24 @@ static PyObject *sub_get_received(pysb_sub *s, void *c)
 
 static PyMethodDef sub_methods[] = {
 	{ "recv", (PyCFunction)(void (*)(void))sub_recv, METH_FASTCALL | METH_KEYWORDS,
-	  "recv(timeout=None)\n--\n\n"
+	  "recv($self, /, timeout=None)\n--\n\n"
 	  "Receive the next message, waiting up to timeout seconds (None: forever; 0: only "
 	  "look), then raise Timeout. The previous message's data is released first: its .data "
 	  "memoryview raises ValueError from now on. Raises BufferError, consuming nothing, if "
 	  "a buffer of the previous message's data is still alive." },
 	{ "recv_many", (PyCFunction)(void (*)(void))sub_recv_many, METH_VARARGS | METH_KEYWORDS,
-	  "recv_many(max_messages, timeout=None)\n--\n\n"
+	  "recv_many($self, /, max_messages, timeout=None)\n--\n\n"
 	  "Receive up to max_messages payloads as a list of bytes (copies): the first waiting "
 	  "as recv() does, the others only if already there. Types and sequence numbers are "
 	  "not returned; losses add up in .lost." },
 	{ "recv_async", (PyCFunction)(void (*)(void))sub_recv_async, METH_VARARGS | METH_KEYWORDS,
-	  "recv_async(timeout=None)\n--\n\n"
+	  "recv_async($self, /, timeout=None)\n--\n\n"
 	  "recv() for asyncio: returns a Future for the next message. A message already there "
 	  "completes it at once; otherwise the subscriber's helper thread waits (the GIL "
 	  "released) and completes it through loop.call_soon_threadsafe(). Cancelling it loses "
 	  "nothing: a message that arrives for a cancelled future goes to the next recv." },
 	{ "close", (PyCFunction)sub_close, METH_NOARGS,
-	  "close()\n--\n\nClose the subscriber, releasing its reader slot; ends iteration over "
+	  "close($self, /)\n--\n\nClose the subscriber, releasing its reader slot; ends iteration over "
 	  "it. Closing again does nothing." },
 	{ "__enter__", (PyCFunction)sub_enter, METH_NOARGS, "Return the subscriber." },
 	{ "__exit__", (PyCFunction)sub_exit, METH_VARARGS, "Close the subscriber." },
@@ -680,7 +680,7 @@ static void msg_dealloc(pysb_msg *m)
 
 static PyMethodDef msg_methods[] = {
 	{ "bytes", (PyCFunction)msg_bytes, METH_NOARGS,
-	  "bytes()\n--\n\nA copy of the payload, which outlives the message (copied with the "
+	  "bytes($self, /)\n--\n\nA copy of the payload, which outlives the message (copied with the "
 	  "GIL released when large)." },
 	{ "__bytes__", (PyCFunction)msg_bytes, METH_NOARGS, "A copy of the payload." },
 	{ NULL, NULL, 0, NULL },

@@ -13,13 +13,13 @@ import asyncio
 import shmbus
 
 
-async def heartbeat():
+async def heartbeat() -> None:
     while True:
         await asyncio.sleep(1)
         print("(the loop is alive)", flush=True)
 
 
-async def main():
+async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("topic")
     ap.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")

@@ -19,7 +19,7 @@ HEADER = struct.Struct("<IIQ")  # publisher id, payload size, counter
 TYPE_DATA = 1
 
 
-def fill(size, publisher, counter):
+def fill(size: int, publisher: int, counter: int) -> bytes:
     """The payload of message `counter`: byte i (after the header) is
     (publisher * 131 + counter * 7 + i) mod 256."""
     base = (publisher * 131 + counter * 7) & 0xFF
@@ -28,7 +28,7 @@ def fill(size, publisher, counter):
     return HEADER.pack(publisher, size, counter) + (ring * (size // 256 + 2))[HEADER.size:size]
 
 
-def main():
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("topic")
     ap.add_argument("count", type=int)

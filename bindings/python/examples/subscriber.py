@@ -19,14 +19,14 @@ HEADER = struct.Struct("<IIQ")
 TYPE_DATA = 1
 
 
-def expected(size, publisher, counter):
+def expected(size: int, publisher: int, counter: int) -> bytes:
     base = (publisher * 131 + counter * 7) & 0xFF
     ring = bytes(range(256))
     ring = ring[base:] + ring[:base]
     return HEADER.pack(publisher, size, counter) + (ring * (size // 256 + 2))[HEADER.size:size]
 
 
-def main():
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("topic")
     ap.add_argument("count", type=int)
@@ -38,7 +38,7 @@ def main():
     args = ap.parse_args()
 
     errors = 0
-    nxt = {}  # publisher id -> counter expected next
+    nxt: dict[int, int] = {}  # publisher id -> counter expected next
     with shmbus.Bus() as bus:
         bus.create_topic(args.topic, capacity=args.capacity)
         with bus.subscriber(args.topic, args.group) as sub:
