@@ -382,10 +382,20 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 	if (!fut)
 		goto fail;
 	int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
-	if (s->afut && !s->ahelper && !s->adeliver) {
-		/* (cannot happen: a future is kept only while something will complete it) */
-		Py_CLEAR(s->afut);
-		Py_CLEAR(s->aloop);
+	if (s->afut && !s->ahelper &&
+	    (!s->adeliver || (s->aresult && !Py_IS_TYPE(s->aresult, &pysb_MsgType)))) {
+		/* A cancelled future's outcome is on its way, but it is not a message (a
+		 * timeout, an error): nothing for the new future to inherit; start afresh. The
+		 * queued callback will find nothing to deliver. (With neither a helper nor a
+		 * delivery under way a future is never kept; cleared here all the same.) */
+		int done = future_done(s->afut);
+		if (done < 0)
+			goto fail;
+		if (done) {
+			Py_CLEAR(s->afut);
+			Py_CLEAR(s->aloop);
+			Py_CLEAR(s->aresult);
+		}
 	}
 	if (s->afut || s->ahelper) {
 		int done = s->afut ? future_done(s->afut) : 1;

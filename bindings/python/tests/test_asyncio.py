@@ -182,3 +182,16 @@ def test_data_lifetime_in_async_for(bus, topic):
             assert m2.data == b"b"
 
     run(main())
+
+
+def test_a_stale_timeout_does_not_reach_the_next_future(bus, topic):
+    async def main():
+        with bus.publisher(topic) as pub, bus.subscriber(topic) as sub:
+            fut = sub.recv_async(timeout=0.05)
+            time.sleep(0.2)  # blocks the loop: the helper's Timeout waits in its queue
+            fut.cancel()
+            fut2 = sub.recv_async()
+            pub.publish(b"fresh")
+            assert (await asyncio.wait_for(fut2, 5)).bytes() == b"fresh"
+
+    run(main())
