@@ -11,7 +11,8 @@ two), 64 B and 64 KiB messages, through:
                  consumer takes msg.data (a zero-copy view) and its length
   shmbus_copy    the same, but the consumer copies each payload out with msg.bytes()
                  (what the other peers hand their consumer: a bytes object)
-  shmbus_batch   publish_batch() of 64 messages / recv_many(64) (copies), for reference
+  shmbus_batch   publish_batch() / recv_many() (copies) of 64 messages (64 B) or 4 (64 KiB:
+                 at most 256 KiB a call), for reference
   mp_queue       multiprocessing.Queue(maxsize=1024): put() / get()
   mp_pipe        multiprocessing.Pipe(duplex=False): send_bytes() / recv_bytes()
   shm_lock       a ring of slots in multiprocessing.shared_memory, every access under a
@@ -46,8 +47,14 @@ import shmbus
 SIZES = [64, 64 << 10]
 ALL_CASES = ["shmbus", "shmbus_copy", "shmbus_batch", "mp_queue", "mp_pipe", "shm_lock",
              "redis"]
-BATCH = 64
+BATCH = 64  # messages per publish_batch() / recv_many() call ...
+BATCH_BYTES = 256 << 10  # ... but not more bytes than this: a claim of a large part of the
+#                          ring makes the publisher wait for the reader to free all of it
 now = time.perf_counter
+
+
+def batch_len(size):
+    return max(1, min(BATCH, BATCH_BYTES // max(size, 1)))
 
 
 def pin(cpu):
@@ -68,7 +75,7 @@ def shmbus_setup(size):
     with shmbus.Bus(bus_name) as bus:
         bus.create_topic("bench", capacity=(8 << 20) if size > 4096 else (1 << 20),
                          max_message=max(size, 4096))
-    return {"bus": bus_name}
+    return {"bus": bus_name, "size": size}
 
 
 def shmbus_produce(env, payload, seconds, ready):
@@ -118,7 +125,7 @@ shmbus_copy_produce = shmbus_produce
 def shmbus_batch_produce(env, payload, seconds, ready):
     with shmbus.Bus(env["bus"]) as bus, bus.publisher("bench") as pub:
         ready.wait()
-        batch = [payload] * BATCH
+        batch = [payload] * batch_len(len(payload))
         n = 0
         end = now() + seconds
         while now() < end:
@@ -129,9 +136,10 @@ def shmbus_batch_produce(env, payload, seconds, ready):
 
 
 def shmbus_batch_consume(env, ready):
+    k = batch_len(env["size"])
     with shmbus.Bus(env["bus"]) as bus, bus.subscriber("bench") as sub:
         ready.set()
-        got = sub.recv_many(BATCH)
+        got = sub.recv_many(k)
         first = now()
         n = 0
         while True:
@@ -140,7 +148,7 @@ def shmbus_batch_consume(env, ready):
                 n += len(got) - 1
                 break
             n += len(got)
-            got = sub.recv_many(BATCH)
+            got = sub.recv_many(k)
         return n, first, now()
 
 
