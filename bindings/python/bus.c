@@ -147,7 +147,7 @@ static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
 	unsigned long long capacity = 1u << 20;
 	unsigned int max_message = 0, max_readers = 0, max_publishers = 0, max_groups = 0;
 	int system = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$KIsIIIp:create_topic", kwlist, &name,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|KIs$IIIp:create_topic", kwlist, &name,
 					 &capacity, &max_message, &policy, &max_readers,
 					 &max_publishers, &max_groups, &system))
 		return NULL;
@@ -456,7 +456,7 @@ static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
 	static char *kwlist[] = { "topic", "group", "from_earliest", NULL };
 	PyObject *topic, *group = Py_None;
 	int earliest = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O$p:subscriber", kwlist, &topic, &group,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Op:subscriber", kwlist, &topic, &group,
 					 &earliest))
 		return NULL;
 	if (group != Py_None && !PyUnicode_Check(group))
@@ -503,7 +503,7 @@ static PyMethodDef bus_methods[] = {
 	{ "__exit__", (PyCFunction)bus_exit, METH_VARARGS, "Close the bus." },
 	{ "create_topic", (PyCFunction)(void (*)(void))bus_create_topic,
 	  METH_VARARGS | METH_KEYWORDS,
-	  "create_topic($self, /, name, *, capacity=1048576, max_message=0, policy='block', "
+	  "create_topic($self, /, name, capacity=1048576, max_message=0, policy='block', *, "
 	  "max_readers=0, max_publishers=0, max_groups=0, system=False)\n--\n\n"
 	  "Create a topic; True if it was created, False if it existed with the same options.\n"
 	  "capacity is the ring size in bytes (a power of two, 4 KiB .. 1 TiB); max_message the "
@@ -538,7 +538,7 @@ static PyMethodDef bus_methods[] = {
 	{ "publisher", (PyCFunction)bus_publisher, METH_O,
 	  "publisher($self, topic, /)\n--\n\nOpen a Publisher on an existing topic." },
 	{ "subscriber", (PyCFunction)(void (*)(void))bus_subscriber, METH_VARARGS | METH_KEYWORDS,
-	  "subscriber($self, /, topic, group=None, *, from_earliest=False)\n--\n\n"
+	  "subscriber($self, /, topic, group=None, from_earliest=False)\n--\n\n"
 	  "Open a Subscriber on an existing topic: a fan-out reader of every message published "
 	  "from now on (or from the earliest one retained, with from_earliest), or, with a "
 	  "group name, a member of that group (each message goes to one member)." },

@@ -136,10 +136,10 @@ class Bus:
     def create_topic(
         self,
         name: str,
-        *,
         capacity: int = 1048576,
         max_message: int = 0,
         policy: _Policy = "block",
+        *,
         max_readers: int = 0,
         max_publishers: int = 0,
         max_groups: int = 0,
@@ -166,7 +166,7 @@ class Bus:
     def publisher(self, topic: str, /) -> Publisher:
         """Open a publisher on an existing topic."""
     def subscriber(
-        self, topic: str, group: str | None = None, *, from_earliest: bool = False
+        self, topic: str, group: str | None = None, from_earliest: bool = False
     ) -> Subscriber:
         """Open a fan-out subscriber, or a member of group, on an existing topic."""
 

@@ -149,9 +149,11 @@ def test_from_earliest(bus, topic):
     with bus.publisher(topic) as pub:
         for i in range(5):
             pub.publish(bytes([i]))
-        with bus.subscriber(topic) as late, bus.subscriber(topic, from_earliest=True) as early:
-            assert [early.recv(timeout=1).bytes() for _ in range(5)] == \
-                [bytes([i]) for i in range(5)]
+        with bus.subscriber(topic) as late, bus.subscriber(topic, from_earliest=True) as early, \
+                bus.subscriber(topic, None, True) as early2:
+            for s in (early, early2):
+                assert [s.recv(timeout=1).bytes() for _ in range(5)] == \
+                    [bytes([i]) for i in range(5)]
             with pytest.raises(shmbus.Timeout):
                 late.recv(timeout=0)
 
