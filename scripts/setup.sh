@@ -23,10 +23,17 @@ set -eu
 #   and valgrind/callgrind.h for the client requests); linux-perf (exact syscall counts
 #   through the raw_syscalls tracepoint); gnuplot-nox (the PNG plots). Without one of them
 #   the suite still runs and reports that peer or measurement as absent.
+# python bindings (bindings/python): python3-dev (Python.h and the python3 pkg-config file for
+#   Debian's /usr/bin/python3, the interpreter the module is built for); python3-numpy (the
+#   tests publish and read numpy arrays through the buffer protocol); python3-mypy (the tests
+#   check the type stubs against the module with stubtest, and the examples with mypy).
+# benchmarks: redis-server and python3-redis (bindings/python/bench.py measures redis-py on a
+#   local redis-server it starts, next to multiprocessing's queues, pipes and shared memory).
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
 libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
 libhiredis-dev libwslay-dev redis-server python3-websockets
-libzmq3-dev valgrind linux-perf gnuplot-nox"
+libzmq3-dev valgrind linux-perf gnuplot-nox
+python3-dev python3-numpy python3-mypy python3-redis"
 
 missing=""
 for p in $PACKAGES; do

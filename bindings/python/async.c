@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * asyncio: Subscriber.recv_async() and `async for msg in sub`.
+ *
+ * shmbus has no file descriptor to hand to the event loop: a reader sleeps on a futex in
+ * shared memory. So each subscriber used from asyncio gets one helper thread (a daemon
+ * threading.Thread, started on the first wait) that waits in shmbus_recv() with the GIL
+ * released, in slices of PYSB_HELPER_SLICE_MS, and completes the future through
+ * loop.call_soon_threadsafe(). The event loop itself never waits and never spins.
+ *
+ *  - A message that is already there completes the future at once, on the loop thread,
+ *    with no thread hop; every FAIR_STREAK-th such message is delivered through
+ *    loop.call_soon() instead, so a consumer that never has to wait still yields to the
+ *    other tasks.
+ *  - The helper works on the C handle only while `ahelper` is set; nothing else touches
+ *    the handle then (recv() waits for it, close() defers the C close to it).
+ *  - The result goes to `aresult` and a callback on the loop (`_async_deliver`) sets it on
+ *    whatever future is pending *when the callback runs*. If that future was cancelled
+ *    meanwhile, a message is kept in `astash` and returned by the next recv or
+ *    recv_async: cancelling (asyncio.wait_for, task.cancel) never loses a message.
+ *  - Between slices the helper looks whether the future is done (cancelled) or the
+ *    subscriber closed, and then stops waiting without consuming anything.
+ * All of the state lives in the subscriber and is touched only with the GIL held.
+ */
+#include <errno.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bindings/python/pyshmbus.h"
+
+/* Messages completed at once in a row before one goes through the event loop. */
+#define FAIR_STREAK 32
+
+enum { RC_CLOSED = -100001, RC_CANCELLED = -100002 };
+
+/* The helper thread of one subscriber. The subscriber and the thread each hold a
+ * reference (refs); fields are read and written with the GIL held, except that the
+ * semaphore wakes the thread while it waits without the GIL. */
+struct pysb_helper {
+	sem_t wake;    /* posted when there is work (sub set) or stop */
+	int stop;      /* the subscriber is gone or closed: exit when idle */
+	pysb_sub *sub; /* the subscriber to serve (a strong reference), or NULL: idle */
+	int refs;
+};
+
+static PyObject *get_running_loop; /* asyncio.get_running_loop */
+static PyObject *thread_class;	   /* threading.Thread */
+static PyObject *str_done, *str_create_future, *str_set_result, *str_set_exception, *str_call_soon,
+	*str_call_soon_threadsafe, *str_start, *str_async_deliver;
+
+static int lazy_init(void)
+{
+	if (get_running_loop)
+		return 0;
+	PyObject *asyncio = PyImport_ImportModule("asyncio");
+	if (!asyncio)
+		return -1;
+	PyObject *threading = PyImport_ImportModule("threading");
+	if (!threading) {
+		Py_DECREF(asyncio);
+		return -1;
+	}
+	thread_class = PyObject_GetAttrString(threading, "Thread");
+	get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
+	Py_DECREF(threading);
+	Py_DECREF(asyncio);
+	if (!thread_class || !get_running_loop) {
+		Py_CLEAR(thread_class);
+		Py_CLEAR(get_running_loop);
+		return -1;
+	}
+#define INTERN(var, text)                                      \
+	do {                                                   \
+		if (!(var = PyUnicode_InternFromString(text))) \
+			return -1;                             \
+	} while (0)
+	INTERN(str_done, "done");
+	INTERN(str_create_future, "create_future");
+	INTERN(str_set_result, "set_result");
+	INTERN(str_set_exception, "set_exception");
+	INTERN(str_call_soon, "call_soon");
+	INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
+	INTERN(str_start, "start");
+	INTERN(str_async_deliver, "_async_deliver");
+#undef INTERN
+	return 0;
+}
+
+static int future_done(PyObject *fut)
+{
+	PyObject *r = PyObject_CallMethodNoArgs(fut, str_done);
+	if (!r)
+		return -1;
+	int d = PyObject_IsTrue(r);
+	Py_DECREF(r);
+	return d;
+}
+
+/* ---- the helper thread ------------------------------------------------------------------- */
+
+static void helper_unref(struct pysb_helper *h)
+{
+	if (--h->refs == 0) {
+		sem_destroy(&h->wake);
+		PyMem_RawFree(h);
+	}
+}
+
+static void helper_stop(pysb_sub *s)
+{
+	struct pysb_helper *h = s->helper;
+	if (!h)
+		return;
+	s->helper = NULL;
+	h->stop = 1;
+	sem_post(&h->wake);
+	helper_unref(h);
+}
+
+static PyMethodDef worker_def = {
+	"_async_worker",
+	(PyCFunction)pysb_async_worker,
+	METH_O,
+	"Internal: the body of a subscriber's asyncio helper thread.",
+};
+
+static int helper_start(pysb_sub *s)
+{
+	struct pysb_helper *h = PyMem_RawCalloc(1, sizeof(*h));
+	if (!h) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	if (sem_init(&h->wake, 0, 0) < 0) {
+		PyMem_RawFree(h);
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	h->refs = 1;
+	PyObject *cap = PyCapsule_New(h, "shmbus.helper", NULL);
+	PyObject *fn = PyCFunction_New(&worker_def, NULL);
+	PyObject *name = PyUnicode_FromFormat("shmbus-recv-%U", s->topic);
+	PyObject *kw = cap && fn && name ?
+			       Py_BuildValue("{s:O,s:(O),s:O,s:O}", "target", fn, "args", cap,
+					     "name", name, "daemon", Py_True) :
+			       NULL;
+	PyObject *empty = PyTuple_New(0);
+	PyObject *thread = kw && empty ? PyObject_Call(thread_class, empty, kw) : NULL;
+	Py_XDECREF(empty);
+	Py_XDECREF(kw);
+	Py_XDECREF(name);
+	Py_XDECREF(fn);
+	Py_XDECREF(cap);
+	if (!thread) {
+		helper_unref(h);
+		return -1;
+	}
+	h->refs++; /* the thread's, dropped when it exits */
+	PyObject *r = PyObject_CallMethodNoArgs(thread, str_start);
+	Py_DECREF(thread);
+	if (!r) {
+		h->refs--;
+		helper_unref(h);
+		return -1;
+	}
+	Py_DECREF(r);
+	s->helper = h;
+	return 0;
+}
+
+/* Keep a result nobody awaits: a message for the next recv, nothing else. Steals res. */
+static void keep_for_next(pysb_sub *s, PyObject *res)
+{
+	if (Py_IS_TYPE(res, &pysb_MsgType) && !s->closed) {
+		Py_XSETREF(s->astash, res);
+		return;
+	}
+	Py_DECREF(res);
+}
+
+/* Hand res (stolen) to the pending future through its loop's callback queue; callable
+ * from any thread. */
+static void schedule(pysb_sub *s, PyObject *res)
+{
+	if (!s->afut || !s->aloop) {
+		keep_for_next(s, res);
+		return;
+	}
+	Py_XSETREF(s->aresult, res);
+	if (s->adeliver)
+		return; /* the callback already queued delivers the new result */
+	/* Set before the call: call_soon_threadsafe may let the loop thread run, and the
+	 * callback clears it. */
+	s->adeliver = 1;
+	PyObject *cb = PyObject_GetAttr((PyObject *)s, str_async_deliver);
+	PyObject *r = cb ? PyObject_CallMethodOneArg(s->aloop, str_call_soon_threadsafe, cb) : NULL;
+	Py_XDECREF(cb);
+	if (r) {
+		Py_DECREF(r);
+		return;
+	}
+	/* The loop is closed: nobody will await this future. */
+	PyErr_Clear();
+	s->adeliver = 0;
+	Py_CLEAR(s->afut);
+	Py_CLEAR(s->aloop);
+	res = s->aresult;
+	s->aresult = NULL;
+	if (res)
+		keep_for_next(s, res);
+}
+
+/* The result of a failed wait, as an exception object (new reference, never NULL unless
+ * memory ran out). */
+static PyObject *wait_exception(pysb_sub *s, int rc)
+{
+	char msg[256];
+	const char *topic = PyUnicode_AsUTF8(s->topic);
+	if (!topic) {
+		PyErr_Clear();
+		topic = "?";
+	}
+	if (rc == -EAGAIN)
+		snprintf(msg, sizeof(msg), "recv_async on '%s': no message within the timeout",
+			 topic);
+	else
+		snprintf(msg, sizeof(msg), "recv_async on '%s': %s", topic, strerror(-rc));
+	PyObject *exc = pysb_exc_new(rc, msg);
+	if (!exc) {
+		PyObject *t, *v, *tb;
+		PyErr_Fetch(&t, &v, &tb);
+		PyErr_NormalizeException(&t, &v, &tb);
+		Py_XDECREF(t);
+		Py_XDECREF(tb);
+		exc = v;
+	}
+	return exc;
+}
+
+/* Serve the pending request of s: wait for a message in slices, then deliver. */
+static void serve(struct pysb_helper *h, pysb_sub *s)
+{
+	shmbus_msg_t m;
+	int rc;
+	for (;;) {
+		if (s->closed) {
+			rc = RC_CLOSED;
+			break;
+		}
+		int done = s->afut ? future_done(s->afut) : 1;
+		if (done) {
+			if (done < 0)
+				PyErr_Clear();
+			rc = RC_CANCELLED;
+			break;
+		}
+		int slice = PYSB_HELPER_SLICE_MS;
+		if (s->adeadline >= 0) {
+			int64_t left = s->adeadline - pysb_now_ms();
+			if (left <= 0) {
+				rc = -EAGAIN;
+				break;
+			}
+			if (left < slice)
+				slice = (int)left;
+		}
+		shmbus_sub_t *hd = s->sub;
+		Py_BEGIN_ALLOW_THREADS
+			rc = shmbus_recv(hd, &m, slice);
+		Py_END_ALLOW_THREADS
+		if (rc == 0 || (rc != -EAGAIN && rc != -EINTR))
+			break;
+	}
+	/* Done with the handle; from here a new request may be queued (h->sub again). */
+	s->ahelper = 0;
+	h->sub = NULL;
+	PyObject *res = NULL;
+	if (rc == 0 && !s->closed) {
+		res = pysb_sub_wrap(s, &m);
+		if (!res)
+			res = wait_exception(s, -ENOMEM);
+	} else if (rc == RC_CANCELLED) {
+		/* Nothing consumed; forget the cancelled future. */
+		Py_CLEAR(s->afut);
+		Py_CLEAR(s->aloop);
+	} else if (rc != RC_CLOSED && rc != 0) {
+		res = wait_exception(s, rc);
+	}
+	/* (closed: close() already scheduled the closing exception; the message, if any,
+	 * goes with the handle) */
+	if (res)
+		schedule(s, res);
+	pysb_sub_maybe_finish(s);
+}
+
+PyObject *pysb_async_worker(PyObject *module, PyObject *capsule)
+{
+	(void)module;
+	struct pysb_helper *h = PyCapsule_GetPointer(capsule, "shmbus.helper");
+	if (!h)
+		return NULL;
+	for (;;) {
+		while (!h->sub && !h->stop) {
+			Py_BEGIN_ALLOW_THREADS
+				while (sem_wait(&h->wake) < 0 && errno == EINTR)
+					;
+			Py_END_ALLOW_THREADS
+		}
+		pysb_sub *s = h->sub;
+		if (!s)
+			break;
+		serve(h, s); /* clears h->sub; its reference is ours to drop */
+		Py_DECREF(s);
+	}
+	helper_unref(h);
+	Py_RETURN_NONE;
+}
+
+/* ---- the loop side -------------------------------------------------------------------- */
+
+PyObject *pysb_sub_async_deliver(pysb_sub *s, PyObject *unused)
+{
+	(void)unused;
+	s->adeliver = 0;
+	PyObject *res = s->aresult;
+	s->aresult = NULL;
+	if (!res)
+		Py_RETURN_NONE;
+	PyObject *fut = s->afut;
+	int done = fut ? future_done(fut) : 1;
+	if (done < 0) {
+		PyErr_Clear();
+		done = 1;
+	}
+	if (done) {
+		/* cancelled meanwhile */
+		Py_CLEAR(s->afut);
+		Py_CLEAR(s->aloop);
+		keep_for_next(s, res);
+		Py_RETURN_NONE;
+	}
+	s->afut = NULL;
+	Py_CLEAR(s->aloop);
+	PyObject *r = PyObject_CallMethodOneArg(
+		fut, PyExceptionInstance_Check(res) ? str_set_exception : str_set_result, res);
+	Py_DECREF(fut);
+	Py_DECREF(res);
+	if (!r)
+		return NULL;
+	Py_DECREF(r);
+	Py_RETURN_NONE;
+}
+
+static int complete(PyObject *fut, PyObject *res)
+{
+	PyObject *r = PyObject_CallMethodOneArg(fut, str_set_result, res);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
+{
+	if (s->closed || !s->sub) {
+		if (aiter) {
+			PyErr_SetNone(PyExc_StopAsyncIteration);
+			return NULL;
+		}
+		return pysb_closed("Subscriber");
+	}
+	if (s->busy)
+		return pysb_busy("Subscriber");
+	if (lazy_init() < 0)
+		return NULL;
+	PyObject *loop = PyObject_CallNoArgs(get_running_loop);
+	if (!loop)
+		return NULL;
+	PyObject *fut = PyObject_CallMethodNoArgs(loop, str_create_future);
+	if (!fut)
+		goto fail;
+	int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+	if (s->afut && !s->ahelper &&
+	    (!s->adeliver || (s->aresult && !Py_IS_TYPE(s->aresult, &pysb_MsgType)))) {
+		/* A cancelled future's outcome is on its way, but it is not a message (a
+		 * timeout, an error): nothing for the new future to inherit; start afresh. The
+		 * queued callback will find nothing to deliver. (With neither a helper nor a
+		 * delivery under way a future is never kept; cleared here all the same.) */
+		int done = future_done(s->afut);
+		if (done < 0)
+			goto fail;
+		if (done) {
+			Py_CLEAR(s->afut);
+			Py_CLEAR(s->aloop);
+			Py_CLEAR(s->aresult);
+		}
+	}
+	if (s->afut || s->ahelper) {
+		int done = s->afut ? future_done(s->afut) : 1;
+		if (done < 0)
+			goto fail;
+		if (!done) {
+			PyErr_SetString(PyExc_RuntimeError,
+					"recv_async() is already pending on this subscriber");
+			goto fail;
+		}
+		/* The previous future was cancelled while the helper or its delivery was under
+		 * way: this one takes its place and gets what they bring. */
+		Py_XSETREF(s->afut, Py_NewRef(fut));
+		Py_XSETREF(s->aloop, loop);
+		s->aiter = aiter;
+		s->adeadline = deadline;
+		return fut;
+	}
+	if (s->astash) {
+		PyObject *msg = s->astash;
+		s->astash = NULL;
+		int rc = complete(fut, msg);
+		Py_DECREF(msg);
+		if (rc < 0)
+			goto fail;
+		Py_DECREF(loop);
+		return fut;
+	}
+	if (pysb_sub_let_go(s) < 0)
+		goto fail;
+	shmbus_msg_t m;
+	int rc = pysb_sub_poll(s, &m);
+	if (rc == 0) {
+		PyObject *msg = pysb_sub_wrap(s, &m);
+		if (!msg)
+			goto fail;
+		if (++s->astreak < FAIR_STREAK) {
+			rc = complete(fut, msg);
+			Py_DECREF(msg);
+			if (rc < 0)
+				goto fail;
+			Py_DECREF(loop);
+			return fut;
+		}
+		/* Through the loop this time, so that the other tasks get a turn. */
+		s->astreak = 0;
+		s->afut = Py_NewRef(fut);
+		s->aloop = loop;
+		s->aiter = aiter;
+		s->aresult = msg;
+		s->adeliver = 1;
+		PyObject *cb = PyObject_GetAttr((PyObject *)s, str_async_deliver);
+		PyObject *r = cb ? PyObject_CallMethodOneArg(loop, str_call_soon, cb) : NULL;
+		Py_XDECREF(cb);
+		if (!r) {
+			s->adeliver = 0;
+			s->aresult = NULL;
+			Py_CLEAR(s->afut);
+			s->aloop = NULL;
+			keep_for_next(s, msg);
+			Py_DECREF(fut);
+			Py_DECREF(loop);
+			return NULL;
+		}
+		Py_DECREF(r);
+		return fut;
+	}
+	s->astreak = 0;
+	if (rc != -EAGAIN) {
+		PyObject *exc = wait_exception(s, rc);
+		if (exc) {
+			PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+			Py_DECREF(exc);
+		}
+		goto fail;
+	}
+	if (timeout_ms == 0) {
+		pysb_raise(-EAGAIN, "recv_async on '%U': no message (timeout 0)", s->topic);
+		goto fail;
+	}
+	if (!s->helper && helper_start(s) < 0)
+		goto fail;
+	s->afut = Py_NewRef(fut);
+	s->aloop = loop;
+	s->aiter = aiter;
+	s->adeadline = deadline;
+	s->ahelper = 1;
+	s->helper->sub = (pysb_sub *)Py_NewRef(s);
+	sem_post(&s->helper->wake);
+	return fut;
+fail:
+	Py_XDECREF(fut);
+	Py_DECREF(loop);
+	return NULL;
+}
+
+int pysb_sub_async_settle(pysb_sub *s, PyObject **out)
+{
+	*out = NULL;
+	if (s->afut) {
+		int done = future_done(s->afut);
+		if (done < 0)
+			return -1;
+		if (!done) {
+			PyErr_SetString(
+				PyExc_RuntimeError,
+				"recv_async() is pending on this subscriber: await or cancel "
+				"it before calling recv()");
+			return -1;
+		}
+		Py_CLEAR(s->afut);
+		Py_CLEAR(s->aloop);
+	}
+	/* A cancelled request's helper is at most one slice from noticing. */
+	while (s->ahelper) {
+		pysb_nap();
+		if (PyErr_CheckSignals() < 0)
+			return -1;
+	}
+	/* A result whose future is gone (its callback, if queued, will find nothing). */
+	if (s->aresult) {
+		PyObject *res = s->aresult;
+		s->aresult = NULL;
+		keep_for_next(s, res);
+	}
+	if (s->astash) {
+		*out = s->astash;
+		s->astash = NULL;
+	}
+	return 0;
+}
+
+void pysb_sub_async_close(pysb_sub *s)
+{
+	Py_CLEAR(s->astash);
+	if (s->afut) {
+		PyObject *exc;
+		if (s->aiter)
+			exc = PyObject_CallNoArgs(PyExc_StopAsyncIteration);
+		else
+			exc = PyObject_CallFunction(PyExc_ValueError, "s",
+						    "operation on a closed shmbus.Subscriber");
+		if (exc)
+			schedule(s, exc);
+		else
+			PyErr_Clear();
+	}
+	helper_stop(s);
+}
+
+int pysb_sub_async_traverse(pysb_sub *s, visitproc visit, void *arg)
+{
+	Py_VISIT(s->afut);
+	Py_VISIT(s->aloop);
+	Py_VISIT(s->aresult);
+	Py_VISIT(s->astash);
+	return 0;
+}
+
+void pysb_sub_async_clear(pysb_sub *s)
+{
+	Py_CLEAR(s->afut);
+	Py_CLEAR(s->aloop);
+	Py_CLEAR(s->aresult);
+	Py_CLEAR(s->astash);
+	helper_stop(s);
+}

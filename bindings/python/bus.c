@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbus.Bus: a bus handle, its topics, and what the shared counters and the daemon say
+ * about them. Calls that may take a while (creating a topic reserves its whole file; a
+ * daemon ping waits for an answer; opening registers with the daemon) run with the GIL
+ * released, counted in `users` so that close() from another thread cannot free the handle
+ * under them.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bindings/python/pyshmbus.h"
+
+void pysb_bus_hold(pysb_bus *b)
+{
+	b->users++;
+}
+
+void pysb_bus_unhold(pysb_bus *b)
+{
+	if (--b->users == 0 && b->closed && b->bus) {
+		shmbus_bus_t *h = b->bus;
+		b->bus = NULL;
+		Py_BEGIN_ALLOW_THREADS
+			shmbus_bus_close(h);
+		Py_END_ALLOW_THREADS
+	}
+}
+
+/* The handle for a call, or NULL with ValueError if closed. */
+static shmbus_bus_t *handle(pysb_bus *b)
+{
+	if (b->closed || !b->bus) {
+		pysb_closed("Bus");
+		return NULL;
+	}
+	return b->bus;
+}
+
+static PyObject *bus_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "name", NULL };
+	const char *name = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|z:Bus", kwlist, &name))
+		return NULL;
+	pysb_bus *b = (pysb_bus *)type->tp_alloc(type, 0);
+	if (!b)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	shmbus_bus_t *h = NULL;
+	int rc;
+	Py_BEGIN_ALLOW_THREADS
+		rc = shmbus_bus_open(&h, name);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		Py_DECREF(b);
+		return pysb_raise_slow(rc, &snap, "cannot open bus '%s'",
+				       name ? name : "(default)");
+	}
+	b->bus = h;
+	/* The name the library resolved: the last component of the bus directory. */
+	const char *path = shmbus_bus_path(h);
+	const char *slash = strrchr(path, '/');
+	b->name = PyUnicode_DecodeFSDefault(slash ? slash + 1 : path);
+	if (!b->name) {
+		Py_DECREF(b);
+		return NULL;
+	}
+	return (PyObject *)b;
+}
+
+static void bus_dealloc(pysb_bus *b)
+{
+	if (b->weakrefs)
+		PyObject_ClearWeakRefs((PyObject *)b);
+	/* Children and calls hold references, so none is left here. */
+	if (b->bus) {
+		shmbus_bus_t *h = b->bus;
+		b->bus = NULL;
+		Py_BEGIN_ALLOW_THREADS
+			shmbus_bus_close(h);
+		Py_END_ALLOW_THREADS
+	}
+	Py_XDECREF(b->name);
+	Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static PyObject *bus_close(pysb_bus *b, PyObject *unused)
+{
+	(void)unused;
+	if (!b->closed) {
+		b->closed = 1;
+		/* Open publishers and subscribers keep the C handle until they close. */
+		b->users++;
+		pysb_bus_unhold(b);
+	}
+	Py_RETURN_NONE;
+}
+
+static PyObject *bus_enter(pysb_bus *b, PyObject *unused)
+{
+	(void)unused;
+	if (!handle(b))
+		return NULL;
+	return Py_NewRef(b);
+}
+
+static PyObject *bus_exit(pysb_bus *b, PyObject *args)
+{
+	(void)args;
+	return bus_close(b, NULL);
+}
+
+static PyObject *bus_repr(pysb_bus *b)
+{
+	return PyUnicode_FromFormat("<shmbus.Bus %R%s>", b->name, b->closed ? " closed" : "");
+}
+
+/* ---- topics ---------------------------------------------------------------------------- */
+
+static int parse_policy(const char *s, uint32_t *out)
+{
+	if (!strcmp(s, "block")) {
+		*out = SHMBUS_BLOCK;
+		return 0;
+	}
+	if (!strcmp(s, "overwrite")) {
+		*out = SHMBUS_OVERWRITE;
+		return 0;
+	}
+	PyErr_Format(PyExc_ValueError, "policy must be 'block' or 'overwrite', not '%s'", s);
+	return -1;
+}
+
+static const char *policy_name(uint32_t p)
+{
+	return p == SHMBUS_OVERWRITE ? "overwrite" : "block";
+}
+
+static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "name",	"capacity",    "max_message",
+				  "policy",	"max_readers", "max_publishers",
+				  "max_groups", "system",      NULL };
+	const char *name, *policy = "block";
+	unsigned long long capacity = 1u << 20;
+	unsigned int max_message = 0, max_readers = 0, max_publishers = 0, max_groups = 0;
+	int system = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|KIs$IIIp:create_topic", kwlist, &name,
+					 &capacity, &max_message, &policy, &max_readers,
+					 &max_publishers, &max_groups, &system))
+		return NULL;
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = capacity;
+	o.max_message = max_message;
+	if (parse_policy(policy, &o.policy) < 0)
+		return NULL;
+	if (max_readers)
+		o.max_readers = max_readers;
+	if (max_publishers)
+		o.max_publishers = max_publishers;
+	if (max_groups)
+		o.max_groups = max_groups;
+	if (system)
+		o.flags |= SHMBUS_TOPIC_SYSTEM;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	int rc;
+	pysb_bus_hold(b);
+	Py_BEGIN_ALLOW_THREADS
+		rc = shmbus_topic_create(h, name, &o);
+	Py_END_ALLOW_THREADS
+	pysb_bus_unhold(b);
+	if (rc < 0)
+		return pysb_raise_slow(rc, &snap, "cannot create topic '%s'", name);
+	return PyBool_FromLong(rc == 0);
+}
+
+static PyObject *bus_remove_topic(pysb_bus *b, PyObject *arg)
+{
+	const char *name = PyUnicode_AsUTF8(arg);
+	if (!name)
+		return NULL;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	int rc = shmbus_topic_remove(h, name);
+	if (rc < 0)
+		return pysb_raise_slow(rc, &snap, "cannot remove topic '%s'", name);
+	Py_RETURN_NONE;
+}
+
+static PyObject *bus_topic_info(pysb_bus *b, PyObject *arg)
+{
+	const char *name = PyUnicode_AsUTF8(arg);
+	if (!name)
+		return NULL;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	shmbus_topic_opts_t o;
+	int rc = shmbus_topic_info(h, name, &o);
+	if (rc < 0)
+		return pysb_raise_slow(rc, &snap, "topic '%s'", name);
+	return Py_BuildValue("{s:K,s:I,s:s,s:I,s:I,s:I,s:O}", "capacity",
+			     (unsigned long long)o.capacity, "max_message", o.max_message, "policy",
+			     policy_name(o.policy), "max_readers", o.max_readers, "max_publishers",
+			     o.max_publishers, "max_groups", o.max_groups, "system",
+			     (o.flags & SHMBUS_TOPIC_SYSTEM) ? Py_True : Py_False);
+}
+
+static int collect_name(const char *name, void *arg)
+{
+	PyObject *s = PyUnicode_FromString(name);
+	if (!s)
+		return -ENOMEM;
+	int rc = PyList_Append((PyObject *)arg, s);
+	Py_DECREF(s);
+	return rc < 0 ? -ENOMEM : 0;
+}
+
+static PyObject *bus_topics(pysb_bus *b, PyObject *unused)
+{
+	(void)unused;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	PyObject *list = PyList_New(0);
+	if (!list)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	int rc = shmbus_topic_foreach(h, collect_name, list);
+	if (rc < 0) {
+		if (PyErr_Occurred()) {
+			Py_DECREF(list);
+			return NULL;
+		}
+		Py_DECREF(list);
+		return pysb_raise_slow(rc, &snap, "cannot list the topics of bus %R", b->name);
+	}
+	return list;
+}
+
+static PyObject *bus_topic_stats(pysb_bus *b, PyObject *arg)
+{
+	const char *name = PyUnicode_AsUTF8(arg);
+	if (!name)
+		return NULL;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	shmbus_topic_stats_t st;
+	int rc = shmbus_topic_stats(h, name, &st);
+	if (rc < 0)
+		return pysb_raise_slow(rc, &snap, "topic '%s'", name);
+	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:I}", "published",
+			     (unsigned long long)st.published, "bytes",
+			     (unsigned long long)st.bytes, "aborted",
+			     (unsigned long long)st.aborted, "backpressure_waits",
+			     (unsigned long long)st.backpressure_waits, "wakeups",
+			     (unsigned long long)st.wakeups, "readers_reclaimed",
+			     (unsigned long long)st.readers_reclaimed, "tail",
+			     (unsigned long long)st.tail, "next_seq",
+			     (unsigned long long)st.next_seq, "readers", st.readers, "publishers",
+			     st.publishers);
+}
+
+/* The snapshot functions return how many there are; call again with room for all. */
+static PyObject *bus_readers(pysb_bus *b, PyObject *arg)
+{
+	const char *name = PyUnicode_AsUTF8(arg);
+	if (!name)
+		return NULL;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	unsigned room = 64;
+	shmbus_reader_info_t *ri = NULL;
+	int n;
+	for (;;) {
+		shmbus_reader_info_t *nr = PyMem_Realloc(ri, room * sizeof(*ri));
+		if (!nr) {
+			PyMem_Free(ri);
+			return PyErr_NoMemory();
+		}
+		ri = nr;
+		n = shmbus_topic_readers(h, name, ri, room);
+		if (n < 0) {
+			PyMem_Free(ri);
+			return pysb_raise_slow(n, &snap, "topic '%s'", name);
+		}
+		if ((unsigned)n <= room)
+			break;
+		room = (unsigned)n + 16;
+	}
+	PyObject *list = PyList_New(n);
+	for (int i = 0; list && i < n; i++) {
+		const shmbus_reader_info_t *r = &ri[i];
+		/* A group member holding nothing has no position. */
+		PyObject *pos = r->pos == UINT64_MAX ? Py_NewRef(Py_None) :
+						       PyLong_FromUnsignedLongLong(r->pos);
+		PyObject *d = pos ? Py_BuildValue("{s:I,s:i,s:z,s:K,s:K,s:N,s:K,s:K}", "slot",
+						  r->slot, "pid", r->pid, "group",
+						  r->group[0] ? r->group : NULL, "consumed",
+						  (unsigned long long)r->consumed, "lost",
+						  (unsigned long long)r->lost, "pos", pos,
+						  "lag_bytes", (unsigned long long)r->lag_bytes,
+						  "lag_msgs", (unsigned long long)r->lag_msgs) :
+				    NULL;
+		if (!d) {
+			Py_CLEAR(list);
+			break;
+		}
+		PyList_SET_ITEM(list, i, d);
+	}
+	PyMem_Free(ri);
+	return list;
+}
+
+static PyObject *bus_groups(pysb_bus *b, PyObject *arg)
+{
+	const char *name = PyUnicode_AsUTF8(arg);
+	if (!name)
+		return NULL;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	unsigned room = 16;
+	shmbus_group_info_t *gi = NULL;
+	int n;
+	for (;;) {
+		shmbus_group_info_t *ng = PyMem_Realloc(gi, room * sizeof(*gi));
+		if (!ng) {
+			PyMem_Free(gi);
+			return PyErr_NoMemory();
+		}
+		gi = ng;
+		n = shmbus_topic_groups(h, name, gi, room);
+		if (n < 0) {
+			PyMem_Free(gi);
+			return pysb_raise_slow(n, &snap, "topic '%s'", name);
+		}
+		if ((unsigned)n <= room)
+			break;
+		room = (unsigned)n + 16;
+	}
+	PyObject *list = PyList_New(n);
+	for (int i = 0; list && i < n; i++) {
+		const shmbus_group_info_t *g = &gi[i];
+		PyObject *d = Py_BuildValue("{s:s,s:I,s:K,s:K,s:K,s:K,s:K}", "name", g->name,
+					    "members", g->members, "cursor",
+					    (unsigned long long)g->cursor, "lag_bytes",
+					    (unsigned long long)g->lag_bytes, "lag_msgs",
+					    (unsigned long long)g->lag_msgs, "lost",
+					    (unsigned long long)g->lost, "abandoned",
+					    (unsigned long long)g->abandoned);
+		if (!d) {
+			Py_CLEAR(list);
+			break;
+		}
+		PyList_SET_ITEM(list, i, d);
+	}
+	PyMem_Free(gi);
+	return list;
+}
+
+/* ---- the bus as a whole, and its daemon ---------------------------------------------- */
+
+static PyObject *bus_stats(pysb_bus *b, PyObject *unused)
+{
+	(void)unused;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	shmbus_bus_stats_t st;
+	int rc = shmbus_bus_stats(h, &st);
+	if (rc < 0)
+		return pysb_raise_slow(rc, &snap, "bus %R: cannot read its counters", b->name);
+	return Py_BuildValue(
+		"{s:I,s:I,s:I,s:i,s:O,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "topics", st.topics,
+		"clients", st.clients, "watched", st.watched, "daemon_pid", st.daemon_pid,
+		"daemon_running", st.daemon_running ? Py_True : Py_False, "published",
+		(unsigned long long)st.published, "bytes", (unsigned long long)st.bytes, "aborted",
+		(unsigned long long)st.aborted, "crashes", (unsigned long long)st.crashes,
+		"readers_reclaimed", (unsigned long long)st.readers_reclaimed,
+		"publishers_reclaimed", (unsigned long long)st.publishers_reclaimed,
+		"daemon_started_ns", (unsigned long long)st.daemon_started_ns, "daemon_updated_ns",
+		(unsigned long long)st.daemon_updated_ns);
+}
+
+static PyObject *bus_daemon_ping(pysb_bus *b, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "timeout", NULL };
+	PyObject *timeout = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:daemon_ping", kwlist, &timeout))
+		return NULL;
+	int64_t ms = 1000;
+	if (timeout && pysb_timeout_ms(timeout, &ms) < 0)
+		return NULL;
+	if (ms < 0 || ms > INT32_MAX)
+		ms = INT32_MAX;
+	shmbus_bus_t *h = handle(b);
+	if (!h)
+		return NULL;
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	shmbus_daemon_info_t info;
+	int rc;
+	pysb_bus_hold(b);
+	Py_BEGIN_ALLOW_THREADS
+		rc = shmbus_daemon_ping(h, (int)ms, &info);
+	Py_END_ALLOW_THREADS
+	pysb_bus_unhold(b);
+	if (rc < 0)
+		return pysb_raise_slow(rc, &snap, "bus %R: daemon ping", b->name);
+	info.version[sizeof(info.version) - 1] = '\0';
+	info.config[sizeof(info.config) - 1] = '\0';
+	return Py_BuildValue("{s:i,s:I,s:K,s:K,s:s,s:s}", "pid", info.pid, "clients", info.clients,
+			     "uptime_ms", (unsigned long long)info.uptime_ms, "crashes",
+			     (unsigned long long)info.crashes, "version", info.version, "config",
+			     info.config);
+}
+
+/* ---- handles ---------------------------------------------------------------------------- */
+
+static PyObject *bus_publisher(pysb_bus *b, PyObject *arg)
+{
+	if (!PyUnicode_Check(arg))
+		return PyErr_Format(PyExc_TypeError, "topic must be a str, not %.100s",
+				    Py_TYPE(arg)->tp_name);
+	if (!handle(b))
+		return NULL;
+	return pysb_pub_open(b, arg);
+}
+
+static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "topic", "group", "from_earliest", NULL };
+	PyObject *topic, *group = Py_None;
+	int earliest = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Op:subscriber", kwlist, &topic, &group,
+					 &earliest))
+		return NULL;
+	if (group != Py_None && !PyUnicode_Check(group))
+		return PyErr_Format(PyExc_TypeError, "group must be a str or None, not %.100s",
+				    Py_TYPE(group)->tp_name);
+	if (!handle(b))
+		return NULL;
+	return pysb_sub_open(b, topic, group, earliest ? SHMBUS_SUB_EARLIEST : 0);
+}
+
+/* ---- attributes ------------------------------------------------------------------------- */
+
+static PyObject *bus_get_name(pysb_bus *b, void *c)
+{
+	(void)c;
+	return Py_NewRef(b->name);
+}
+
+static PyObject *bus_get_path(pysb_bus *b, void *c)
+{
+	(void)c;
+	shmbus_bus_t *h = handle(b);
+	return h ? PyUnicode_DecodeFSDefault(shmbus_bus_path(h)) : NULL;
+}
+
+static PyObject *bus_get_closed(pysb_bus *b, void *c)
+{
+	(void)c;
+	return PyBool_FromLong(b->closed);
+}
+
+static PyObject *bus_get_supervised(pysb_bus *b, void *c)
+{
+	(void)c;
+	shmbus_bus_t *h = handle(b);
+	return h ? PyBool_FromLong(shmbus_bus_supervised(h)) : NULL;
+}
+
+static PyMethodDef bus_methods[] = {
+	{ "close", (PyCFunction)bus_close, METH_NOARGS,
+	  "close($self, /)\n--\n\nClose the bus handle. Publishers and subscribers opened from it stay "
+	  "usable until they are closed themselves. Closing again does nothing." },
+	{ "__enter__", (PyCFunction)bus_enter, METH_NOARGS, "Return the bus." },
+	{ "__exit__", (PyCFunction)bus_exit, METH_VARARGS, "Close the bus." },
+	{ "create_topic", (PyCFunction)(void (*)(void))bus_create_topic,
+	  METH_VARARGS | METH_KEYWORDS,
+	  "create_topic($self, /, name, capacity=1048576, max_message=0, policy='block', *, "
+	  "max_readers=0, max_publishers=0, max_groups=0, system=False)\n--\n\n"
+	  "Create a topic; True if it was created, False if it existed with the same options.\n"
+	  "capacity is the ring size in bytes (a power of two, 4 KiB .. 1 TiB); max_message the "
+	  "largest payload (0: capacity/8); policy 'block' (publishers wait for readers) or "
+	  "'overwrite' (readers that fall a lap behind lose messages, counted); 0 for the "
+	  "max_* counts takes the library's defaults. Raises Exists if the topic exists with "
+	  "other options, Error (EINVAL) for a bad name or option." },
+	{ "remove_topic", (PyCFunction)bus_remove_topic, METH_O,
+	  "remove_topic($self, name, /)\n--\n\nRemove a topic. Handles open on it keep working on the "
+	  "orphaned ring until closed. Raises NotFound if there is no such topic." },
+	{ "topic_info", (PyCFunction)bus_topic_info, METH_O,
+	  "topic_info($self, name, /)\n--\n\nThe options a topic was created with, as a dict." },
+	{ "topics", (PyCFunction)bus_topics, METH_NOARGS,
+	  "topics($self, /)\n--\n\nThe names of the bus's topics, sorted ('$sys.' topics included)." },
+	{ "topic_stats", (PyCFunction)bus_topic_stats, METH_O,
+	  "topic_stats($self, name, /)\n--\n\nA snapshot of a topic's shared counters, as a dict." },
+	{ "readers", (PyCFunction)bus_readers, METH_O,
+	  "readers($self, name, /)\n--\n\nThe topic's reader slots in use (fan-out subscribers and group "
+	  "members), a list of dicts: slot, pid, group (None for fan-out), consumed, lost, pos, "
+	  "lag_bytes, lag_msgs." },
+	{ "groups", (PyCFunction)bus_groups, METH_O,
+	  "groups($self, name, /)\n--\n\nThe topic's groups, a list of dicts: name, members, cursor, "
+	  "lag_bytes, lag_msgs, lost, abandoned." },
+	{ "stats", (PyCFunction)bus_stats, METH_NOARGS,
+	  "stats($self, /)\n--\n\nThe bus's counters (summed over topics, and the daemon's), a dict. "
+	  "Needs no daemon." },
+	{ "daemon_ping", (PyCFunction)(void (*)(void))bus_daemon_ping, METH_VARARGS | METH_KEYWORDS,
+	  "daemon_ping($self, /, timeout=1.0)\n--\n\nAsk the bus's daemon (shmbusd) how it is: a dict "
+	  "with pid, clients, uptime_ms, crashes, version, config. Raises NotFound if no daemon "
+	  "socket exists, Timeout if it does not answer in time, Error (ECONNREFUSED) if its "
+	  "socket is dead." },
+	{ "publisher", (PyCFunction)bus_publisher, METH_O,
+	  "publisher($self, topic, /)\n--\n\nOpen a Publisher on an existing topic." },
+	{ "subscriber", (PyCFunction)(void (*)(void))bus_subscriber, METH_VARARGS | METH_KEYWORDS,
+	  "subscriber($self, /, topic, group=None, from_earliest=False)\n--\n\n"
+	  "Open a Subscriber on an existing topic: a fan-out reader of every message published "
+	  "from now on (or from the earliest one retained, with from_earliest), or, with a "
+	  "group name, a member of that group (each message goes to one member)." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef bus_getset[] = {
+	{ "name", (getter)bus_get_name, NULL, "The bus's name.", NULL },
+	{ "path", (getter)bus_get_path, NULL, "The bus's directory.", NULL },
+	{ "closed", (getter)bus_get_closed, NULL, "True once close() was called.", NULL },
+	{ "supervised", (getter)bus_get_supervised, NULL,
+	  "True if this handle is registered with the bus's daemon, False if embedded.", NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+PyTypeObject pysb_BusType = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Bus",
+	.tp_basicsize = sizeof(pysb_bus),
+	.tp_dealloc = (destructor)bus_dealloc,
+	.tp_repr = (reprfunc)bus_repr,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Bus(name=None)\n--\n\n"
+		  "A bus: a directory of topic files, $SHMBUS_DIR/<name> (SHMBUS_DIR defaults to "
+		  "/dev/shm/shmbus; name None means $SHMBUS_BUS or 'default'). Created if "
+		  "needed. Registers with the bus's daemon when one runs. A context manager; "
+		  "may be shared by threads.",
+	.tp_weaklistoffset = offsetof(pysb_bus, weakrefs),
+	.tp_methods = bus_methods,
+	.tp_getset = bus_getset,
+	.tp_new = bus_new,
+};

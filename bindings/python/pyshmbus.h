@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CPython extension module "shmbus": what its files share. Internal to
+ * bindings/python/; the Python-visible API is documented in shmbus.pyi and docs/python.md.
+ *
+ * Lifetime rules the objects keep (each enforced by a counter or flag, never by hope):
+ *  - A handle of the C library is closed only when nothing can touch it any more: close()
+ *    marks the object closed (Python calls on it raise ValueError), and the C close runs
+ *    once no call is using the handle with the GIL released (busy), no helper thread is
+ *    inside shmbus_recv() on it, and no buffer exported from ring memory is alive
+ *    (exports). Whichever of those ends last runs the close.
+ *  - Ring memory reaches Python only through buffers exported by a Message (read-only) or a
+ *    Reservation (writable). The memoryview we hand out is released before the memory may
+ *    change (next recv, commit, abort, close); if anything else still holds a buffer of it,
+ *    the operation refuses with BufferError rather than let that buffer see other bytes.
+ */
+#ifndef SHMBUS_PY_PYSHMBUS_H
+#define SHMBUS_PY_PYSHMBUS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <semaphore.h>
+#include <stdint.h>
+
+#include <shmbus.h>
+
+/* Longest wait inside one C call with the GIL released: signals (Ctrl-C), close() and
+ * cancellation are looked at between slices. */
+#define PYSB_SLICE_MS 50
+/* The same for a subscriber's asyncio helper thread: close() waits for it to leave the
+ * handle, so its slice bounds how long a close may take. A slice costs a wake-up and the
+ * library's 20 us spin: 50 of them a second are nothing. */
+#define PYSB_HELPER_SLICE_MS 20
+
+/* Sleep briefly with the GIL released, while waiting for another thread to leave a
+ * handle. */
+void pysb_nap(void);
+/* Payloads of at least this many bytes are copied with the GIL released (below it, the
+ * release and re-acquisition cost more than the copy). */
+#define PYSB_NOGIL_COPY 16384
+
+/* ---- exceptions (errors.c) ----------------------------------------------------------- */
+
+extern PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig,
+	*pysb_AccessDenied;
+
+/* Create the exception classes and add them to module m. 0 or -1 (exception set). */
+int pysb_errors_init(PyObject *m);
+
+/* A new exception instance for -errno rc (the class chosen by errno) with message msg;
+ * its .errno is set. NULL with an exception set if that failed. */
+PyObject *pysb_exc_new(int rc, const char *msg);
+
+/* Raise the exception for -errno rc; the message is fmt's text, ": ", strerror. NULL. */
+PyObject *pysb_raise(int rc, const char *fmt, ...);
+
+/* The library's thread-local error text before a slow-path call, to tell afterwards
+ * whether the call set a new one (the library does not clear it on success). */
+struct pysb_errsnap {
+	char text[512];
+};
+void pysb_errsnap_take(struct pysb_errsnap *s);
+
+/* Raise for a failed slow-path call: the library's message if the call left a new one,
+ * else fmt's text, ": ", strerror. NULL. */
+PyObject *pysb_raise_slow(int rc, const struct pysb_errsnap *s, const char *fmt, ...);
+
+/* ValueError for an operation on a closed object. NULL. */
+PyObject *pysb_closed(const char *what);
+/* RuntimeError: another thread is using a handle that is not thread-safe. NULL. */
+PyObject *pysb_busy(const char *what);
+
+/* A timeout argument in seconds: None means forever (-1), otherwise a number >= 0,
+ * rounded up to whole milliseconds. 0 or -1 (exception set). */
+int pysb_timeout_ms(PyObject *o, int64_t *ms);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t pysb_now_ms(void);
+
+/* ---- Bus (bus.c) -------------------------------------------------------------------- */
+
+typedef struct pysb_bus {
+	PyObject_HEAD shmbus_bus_t *bus; /* NULL once closed in C */
+	PyObject *name;			 /* str */
+	int closed;			 /* close() was called */
+	Py_ssize_t users; /* open publishers and subscribers, and calls without the GIL */
+	PyObject *weakrefs;
+} pysb_bus;
+
+extern PyTypeObject pysb_BusType;
+
+/* Count a user of the bus's C handle (a child handle or a call without the GIL). */
+void pysb_bus_hold(pysb_bus *b);
+/* Drop one; the last one of a closed bus closes the C handle. */
+void pysb_bus_unhold(pysb_bus *b);
+
+/* ---- Publisher and Reservation (pub.c) ------------------------------------------------ */
+
+struct pysb_res;
+
+typedef struct pysb_pub {
+	PyObject_HEAD shmbus_pub_t *pub; /* NULL once closed in C */
+	pysb_bus *bus;			 /* strong */
+	PyObject *topic;		 /* str */
+	uint32_t max_message;
+	uint32_t policy;
+	int closed;
+	int busy;	      /* a call uses the handle with the GIL released */
+	struct pysb_res *res; /* the open reservation (borrowed; it clears this) */
+	PyObject *weakrefs;
+} pysb_pub;
+
+typedef struct pysb_res {
+	PyObject_HEAD pysb_pub *pub; /* strong */
+	void *buf;
+	Py_ssize_t len;
+	uint32_t type;
+	int state;	    /* RES_OPEN, RES_COMMITTED, RES_ABORTED */
+	Py_ssize_t exports; /* buffers of the ring space alive */
+	PyObject *view;	    /* the memoryview handed out (strong), or NULL */
+} pysb_res;
+
+extern PyTypeObject pysb_PubType, pysb_ResType;
+
+/* Open a publisher on topic (bus.publisher()). New reference or NULL. */
+PyObject *pysb_pub_open(pysb_bus *bus, PyObject *topic);
+
+/* ---- Subscriber and Message (sub.c) --------------------------------------------------- */
+
+struct pysb_helper;
+
+typedef struct pysb_sub {
+	PyObject_HEAD shmbus_sub_t *sub; /* NULL once closed in C */
+	pysb_bus *bus;			 /* strong */
+	PyObject *topic;		 /* str */
+	PyObject *group;		 /* str or None */
+	uint32_t max_message;
+	uint32_t policy;
+	int closed;
+	int busy;	/* a call uses the handle with the GIL released */
+	int nogil_poll; /* overwrite topics with large messages: copies happen in recv */
+	/* The message the C handle holds: valid while held and gen matches. */
+	int held;
+	uint64_t gen; /* bumped each time the held message is let go */
+	shmbus_msg_t msg;
+	Py_ssize_t exports; /* buffers of the held message alive (memoryviews and others) */
+	PyObject *view;	    /* the memoryview handed out as .data (strong), or NULL */
+	uint64_t lost;	    /* messages lost so far (overwrite), summed over recv */
+	uint64_t received;
+	/* asyncio (async.c); all of it is read and written with the GIL held */
+	PyObject *afut;	   /* the pending future of recv_async()/__anext__, or NULL */
+	PyObject *aloop;   /* its event loop */
+	PyObject *aresult; /* a Message or exception waiting to be delivered, or NULL */
+	PyObject *astash;  /* a Message received for a future that was cancelled: the next
+	                      * recv or recv_async returns it (nothing is lost) */
+	int aiter;	   /* the pending future is __anext__'s (closing ends iteration) */
+	int ahelper;	   /* the helper thread is inside shmbus_recv() on this handle */
+	int adeliver;	   /* a delivery callback is scheduled on aloop */
+	int64_t adeadline; /* pysb_now_ms() deadline, or -1 */
+	unsigned astreak;  /* futures completed at once in a row (fairness) */
+	struct pysb_helper *helper;
+	PyObject *weakrefs;
+} pysb_sub;
+
+typedef struct pysb_msg {
+	PyObject_HEAD pysb_sub *sub; /* strong */
+	uint64_t gen;		     /* sub->gen when it was received */
+	const void *data;
+	uint32_t len;
+	uint32_t type;
+	uint64_t seq;
+	uint64_t timestamp;
+	uint64_t lost;
+} pysb_msg;
+
+extern PyTypeObject pysb_SubType, pysb_MsgType;
+
+/* Open a subscriber (bus.subscriber()). New reference or NULL. */
+PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags);
+
+/* Let go of the held message before the C handle may release it: invalidate its Python
+ * views. 0, or -1 with BufferError set if a buffer of it is still alive (then nothing
+ * changed and the message stays held). */
+int pysb_sub_let_go(pysb_sub *s);
+
+/* One look for a message without waiting (shmbus_recv() with timeout 0), without the GIL
+ * when that may copy a large payload. The held message must have been let go. */
+int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *m);
+
+/* Wrap the message the C handle just returned (s->msg is filled by the caller's
+ * shmbus_recv()). New reference, or NULL (the message stays held). */
+PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m);
+
+/* Close the C handle now if nothing uses it any more (see the rules above). */
+void pysb_sub_maybe_finish(pysb_sub *s);
+
+/* ---- asyncio (async.c) ---------------------------------------------------------------- */
+
+/* recv_async(timeout) and __anext__ (aiter = 1). New reference (a Future) or NULL. */
+PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter);
+/* sub._async_deliver(): the callback the helper schedules on the event loop. */
+PyObject *pysb_sub_async_deliver(pysb_sub *s, PyObject *unused);
+/* A synchronous recv() is about to run: settle what asyncio left (a cancelled future's
+ * message is taken over into *out). 0, or -1 with an exception set. */
+int pysb_sub_async_settle(pysb_sub *s, PyObject **out);
+/* close(): resolve a pending future (StopAsyncIteration for __anext__, ValueError for
+ * recv_async), drop a stashed message, stop the helper thread. */
+void pysb_sub_async_close(pysb_sub *s);
+/* GC support for the asyncio fields; clear also stops the helper thread (dealloc). */
+int pysb_sub_async_traverse(pysb_sub *s, visitproc visit, void *arg);
+void pysb_sub_async_clear(pysb_sub *s);
+/* Module function _async_worker(capsule): the helper thread's body. */
+PyObject *pysb_async_worker(PyObject *module, PyObject *capsule);
+
+#endif

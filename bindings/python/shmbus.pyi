@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: MIT
+"""Type stubs of the extension module shmbus (bindings/python/*.c).
+
+shmbus is same-host messaging between processes over shared memory: a Bus is a directory
+of topic files, each a lock-free ring of variable-size messages. See docs/python.md.
+"""
+
+import asyncio
+import builtins
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal, TypedDict, final
+
+from _typeshed import ReadableBuffer as _Buffer
+
+__version__: str
+BLOCK: Literal["block"]
+OVERWRITE: Literal["overwrite"]
+TOPIC_NAME_MAX: int
+GROUP_NAME_MAX: int
+
+_Policy = Literal["block", "overwrite"]
+
+class Error(Exception):
+    """A shmbus call failed; .errno is the errno (set on every exception the module
+    raises), str() the library's message."""
+
+    errno: int
+
+class Timeout(Error, TimeoutError):
+    """Nothing came, or no space freed up, within the timeout (EAGAIN, ETIMEDOUT)."""
+
+class Exists(Error, FileExistsError):
+    """The topic exists with other options (EEXIST)."""
+
+class NotFound(Error, FileNotFoundError):
+    """No such topic, or no daemon (ENOENT)."""
+
+class TooBig(Error):
+    """The message is larger than the topic's max_message (EMSGSIZE)."""
+
+class AccessDenied(Error, PermissionError):
+    """Not allowed (EACCES, EPERM)."""
+
+class _TopicInfo(TypedDict):
+    capacity: int
+    max_message: int
+    policy: _Policy
+    max_readers: int
+    max_publishers: int
+    max_groups: int
+    system: bool
+
+class _TopicStats(TypedDict):
+    published: int
+    bytes: int
+    aborted: int
+    backpressure_waits: int
+    wakeups: int
+    readers_reclaimed: int
+    tail: int
+    next_seq: int
+    readers: int
+    publishers: int
+
+class _ReaderInfo(TypedDict):
+    slot: int
+    pid: int
+    group: str | None
+    consumed: int
+    lost: int
+    pos: int | None
+    lag_bytes: int
+    lag_msgs: int
+
+class _GroupInfo(TypedDict):
+    name: str
+    members: int
+    cursor: int
+    lag_bytes: int
+    lag_msgs: int
+    lost: int
+    abandoned: int
+
+class _BusStats(TypedDict):
+    topics: int
+    clients: int
+    watched: int
+    daemon_pid: int
+    daemon_running: bool
+    published: int
+    bytes: int
+    aborted: int
+    crashes: int
+    readers_reclaimed: int
+    publishers_reclaimed: int
+    daemon_started_ns: int
+    daemon_updated_ns: int
+
+class _DaemonInfo(TypedDict):
+    pid: int
+    clients: int
+    uptime_ms: int
+    crashes: int
+    version: str
+    config: str
+
+@final
+class Bus:
+    """A bus: the directory $SHMBUS_DIR/<name> (SHMBUS_DIR defaults to /dev/shm/shmbus;
+    name None means $SHMBUS_BUS or "default"), created if needed. Registers with the
+    bus's daemon when one runs. May be shared by threads."""
+
+    def __init__(self, name: str | None = None) -> None: ...
+    @property
+    def name(self) -> str:
+        """The bus's name."""
+    @property
+    def path(self) -> str:
+        """The bus's directory."""
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+    @property
+    def supervised(self) -> bool:
+        """True if registered with the bus's daemon (shmbusd), False if embedded."""
+    def close(self) -> None:
+        """Close the handle; open publishers and subscribers stay usable until closed."""
+    def __enter__(self) -> Bus: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def create_topic(
+        self,
+        name: str,
+        capacity: int = 1048576,
+        max_message: int = 0,
+        policy: _Policy = "block",
+        *,
+        max_readers: int = 0,
+        max_publishers: int = 0,
+        max_groups: int = 0,
+        system: bool = False,
+    ) -> bool:
+        """Create a topic: True if created, False if it existed with the same options.
+        Raises Exists if it exists with other options."""
+    def remove_topic(self, name: str, /) -> None:
+        """Remove a topic (open handles keep the orphaned ring). Raises NotFound."""
+    def topic_info(self, name: str, /) -> _TopicInfo:
+        """The options the topic was created with."""
+    def topics(self) -> list[str]:
+        """The names of the bus's topics, sorted."""
+    def topic_stats(self, name: str, /) -> _TopicStats:
+        """A snapshot of the topic's shared counters."""
+    def readers(self, name: str, /) -> list[_ReaderInfo]:
+        """The topic's reader slots in use."""
+    def groups(self, name: str, /) -> list[_GroupInfo]:
+        """The topic's groups."""
+    def stats(self) -> _BusStats:
+        """The bus's counters; needs no daemon."""
+    def daemon_ping(self, timeout: float | None = 1.0) -> _DaemonInfo:
+        """Ask the daemon how it is. NotFound: no daemon; Timeout: no answer in time."""
+    def publisher(self, topic: str, /) -> Publisher:
+        """Open a publisher on an existing topic."""
+    def subscriber(
+        self, topic: str, group: str | None = None, from_earliest: bool = False
+    ) -> Subscriber:
+        """Open a fan-out subscriber, or a member of group, on an existing topic."""
+
+@final
+class Publisher:
+    """A publisher on one topic. Not thread-safe: one per thread."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def policy(self) -> _Policy: ...
+    @property
+    def max_message(self) -> int: ...
+    def publish(self, data: _Buffer, type: int = 0, timeout: float | None = None) -> None:
+        """Publish one message (any C-contiguous bytes-like object, copied once, into the
+        ring). On a full 'block' topic wait up to timeout seconds (None: forever), then
+        raise Timeout. Raises TooBig above max_message."""
+    def publish_batch(
+        self, messages: Sequence[_Buffer], type: int = 0, timeout: float | None = None
+    ) -> int:
+        """Publish several messages with as few ring claims as possible; returns how many
+        were published (fewer than given only if the timeout expired after some)."""
+    def reserve(self, size: int, type: int = 0, timeout: float | None = None) -> Reservation:
+        """Reserve size bytes in the ring: `with pub.reserve(n) as buf:` fills the
+        writable memoryview buf in place; committed on exit, aborted on an exception."""
+    def close(self) -> None: ...
+    def __enter__(self) -> Publisher: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class Reservation:
+    """Space reserved by Publisher.reserve(); also a writable buffer itself."""
+
+    @property
+    def buffer(self) -> memoryview:
+        """The writable memoryview of the space (while open)."""
+    @property
+    def state(self) -> Literal["open", "committed", "aborted"]: ...
+    def commit(self, type: int | None = None) -> None:
+        """Publish the space. BufferError (left open) while a buffer of it other than
+        the memoryview handed out is alive."""
+    def abort(self) -> None:
+        """Drop the space; readers skip it."""
+    def __len__(self) -> int: ...
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]: ...
+
+@final
+class Message:
+    """A received message. .data (and the message's own buffer) is valid until the
+    subscriber's next recv or close; the other attributes stay."""
+
+    @property
+    def data(self) -> memoryview:
+        """The payload: a read-only memoryview into the ring. Raises ValueError once the
+        subscriber received another message or closed; the memoryview itself is released
+        then (using it raises ValueError)."""
+    @property
+    def type(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def timestamp(self) -> int:
+        """CLOCK_REALTIME at publish, in nanoseconds."""
+    @property
+    def lost(self) -> int:
+        """Messages this reader lost just before this one (overwrite topics)."""
+    @property
+    def valid(self) -> bool: ...
+    def bytes(self) -> builtins.bytes:
+        """A copy of the payload that outlives the message."""
+    def __bytes__(self) -> builtins.bytes: ...
+    def __len__(self) -> int: ...
+
+@final
+class Subscriber:
+    """A reader of one topic: fan-out subscriber or group member. Iterable and
+    async-iterable until closed. Not thread-safe: one per thread."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def policy(self) -> _Policy: ...
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def lost(self) -> int:
+        """Messages lost so far (overwrite topics)."""
+    @property
+    def received(self) -> int: ...
+    def recv(self, timeout: float | None = None) -> Message:
+        """The next message, waiting up to timeout seconds (None: forever, 0: only look),
+        then Timeout. Releases the previous message's data first; BufferError, consuming
+        nothing, if a buffer of it is still alive."""
+    def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
+        """Up to max_messages payloads (copies): the first waited for, the rest if there."""
+    def recv_async(self, timeout: float | None = None) -> asyncio.Future[Message]:
+        """An asyncio Future of the next message (await it). Cancelling loses nothing."""
+    def close(self) -> None: ...
+    def __iter__(self) -> Subscriber: ...
+    def __next__(self) -> Message: ...
+    def __aiter__(self) -> Subscriber: ...
+    def __anext__(self) -> asyncio.Future[Message]: ...
+    def __enter__(self) -> Subscriber: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

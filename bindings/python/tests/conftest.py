@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures of the bindings suite.
+
+The whole session runs in a private bus root (SHMBUS_DIR) under /dev/shm, removed at the
+end; each test gets a bus of its own in it, so tests cannot see each other's topics.
+Child processes inherit SHMBUS_DIR. Run by `meson test --suite bindings`, which points
+PYTHONPATH at the built module and passes the example programs' paths.
+"""
+import os
+import shutil
+import tempfile
+import uuid
+
+import pytest
+
+import shmbus
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shmbus_dir():
+    d = tempfile.mkdtemp(prefix="shmbus-py-", dir="/dev/shm")
+    old = os.environ.get("SHMBUS_DIR")
+    os.environ["SHMBUS_DIR"] = d
+    os.environ.pop("SHMBUS_BUS", None)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        if old is None:
+            os.environ.pop("SHMBUS_DIR", None)
+        else:
+            os.environ["SHMBUS_DIR"] = old
+
+
+@pytest.fixture
+def bus_name():
+    return "py-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def bus(bus_name):
+    with shmbus.Bus(bus_name) as b:
+        yield b
+
+
+@pytest.fixture
+def topic(bus):
+    """A 1 MiB block topic named 't' on the test's bus."""
+    bus.create_topic("t", capacity=1 << 20)
+    return "t"
