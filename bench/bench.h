@@ -213,11 +213,11 @@ extern struct ctl *ctl;
 
 /* Settings of the whole invocation. */
 struct config {
-	double secs;   /* measured seconds of a throughput or paced run */
-	double warm;   /* warm-up before it */
-	uint64_t pp_n; /* recorded round trips per ping-pong run (at most) */
-	uint64_t pp_warm;
-	double pp_secs; /* a ping-pong run stops after this long anyway */
+	double secs;	  /* measured seconds of a throughput or paced run */
+	double warm;	  /* warm-up before it */
+	uint64_t pp_n;	  /* recorded round trips per ping-pong run (at most) */
+	uint64_t pp_warm; /* warm-up round trips (at most: also at most cfg.warm seconds) */
+	double pp_secs;	  /* a ping-pong run records for this long at most */
 	int rounds;
 	const char *mode;      /* "quick", "full", "smoke" */
 	char dir[64];	       /* private directory under /dev/shm for topics, rings, sockets */

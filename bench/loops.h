@@ -154,6 +154,40 @@ ALWAYS_INLINE void spin_until(uint64_t t)
 		__asm__ __volatile__("" ::: "memory");
 }
 
+/*
+ * The clock of a round-trip run: a warm-up of cfg.pp_warm round trips or cfg.warm seconds,
+ * whichever ends first (a slow peer would otherwise spend the whole run warming up), then
+ * cfg.pp_n recorded round trips or cfg.pp_secs seconds, whichever ends first.
+ */
+struct rt_clock {
+	uint64_t warm_until, until;
+	int on;
+};
+
+ALWAYS_INLINE void rt_begin(struct rt_clock *c)
+{
+	c->warm_until = now_ns() + (uint64_t)(cfg.warm * 1e9);
+	c->until = UINT64_MAX;
+	c->on = 0;
+}
+
+/* Account for round trip i, from t0 to t1. Returns 1 when the run is over. */
+ALWAYS_INLINE int rt_record(struct rt_clock *c, uint64_t i, uint64_t t0, uint64_t t1)
+{
+	struct hist *hs = &ctl->h;
+
+	__atomic_store_n(&ctl->w[0].count, i + 1, __ATOMIC_RELAXED);
+	if (c->on) {
+		hist_add(hs, t1 - t0);
+		return hs->n >= cfg.pp_n || ((i & 63) == 0 && t1 > c->until);
+	}
+	if (i + 1 >= cfg.pp_warm || t1 > c->warm_until) {
+		c->on = 1;
+		c->until = t1 + (uint64_t)(cfg.pp_secs * 1e9);
+	}
+	return 0;
+}
+
 /* Ping-pong, the measuring side: send on a, wait for the echo on b; round trip times. */
 ALWAYS_INLINE void tpl_pinger(struct run *r, int idx, const struct ops *o)
 {
@@ -161,11 +195,12 @@ ALWAYS_INLINE void tpl_pinger(struct run *r, int idx, const struct ops *o)
 	const uint32_t size = r->size;
 	const uint64_t gap = r->c->sc == SC_WAKEUP ? WAKEUP_GAP_NS : 0;
 	uint8_t *buf = msg_buf(size);
-	struct hist *hs = &ctl->h;
+	struct rt_clock clk;
 
 	worker_ready_wait();
-	uint64_t t1 = now_ns(), deadline = t1 + (uint64_t)(cfg.pp_secs * 1e9);
-	for (uint64_t i = 0; i < cfg.pp_warm + cfg.pp_n; i++) {
+	rt_begin(&clk);
+	uint64_t t1 = now_ns();
+	for (uint64_t i = 0;; i++) {
 		struct view v;
 
 		msg_stamp(buf, size, TAG(0, i), 0);
@@ -180,10 +215,7 @@ ALWAYS_INLINE void tpl_pinger(struct run *r, int idx, const struct ops *o)
 		if (v.len != size || load_u64(v.data) != TAG(0, i))
 			wfail("pong %" PRIu64 ": wrong message (%u bytes, tag %" PRIx64 ")", i,
 			      v.len, load_u64(v.data));
-		if (i >= cfg.pp_warm)
-			hist_add(hs, t1 - t0);
-		__atomic_store_n(&ctl->w[0].count, i + 1, __ATOMIC_RELAXED);
-		if ((i & 63) == 0 && t1 > deadline && hs->n)
+		if (rt_record(&clk, i, t0, t1))
 			break;
 	}
 	_exit(0);

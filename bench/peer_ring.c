@@ -244,12 +244,13 @@ static inline void fx_post(uint32_t *w, uint32_t v)
 static void futex_pinger(struct run *r, int idx)
 {
 	struct fx *f = r->shared;
-	struct hist *hs = &ctl->h;
+	struct rt_clock clk;
 
 	(void)idx;
 	worker_ready_wait();
-	uint64_t t1 = now_ns(), deadline = t1 + (uint64_t)(cfg.pp_secs * 1e9);
-	for (uint64_t i = 0; i < cfg.pp_warm + cfg.pp_n; i++) {
+	rt_begin(&clk);
+	uint64_t t1 = now_ns();
+	for (uint64_t i = 0;; i++) {
 		uint32_t n = (uint32_t)i + 1;
 
 		/* The same gap as the other pingers of the wake-up scenario (loops.h). */
@@ -258,10 +259,7 @@ static void futex_pinger(struct run *r, int idx)
 		fx_post(&f->ping, n);
 		fx_wait(&f->pong, n);
 		t1 = now_ns();
-		if (i >= cfg.pp_warm)
-			hist_add(hs, t1 - t0);
-		__atomic_store_n(&ctl->w[0].count, i + 1, __ATOMIC_RELAXED);
-		if ((i & 63) == 0 && t1 > deadline && hs->n)
+		if (rt_record(&clk, i, t0, t1))
 			break;
 	}
 	_exit(0);

@@ -148,6 +148,7 @@ typedef struct pysb_sub {
 	PyObject *view;	    /* the memoryview handed out as .data (strong), or NULL */
 	uint64_t lost;	    /* messages lost so far (overwrite), summed over recv */
 	uint64_t received;
+	unsigned spin_us;    /* what shmbus_sub_set_spin() was given (the library's default 20) */
 	/* asyncio (async.c); all of it is read and written with the GIL held */
 	PyObject *afut;	   /* the pending future of recv_async()/__anext__, or NULL */
 	PyObject *aloop;   /* its event loop */

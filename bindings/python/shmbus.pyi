@@ -273,6 +273,11 @@ class Subscriber:
         """Messages lost so far (overwrite topics)."""
     @property
     def received(self) -> int: ...
+    @property
+    def spin_us(self) -> int:
+        """How long a recv spins before it sleeps, in microseconds (default 20)."""
+    @spin_us.setter
+    def spin_us(self, value: int) -> None: ...
     def recv(self, timeout: float | None = None) -> Message:
         """The next message, waiting up to timeout seconds (None: forever, 0: only look),
         then Timeout. Releases the previous message's data first; BufferError, consuming

@@ -86,3 +86,17 @@ def test_daemon_ping_without_daemon(bus):
     with pytest.raises(shmbus.NotFound) as e:
         bus.daemon_ping(timeout=0.1)
     assert "no daemon" in str(e.value)
+
+
+def test_spin_setting(bus, topic):
+    with bus.subscriber(topic) as sub:
+        assert sub.spin_us == 20
+        sub.spin_us = 0  # sleep at once
+        assert sub.spin_us == 0
+        assert 0.09 <= timed(lambda: sub.recv(timeout=0.1)) < 0.4
+        sub.spin_us = 500
+        assert 0.09 <= timed(lambda: sub.recv(timeout=0.1)) < 0.4
+        with pytest.raises(ValueError):
+            sub.spin_us = 10_000_000
+    with pytest.raises(ValueError):
+        sub.spin_us = 5  # closed
