@@ -51,13 +51,18 @@ import json, sys
 sys.exit(0 if json.load(sys.stdin)["topics"][0]["publishers"] == int(sys.argv[1]) else 1)
 ' "$2"
 }
-sleep 60 | "$SB" pub good &
+# Its stdin is a FIFO the test holds open, so it waits for lines (and no helper process
+# outlives the test).
+mkfifo "$WORK/pub.fifo"
+"$SB" pub good <"$WORK/pub.fifo" &
 PPID_=$!
 BGPIDS="$BGPIDS $PPID_"
+exec 9>"$WORK/pub.fifo"
 poll 10 has_publishers good 1 || fail "the pub process never showed up as a publisher"
 pass
 kill -9 $PPID_
 wait $PPID_ 2>/dev/null
+exec 9>&-
 run doctor
 expect_grep out "^WARN +topic 'good': stale slot: publisher slot [0-9]+ belongs to pid $PPID_, which is gone" "the dead publisher's slot is reported"
 
