@@ -153,6 +153,7 @@ uint64_t hist_bucket_width(unsigned i);
 
 struct result {
 	int ok;
+	int unmeasurable; /* not ok because the machine could not measure it (perf) */
 	double value;	 /* what ratios use: msg/s delivered, or p50 in ns */
 	double msgs;	 /* msg/s delivered: per subscriber (fan-out), all members (group) */
 	double pub_msgs; /* msg/s published, all publishers */

@@ -306,6 +306,10 @@ static void run_rounds(void)
 					}
 					hist_merge(cr->h, &ctl->h);
 				}
+			} else if (cr->r[round].unmeasurable && cr->status != CS_FAILED) {
+				if (cr->status != CS_OK)
+					cr->status = CS_ABSENT;
+				snprintf(cr->why, sizeof(cr->why), "not measured here: %.200s", err);
 			} else {
 				cr->runs_failed++;
 				cr->status = CS_FAILED;
