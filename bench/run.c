@@ -595,10 +595,10 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 
 		if (n < 0 || msgs <= 0) {
 			/* perf could not count here (another perf session, a paranoid
-			 * setting, a sanitizer's runtime): the measurement is absent, the
-			 * programs are not broken. */
+			 * setting), or no message fell in the window (a machine too busy
+			 * to pace): the measurement is absent, the programs are not broken. */
 			snprintf(err, errlen, "perf counted nothing");
-			res.unmeasurable = n < 0;
+			res.unmeasurable = 1;
 			goto out_reaped;
 		}
 		res.syscalls = (double)n / msgs;
