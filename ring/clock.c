@@ -76,9 +76,10 @@ static void reanchor(void)
 	uint32_t idle = 0;
 	if (!cas_u32(&clk_busy, &idle, 1))
 		return;
-	if (!clk.state)
-		clk.state = tsc_invariant() ? 1 : -1;
-	if (clk.state < 0)
+	/* state is read outside the busy flag (shmbus_stamp_slow): atomic on both sides. */
+	if (!ld_relaxed(&clk.state))
+		st_relaxed(&clk.state, tsc_invariant() ? 1 : -1);
+	if (ld_relaxed(&clk.state) < 0)
 		goto out;
 	/* Another thread may have re-anchored since we looked: a rate measured over a
 	 * short interval would be far off, so only re-anchor when one is due. */
