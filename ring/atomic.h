@@ -41,20 +41,16 @@ static inline u128 pair(uint64_t lo, uint64_t hi)
 	return ((u128)hi << 64) | lo;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define SHMBUS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHMBUS_TSAN 1
-#endif
-#endif
-
-#ifdef SHMBUS_TSAN
+#if defined(__x86_64__)
 /*
- * ThreadSanitizer runs 16-byte atomics under a mutex of its own process, which is no
- * atomicity at all between processes sharing the ring: under TSan the instruction is
- * spelled out (TSan does not see it; every other access to these words is an 8-byte
- * atomic it does see).
+ * 16-byte compare-and-swap of w[0..1] (16-byte aligned); a full barrier. On failure
+ * *expect receives the current value. Returns 1 on success.
+ *
+ * Spelled out rather than __sync_val_compare_and_swap on an __int128: GCC passes that
+ * through the stack (a dozen loads and stores on every publish), and ThreadSanitizer runs
+ * 16-byte atomics under a mutex of its own process, which is no atomicity at all between
+ * processes sharing the ring (TSan does not see the instruction; every other access to
+ * these words is an 8-byte atomic it does see).
  */
 static inline int cas_pair(uint64_t w[2], uint64_t expect[2], const uint64_t want[2])
 {
@@ -67,10 +63,6 @@ static inline int cas_pair(uint64_t w[2], uint64_t expect[2], const uint64_t wan
 	return ok;
 }
 #else
-/*
- * 16-byte compare-and-swap of w[0..1] (16-byte aligned); a full barrier. On failure
- * *expect receives the current value. Returns 1 on success.
- */
 static inline int cas_pair(uint64_t w[2], uint64_t expect[2], const uint64_t want[2])
 {
 	u128 e = pair(expect[0], expect[1]);

@@ -58,15 +58,11 @@ void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 	add_relaxed(&h->wakeups, 1);
 }
 
-void shmbus_ring_wake_publishers(struct shmbus_seg *s)
+void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
-	/* No fence here (it would cost every release): a publisher that misses this wake
-	 * re-checks within its 1 ms poll. */
-	if (ld_relaxed(&h->pub_waiters)) {
-		__atomic_fetch_add(&h->space, 1, __ATOMIC_SEQ_CST);
-		shmbus_futex_wake(&h->space, INT_MAX);
-	}
+	__atomic_fetch_add(&h->space, 1, __ATOMIC_SEQ_CST);
+	shmbus_futex_wake(&h->space, INT_MAX);
 }
 
 uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas)

@@ -95,8 +95,18 @@ static inline void shmbus_ring_wake_readers(struct shmbus_seg *s)
 		shmbus_ring_wake_sleepers(s);
 }
 
-/* After a reader released space: wake waiting publishers if there are any. */
-void shmbus_ring_wake_publishers(struct shmbus_seg *s);
+/* The futex wake of shmbus_ring_wake_publishers (there are waiters). */
+void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s);
+
+/* After a reader released space: wake waiting publishers if there are any. Inline: every
+ * block-mode read calls it, and the check alone is one load. */
+static inline void shmbus_ring_wake_publishers(struct shmbus_seg *s)
+{
+	/* No fence here (it would cost every release): a publisher that misses this wake
+	 * re-checks within its 1 ms poll. */
+	if (ld_relaxed(&s->hdr->pub_waiters))
+		shmbus_ring_wake_waiting_publishers(s);
+}
 
 /*
  * The lowest position publishers must not lap: claims still being written, and in block

@@ -48,7 +48,9 @@ extern struct shmbus_clock shmbus_clk;
 /* The rest: no anchor yet, an old one, or no TSC (now: the TSC read, or 0). */
 uint64_t shmbus_stamp_slow(uint64_t now);
 
-static inline uint64_t shmbus_stamp_ns(void)
+/* The common case alone: 1 and *ns when the anchor serves, else 0 (then call
+ * shmbus_stamp_ns()). No call, so a caller's fast path can stay a leaf. */
+static inline int shmbus_stamp_fast(uint64_t *ns_out, uint64_t *now_out)
 {
 #if defined(__x86_64__)
 	uint64_t now = __builtin_ia32_rdtsc();
@@ -59,14 +61,26 @@ static inline uint64_t shmbus_stamp_ns(void)
 	uint64_t mult = __atomic_load_n(&c->mult, __ATOMIC_RELAXED);
 	uint64_t span = __atomic_load_n(&c->span, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	*now_out = now;
 	/* |now - tsc| < span <= 2^27 and mult < 2^36: the product fits in 64 bits. */
 	if (!(seq & 1) && now >= tsc && now - tsc < span && mult &&
-	    __atomic_load_n(&c->seq, __ATOMIC_RELAXED) == seq)
-		return ns + (((now - tsc) * mult) >> 32);
-	return shmbus_stamp_slow(now);
+	    __atomic_load_n(&c->seq, __ATOMIC_RELAXED) == seq) {
+		*ns_out = ns + (((now - tsc) * mult) >> 32);
+		return 1;
+	}
 #else
-	return shmbus_stamp_slow(0);
+	(void)ns_out;
+	*now_out = 0;
 #endif
+	return 0;
+}
+
+static inline uint64_t shmbus_stamp_ns(void)
+{
+	uint64_t ns, now;
+	if (shmbus_stamp_fast(&ns, &now))
+		return ns;
+	return shmbus_stamp_slow(now);
 }
 
 /* One spin-wait pause (PAUSE on x86). */
