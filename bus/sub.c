@@ -318,12 +318,35 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 			add_relaxed(&g->lost, lost);
 		}
 		sb->held = (block && !copy) ? p : SHMBUS_NOPOS;
+		sb->held_end = p + size;
 		deliver(sb, msg, p, &v, copy ? (const void *)sb->buf : (const void *)(r + 1), lost);
 		return R_GOT;
 	}
 }
 
 /* Let publishers have what this reader no longer needs. */
+/*
+ * Does releasing the record [from, to) cross a sixteenth of the ring? Only then does a
+ * release wake waiting publishers (and before the reader sleeps, publish_wait_pos()):
+ * once a block-mode ring is full, a wake per message would put the publisher and the
+ * reader in lockstep, a futex syscall each for every message. With this, a woken
+ * publisher finds at least a sixteenth of the ring free.
+ */
+static inline int wake_due(const struct shmbus_seg *s, uint64_t from, uint64_t to)
+{
+	return (from ^ to) > (s->mask >> 4);
+}
+
+static inline void wake_publishers_if(struct shmbus_sub *sb, int due)
+{
+	if (due) {
+		sb->wake_owed = 0;
+		shmbus_ring_wake_publishers(&sb->seg);
+	} else {
+		sb->wake_owed = 1;
+	}
+}
+
 static inline void release_held(struct shmbus_sub *sb)
 {
 	if (sb->durable || sb->observer) {
@@ -334,20 +357,23 @@ static inline void release_held(struct shmbus_sub *sb)
 	}
 	if (sb->grp) {
 		if (sb->held != SHMBUS_NOPOS || ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
+			int due = sb->held == SHMBUS_NOPOS ||
+				  wake_due(&sb->seg, sb->held, sb->held_end);
 			/* Release: our reads of the record happen before its reuse. */
 			st_release(&sb->slot->pos, SHMBUS_NOPOS);
 			sb->held = SHMBUS_NOPOS;
 			if (sb->seg.opts.policy == SHMBUS_BLOCK)
-				shmbus_ring_wake_publishers(&sb->seg);
+				wake_publishers_if(sb, due);
 		}
 		return;
 	}
 	if (sb->held != SHMBUS_NOPOS) {
+		int due = wake_due(&sb->seg, sb->held, sb->pos);
 		sb->held = SHMBUS_NOPOS;
 		/* Release: our reads of the record happen before its reuse. */
 		st_release(&sb->slot->pos, sb->pos);
 		if (sb->seg.opts.policy == SHMBUS_BLOCK)
-			shmbus_ring_wake_publishers(&sb->seg);
+			wake_publishers_if(sb, due);
 	}
 }
 
@@ -356,12 +382,19 @@ static void publish_wait_pos(struct shmbus_sub *sb)
 {
 	if (sb->durable || sb->observer)
 		return;
+	int moved = 0;
 	if (sb->grp) {
-		if (ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS)
+		if (ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
 			st_release(&sb->slot->pos, SHMBUS_NOPOS);
+			moved = 1;
+		}
 	} else if (ld_relaxed(&sb->slot->pos) != sb->pos) {
 		st_release(&sb->slot->pos, sb->pos);
+		moved = 1;
 	}
+	/* And the wakes that releases put off (wake_due()): publishers get it all now. */
+	if ((moved || sb->wake_owed) && sb->seg.opts.policy == SHMBUS_BLOCK)
+		wake_publishers_if(sb, 1);
 }
 
 static inline int read_one(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpos)
