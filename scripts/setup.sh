@@ -29,11 +29,18 @@ set -eu
 #   check the type stubs against the module with stubtest, and the examples with mypy).
 # benchmarks: redis-server and python3-redis (bindings/python/bench.py measures redis-py on a
 #   local redis-server it starts, next to multiprocessing's queues, pipes and shared memory).
+# With --node, also nodejs and npm: only the bridge benchmark's WebSocket peer (node's `ws`,
+#   fetched from the npm registry into the build tree by bench/node-ws.sh) needs them; the
+#   tests and scripts/main.sh do not, and without them that peer is reported as skipped.
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
 libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
 libhiredis-dev libwslay-dev redis-server python3-websockets
 libzmq3-dev valgrind linux-perf gnuplot-nox
 python3-dev python3-numpy python3-mypy python3-redis"
+if [ "${1:-}" = "--node" ]; then
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+		PACKAGES="$PACKAGES nodejs npm"
+fi
 
 missing=""
 for p in $PACKAGES; do
