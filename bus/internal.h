@@ -42,7 +42,6 @@ struct shmbus_sub {
 	uint64_t next_seq;     /* fan-out: sequence expected next, or SHMBUS_NOSEQ */
 	uint64_t held;         /* position of the message handed out, or SHMBUS_NOPOS */
 	uint64_t held_end;     /* group: the end of that message's record */
-	int wake_owed;         /* a release skipped waking publishers (wake_due()) */
 	uint64_t safe_from;    /* positions below this are read by copy + validation */
 	uint8_t *buf;          /* copy buffer (max_message bytes) */
 	uint64_t spin_ns;

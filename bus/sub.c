@@ -94,6 +94,13 @@ static inline int pins_pos(const struct shmbus_sub *sb)
 	return sb->seg.opts.policy == SHMBUS_BLOCK && !sb->grp && !sb->observer;
 }
 
+/* Does this reader take from its group's shared cursor (a member; a durable reader reads
+ * ahead of its group's cursor with a position of its own)? */
+static inline int takes_from_cursor(const struct shmbus_sub *sb)
+{
+	return sb->grp && !sb->durable;
+}
+
 static void fanout_jump(struct shmbus_sub *sb, uint64_t to)
 {
 	sb->pos = to;
@@ -324,7 +331,6 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 	}
 }
 
-/* Let publishers have what this reader no longer needs. */
 /*
  * Does releasing the record [from, to) cross a sixteenth of the ring? Only then does a
  * release wake waiting publishers (and before the reader sleeps, publish_wait_pos()):
@@ -337,16 +343,7 @@ static inline int wake_due(const struct shmbus_seg *s, uint64_t from, uint64_t t
 	return (from ^ to) > (s->mask >> 4);
 }
 
-static inline void wake_publishers_if(struct shmbus_sub *sb, int due)
-{
-	if (due) {
-		sb->wake_owed = 0;
-		shmbus_ring_wake_publishers(&sb->seg);
-	} else {
-		sb->wake_owed = 1;
-	}
-}
-
+/* Let publishers have what this reader no longer needs. */
 static inline void release_held(struct shmbus_sub *sb)
 {
 	if (sb->durable || sb->observer) {
@@ -362,8 +359,8 @@ static inline void release_held(struct shmbus_sub *sb)
 			/* Release: our reads of the record happen before its reuse. */
 			st_release(&sb->slot->pos, SHMBUS_NOPOS);
 			sb->held = SHMBUS_NOPOS;
-			if (sb->seg.opts.policy == SHMBUS_BLOCK)
-				wake_publishers_if(sb, due);
+			if (due && sb->seg.opts.policy == SHMBUS_BLOCK)
+				shmbus_ring_wake_publishers(&sb->seg);
 		}
 		return;
 	}
@@ -372,8 +369,8 @@ static inline void release_held(struct shmbus_sub *sb)
 		sb->held = SHMBUS_NOPOS;
 		/* Release: our reads of the record happen before its reuse. */
 		st_release(&sb->slot->pos, sb->pos);
-		if (sb->seg.opts.policy == SHMBUS_BLOCK)
-			wake_publishers_if(sb, due);
+		if (due && sb->seg.opts.policy == SHMBUS_BLOCK)
+			shmbus_ring_wake_publishers(&sb->seg);
 	}
 }
 
@@ -382,25 +379,22 @@ static void publish_wait_pos(struct shmbus_sub *sb)
 {
 	if (sb->durable || sb->observer)
 		return;
-	int moved = 0;
 	if (sb->grp) {
-		if (ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
+		if (ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS)
 			st_release(&sb->slot->pos, SHMBUS_NOPOS);
-			moved = 1;
-		}
 	} else if (ld_relaxed(&sb->slot->pos) != sb->pos) {
 		st_release(&sb->slot->pos, sb->pos);
-		moved = 1;
 	}
-	/* And the wakes that releases put off (wake_due()): publishers get it all now. */
-	if ((moved || sb->wake_owed) && sb->seg.opts.policy == SHMBUS_BLOCK)
-		wake_publishers_if(sb, 1);
+	/* And the wakes that releases put off (wake_due()): waiting publishers get all we
+	 * released now (one load when none waits). */
+	if (sb->seg.opts.policy == SHMBUS_BLOCK)
+		shmbus_ring_wake_publishers(&sb->seg);
 }
 
 static inline int read_one(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpos)
 {
-	return sb->grp && !sb->durable ? read_group(sb, msg, waitpos) :
-					 read_fanout(sb, msg, waitpos);
+	return takes_from_cursor(sb) ? read_group(sb, msg, waitpos) :
+				       read_fanout(sb, msg, waitpos);
 }
 
 /*
@@ -852,10 +846,16 @@ void shmbus_sub_rewind(shmbus_sub_t *sb)
 		durable_load(sb);
 }
 
+/* Where this reader's next message is. */
+static uint64_t next_pos(struct shmbus_sub *sb)
+{
+	return takes_from_cursor(sb) ? ld_acquire(&sb->grp->cursor[0]) : sb->pos;
+}
+
 int shmbus_sub_ready(shmbus_sub_t *sb)
 {
 	struct shmbus_seg *s = &sb->seg;
-	uint64_t p = sb->grp && !sb->durable ? ld_acquire(&sb->grp->cursor[0]) : sb->pos;
+	uint64_t p = next_pos(sb);
 	if (p & (SHMBUS_REC_ALIGN - 1))
 		return 1; /* damage: recv says so */
 	/* Acquire: pairs with the publisher's release of the commit word. */
@@ -868,8 +868,7 @@ int shmbus_sub_ready(shmbus_sub_t *sb)
 int shmbus_sub_stuck(shmbus_sub_t *sb)
 {
 	struct shmbus_seg *s = &sb->seg;
-	uint64_t p = sb->grp && !sb->durable ? ld_acquire(&sb->grp->cursor[0]) : sb->pos;
-	return ld_acquire(&s->hdr->tail[0]) > p && !shmbus_sub_ready(sb);
+	return ld_acquire(&s->hdr->tail[0]) > next_pos(sb) && !shmbus_sub_ready(sb);
 }
 
 uint64_t shmbus_msg_end(const shmbus_msg_t *m)

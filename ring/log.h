@@ -73,7 +73,6 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 /* Write a committed padding record of size bytes at pos that burns `burned` sequences. */
 void shmbus_ring_write_pad(struct shmbus_seg *s, uint64_t pos, uint64_t size, uint64_t burned);
 
-
 /* Set once per process when membarrier registration succeeded (see ring/wait.h). */
 extern int shmbus_ring_fence_free;
 
