@@ -381,7 +381,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 	PyObject *fut = PyObject_CallMethodNoArgs(loop, str_create_future);
 	if (!fut)
 		goto fail;
-	int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+	int64_t deadline = pysb_deadline(timeout_ms);
 	if (s->afut && !s->ahelper &&
 	    (!s->adeliver || (s->aresult && !Py_IS_TYPE(s->aresult, &pysb_MsgType)))) {
 		/* A cancelled future's outcome is on its way, but it is not a message (a

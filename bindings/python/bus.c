@@ -11,6 +11,16 @@
 
 #include "bindings/python/pyshmbus.h"
 
+/* Close the C handle (with the GIL released: it may talk to the daemon). */
+static void close_handle(pysb_bus *b)
+{
+	shmbus_bus_t *h = b->bus;
+	b->bus = NULL;
+	Py_BEGIN_ALLOW_THREADS
+		shmbus_bus_close(h);
+	Py_END_ALLOW_THREADS
+}
+
 void pysb_bus_hold(pysb_bus *b)
 {
 	b->users++;
@@ -18,13 +28,8 @@ void pysb_bus_hold(pysb_bus *b)
 
 void pysb_bus_unhold(pysb_bus *b)
 {
-	if (--b->users == 0 && b->closed && b->bus) {
-		shmbus_bus_t *h = b->bus;
-		b->bus = NULL;
-		Py_BEGIN_ALLOW_THREADS
-			shmbus_bus_close(h);
-		Py_END_ALLOW_THREADS
-	}
+	if (--b->users == 0 && b->closed && b->bus)
+		close_handle(b);
 }
 
 /* The handle for a call, or NULL with ValueError if closed. */
@@ -75,13 +80,8 @@ static void bus_dealloc(pysb_bus *b)
 	if (b->weakrefs)
 		PyObject_ClearWeakRefs((PyObject *)b);
 	/* Children and calls hold references, so none is left here. */
-	if (b->bus) {
-		shmbus_bus_t *h = b->bus;
-		b->bus = NULL;
-		Py_BEGIN_ALLOW_THREADS
-			shmbus_bus_close(h);
-		Py_END_ALLOW_THREADS
-	}
+	if (b->bus)
+		close_handle(b);
 	Py_XDECREF(b->name);
 	Py_TYPE(b)->tp_free((PyObject *)b);
 }
@@ -133,9 +133,18 @@ static int parse_policy(const char *s, uint32_t *out)
 	return -1;
 }
 
-static const char *policy_name(uint32_t p)
+/* A topic name argument and the handle for a slow-path call about it, the library's error
+ * text taken just before the call (snap). NULL with an exception set. */
+static shmbus_bus_t *topic_call(pysb_bus *b, PyObject *arg, const char **name,
+				struct pysb_errsnap *snap)
 {
-	return p == SHMBUS_OVERWRITE ? "overwrite" : "block";
+	*name = PyUnicode_AsUTF8(arg);
+	if (!*name)
+		return NULL;
+	shmbus_bus_t *h = handle(b);
+	if (h)
+		pysb_errsnap_take(snap);
+	return h;
 }
 
 static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
@@ -183,14 +192,11 @@ static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
 
 static PyObject *bus_remove_topic(pysb_bus *b, PyObject *arg)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
-	if (!name)
-		return NULL;
-	shmbus_bus_t *h = handle(b);
+	const char *name;
+	struct pysb_errsnap snap;
+	shmbus_bus_t *h = topic_call(b, arg, &name, &snap);
 	if (!h)
 		return NULL;
-	struct pysb_errsnap snap;
-	pysb_errsnap_take(&snap);
 	int rc = shmbus_topic_remove(h, name);
 	if (rc < 0)
 		return pysb_raise_slow(rc, &snap, "cannot remove topic '%s'", name);
@@ -199,23 +205,20 @@ static PyObject *bus_remove_topic(pysb_bus *b, PyObject *arg)
 
 static PyObject *bus_topic_info(pysb_bus *b, PyObject *arg)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
-	if (!name)
-		return NULL;
-	shmbus_bus_t *h = handle(b);
+	const char *name;
+	struct pysb_errsnap snap;
+	shmbus_bus_t *h = topic_call(b, arg, &name, &snap);
 	if (!h)
 		return NULL;
-	struct pysb_errsnap snap;
-	pysb_errsnap_take(&snap);
 	shmbus_topic_opts_t o;
 	int rc = shmbus_topic_info(h, name, &o);
 	if (rc < 0)
 		return pysb_raise_slow(rc, &snap, "topic '%s'", name);
 	return Py_BuildValue("{s:K,s:I,s:s,s:I,s:I,s:I,s:O}", "capacity",
 			     (unsigned long long)o.capacity, "max_message", o.max_message, "policy",
-			     policy_name(o.policy), "max_readers", o.max_readers, "max_publishers",
-			     o.max_publishers, "max_groups", o.max_groups, "system",
-			     (o.flags & SHMBUS_TOPIC_SYSTEM) ? Py_True : Py_False);
+			     pysb_policy_name(o.policy), "max_readers", o.max_readers,
+			     "max_publishers", o.max_publishers, "max_groups", o.max_groups,
+			     "system", (o.flags & SHMBUS_TOPIC_SYSTEM) ? Py_True : Py_False);
 }
 
 static int collect_name(const char *name, void *arg)
@@ -253,14 +256,11 @@ static PyObject *bus_topics(pysb_bus *b, PyObject *unused)
 
 static PyObject *bus_topic_stats(pysb_bus *b, PyObject *arg)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
-	if (!name)
-		return NULL;
-	shmbus_bus_t *h = handle(b);
+	const char *name;
+	struct pysb_errsnap snap;
+	shmbus_bus_t *h = topic_call(b, arg, &name, &snap);
 	if (!h)
 		return NULL;
-	struct pysb_errsnap snap;
-	pysb_errsnap_take(&snap);
 	shmbus_topic_stats_t st;
 	int rc = shmbus_topic_stats(h, name, &st);
 	if (rc < 0)
@@ -277,30 +277,32 @@ static PyObject *bus_topic_stats(pysb_bus *b, PyObject *arg)
 			     st.publishers);
 }
 
-/* The snapshot functions return how many there are; call again with room for all. */
-static PyObject *bus_readers(pysb_bus *b, PyObject *arg)
+/* The library's snapshot functions, one signature for snapshot_list(). */
+typedef int (*fetch_fn)(shmbus_bus_t *h, const char *topic, void *out, unsigned room);
+typedef PyObject *(*item_fn)(const void *rec);
+
+/* A snapshot of records of `size` bytes about a topic (arg), as a list of item(record).
+ * The snapshot functions return how many there are; call again with room for all. */
+static PyObject *snapshot_list(pysb_bus *b, PyObject *arg, size_t size, unsigned room,
+			       fetch_fn fetch, item_fn item)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
-	if (!name)
-		return NULL;
-	shmbus_bus_t *h = handle(b);
+	const char *name;
+	struct pysb_errsnap snap;
+	shmbus_bus_t *h = topic_call(b, arg, &name, &snap);
 	if (!h)
 		return NULL;
-	struct pysb_errsnap snap;
-	pysb_errsnap_take(&snap);
-	unsigned room = 64;
-	shmbus_reader_info_t *ri = NULL;
+	char *recs = NULL;
 	int n;
 	for (;;) {
-		shmbus_reader_info_t *nr = PyMem_Realloc(ri, room * sizeof(*ri));
+		char *nr = PyMem_Realloc(recs, room * size);
 		if (!nr) {
-			PyMem_Free(ri);
+			PyMem_Free(recs);
 			return PyErr_NoMemory();
 		}
-		ri = nr;
-		n = shmbus_topic_readers(h, name, ri, room);
+		recs = nr;
+		n = fetch(h, name, recs, room);
 		if (n < 0) {
-			PyMem_Free(ri);
+			PyMem_Free(recs);
 			return pysb_raise_slow(n, &snap, "topic '%s'", name);
 		}
 		if ((unsigned)n <= room)
@@ -309,75 +311,60 @@ static PyObject *bus_readers(pysb_bus *b, PyObject *arg)
 	}
 	PyObject *list = PyList_New(n);
 	for (int i = 0; list && i < n; i++) {
-		const shmbus_reader_info_t *r = &ri[i];
-		/* A group member holding nothing has no position. */
-		PyObject *pos = r->pos == UINT64_MAX ? Py_NewRef(Py_None) :
-						       PyLong_FromUnsignedLongLong(r->pos);
-		PyObject *d = pos ? Py_BuildValue("{s:I,s:i,s:z,s:K,s:K,s:N,s:K,s:K}", "slot",
-						  r->slot, "pid", r->pid, "group",
-						  r->group[0] ? r->group : NULL, "consumed",
-						  (unsigned long long)r->consumed, "lost",
-						  (unsigned long long)r->lost, "pos", pos,
-						  "lag_bytes", (unsigned long long)r->lag_bytes,
-						  "lag_msgs", (unsigned long long)r->lag_msgs) :
-				    NULL;
+		PyObject *d = item(recs + (size_t)i * size);
 		if (!d) {
 			Py_CLEAR(list);
 			break;
 		}
 		PyList_SET_ITEM(list, i, d);
 	}
-	PyMem_Free(ri);
+	PyMem_Free(recs);
 	return list;
+}
+
+static int fetch_readers(shmbus_bus_t *h, const char *topic, void *out, unsigned room)
+{
+	return shmbus_topic_readers(h, topic, out, room);
+}
+
+static PyObject *reader_dict(const void *rec)
+{
+	const shmbus_reader_info_t *r = rec;
+	/* A group member holding nothing has no position. */
+	PyObject *pos = r->pos == UINT64_MAX ? Py_NewRef(Py_None) :
+					       PyLong_FromUnsignedLongLong(r->pos);
+	if (!pos)
+		return NULL;
+	return Py_BuildValue("{s:I,s:i,s:z,s:K,s:K,s:N,s:K,s:K}", "slot", r->slot, "pid", r->pid,
+			     "group", r->group[0] ? r->group : NULL, "consumed",
+			     (unsigned long long)r->consumed, "lost", (unsigned long long)r->lost,
+			     "pos", pos, "lag_bytes", (unsigned long long)r->lag_bytes, "lag_msgs",
+			     (unsigned long long)r->lag_msgs);
+}
+
+static PyObject *bus_readers(pysb_bus *b, PyObject *arg)
+{
+	return snapshot_list(b, arg, sizeof(shmbus_reader_info_t), 64, fetch_readers, reader_dict);
+}
+
+static int fetch_groups(shmbus_bus_t *h, const char *topic, void *out, unsigned room)
+{
+	return shmbus_topic_groups(h, topic, out, room);
+}
+
+static PyObject *group_dict(const void *rec)
+{
+	const shmbus_group_info_t *g = rec;
+	return Py_BuildValue("{s:s,s:I,s:K,s:K,s:K,s:K,s:K}", "name", g->name, "members",
+			     g->members, "cursor", (unsigned long long)g->cursor, "lag_bytes",
+			     (unsigned long long)g->lag_bytes, "lag_msgs",
+			     (unsigned long long)g->lag_msgs, "lost", (unsigned long long)g->lost,
+			     "abandoned", (unsigned long long)g->abandoned);
 }
 
 static PyObject *bus_groups(pysb_bus *b, PyObject *arg)
 {
-	const char *name = PyUnicode_AsUTF8(arg);
-	if (!name)
-		return NULL;
-	shmbus_bus_t *h = handle(b);
-	if (!h)
-		return NULL;
-	struct pysb_errsnap snap;
-	pysb_errsnap_take(&snap);
-	unsigned room = 16;
-	shmbus_group_info_t *gi = NULL;
-	int n;
-	for (;;) {
-		shmbus_group_info_t *ng = PyMem_Realloc(gi, room * sizeof(*gi));
-		if (!ng) {
-			PyMem_Free(gi);
-			return PyErr_NoMemory();
-		}
-		gi = ng;
-		n = shmbus_topic_groups(h, name, gi, room);
-		if (n < 0) {
-			PyMem_Free(gi);
-			return pysb_raise_slow(n, &snap, "topic '%s'", name);
-		}
-		if ((unsigned)n <= room)
-			break;
-		room = (unsigned)n + 16;
-	}
-	PyObject *list = PyList_New(n);
-	for (int i = 0; list && i < n; i++) {
-		const shmbus_group_info_t *g = &gi[i];
-		PyObject *d = Py_BuildValue("{s:s,s:I,s:K,s:K,s:K,s:K,s:K}", "name", g->name,
-					    "members", g->members, "cursor",
-					    (unsigned long long)g->cursor, "lag_bytes",
-					    (unsigned long long)g->lag_bytes, "lag_msgs",
-					    (unsigned long long)g->lag_msgs, "lost",
-					    (unsigned long long)g->lost, "abandoned",
-					    (unsigned long long)g->abandoned);
-		if (!d) {
-			Py_CLEAR(list);
-			break;
-		}
-		PyList_SET_ITEM(list, i, d);
-	}
-	PyMem_Free(gi);
-	return list;
+	return snapshot_list(b, arg, sizeof(shmbus_group_info_t), 16, fetch_groups, group_dict);
 }
 
 /* ---- the bus as a whole, and its daemon ---------------------------------------------- */

@@ -5,6 +5,9 @@
  * subclasses they mean, so `except TimeoutError` or `except FileNotFoundError` work too.
  * Instances are built with the message as their only argument (so str() is the message)
  * and get .errno set afterwards (the OSError slot on those that are OSErrors).
+ *
+ * Also the small helpers the objects share: timeouts and waits in slices, and the release
+ * of the memoryviews they hand out.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -218,4 +221,57 @@ void pysb_nap(void)
 	Py_BEGIN_ALLOW_THREADS
 		usleep(200);
 	Py_END_ALLOW_THREADS
+}
+
+int64_t pysb_deadline(int64_t timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+}
+
+int pysb_slice_ms(int64_t deadline)
+{
+	if (deadline < 0)
+		return PYSB_SLICE_MS;
+	int64_t left = deadline - pysb_now_ms();
+	if (left <= 0)
+		return 0;
+	return left < PYSB_SLICE_MS ? (int)left : PYSB_SLICE_MS;
+}
+
+int pysb_between_slices(int closed, const char *what, int64_t deadline)
+{
+	if (closed) {
+		pysb_closed(what);
+		return PYSB_RC_PYERR;
+	}
+	if (PyErr_CheckSignals() < 0)
+		return PYSB_RC_PYERR;
+	if (deadline >= 0 && pysb_now_ms() >= deadline)
+		return -EAGAIN;
+	return 0;
+}
+
+static PyObject *str_release;
+
+int pysb_view_init(void)
+{
+	str_release = PyUnicode_InternFromString("release");
+	return str_release ? 0 : -1;
+}
+
+int pysb_view_drop(PyObject **view)
+{
+	if (!*view)
+		return 0;
+	/* Only our reference: dropping it releases the buffer, nobody can use the view. */
+	if (Py_REFCNT(*view) > 1) {
+		PyObject *ok = PyObject_CallMethodNoArgs(*view, str_release);
+		if (!ok) {
+			PyErr_Clear();
+			return -1;
+		}
+		Py_DECREF(ok);
+	}
+	Py_CLEAR(*view);
+	return 0;
 }

@@ -9,9 +9,6 @@
 #define SHMBUS_VERSION "0.1.0"
 #endif
 
-int pysb_pub_init(void);
-int pysb_sub_init(void);
-
 static struct PyModuleDef shmbus_module = {
 	PyModuleDef_HEAD_INIT,
 	.m_name = "shmbus",
@@ -32,7 +29,7 @@ PyMODINIT_FUNC PyInit_shmbus(void)
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		if (PyType_Ready(types[i]) < 0)
 			return NULL;
-	if (pysb_pub_init() < 0 || pysb_sub_init() < 0)
+	if (pysb_view_init() < 0)
 		return NULL;
 	PyObject *m = PyModule_Create(&shmbus_module);
 	if (!m)

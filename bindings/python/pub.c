@@ -22,11 +22,6 @@
 
 enum { RES_OPEN = 0, RES_COMMITTED = 1, RES_ABORTED = 2 };
 
-/* Returned by the waiting helpers when a Python exception is set (not an errno). */
-#define RC_PYERR (-100000)
-
-static PyObject *str_release;
-
 /* The handle for a call, or NULL with an exception. */
 static shmbus_pub_t *pub_handle(pysb_pub *p)
 {
@@ -105,29 +100,6 @@ static void pub_dealloc(pysb_pub *p)
 	PyObject_Free(p);
 }
 
-/* Release the memoryview a Reservation handed out, so that using it raises. Returns 0, or
- * -1 with BufferError if something holds a buffer of that memoryview. */
-static int res_drop_view(pysb_res *r)
-{
-	if (!r->view)
-		return 0;
-	/* Only our reference: dropping it releases the buffer, nobody can use the view. */
-	if (Py_REFCNT(r->view) > 1) {
-		PyObject *ok = PyObject_CallMethodNoArgs(r->view, str_release);
-		if (!ok) {
-			PyErr_Clear();
-			PyErr_Format(
-				PyExc_BufferError,
-				"the reservation's memoryview is exported (something holds a "
-				"buffer of it): release that first; the reservation stays open");
-			return -1;
-		}
-		Py_DECREF(ok);
-	}
-	Py_CLEAR(r->view);
-	return 0;
-}
-
 static PyObject *pub_close(pysb_pub *p, PyObject *unused)
 {
 	(void)unused;
@@ -137,8 +109,8 @@ static PyObject *pub_close(pysb_pub *p, PyObject *unused)
 	/* A publish waiting without the GIL in another thread stops within a slice. */
 	while (p->busy)
 		pysb_nap();
-	if (p->res && res_drop_view(p->res) < 0)
-		PyErr_Clear(); /* the close waits for that buffer's release */
+	if (p->res)
+		pysb_view_drop(&p->res->view); /* if exported, the close waits for its release */
 	pub_maybe_finish(p);
 	Py_RETURN_NONE;
 }
@@ -229,48 +201,22 @@ static int parse_type(PyObject *o, uint32_t *type)
 
 /* ---- waiting for space ----------------------------------------------------------------- */
 
-/* Slice of the wait ending at deadline (-1: none). */
-static int slice_ms(int64_t deadline)
-{
-	if (deadline < 0)
-		return PYSB_SLICE_MS;
-	int64_t left = deadline - pysb_now_ms();
-	if (left <= 0)
-		return 0;
-	return left < PYSB_SLICE_MS ? (int)left : PYSB_SLICE_MS;
-}
-
-/* After a slice came back empty-handed: a signal, a close or the deadline ends the wait.
- * Returns 0 to go on, RC_PYERR (exception set) or -EAGAIN. */
-static int pub_between_slices(pysb_pub *p, int64_t deadline)
-{
-	if (p->closed) {
-		pysb_closed("Publisher");
-		return RC_PYERR;
-	}
-	if (PyErr_CheckSignals() < 0)
-		return RC_PYERR;
-	if (deadline >= 0 && pysb_now_ms() >= deadline)
-		return -EAGAIN;
-	return 0;
-}
-
 /* Publish one message, waiting (GIL released, in slices) up to timeout_ms for space. */
 static int pub_put_wait(pysb_pub *p, const void *data, size_t len, uint32_t type,
 			int64_t timeout_ms)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+	int64_t deadline = pysb_deadline(timeout_ms);
 	shmbus_pub_t *h = p->pub;
 	int rc;
 	p->busy = 1;
 	for (;;) {
-		int slice = slice_ms(deadline);
+		int slice = pysb_slice_ms(deadline);
 		Py_BEGIN_ALLOW_THREADS
 			rc = shmbus_publish_timeout(h, data, len, type, slice);
 		Py_END_ALLOW_THREADS
 		if (rc != -EAGAIN)
 			break;
-		rc = pub_between_slices(p, deadline);
+		rc = pysb_between_slices(p->closed, "Publisher", deadline);
 		if (rc)
 			break;
 	}
@@ -282,7 +228,7 @@ static int pub_put_wait(pysb_pub *p, const void *data, size_t len, uint32_t type
 static PyObject *pub_error(pysb_pub *p, int rc, size_t len, int64_t timeout_ms)
 {
 	switch (rc) {
-	case RC_PYERR:
+	case PYSB_RC_PYERR:
 		return NULL;
 	case -EMSGSIZE:
 		return pysb_raise(rc,
@@ -395,7 +341,7 @@ static PyObject *pub_publish_batch(pysb_pub *p, PyObject *const *args, Py_ssize_
 	 * the rest in slices with the GIL released. */
 	unsigned done = 0;
 	int rc = -EAGAIN;
-	int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+	int64_t deadline = pysb_deadline(timeout_ms);
 	if (total < PYSB_NOGIL_COPY) {
 		shmbus_pub_set_timeout(h, 0);
 		rc = shmbus_publish_batch(h, iov, (unsigned)n);
@@ -406,7 +352,7 @@ static PyObject *pub_publish_batch(pysb_pub *p, PyObject *const *args, Py_ssize_
 	    (timeout_ms != 0 || total >= PYSB_NOGIL_COPY)) {
 		p->busy = 1;
 		for (;;) {
-			shmbus_pub_set_timeout(h, slice_ms(deadline));
+			shmbus_pub_set_timeout(h, pysb_slice_ms(deadline));
 			Py_BEGIN_ALLOW_THREADS
 				rc = shmbus_publish_batch(h, iov + done, (unsigned)n - done);
 			Py_END_ALLOW_THREADS
@@ -414,13 +360,13 @@ static PyObject *pub_publish_batch(pysb_pub *p, PyObject *const *args, Py_ssize_
 				done += (unsigned)rc;
 			if (done == (unsigned)n || (rc < 0 && rc != -EAGAIN))
 				break;
-			rc = pub_between_slices(p, deadline);
+			rc = pysb_between_slices(p->closed, "Publisher", deadline);
 			if (rc)
 				break;
 		}
 		p->busy = 0;
 	}
-	if (rc == RC_PYERR) {
+	if (rc == PYSB_RC_PYERR) {
 		/* Ctrl-C or a close while waiting: the exception wins over the count. */
 	} else if (done > 0) {
 		ret = PyLong_FromUnsignedLong(done); /* all, or those before a timeout */
@@ -469,16 +415,16 @@ static PyObject *pub_reserve(pysb_pub *p, PyObject *const *args, Py_ssize_t narg
 	shmbus_pub_set_timeout(h, 0);
 	int rc = shmbus_reserve(h, (size_t)size, &buf);
 	if (rc == -EAGAIN && timeout_ms != 0) {
-		int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+		int64_t deadline = pysb_deadline(timeout_ms);
 		p->busy = 1;
 		for (;;) {
-			shmbus_pub_set_timeout(h, slice_ms(deadline));
+			shmbus_pub_set_timeout(h, pysb_slice_ms(deadline));
 			Py_BEGIN_ALLOW_THREADS
 				rc = shmbus_reserve(h, (size_t)size, &buf);
 			Py_END_ALLOW_THREADS
 			if (rc != -EAGAIN)
 				break;
-			rc = pub_between_slices(p, deadline);
+			rc = pysb_between_slices(p->closed, "Publisher", deadline);
 			if (rc)
 				break;
 		}
@@ -525,7 +471,7 @@ static PyObject *pub_get_closed(pysb_pub *p, void *c)
 static PyObject *pub_get_policy(pysb_pub *p, void *c)
 {
 	(void)c;
-	return PyUnicode_FromString(p->policy == SHMBUS_OVERWRITE ? "overwrite" : "block");
+	return PyUnicode_FromString(pysb_policy_name(p->policy));
 }
 
 static PyObject *pub_get_max_message(pysb_pub *p, void *c)
@@ -619,8 +565,12 @@ static int res_finish(pysb_res *r, int commit, uint32_t type)
 							  "the reservation was already aborted");
 		return -1;
 	}
-	if (res_drop_view(r) < 0)
+	if (pysb_view_drop(&r->view) < 0) {
+		PyErr_SetString(PyExc_BufferError,
+				"the reservation's memoryview is exported (something holds a "
+				"buffer of it): release that first; the reservation stays open");
 		return -1;
+	}
 	if (r->exports > 0) {
 		PyErr_Format(PyExc_BufferError,
 			     "%zd buffer%s of the reservation's space %s still alive (a slice or "
@@ -631,14 +581,8 @@ static int res_finish(pysb_res *r, int commit, uint32_t type)
 		return -1;
 	}
 	pysb_pub *p = r->pub;
-	if (p->closed || !p->pub) {
-		pysb_closed("Publisher");
+	if (!pub_handle(p))
 		return -1;
-	}
-	if (p->busy) {
-		pysb_busy("Publisher");
-		return -1;
-	}
 	int rc = commit ? shmbus_commit_type(p->pub, type) : shmbus_abort(p->pub);
 	r->state = commit ? RES_COMMITTED : RES_ABORTED;
 	p->res = NULL;
@@ -798,10 +742,3 @@ PyTypeObject pysb_ResType = {
 	.tp_methods = res_methods,
 	.tp_getset = res_getset,
 };
-
-int pysb_pub_init(void);
-int pysb_pub_init(void)
-{
-	str_release = PyUnicode_InternFromString("release");
-	return str_release ? 0 : -1;
-}

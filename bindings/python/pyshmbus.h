@@ -36,9 +36,17 @@
 /* Sleep briefly with the GIL released, while waiting for another thread to leave a
  * handle. */
 void pysb_nap(void);
+/* Returned by the waiting helpers when a Python exception is set (not an errno). */
+#define PYSB_RC_PYERR (-100000)
 /* Payloads of at least this many bytes are copied with the GIL released (below it, the
  * release and re-acquisition cost more than the copy). */
 #define PYSB_NOGIL_COPY 16384
+
+/* A topic's policy as the Python API spells it. */
+static inline const char *pysb_policy_name(uint32_t policy)
+{
+	return policy == SHMBUS_OVERWRITE ? "overwrite" : "block";
+}
 
 /* ---- exceptions (errors.c) ----------------------------------------------------------- */
 
@@ -77,6 +85,24 @@ int pysb_timeout_ms(PyObject *o, int64_t *ms);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t pysb_now_ms(void);
+
+/* The pysb_now_ms() deadline of a wait of timeout_ms, or -1 (none) if timeout_ms < 0. */
+int64_t pysb_deadline(int64_t timeout_ms);
+/* The next slice (at most PYSB_SLICE_MS) of a wait ending at deadline (-1: none). */
+int pysb_slice_ms(int64_t deadline);
+/* After a slice of a wait came back empty-handed: a close of the object (closed, named
+ * what in the error), a signal or the deadline ends the wait. 0 to go on, PYSB_RC_PYERR
+ * (exception set) or -EAGAIN. */
+int pysb_between_slices(int closed, const char *what, int64_t deadline);
+
+/* ---- memoryviews of ring memory (errors.c) ------------------------------------------ */
+
+/* Intern the names the helpers below call. 0 or -1 (exception set). */
+int pysb_view_init(void);
+/* Release the memoryview *view we handed out and drop our reference (*view becomes NULL),
+ * so that using it raises ValueError. 0, or -1 with no exception set and *view kept if
+ * something holds a buffer of that memoryview (its release() refused). */
+int pysb_view_drop(PyObject **view);
 
 /* ---- Bus (bus.c) -------------------------------------------------------------------- */
 

@@ -21,10 +21,6 @@
 
 #include "bindings/python/pyshmbus.h"
 
-#define RC_PYERR (-100000)
-
-static PyObject *str_release;
-
 static shmbus_sub_t *sub_handle(pysb_sub *s)
 {
 	if (s->closed || !s->sub) {
@@ -93,23 +89,13 @@ int pysb_sub_let_go(pysb_sub *s)
 {
 	if (!s->held)
 		return 0;
-	if (s->view) {
-		/* Only our reference: dropping it releases the buffer; nobody can use it. */
-		if (Py_REFCNT(s->view) > 1) {
-			PyObject *ok = PyObject_CallMethodNoArgs(s->view, str_release);
-			if (!ok) {
-				PyErr_Clear();
-				PyErr_Format(
-					PyExc_BufferError,
-					"message seq %llu: its .data memoryview is exported "
-					"(something holds a buffer of it): release that, or copy "
-					"with .bytes(), before the next recv",
-					(unsigned long long)s->msg.seq);
-				return -1;
-			}
-			Py_DECREF(ok);
-		}
-		Py_CLEAR(s->view);
+	if (pysb_view_drop(&s->view) < 0) {
+		PyErr_Format(PyExc_BufferError,
+			     "message seq %llu: its .data memoryview is exported (something holds "
+			     "a buffer of it): release that, or copy with .bytes(), before the "
+			     "next recv",
+			     (unsigned long long)s->msg.seq);
+		return -1;
 	}
 	if (s->exports > 0) {
 		PyErr_Format(PyExc_BufferError,
@@ -125,12 +111,18 @@ int pysb_sub_let_go(pysb_sub *s)
 	return 0;
 }
 
-PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m)
+/* The C handle just returned m: it is held until let go, and counted. */
+static void sub_hold(pysb_sub *s, const shmbus_msg_t *m)
 {
 	s->msg = *m;
 	s->held = 1;
 	s->received++;
 	s->lost += m->lost;
+}
+
+PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m)
+{
+	sub_hold(s, m);
 	pysb_msg *o = PyObject_GC_New(pysb_msg, &pysb_MsgType);
 	if (!o)
 		return NULL;
@@ -165,39 +157,25 @@ int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *m)
 /* Wait for a message, GIL released, in slices; signals are checked between them. */
 static int recv_wait(pysb_sub *s, shmbus_msg_t *m, int64_t timeout_ms)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : pysb_now_ms() + timeout_ms;
+	int64_t deadline = pysb_deadline(timeout_ms);
 	shmbus_sub_t *h = s->sub;
 	int rc;
 	s->busy = 1;
 	for (;;) {
-		int slice = PYSB_SLICE_MS;
-		if (deadline >= 0) {
-			int64_t left = deadline - pysb_now_ms();
-			slice = left <= 0 ? 0 : left < slice ? (int)left : slice;
-		}
+		int slice = pysb_slice_ms(deadline);
 		Py_BEGIN_ALLOW_THREADS
 			rc = shmbus_recv(h, m, slice);
 		Py_END_ALLOW_THREADS
 		if (rc != -EAGAIN && rc != -EINTR)
 			break;
-		if (s->closed) {
-			rc = RC_PYERR;
-			pysb_closed("Subscriber");
+		rc = pysb_between_slices(s->closed, "Subscriber", deadline);
+		if (rc)
 			break;
-		}
-		if (PyErr_CheckSignals() < 0) {
-			rc = RC_PYERR;
-			break;
-		}
-		if (deadline >= 0 && pysb_now_ms() >= deadline) {
-			rc = -EAGAIN;
-			break;
-		}
 	}
 	s->busy = 0;
 	if (rc == 0 && s->closed) {
 		/* closed by another thread meanwhile: the message goes with the handle */
-		rc = RC_PYERR;
+		rc = PYSB_RC_PYERR;
 		pysb_closed("Subscriber");
 	}
 	return rc;
@@ -205,7 +183,7 @@ static int recv_wait(pysb_sub *s, shmbus_msg_t *m, int64_t timeout_ms)
 
 static PyObject *recv_error(pysb_sub *s, int rc, int64_t timeout_ms)
 {
-	if (rc == RC_PYERR)
+	if (rc == PYSB_RC_PYERR)
 		return NULL;
 	if (rc == -EAGAIN)
 		return pysb_raise(rc, "recv on '%U': no message within %lld ms", s->topic,
@@ -311,10 +289,7 @@ static PyObject *sub_recv_many(pysb_sub *s, PyObject *args, PyObject *kw)
 		int rc = pysb_sub_poll(s, &mm);
 		if (rc < 0)
 			break; /* nothing more now (or an error, which the next recv reports) */
-		s->msg = mm;
-		s->held = 1;
-		s->received++;
-		s->lost += mm.lost;
+		sub_hold(s, &mm);
 		b = PyBytes_FromStringAndSize(mm.data, mm.len);
 		if (!b || PyList_Append(list, b) < 0) {
 			Py_XDECREF(b);
@@ -343,15 +318,8 @@ static PyObject *sub_close(pysb_sub *s, PyObject *unused)
 	 * within a slice: wait, so that the reader slot is free when close() returns. */
 	while (s->busy || s->ahelper)
 		pysb_nap();
-	if (s->view) {
-		if (Py_REFCNT(s->view) > 1) {
-			PyObject *ok = PyObject_CallMethodNoArgs(s->view, str_release);
-			if (!ok)
-				PyErr_Clear(); /* exported: the C close waits for its release */
-			Py_XDECREF(ok);
-		}
-		Py_CLEAR(s->view);
-	}
+	if (pysb_view_drop(&s->view) < 0)
+		Py_CLEAR(s->view); /* exported: the C close waits for its release */
 	/* Old messages refuse new buffers from now on. */
 	s->gen++;
 	pysb_sub_maybe_finish(s);
@@ -458,7 +426,7 @@ static PyObject *sub_get_closed(pysb_sub *s, void *c)
 static PyObject *sub_get_policy(pysb_sub *s, void *c)
 {
 	(void)c;
-	return PyUnicode_FromString(s->policy == SHMBUS_OVERWRITE ? "overwrite" : "block");
+	return PyUnicode_FromString(pysb_policy_name(s->policy));
 }
 
 static PyObject *sub_get_max_message(pysb_sub *s, void *c)
@@ -759,10 +727,3 @@ PyTypeObject pysb_MsgType = {
 	.tp_methods = msg_methods,
 	.tp_getset = msg_getset,
 };
-
-int pysb_sub_init(void);
-int pysb_sub_init(void)
-{
-	str_release = PyUnicode_InternFromString("release");
-	return str_release ? 0 : -1;
-}
