@@ -75,8 +75,10 @@ const char *json_str(char *buf, size_t len, const char *s)
 	return buf;
 }
 
-size_t event_line(char *msg, size_t len, const char *name, const char *body)
+size_t event_vline(char *msg, size_t len, const char *name, const char *fmt, va_list ap)
 {
+	char body[3072];
+	vsnprintf(body, sizeof(body), fmt, ap);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
@@ -87,28 +89,24 @@ size_t event_line(char *msg, size_t len, const char *name, const char *body)
 			 ts.tv_nsec / 1000, name, body[0] ? "," : "", body);
 	if (n < 0 || (size_t)n >= len)
 		n = (int)strlen(msg);
+	fprintf(stderr, "shmbusd: %s\n", msg);
 	return (size_t)n;
 }
 
 void event(struct daemon *d, const char *name, const char *fmt, ...)
 {
-	char body[3072], msg[4096];
+	char msg[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(body, sizeof(body), fmt, ap);
+	size_t n = event_vline(msg, sizeof(msg), name, fmt, ap);
 	va_end(ap);
-	size_t n = event_line(msg, sizeof(msg), name, body);
-	fprintf(stderr, "shmbusd: %s\n", msg);
 	if (!d->log) {
 		/* Before $sys.log is open (topics made at start): keep it for later. */
 		if (d->npending < sizeof(d->pending) / sizeof(d->pending[0]))
 			d->pending[d->npending++] = strdup(msg);
 		return;
 	}
-	{
-		int rc = shmbus_publish(d->log, msg, n, LOG_TYPE);
-		if (rc < 0)
-			fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC,
-				strerror(-rc));
-	}
+	int rc = shmbus_publish(d->log, msg, n, LOG_TYPE);
+	if (rc < 0)
+		fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC, strerror(-rc));
 }

@@ -8,6 +8,7 @@
 #define SHMBUSD_H
 
 #include <liburing.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -136,9 +137,10 @@ void events_close(struct daemon *d);
 /* fmt: the JSON members after "ts" and "event", e.g. "\"pid\":%d" (no braces). */
 void event(struct daemon *d, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* The event as one JSON line into msg (ts, event, then body's members). Its length.
- * Thread-safe (the bridge formats its events with it). */
-size_t event_line(char *msg, size_t len, const char *name, const char *body);
+/* The event as one JSON line into msg (ts, event, then fmt's members, as for event()),
+ * also written to stderr. Its length. Thread-safe (the bridge formats its events with it). */
+size_t event_vline(char *msg, size_t len, const char *name, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 /* Escape s for a JSON string (into buf, always terminated). Thread-safe. */
 const char *json_str(char *buf, size_t len, const char *s);
 

@@ -115,13 +115,11 @@ void br_sq_room(struct bridge *b, unsigned n)
 
 void br_event(struct bridge *b, const char *name, const char *fmt, ...)
 {
-	char body[3072], msg[4096];
+	char msg[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(body, sizeof(body), fmt, ap);
+	size_t n = event_vline(msg, sizeof(msg), name, fmt, ap);
 	va_end(ap);
-	size_t n = event_line(msg, sizeof(msg), name, body);
-	fprintf(stderr, "shmbusd: %s\n", msg);
 	/* Overwrite policy: never waits. */
 	if (b->log)
 		shmbus_publish(b->log, msg, n, 1);
@@ -363,17 +361,51 @@ void mirror_start(struct mirror *m)
 	bconn_connect(&m->c);
 }
 
-/* The connection closed (c->why says why): everything unconfirmed will be sent again. */
-void mirror_went_down(struct mirror *m, const char *why)
+int br_link_up(struct br_link *l, struct shmbus_bridge_slot *st)
 {
-	struct bridge *b = m->b;
+	if (l->announced)
+		return -1;
+	l->announced = 1;
+	if (l->ever_up)
+		BR_ADD(st, reconnects, 1);
+	l->ever_up = 1;
+	l->down_reported = 0;
+	BR_SET(st, up, 1);
+	BR_SET(st, last_change_ns, shmbus_wall_ns());
+	return 0;
+}
+
+int br_link_down(struct br_link *l, struct shmbus_bridge_slot *st, struct bconn *c,
+		 const struct br_timing *t)
+{
+	int was_up = l->announced;
+	l->announced = 0;
+	BR_SET(st, up, 0);
+	BR_ADD(st, errors, 1);
+	br_slot_error(st, c->why);
+	BR_SET(st, last_change_ns, shmbus_wall_ns());
+	/* A connection that lived a while starts the backoff again. */
+	if (was_up && c->opened_ms && c->b->now_ms - c->opened_ms > t->backoff_max_ms)
+		l->backoff_ms = 0;
+	l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : t->backoff_min_ms;
+	if (l->backoff_ms > t->backoff_max_ms)
+		l->backoff_ms = t->backoff_max_ms;
+	if (!c->b->stop)
+		bconn_timer(c, l->backoff_ms);
+	if (!was_up && l->down_reported)
+		return 0;
+	l->down_reported = 1;
+	return 1;
+}
+
+/* The connection closed (c->why says why): everything unconfirmed will be sent again. */
+void mirror_went_down(struct mirror *m)
+{
 	/* Confirmed but not yet committed: commit (it was confirmed). */
 	mirror_commit(m);
 	while (m->pq_len)
 		pq_pop(m);
-	int was_up = m->announced;
 	m->up = 0;
-	m->announced = 0;
 	m->hs_pending = 0;
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		t->inflight = 0;
@@ -383,42 +415,22 @@ void mirror_went_down(struct mirror *m, const char *why)
 				   MT_READY;
 		t->idle = 0;
 	}
-	BR_SET(m->st, up, 0);
-	BR_ADD(m->st, errors, 1);
-	br_slot_error(m->st, why);
-	uint64_t now = b->now_ms;
-	/* A connection that lived a while starts the backoff again. */
-	if (was_up && m->c.opened_ms && now - m->c.opened_ms > m->d->timing.backoff_max_ms)
-		m->backoff_ms = 0;
-	m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : m->d->timing.backoff_min_ms;
-	if (m->backoff_ms > m->d->timing.backoff_max_ms)
-		m->backoff_ms = m->d->timing.backoff_max_ms;
-	if (was_up || !m->down_reported) {
+	if (br_link_down(&m->link, m->st, &m->c, &m->d->timing)) {
 		char esc[600], peer[400];
 		br_url_show(&m->d->to, peer, sizeof(peer));
-		br_event(b, "bridge_down",
+		br_event(m->b, "bridge_down",
 			 "\"mirror\":\"%s\",\"peer\":\"%s\",\"error\":\"%s\",\"retry_ms\":%llu",
 			 m->d->name, json_str(peer + 200, 200, peer),
-			 json_str(esc, sizeof(esc), why), (unsigned long long)m->backoff_ms);
-		m->down_reported = 1;
-		m->down_since_ms = now;
+			 json_str(esc, sizeof(esc), m->c.why),
+			 (unsigned long long)m->link.backoff_ms);
 	}
-	if (!b->stop)
-		bconn_timer(&m->c, m->backoff_ms);
 }
 
 /* The peer answered the handshake: up, in the counters and on $sys.log. */
 void mirror_announce_up(struct mirror *m, const char *detail)
 {
-	if (m->announced)
+	if (br_link_up(&m->link, m->st) < 0)
 		return;
-	m->announced = 1;
-	if (m->ever_up)
-		BR_ADD(m->st, reconnects, 1);
-	m->ever_up = 1;
-	m->down_reported = 0;
-	BR_SET(m->st, up, 1);
-	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
 	char peer[400], esc[400];
 	br_url_show(&m->d->to, peer, sizeof(peer));
 	br_event(m->b, "bridge_up", "\"mirror\":\"%s\",\"peer\":\"%s\",%s,\"topics\":%u",

@@ -147,6 +147,26 @@ void br_wait_cancel(struct bridge *b, struct bwait *w);
 /* Give back the sleeper count (at shutdown, when the ring's waits are gone). */
 void br_wait_forget(struct bwait *w);
 
+/* ---- up and down (bridge.c) ------------------------------------------------------------ */
+
+/*
+ * A mirror's or an import's link to its peer as the counters, $sys.log and the retry timer
+ * see it: up once the handshake is answered, down (logged once, and again only after it
+ * was up) when the connection closes, retried after a backoff that doubles.
+ */
+struct br_link {
+	int announced;	   /* said up: the handshake was answered */
+	int ever_up;	   /* a later up is a reconnect */
+	int down_reported; /* the down is on $sys.log already */
+	uint64_t backoff_ms;
+};
+/* The handshake was answered: counted up. 0, or -1 if it was said already. */
+int br_link_up(struct br_link *l, struct shmbus_bridge_slot *st);
+/* c closed (c->why says why): counted down, the retry timer armed l->backoff_ms ahead
+ * (unless the bridge stops). 1 if the down should go to $sys.log, else 0. */
+int br_link_down(struct br_link *l, struct shmbus_bridge_slot *st, struct bconn *c,
+		 const struct br_timing *t);
+
 /* ---- mirrors --------------------------------------------------------------------------- */
 
 enum { MT_QUERY, MT_QUERYING, MT_READY };
@@ -190,8 +210,8 @@ struct mirror {
 	const struct mirror_decl *d;
 	struct shmbus_bridge_slot *st;
 	struct bconn c;
+	struct br_link link;
 	int up;		/* usable: commands may go (Redis: pipelined behind AUTH) */
-	int announced;	/* said up (counters, event): the handshake was answered */
 	int hs_pending; /* AUTH/SELECT replies still to come */
 	redisReader *rd;
 	/* ws */
@@ -205,12 +225,8 @@ struct mirror {
 	struct pend *pq;
 	size_t pq_head, pq_len, pq_cap;
 	uint64_t last_progress_ms; /* last reply, or when the oldest pending was sent */
-	uint64_t backoff_ms;
-	uint64_t down_since_ms;
-	int ever_up;
-	int down_reported;
-	uint64_t scan_fail_ms; /* last time a topic could not be attached (rate limit) */
-	char origin[128];      /* the origin field's value, and its length */
+	uint64_t scan_fail_ms;	   /* last time a topic could not be attached (rate limit) */
+	char origin[128];	   /* the origin field's value, and its length */
 	size_t originlen;
 };
 
@@ -227,8 +243,8 @@ int ws_mirror_init(struct mirror *m);
 void ws_mirror_fill(struct mirror *m);
 
 /* Common to both kinds (bridge.c). */
-void mirror_start(struct mirror *m); /* connect, or retry later */
-void mirror_went_down(struct mirror *m, const char *why);
+void mirror_start(struct mirror *m);	 /* connect, or retry later */
+void mirror_went_down(struct mirror *m); /* its connection closed */
 void mirror_announce_up(struct mirror *m, const char *detail);
 void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq);
 void mirror_commit(struct mirror *m); /* move the durable cursors */
@@ -248,8 +264,8 @@ struct import {
 	struct shmbus_bridge_slot *st;
 	struct bconn c;
 	redisReader *rd;
+	struct br_link link;
 	int up;
-	int announced;
 	int hs_pending;
 	int reading;	 /* an XREAD is outstanding */
 	unsigned npend;	 /* replies expected */
@@ -261,9 +277,6 @@ struct import {
 	size_t next;	   /* its next entry */
 	int blocked;	   /* the local topic is full (block policy): retry soon */
 	uint64_t last_progress_ms;
-	uint64_t backoff_ms;
-	int ever_up;
-	int down_reported;
 };
 
 int import_init(struct import *im);

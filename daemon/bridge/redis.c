@@ -447,8 +447,7 @@ static void redis_closed(struct bconn *c)
 		redisReaderFree(m->rd);
 		m->rd = NULL;
 	}
-	mirror_went_down(m, c->why);
-	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
+	mirror_went_down(m);
 }
 
 static void redis_timer(struct bconn *c)
@@ -804,15 +803,8 @@ void import_work(struct import *im)
 
 static void import_announce_up(struct import *im)
 {
-	if (im->announced)
+	if (br_link_up(&im->link, im->st) < 0)
 		return;
-	im->announced = 1;
-	if (im->ever_up)
-		BR_ADD(im->st, reconnects, 1);
-	im->ever_up = 1;
-	im->down_reported = 0;
-	BR_SET(im->st, up, 1);
-	BR_SET(im->st, last_change_ns, shmbus_wall_ns());
 	char peer[1400], esc[1400];
 	br_url_show(&im->d->from, peer, sizeof(peer));
 	br_event(im->b, "bridge_up",
@@ -849,7 +841,6 @@ static void import_opened(struct bconn *c)
 static void import_closed(struct bconn *c)
 {
 	struct import *im = c->owner;
-	struct bridge *b = im->b;
 	if (im->rd) {
 		redisReaderFree(im->rd);
 		im->rd = NULL;
@@ -859,30 +850,17 @@ static void import_closed(struct bconn *c)
 		freeReplyObject(im->batch);
 		im->batch = NULL;
 	}
-	int was_up = im->announced;
 	im->up = 0;
-	im->announced = 0;
 	im->hs_pending = 0;
 	im->reading = 0;
 	im->npend = 0;
-	BR_SET(im->st, up, 0);
-	BR_ADD(im->st, errors, 1);
-	br_slot_error(im->st, c->why);
-	BR_SET(im->st, last_change_ns, shmbus_wall_ns());
-	if (was_up && c->opened_ms && b->now_ms - c->opened_ms > im->d->timing.backoff_max_ms)
-		im->backoff_ms = 0;
-	im->backoff_ms = im->backoff_ms ? im->backoff_ms * 2 : im->d->timing.backoff_min_ms;
-	if (im->backoff_ms > im->d->timing.backoff_max_ms)
-		im->backoff_ms = im->d->timing.backoff_max_ms;
-	if (was_up || !im->down_reported) {
+	if (br_link_down(&im->link, im->st, c, &im->d->timing)) {
 		char esc[600];
-		br_event(b, "bridge_down", "\"import\":\"%s\",\"error\":\"%s\",\"retry_ms\":%llu",
-			 im->d->name, json_str(esc, sizeof(esc), c->why),
-			 (unsigned long long)im->backoff_ms);
-		im->down_reported = 1;
+		br_event(im->b, "bridge_down",
+			 "\"import\":\"%s\",\"error\":\"%s\",\"retry_ms\":%llu", im->d->name,
+			 json_str(esc, sizeof(esc), c->why),
+			 (unsigned long long)im->link.backoff_ms);
 	}
-	if (!b->stop)
-		bconn_timer(c, im->backoff_ms);
 }
 
 static void import_timer(struct bconn *c)

@@ -130,13 +130,12 @@ struct wsio {
 	int paused; /* give wslay no input for now (a message waits for room) */
 };
 
-static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-		       void *user);
-static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-		       void *user);
-
-static ssize_t io_recv_impl(struct wsio *io, wslay_event_context_ptr ctx, uint8_t *buf, size_t len)
+/* wslay's callbacks: the user data of each context is a struct whose first member is its
+ * wsio (a mirror's wsm, a client's wsc). */
+static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
+	(void)flags;
+	struct wsio *io = user;
 	size_t avail = io->in.len - io->in_off;
 	if (!avail || io->paused) {
 		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -150,9 +149,11 @@ static ssize_t io_recv_impl(struct wsio *io, wslay_event_context_ptr ctx, uint8_
 	return (ssize_t)n;
 }
 
-static ssize_t io_send_impl(struct wsio *io, wslay_event_context_ptr ctx, const uint8_t *data,
-			    size_t len)
+static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+		       void *user)
 {
+	(void)flags;
+	struct wsio *io = user;
 	if (bbuf_put(&io->c->out, data, len) < 0) {
 		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
@@ -189,19 +190,6 @@ struct wsm {
 static struct wsm *wsm_of(struct mirror *m)
 {
 	return (struct wsm *)(void *)m->hs.p;
-}
-
-static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
-{
-	(void)flags;
-	return io_recv_impl(user, ctx, buf, len);
-}
-
-static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-		       void *user)
-{
-	(void)flags;
-	return io_send_impl(user, ctx, data, len);
 }
 
 /*
@@ -408,8 +396,7 @@ static void wm_closed(struct bconn *c)
 	m->ws = NULL;
 	w->hs_done = 0;
 	w->io.in.len = w->io.in_off = 0;
-	mirror_went_down(m, c->why);
-	BR_SET(m->st, last_change_ns, shmbus_wall_ns());
+	mirror_went_down(m);
 }
 
 static void wm_timer(struct bconn *c)
@@ -773,19 +760,6 @@ static void wc_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	}
 }
 
-static ssize_t wc_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
-{
-	(void)flags;
-	return io_recv_impl(user, ctx, buf, len);
-}
-
-static ssize_t wc_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-		       void *user)
-{
-	(void)flags;
-	return io_send_impl(user, ctx, data, len);
-}
-
 /* Let wslay read what is buffered; act on what it found. */
 static void wc_pump(struct wsc *cl)
 {
@@ -836,8 +810,8 @@ static void wc_upgrade(struct wsc *cl, const struct ws_request *req, size_t cons
 		return;
 	}
 	struct wslay_event_callbacks cb = {
-		.recv_callback = wc_recv,
-		.send_callback = wc_send,
+		.recv_callback = io_recv,
+		.send_callback = io_send,
 		.genmask_callback = io_genmask,
 		.on_msg_recv_callback = wc_msg,
 	};

@@ -210,6 +210,20 @@ static inline void bt_redis_kill(struct bt_redis *r)
 	r->pid = 0;
 }
 
+/* A passing test's end: the daemon stops (exit status 0), then the client and the server
+ * go; "ok". Returns main's exit status. */
+static inline int bt_redis_pass(pid_t daemon, redisContext *c, struct bt_redis *r,
+				shmbus_bus_t *bus)
+{
+	CHECK(td_stop(daemon) == 0);
+	redisFree(c);
+	bt_redis_kill(r);
+	shmbus_bus_close(bus);
+	bt_passed = 1;
+	printf("ok\n");
+	return 0;
+}
+
 /* A new server on a free port with its directory under the test's. */
 static inline void bt_redis_new(struct bt_redis *r, const char *name)
 {
@@ -283,6 +297,20 @@ static inline size_t bt_payload(uint8_t *buf, uint32_t tag, uint64_t seq)
 	return len;
 }
 
+/* Publish messages from..from+n-1 of (tag, seq) payloads on topic, with type. */
+static inline void bt_publish(shmbus_bus_t *bus, const char *topic, uint32_t tag, uint64_t from,
+			      uint64_t n, uint32_t type)
+{
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, topic), 0);
+	uint8_t buf[256];
+	for (uint64_t i = from; i < from + n; i++) {
+		size_t len = bt_payload(buf, tag, i);
+		CHECK_RC(shmbus_publish(p, buf, len, type), 0);
+	}
+	shmbus_pub_close(p);
+}
+
 /* ---- python3-websockets peers ------------------------------------------------------------ */
 
 #define BT_PYTHON "/usr/bin/python3"
@@ -322,14 +350,8 @@ static inline pid_t bt_peer(int *out_fd, ...)
 	argv[n] = NULL;
 	int p[2];
 	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	fflush(NULL);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	CHECK(pid >= 0);
+	pid_t pid = dt_fork();
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
 		dup2(p[1], 1);
 		execv(argv[0], argv);
 		_exit(127);

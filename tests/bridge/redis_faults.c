@@ -171,11 +171,5 @@ int main(int argc, char **argv)
 	CHECK(bt_wait_up(bus, "r", 1, 2000) == 0);
 	shmbus_pub_close(p);
 	shmbus_sub_close(log);
-	CHECK(td_stop(d) == 0);
-	redisFree(c);
-	bt_redis_kill(&rs);
-	shmbus_bus_close(bus);
-	bt_passed = 1;
-	printf("ok\n");
-	return 0;
+	return bt_redis_pass(d, c, &rs, bus);
 }

@@ -168,11 +168,5 @@ int main(int argc, char **argv)
 	shmbus_sub_close(sub);
 	shmbus_sub_close(late);
 	shmbus_sub_close(back);
-	CHECK(td_stop(d) == 0);
-	redisFree(c);
-	bt_redis_kill(&rs);
-	shmbus_bus_close(bus);
-	bt_passed = 1;
-	printf("ok\n");
-	return 0;
+	return bt_redis_pass(d, c, &rs, bus);
 }

@@ -26,6 +26,16 @@ static shmbus_bus_t *bus;
 static volatile int paused, pausing_done;
 static volatile uint64_t published;
 
+/* Message i on both topics: the publisher thread and publish_burst() send the same. */
+static void publish_both(shmbus_pub_t *p[2], uint64_t i)
+{
+	uint8_t buf[256];
+	for (int k = 0; k < 2; k++) {
+		size_t len = bt_payload(buf, (uint32_t)k, i);
+		CHECK_RC(shmbus_publish(p[k], buf, len, TYPE), 0);
+	}
+}
+
 static void *publisher(void *arg)
 {
 	(void)arg;
@@ -34,7 +44,6 @@ static void *publisher(void *arg)
 	shmbus_pub_t *p[2];
 	for (int k = 0; k < 2; k++)
 		CHECK_RC(shmbus_pub_open(&p[k], b, topics[k]), 0);
-	uint8_t buf[256];
 	for (;;) {
 		while (__atomic_load_n(&paused, __ATOMIC_ACQUIRE)) {
 			__atomic_store_n(&pausing_done, 1, __ATOMIC_RELEASE);
@@ -45,10 +54,7 @@ static void *publisher(void *arg)
 		uint64_t i = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
 		if (i >= N)
 			break;
-		for (int k = 0; k < 2; k++) {
-			size_t len = bt_payload(buf, (uint32_t)k, i);
-			CHECK_RC(shmbus_publish(p[k], buf, len, TYPE), 0);
-		}
+		publish_both(p, i);
 		__atomic_store_n(&published, i + 1, __ATOMIC_RELEASE);
 	}
 	for (int k = 0; k < 2; k++)
@@ -108,15 +114,11 @@ static void publish_burst(int n)
 {
 	/* The publisher thread is paused; publish on its behalf with the same payloads. */
 	shmbus_pub_t *p[2];
-	uint8_t buf[256];
 	for (int k = 0; k < 2; k++)
 		CHECK_RC(shmbus_pub_open(&p[k], bus, topics[k]), 0);
 	uint64_t from = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
 	for (uint64_t i = from; i < from + (uint64_t)n && i < N; i++) {
-		for (int k = 0; k < 2; k++) {
-			size_t len = bt_payload(buf, (uint32_t)k, i);
-			CHECK_RC(shmbus_publish(p[k], buf, len, TYPE), 0);
-		}
+		publish_both(p, i);
 		__atomic_store_n(&published, i + 1, __ATOMIC_RELEASE);
 	}
 	for (int k = 0; k < 2; k++)
@@ -296,11 +298,5 @@ int main(int argc, char **argv)
 	CHECK(td_event(log, ev, sizeof(ev), 2000, up) == 0);
 	printf("  $sys.log: %s\n", ev);
 	shmbus_sub_close(log);
-	CHECK(td_stop(d) == 0);
-	redisFree(c);
-	bt_redis_kill(&rs);
-	shmbus_bus_close(bus);
-	bt_passed = 1;
-	printf("ok\n");
-	return 0;
+	return bt_redis_pass(d, c, &rs, bus);
 }

@@ -25,18 +25,6 @@ static struct bt_redis rs;
 static char base_cfg[8192];
 static shmbus_sub_t *syslog;
 
-static void publish(const char *topic, uint32_t tag, uint64_t from, uint64_t n)
-{
-	shmbus_pub_t *p;
-	CHECK_RC(shmbus_pub_open(&p, bus, topic), 0);
-	uint8_t buf[256];
-	for (uint64_t i = from; i < from + n; i++) {
-		size_t len = bt_payload(buf, tag, i);
-		CHECK_RC(shmbus_publish(p, buf, len, 3), 0);
-	}
-	shmbus_pub_close(p);
-}
-
 /* Entries of key: IDs into ms[]/seq[], payload checked against (tag, seq). Returns n. */
 static size_t read_stream(redisContext *c, const char *key, uint32_t tag, uint64_t *ms,
 			  uint64_t *seq, size_t max)
@@ -62,7 +50,7 @@ static size_t read_stream(redisContext *c, const char *key, uint32_t tag, uint64
 static void case_auth(redisContext *c)
 {
 	printf("AUTH, ACL user, SELECT, a wrong password\n");
-	publish("auth.t", 1, 0, 200);
+	bt_publish(bus, "auth.t", 1, 0, 200, 3);
 	CHECK(bt_wait_xlen(c, "good.auth.t", 200, 10000) == 200);
 	redisContext *c2 = bt_client(&rs);
 	freeReplyObject(bt_cmd(c2, "SELECT 2"));
@@ -117,7 +105,7 @@ static void case_pubsub(void)
 	CHECK(pthread_create(&th, NULL, subscriber, &a) == 0);
 	while (!__atomic_load_n(&a.ready, __ATOMIC_ACQUIRE))
 		usleep(1000);
-	publish("ps.t", 2, 0, 2000);
+	bt_publish(bus, "ps.t", 2, 0, 2000, 3);
 	CHECK(pthread_join(th, NULL) == 0);
 	CHECK(a.got == 2000);
 	shmbus_bridge_info_t st;
@@ -134,7 +122,7 @@ static void case_overwrite(redisContext *c)
 	freeReplyObject(bt_cmd(c, "CLIENT PAUSE 1200 ALL"));
 	usleep(50000);
 	const uint64_t total = 1500; /* ~10 rings of 16K */
-	publish("ow.t", 4, 0, total);
+	bt_publish(bus, "ow.t", 4, 0, total, 3);
 	uint64_t deadline = t_now_ns() + 15000000000ull;
 	shmbus_bridge_info_t st;
 	long long n;
@@ -164,7 +152,7 @@ static void case_overwrite(redisContext *c)
 static void case_maxlen(redisContext *c)
 {
 	printf("maxlen = 100\n");
-	publish("trim.t", 5, 0, 2000);
+	bt_publish(bus, "trim.t", 5, 0, 2000, 3);
 	uint64_t deadline = t_now_ns() + 10000000000ull;
 	shmbus_bridge_info_t st;
 	do {
@@ -184,7 +172,7 @@ static void case_late(redisContext *c)
 	shmbus_topic_opts_init(&o);
 	o.capacity = 65536;
 	CHECK_RC(shmbus_topic_create(bus, "late.a", &o), 0);
-	publish("late.a", 6, 0, 10);
+	bt_publish(bus, "late.a", 6, 0, 10, 3);
 	CHECK(bt_wait_xlen(c, "late.a", 10, 5000) == 10);
 	uint64_t ms[64], seq[64];
 	CHECK(read_stream(c, "late.a", 6, ms, seq, 64) == 10);
@@ -192,7 +180,7 @@ static void case_late(redisContext *c)
 	CHECK_RC(shmbus_topic_remove(bus, "late.a"), 0);
 	usleep(100000);
 	CHECK_RC(shmbus_topic_create(bus, "late.a", &o), 0);
-	publish("late.a", 6, 0, 10);
+	bt_publish(bus, "late.a", 6, 0, 10, 3);
 	CHECK(bt_wait_xlen(c, "late.a", 20, 5000) == 20);
 	CHECK(read_stream(c, "late.a", 6, ms, seq, 64) == 20);
 	for (size_t i = 0; i < 20; i++)
@@ -216,7 +204,7 @@ static void case_reload(redisContext *c, const char *cfg, pid_t d)
 	const char *ok[] = { "\"event\":\"reload\"", "\"bridge_restarted\":true", NULL };
 	CHECK(td_event(syslog, ev, sizeof(ev), 10000, ok) == 0);
 	CHECK(bt_wait_xlen(c, "added.auth.t", 200, 10000) == 200);
-	publish("auth.t", 1, 200, 10);
+	bt_publish(bus, "auth.t", 1, 200, 10, 3);
 	CHECK(bt_wait_xlen(c, "good.auth.t", 210, 10000) == 210);
 	usleep(300000);
 	CHECK(bt_xlen(c, "good.auth.t") == 210 && bt_xlen(c, "added.auth.t") == 210);
@@ -355,11 +343,5 @@ int main(int argc, char **argv)
 	case_reload(c, cfg, d);
 	shmbus_sub_close(syslog);
 	CHECK(dt_alive(d));
-	CHECK(td_stop(d) == 0);
-	redisFree(c);
-	bt_redis_kill(&rs);
-	shmbus_bus_close(bus);
-	bt_passed = 1;
-	printf("ok\n");
-	return 0;
+	return bt_redis_pass(d, c, &rs, bus);
 }

@@ -22,18 +22,6 @@ static shmbus_bus_t *bus;
 static int port;
 static char url[128];
 
-static void publish(const char *topic, uint32_t tag, uint64_t from, uint64_t n)
-{
-	shmbus_pub_t *p;
-	CHECK_RC(shmbus_pub_open(&p, bus, topic), 0);
-	uint8_t buf[256];
-	for (uint64_t i = from; i < from + n; i++) {
-		size_t len = bt_payload(buf, tag, i);
-		CHECK_RC(shmbus_publish(p, buf, len, 0), 0);
-	}
-	shmbus_pub_close(p);
-}
-
 /* Check the lines a "sub" peer wrote: per topic, seqs from..from+n-1 in order, intact. */
 static void check_lines(const char *path, const char *topic, uint64_t from, uint64_t n)
 {
@@ -76,7 +64,7 @@ static void run_sub(const char *target, int n, const char *out, void (*after_rea
 static void more_a(void)
 {
 	usleep(100000);
-	publish("ws.a", 1, 1000, 100);
+	bt_publish(bus, "ws.a", 1, 1000, 100, 0);
 }
 
 static void raw_case(const char *name, const char *want)
@@ -120,8 +108,8 @@ int main(int argc, char **argv)
 	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
 
 	printf("subscriptions\n");
-	publish("ws.a", 1, 0, 1000);
-	publish("ws.b", 2, 0, 500);
+	bt_publish(bus, "ws.a", 1, 0, 1000, 0);
+	bt_publish(bus, "ws.b", 2, 0, 500, 0);
 	run_sub("/topics/ws.*?from=0", 1500, out, NULL);
 	check_lines(out, "ws.a", 0, 1000);
 	check_lines(out, "ws.b", 0, 500);

@@ -173,14 +173,7 @@ int main(int argc, char **argv)
 	printf("  $sys.log: %s\n", ev);
 
 	printf("binary\n");
-	shmbus_pub_t *p;
-	CHECK_RC(shmbus_pub_open(&p, bus, "wsb.t"), 0);
-	uint8_t buf[256];
-	for (uint64_t i = 0; i < 2000; i++) {
-		size_t len = bt_payload(buf, 7, i);
-		CHECK_RC(shmbus_publish(p, buf, len, 0), 0);
-	}
-	shmbus_pub_close(p);
+	bt_publish(bus, "wsb.t", 7, 0, 2000, 0);
 	deadline = t_now_ns() + 20000000000ull;
 	do {
 		usleep(50000);

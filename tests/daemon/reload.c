@@ -16,8 +16,6 @@
  */
 #include "tests/daemon/run.h"
 
-
-
 static shmbus_bus_t *bus;
 static shmbus_sub_t *log_sub;
 static pid_t dpid;

@@ -73,11 +73,8 @@ static inline size_t dt_read(const char *path, char *buf, size_t len)
 	return n;
 }
 
-/*
- * Run argv[0] with argv, stdout and stderr to the files out and err (NULL: inherited).
- * The child dies with the test. Returns its pid.
- */
-static inline pid_t dt_spawn(char *const argv[], const char *out, const char *err)
+/* fork() a child that dies with the test (PR_SET_PDEATHSIG). Returns as fork() does. */
+static inline pid_t dt_fork(void)
 {
 	fflush(NULL);
 	pid_t parent = getpid();
@@ -87,6 +84,18 @@ static inline pid_t dt_spawn(char *const argv[], const char *out, const char *er
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
+	}
+	return pid;
+}
+
+/*
+ * Run argv[0] with argv, stdout and stderr to the files out and err (NULL: inherited).
+ * The child dies with the test. Returns its pid.
+ */
+static inline pid_t dt_spawn(char *const argv[], const char *out, const char *err)
+{
+	pid_t pid = dt_fork();
+	if (pid == 0) {
 		const char *paths[2] = { out, err };
 		for (int i = 0; i < 2; i++) {
 			if (!paths[i])
