@@ -309,8 +309,6 @@ static inline uint64_t touch_lines(const uint8_t *p, size_t n)
 	return x;
 }
 
-extern volatile uint64_t bench_sink;
-
 void sleep_until(uint64_t t);
 void futex_wait_u32(uint32_t *w, uint32_t val);
 void futex_wake_u32(uint32_t *w);

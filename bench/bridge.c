@@ -51,6 +51,7 @@ static const char *shmbusd_path, *node_ws_sh, *ws_js;
 static char dir[256];
 static FILE *json_out;
 static int quick, runs = 5, size = 100, strict;
+static char *payload; /* size bytes of 'x' (and a NUL): every publisher's message */
 static const char *only;
 static pid_t children[16];
 
@@ -190,23 +191,27 @@ static int cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+/* A figure over the rounds: median and range. */
+struct spread {
+	double med, lo, hi;
+};
+
+static struct spread spread_of(const double *v, int n)
 {
 	double t[MAX_RUNS];
+
 	memcpy(t, v, (size_t)n * sizeof(*v));
 	qsort(t, (size_t)n, sizeof(*t), cmp_d);
-	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+	return (struct spread){ .med = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2,
+				.lo = t[0],
+				.hi = t[n - 1] };
 }
 
-static void minmax(const double *v, int n, double *lo, double *hi)
+/* io_uring entries (d of them between two samples of the totals) per io_uring_enter. */
+static double per_enter(uint64_t d, const shmbus_bridge_totals_t *t0,
+			const shmbus_bridge_totals_t *t1)
 {
-	*lo = *hi = v[0];
-	for (int i = 1; i < n; i++) {
-		if (v[i] < *lo)
-			*lo = v[i];
-		if (v[i] > *hi)
-			*hi = v[i];
-	}
+	return t1->enters > t0->enters ? (double)d / (double)(t1->enters - t0->enters) : 0;
 }
 
 static void emit_json(const char *fmt, ...)
@@ -278,19 +283,14 @@ static pid_t publish_child(shmbus_bus_t *bus, const char *prefix, int ntopics, u
 		if (shmbus_pub_open(&p[k], bus, t) < 0)
 			_exit(2);
 	}
-	char *buf = malloc((size_t)size);
-	memset(buf, 'x', (size_t)size);
 	for (uint64_t i = 0; i < n; i++)
-		if (shmbus_publish(p[i % (uint64_t)ntopics], buf, (size_t)size, 0) < 0)
+		if (shmbus_publish(p[i % (uint64_t)ntopics], payload, (size_t)size, 0) < 0)
 			_exit(3);
 	_exit(0);
 }
 
 static double redis_benchmark(int port, uint64_t n, char *origin)
 {
-	char *payload = malloc((size_t)size + 1);
-	memset(payload, 'x', (size_t)size);
-	payload[size] = '\0';
 	char ports[16], ns[32];
 	snprintf(ports, sizeof(ports), "%d", port);
 	snprintf(ns, sizeof(ns), "%llu", (unsigned long long)n);
@@ -324,7 +324,6 @@ static double redis_benchmark(int port, uint64_t n, char *origin)
 	close(fd);
 	waitpid(pid, NULL, 0);
 	track(pid, 0);
-	free(payload);
 	/* "XADD bench * ...","264690.31",... */
 	const char *q = strstr(last, "\",\"");
 	if (!q)
@@ -421,12 +420,8 @@ static void case_redis(void)
 		waitpid(pub, &st, 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
 			die("the publisher failed");
-		double sqe = t1.enters > t0.enters ?
-				     (double)(t1.sqes - t0.sqes) / (double)(t1.enters - t0.enters) :
-				     0;
-		double cqe = t1.enters > t0.enters ?
-				     (double)(t1.cqes - t0.cqes) / (double)(t1.enters - t0.enters) :
-				     0;
+		double sqe = per_enter(t1.sqes - t0.sqes, &t0, &t1);
+		double cqe = per_enter(t1.cqes - t0.cqes, &t0, &t1);
 		freeReplyObject(redisCommand(rc, "FLUSHALL"));
 		double pr = redis_benchmark(port, n, origin);
 		if (round == 0)
@@ -441,32 +436,29 @@ static void case_redis(void)
 		fflush(stdout);
 		r++;
 	}
-	double lo, hi, plo, phi, rlo, rhi, slo, shi;
-	minmax(br, r, &lo, &hi);
-	minmax(peer, r, &plo, &phi);
-	minmax(ratio, r, &rlo, &rhi);
-	minmax(spe, r, &slo, &shi);
-	double mr = median(ratio, r), ms = median(spe, r);
+	struct spread b = spread_of(br, r), pb = spread_of(peer, r), q = spread_of(ratio, r),
+		      s = spread_of(spe, r);
+	int q_met = q.med >= 0.8, s_met = s.med >= 16;
 	printf("redis, %d B payloads, %llu messages over %d topics and mirrors, %d rounds:\n"
 	       "  bridge           %10.0f msg/s median (%.0f .. %.0f)\n"
 	       "  redis-benchmark  %10.0f XADD/s median (%.0f .. %.0f), -P 16, 50 clients\n"
 	       "  ratio            %10.2fx median (%.2f .. %.2f)   target >= 0.80  %s\n"
 	       "  SQEs per enter   %10.1f median (%.1f .. %.1f)     target >= 16    %s\n",
-	       size, (unsigned long long)n, TOPICS, r, median(br, r), lo, hi, median(peer, r), plo,
-	       phi, mr, rlo, rhi, mr >= 0.8 ? "MET" : "MISSED", ms, slo, shi,
-	       ms >= 16 ? "MET" : "MISSED");
+	       size, (unsigned long long)n, TOPICS, r, b.med, b.lo, b.hi, pb.med, pb.lo, pb.hi,
+	       q.med, q.lo, q.hi, q_met ? "MET" : "MISSED", s.med, s.lo, s.hi,
+	       s_met ? "MET" : "MISSED");
 	emit_json("{\"case\":\"redis\",\"size\":%d,\"messages\":%llu,\"topics\":%d,\"rounds\":%d,"
 		  "\"bridge_msgs_per_s\":{\"median\":%.0f,\"min\":%.0f,\"max\":%.0f},"
 		  "\"redis_benchmark_per_s\":{\"median\":%.0f,\"min\":%.0f,\"max\":%.0f},"
 		  "\"sqes_per_enter\":{\"median\":%.2f,\"min\":%.2f,\"max\":%.2f}}",
-		  size, (unsigned long long)n, TOPICS, r, median(br, r), lo, hi, median(peer, r),
-		  plo, phi, ms, slo, shi);
+		  size, (unsigned long long)n, TOPICS, r, b.med, b.lo, b.hi, pb.med, pb.lo, pb.hi,
+		  s.med, s.lo, s.hi);
 	emit_json("{\"target\":\"redis_vs_redis_benchmark\",\"ratio\":%.3f,\"min\":%.3f,"
 		  "\"max\":%.3f,\"want\":0.8,\"met\":%s}",
-		  mr, rlo, rhi, mr >= 0.8 ? "true" : "false");
-	emit_json("{\"target\":\"sqes_per_enter\",\"value\":%.2f,\"want\":16,\"met\":%s}", ms,
-		  ms >= 16 ? "true" : "false");
-	if (strict && (mr < 0.8 || ms < 16))
+		  q.med, q.lo, q.hi, q_met ? "true" : "false");
+	emit_json("{\"target\":\"sqes_per_enter\",\"value\":%.2f,\"want\":16,\"met\":%s}", s.med,
+		  s_met ? "true" : "false");
+	if (strict && !(q_met && s_met))
 		strict = 2;
 	stop(d);
 	shmbus_bus_close(bus);
@@ -601,6 +593,15 @@ static pid_t clients_start(int port, const char *path, uint64_t n, int *fd)
 	return pid;
 }
 
+/* Wait for a child's "ready" line on fd; die saying what did not happen. */
+static void wait_ready(int fd, const char *what)
+{
+	char line[128];
+
+	if (read_line(fd, line, sizeof(line), 30000) < 0 || strcmp(line, "ready"))
+		die("%s", what);
+}
+
 static double clients_wait(pid_t pid, int fd)
 {
 	char line[128];
@@ -644,24 +645,17 @@ static void case_ws(void)
 		shmbus_bridge_totals_t t0, t1;
 		confirmed_sum(bus, &t0);
 		pid_t cp = clients_start(port, "/topics/bench.ws?format=binary", n, &fd);
-		char line[128];
-		if (read_line(fd, line, sizeof(line), 30000) < 0 || strcmp(line, "ready"))
-			die("the clients did not connect to shmbusd");
+		wait_ready(fd, "the clients did not connect to shmbusd");
 		shmbus_pub_t *p;
 		if (shmbus_pub_open(&p, bus, "bench.ws") < 0)
 			die("%s", shmbus_errmsg());
-		char *buf = malloc((size_t)size);
-		memset(buf, 'x', (size_t)size);
 		for (uint64_t i = 0; i < n; i++)
-			if (shmbus_publish(p, buf, (size_t)size, 0) < 0)
+			if (shmbus_publish(p, payload, (size_t)size, 0) < 0)
 				die("publish");
-		free(buf);
 		shmbus_pub_close(p);
 		double bs = clients_wait(cp, fd);
 		confirmed_sum(bus, &t1);
-		double sqe = t1.enters > t0.enters ?
-				     (double)(t1.sqes - t0.sqes) / (double)(t1.enters - t0.enters) :
-				     0;
+		double sqe = per_enter(t1.sqes - t0.sqes, &t0, &t1);
 		double ps = 0;
 		if (have_node) {
 			int nport = free_port(), nfd;
@@ -674,11 +668,9 @@ static void case_ws(void)
 				(char *)"node", (char *)ws_js, modules, np, nc, nn, ns, NULL
 			};
 			pid_t node = spawn(nargv, &nfd, NULL);
-			if (read_line(nfd, line, sizeof(line), 30000) < 0 || strcmp(line, "ready"))
-				die("the node server did not start");
+			wait_ready(nfd, "the node server did not start");
 			pid_t cp2 = clients_start(nport, "/", n, &fd);
-			if (read_line(fd, line, sizeof(line), 30000) < 0)
-				die("the clients did not connect to node");
+			wait_ready(fd, "the clients did not connect to node");
 			ps = clients_wait(cp2, fd);
 			close(nfd);
 			stop(node);
@@ -695,32 +687,28 @@ static void case_ws(void)
 		fflush(stdout);
 		r++;
 	}
-	double lo, hi, plo, phi, rlo, rhi, slo, shi;
-	minmax(br, r, &lo, &hi);
-	minmax(peer, r, &plo, &phi);
-	minmax(ratio, r, &rlo, &rhi);
-	minmax(spe, r, &slo, &shi);
-	double mr = median(ratio, r), ms = median(spe, r);
+	struct spread b = spread_of(br, r), pb = spread_of(peer, r), q = spread_of(ratio, r),
+		      s = spread_of(spe, r);
+	int q_met = q.med >= 1;
 	printf("ws, %d B payloads, %llu messages fanned out to %d clients, %d rounds:\n"
 	       "  bridge listener  %10.0f msg/s median (%.0f .. %.0f), %.0f frames/s\n",
-	       size, (unsigned long long)n, CLIENTS, r, median(br, r), lo, hi,
-	       median(br, r) * CLIENTS);
+	       size, (unsigned long long)n, CLIENTS, r, b.med, b.lo, b.hi, b.med * CLIENTS);
 	if (have_node)
 		printf("  node ws server   %10.0f msg/s median (%.0f .. %.0f)\n"
 		       "  ratio            %10.2fx median (%.2f .. %.2f)   target >= 1.00  %s\n",
-		       median(peer, r), plo, phi, mr, rlo, rhi, mr >= 1 ? "MET" : "MISSED");
-	printf("  SQEs per enter   %10.1f median (%.1f .. %.1f)\n", ms, slo, shi);
+		       pb.med, pb.lo, pb.hi, q.med, q.lo, q.hi, q_met ? "MET" : "MISSED");
+	printf("  SQEs per enter   %10.1f median (%.1f .. %.1f)\n", s.med, s.lo, s.hi);
 	emit_json("{\"case\":\"ws\",\"size\":%d,\"messages\":%llu,\"clients\":%d,\"rounds\":%d,"
 		  "\"bridge_msgs_per_s\":{\"median\":%.0f,\"min\":%.0f,\"max\":%.0f},"
 		  "\"node_ws_msgs_per_s\":%s%.0f%s,\"sqes_per_enter\":%.2f}",
-		  size, (unsigned long long)n, CLIENTS, r, median(br, r), lo, hi,
-		  have_node ? "{\"median\":" : "", have_node ? median(peer, r) : 0,
-		  have_node ? "}" : "", ms);
+		  size, (unsigned long long)n, CLIENTS, r, b.med, b.lo, b.hi,
+		  have_node ? "{\"median\":" : "", have_node ? pb.med : 0, have_node ? "}" : "",
+		  s.med);
 	if (have_node) {
 		emit_json("{\"target\":\"ws_fanout_vs_node_ws\",\"ratio\":%.3f,\"min\":%.3f,"
 			  "\"max\":%.3f,\"want\":1.0,\"met\":%s}",
-			  mr, rlo, rhi, mr >= 1 ? "true" : "false");
-		if (strict && mr < 1)
+			  q.med, q.lo, q.hi, q_met ? "true" : "false");
+		if (strict && !q_met)
 			strict = 2;
 	}
 	stop(d);
@@ -757,6 +745,11 @@ int main(int argc, char **argv)
 	}
 	if (runs < 1 || runs >= MAX_RUNS || size < 8 || size > 60000)
 		die("--runs 1..15, --size 8..60000");
+	payload = malloc((size_t)size + 1);
+	if (!payload)
+		die("out of memory");
+	memset(payload, 'x', (size_t)size);
+	payload[size] = '\0';
 	snprintf(dir, sizeof(dir), "/dev/shm/shmbus-bench-bridge-XXXXXX");
 	if (!mkdtemp(dir))
 		die("mkdtemp: %s", strerror(errno));

@@ -19,7 +19,6 @@
 
 struct ctl *ctl;
 struct config cfg;
-volatile uint64_t bench_sink;
 
 void wfail(const char *fmt, ...)
 {

@@ -60,6 +60,14 @@ static inline __attribute__((noreturn)) void sender_done(int idx)
 		pause();
 }
 
+/* Send one message and push it out at once (round trips and paced sends). */
+ALWAYS_INLINE void send_now(const struct ops *o, void *h, const uint8_t *buf, uint32_t len)
+{
+	o->send(h, buf, len);
+	if (o->flush)
+		o->flush(h);
+}
+
 /* Throughput publisher: as fast as the channel takes messages, until told to stop. */
 ALWAYS_INLINE void tpl_producer(struct run *r, int idx, const struct ops *o)
 {
@@ -207,9 +215,7 @@ ALWAYS_INLINE void tpl_pinger(struct run *r, int idx, const struct ops *o)
 		if (gap)
 			spin_until(t1 + gap);
 		uint64_t t0 = now_ns();
-		o->send(tx, buf, size);
-		if (o->flush)
-			o->flush(tx);
+		send_now(o, tx, buf, size);
 		o->recv(rx, &v);
 		t1 = now_ns();
 		if (v.len != size || load_u64(v.data) != TAG(0, i))
@@ -231,9 +237,7 @@ ALWAYS_INLINE void tpl_ponger(struct run *r, int idx, const struct ops *o)
 		struct view v;
 
 		o->recv(rx, &v);
-		o->send(tx, v.data, v.len);
-		if (o->flush)
-			o->flush(tx);
+		send_now(o, tx, v.data, v.len);
 	}
 }
 
@@ -244,6 +248,12 @@ ALWAYS_INLINE void tpl_ponger(struct run *r, int idx, const struct ops *o)
  * actually sent, so a channel that holds the sender up is charged for the messages that
  * waited behind (no coordinated omission). A sender more than a second behind stops.
  */
+/* When message i of a paced run is due. */
+ALWAYS_INLINE uint64_t due_at(uint64_t t0, uint64_t i, uint64_t rate)
+{
+	return t0 + (uint64_t)((double)i * 1e9 / (double)rate);
+}
+
 ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 {
 	void *tx = o->open_tx(r, 0, idx);
@@ -255,7 +265,7 @@ ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 	worker_ready_wait();
 	const uint64_t t0 = ctl->t_go, end = ctl->end;
 	for (i = 0;; i++) {
-		uint64_t due = t0 + (uint64_t)((double)i * 1e9 / (double)rate);
+		uint64_t due = due_at(t0, i, rate);
 		uint64_t t;
 
 		if (due >= end)
@@ -268,7 +278,7 @@ ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 			 * and never sent would have waited at least until now. */
 			ctl->saturated = 1;
 			for (uint64_t j = i;; j++) {
-				uint64_t d = t0 + (uint64_t)((double)j * 1e9 / (double)rate);
+				uint64_t d = due_at(t0, j, rate);
 
 				if (d >= end)
 					break;
@@ -278,17 +288,13 @@ ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 			break;
 		}
 		msg_stamp(buf, size, TAG(0, i), due);
-		o->send(tx, buf, size);
-		if (o->flush)
-			o->flush(tx);
+		send_now(o, tx, buf, size);
 		__atomic_store_n(&ctl->w[0].count, i + 1, __ATOMIC_RELAXED);
 		ctl->last_send = t;
 	}
 	ctl->sent = i;
 	msg_stamp(buf, size, TAG_END, 0);
-	o->send(tx, buf, size);
-	if (o->flush)
-		o->flush(tx);
+	send_now(o, tx, buf, size);
 	sender_done(idx);
 }
 
@@ -346,5 +352,10 @@ ALWAYS_INLINE void tpl_paced_rx(struct run *r, int idx, const struct ops *o)
 	{                                                                             \
 		tpl_paced_rx(r, idx, opsp);                                           \
 	}
+
+/* The six roles of a struct peer, as LOOPS_DEFINE(prefix, ...) defined them. */
+#define LOOPS_ROLES(prefix)                                                                      \
+	.producer = prefix##_producer, .consumer = prefix##_consumer, .pinger = prefix##_pinger, \
+	.ponger = prefix##_ponger, .paced_tx = prefix##_paced_tx, .paced_rx = prefix##_paced_rx
 
 #endif

@@ -229,10 +229,12 @@ struct rh {
 	unsigned batch, pending;
 	long maxlen;
 	/* rx */
-	int group, idx;
-	redisReply *rep;  /* the reply the current view points into */
-	size_t next;	  /* streams: next entry of rep */
-	char last_id[64]; /* streams: last id read (XREAD) */
+	int group;
+	char consumer[16]; /* group: this member's consumer name */
+	redisReply *rep;   /* the reply the current view points into */
+	redisReply *ents;  /* streams: the entries of rep (checked once, on arrival) */
+	size_t next;	   /* streams: next entry of ents */
+	char last_id[64];  /* streams: last id read (XREAD) */
 };
 
 static struct rh *rh_new(struct run *r, int chan, int kind, int pipelined)
@@ -362,7 +364,7 @@ static void *rx_open_rx(struct run *r, int chan, int idx)
 	struct rh *h = rh_new(r, chan, RK_XADD, 0);
 
 	h->group = r->c->sc == SC_GROUP;
-	h->idx = idx;
+	snprintf(h->consumer, sizeof(h->consumer), "c%d", idx);
 	return h;
 }
 
@@ -400,20 +402,17 @@ static inline void rx_recv(void *hp, struct view *v)
 {
 	struct rh *h = hp;
 
-	while (!h->rep || h->next >= entries(h->rep)->elements) {
+	while (!h->rep || h->next >= h->ents->elements) {
 		if (h->rep)
 			freeReplyObject(h->rep);
 		h->rep = NULL;
 		h->next = 0;
 		redisReply *rep;
 		if (h->group) {
-			char consumer[32];
-
-			snprintf(consumer, sizeof(consumer), "c%d", h->idx);
 			rep = redisCommand(h->c,
 					   "XREADGROUP GROUP workers %s COUNT 128 BLOCK 1000 NOACK "
 					   "STREAMS %s >",
-					   consumer, h->key);
+					   h->consumer, h->key);
 		} else {
 			rep = redisCommand(h->c, "XREAD COUNT 128 BLOCK 1000 STREAMS %s %s", h->key,
 					   h->last_id);
@@ -427,8 +426,9 @@ static inline void rx_recv(void *hp, struct view *v)
 			continue;
 		}
 		h->rep = rep;
+		h->ents = entries(rep);
 	}
-	redisReply *e = entries(h->rep)->element[h->next++];
+	redisReply *e = h->ents->element[h->next++];
 	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
 	    e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements != 2)
 		wfail("redis stream reader: malformed entry");
@@ -465,12 +465,7 @@ LOOPS_DEFINE(rx, &rx_ops)
 		.available = redis_available,     \
 		.prepare = redis_prepare,         \
 		.cleanup = redis_cleanup,         \
-		.producer = pfx##_producer,       \
-		.consumer = pfx##_consumer,       \
-		.pinger = pfx##_pinger,           \
-		.ponger = pfx##_ponger,           \
-		.paced_tx = pfx##_paced_tx,       \
-		.paced_rx = pfx##_paced_rx,       \
+		LOOPS_ROLES(pfx),                 \
 	}
 
 #else /* !HAVE_HIREDIS */

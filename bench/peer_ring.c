@@ -68,7 +68,8 @@ static void ring_cleanup(struct run *r)
 	unlink(r->b);
 }
 
-static struct bring *ring_open(struct run *r, int chan)
+/* Either end: the ring is the same mapping for both. */
+static void *ring_open(struct run *r, int chan, int idx)
 {
 	const char *path = chan ? r->b : r->a;
 	struct bring *q = malloc(sizeof(*q));
@@ -81,20 +82,9 @@ static struct bring *ring_open(struct run *r, int chan)
 	close(fd);
 	if (mem == MAP_FAILED)
 		wfail("mmap %s: %s", path, strerror(errno));
+	(void)idx;
 	bring_init(q, mem, n, slot, r->size);
 	return q;
-}
-
-static void *ring_open_tx(struct run *r, int chan, int idx)
-{
-	(void)idx;
-	return ring_open(r, chan);
-}
-
-static void *ring_open_rx(struct run *r, int chan, int idx)
-{
-	(void)idx;
-	return ring_open(r, chan);
 }
 
 static inline void ring_send(void *hp, const uint8_t *buf, uint32_t len)
@@ -110,8 +100,8 @@ static inline void ring_recv(void *hp, struct view *v)
 }
 
 static const struct ops ring_ops = {
-	.open_tx = ring_open_tx,
-	.open_rx = ring_open_rx,
+	.open_tx = ring_open,
+	.open_rx = ring_open,
 	.send = ring_send,
 	.recv = ring_recv,
 };
@@ -123,12 +113,7 @@ const struct peer peer_ring = {
 	.label = "bare ring",
 	.prepare = ring_prepare,
 	.cleanup = ring_cleanup,
-	.producer = ring_producer,
-	.consumer = ring_consumer,
-	.pinger = ring_pinger,
-	.ponger = ring_ponger,
-	.paced_tx = ring_paced_tx,
-	.paced_rx = ring_paced_rx,
+	LOOPS_ROLES(ring),
 };
 
 /* ---- memcpy --------------------------------------------------------------------------------- */

@@ -168,12 +168,7 @@ LOOPS_DEFINE(sb, &sb_ops)
 		.flags = PF_SHMBUS | (flags_), \
 		.prepare = sb_prepare,         \
 		.cleanup = sb_cleanup,         \
-		.producer = sb_producer,       \
-		.consumer = sb_consumer,       \
-		.pinger = sb_pinger,           \
-		.ponger = sb_ponger,           \
-		.paced_tx = sb_paced_tx,       \
-		.paced_rx = sb_paced_rx,       \
+		LOOPS_ROLES(sb),               \
 	}
 
 SHMBUS_PEER(peer_shmbus, "shmbus", "shmbus (block)", 0);

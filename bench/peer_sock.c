@@ -306,12 +306,7 @@ const struct peer peer_pipe = {
 	.label = "pipe",
 	.prepare = pipe_prepare,
 	.cleanup = sk_cleanup,
-	.producer = pipe_producer,
-	.consumer = pipe_consumer,
-	.pinger = pipe_pinger,
-	.ponger = pipe_ponger,
-	.paced_tx = pipe_paced_tx,
-	.paced_rx = pipe_paced_rx,
+	LOOPS_ROLES(pipe),
 };
 
 const struct peer peer_unix = {
@@ -319,12 +314,7 @@ const struct peer peer_unix = {
 	.label = "unix seqpacket",
 	.prepare = seqpacket_prepare,
 	.cleanup = sk_cleanup,
-	.producer = seqpacket_producer,
-	.consumer = seqpacket_consumer,
-	.pinger = seqpacket_pinger,
-	.ponger = seqpacket_ponger,
-	.paced_tx = seqpacket_paced_tx,
-	.paced_rx = seqpacket_paced_rx,
+	LOOPS_ROLES(seqpacket),
 };
 
 /* Batching only makes sense for throughput. */

@@ -163,25 +163,12 @@ static const struct ops z_ops = {
 
 LOOPS_DEFINE(z, &z_ops)
 
-static int zmq_available(char *why, size_t n)
-{
-	(void)why;
-	(void)n;
-	return 1;
-}
-
 const struct peer peer_zmq = {
 	.id = "zeromq_ipc",
 	.label = "zeromq ipc",
-	.available = zmq_available,
 	.prepare = zmq_prepare,
 	.cleanup = zmq_cleanup,
-	.producer = z_producer,
-	.consumer = z_consumer,
-	.pinger = z_pinger,
-	.ponger = z_ponger,
-	.paced_tx = z_paced_tx,
-	.paced_rx = z_paced_rx,
+	LOOPS_ROLES(z),
 };
 
 #else

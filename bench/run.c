@@ -206,6 +206,15 @@ static int perf_cmd(const char *cmd)
 	return n > 0 && !strncmp(buf, "ack", 3) ? 0 : -1;
 }
 
+/* Switch counting on or off; 0, or -1 with err. */
+static int perf_count(int on, char *err, size_t errlen)
+{
+	if (perf_cmd(on ? "enable\n" : "disable\n") == 0)
+		return 0;
+	snprintf(err, errlen, "perf did not %s counting", on ? "enable" : "disable");
+	return -1;
+}
+
 static void perf_close(void)
 {
 	if (perf_ctl >= 0)
@@ -479,10 +488,8 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	if (count_syscalls && perf_start(err, errlen) < 0)
 		goto failed;
 	/* A round trip run counts from go until the pinger is done. */
-	if (count_syscalls && roundtrip && perf_cmd("enable\n") < 0) {
-		snprintf(err, errlen, "perf did not enable counting");
+	if (count_syscalls && roundtrip && perf_count(1, err, errlen) < 0)
 		goto failed;
-	}
 
 	double redis0 = redis_cpu_s();
 	ctl->t_go = now_ns();
@@ -494,10 +501,8 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 
 	if (!roundtrip) {
 		sleep_until(ctl->warm_end);
-		if (count_syscalls && perf_cmd("enable\n") < 0) {
-			snprintf(err, errlen, "perf did not enable counting");
+		if (count_syscalls && perf_count(1, err, errlen) < 0)
 			goto failed;
-		}
 		t0 = now_ns();
 		snap(r.npub, &pub0, &got0);
 		if (p->flags & PF_SHMBUS)
@@ -507,10 +512,8 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		snap(r.npub, &pub1, &got1);
 		if (p->flags & PF_SHMBUS)
 			shmbus_peer_counts(&r, &k1);
-		if (count_syscalls && perf_cmd("disable\n") < 0) {
-			snprintf(err, errlen, "perf did not disable counting");
+		if (count_syscalls && perf_count(0, err, errlen) < 0)
 			goto failed;
-		}
 	}
 
 	if (roundtrip || paced) {
@@ -520,13 +523,36 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 					     ctl->end + 60000000000ull;
 		if (reap_until(limit, 0) < 0)
 			goto failed;
-		if (count_syscalls && roundtrip && perf_cmd("disable\n") < 0) {
-			snprintf(err, errlen, "perf did not disable counting");
+		if (count_syscalls && roundtrip && perf_count(0, err, errlen) < 0)
 			goto failed;
-		}
 		end_workers();
 		if (reap_until(now_ns() + 10000000000ull, 1) < 0)
 			goto failed;
+
+		struct hist *h = &ctl->h;
+
+		/* Messages a saturated sender never sent count with their lower bounds. */
+		if (ctl->h_unsent.n)
+			hist_merge(h, &ctl->h_unsent);
+		if (!h->n) {
+			snprintf(err, errlen, "no latency recorded");
+			goto out_reaped;
+		}
+		res.p50 = hist_quantile(h, 0.5);
+		res.p90 = hist_quantile(h, 0.9);
+		res.p99 = hist_quantile(h, 0.99);
+		res.p999 = hist_quantile(h, 0.999);
+		res.max = h->max;
+		res.samples = h->n;
+		res.value = (double)res.p50;
+		if (paced) {
+			uint64_t span = ctl->last_send > ctl->t_go ? ctl->last_send - ctl->t_go : 1;
+
+			res.achieved = (double)ctl->sent * 1e9 / (double)span;
+			res.saturated = ctl->saturated || res.achieved < 0.95 * (double)c->rate;
+			res.window_msgs = (double)(got1 - got0);
+			res.msgs = res.achieved;
+		}
 	} else {
 		__atomic_store_n(&ctl->stop, 1, __ATOMIC_RELAXED);
 		if (senders_done(r.npub, now_ns() + 20000000000ull) < 0)
@@ -553,32 +579,6 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		res.value = res.msgs;
 		res.window_msgs = (double)(pub1 - pub0);
 		res.samples = got ? got : published;
-	}
-	if (roundtrip || paced) {
-		struct hist *h = &ctl->h;
-
-		/* Messages a saturated sender never sent count with their lower bounds. */
-		if (ctl->h_unsent.n)
-			hist_merge(h, &ctl->h_unsent);
-		if (!h->n) {
-			snprintf(err, errlen, "no latency recorded");
-			goto out_reaped;
-		}
-		res.p50 = hist_quantile(h, 0.5);
-		res.p90 = hist_quantile(h, 0.9);
-		res.p99 = hist_quantile(h, 0.99);
-		res.p999 = hist_quantile(h, 0.999);
-		res.max = h->max;
-		res.samples = h->n;
-		res.value = (double)res.p50;
-		if (paced) {
-			uint64_t span = ctl->last_send > ctl->t_go ? ctl->last_send - ctl->t_go : 1;
-
-			res.achieved = (double)ctl->sent * 1e9 / (double)span;
-			res.saturated = ctl->saturated || res.achieved < 0.95 * (double)c->rate;
-			res.window_msgs = (double)(got1 - got0);
-			res.msgs = res.achieved;
-		}
 	}
 	double cpu = redis_cpu_s() - redis0;
 	for (int i = 0; i < nkids; i++)
@@ -618,8 +618,6 @@ fork_failed:
 failed:
 	if (!err[0])
 		snprintf(err, errlen, "%s", ctl->err[0] ? ctl->err : "a worker failed");
-	run_kill_all();
-	reap_until(now_ns() + 5000000000ull, 1);
 out_reaped:
 	if (perf_pid > 0 || perf_ctl >= 0)
 		perf_close();
