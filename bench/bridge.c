@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -617,10 +618,22 @@ static double clients_wait(pid_t pid, int fd)
 static void case_ws(void)
 {
 	uint64_t n = quick ? 100000 : 200000;
-	char modules[300];
-	snprintf(modules, sizeof(modules), "%s",
-		 getenv("SHMBUS_BENCH_NODE_DIR") ? getenv("SHMBUS_BENCH_NODE_DIR") : "node-ws");
-	char cmd[700];
+	/* node's ws package lives beside this program (build/bench/node-ws) unless told: an
+	 * absolute path, since node resolves a relative one against the script's directory. */
+	char modules[PATH_MAX + 16];
+	const char *given = getenv("SHMBUS_BENCH_NODE_DIR");
+	if (given) {
+		snprintf(modules, sizeof(modules), "%s", given);
+	} else {
+		char self[PATH_MAX];
+		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		self[len > 0 ? len : 0] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash)
+			*slash = 0;
+		snprintf(modules, sizeof(modules), "%s/node-ws", slash ? self : ".");
+	}
+	char cmd[PATH_MAX + 400];
 	snprintf(cmd, sizeof(cmd), "'%s' '%s'", node_ws_sh, modules);
 	int have_node = system(cmd) == 0;
 	if (!have_node)
