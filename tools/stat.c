@@ -154,9 +154,9 @@ static int snap_take(shmbus_bus_t *bus, char **names, int n, int ping, struct sn
 	if (n == 0) {
 		struct foreach_ctx c = { bus, s };
 		int rc = shmbus_topic_foreach(bus, add_listed, &c);
+		/* The library's reason names the bus directory. */
 		if (rc < 0)
-			tool_fail("stat", rc, rc != -ENOMEM, "cannot list the topics of %s",
-				  shmbus_bus_path(bus));
+			tool_fail("stat", rc, rc != -ENOMEM, "cannot list the topics");
 		return rc < 0 ? rc : 0;
 	}
 	for (int i = 0; i < n; i++) {
@@ -368,10 +368,12 @@ static void print_daemon(const struct snap *s)
 {
 	if (s->daemon_rc == 0) {
 		uint64_t up = s->daemon.uptime_ms / 1000;
-		printf("daemon: pid %" PRId32 ", %" PRIu32 " clients, up %" PRIu64 "h%02" PRIu64
-		       "m%02" PRIu64 "s, %" PRIu64 " crashes cleaned up\n",
-		       s->daemon.pid, s->daemon.clients, up / 3600, up / 60 % 60, up % 60,
-		       s->daemon.crashes);
+		printf("daemon: pid %" PRId32 ", %" PRIu32 " %s, up %" PRIu64 "h%02" PRIu64
+		       "m%02" PRIu64 "s, %" PRIu64 " %s cleaned up\n",
+		       s->daemon.pid, s->daemon.clients,
+		       tool_plural(s->daemon.clients, "client", "clients"), up / 3600, up / 60 % 60,
+		       up % 60, s->daemon.crashes,
+		       tool_plural(s->daemon.crashes, "crash", "crashes"));
 	} else if (s->daemon_rc == -ENOENT) {
 		printf("daemon: none (the bus runs embedded)\n");
 	} else {
@@ -379,11 +381,15 @@ static void print_daemon(const struct snap *s)
 	}
 	if (s->bus_rc == 0) {
 		const shmbus_bus_stats_t *b = &s->bus;
-		printf("bus: %" PRIu32 " topics, %" PRIu32 " clients registered, %" PRIu64
-		       " crashes cleaned up (%" PRIu64 " reader, %" PRIu64
-		       " publisher slots reclaimed), %" PRIu64 " messages aborted\n",
-		       b->topics, b->clients, b->crashes, b->readers_reclaimed,
-		       b->publishers_reclaimed, b->aborted);
+		printf("bus: %" PRIu32 " %s, %" PRIu32 " %s registered, %" PRIu64
+		       " %s cleaned up (%" PRIu64 " reader %s, %" PRIu64
+		       " publisher %s reclaimed), %" PRIu64 " %s aborted\n",
+		       b->topics, tool_plural(b->topics, "topic", "topics"), b->clients,
+		       tool_plural(b->clients, "client", "clients"), b->crashes,
+		       tool_plural(b->crashes, "crash", "crashes"), b->readers_reclaimed,
+		       tool_plural(b->readers_reclaimed, "slot", "slots"), b->publishers_reclaimed,
+		       tool_plural(b->publishers_reclaimed, "slot", "slots"), b->aborted,
+		       tool_plural(b->aborted, "message", "messages"));
 	}
 }
 
@@ -501,6 +507,7 @@ static const char stat_help[] =
 	"and each group (members, abandoned, lag, lost). When shmbusd runs a bridge, each\n"
 	"mirror, import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
 	"errors, lost, duplicates skipped) and its io_uring batching. Ctrl-C stops it.\n"
+	"The bus must exist; stat creates nothing and does not register with shmbusd.\n"
 	"\n"
 	"  -i, --interval MS   time between refreshes, and between the two snapshots of\n"
 	"                      --json (default 1000; with --json, 0 means no rates)\n"
@@ -549,11 +556,15 @@ int tool_stat(int argc, char **argv)
 		return tool_usage("stat", "--interval 0 is only for --json");
 	char **names = argv + optind;
 	int nnames = argc - optind;
+	for (int i = 0; i < nnames; i++)
+		if (tool_check_topic("stat", names[i], 1))
+			return TOOL_USAGE;
 
 	shmbus_bus_t *bus;
-	if (tool_bus_open("stat", &bus))
-		return TOOL_FAILED;
-	int ret = TOOL_FAILED;
+	int ret = tool_bus_open("stat", SHMBUS_BUS_LOOK, &bus);
+	if (ret)
+		return ret;
+	ret = TOOL_FAILED;
 	struct snap prev = { 0 }, cur = { 0 };
 	if (snap_take(bus, names, nnames, json && interval_ms == 0, &prev) < 0)
 		goto out;
