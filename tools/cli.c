@@ -2,6 +2,7 @@
 /* Helpers shared by the verbs of the shmbus tool (see cli.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,13 @@ int tool_bus_open(const char *verb, int flags, shmbus_bus_t **bus)
 	int rc = shmbus_bus_open_flags(bus, tool_bus_name, flags);
 
 	return rc < 0 ? tool_bus_failed(verb, rc) : TOOL_OK;
+}
+
+/* ---- processes ---- */
+
+int tool_pid_gone(int32_t pid)
+{
+	return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
 }
 
 /* ---- units ---- */

@@ -106,6 +106,15 @@ int tool_bus_open(const char *verb, int flags, shmbus_bus_t **bus);
 /* Report that opening the bus failed with rc, as verb. Returns TOOL_USAGE or TOOL_FAILED. */
 int tool_bus_failed(const char *verb, int rc);
 
+/* ---- processes ---- */
+
+/*
+ * Is the process pid known to be gone (kill(pid, 0) fails with ESRCH)? 0 while it runs,
+ * or may run (pid <= 0, or another user's process). A slot whose owner is gone is stale:
+ * `stat` marks it, `doctor` warns about it.
+ */
+int tool_pid_gone(int32_t pid);
+
 /* ---- units ---- */
 
 #define TOOL_UNIT_LEN 32

@@ -10,7 +10,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <linux/magic.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +119,7 @@ static void check_readers(struct doctor *d, const char *name, uint32_t max_reade
 	if ((unsigned)n > max_readers)
 		n = (int)max_readers;
 	for (int i = 0; i < n; i++) {
-		if (r[i].pid <= 0 || kill(r[i].pid, 0) == 0 || errno != ESRCH)
+		if (!tool_pid_gone(r[i].pid))
 			continue;
 		report(d, WARN,
 		       "topic '%s': stale slot: reader slot %" PRIu32 "%s%s belongs to pid %" PRId32
@@ -151,7 +150,7 @@ static void check_publishers(struct doctor *d, const char *name, uint32_t max_pu
 	if ((unsigned)n > max_publishers)
 		n = (int)max_publishers;
 	for (int i = 0; i < n; i++) {
-		if (p[i].pid <= 0 || kill(p[i].pid, 0) == 0 || errno != ESRCH)
+		if (!tool_pid_gone(p[i].pid))
 			continue;
 		report(d, WARN,
 		       "topic '%s': stale slot: publisher slot %" PRIu32 " belongs to pid %" PRId32

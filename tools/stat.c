@@ -327,8 +327,10 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 		for (unsigned j = 0; j < t->nreaders; j++) {
 			const shmbus_reader_info_t *r = &t->readers[j];
 			const shmbus_reader_info_t *pr = find_reader(p, r);
-			printf("%s\n    {\"slot\": %" PRIu32 ", \"pid\": %" PRId32 ", \"group\": ",
-			       j ? "," : "", r->slot, r->pid);
+			printf("%s\n    {\"slot\": %" PRIu32 ", \"pid\": %" PRId32
+			       ", \"alive\": %s, \"group\": ",
+			       j ? "," : "", r->slot, r->pid,
+			       tool_pid_gone(r->pid) ? "false" : "true");
 			if (r->group[0])
 				tool_json_str(stdout, r->group);
 			else
@@ -472,12 +474,16 @@ static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct sn
 		       tool_fmt_count(u[5], st->backpressure_waits),
 		       tool_fmt_count(u[6], st->wakeups), st->publishers, t->nreaders);
 		if (t->nreaders)
-			printf("  %-8s %-16s %9s %14s %9s %9s %7s\n", "PID", "GROUP", "CONSUMED",
+			printf("  %-14s %-16s %9s %14s %9s %9s %7s\n", "PID", "GROUP", "CONSUMED",
 			       "RATE", "LAG MSGS", "LAG BYTES", "LOST");
 		for (unsigned j = 0; j < t->nreaders; j++) {
 			const shmbus_reader_info_t *r = &t->readers[j];
 			const shmbus_reader_info_t *pr = find_reader(p, r);
-			printf("  %-8" PRId32 " %-16s %9s %14s %9s %9s %7s\n", r->pid,
+			/* A reader whose process is gone holds its slot until it is reclaimed. */
+			char pid[24];
+			snprintf(pid, sizeof(pid), "%" PRId32 "%s", r->pid,
+				 tool_pid_gone(r->pid) ? " (dead)" : "");
+			printf("  %-14s %-16s %9s %14s %9s %9s %7s\n", pid,
 			       r->group[0] ? r->group : "-", tool_fmt_count(u[0], r->consumed),
 			       fmt_rate_or_dash(u[1],
 						pr ? rate(r->consumed, pr->consumed, secs) : -1, 0),
@@ -486,11 +492,11 @@ static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct sn
 			       tool_fmt_count(u[4], r->lost));
 		}
 		if (t->ngroups)
-			printf("  %-25s %9s %14s %9s %9s %7s\n", "GROUP", "MEMBERS", "ABANDONED",
+			printf("  %-31s %9s %14s %9s %9s %7s\n", "GROUP", "MEMBERS", "ABANDONED",
 			       "LAG MSGS", "LAG BYTES", "LOST");
 		for (unsigned j = 0; j < t->ngroups; j++) {
 			const shmbus_group_info_t *g = &t->groups[j];
-			printf("  %-25s %9" PRIu32 " %14s %9s %9s %7s\n", g->name, g->members,
+			printf("  %-31s %9" PRIu32 " %14s %9s %9s %7s\n", g->name, g->members,
 			       tool_fmt_count(u[0], g->abandoned),
 			       tool_fmt_count(u[1], g->lag_msgs), tool_fmt_size(u[2], g->lag_bytes),
 			       tool_fmt_count(u[3], g->lost));
@@ -503,18 +509,20 @@ static const char stat_help[] =
 	"\n"
 	"Show each topic (all of the bus when none is named), refreshed like top: message\n"
 	"and byte rates, totals, aborted reservations, backpressure waits and wake-ups; under\n"
-	"it each reader (pid, group or -, consumed, rate, lag in messages and bytes, lost)\n"
-	"and each group (members, abandoned, lag, lost). When shmbusd runs a bridge, each\n"
-	"mirror, import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
+	"it each reader (pid, \"(dead)\" after it when that process is gone but still holds\n"
+	"the slot, group or -, consumed, rate, lag in messages and bytes, lost) and each\n"
+	"group (members, abandoned, lag, lost). When shmbusd runs a bridge, each mirror,\n"
+	"import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
 	"errors, lost, duplicates skipped) and its io_uring batching. Ctrl-C stops it.\n"
 	"The bus must exist; stat creates nothing and does not register with shmbusd.\n"
 	"\n"
 	"  -i, --interval MS   time between refreshes, and between the two snapshots of\n"
 	"                      --json (default 1000; with --json, 0 means no rates)\n"
 	"  -n, --count N       stop after N refreshes\n"
-	"      --json          print one JSON snapshot of the topics, their readers and\n"
-	"                      groups and the daemon (null when it does not answer within\n"
-	"                      200 ms), then exit; exit 1 if a topic could not be read\n"
+	"      --json          print one JSON snapshot of the topics, their readers (\"alive\":\n"
+	"                      false when the process is gone) and groups and the daemon\n"
+	"                      (null when it does not answer within 200 ms), then exit;\n"
+	"                      exit 1 if a topic could not be read\n"
 	"  -h, --help          show this help\n";
 
 int tool_stat(int argc, char **argv)

@@ -3,7 +3,8 @@
 #
 # shmbus doctor on a private bus: a healthy bus passes; a corrupt topic file is a FAIL
 # (exit 1) that says to remove it; a reader killed with SIGKILL leaves a stale slot that
-# is reported with its pid; an old temporary file is reported, a fresh one is not.
+# is reported with its pid (and that shmbus stat marks dead); an old temporary file is
+# reported, a fresh one is not.
 #   doctor.sh PATH_TO_SHMBUS
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -45,10 +46,22 @@ pass
 run doctor
 expect_no_grep out "stale" "no stale slot while the reader lives"
 expect_grep out "^OK +topic 'good': block, 64K ring, 0 publishers, 1 reader, 0 published\$" "doctor counts one reader"
+run stat good --json --interval 0
+expect_json '[(r["pid"], r["alive"]) for r in j["topics"][0]["readers"]] == [('$TPID', True)]' "stat --json: the live reader is alive"
+run stat good --count 1 --interval 10
+expect_grep out "^  $TPID +- +0 " "stat: the live reader's line"
+expect_no_grep out "dead" "stat marks no live reader dead"
 kill -9 $TPID
 wait $TPID 2>/dev/null
 run doctor
 expect_grep out "^(WARN|FAIL) +topic 'good': stale slot: .*pid $TPID, which is gone" "the dead reader's slot is reported"
+# stat shows the same dead reader, marked.
+run stat good --json --interval 0
+expect_rc 0 "stat --json with a dead reader"
+expect_json '[(r["pid"], r["alive"]) for r in j["topics"][0]["readers"]] == [('$TPID', False)]' "stat --json: the dead reader is not alive"
+run stat good --count 1 --interval 10
+expect_rc 0 "stat with a dead reader"
+expect_grep out "^  $TPID \(dead\) +- +0 " "stat marks the dead reader's line"
 
 # A publisher that dies without closing keeps its slot too.
 has_publishers() {
