@@ -32,9 +32,29 @@ static int mkdirs(char *path)
 	return 0;
 }
 
-SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name)
+/* A bus that is only looked at must exist already: a directory, which is not made. */
+static int bus_exists(const shmbus_bus_t *b)
+{
+	struct stat sb;
+	if (stat(b->path, &sb) < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return shmbus_err(-ENOENT, "bus '%s' does not exist (no directory %s)",
+					  b->name, b->path);
+		return shmbus_err(-e, "bus '%s': cannot stat %s: %s", b->name, b->path,
+				  strerror(e));
+	}
+	if (!S_ISDIR(sb.st_mode))
+		return shmbus_err(-ENOTDIR, "bus '%s': %s is not a directory", b->name, b->path);
+	return 0;
+}
+
+SHMBUS_API int shmbus_bus_open_flags(shmbus_bus_t **out, const char *name, int flags)
 {
 	*out = NULL;
+	shmbus_err_clear();
+	if (flags & ~SHMBUS_BUS_LOOK)
+		return shmbus_err(-EINVAL, "unknown bus flags 0x%x", (unsigned)flags);
 	if (!name) {
 		name = getenv("SHMBUS_BUS");
 		if (!name || !*name)
@@ -51,21 +71,34 @@ SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name)
 	shmbus_bus_t *b = calloc(1, sizeof(*b));
 	if (!b)
 		return shmbus_err(-ENOMEM, "out of memory");
+	b->daemon_fd = -1;
 	if ((size_t)snprintf(b->path, sizeof(b->path), "%s/%s", root, name) >= sizeof(b->path)) {
 		free(b);
 		return shmbus_err(-ENAMETOOLONG, "bus directory path too long: %s/%s", root, name);
 	}
 	snprintf(b->name, sizeof(b->name), "%s", name);
-	rc = mkdirs(b->path);
+	if (flags & SHMBUS_BUS_LOOK) {
+		rc = bus_exists(b);
+	} else {
+		rc = mkdirs(b->path);
+		if (rc < 0)
+			shmbus_err(rc, "bus '%s': cannot create directory %s: %s", name, b->path,
+				   strerror(-rc));
+	}
 	if (rc < 0) {
-		shmbus_err(rc, "bus '%s': cannot create directory %s: %s", name, b->path,
-			   strerror(-rc));
 		free(b);
 		return rc;
 	}
-	shmbus_client_register(b);
+	/* Looking is not using: a looker is no client of the daemon (nothing is logged). */
+	if (!(flags & SHMBUS_BUS_LOOK))
+		shmbus_client_register(b);
 	*out = b;
 	return 0;
+}
+
+SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name)
+{
+	return shmbus_bus_open_flags(out, name, 0);
 }
 
 SHMBUS_API void shmbus_bus_close(shmbus_bus_t *bus)

@@ -124,6 +124,25 @@ SHMBUS_API const char *shmbus_errmsg(void);
  */
 SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name);
 
+/* Bus flags (shmbus_bus_open_flags()). */
+enum {
+	/* Only look at the bus: it must exist already (its directory is not created), and
+	 * the process does not register with the bus's daemon, so the daemon logs nothing
+	 * about it. For tools that inspect a bus (`shmbus topics`, `stat`, `doctor`, `tail`). */
+	SHMBUS_BUS_LOOK = 1u << 0,
+};
+
+/*
+ * shmbus_bus_open() with flags (SHMBUS_BUS_*; 0 is shmbus_bus_open() itself).
+ * With SHMBUS_BUS_LOOK, a bus whose directory does not exist is -ENOENT (with a message
+ * naming the directory) and -ENOTDIR if that path is not a directory. The handle works as
+ * any other, but a process that takes slots through it is not registered: as under
+ * SHMBUS_NO_DAEMON, a daemon finds it by its periodic scan, and what it leaves when it dies
+ * is repaired all the same. Returns as shmbus_bus_open(), and -EINVAL for unknown flags.
+ * Thread-safety: any thread; the handle may then be shared by threads.
+ */
+SHMBUS_API int shmbus_bus_open_flags(shmbus_bus_t **out, const char *name, int flags);
+
 /* Close a bus handle. Topics and handles opened from it must be closed first. NULL is a no-op. */
 SHMBUS_API void shmbus_bus_close(shmbus_bus_t *bus);
 
@@ -341,8 +360,9 @@ SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 /*
  * A bus's supervisor, shmbusd, listens on the control socket "control.sock" in the bus
  * directory. shmbus_bus_open() registers the process with it when one runs (unless
- * SHMBUS_NO_DAEMON is set), so that it learns at once when the process dies and frees
- * what it held; with no daemon the library runs embedded, the same otherwise.
+ * SHMBUS_NO_DAEMON is set, or the bus is opened with SHMBUS_BUS_LOOK), so that it learns
+ * at once when the process dies and frees what it held; with no daemon the library runs
+ * embedded, the same otherwise.
  */
 
 /* What the daemon says of itself. */

@@ -2,6 +2,7 @@
 /* Helpers shared by the verbs of the shmbus tool (see cli.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,13 @@ int tool_parse_ms(const char *s, int allow_forever, int *out)
 	return 0;
 }
 
+int tool_check_topic(const char *verb, const char *name, int system)
+{
+	if (shmbus_topic_name_check(name, system) < 0)
+		return tool_usage(verb, "%s", tool_why(-EINVAL));
+	return 0;
+}
+
 /* ---- errors ---- */
 
 const char *tool_why(int rc)
@@ -117,36 +125,82 @@ const char *tool_why(int rc)
 	return *m ? m : strerror(rc < 0 ? -rc : rc);
 }
 
+/* If s starts with prefix then name and then a quote, what follows the quote; else NULL. */
+static const char *after_quoted(const char *s, const char *prefix, const char *name)
+{
+	size_t p = strlen(prefix), n = strlen(name);
+
+	if (strncmp(s, prefix, p) || strncmp(s + p, name, n) || s[p + n] != '\'')
+		return NULL;
+	return s + p + n + 1;
+}
+
 const char *tool_topic_why(const char *name, int rc)
 {
 	const char *m = tool_why(rc);
-	size_t n = strlen(name);
+	const char *rest = after_quoted(m, "topic '", name);
 
-	if (strncmp(m, "topic '", 7) == 0 && strncmp(m + 7, name, n) == 0 &&
-	    strncmp(m + 7 + n, "': ", 3) == 0)
-		return m + 7 + n + 3;
+	if (!rest)
+		rest = after_quoted(m, "topic name '", name);
+	/* "topic 'x': why" and "topic 'x' does not exist": the reason is what follows. */
+	if (rest && rest[0] == ':' && rest[1] == ' ')
+		return rest + 2;
+	if (rest && rest[0] == ' ' && rest[1] != '\0')
+		return rest + 1;
 	return m;
+}
+
+static void vfail(const char *verb, const char *why, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "shmbus %s: ", verb);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, ": %s\n", why);
 }
 
 int tool_fail(const char *verb, int rc, int slow, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "shmbus %s: ", verb);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfail(verb, slow ? tool_why(rc) : strerror(rc < 0 ? -rc : rc), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", slow ? tool_why(rc) : strerror(rc < 0 ? -rc : rc));
 	return TOOL_FAILED;
 }
 
-int tool_bus_open(const char *verb, shmbus_bus_t **bus)
+int tool_fail_topic(const char *verb, const char *topic, int rc, const char *fmt, ...)
 {
-	int rc = shmbus_bus_open(bus, tool_bus_name);
+	va_list ap;
 
-	if (rc < 0)
-		return tool_fail(verb, rc, 1, "cannot open the bus");
-	return 0;
+	va_start(ap, fmt);
+	vfail(verb, tool_topic_why(topic, rc), fmt, ap);
+	va_end(ap);
+	return TOOL_FAILED;
+}
+
+int tool_bus_failed(const char *verb, int rc)
+{
+	/* The library's message names the bus, its directory or SHMBUS_DIR already. */
+	fprintf(stderr, "shmbus %s: %s\n", verb, tool_why(rc));
+	/* A bus name or SHMBUS_DIR that can never be a bus is a malformed argument. */
+	if (rc == -EINVAL) {
+		fprintf(stderr, "Try 'shmbus --help'.\n");
+		return TOOL_USAGE;
+	}
+	return TOOL_FAILED;
+}
+
+int tool_bus_open(const char *verb, int flags, shmbus_bus_t **bus)
+{
+	int rc = shmbus_bus_open_flags(bus, tool_bus_name, flags);
+
+	return rc < 0 ? tool_bus_failed(verb, rc) : TOOL_OK;
+}
+
+/* ---- processes ---- */
+
+int tool_pid_gone(int32_t pid)
+{
+	return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
 }
 
 /* ---- units ---- */
@@ -212,6 +266,11 @@ const char *tool_fmt_byte_rate(char buf[TOOL_UNIT_LEN], double per_s)
 {
 	fmt_decimal(buf, TOOL_UNIT_LEN, per_s, "B/s");
 	return buf;
+}
+
+const char *tool_plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
 }
 
 const char *tool_policy_name(uint32_t policy)

@@ -60,6 +60,13 @@ int tool_parse_size(const char *s, uint64_t max, uint64_t *out);
 /* Milliseconds: a non-negative integer up to INT32_MAX, or -1 (forever) if allow_forever. */
 int tool_parse_ms(const char *s, int allow_forever, int *out);
 
+/*
+ * Check a TOPIC argument of verb before anything is opened (shmbus_topic_name_check();
+ * system: whether a "$sys." name may be given). Returns 0, or TOOL_USAGE with the
+ * library's reason reported.
+ */
+int tool_check_topic(const char *verb, const char *name, int system);
+
 /* ---- errors ---- */
 
 /*
@@ -70,17 +77,43 @@ int tool_parse_ms(const char *s, int allow_forever, int *out);
 int tool_fail(const char *verb, int rc, int slow, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/*
+ * tool_fail() for a WHAT that names topic: WHY is tool_topic_why(topic, rc), so that the
+ * topic is named once ("shmbus pub: cannot publish to topic 'x': does not exist (...)").
+ */
+int tool_fail_topic(const char *verb, const char *topic, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Why a slow-path call failed: shmbus_errmsg(), or strerror(-rc) if it is empty. */
 const char *tool_why(int rc);
 
 /*
- * The library's message about topic name without its leading "topic 'NAME': ", for
- * lines that name the topic already; strerror(-rc) if there is no message.
+ * The library's message about topic name without the words that name it ("topic 'NAME': ",
+ * "topic name 'NAME': ", "topic 'NAME' " before "does not exist"...), for lines that name
+ * the topic already; strerror(-rc) if there is no message.
  */
 const char *tool_topic_why(const char *name, int rc);
 
-/* Open the bus (tool_bus_name), reporting a failure as verb. Returns 0 or TOOL_FAILED. */
-int tool_bus_open(const char *verb, shmbus_bus_t **bus);
+/*
+ * Open the bus (tool_bus_name) for verb, with flags: SHMBUS_BUS_LOOK for the verbs that
+ * only look at it (nothing created, nothing registered with the daemon), else 0. Returns
+ * 0; TOOL_USAGE for a malformed bus name or SHMBUS_DIR; TOOL_FAILED when the bus cannot
+ * be opened (a looked-at bus that does not exist). Failures are reported, as
+ * tool_bus_failed() does.
+ */
+int tool_bus_open(const char *verb, int flags, shmbus_bus_t **bus);
+
+/* Report that opening the bus failed with rc, as verb. Returns TOOL_USAGE or TOOL_FAILED. */
+int tool_bus_failed(const char *verb, int rc);
+
+/* ---- processes ---- */
+
+/*
+ * Is the process pid known to be gone (kill(pid, 0) fails with ESRCH)? 0 while it runs,
+ * or may run (pid <= 0, or another user's process). A slot whose owner is gone is stale:
+ * `stat` marks it, `doctor` warns about it.
+ */
+int tool_pid_gone(int32_t pid);
 
 /* ---- units ---- */
 
@@ -97,6 +130,9 @@ const char *tool_fmt_msg_rate(char buf[TOOL_UNIT_LEN], double per_s);
 
 /* A byte rate in decimal units: "512 B/s", "34.5 MB/s". */
 const char *tool_fmt_byte_rate(char buf[TOOL_UNIT_LEN], double per_s);
+
+/* The word for n things: one when n is 1, else many ("1 topic", "0 topics"). */
+const char *tool_plural(uint64_t n, const char *one, const char *many);
 
 /* "topic's policy" as a word. */
 const char *tool_policy_name(uint32_t policy);

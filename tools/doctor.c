@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shmbus doctor: check what a bus needs and report each finding on one line, OK, WARN or
- * FAIL, with what to do about it. Looks only; it changes nothing (beyond creating the
- * bus directory, as opening the bus does).
+ * FAIL, with what to do about it. Looks only: it changes nothing, creates nothing (not
+ * even the bus directory) and does not register with the daemon.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -10,7 +10,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <linux/magic.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +119,7 @@ static void check_readers(struct doctor *d, const char *name, uint32_t max_reade
 	if ((unsigned)n > max_readers)
 		n = (int)max_readers;
 	for (int i = 0; i < n; i++) {
-		if (r[i].pid <= 0 || kill(r[i].pid, 0) == 0 || errno != ESRCH)
+		if (!tool_pid_gone(r[i].pid))
 			continue;
 		report(d, WARN,
 		       "topic '%s': stale slot: reader slot %" PRIu32 "%s%s belongs to pid %" PRId32
@@ -151,7 +150,7 @@ static void check_publishers(struct doctor *d, const char *name, uint32_t max_pu
 	if ((unsigned)n > max_publishers)
 		n = (int)max_publishers;
 	for (int i = 0; i < n; i++) {
-		if (p[i].pid <= 0 || kill(p[i].pid, 0) == 0 || errno != ESRCH)
+		if (!tool_pid_gone(p[i].pid))
 			continue;
 		report(d, WARN,
 		       "topic '%s': stale slot: publisher slot %" PRIu32 " belongs to pid %" PRId32
@@ -182,10 +181,10 @@ static int check_topic(const char *name, void *arg)
 		return 0;
 	}
 	report(d, OK,
-	       "topic '%s': %s, %s ring, %" PRIu32 " publishers, %" PRIu32 " readers, %" PRIu64
-	       " published",
+	       "topic '%s': %s, %s ring, %" PRIu32 " %s, %" PRIu32 " %s, %" PRIu64 " published",
 	       name, tool_policy_name(o.policy), tool_fmt_size(cap, o.capacity), st.publishers,
-	       st.readers, st.published);
+	       tool_plural(st.publishers, "publisher", "publishers"), st.readers,
+	       tool_plural(st.readers, "reader", "readers"), st.published);
 	check_readers(d, name, o.max_readers);
 	check_publishers(d, name, o.max_publishers);
 	return 0;
@@ -243,10 +242,10 @@ static void check_daemon(struct doctor *d)
 	case 0: {
 		uint64_t up = info.uptime_ms / 1000;
 		report(d, OK,
-		       "daemon: pid %" PRId32 ", %" PRIu32 " clients, up %" PRIu64 "h%02" PRIu64
+		       "daemon: pid %" PRId32 ", %" PRIu32 " %s, up %" PRIu64 "h%02" PRIu64
 		       "m%02" PRIu64 "s, version %.*s",
-		       info.pid, info.clients, up / 3600, up / 60 % 60, up % 60,
-		       (int)sizeof(info.version), info.version);
+		       info.pid, info.clients, tool_plural(info.clients, "client", "clients"),
+		       up / 3600, up / 60 % 60, up % 60, (int)sizeof(info.version), info.version);
 		break;
 	}
 	case -ENOENT:
@@ -272,6 +271,8 @@ static const char doctor_help[] =
 	"the bus directory, the size and free space of its filesystem, every topic file,\n"
 	"reader slots held by processes that are gone, temporary files left by interrupted\n"
 	"topic creations, and the daemon. Exit status 1 if anything FAILed, else 0.\n"
+	"Doctor only looks: it creates nothing, not even the bus directory (a bus that does\n"
+	"not exist is a FAIL), and does not register with shmbusd.\n"
 	"\n"
 	"  -h, --help  show this help\n";
 
@@ -293,11 +294,16 @@ int tool_doctor(int argc, char **argv)
 	if (optind < argc)
 		return tool_usage("doctor", "unexpected argument '%s'", argv[optind]);
 
-	int rc = shmbus_bus_open(&d.bus, tool_bus_name);
-	if (rc < 0) {
+	int rc = shmbus_bus_open_flags(&d.bus, tool_bus_name, SHMBUS_BUS_LOOK);
+	if (rc == -EINVAL)
+		return tool_bus_failed("doctor", rc);
+	if (rc == -ENOENT) {
 		report(&d, FAIL,
-		       "cannot open the bus: %s; set SHMBUS_DIR to a directory you may create "
-		       "or write",
+		       "%s; check the bus name (--bus, SHMBUS_BUS) and SHMBUS_DIR (a bus is made "
+		       "when a program first opens it)",
+		       tool_why(rc));
+	} else if (rc < 0) {
+		report(&d, FAIL, "%s; set SHMBUS_DIR to a directory you may create or write",
 		       tool_why(rc));
 	} else {
 		check_dir(&d);

@@ -49,8 +49,9 @@ static int pub_one(struct pub_ctx *c, const char *what, unsigned long n, const v
 	if (rc == -EMSGSIZE) {
 		fprintf(stderr,
 			"shmbus pub: topic '%s': %s %lu is %zu bytes, more than the topic's "
-			"largest message (%" PRIu32 " bytes); not published\n",
-			c->topic, what, n, len, c->max_message);
+			"largest message (%" PRIu32 " %s); not published\n",
+			c->topic, what, n, len, c->max_message,
+			tool_plural(c->max_message, "byte", "bytes"));
 		c->oversize++;
 		return 0;
 	}
@@ -125,20 +126,25 @@ int tool_pub(int argc, char **argv)
 	if (optind == argc)
 		return tool_usage("pub", "a TOPIC is needed");
 	c.topic = argv[optind++];
+	int ret = tool_check_topic("pub", c.topic, 1);
+	if (ret)
+		return ret;
 
 	shmbus_bus_t *bus;
-	if (tool_bus_open("pub", &bus))
-		return TOOL_FAILED;
-	int ret = TOOL_FAILED;
+	ret = tool_bus_open("pub", 0, &bus);
+	if (ret)
+		return ret;
+	ret = TOOL_FAILED;
 	int rc = shmbus_pub_open(&c.pub, bus, c.topic);
 	if (rc < 0) {
-		tool_fail("pub", rc, 1, "cannot publish to topic '%s'", c.topic);
+		tool_fail_topic("pub", c.topic, rc, "cannot publish to topic '%s'", c.topic);
 		goto out;
 	}
 	shmbus_topic_opts_t o;
 	rc = shmbus_topic_info(bus, c.topic, &o);
 	if (rc < 0) {
-		tool_fail("pub", rc, 1, "cannot read the options of topic '%s'", c.topic);
+		tool_fail_topic("pub", c.topic, rc, "cannot read the options of topic '%s'",
+				c.topic);
 		goto out;
 	}
 	c.max_message = o.max_message;
@@ -153,7 +159,8 @@ int tool_pub(int argc, char **argv)
 				      strlen(argv[i]));
 	}
 	if (verbose)
-		printf("published %" PRIu64 " messages to topic '%s'\n", c.published, c.topic);
+		printf("published %" PRIu64 " %s to topic '%s'\n", c.published,
+		       tool_plural(c.published, "message", "messages"), c.topic);
 	if (!ret && c.oversize)
 		ret = TOOL_FAILED;
 out:

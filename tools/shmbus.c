@@ -51,8 +51,13 @@ static void usage(FILE *f)
 		"\n"
 		"exit status:\n"
 		"  0  success\n"
-		"  1  runtime failure (unknown topic, invalid topic file, no space, timeout...)\n"
-		"  2  usage error (unknown verb or option, missing or malformed argument)\n");
+		"  1  runtime failure (a bus or topic that does not exist, an invalid topic file,\n"
+		"     no space, a timeout...)\n"
+		"  2  usage error (unknown verb or option; a missing, malformed or out-of-range\n"
+		"     argument, such as a topic or bus name that can never be one)\n"
+		"\n"
+		"topics, stat, doctor and tail only look: they create nothing (a mistyped bus is\n"
+		"an error) and do not register with shmbusd (no attach or detach in $sys.log).\n");
 }
 
 int main(int argc, char **argv)

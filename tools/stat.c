@@ -154,9 +154,9 @@ static int snap_take(shmbus_bus_t *bus, char **names, int n, int ping, struct sn
 	if (n == 0) {
 		struct foreach_ctx c = { bus, s };
 		int rc = shmbus_topic_foreach(bus, add_listed, &c);
+		/* The library's reason names the bus directory. */
 		if (rc < 0)
-			tool_fail("stat", rc, rc != -ENOMEM, "cannot list the topics of %s",
-				  shmbus_bus_path(bus));
+			tool_fail("stat", rc, rc != -ENOMEM, "cannot list the topics");
 		return rc < 0 ? rc : 0;
 	}
 	for (int i = 0; i < n; i++) {
@@ -327,8 +327,10 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 		for (unsigned j = 0; j < t->nreaders; j++) {
 			const shmbus_reader_info_t *r = &t->readers[j];
 			const shmbus_reader_info_t *pr = find_reader(p, r);
-			printf("%s\n    {\"slot\": %" PRIu32 ", \"pid\": %" PRId32 ", \"group\": ",
-			       j ? "," : "", r->slot, r->pid);
+			printf("%s\n    {\"slot\": %" PRIu32 ", \"pid\": %" PRId32
+			       ", \"alive\": %s, \"group\": ",
+			       j ? "," : "", r->slot, r->pid,
+			       tool_pid_gone(r->pid) ? "false" : "true");
 			if (r->group[0])
 				tool_json_str(stdout, r->group);
 			else
@@ -368,10 +370,12 @@ static void print_daemon(const struct snap *s)
 {
 	if (s->daemon_rc == 0) {
 		uint64_t up = s->daemon.uptime_ms / 1000;
-		printf("daemon: pid %" PRId32 ", %" PRIu32 " clients, up %" PRIu64 "h%02" PRIu64
-		       "m%02" PRIu64 "s, %" PRIu64 " crashes cleaned up\n",
-		       s->daemon.pid, s->daemon.clients, up / 3600, up / 60 % 60, up % 60,
-		       s->daemon.crashes);
+		printf("daemon: pid %" PRId32 ", %" PRIu32 " %s, up %" PRIu64 "h%02" PRIu64
+		       "m%02" PRIu64 "s, %" PRIu64 " %s cleaned up\n",
+		       s->daemon.pid, s->daemon.clients,
+		       tool_plural(s->daemon.clients, "client", "clients"), up / 3600, up / 60 % 60,
+		       up % 60, s->daemon.crashes,
+		       tool_plural(s->daemon.crashes, "crash", "crashes"));
 	} else if (s->daemon_rc == -ENOENT) {
 		printf("daemon: none (the bus runs embedded)\n");
 	} else {
@@ -379,11 +383,15 @@ static void print_daemon(const struct snap *s)
 	}
 	if (s->bus_rc == 0) {
 		const shmbus_bus_stats_t *b = &s->bus;
-		printf("bus: %" PRIu32 " topics, %" PRIu32 " clients registered, %" PRIu64
-		       " crashes cleaned up (%" PRIu64 " reader, %" PRIu64
-		       " publisher slots reclaimed), %" PRIu64 " messages aborted\n",
-		       b->topics, b->clients, b->crashes, b->readers_reclaimed,
-		       b->publishers_reclaimed, b->aborted);
+		printf("bus: %" PRIu32 " %s, %" PRIu32 " %s registered, %" PRIu64
+		       " %s cleaned up (%" PRIu64 " reader %s, %" PRIu64
+		       " publisher %s reclaimed), %" PRIu64 " %s aborted\n",
+		       b->topics, tool_plural(b->topics, "topic", "topics"), b->clients,
+		       tool_plural(b->clients, "client", "clients"), b->crashes,
+		       tool_plural(b->crashes, "crash", "crashes"), b->readers_reclaimed,
+		       tool_plural(b->readers_reclaimed, "slot", "slots"), b->publishers_reclaimed,
+		       tool_plural(b->publishers_reclaimed, "slot", "slots"), b->aborted,
+		       tool_plural(b->aborted, "message", "messages"));
 	}
 }
 
@@ -466,12 +474,16 @@ static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct sn
 		       tool_fmt_count(u[5], st->backpressure_waits),
 		       tool_fmt_count(u[6], st->wakeups), st->publishers, t->nreaders);
 		if (t->nreaders)
-			printf("  %-8s %-16s %9s %14s %9s %9s %7s\n", "PID", "GROUP", "CONSUMED",
+			printf("  %-14s %-16s %9s %14s %9s %9s %7s\n", "PID", "GROUP", "CONSUMED",
 			       "RATE", "LAG MSGS", "LAG BYTES", "LOST");
 		for (unsigned j = 0; j < t->nreaders; j++) {
 			const shmbus_reader_info_t *r = &t->readers[j];
 			const shmbus_reader_info_t *pr = find_reader(p, r);
-			printf("  %-8" PRId32 " %-16s %9s %14s %9s %9s %7s\n", r->pid,
+			/* A reader whose process is gone holds its slot until it is reclaimed. */
+			char pid[24];
+			snprintf(pid, sizeof(pid), "%" PRId32 "%s", r->pid,
+				 tool_pid_gone(r->pid) ? " (dead)" : "");
+			printf("  %-14s %-16s %9s %14s %9s %9s %7s\n", pid,
 			       r->group[0] ? r->group : "-", tool_fmt_count(u[0], r->consumed),
 			       fmt_rate_or_dash(u[1],
 						pr ? rate(r->consumed, pr->consumed, secs) : -1, 0),
@@ -480,11 +492,11 @@ static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct sn
 			       tool_fmt_count(u[4], r->lost));
 		}
 		if (t->ngroups)
-			printf("  %-25s %9s %14s %9s %9s %7s\n", "GROUP", "MEMBERS", "ABANDONED",
+			printf("  %-31s %9s %14s %9s %9s %7s\n", "GROUP", "MEMBERS", "ABANDONED",
 			       "LAG MSGS", "LAG BYTES", "LOST");
 		for (unsigned j = 0; j < t->ngroups; j++) {
 			const shmbus_group_info_t *g = &t->groups[j];
-			printf("  %-25s %9" PRIu32 " %14s %9s %9s %7s\n", g->name, g->members,
+			printf("  %-31s %9" PRIu32 " %14s %9s %9s %7s\n", g->name, g->members,
 			       tool_fmt_count(u[0], g->abandoned),
 			       tool_fmt_count(u[1], g->lag_msgs), tool_fmt_size(u[2], g->lag_bytes),
 			       tool_fmt_count(u[3], g->lost));
@@ -497,17 +509,20 @@ static const char stat_help[] =
 	"\n"
 	"Show each topic (all of the bus when none is named), refreshed like top: message\n"
 	"and byte rates, totals, aborted reservations, backpressure waits and wake-ups; under\n"
-	"it each reader (pid, group or -, consumed, rate, lag in messages and bytes, lost)\n"
-	"and each group (members, abandoned, lag, lost). When shmbusd runs a bridge, each\n"
-	"mirror, import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
+	"it each reader (pid, \"(dead)\" after it when that process is gone but still holds\n"
+	"the slot, group or -, consumed, rate, lag in messages and bytes, lost) and each\n"
+	"group (members, abandoned, lag, lost). When shmbusd runs a bridge, each mirror,\n"
+	"import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
 	"errors, lost, duplicates skipped) and its io_uring batching. Ctrl-C stops it.\n"
+	"The bus must exist; stat creates nothing and does not register with shmbusd.\n"
 	"\n"
 	"  -i, --interval MS   time between refreshes, and between the two snapshots of\n"
 	"                      --json (default 1000; with --json, 0 means no rates)\n"
 	"  -n, --count N       stop after N refreshes\n"
-	"      --json          print one JSON snapshot of the topics, their readers and\n"
-	"                      groups and the daemon (null when it does not answer within\n"
-	"                      200 ms), then exit; exit 1 if a topic could not be read\n"
+	"      --json          print one JSON snapshot of the topics, their readers (\"alive\":\n"
+	"                      false when the process is gone) and groups and the daemon\n"
+	"                      (null when it does not answer within 200 ms), then exit;\n"
+	"                      exit 1 if a topic could not be read\n"
 	"  -h, --help          show this help\n";
 
 int tool_stat(int argc, char **argv)
@@ -549,11 +564,15 @@ int tool_stat(int argc, char **argv)
 		return tool_usage("stat", "--interval 0 is only for --json");
 	char **names = argv + optind;
 	int nnames = argc - optind;
+	for (int i = 0; i < nnames; i++)
+		if (tool_check_topic("stat", names[i], 1))
+			return TOOL_USAGE;
 
 	shmbus_bus_t *bus;
-	if (tool_bus_open("stat", &bus))
-		return TOOL_FAILED;
-	int ret = TOOL_FAILED;
+	int ret = tool_bus_open("stat", SHMBUS_BUS_LOOK, &bus);
+	if (ret)
+		return ret;
+	ret = TOOL_FAILED;
 	struct snap prev = { 0 }, cur = { 0 };
 	if (snap_take(bus, names, nnames, json && interval_ms == 0, &prev) < 0)
 		goto out;

@@ -23,7 +23,8 @@ static const char tail_help[] =
 	"PAYLOAD is the text when the message is printable UTF-8, else \"hex:\" and its bytes\n"
 	"in hex (the first 64 bytes and \"...\" unless --full). Messages lost to an overwrite\n"
 	"topic are reported on stderr as \"lost N messages\". SIGINT and SIGTERM stop it\n"
-	"cleanly (exit 0).\n"
+	"cleanly (exit 0). Tail only looks: the bus must exist, and it creates nothing and\n"
+	"does not register with shmbusd (no attach or detach in $sys.log).\n"
 	"\n"
 	"  -g, --group G       join group G: each message goes to one member of the group\n"
 	"  -f, --from WHERE    earliest: start from the oldest message still in the ring;\n"
@@ -151,19 +152,35 @@ int tool_tail(int argc, char **argv)
 		return tool_usage("tail",
 				  argc == optind ? "a TOPIC is needed" : "one TOPIC at a time");
 	const char *topic = argv[optind];
+	int ret = tool_check_topic("tail", topic, 1);
+	if (ret)
+		return ret;
 
+	/*
+	 * Tailing is looking: the bus must exist, and the tail does not register with the
+	 * daemon (that would log an attach and a detach for each look). Its reader slot
+	 * needs no registration: if the tail dies, the library frees the slot when another
+	 * reader or a blocked publisher needs it, and a daemon finds it by its scan of the
+	 * slot tables.
+	 */
 	shmbus_bus_t *bus;
 	shmbus_sub_t *sub = NULL;
-	if (tool_bus_open("tail", &bus))
-		return TOOL_FAILED;
-	int ret = TOOL_FAILED;
+	ret = tool_bus_open("tail", SHMBUS_BUS_LOOK, &bus);
+	if (ret)
+		return ret;
+	ret = TOOL_FAILED;
 	int rc = shmbus_sub_open(&sub, bus, topic, group, flags);
+	if (rc == -EINVAL) {
+		/* The topic name was checked: the group name is malformed. */
+		ret = tool_usage("tail", "%s", tool_why(rc));
+		goto out;
+	}
 	if (rc < 0) {
 		if (group)
-			tool_fail("tail", rc, 1, "cannot join group '%s' of topic '%s'", group,
-				  topic);
+			tool_fail_topic("tail", topic, rc, "cannot join group '%s' of topic '%s'",
+					group, topic);
 		else
-			tool_fail("tail", rc, 1, "cannot subscribe to topic '%s'", topic);
+			tool_fail_topic("tail", topic, rc, "cannot subscribe to topic '%s'", topic);
 		goto out;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -190,8 +207,10 @@ int tool_tail(int argc, char **argv)
 				if (have_count) {
 					fprintf(stderr,
 						"shmbus tail: topic '%s': %" PRIu64 " of %" PRIu64
-						" messages, then none for %d ms\n",
-						topic, got, count, timeout_ms);
+						" %s, then none for %d ms\n",
+						topic, got, count,
+						tool_plural(count, "message", "messages"),
+						timeout_ms);
 					ret = TOOL_FAILED;
 				}
 				break;
@@ -204,7 +223,8 @@ int tool_tail(int argc, char **argv)
 		}
 		if (m.lost) {
 			fflush(stdout);
-			fprintf(stderr, "lost %" PRIu64 " messages\n", m.lost);
+			fprintf(stderr, "lost %" PRIu64 " %s\n", m.lost,
+				tool_plural(m.lost, "message", "messages"));
 		}
 		errno = 0;
 		print_msg(&m, fmt, full);

@@ -107,6 +107,7 @@ static const char topics_help[] =
 	"One line per topic of the bus: name, policy, capacity and largest message (powers\n"
 	"of 1024: 64M, 4K), publishers, readers, messages published. A topic file that is\n"
 	"not valid is listed as invalid, with the reason, and makes the exit status 1.\n"
+	"The bus must exist; topics creates nothing and does not register with shmbusd.\n"
 	"\n"
 	"  --json      a JSON array of objects instead (sizes and counts in bytes and units)\n"
 	"  -h, --help  show this help\n";
@@ -135,12 +136,14 @@ int tool_topics(int argc, char **argv)
 	}
 	if (optind < argc)
 		return tool_usage("topics", "unexpected argument '%s'", argv[optind]);
-	if (tool_bus_open("topics", &l.bus))
-		return TOOL_FAILED;
+	ret = tool_bus_open("topics", SHMBUS_BUS_LOOK, &l.bus);
+	if (ret)
+		return ret;
+	ret = TOOL_FAILED;
 	int rc = shmbus_topic_foreach(l.bus, collect, &l);
 	if (rc < 0) {
-		tool_fail("topics", rc, rc != -ENOMEM, "cannot list the topics of %s",
-			  shmbus_bus_path(l.bus));
+		/* The library's reason names the bus directory. */
+		tool_fail("topics", rc, rc != -ENOMEM, "cannot list the topics");
 		goto out;
 	}
 	if (json)
@@ -167,25 +170,39 @@ static const char create_help[] =
 	"usage: shmbus create TOPIC [options]\n"
 	"\n"
 	"Create a topic. If it exists with the same options, say so and succeed; if it\n"
-	"exists with other options, fail (exit 1). SIZEs take K, M, G or T (powers of 1024).\n"
+	"exists with other options, fail (exit 1). SIZEs take K, M, G or T (powers of 1024);\n"
+	"a value out of its range is a usage error (exit 2).\n"
 	"\n"
 	"  -c, --capacity SIZE       ring size, a power of two, 4K..1T (default 1M)\n"
-	"  -m, --max-message SIZE    largest message, at most capacity/2 - 64\n"
+	"  -m, --max-message SIZE    largest message, 1 .. capacity/2 - 64, at most 1G\n"
 	"                            (default capacity/8)\n"
 	"  -p, --policy POLICY       block (publishers wait for readers; default) or\n"
 	"                            overwrite (readers that fall a lap behind lose messages)\n"
-	"  -r, --max-readers N       reader slots, subscribers and group members (default 64)\n"
-	"  -g, --max-groups N        group slots (default 16)\n"
-	"  -P, --max-publishers N    publisher slots (default 64)\n"
+	"  -r, --max-readers N       reader slots, subscribers and group members, 1..4096\n"
+	"                            (default 64)\n"
+	"  -g, --max-groups N        group slots, 1..1024 (default 16)\n"
+	"  -P, --max-publishers N    publisher slots, 1..4096 (default 64)\n"
 	"  -h, --help                show this help\n";
 
-/* A slot count of create's option --opt. Returns 0, or TOOL_USAGE (reported). */
-static int parse_slots(const char *opt, const char *arg, uint32_t *out)
+/*
+ * The limits of shmbus_topic_opts_t as include/shmbus.h documents them, checked here so
+ * that a value out of range is a usage error, said in the words of the option (the
+ * library checks them again, in its own words, at create).
+ */
+#define CAPACITY_MIN (4ull << 10)
+#define CAPACITY_MAX (1ull << 40)
+#define MAX_MESSAGE_MAX (1ull << 30)
+#define SLOTS_MAX 4096
+#define GROUPS_MAX 1024
+
+/* A slot count of create's option --opt, min..max. Returns 0, or TOOL_USAGE (reported). */
+static int parse_slots(const char *opt, const char *arg, uint64_t min, uint64_t max, uint32_t *out)
 {
 	uint64_t v;
 
-	if (tool_parse_u64(arg, UINT32_MAX, &v))
-		return tool_usage("create", "bad --%s '%s' (a number)", opt, arg);
+	if (tool_parse_u64(arg, max, &v) || v < min)
+		return tool_usage("create", "bad --%s '%s': a number from %" PRIu64 " to %" PRIu64,
+				  opt, arg, min, max);
 	*out = (uint32_t)v;
 	return 0;
 }
@@ -203,6 +220,7 @@ int tool_create(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	shmbus_topic_opts_t o;
+	const char *mm_arg = NULL, *cap_arg = "1M (the default)";
 	uint64_t v;
 	int opt;
 
@@ -210,17 +228,24 @@ int tool_create(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":c:m:p:r:g:P:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			if (tool_parse_size(optarg, UINT64_MAX, &o.capacity))
-				return tool_usage("create",
-						  "bad --capacity '%s' (a size such as 64M)",
-						  optarg);
+			if (tool_parse_size(optarg, CAPACITY_MAX, &v) || v < CAPACITY_MIN ||
+			    (v & (v - 1)))
+				return tool_usage(
+					"create",
+					"bad --capacity '%s': a power of two from 4K to 1T, "
+					"such as 64K or 16M",
+					optarg);
+			o.capacity = v;
+			cap_arg = optarg;
 			break;
 		case 'm':
-			if (tool_parse_size(optarg, UINT32_MAX, &v))
+			if (tool_parse_size(optarg, MAX_MESSAGE_MAX, &v) || v == 0)
 				return tool_usage("create",
-						  "bad --max-message '%s' (a size below 4G)",
+						  "bad --max-message '%s': a size from 1 to "
+						  "capacity/2 - 64, at most 1G",
 						  optarg);
 			o.max_message = (uint32_t)v;
+			mm_arg = optarg;
 			break;
 		case 'p':
 			if (strcmp(optarg, "block") == 0)
@@ -232,15 +257,16 @@ int tool_create(int argc, char **argv)
 						  "bad --policy '%s' (block or overwrite)", optarg);
 			break;
 		case 'r':
-			if (parse_slots("max-readers", optarg, &o.max_readers))
+			if (parse_slots("max-readers", optarg, 1, SLOTS_MAX, &o.max_readers))
 				return TOOL_USAGE;
 			break;
 		case 'g':
-			if (parse_slots("max-groups", optarg, &o.max_groups))
+			/* 1 and up: the library reads 0 as "the default". */
+			if (parse_slots("max-groups", optarg, 1, GROUPS_MAX, &o.max_groups))
 				return TOOL_USAGE;
 			break;
 		case 'P':
-			if (parse_slots("max-publishers", optarg, &o.max_publishers))
+			if (parse_slots("max-publishers", optarg, 1, SLOTS_MAX, &o.max_publishers))
 				return TOOL_USAGE;
 			break;
 		case 'h':
@@ -253,14 +279,26 @@ int tool_create(int argc, char **argv)
 	if (argc - optind != 1)
 		return tool_usage("create",
 				  argc == optind ? "a TOPIC is needed" : "one TOPIC at a time");
+	/* The largest message depends on the capacity, given before or after it. */
+	uint64_t mm_max = o.capacity / 2 - 64;
+	if (mm_max > MAX_MESSAGE_MAX)
+		mm_max = MAX_MESSAGE_MAX;
+	if (mm_arg && o.max_message > mm_max)
+		return tool_usage("create",
+				  "bad --max-message '%s': at most %" PRIu64
+				  " bytes (capacity/2 - 64) with --capacity %s",
+				  mm_arg, mm_max, cap_arg);
 	const char *topic = argv[optind];
+	int ret = tool_check_topic("create", topic, 0);
+	if (ret)
+		return ret;
 	shmbus_bus_t *bus;
-	if (tool_bus_open("create", &bus))
-		return TOOL_FAILED;
+	ret = tool_bus_open("create", 0, &bus);
+	if (ret)
+		return ret;
 	int rc = shmbus_topic_create(bus, topic, &o);
-	int ret = TOOL_OK;
 	if (rc < 0)
-		ret = tool_fail("create", rc, 1, "cannot create topic '%s'", topic);
+		ret = tool_fail_topic("create", topic, rc, "cannot create topic '%s'", topic);
 	else if (rc == 1)
 		printf("topic '%s' exists with these options\n", topic);
 	else
@@ -296,13 +334,19 @@ int tool_rm(int argc, char **argv)
 	}
 	if (optind == argc)
 		return tool_usage("rm", "a TOPIC is needed");
+	/* All names first: a malformed one removes nothing. */
+	for (int i = optind; i < argc; i++)
+		if (tool_check_topic("rm", argv[i], 1))
+			return TOOL_USAGE;
 	shmbus_bus_t *bus;
-	if (tool_bus_open("rm", &bus))
-		return TOOL_FAILED;
+	ret = tool_bus_open("rm", 0, &bus);
+	if (ret)
+		return ret;
 	for (int i = optind; i < argc; i++) {
 		int rc = shmbus_topic_remove(bus, argv[i]);
 		if (rc < 0)
-			ret = tool_fail("rm", rc, 1, "cannot remove topic '%s'", argv[i]);
+			ret = tool_fail_topic("rm", argv[i], rc, "cannot remove topic '%s'",
+					      argv[i]);
 	}
 	shmbus_bus_close(bus);
 	return ret;

@@ -3,11 +3,17 @@
 #
 # shmbus doctor on a private bus: a healthy bus passes; a corrupt topic file is a FAIL
 # (exit 1) that says to remove it; a reader killed with SIGKILL leaves a stale slot that
-# is reported with its pid; an old temporary file is reported, a fresh one is not.
+# is reported with its pid (and that shmbus stat marks dead); an old temporary file is
+# reported, a fresh one is not.
 #   doctor.sh PATH_TO_SHMBUS
 set -u
 . "$(dirname "$0")/lib.sh"
 
+# A bus with no topics (doctor only looks: it does not make the bus).
+run create t --capacity 4K
+expect_rc 0 "create t"
+run rm t
+expect_rc 0 "rm t"
 run doctor
 expect_rc 0 "doctor on a new bus"
 expect_grep out "^OK +bus directory $BUSDIR exists and is writable" "the bus directory is checked"
@@ -35,14 +41,27 @@ expect_rc 0 "doctor after removing the corrupt file"
 "$SB" tail good >/dev/null 2>&1 &
 TPID=$!
 BGPIDS="$BGPIDS $TPID"
-poll 10 has_reader good $TPID || fail "the tail process never showed up as a reader"
+poll 30 has_reader good $TPID || fail "the tail process never showed up as a reader"
 pass
 run doctor
 expect_no_grep out "stale" "no stale slot while the reader lives"
+expect_grep out "^OK +topic 'good': block, 64K ring, 0 publishers, 1 reader, 0 published\$" "doctor counts one reader"
+run stat good --json --interval 0
+expect_json '[(r["pid"], r["alive"]) for r in j["topics"][0]["readers"]] == [('$TPID', True)]' "stat --json: the live reader is alive"
+run stat good --count 1 --interval 10
+expect_grep out "^  $TPID +- +0 " "stat: the live reader's line"
+expect_no_grep out "dead" "stat marks no live reader dead"
 kill -9 $TPID
 wait $TPID 2>/dev/null
 run doctor
 expect_grep out "^(WARN|FAIL) +topic 'good': stale slot: .*pid $TPID, which is gone" "the dead reader's slot is reported"
+# stat shows the same dead reader, marked.
+run stat good --json --interval 0
+expect_rc 0 "stat --json with a dead reader"
+expect_json '[(r["pid"], r["alive"]) for r in j["topics"][0]["readers"]] == [('$TPID', False)]' "stat --json: the dead reader is not alive"
+run stat good --count 1 --interval 10
+expect_rc 0 "stat with a dead reader"
+expect_grep out "^  $TPID \(dead\) +- +0 " "stat marks the dead reader's line"
 
 # A publisher that dies without closing keeps its slot too.
 has_publishers() {
@@ -58,7 +77,7 @@ mkfifo "$WORK/pub.fifo"
 PPID_=$!
 BGPIDS="$BGPIDS $PPID_"
 exec 9>"$WORK/pub.fifo"
-poll 10 has_publishers good 1 || fail "the pub process never showed up as a publisher"
+poll 30 has_publishers good 1 || fail "the pub process never showed up as a publisher"
 pass
 kill -9 $PPID_
 wait $PPID_ 2>/dev/null
@@ -74,9 +93,9 @@ expect_grep out "^WARN +leftover temporary file $BUSDIR/\.old\.456\.0000abcd\.tm
 expect_no_grep out "fresh" "a fresh temporary file is not reported"
 expect_no_grep out "no leftover temporary files" "no OK line about temporary files then"
 
-# A bus directory that cannot be made.
+# A bus whose directory cannot be (its path runs through a regular file).
 run_with SHMBUS_DIR="$BUSDIR/good.topic/sub" doctor
-expect_rc 1 "doctor when the bus directory cannot be created"
-expect_grep out '^FAIL +cannot open the bus' "the bus directory failure"
+expect_rc 1 "doctor when the bus directory cannot be a directory"
+expect_grep out "^FAIL +bus 'default': cannot stat $BUSDIR/good.topic/sub/default: Not a directory" "the bus directory failure"
 
 echo "doctor: $CHECKS checks passed"

@@ -97,12 +97,14 @@ sys.exit(0 if ok else 3)
 	pass
 }
 
-# poll SECONDS COMMAND...: run COMMAND until it succeeds, for at most SECONDS.
+# poll SECONDS COMMAND...: run COMMAND until it succeeds, for at most SECONDS (give tens of
+# seconds: a loaded machine is slow, and a condition that holds returns at once).
 poll() {
 	limit=$(($(date +%s) + $1))
 	shift
 	while ! "$@"; do
 		[ "$(date +%s)" -le "$limit" ] || return 1
+		# Only the interval between two checks of the condition, not a wait for anything.
 		sleep 0.02
 	done
 }

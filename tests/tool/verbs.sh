@@ -70,7 +70,7 @@ expect_grep err "orders.*exists with other options" "the library's message is sh
 run create events --capacity 1M --policy overwrite --max-readers 8 --max-message 4K
 expect_rc 0 "create events"
 run create 'bad..name'
-expect_rc 1 "create with a bad name (refused by the library)"
+expect_rc 2 "create with a bad name (a usage error)"
 expect_grep err "bad\.\.name" "the bad name is named"
 run --bus other create elsewhere --capacity 4K
 expect_rc 0 "create on another bus with --bus"
@@ -179,7 +179,7 @@ expect_out "j3" "the group's cursor carries on; --from applies only to a new gro
 run tail jobs --group workers --count 1 --timeout 100 --raw
 expect_rc 1 "the group has nothing left"
 run tail jobs --group 'no.dots' --timeout 100
-expect_rc 1 "a bad group name"
+expect_rc 2 "a bad group name (a usage error)"
 expect_grep err "no\.dots" "the bad group is named"
 
 # ---- stat ----
@@ -188,10 +188,10 @@ run create watched --capacity 64K
 "$SB" tail watched --raw >"$WORK/tail.out" 2>&1 &
 TPID=$!
 BGPIDS="$BGPIDS $TPID"
-poll 10 has_reader watched $TPID || fail "the tail process never showed up as a reader"
+poll 30 has_reader watched $TPID || fail "the tail process never showed up as a reader"
 pass
 run pub watched first
-poll 10 has_reader watched $TPID 1 || fail "the reader never consumed the first message"
+poll 30 has_reader watched $TPID 1 || fail "the reader never consumed the first message"
 pass
 kill -STOP $TPID
 run pub watched m2 m3 m4
@@ -221,7 +221,7 @@ expect_grep err "nosuch" "stat names the unknown topic"
 
 # SIGTERM: the tail exits 0, and its reader slot is freed.
 kill -CONT $TPID
-poll 10 has_reader watched $TPID 4 || fail "the resumed reader did not catch up"
+poll 30 has_reader watched $TPID 4 || fail "the resumed reader did not catch up"
 pass
 kill -TERM $TPID
 wait $TPID
@@ -230,13 +230,13 @@ expect_rc 0 "tail stopped by SIGTERM"
 [ "$(cat "$WORK/tail.out")" = "$(printf 'first\nm2\nm3\nm4')" ] ||
 	fail "the background tail printed: $(cat "$WORK/tail.out")"
 pass
-poll 5 no_reader watched $TPID || fail "the reader slot of the stopped tail is still taken"
+poll 30 no_reader watched $TPID || fail "the reader slot of the stopped tail is still taken"
 pass
 # SIGINT likewise.
 "$SB" tail watched >/dev/null 2>&1 &
 TPID=$!
 BGPIDS="$BGPIDS $TPID"
-poll 10 has_reader watched $TPID || fail "the second tail never showed up"
+poll 30 has_reader watched $TPID || fail "the second tail never showed up"
 kill -INT $TPID
 wait $TPID
 RC=$?
@@ -252,23 +252,23 @@ expect_rc 0 "create lapped"
 "$SB" tail lapped --raw >"$WORK/tail.out" 2>"$WORK/tail.err" &
 TPID=$!
 BGPIDS="$BGPIDS $TPID"
-poll 10 has_reader lapped $TPID || fail "the tail of lapped never showed up"
+poll 30 has_reader lapped $TPID || fail "the tail of lapped never showed up"
 run pub lapped first
-poll 10 has_reader lapped $TPID 1 || fail "the tail of lapped did not read the first message"
+poll 30 has_reader lapped $TPID 1 || fail "the tail of lapped did not read the first message"
 kill -STOP $TPID
 seq 1 500 | "$SB" pub lapped || fail "pub of 500 lines to lapped"
 kill -CONT $TPID
-poll 10 has_reader lapped $TPID || fail "the resumed tail of lapped is gone"
+poll 30 has_reader lapped $TPID || fail "the resumed tail of lapped is gone"
 # The last message printed ends the catching up.
-poll 10 grep -qx 500 "$WORK/tail.out" || fail "the resumed tail never printed message 500"
+poll 30 grep -qx 500 "$WORK/tail.out" || fail "the resumed tail never printed message 500"
 kill -TERM $TPID
 wait $TPID
 RC=$?
 expect_rc 0 "tail of lapped stopped by SIGTERM"
-grep -Eq '^lost [0-9]+ messages$' "$WORK/tail.err" || fail "no 'lost N messages' on stderr: $(cat "$WORK/tail.err")"
+grep -Eq '^lost [0-9]+ messages?$' "$WORK/tail.err" || fail "no 'lost N messages' on stderr: $(cat "$WORK/tail.err")"
 pass
 lost=0
-for n in $(sed -n 's/^lost \([0-9]*\) messages$/\1/p' "$WORK/tail.err"); do
+for n in $(sed -n 's/^lost \([0-9]*\) messages\{0,1\}$/\1/p' "$WORK/tail.err"); do
 	lost=$((lost + n))
 done
 printed=$(wc -l <"$WORK/tail.out")
