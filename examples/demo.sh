@@ -160,7 +160,7 @@ NPROC=$((NPUB + NFAN + NGRP)) # the busy ones: the victim and the daemon hardly 
 echo "demo: $NPUB publishers x $COUNT messages of $SIZE B on '$TOPIC';" \
 	"$NFAN subscribers and group 'workers' of $NGRP (bus in $DIR)"
 
-# Readers first: fan-out subscribers expect every message; group members read until idle.
+# Readers first: fan-out subscribers expect every message.
 FAN_PIDS=""
 i=1
 while [ $i -le "$NFAN" ]; do
