@@ -11,7 +11,8 @@
  *
  * Results go to the directory given with --out (default ./bench-results): results.jsonl
  * (one JSON object per case and per target), report.txt (the table, also on stdout) and
- * PNG plots made with gnuplot. Each invocation works in its own directory under /dev/shm
+ * PNG plots made with gnuplot, whose data and script go to data/ below it; the report ends
+ * with the list of these files. Each invocation works in its own directory under /dev/shm
  * and removes it, and stops the redis-server it started, however it ends.
  */
 #include <errno.h>
@@ -362,7 +363,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: shmbus-bench [--quick | --full | --smoke] [options]\n"
 		"  -q, --quick          every scenario, short runs (default; < 2 min on 2 cores)\n"
-		"  -f, --full           every scenario at every size, 5 rounds (about 30 min)\n"
+		"  -f, --full           every scenario at every size, 5 rounds (20-30 min)\n"
 		"      --smoke          one size, one round, tiny runs (a few seconds)\n"
 		"  -o, --out DIR        results directory (default ./bench-results)\n"
 		"  -r, --rounds N       rounds (default 3 quick, 5 full, 1 smoke; at most %d)\n"

@@ -3,7 +3,8 @@
  * What the suite reports: a readable table (stdout and report.txt) that states each
  * shmbus figure as a ratio to each peer and says in plain words which targets are met and
  * which are missed; one JSON object per case and per target (results.jsonl); PNG plots
- * made with gnuplot (throughput against size, latency CDFs).
+ * made with gnuplot (throughput against size, latency CDFs), whose data files and script
+ * go to a data/ subdirectory. The report ends with the list of the files it wrote.
  *
  * A figure in the table is the median of a case's rounds. A ratio between two cases is the
  * median of the per-round ratios (the two ran close together in each round, so each ratio
@@ -13,6 +14,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1141,12 +1143,31 @@ static const char *line_style(enum peer_id p)
 	return b;
 }
 
+/* Where the plots' data files, script and gnuplot's log go, under the output directory;
+ * gnuplot runs in the output directory, so the script names them with this prefix. */
+#define PLOT_DATA "data"
+
+/* The plots this run asked gnuplot for, with what each shows, for the list of files. */
+#define MAX_PLOTS 8
+static struct {
+	const char *png, *what;
+} plot_list[MAX_PLOTS];
+static int nplots;
+/* Why there are no plots, when there are none. */
+static char plots_why[768];
+
+static void plot_add(const char *png, const char *what)
+{
+	if (nplots < MAX_PLOTS)
+		plot_list[nplots++] = (typeof(plot_list[0])){ png, what };
+}
+
 static void cdf_dat(const char *dir, const char *name, const struct hist *h)
 {
 	char path[512];
 	uint64_t seen = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(path, sizeof(path), "%s/" PLOT_DATA "/%s", dir, name);
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return;
@@ -1163,9 +1184,10 @@ static void cdf_dat(const char *dir, const char *name, const struct hist *h)
 	fclose(f);
 }
 
-/* A CDF plot of the latency cases of one scenario (and rate), one line per peer. */
-static int plot_cdf(FILE *gp, const char *dir, const char *png, const char *title, enum scenario sc,
-		    uint32_t rate)
+/* A CDF plot of the latency cases of one scenario (and rate), one line per peer; what is a
+ * few words on it for the list of files. */
+static int plot_cdf(FILE *gp, const char *dir, const char *png, const char *title, const char *what,
+		    enum scenario sc, uint32_t rate)
 {
 	int any = 0;
 
@@ -1179,14 +1201,16 @@ static int plot_cdf(FILE *gp, const char *dir, const char *png, const char *titl
 		snprintf(name, sizeof(name), "cdf-%s-%u-%s.dat", sc_id[sc], rate,
 			 peers[c->peer]->id);
 		cdf_dat(dir, name, S->res[i].h);
-		if (!any)
+		if (!any) {
 			fprintf(gp,
 				"set output '%s'\nset title \"%s\"\nset logscale x 10\nunset logscale "
 				"y\nset xlabel 'latency (ns)'\nset ylabel 'fraction of messages at "
 				"or below'\nset format x '10^{%%L}'\nset yrange [0:1]\nplot ",
 				png, title);
-		fprintf(gp, "%s'%s' using 1:2 with steps %s title '%s'", any ? ", \\\n     " : "",
-			name, line_style(c->peer), peers[c->peer]->label);
+			plot_add(png, what);
+		}
+		fprintf(gp, "%s'" PLOT_DATA "/%s' using 1:2 with steps %s title '%s'",
+			any ? ", \\\n     " : "", name, line_style(c->peer), peers[c->peer]->label);
 		any = 1;
 	}
 	if (any)
@@ -1194,22 +1218,36 @@ static int plot_cdf(FILE *gp, const char *dir, const char *png, const char *titl
 	return any;
 }
 
+/* Write the plots' data and script under dir/data and run gnuplot in dir, which writes the
+ * PNGs there. Fills plot_list, or plots_why if there are no plots. */
 static void plots(const char *dir)
 {
 	char path[512];
 
-	if (getenv("SHMBUS_BENCH_NO_PLOTS"))
-		return;
-	if (!find_program("gnuplot", path, sizeof(path))) {
-		P("\nplots: absent (gnuplot not found: install gnuplot-nox)\n");
+	nplots = 0;
+	if (getenv("SHMBUS_BENCH_NO_PLOTS")) {
+		snprintf(plots_why, sizeof(plots_why), "--no-plots (or SHMBUS_BENCH_NO_PLOTS)");
 		return;
 	}
-	snprintf(path, sizeof(path), "%s/plots.gp", dir);
-	FILE *gp = fopen(path, "w");
-	if (!gp)
+	if (!find_program("gnuplot", path, sizeof(path))) {
+		snprintf(plots_why, sizeof(plots_why), "gnuplot not found: install gnuplot-nox");
 		return;
+	}
+	snprintf(path, sizeof(path), "%s/" PLOT_DATA, dir);
+	if (mkdir(path, 0777) && errno != EEXIST) {
+		snprintf(plots_why, sizeof(plots_why), "cannot create %s: %s", path,
+			 strerror(errno));
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/" PLOT_DATA "/plots.gp", dir);
+	FILE *gp = fopen(path, "w");
+	if (!gp) {
+		snprintf(plots_why, sizeof(plots_why), "cannot write %s: %s", path,
+			 strerror(errno));
+		return;
+	}
 	fprintf(gp,
-		"# Made by shmbus-bench; run again with: cd %s && gnuplot plots.gp\n"
+		"# Made by shmbus-bench; run again with: cd %s && gnuplot " PLOT_DATA "/plots.gp\n"
 		"set terminal pngcairo size 1100,700 font ',10'\nset grid\n"
 		"set key outside right top\n",
 		dir);
@@ -1224,8 +1262,8 @@ static void plots(const char *dir)
 			int pts = 0;
 
 			snprintf(name, sizeof(name), "spsc-%s.dat", peers[p]->id);
+			snprintf(path, sizeof(path), "%s/" PLOT_DATA "/%s", dir, name);
 			if (m == 0) {
-				snprintf(path, sizeof(path), "%s/%s", dir, name);
 				FILE *f = fopen(path, "w");
 				if (!f)
 					continue;
@@ -1249,12 +1287,13 @@ static void plots(const char *dir)
 					continue;
 				}
 				lines++;
-			} else {
-				snprintf(path, sizeof(path), "%s/%s", dir, name);
-				if (access(path, R_OK))
-					continue;
+			} else if (access(path, R_OK)) {
+				continue;
 			}
-			if (!any)
+			if (!any) {
+				plot_add(m ? "throughput_bytes.png" : "throughput_msgs.png",
+					 m ? "SPSC bandwidth against message size" :
+					     "SPSC throughput against message size");
 				fprintf(gp,
 					"set output '%s'\nset title \"SPSC %s against message size "
 					"(1 publisher -> 1 subscriber process)\"\nset logscale x 2\n"
@@ -1266,7 +1305,9 @@ static void plots(const char *dir)
 					m ? "throughput_bytes.png" : "throughput_msgs.png",
 					m ? "bandwidth" : "throughput",
 					m ? "bytes per second" : "messages per second");
-			fprintf(gp, "%s'%s' using 1:%d with linespoints %s title '%s'",
+			}
+			fprintf(gp,
+				"%s'" PLOT_DATA "/%s' using 1:%d with linespoints %s title '%s'",
 				any ? ", \\\n     " : "", name, m ? 3 : 2, line_style(p),
 				peers[p]->label);
 			any = 1;
@@ -1275,29 +1316,51 @@ static void plots(const char *dir)
 			fprintf(gp, "\nunset format\nset xtics auto\n");
 	}
 	int cdfs = plot_cdf(gp, dir, "latency_pingpong.png",
-			    "Ping-pong round trip, 64 B: CDF (all rounds)", SC_PINGPONG, 0);
+			    "Ping-pong round trip, 64 B: CDF (all rounds)",
+			    "ping-pong round trip CDF", SC_PINGPONG, 0);
 	cdfs += plot_cdf(gp, dir, "latency_wakeup.png",
 			 "Wake-up round trip (both sides asleep, on different CPUs), 64 B: CDF",
-			 SC_WAKEUP, 0);
+			 "wake-up round trip CDF", SC_WAKEUP, 0);
 	cdfs += plot_cdf(gp, dir, "latency_oneway_10k.png",
 			 "One-way latency at 10 k msg/s from the intended send time, 64 B: CDF",
-			 SC_ONEWAY, 10000);
+			 "one-way latency CDF at 10 k msg/s", SC_ONEWAY, 10000);
 	cdfs += plot_cdf(gp, dir, "latency_oneway_100k.png",
 			 "One-way latency at 100 k msg/s from the intended send time, 64 B: CDF",
-			 SC_ONEWAY, 100000);
+			 "one-way latency CDF at 100 k msg/s", SC_ONEWAY, 100000);
 	cdfs += plot_cdf(gp, dir, "latency_oneway_1m.png",
 			 "One-way latency at 1 M msg/s from the intended send time, 64 B: CDF",
-			 SC_ONEWAY, 1000000);
+			 "one-way latency CDF at 1 M msg/s", SC_ONEWAY, 1000000);
 	fclose(gp);
-	if (!lines && !cdfs)
+	if (!lines && !cdfs) {
+		snprintf(plots_why, sizeof(plots_why), "nothing to plot in this run");
 		return;
+	}
 	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "cd '%s' && gnuplot plots.gp > gnuplot.log 2>&1", dir);
-	int rc = system(cmd);
-	if (rc != 0)
-		P("\nplots: gnuplot failed (see %s/gnuplot.log)\n", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && gnuplot " PLOT_DATA "/plots.gp > " PLOT_DATA "/gnuplot.log 2>&1", dir);
+	if (system(cmd) != 0) {
+		nplots = 0;
+		snprintf(plots_why, sizeof(plots_why),
+			 "gnuplot failed, see %s/" PLOT_DATA "/gnuplot.log", dir);
+	}
+}
+
+/* The last lines of the report: every file this run wrote, and what it holds. */
+static void list_files(const char *dir, const char *json_err)
+{
+	P("\nfiles in %s/:\n", dir);
+	P("  %-26s %s\n", "report.txt", txt ? "this report" : "NOT written");
+	if (json_err)
+		P("  %-26s NOT written: %s\n", "results.jsonl", json_err);
 	else
-		P("\nplots: %s/*.png (gnuplot script: %s/plots.gp)\n", dir, dir);
+		P("  %-26s %s\n", "results.jsonl", "one JSON object per case and per target");
+	for (int i = 0; i < nplots; i++)
+		P("  %-26s plot: %s\n", plot_list[i].png, plot_list[i].what);
+	if (nplots)
+		P("  %-26s the plots' data (*.dat), gnuplot script (plots.gp) and log\n",
+		  PLOT_DATA "/");
+	else
+		P("  no plots: %s\n", plots_why);
 }
 
 /* ---- the whole report -------------------------------------------------------------------------- */
@@ -1356,15 +1419,15 @@ int report(struct suite *s, FILE *o)
 
 	snprintf(path, sizeof(path), "%s/results.jsonl", s->outdir);
 	FILE *j = fopen(path, "w");
+	const char *json_err = NULL;
 	if (j) {
 		json_all(j);
 		fclose(j);
-		P("\nresults: %s (one JSON object per case and per target), %s/report.txt\n", path,
-		  s->outdir);
 	} else {
-		P("\nresults: cannot write %s: %s\n", path, strerror(errno));
+		json_err = strerror(errno);
 	}
 	plots(s->outdir);
+	list_files(s->outdir, json_err);
 	if (txt)
 		fclose(txt);
 	txt = NULL;

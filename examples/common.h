@@ -20,6 +20,10 @@
 
 /* Message types. */
 #define EX_TYPE_DATA 1
+/* End of the stream (no payload to check): a subscriber that takes one stops reading. Each
+ * member of a group takes its own, so a group of N members is ended by N of them, published
+ * once every data message is in: the group's cursor hands them out after all the data. */
+#define EX_TYPE_END 2
 
 struct ex_payload {
 	uint32_t publisher; /* --id of the publisher */

@@ -2,7 +2,8 @@
 /*
  * publisher: publish COUNT messages of SIZE bytes to TOPIC, creating the topic if needed,
  * then print how many went out and how fast. Each message carries this publisher's id and
- * counter and a pattern derived from both, which subscriber checks.
+ * counter and a pattern derived from both, which subscriber checks. With --end N, N
+ * end-of-stream messages follow them; each stops the subscriber or group member taking it.
  *
  *   publisher [options] TOPIC COUNT SIZE
  *
@@ -15,6 +16,10 @@
 
 static const char *prog = "publisher";
 
+/* How long --wait-readers waits: long enough for readers started on a loaded machine (or
+ * under a sanitizer) to come; it only ends a wait for a reader that never comes. */
+#define WAIT_READERS_S 30
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -26,18 +31,20 @@ static void usage(FILE *f)
 		"  -b, --batch N      publish N messages per call (shmbus_publish_batch)\n"
 		"  -i, --id N         publisher id written in each message (default: pid)\n"
 		"  -w, --wait-readers N\n"
-		"                     first wait (up to 10 s) until the topic has N readers\n"
+		"                     first wait (up to %d s) until the topic has N readers\n"
+		"  -E, --end N        then publish N end-of-stream messages: a subscriber stops\n"
+		"                     at one, each member of a group takes one of its own\n"
 		"  -c, --capacity B   ring size if the topic is created (default 1M)\n"
 		"  -o, --overwrite    create the topic with the overwrite policy (default block)\n"
 		"  -t, --timeout MS   how long a publish may wait for space (default -1: forever)\n"
 		"  -h, --help\n",
-		prog, EX_MIN_SIZE);
+		prog, EX_MIN_SIZE, WAIT_READERS_S);
 }
 
 /* Wait until the topic has at least n readers (subscribers and group members). */
 static int wait_readers(shmbus_bus_t *bus, const char *topic, uint64_t n)
 {
-	uint64_t deadline = ex_now_ns() + 10000000000ull;
+	uint64_t deadline = ex_now_ns() + WAIT_READERS_S * 1000000000ull;
 
 	for (;;) {
 		shmbus_topic_stats_t st;
@@ -51,8 +58,8 @@ static int wait_readers(shmbus_bus_t *bus, const char *topic, uint64_t n)
 		if (st.readers >= n)
 			return 0;
 		if (ex_now_ns() > deadline) {
-			fprintf(stderr, "%s: '%s' has %u readers after 10 s, wanted %" PRIu64 "\n",
-				prog, topic, st.readers, n);
+			fprintf(stderr, "%s: '%s' has %u readers after %d s, wanted %" PRIu64 "\n",
+				prog, topic, st.readers, WAIT_READERS_S, n);
 			return -1;
 		}
 		usleep(1000);
@@ -65,13 +72,14 @@ int main(int argc, char **argv)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "id", required_argument, NULL, 'i' },
 		{ "wait-readers", required_argument, NULL, 'w' },
+		{ "end", required_argument, NULL, 'E' },
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "overwrite", no_argument, NULL, 'o' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint64_t batch = 1, id = (uint64_t)getpid(), readers = 0, capacity = 1 << 20;
+	uint64_t batch = 1, id = (uint64_t)getpid(), readers = 0, capacity = 1 << 20, ends = 0;
 	uint64_t count, size;
 	int overwrite = 0, timeout_ms = -1, opt, ret = 1;
 	shmbus_bus_t *bus = NULL;
@@ -79,7 +87,7 @@ int main(int argc, char **argv)
 	shmbus_iov_t *iov = NULL;
 	uint8_t *bufs = NULL;
 
-	while ((opt = getopt_long(argc, argv, "b:i:w:c:ot:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "b:i:w:E:c:ot:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'b':
 			if (ex_parse_u64(optarg, &batch) || batch == 0 || batch > 4096)
@@ -91,6 +99,10 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			if (ex_parse_u64(optarg, &readers))
+				goto bad_args;
+			break;
+		case 'E':
+			if (ex_parse_u64(optarg, &ends))
 				goto bad_args;
 			break;
 		case 'c':
@@ -174,7 +186,18 @@ int main(int argc, char **argv)
 	       id, sent, size, batch, secs, (double)sent / secs / 1e6,
 	       (double)(sent * size) / secs / 1e6);
 	fflush(stdout);
-	ret = sent == count ? 0 : 1;
+	if (sent < count)
+		goto out;
+	for (uint64_t i = 0; i < ends; i++) {
+		rc = shmbus_publish(pub, "", 0, EX_TYPE_END);
+		if (rc < 0) {
+			fprintf(stderr,
+				"%s: end-of-stream message %" PRIu64 " to '%s' failed: %s\n", prog,
+				i + 1, topic, strerror(-rc));
+			goto out;
+		}
+	}
+	ret = 0;
 out:
 	free(iov);
 	free(bufs);

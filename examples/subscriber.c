@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * subscriber: read TOPIC (creating it if needed) as a fan-out subscriber, or as a member
- * of a group with --group, until COUNT messages came (or, with COUNT 0, until the topic
- * has been idle for a while), checking every message: whole (its pattern), in order per
- * publisher (counters rise by exactly one for a fan-out subscriber, strictly for a group
- * member, which gets a share) and with topic sequence numbers strictly increasing.
- * Prints what it got and how fast; exits 1 if anything was wrong or missing.
+ * of a group with --group, until COUNT messages came (or, with COUNT 0, until an
+ * end-of-stream message (publisher --end) or until the topic has been idle for a while),
+ * checking every message: whole (its pattern), in order per publisher (counters rise by
+ * exactly one for a fan-out subscriber, strictly for a group member, which gets a share)
+ * and with topic sequence numbers strictly increasing. Prints what it got and how fast;
+ * exits 1 if anything was wrong or missing. With --ready FILE it tells a script how far it
+ * is (subscribed; messages from how many publishers), so the script need not guess; with
+ * --stall N it plays a stuck reader, for a script to kill.
  *
  *   subscriber [options] TOPIC COUNT
  */
@@ -55,8 +58,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: %s [options] TOPIC COUNT\n"
 		"  TOPIC              topic name, e.g. demo.ticks\n"
-		"  COUNT              messages to expect; 0: read until idle for --idle ms\n"
-		"                     (or --timeout ms if none came), then report the count\n"
+		"  COUNT              messages to expect; 0: read until an end-of-stream\n"
+		"                     message, or until idle for --idle ms (or --timeout ms\n"
+		"                     if none came), then report the count\n"
 		"options:\n"
 		"  -g, --group NAME   join group NAME (each message goes to one member)\n"
 		"  -e, --earliest     start at the earliest message retained\n"
@@ -67,6 +71,12 @@ static void usage(FILE *f)
 		"  -c, --capacity B   ring size if the topic is created (default 1M)\n"
 		"  -o, --overwrite    create the topic with the overwrite policy, and accept\n"
 		"                     losses (they are counted)\n"
+		"  -r, --ready FILE   append 'subscribed' to FILE once subscribed, then\n"
+		"                     'publishers N' when messages from an Nth publisher came\n"
+		"  -S, --stall N      once messages of N publishers came, stop reading but stay\n"
+		"                     subscribed (a stuck reader: on a block topic it holds the\n"
+		"                     publishers back), write 'stalled' to the --ready file,\n"
+		"                     and fail after --timeout ms unless killed first\n"
 		"  -h, --help\n",
 		prog);
 }
@@ -81,16 +91,19 @@ int main(int argc, char **argv)
 		{ "idle", required_argument, NULL, 'I' },
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "overwrite", no_argument, NULL, 'o' },
+		{ "ready", required_argument, NULL, 'r' },
+		{ "stall", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *group = NULL, *name = NULL;
-	uint64_t capacity = 1 << 20, count, timeout_ms = 10000, idle_ms = 1000;
+	const char *group = NULL, *name = NULL, *ready_path = NULL;
+	uint64_t capacity = 1 << 20, count, timeout_ms = 10000, idle_ms = 1000, stall = 0;
 	int overwrite = 0, flags = 0, opt, ret = 1;
 	shmbus_bus_t *bus = NULL;
 	shmbus_sub_t *sub = NULL;
+	FILE *ready = NULL;
 
-	while ((opt = getopt_long(argc, argv, "g:en:t:I:c:oh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "g:en:t:I:c:or:S:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			group = optarg;
@@ -116,6 +129,13 @@ int main(int argc, char **argv)
 		case 'o':
 			overwrite = 1;
 			break;
+		case 'r':
+			ready_path = optarg;
+			break;
+		case 'S':
+			if (ex_parse_u64(optarg, &stall) || stall == 0)
+				goto bad_args;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -128,6 +148,16 @@ int main(int argc, char **argv)
 	const char *topic = argv[optind];
 	if (!name)
 		name = group ? group : "sub";
+
+	if (ready_path) {
+		ready = fopen(ready_path, "a");
+		if (!ready) {
+			fprintf(stderr, "%s: cannot open %s: %s\n", prog, ready_path,
+				strerror(errno));
+			goto out;
+		}
+		setvbuf(ready, NULL, _IOLBF, 0); /* each line as it happens */
+	}
 
 	int rc = shmbus_bus_open(&bus, NULL);
 	if (rc < 0) {
@@ -145,6 +175,8 @@ int main(int argc, char **argv)
 			strerror(-rc), shmbus_errmsg());
 		goto out;
 	}
+	if (ready)
+		fprintf(ready, "subscribed\n");
 
 	uint64_t received = 0, lost = 0, bytes = 0, last_seq = 0;
 	uint64_t t_first = 0, t_last = 0;
@@ -167,6 +199,11 @@ int main(int argc, char **argv)
 			why = "receive failed";
 			break;
 		}
+		if (m.type == EX_TYPE_END) {
+			if (count)
+				why = "the stream ended";
+			break;
+		}
 		t_last = ex_now_ns();
 		if (!received)
 			t_first = t_last;
@@ -182,10 +219,25 @@ int main(int argc, char **argv)
 			bad(name, &m, "damaged payload, type", m.type, EX_TYPE_DATA);
 			continue;
 		}
+		unsigned known = npubs;
 		struct pub_track *p = track(h.publisher);
 		if (!p) {
 			bad(name, &m, "too many publishers, id", h.publisher, 0);
 			continue;
+		}
+		if (ready && npubs > known)
+			fprintf(ready, "publishers %u\n", npubs);
+		if (stall && npubs > known && npubs == stall) {
+			if (ready)
+				fprintf(ready, "stalled\n");
+			/* The stall is the point: this reader holds its place, unread, until
+			 * it is killed; the timeout only ends it if nobody does. */
+			struct timespec ts = { .tv_sec = (time_t)(timeout_ms / 1000),
+					       .tv_nsec = (long)(timeout_ms % 1000) * 1000000 };
+			while (nanosleep(&ts, &ts) && errno == EINTR)
+				;
+			why = "stalled on purpose and was not killed";
+			break;
 		}
 		/* A fan-out reader sees every message of a publisher, unless it lost some
 		 * since that publisher's last one (overwrite); a group member sees a rising
@@ -217,6 +269,8 @@ int main(int argc, char **argv)
 	else
 		ret = 0;
 out:
+	if (ready)
+		fclose(ready);
 	shmbus_sub_close(sub);
 	shmbus_bus_close(bus);
 	return ret;

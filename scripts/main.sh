@@ -2,16 +2,18 @@
 # SPDX-License-Identifier: MIT
 #
 # scripts/main.sh: install what is missing, build shmbus (build/, release unless build/ is
-# already configured otherwise), then run the main job. Until the daemon exists, that is:
+# already configured otherwise), then run the main job:
 #   1. examples/demo.sh under shmbusd (its built-in default config): publisher and
-#      subscriber processes exchanging messages, one subscriber killed with SIGKILL on
-#      purpose and reaped by the daemon, the daemon's events; publisher and subscriber
-#      processes exchanging messages on a
-#      private bus, printing per-process counts and rates and the aggregate rate;
+#      subscriber processes exchanging messages on a private bus, each printing its counts
+#      and rate, then the aggregate rate (of busy processes sharing the CPUs: a demo, not a
+#      measurement, as it says); one more subscriber stops reading, holding the publishers
+#      back, and is killed with SIGKILL on purpose; the daemon frees its slot and logs the
+#      crash, and the daemon's events are shown;
 #   2. the quick benchmark suite (bench/shmbus-bench --quick, under two minutes on 2 cores):
 #      shmbus against a bare shared-memory ring, memcpy, pipes, Unix sockets, ZeroMQ and a
 #      private Redis, as a table with every shmbus figure as a ratio to each peer and the
-#      targets met or missed; JSON, the table and PNG plots in build/bench-results/.
+#      targets met or missed; the table, JSON and PNG plots in build/bench-results/ (the
+#      plots' data in its data/), listed at the end of the report.
 # Exits non-zero if the build, the demo or the benchmark fails.
 set -eu
 
