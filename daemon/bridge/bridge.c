@@ -46,13 +46,6 @@
 #define FUTEX_BITSET_MATCH_ANY 0xffffffffu
 #endif
 
-uint64_t br_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- the ring --------------------------------------------------------------------------- */
 
 static int br_submit(struct bridge *b, unsigned wait)
@@ -832,8 +825,8 @@ static void teardown(struct bridge *b)
 	struct io_uring_sqe *sqe = br_sqe(b);
 	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
 	br_arm(b, sqe, &ignore);
-	uint64_t deadline = br_now_ms() + 3000;
-	while (b->inflight && br_now_ms() < deadline) {
+	uint64_t deadline = shmbusd_now_ms() + 3000;
+	while (b->inflight && shmbusd_now_ms() < deadline) {
 		struct __kernel_timespec ts = { 0, 50000000 };
 		struct io_uring_cqe *cqe;
 		br_submit(b, 0);
@@ -885,7 +878,7 @@ static void teardown(struct bridge *b)
 static void *bridge_main(void *arg)
 {
 	struct bridge *b = arg;
-	b->now_ms = br_now_ms();
+	b->now_ms = shmbusd_now_ms();
 	if (setup(b) < 0) {
 		report_start(b, 'n');
 		return NULL;
@@ -907,7 +900,7 @@ static void *bridge_main(void *arg)
 	for (size_t i = 0; i < b->nimports; i++)
 		bconn_connect(&b->imports[i]->c);
 	while (!b->stop) {
-		b->now_ms = br_now_ms();
+		b->now_ms = shmbusd_now_ms();
 		for (size_t i = 0; i < b->nmirrors; i++)
 			mirror_fill(b->mirrors[i]);
 		for (size_t i = 0; i < b->nimports; i++)

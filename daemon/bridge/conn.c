@@ -227,7 +227,7 @@ void bconn_adopt(struct bconn *c, int fd)
 {
 	c->fd = fd;
 	c->state = BC_OPEN;
-	c->opened_ms = br_now_ms();
+	c->opened_ms = shmbusd_now_ms();
 	set_opts(fd);
 	arm_recv(c);
 }
@@ -288,7 +288,7 @@ void bconn_complete(struct br_op *op, int res)
 			return;
 		}
 		c->state = BC_OPEN;
-		c->opened_ms = br_now_ms();
+		c->opened_ms = shmbusd_now_ms();
 		arm_recv(c);
 		c->ops->opened(c);
 		return;

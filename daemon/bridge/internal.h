@@ -24,6 +24,7 @@
 #include "bus/internal.h"
 #include "bus/proto.h"
 #include "daemon/bridge/bridge.h"
+#include "daemon/clock.h"
 #include "daemon/config.h"
 
 /* What a completion is for: the user_data of every SQE points at one of these. */
@@ -342,7 +343,6 @@ void br_sq_room(struct bridge *b, unsigned n);
 void br_poll_soon(struct bridge *b);
 /* Mark sqe as one of ours (user_data = op) and count it in flight. */
 void br_arm(struct bridge *b, struct io_uring_sqe *sqe, struct br_op *op);
-uint64_t br_now_ms(void);
 /* A JSON event on $sys.log (and stderr), as the conductor's. */
 void br_event(struct bridge *b, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -23,18 +23,16 @@
  * file (bridge-import.NAME in the bus directory), so a restarted daemon goes on after it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <hiredis/sds.h>
 
 #include "daemon/bridge/internal.h"
 #include "daemon/shmbusd.h"
+#include "daemon/statefile.h"
 #include "ring/wait.h"
 
 #define MAX_ELEMENTS 1000000	  /* elements of one array in a reply */
@@ -507,6 +505,7 @@ void mirror_close(struct mirror *m, int free_it)
 /* ---- the import ---------------------------------------------------------------------------- */
 
 #define IMPORT_MAGIC 0x54524f504d494253ull /* "SBIMPORT" */
+#define IMPORT_STATE_SIZE 4096
 
 /* Where an import stands, in a small mapped file that survives the daemon: two slots for
  * the last ID published, the one in use named by cur (written last), so that a crash
@@ -535,19 +534,9 @@ static int istate_open(struct import *im)
 {
 	char path[PATH_MAX + 128];
 	snprintf(path, sizeof(path), "%s/bridge-import.%s", im->b->bus_dir, im->d->name);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || ftruncate(fd, 4096) < 0) {
-		fprintf(stderr, "shmbusd: bridge: %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	void *p = statefile_map(path, IMPORT_STATE_SIZE, 0600, 0, "shmbusd: bridge");
+	if (!p)
 		return -1;
-	}
-	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED) {
-		fprintf(stderr, "shmbusd: bridge: mmap %s: %s\n", path, strerror(errno));
-		return -1;
-	}
 	im->ps = p;
 	struct import_state *ps = im->ps;
 	uint64_t ms, seq;
@@ -929,8 +918,6 @@ void import_close(struct import *im)
 		shmbus_pub_close(im->pub);
 		im->pub = NULL;
 	}
-	if (im->ps) {
-		munmap(im->ps, 4096);
-		im->ps = NULL;
-	}
+	statefile_unmap(im->ps, IMPORT_STATE_SIZE);
+	im->ps = NULL;
 }
