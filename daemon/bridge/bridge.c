@@ -408,7 +408,7 @@ void mirror_went_down(struct mirror *m)
 				   MT_READY;
 		t->idle = 0;
 	}
-	if (br_link_down(&m->link, m->st, &m->c, &m->d->timing)) {
+	if (br_link_down(&m->link, m->st, &m->c, &m->d->peer.timing)) {
 		char esc[600], peer[400];
 		br_url_show(&m->d->to, peer, sizeof(peer));
 		br_event(m->b, "bridge_down",
@@ -476,7 +476,7 @@ static void attach(struct mirror *m, const char *name)
 	snprintf(group, sizeof(group), "bridge-%s", m->d->name);
 	shmbus_sub_t *sub;
 	int rc = shmbus_sub_open_durable(&sub, b->bus, name, group,
-					 m->d->start_latest ? 0 : SHMBUS_SUB_EARLIEST);
+					 m->d->peer.start_latest ? 0 : SHMBUS_SUB_EARLIEST);
 	if (rc < 0) {
 		/* Said once per scan at most every 10 s, not at every scan. */
 		if (!m->scan_fail_ms || b->now_ms - m->scan_fail_ms > 10000) {
@@ -614,8 +614,8 @@ static void tick(struct bridge *b)
 		struct mirror *m = b->mirrors[i];
 		/* A peer that takes too long to answer is as good as gone. */
 		if (m->c.state == BC_OPEN && m->pq_len &&
-		    b->now_ms - m->last_progress_ms > m->d->timing.timeout_ms)
-			bconn_fail(&m->c, "no reply for %u ms", m->d->timing.timeout_ms);
+		    b->now_ms - m->last_progress_ms > m->d->peer.timing.timeout_ms)
+			bconn_fail(&m->c, "no reply for %u ms", m->d->peer.timing.timeout_ms);
 		/* A topic stuck behind a claim that is never committed (its publisher died):
 		 * a receive with no wait repairs it. */
 		for (struct mtopic *t = m->topics; t; t = t->next)
@@ -953,37 +953,6 @@ static void *bridge_main(void *arg)
 
 /* ---- the conductor's side ---------------------------------------------------------------- */
 
-/* A deep copy of the parts of cfg the bridge uses. */
-static int config_copy(struct shmbusd_config *dst, const struct shmbusd_config *src)
-{
-	*dst = *src;
-	dst->topics = NULL;
-	dst->ntopics = 0;
-	dst->mirrors = NULL;
-	dst->imports = NULL;
-	dst->bridge_text = NULL;
-	if (src->nmirrors) {
-		dst->mirrors = malloc(src->nmirrors * sizeof(*dst->mirrors));
-		if (!dst->mirrors)
-			return -1;
-		memcpy(dst->mirrors, src->mirrors, src->nmirrors * sizeof(*dst->mirrors));
-	}
-	if (src->nimports) {
-		dst->imports = malloc(src->nimports * sizeof(*dst->imports));
-		if (!dst->imports)
-			return -1;
-		memcpy(dst->imports, src->imports, src->nimports * sizeof(*dst->imports));
-	}
-	return 0;
-}
-
-int bridge_config_changed(const struct shmbusd_config *a, const struct shmbusd_config *b)
-{
-	if (a->bridge_len != b->bridge_len)
-		return 1;
-	return a->bridge_len && memcmp(a->bridge_text, b->bridge_text, a->bridge_len) != 0;
-}
-
 static void bridge_free(struct bridge *b)
 {
 	if (b->bus) {
@@ -1017,7 +986,7 @@ int bridge_start(struct bridge **out, const struct shmbusd_config *cfg, const ch
 	b->ino_op = (struct br_op){ BOP_INOTIFY, b };
 	b->idle_op = (struct br_op){ BOP_IDLE, b };
 	snprintf(b->bus_dir, sizeof(b->bus_dir), "%s", bus_dir);
-	if (config_copy(&b->cfg, cfg) < 0 || (b->wake_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
+	if (bridge_config_copy(&b->cfg, cfg) < 0 || (b->wake_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
 	    pipe2(b->start_pipe, O_CLOEXEC) < 0) {
 		fprintf(stderr, "shmbusd: bridge: %s\n", strerror(errno ? errno : ENOMEM));
 		bridge_free(b);

@@ -419,10 +419,10 @@ static void redis_opened(struct bconn *c)
 		bconn_fail(c, "out of memory");
 		return;
 	}
-	int n = handshake(c, m->d->user, m->d->password, m->d->has_password, m->d->to.db);
+	int n = handshake(c, m->d->peer.user, m->d->peer.password, m->d->peer.has_password, m->d->to.db);
 	for (int i = 0; i < n; i++) {
 		/* AUTH first, then SELECT: their replies come in that order. */
-		int kind = (i == 0 && m->d->has_password) ? PK_AUTH : PK_SELECT;
+		int kind = (i == 0 && m->d->peer.has_password) ? PK_AUTH : PK_SELECT;
 		pq_push(m, &(struct pend){ .kind = (uint8_t)kind });
 	}
 	/* The commands after AUTH are pipelined behind it: if it fails, they fail too and
@@ -462,13 +462,13 @@ static const struct bconn_ops redis_ops = {
 
 int redis_mirror_init(struct mirror *m)
 {
-	snprintf(m->origin, sizeof(m->origin), "%s", m->d->origin[0] ? m->d->origin : m->b->origin);
+	snprintf(m->origin, sizeof(m->origin), "%s", m->d->peer.origin[0] ? m->d->peer.origin : m->b->origin);
 	m->originlen = strlen(m->origin);
 	char peer[400];
 	br_url_show(&m->d->to, peer, sizeof(peer));
 	m->st = br_slot(m->b, m->d->name, "redis", peer);
 	bconn_init(&m->c, m->b, &redis_ops, m, m->d->to.host, m->d->to.port,
-		   m->d->timing.connect_timeout_ms);
+		   m->d->peer.timing.connect_timeout_ms);
 	return 0;
 }
 
@@ -553,7 +553,7 @@ static int istate_open(struct import *im)
 	memset(ps, 0, sizeof(*ps));
 	ps->version = 1;
 	snprintf(ps->key, sizeof(ps->key), "%s", im->d->from.key);
-	snprintf(ps->id[0], sizeof(ps->id[0]), "%s", im->d->start_latest ? "$" : "0-0");
+	snprintf(ps->id[0], sizeof(ps->id[0]), "%s", im->d->peer.start_latest ? "$" : "0-0");
 	__atomic_store_n(&ps->magic, IMPORT_MAGIC, __ATOMIC_RELEASE);
 	snprintf(im->last_id, sizeof(im->last_id), "%s", ps->id[0]);
 	return 0;
@@ -613,7 +613,7 @@ static void import_publish(struct import *im)
 		char idbuf[48];
 		snprintf(idbuf, sizeof(idbuf), "%.*s", (int)id->len, id->str);
 		const redisReply *origin = field(f, "origin");
-		const char *own = im->d->origin[0] ? im->d->origin : im->b->origin;
+		const char *own = im->d->peer.origin[0] ? im->d->peer.origin : im->b->origin;
 		if (im->d->skip_own && origin && origin->len == strlen(own) &&
 		    !memcmp(origin->str, own, origin->len)) {
 			BR_ADD(im->st, dups, 1);
@@ -812,10 +812,10 @@ static void import_opened(struct bconn *c)
 		return;
 	}
 	im->npend = 0;
-	int n = handshake(c, im->d->user, im->d->password, im->d->has_password, im->d->from.db);
+	int n = handshake(c, im->d->peer.user, im->d->peer.password, im->d->peer.has_password, im->d->from.db);
 	for (int i = 0; i < n; i++)
 		im->pend[im->npend++] =
-			(uint8_t)((i == 0 && im->d->has_password) ? PK_AUTH : PK_SELECT);
+			(uint8_t)((i == 0 && im->d->peer.has_password) ? PK_AUTH : PK_SELECT);
 	if (!strcmp(im->last_id, "$"))
 		import_send(im, PK_QUERY);
 	im->up = 1;
@@ -843,7 +843,7 @@ static void import_closed(struct bconn *c)
 	im->hs_pending = 0;
 	im->reading = 0;
 	im->npend = 0;
-	if (br_link_down(&im->link, im->st, c, &im->d->timing)) {
+	if (br_link_down(&im->link, im->st, c, &im->d->peer.timing)) {
 		char esc[600];
 		br_event(im->b, "bridge_down",
 			 "\"import\":\"%s\",\"error\":\"%s\",\"retry_ms\":%llu", im->d->name,
@@ -872,7 +872,7 @@ int import_init(struct import *im)
 	br_url_show(&im->d->from, peer, sizeof(peer));
 	im->st = br_slot(im->b, im->d->name, "import", peer);
 	bconn_init(&im->c, im->b, &import_ops, im, im->d->from.host, im->d->from.port,
-		   im->d->timing.connect_timeout_ms);
+		   im->d->peer.timing.connect_timeout_ms);
 	shmbus_topic_opts_t o;
 	shmbus_topic_opts_init(&o);
 	int rc = shmbus_topic_create(im->b->bus, im->d->topic, NULL);
@@ -901,9 +901,9 @@ void import_tick(struct import *im)
 	struct bridge *b = im->b;
 	/* XREAD BLOCK answers within block_ms; past that and the timeout, the peer is gone. */
 	if (im->c.state == BC_OPEN && im->npend && !im->batch &&
-	    b->now_ms - im->last_progress_ms > (uint64_t)im->d->block_ms + im->d->timing.timeout_ms)
+	    b->now_ms - im->last_progress_ms > (uint64_t)im->d->block_ms + im->d->peer.timing.timeout_ms)
 		bconn_fail(&im->c, "no reply for %u ms",
-			   im->d->block_ms + im->d->timing.timeout_ms);
+			   im->d->block_ms + im->d->peer.timing.timeout_ms);
 }
 
 void import_close(struct import *im)

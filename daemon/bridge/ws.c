@@ -426,7 +426,7 @@ int ws_mirror_init(struct mirror *m)
 	w->m = m;
 	w->io.c = &m->c;
 	bconn_init(&m->c, m->b, &wm_ops, m, m->d->to.host, m->d->to.port,
-		   m->d->timing.connect_timeout_ms);
+		   m->d->peer.timing.connect_timeout_ms);
 	return 0;
 }
 
@@ -452,9 +452,9 @@ void ws_mirror_tick(struct mirror *m)
 {
 	struct wsm *w = wsm_of(m);
 	if (m->c.state == BC_OPEN && !w->hs_done &&
-	    m->b->now_ms - m->c.opened_ms > m->d->timing.connect_timeout_ms)
+	    m->b->now_ms - m->c.opened_ms > m->d->peer.timing.connect_timeout_ms)
 		bconn_fail(&m->c, "WebSocket handshake: no answer in %u ms",
-			   m->d->timing.connect_timeout_ms);
+			   m->d->peer.timing.connect_timeout_ms);
 }
 
 /* ---- the listener ------------------------------------------------------------------------ */
