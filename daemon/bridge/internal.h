@@ -273,7 +273,7 @@ struct import {
 	uint8_t pend[8]; /* their kinds (AUTH, SELECT, XREAD) */
 	shmbus_pub_t *pub;
 	struct import_state *ps;
-	char last_id[48];  /* the last entry published ("0-0", or "$" to start) */
+	char last_id[BR_ID_MAX];  /* the last entry published ("0-0", or "$" to start) */
 	redisReply *batch; /* an XREAD answer being published */
 	size_t next;	   /* its next entry */
 	int blocked;	   /* the local topic is full (block policy): retry soon */

@@ -35,36 +35,10 @@
 #include "daemon/statefile.h"
 #include "ring/wait.h"
 
-#define MAX_ELEMENTS 1000000	  /* elements of one array in a reply */
 #define MAX_UNPARSED (256u << 20) /* bytes of one reply not yet complete */
 #define DUP_ERR "equal or smaller than the target stream top item"
 
 /* ---- the codec ------------------------------------------------------------------------ */
-
-static redisReplyObjectFunctions bounded_fns;
-static void *(*plain_array)(const redisReadTask *, int);
-
-/* hiredis 0.14 allocates an array of the size the peer announces: bound it. */
-static void *bounded_array(const redisReadTask *task, int n)
-{
-	if (n < 0 || n > MAX_ELEMENTS)
-		return NULL; /* the reader reports "out of memory": the reply is refused */
-	return plain_array(task, n);
-}
-
-static redisReader *reader_new(void)
-{
-	redisReader *r = redisReaderCreate();
-	if (!r)
-		return NULL;
-	if (!plain_array) {
-		bounded_fns = *r->fn;
-		plain_array = bounded_fns.createArray;
-		bounded_fns.createArray = bounded_array;
-	}
-	r->fn = &bounded_fns;
-	return r;
-}
 
 /*
  * Format argv into the connection's out buffer. 0 or -ENOMEM.
@@ -83,78 +57,6 @@ static int put_cmd(struct bconn *c, int argc, const char **argv, const size_t *a
 	sdsfree(cmd);
 	c->queued += (uint64_t)n;
 	return rc;
-}
-
-/* Decimal digits of v into buf (room for 21). Their count. (No printf on the hot path.) */
-static size_t u64_dec(char *buf, uint64_t v)
-{
-	char t[20];
-	size_t n = 0;
-	do {
-		t[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		buf[i] = t[n - 1 - i];
-	buf[n] = '\0';
-	return n;
-}
-
-/* The stream ID "<base_ms>-<seq>" into buf (room for 48). Its length. */
-static size_t make_id(char *buf, uint64_t ms, uint64_t seq)
-{
-	size_t n = u64_dec(buf, ms);
-	buf[n++] = '-';
-	return n + u64_dec(buf + n, seq);
-}
-
-/* A reply as text for a message (error text, or its type). */
-static const char *reply_text(const redisReply *r, char *buf, size_t len)
-{
-	static const char *const names[] = { "?",   "string", "array", "integer",
-					     "nil", "status", "error" };
-	if ((r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ||
-	     r->type == REDIS_REPLY_STRING) &&
-	    r->str) {
-		size_t n = r->len < len - 1 ? r->len : len - 1;
-		for (size_t i = 0; i < n; i++)
-			buf[i] = (r->str[i] >= 0x20 && r->str[i] < 0x7f) ? r->str[i] : '?';
-		buf[n] = '\0';
-		return buf;
-	}
-	snprintf(buf, len, "a%s %s reply",
-		 r->type == REDIS_REPLY_ARRAY || r->type == REDIS_REPLY_INTEGER ? "n" : "",
-		 names[r->type >= 1 && r->type <= 6 ? r->type : 0]);
-	return buf;
-}
-
-static int is_ok(const redisReply *r)
-{
-	return r->type == REDIS_REPLY_STATUS && r->len == 2 && !memcmp(r->str, "OK", 2);
-}
-
-/* "ms-seq" into two numbers. 0 or -1. */
-static int parse_id(const char *s, size_t n, uint64_t *ms, uint64_t *seq)
-{
-	uint64_t v[2] = { 0, 0 };
-	int part = 0;
-	size_t digits = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '-' && part == 0 && digits) {
-			part = 1;
-			digits = 0;
-			continue;
-		}
-		if (s[i] < '0' || s[i] > '9' || v[part] > (UINT64_MAX - 9) / 10)
-			return -1;
-		v[part] = v[part] * 10 + (uint64_t)(s[i] - '0');
-		digits++;
-	}
-	if (part != 1 || !digits)
-		return -1;
-	*ms = v[0];
-	*seq = v[1];
-	return 0;
 }
 
 /* Send AUTH and SELECT as the config says; returns how many replies to expect. */
@@ -209,11 +111,11 @@ int redis_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg)
 	size_t argl[16];
 	int argc = 0;
 #define ARG(s, n) (argv[argc] = (const char *)(s), argl[argc++] = (n))
-	char id[48], type[16], maxlen[24];
+	char id[BR_ID_MAX], type[16], maxlen[24];
 	struct pend p = { .t = t, .seq = msg->seq, .end = end };
 	if (m->d->mode == BR_MODE_STREAM) {
-		size_t idl = make_id(id, t->base_ms, msg->seq);
-		size_t tl = u64_dec(type, msg->type);
+		size_t idl = br_stream_id(id, t->base_ms, msg->seq);
+		size_t tl = br_u64_dec(type, msg->type);
 		ARG("XADD", 4);
 		ARG(t->key, t->keylen);
 		if (m->d->maxlen) {
@@ -254,7 +156,7 @@ static int on_query(struct mirror *m, struct mtopic *t, const redisReply *r, cha
 {
 	if (r->type == REDIS_REPLY_ERROR) {
 		char e[200];
-		snprintf(why, whylen, "XREVRANGE %.200s: %s", t->key, reply_text(r, e, sizeof(e)));
+		snprintf(why, whylen, "XREVRANGE %.200s: %s", t->key, br_resp_text(r, e, sizeof(e)));
 		return -1;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements > 1)
@@ -268,7 +170,7 @@ static int on_query(struct mirror *m, struct mtopic *t, const redisReply *r, cha
 		    e->element[1]->type != REDIS_REPLY_ARRAY)
 			goto garbage;
 		uint64_t ms, seq;
-		if (parse_id(e->element[0]->str, e->element[0]->len, &ms, &seq) < 0)
+		if (br_stream_id_parse(e->element[0]->str, e->element[0]->len, &ms, &seq) < 0)
 			goto garbage;
 		const redisReply *f = e->element[1];
 		int ours = 0;
@@ -322,10 +224,10 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 	switch (p->kind) {
 	case PK_AUTH:
 	case PK_SELECT:
-		if (!is_ok(r)) {
+		if (!br_resp_ok(r)) {
 			snprintf(why, whylen, "%s refused: %s",
 				 p->kind == PK_AUTH ? "AUTH" : "SELECT",
-				 reply_text(r, e, sizeof(e)));
+				 br_resp_text(r, e, sizeof(e)));
 			return -1;
 		}
 		if (m->hs_pending && !--m->hs_pending)
@@ -336,11 +238,11 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 		return on_query(m, p->t, r, why, whylen);
 	case PK_XADD:
 		if (r->type == REDIS_REPLY_STRING) {
-			char id[48];
-			size_t n = make_id(id, p->t->base_ms, p->seq);
+			char id[BR_ID_MAX];
+			size_t n = br_stream_id(id, p->t->base_ms, p->seq);
 			if (n != r->len || memcmp(id, r->str, r->len)) {
 				snprintf(why, whylen, "XADD %.200s %s answered with ID '%s'",
-					 p->t->key, id, reply_text(r, e, sizeof(e)));
+					 p->t->key, id, br_resp_text(r, e, sizeof(e)));
 				return -1;
 			}
 			BR_ADD(m->st, confirmed, 1);
@@ -349,7 +251,7 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 			BR_ADD(m->st, dups, 1);
 		} else {
 			snprintf(why, whylen, "XADD %.200s: %s", p->t->key,
-				 reply_text(r, e, sizeof(e)));
+				 br_resp_text(r, e, sizeof(e)));
 			return -1;
 		}
 		mirror_confirm(p->t, p->end, p->seq + 1);
@@ -357,7 +259,7 @@ static int on_reply(struct mirror *m, const struct pend *p, const redisReply *r,
 	case PK_PUBLISH:
 		if (r->type != REDIS_REPLY_INTEGER) {
 			snprintf(why, whylen, "PUBLISH %.200s: %s", p->t->key,
-				 reply_text(r, e, sizeof(e)));
+				 br_resp_text(r, e, sizeof(e)));
 			return -1;
 		}
 		BR_ADD(m->st, confirmed, 1);
@@ -414,7 +316,7 @@ static void redis_opened(struct bconn *c)
 	struct mirror *m = c->owner;
 	if (m->rd)
 		redisReaderFree(m->rd);
-	m->rd = reader_new();
+	m->rd = br_resp_reader();
 	if (!m->rd) {
 		bconn_fail(c, "out of memory");
 		return;
@@ -544,7 +446,7 @@ static int istate_open(struct import *im)
 	int valid = ps->magic == IMPORT_MAGIC && ps->version == 1 &&
 		    memchr(ps->key, 0, sizeof(ps->key)) && !strcmp(ps->key, im->d->from.key) &&
 		    memchr(have, 0, sizeof(ps->id[0])) &&
-		    parse_id(have, strlen(have), &ms, &seq) == 0;
+		    br_stream_id_parse(have, strlen(have), &ms, &seq) == 0;
 	if (valid) {
 		snprintf(im->last_id, sizeof(im->last_id), "%s", have);
 		return 0;
@@ -589,18 +491,6 @@ static void import_send(struct import *im, int kind)
 	bconn_kick(c);
 }
 
-static const redisReply *field(const redisReply *f, const char *name)
-{
-	size_t n = strlen(name);
-	for (size_t i = 0; i + 1 < f->elements; i += 2) {
-		const redisReply *k = f->element[i];
-		if (k->type == REDIS_REPLY_STRING && k->len == n && !memcmp(k->str, name, n))
-			return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1] :
-									       NULL;
-	}
-	return NULL;
-}
-
 /* Publish what is left of the batch. Stops when the local topic is full. */
 static void import_publish(struct import *im)
 {
@@ -610,9 +500,9 @@ static void import_publish(struct import *im)
 	while (im->next < entries->elements) {
 		const redisReply *e = entries->element[im->next];
 		const redisReply *id = e->element[0], *f = e->element[1];
-		char idbuf[48];
+		char idbuf[BR_ID_MAX];
 		snprintf(idbuf, sizeof(idbuf), "%.*s", (int)id->len, id->str);
-		const redisReply *origin = field(f, "origin");
+		const redisReply *origin = br_resp_field(f, "origin");
 		const char *own = im->d->peer.origin[0] ? im->d->peer.origin : im->b->origin;
 		if (im->d->skip_own && origin && origin->len == strlen(own) &&
 		    !memcmp(origin->str, own, origin->len)) {
@@ -621,9 +511,9 @@ static void import_publish(struct import *im)
 			im->next++;
 			continue;
 		}
-		const redisReply *data = field(f, im->d->field);
+		const redisReply *data = br_resp_field(f, im->d->field);
 		uint32_t type = 0;
-		const redisReply *tf = im->d->type_field[0] ? field(f, im->d->type_field) : NULL;
+		const redisReply *tf = im->d->type_field[0] ? br_resp_field(f, im->d->type_field) : NULL;
 		if (tf && tf->len && tf->len < 11) {
 			uint64_t v = 0;
 			int ok = 1;
@@ -662,28 +552,6 @@ static void import_publish(struct import *im)
 	im->next = 0;
 }
 
-/* An XREAD answer: nil (nothing came), or one stream with its entries. */
-static int check_batch(const redisReply *r)
-{
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 1)
-		return -1;
-	const redisReply *s = r->element[0];
-	if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-	    s->element[0]->type != REDIS_REPLY_STRING || s->element[1]->type != REDIS_REPLY_ARRAY)
-		return -1;
-	const redisReply *es = s->element[1];
-	for (size_t i = 0; i < es->elements; i++) {
-		const redisReply *e = es->element[i];
-		uint64_t ms, seq;
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= 48 ||
-		    parse_id(e->element[0]->str, e->element[0]->len, &ms, &seq) < 0 ||
-		    e->element[1]->type != REDIS_REPLY_ARRAY || (e->element[1]->elements & 1))
-			return -1;
-	}
-	return 0;
-}
-
 static void import_announce_up(struct import *im);
 
 static void import_data(struct bconn *c, const uint8_t *data, size_t n)
@@ -714,9 +582,9 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 		memmove(im->pend, im->pend + 1, --im->npend);
 		im->last_progress_ms = im->b->now_ms;
 		if (kind == PK_AUTH || kind == PK_SELECT) {
-			if (!is_ok(r)) {
+			if (!br_resp_ok(r)) {
 				bconn_fail(c, "%s refused: %s", kind == PK_AUTH ? "AUTH" : "SELECT",
-					   reply_text(r, e, sizeof(e)));
+					   br_resp_text(r, e, sizeof(e)));
 				freeReplyObject(r);
 				return;
 			}
@@ -726,21 +594,21 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 			continue;
 		}
 		if (kind == PK_QUERY) {
-			char id[48] = "0-0";
+			char id[BR_ID_MAX] = "0-0";
 			uint64_t ms, seq;
 			if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
 			    r->element[0]->type == REDIS_REPLY_ARRAY &&
 			    r->element[0]->elements == 2 &&
 			    r->element[0]->element[0]->type == REDIS_REPLY_STRING &&
 			    r->element[0]->element[0]->len < sizeof(id) &&
-			    parse_id(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
+			    br_stream_id_parse(r->element[0]->element[0]->str, r->element[0]->element[0]->len,
 				     &ms, &seq) == 0) {
 				snprintf(id, sizeof(id), "%.*s",
 					 (int)r->element[0]->element[0]->len,
 					 r->element[0]->element[0]->str);
 			} else if (!(r->type == REDIS_REPLY_ARRAY && r->elements == 0)) {
 				bconn_fail(c, "XREVRANGE %s: %s", im->d->from.key,
-					   reply_text(r, e, sizeof(e)));
+					   br_resp_text(r, e, sizeof(e)));
 				freeReplyObject(r);
 				return;
 			}
@@ -754,10 +622,10 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 			freeReplyObject(r);
 			continue;
 		}
-		if (r->type == REDIS_REPLY_ERROR || check_batch(r) < 0) {
+		if (r->type == REDIS_REPLY_ERROR || br_resp_xread_check(r) < 0) {
 			bconn_fail(c, "XREAD %s: %s", im->d->from.key,
 				   r->type == REDIS_REPLY_ERROR ?
-					   reply_text(r, e, sizeof(e)) :
+					   br_resp_text(r, e, sizeof(e)) :
 					   "a reply that is not stream entries");
 			freeReplyObject(r);
 			return;
@@ -806,7 +674,7 @@ static void import_opened(struct bconn *c)
 	struct import *im = c->owner;
 	if (im->rd)
 		redisReaderFree(im->rd);
-	im->rd = reader_new();
+	im->rd = br_resp_reader();
 	if (!im->rd) {
 		bconn_fail(c, "out of memory");
 		return;

@@ -59,64 +59,10 @@ static void random_bytes(uint8_t *p, size_t n)
 static int envelope(struct bbuf *b, const char *topic, const shmbus_msg_t *msg, uint64_t lost)
 {
 	b->len = 0;
-	size_t need = strlen(topic) + br_b64_len(msg->len) + 160;
-	if (bbuf_reserve(b, need) < 0)
+	if (bbuf_reserve(b, br_json_envelope_max(strlen(topic), msg->len)) < 0)
 		return -ENOMEM;
-	int n = snprintf((char *)b->p, b->cap,
-			 "{\"topic\":\"%s\",\"seq\":%" PRIu64 ",\"type\":%u,\"ts\":%" PRIu64, topic,
-			 msg->seq, msg->type, msg->timestamp_ns);
-	if (lost)
-		n += snprintf((char *)b->p + n, b->cap - (size_t)n, ",\"lost\":%" PRIu64, lost);
-	memcpy(b->p + n, ",\"data\":\"", 9);
-	n += 9;
-	n += (int)br_b64_encode(msg->data, msg->len, (char *)b->p + n);
-	memcpy(b->p + n, "\"}", 2);
-	b->len = (size_t)n + 2;
-	return 0;
-}
-
-/* A member of a flat JSON object: the number after "key": (0 or -1), or the string. */
-static int json_u64(const char *s, size_t n, const char *key, uint64_t *out)
-{
-	char pat[40];
-	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
-	const char *p = memmem(s, n, pat, (size_t)pl);
-	if (!p)
-		return -1;
-	p += pl;
-	const char *e = s + n;
-	while (p < e && (*p == ' ' || *p == ':'))
-		p++;
-	uint64_t v = 0;
-	int d = 0;
-	while (p < e && *p >= '0' && *p <= '9' && v < UINT64_MAX / 10) {
-		v = v * 10 + (uint64_t)(*p++ - '0');
-		d++;
-	}
-	if (!d)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int json_str_member(const char *s, size_t n, const char *key, char *out, size_t len)
-{
-	char pat[40];
-	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
-	const char *p = memmem(s, n, pat, (size_t)pl);
-	if (!p)
-		return -1;
-	p += pl;
-	const char *e = s + n;
-	while (p < e && (*p == ' ' || *p == ':'))
-		p++;
-	if (p >= e || *p != '"')
-		return -1;
-	const char *q = memchr(p + 1, '"', (size_t)(e - p - 1));
-	if (!q || (size_t)(q - p - 1) >= len)
-		return -1;
-	memcpy(out, p + 1, (size_t)(q - p - 1));
-	out[q - p - 1] = '\0';
+	b->len = br_json_envelope((char *)b->p, b->cap, topic, msg->seq, msg->type,
+				  msg->timestamp_ns, lost, msg->data, msg->len);
 	return 0;
 }
 
@@ -222,8 +168,8 @@ static void wm_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	char topic[SHMBUS_TOPIC_NAME_MAX + 1];
 	uint64_t seq;
 	const char *s = (const char *)arg->msg;
-	if (json_str_member(s, arg->msg_length, "topic", topic, sizeof(topic)) < 0 ||
-	    json_u64(s, arg->msg_length, "ack", &seq) < 0) {
+	if (br_json_str(s, arg->msg_length, "topic", topic, sizeof(topic)) < 0 ||
+	    br_json_u64(s, arg->msg_length, "ack", &seq) < 0) {
 		BR_ADD(m->st, errors, 1);
 		br_slot_error(m->st, "the peer sent a text frame that is not an ack");
 		return;
