@@ -28,9 +28,7 @@
 #include "daemon/shmbusd.h"
 #include "ring/wait.h"
 
-#define RING_ENTRIES 512
 #define TICK_MS 100
-#define IDLE_POLL_MS 2	   /* timed poll of idle topics without futex waits */
 #define SCAN_EVERY_MS 5000 /* rescan topics even when inotify says nothing */
 #define OUT_MAX (1u << 20) /* bytes formatted ahead of the socket, per mirror */
 #define READ_BURST 64	   /* messages read from one topic before the next */
@@ -46,95 +44,11 @@
 #define FUTEX_BITSET_MATCH_ANY 0xffffffffu
 #endif
 
-/* ---- the ring --------------------------------------------------------------------------- */
-
-static int br_submit(struct bridge *b, unsigned wait)
-{
-	unsigned ready = io_uring_sq_ready(&b->ring);
-	int n = wait ? io_uring_submit_and_wait(&b->ring, wait) : io_uring_submit(&b->ring);
-	if (n >= 0) {
-		b->enters++;
-		b->sqes += ready;
-	}
-	return n;
-}
-
-/*
- * Submit and wait for want completions or BATCH_WAIT_NS, whichever comes first: under
- * load (several sends in flight) one enter then hands over every SQE this turn made and
- * collects several completions, instead of an enter per completion.
- */
-#define BATCH_WAIT_NS 1000000 /* <= 1 ms more latency, only while completions are due */
-
-static int br_submit_batch(struct bridge *b, unsigned want)
-{
-	unsigned ready = io_uring_sq_ready(&b->ring);
-	struct __kernel_timespec ts = { 0, BATCH_WAIT_NS };
-	struct io_uring_cqe *cqe;
-	int n = io_uring_submit_and_wait_timeout(&b->ring, &cqe, want, &ts, NULL);
-	if (n >= 0 || n == -ETIME) {
-		b->enters++;
-		b->sqes += ready;
-	}
-	return n == -ETIME ? 0 : n;
-}
-
-struct io_uring_sqe *br_sqe(struct bridge *b)
-{
-	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&b->ring))) {
-		/* The SQ ring is full: hand it to the kernel. */
-		if (br_submit(b, 0) < 0)
-			usleep(100);
-	}
-	return sqe;
-}
-
-void br_arm(struct bridge *b, struct io_uring_sqe *sqe, struct br_op *op)
-{
-	io_uring_sqe_set_data(sqe, op);
-	b->inflight++;
-	if (op->kind == BOP_SEND)
-		b->sends++;
-}
-
-void br_sq_room(struct bridge *b, unsigned n)
-{
-	if (io_uring_sq_space_left(&b->ring) < n)
-		br_submit(b, 0);
-}
-
-/* ---- events ---------------------------------------------------------------------------- */
-
-void br_event(struct bridge *b, const char *name, const char *fmt, ...)
-{
-	char msg[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	size_t n = event_vline(msg, sizeof(msg), name, fmt, ap);
-	va_end(ap);
-	/* Overwrite policy: never waits. */
-	if (b->log)
-		shmbus_publish(b->log, msg, n, 1);
-}
-
 /* ---- waiting on topics ------------------------------------------------------------------ */
 
 static struct shmbus_topic_hdr *sub_hdr(shmbus_sub_t *sub)
 {
 	return ((struct shmbus_sub *)sub)->seg.hdr;
-}
-
-static void arm_idle(struct bridge *b)
-{
-	if (b->idle_armed)
-		return;
-	b->idle_ts.tv_sec = 0;
-	b->idle_ts.tv_nsec = IDLE_POLL_MS * 1000000ll;
-	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_timeout(sqe, &b->idle_ts, 0, 0);
-	br_arm(b, sqe, &b->idle_op);
-	b->idle_armed = 1;
 }
 
 /*
@@ -151,7 +65,7 @@ int br_wait_arm(struct bridge *b, struct bwait *w)
 	if (!b->futex_ok) {
 		if (shmbus_sub_ready(w->sub))
 			return 0;
-		arm_idle(b);
+		br_poll_soon(b);
 		return 1;
 	}
 	struct shmbus_topic_hdr *h = sub_hdr(w->sub);
@@ -178,10 +92,7 @@ void br_wait_cancel(struct bridge *b, struct bwait *w)
 {
 	if (!w->armed)
 		return;
-	static struct br_op ignore = { BOP_CANCEL, NULL };
-	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_cancel(sqe, &w->op, 0);
-	br_arm(b, sqe, &ignore);
+	br_cancel(b, &w->op, 0);
 }
 
 static void wait_done(struct bwait *w, int res)
@@ -754,9 +665,9 @@ static int setup(struct bridge *b)
 	struct io_uring_params pr;
 	memset(&pr, 0, sizeof(pr));
 	pr.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
-	int rc = io_uring_queue_init_params(RING_ENTRIES, &b->ring, &pr);
+	int rc = io_uring_queue_init_params(BR_RING_ENTRIES, &b->ring, &pr);
 	if (rc < 0)
-		rc = io_uring_queue_init(RING_ENTRIES, &b->ring, 0);
+		rc = io_uring_queue_init(BR_RING_ENTRIES, &b->ring, 0);
 	if (rc < 0) {
 		fprintf(stderr, "shmbusd: bridge: io_uring_queue_init: %s\n", strerror(-rc));
 		return -1;
@@ -821,10 +732,7 @@ static void teardown(struct bridge *b)
 	if (b->ws)
 		wss_close(b->ws);
 	/* Everything else in flight (tick, inotify, wake, idle, waits): cancel all. */
-	static struct br_op ignore = { BOP_CANCEL, NULL };
-	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
-	br_arm(b, sqe, &ignore);
+	br_cancel(b, NULL, IORING_ASYNC_CANCEL_ANY);
 	uint64_t deadline = shmbusd_now_ms() + 3000;
 	while (b->inflight && shmbusd_now_ms() < deadline) {
 		struct __kernel_timespec ts = { 0, 50000000 };
@@ -832,9 +740,7 @@ static void teardown(struct bridge *b)
 		br_submit(b, 0);
 		if (io_uring_wait_cqe_timeout(&b->ring, &cqe, &ts) < 0) {
 			/* Ask again: something armed after the first cancel. */
-			sqe = br_sqe(b);
-			io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
-			br_arm(b, sqe, &ignore);
+			br_cancel(b, NULL, IORING_ASYNC_CANCEL_ANY);
 			continue;
 		}
 		unsigned head, seen = 0;
@@ -914,9 +820,10 @@ static void *bridge_main(void *arg)
 		/* Completions already there are handled without waiting; otherwise one enter
 		 * submits everything queued this turn and waits for the next completion. */
 		/* Under load, wait for as many completions as are on their way (sends in
-		 * flight, peers owing replies), for at most BATCH_WAIT_NS: the next turn then
-		 * re-arms them all with one enter. A batch wait that found nothing means the
-		 * peers are slow, not busy: the next wait is a plain one (no spinning). */
+		 * flight, peers owing replies), for at most ~1 ms (br_submit_batch): the next
+		 * turn then re-arms them all with one enter. A batch wait that found nothing
+		 * means the peers are slow, not busy: the next wait is a plain one (no
+		 * spinning). */
 		unsigned expect = b->sends;
 		for (size_t i = 0; i < b->nmirrors; i++)
 			expect += b->mirrors[i]->pq_len && b->mirrors[i]->c.recv_busy;
@@ -924,7 +831,7 @@ static void *bridge_main(void *arg)
 		if (io_uring_cq_ready(&b->ring)) {
 			/* Completions are waiting: handle them first; what this turn queued
 			 * goes with the next enter (sooner only if the SQ ring fills up). */
-			rc = io_uring_sq_ready(&b->ring) >= RING_ENTRIES / 2 ? br_submit(b, 0) : 0;
+			rc = io_uring_sq_ready(&b->ring) >= BR_RING_ENTRIES / 2 ? br_submit(b, 0) : 0;
 		} else if (expect >= 2 && !b->batch_idle) {
 			rc = br_submit_batch(b, expect < 32 ? expect : 32);
 			b->batch_idle = !io_uring_cq_ready(&b->ring);
@@ -1020,9 +927,4 @@ void bridge_stop(struct bridge *b)
 		perror("shmbusd: bridge stop");
 	pthread_join(b->thread, NULL);
 	bridge_free(b);
-}
-
-void br_poll_soon(struct bridge *b)
-{
-	arm_idle(b);
 }

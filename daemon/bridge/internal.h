@@ -24,29 +24,9 @@
 #include "bus/internal.h"
 #include "bus/proto.h"
 #include "daemon/bridge/bridge.h"
+#include "daemon/bridge/ring.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
-
-/* What a completion is for: the user_data of every SQE points at one of these. */
-enum bop_kind {
-	BOP_WAKE = 1, /* the eventfd: the conductor asks us to stop */
-	BOP_TICK,     /* 100 ms housekeeping */
-	BOP_INOTIFY,  /* the bus directory changed: topics came or went */
-	BOP_IDLE,     /* timed poll of idle topics (no IORING_OP_FUTEX_WAIT) */
-	BOP_FUTEX,    /* a topic's wake word changed */
-	BOP_CONNECT,
-	BOP_LTIMEOUT, /* the connect's linked timeout */
-	BOP_SEND,
-	BOP_RECV,
-	BOP_TIMER,  /* a connection's retry timer */
-	BOP_CANCEL, /* an async cancel we issued */
-	BOP_ACCEPT,
-};
-
-struct br_op {
-	uint8_t kind;
-	void *owner;
-};
 
 /* A growable byte buffer. */
 struct bbuf {
@@ -56,8 +36,6 @@ struct bbuf {
 int bbuf_reserve(struct bbuf *b, size_t more);
 int bbuf_put(struct bbuf *b, const void *data, size_t n);
 void bbuf_free(struct bbuf *b);
-
-struct bridge;
 
 /* ---- connections (conn.c) ------------------------------------------------------------- */
 
@@ -299,53 +277,6 @@ void wss_poll(struct wss *s);
 void wss_close(struct wss *s);
 void wss_forget_waits(struct wss *s);
 
-/* ---- the bridge ------------------------------------------------------------------------ */
-
-struct bridge {
-	struct shmbusd_config cfg; /* our own copy */
-	char bus_dir[PATH_MAX];
-	pthread_t thread;
-	int wake_fd;
-	uint64_t wake_buf;
-	int start_pipe[2];
-	shmbus_bus_t *bus;
-	shmbus_pub_t *log;
-	struct io_uring ring;
-	int futex_ok;	   /* IORING_OP_FUTEX_WAIT works here */
-	uint64_t inflight; /* SQEs whose completion has not come */
-	unsigned sends;	   /* sends among them (the load, for batching) */
-	int batch_idle;	   /* the last batch wait timed out with nothing */
-	uint64_t now_ms;
-	int stop;
-	struct br_op wake_op, tick_op, ino_op, idle_op;
-	struct __kernel_timespec tick_ts, idle_ts;
-	int tick_armed, idle_armed, ino_armed;
-	int ino_fd;
-	uint8_t ino_buf[4096];
-	int rescan;
-	uint64_t last_scan_ms;
-	struct mirror **mirrors;
-	size_t nmirrors;
-	struct import **imports;
-	size_t nimports;
-	struct wss *ws;
-	struct shmbus_bridge_state *stats;
-	size_t stats_size;
-	char origin[128];
-	uint64_t enters, sqes, cqes;
-};
-
-/* An SQE, submitting what is queued if the SQ ring is full. Never NULL. */
-struct io_uring_sqe *br_sqe(struct bridge *b);
-/* At least n free SQEs, so that a linked pair is never split by a submit. */
-void br_sq_room(struct bridge *b, unsigned n);
-/* Have the loop look again at idle readers in a few ms (a timed poll). */
-void br_poll_soon(struct bridge *b);
-/* Mark sqe as one of ours (user_data = op) and count it in flight. */
-void br_arm(struct bridge *b, struct io_uring_sqe *sqe, struct br_op *op);
-/* A JSON event on $sys.log (and stderr), as the conductor's. */
-void br_event(struct bridge *b, const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 /* A stats slot for a mirror, import or the listener. */
 struct shmbus_bridge_slot *br_slot(struct bridge *b, const char *name, const char *kind,
 				   const char *peer);
