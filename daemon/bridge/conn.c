@@ -16,7 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/bridge/internal.h"
+#include "daemon/bridge/conn.h"
+#include "daemon/clock.h"
 
 #define RECV_BUF (64u << 10)
 

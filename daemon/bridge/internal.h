@@ -24,85 +24,12 @@
 #include "bus/internal.h"
 #include "bus/proto.h"
 #include "daemon/bridge/bridge.h"
+#include "daemon/bridge/conn.h"
+#include "daemon/bridge/link.h"
 #include "daemon/bridge/ring.h"
+#include "daemon/bridge/stats.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
-
-/* A growable byte buffer. */
-struct bbuf {
-	uint8_t *p;
-	size_t len, cap;
-};
-int bbuf_reserve(struct bbuf *b, size_t more);
-int bbuf_put(struct bbuf *b, const void *data, size_t n);
-void bbuf_free(struct bbuf *b);
-
-/* ---- connections (conn.c) ------------------------------------------------------------- */
-
-enum { BC_IDLE, BC_CONNECTING, BC_OPEN, BC_CLOSING };
-
-struct bconn;
-struct bconn_ops {
-	void (*opened)(struct bconn *c);			   /* connected */
-	void (*data)(struct bconn *c, const uint8_t *p, size_t n); /* bytes came */
-	void (*sent)(struct bconn *c);	 /* everything handed to send went out */
-	void (*closed)(struct bconn *c); /* all operations done, fd closed; c->why says why */
-	void (*timer)(struct bconn *c);	 /* the retry timer fired */
-};
-
-/*
- * A TCP connection: one connect (with a linked timeout), at most one send and one recv in
- * flight. Bytes to send are appended to out; bconn_kick() swaps out and wire and sends
- * wire. Closing (bconn_fail) shuts the socket down and cancels what is in flight; the fd
- * is closed and ops->closed called once every operation has completed.
- */
-struct bconn {
-	struct bridge *b;
-	const struct bconn_ops *ops;
-	void *owner;
-	int fd;
-	int state;
-	unsigned nops; /* operations in flight (timer excluded) */
-	struct br_op connect_op, lt_op, send_op, recv_op, timer_op, cancel_op;
-	struct __kernel_timespec lt_ts, timer_ts;
-	int timer_armed;
-	int send_busy, recv_busy;
-	int recv_paused; /* the owner stops reading (its queue is full) */
-	struct bbuf out, wire;
-	size_t wire_off;
-	uint64_t queued; /* bytes appended to out, ever */
-	uint64_t sent;	 /* bytes the kernel took, ever */
-	uint8_t *rbuf;
-	size_t rcap;
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	char host[BR_HOST_MAX + 1];
-	uint16_t port;
-	uint32_t connect_timeout_ms;
-	uint64_t opened_ms;
-	char why[512];
-};
-
-void bconn_init(struct bconn *c, struct bridge *b, const struct bconn_ops *ops, void *owner,
-		const char *host, uint16_t port, uint32_t connect_timeout_ms);
-/* Connect (resolving host). Failure shows as closed(). */
-void bconn_connect(struct bconn *c);
-/* Take an accepted socket (listener side). */
-void bconn_adopt(struct bconn *c, int fd);
-/* Start a send of what is in out, if none is in flight. */
-void bconn_kick(struct bconn *c);
-/* Arm a recv if none is in flight (after recv_paused went back to 0). */
-void bconn_want_recv(struct bconn *c);
-/* Close because of why (printf-style); closed() follows when the ring is done with it. */
-void bconn_fail(struct bconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Call ops->timer in ms milliseconds. */
-void bconn_timer(struct bconn *c, uint64_t ms);
-void bconn_cancel_timer(struct bconn *c);
-/* At shutdown: hand what is in out to the kernel now, without waiting (a goodbye). */
-void bconn_flush_now(struct bconn *c);
-/* Free buffers (the connection must be idle, no timer). */
-void bconn_free(struct bconn *c);
-void bconn_complete(struct br_op *op, int res);
 
 /* ---- waiting on topics (bridge.c) ----------------------------------------------------- */
 
@@ -125,26 +52,6 @@ int br_wait_arm(struct bridge *b, struct bwait *w);
 void br_wait_cancel(struct bridge *b, struct bwait *w);
 /* Give back the sleeper count (at shutdown, when the ring's waits are gone). */
 void br_wait_forget(struct bwait *w);
-
-/* ---- up and down (bridge.c) ------------------------------------------------------------ */
-
-/*
- * A mirror's or an import's link to its peer as the counters, $sys.log and the retry timer
- * see it: up once the handshake is answered, down (logged once, and again only after it
- * was up) when the connection closes, retried after a backoff that doubles.
- */
-struct br_link {
-	int announced;	   /* said up: the handshake was answered */
-	int ever_up;	   /* a later up is a reconnect */
-	int down_reported; /* the down is on $sys.log already */
-	uint64_t backoff_ms;
-};
-/* The handshake was answered: counted up. 0, or -1 if it was said already. */
-int br_link_up(struct br_link *l, struct shmbus_bridge_slot *st);
-/* c closed (c->why says why): counted down, the retry timer armed l->backoff_ms ahead
- * (unless the bridge stops). 1 if the down should go to $sys.log, else 0. */
-int br_link_down(struct br_link *l, struct shmbus_bridge_slot *st, struct bconn *c,
-		 const struct br_timing *t);
 
 /* ---- mirrors --------------------------------------------------------------------------- */
 
@@ -276,18 +183,5 @@ void wss_poll(struct wss *s);
 /* First call: stop (close the listener and the clients); second call: free. */
 void wss_close(struct wss *s);
 void wss_forget_waits(struct wss *s);
-
-/* A stats slot for a mirror, import or the listener. */
-struct shmbus_bridge_slot *br_slot(struct bridge *b, const char *name, const char *kind,
-				   const char *peer);
-void br_slot_error(struct shmbus_bridge_slot *s, const char *why);
-void br_stats_update(struct bridge *b);
-int br_stats_open(struct bridge *b, unsigned nslots);
-void br_stats_close(struct bridge *b);
-
-/* Relaxed counter updates in the shared stats (single writer: this thread). */
-#define BR_ADD(slot, field, v) \
-	__atomic_store_n(&(slot)->field, (slot)->field + (v), __ATOMIC_RELAXED)
-#define BR_SET(slot, field, v) __atomic_store_n(&(slot)->field, (v), __ATOMIC_RELAXED)
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/bridge/internal.h"
+#include "daemon/bridge/stats.h"
 #include "daemon/statefile.h"
 #include "ring/wait.h"
 #include "shm/proc.h"
