@@ -33,89 +33,6 @@
 #define OUT_MAX (1u << 20) /* bytes formatted ahead of the socket, per mirror */
 #define READ_BURST 64	   /* messages read from one topic before the next */
 
-#ifndef IORING_OP_FUTEX_WAIT
-/* Linux 6.7; liburing 2.3 has neither the opcode nor a helper: the SQE is filled by hand. */
-#define IORING_OP_FUTEX_WAIT 51
-#endif
-#ifndef FUTEX2_SIZE_U32
-#define FUTEX2_SIZE_U32 0x02
-#endif
-#ifndef FUTEX_BITSET_MATCH_ANY
-#define FUTEX_BITSET_MATCH_ANY 0xffffffffu
-#endif
-
-/* ---- waiting on topics ------------------------------------------------------------------ */
-
-static struct shmbus_topic_hdr *sub_hdr(shmbus_sub_t *sub)
-{
-	return ((struct shmbus_sub *)sub)->seg.hdr;
-}
-
-/*
- * The reader's half of the sleep handshake (docs/algorithm.md, "Waking readers"): count
- * ourselves in sleepers (seq_cst), make the publishers' skipped fences happen
- * (membarrier), read the wake word, check the topic once more, and only then have the
- * kernel wait for the word to change. A publisher that commits after our check sees the
- * sleeper and bumps the word, so the wait returns at once or is woken.
- */
-int br_wait_arm(struct bridge *b, struct bwait *w)
-{
-	if (w->armed)
-		return 1;
-	if (!b->futex_ok) {
-		if (shmbus_sub_ready(w->sub))
-			return 0;
-		br_poll_soon(b);
-		return 1;
-	}
-	struct shmbus_topic_hdr *h = sub_hdr(w->sub);
-	if (!w->counted) {
-		__atomic_fetch_add(&h->sleepers, 1, __ATOMIC_SEQ_CST);
-		w->counted = 1;
-		shmbus_membarrier_global();
-	}
-	uint32_t val = __atomic_load_n(&h->wake, __ATOMIC_ACQUIRE);
-	if (shmbus_sub_ready(w->sub)) {
-		__atomic_fetch_sub(&h->sleepers, 1, __ATOMIC_SEQ_CST);
-		w->counted = 0;
-		return 0;
-	}
-	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, &h->wake, 0, val);
-	sqe->addr3 = FUTEX_BITSET_MATCH_ANY;
-	br_arm(b, sqe, &w->op);
-	w->armed = 1;
-	return 1;
-}
-
-void br_wait_cancel(struct bridge *b, struct bwait *w)
-{
-	if (!w->armed)
-		return;
-	br_cancel(b, &w->op, 0);
-}
-
-static void wait_done(struct bwait *w, int res)
-{
-	(void)res; /* 0 woken, -EAGAIN the word had changed, -ECANCELED: all mean "look" */
-	w->armed = 0;
-	if (w->counted) {
-		__atomic_fetch_sub(&sub_hdr(w->sub)->sleepers, 1, __ATOMIC_SEQ_CST);
-		w->counted = 0;
-	}
-	w->woken = 1;
-	if (w->fn)
-		w->fn(w);
-}
-
-void br_wait_forget(struct bwait *w)
-{
-	if (w->counted) {
-		__atomic_fetch_sub(&sub_hdr(w->sub)->sleepers, 1, __ATOMIC_SEQ_CST);
-		w->counted = 0;
-	}
-}
-
 /* ---- mirrors: what both kinds share ------------------------------------------------------ */
 
 int pq_push(struct mirror *m, const struct pend *p)
@@ -306,21 +223,6 @@ void mirror_announce_up(struct mirror *m, const char *detail)
 
 /* ---- topics ------------------------------------------------------------------------------- */
 
-/* The generation of the topic file now under name, or 0 if there is none. */
-static uint64_t file_generation(struct bridge *b, const char *name)
-{
-	char path[PATH_MAX + 256];
-	snprintf(path, sizeof(path), "%s/%s.topic", b->bus_dir, name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	uint64_t g = 0;
-	if (pread(fd, &g, sizeof(g), offsetof(struct shmbus_topic_hdr, generation)) != sizeof(g))
-		g = 0;
-	close(fd);
-	return g;
-}
-
 static void mtopic_key(struct mirror *m, struct mtopic *t)
 {
 	size_t o = 0;
@@ -372,9 +274,8 @@ static void attach(struct mirror *m, const char *name)
 	t->m = m;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->sub = sub;
-	struct shmbus_sub *s = (struct shmbus_sub *)sub;
-	t->gen = s->seg.generation;
-	t->created_ms = s->seg.hdr->created_ns / 1000000u;
+	t->gen = br_sub_generation(sub);
+	t->created_ms = br_sub_created_ns(sub) / 1000000u;
 	if (!t->created_ms)
 		t->created_ms = 1;
 	snprintf(t->genhex, sizeof(t->genhex), "%016llx", (unsigned long long)t->gen);
@@ -435,7 +336,7 @@ static void scan_topics(struct bridge *b)
 	b->last_scan_ms = b->now_ms;
 	for (size_t i = 0; i < b->nmirrors; i++)
 		for (struct mtopic *t = b->mirrors[i]->topics; t; t = t->next)
-			if (!t->gone && file_generation(b, t->name) != t->gen)
+			if (!t->gone && br_topic_generation(b->bus_dir, t->name) != t->gen)
 				t->gone = 1;
 	struct scan_ctx c = { b };
 	shmbus_topic_foreach(b->bus, scan_one, &c);
@@ -470,15 +371,8 @@ static void reap_gone(struct bridge *b)
 static void lag_update(struct mirror *m)
 {
 	uint64_t lag = 0;
-	for (struct mtopic *t = m->topics; t; t = t->next) {
-		struct shmbus_sub *s = (struct shmbus_sub *)t->sub;
-		uint64_t tail_seq = __atomic_load_n(&s->seg.hdr->tail[1], __ATOMIC_ACQUIRE);
-		uint64_t cur_seq = __atomic_load_n(&s->grp->cursor[1], __ATOMIC_ACQUIRE);
-		if (cur_seq != SHMBUS_NOSEQ && cur_seq <= tail_seq)
-			lag += tail_seq - cur_seq;
-		else if (cur_seq == SHMBUS_NOSEQ && tail_seq)
-			lag += 0; /* not known until the first message is read */
-	}
+	for (struct mtopic *t = m->topics; t; t = t->next)
+		lag += br_sub_lag(t->sub);
 	BR_SET(m->st, lag, lag);
 }
 
@@ -581,7 +475,7 @@ static void dispatch(struct bridge *b, struct io_uring_cqe *cqe)
 		on_idle(b);
 		break;
 	case BOP_FUTEX:
-		wait_done(op->owner, res);
+		br_wait_done(op->owner, res);
 		break;
 	case BOP_ACCEPT:
 		wss_accept(op->owner, res);
@@ -608,19 +502,6 @@ static void report_start(struct bridge *b, char ok)
 	}
 }
 
-static int probe_futex(struct bridge *b)
-{
-	const char *e = getenv("SHMBUSD_BRIDGE_NO_FUTEX");
-	if (e && *e && strcmp(e, "0"))
-		return 0;
-	struct io_uring_probe *p = io_uring_get_probe_ring(&b->ring);
-	if (!p)
-		return 0;
-	int ok = io_uring_opcode_supported(p, IORING_OP_FUTEX_WAIT);
-	io_uring_free_probe(p);
-	return ok;
-}
-
 static int setup(struct bridge *b)
 {
 	const struct shmbusd_config *c = &b->cfg;
@@ -635,7 +516,7 @@ static int setup(struct bridge *b)
 		fprintf(stderr, "shmbusd: bridge: io_uring_queue_init: %s\n", strerror(-rc));
 		return -1;
 	}
-	b->futex_ok = probe_futex(b);
+	b->futex_ok = br_wait_probe(b);
 	if (shmbus_bus_open(&b->bus, c->bus) < 0) {
 		fprintf(stderr, "shmbusd: bridge: %s\n", shmbus_errmsg());
 		return -1;

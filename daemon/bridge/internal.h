@@ -28,30 +28,9 @@
 #include "daemon/bridge/link.h"
 #include "daemon/bridge/ring.h"
 #include "daemon/bridge/stats.h"
+#include "daemon/bridge/sub_glue.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
-
-/* ---- waiting on topics (bridge.c) ----------------------------------------------------- */
-
-/*
- * A reader the bridge waits on: it registers as a sleeper on the topic's wake word, checks
- * once more, and has io_uring wait on the word (IORING_OP_FUTEX_WAIT); the publisher that
- * commits next wakes it. Without that opcode, idle readers are polled every few ms.
- */
-struct bwait {
-	struct br_op op;
-	shmbus_sub_t *sub;
-	int armed;		     /* a futex wait is in flight */
-	int counted;		     /* we hold a count in the topic's sleepers */
-	int woken;		     /* its completion came: read the topic */
-	void (*fn)(struct bwait *w); /* called when woken */
-};
-/* 1 if armed (the topic is idle), 0 if the reader has something to read now. */
-int br_wait_arm(struct bridge *b, struct bwait *w);
-/* Cancel an armed wait (its completion still comes). */
-void br_wait_cancel(struct bridge *b, struct bwait *w);
-/* Give back the sleeper count (at shutdown, when the ring's waits are gone). */
-void br_wait_forget(struct bwait *w);
 
 /* ---- mirrors --------------------------------------------------------------------------- */
 

@@ -186,9 +186,8 @@ static int on_query(struct mirror *m, struct mtopic *t, const redisReply *r, cha
 			t->skip_below = seq + 1;
 			/* Did the stream lose entries it had confirmed (a restart from an old
 			 * snapshot)? They cannot be sent again: say so. */
-			struct shmbus_sub *s = (struct shmbus_sub *)t->sub;
-			uint64_t cur = __atomic_load_n(&s->grp->cursor[1], __ATOMIC_ACQUIRE);
-			if (cur != SHMBUS_NOSEQ && cur > seq + 1) {
+			uint64_t cur = br_sub_group_seq(t->sub);
+			if (cur > seq + 1) {
 				BR_ADD(m->st, errors, 1);
 				br_event(m->b, "bridge_peer_behind",
 					 "\"mirror\":\"%s\",\"topic\":\"%s\",\"key\":\"%s\","

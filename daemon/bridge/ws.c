@@ -552,7 +552,7 @@ static void sub_attach(struct wsc *cl, const char *topic)
 	x->cl = cl;
 	snprintf(x->topic, sizeof(x->topic), "%s", topic);
 	x->sub = sub;
-	x->gen = ((struct shmbus_sub *)sub)->seg.generation;
+	x->gen = br_sub_generation(sub);
 	x->w.op = (struct br_op){ BOP_FUTEX, &x->w };
 	x->w.sub = sub;
 	x->w.fn = sub_woken;
