@@ -14,302 +14,29 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "daemon/bridge/internal.h"
-#include "daemon/shmbusd.h"
-#include "ring/wait.h"
+#include "daemon/bridge/bridge.h"
+#include "daemon/bridge/conn.h"
+#include "daemon/bridge/mirror.h"
+#include "daemon/bridge/redis_import.h"
+#include "daemon/bridge/redis_mirror.h"
+#include "daemon/bridge/ring.h"
+#include "daemon/bridge/stats.h"
+#include "daemon/bridge/sub_glue.h"
+#include "daemon/bridge/ws_listener.h"
+#include "daemon/bridge/ws_mirror.h"
+#include "daemon/clock.h"
 
 #define TICK_MS 100
 #define SCAN_EVERY_MS 5000 /* rescan topics even when inotify says nothing */
-#define OUT_MAX (1u << 20) /* bytes formatted ahead of the socket, per mirror */
-#define READ_BURST 64	   /* messages read from one topic before the next */
-
-/* ---- mirrors: what both kinds share ------------------------------------------------------ */
-
-int pq_push(struct mirror *m, const struct pend *p)
-{
-	if (m->pq_len == m->pq_cap) {
-		size_t cap = m->pq_cap ? m->pq_cap * 2 : 256;
-		struct pend *n = malloc(cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		for (size_t i = 0; i < m->pq_len; i++)
-			n[i] = m->pq[(m->pq_head + i) % m->pq_cap];
-		free(m->pq);
-		m->pq = n;
-		m->pq_cap = cap;
-		m->pq_head = 0;
-	}
-	if (!m->pq_len)
-		m->last_progress_ms = m->b->now_ms;
-	m->pq[(m->pq_head + m->pq_len) % m->pq_cap] = *p;
-	m->pq_len++;
-	if (p->t)
-		p->t->inflight++;
-	return 0;
-}
-
-struct pend *pq_front(struct mirror *m)
-{
-	return m->pq_len ? &m->pq[m->pq_head] : NULL;
-}
-
-void pq_pop(struct mirror *m)
-{
-	struct pend *p = &m->pq[m->pq_head];
-	if (p->t)
-		p->t->inflight--;
-	m->pq_head = (m->pq_head + 1) % m->pq_cap;
-	m->pq_len--;
-	m->last_progress_ms = m->b->now_ms;
-}
-
-void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq)
-{
-	if (!t->conf_dirty || end > t->conf_pos) {
-		t->conf_pos = end;
-		t->conf_seq = seq;
-	}
-	t->conf_dirty = 1;
-}
-
-void mirror_commit(struct mirror *m)
-{
-	for (struct mtopic *t = m->topics; t; t = t->next) {
-		if (!t->conf_dirty)
-			continue;
-		t->conf_dirty = 0;
-		shmbus_sub_commit(t->sub, t->conf_pos, t->conf_seq);
-	}
-}
-
-/* Read the next message of t (recv with no wait), counting what it tells. */
-int mirror_read(struct mirror *m, struct mtopic *t, shmbus_msg_t *msg)
-{
-	int rc = shmbus_recv(t->sub, msg, 0);
-	if (rc == 0) {
-		if (msg->lost)
-			BR_ADD(m->st, lost, msg->lost);
-		return 0;
-	}
-	if (rc == -EBADMSG) {
-		BR_ADD(m->st, errors, 1);
-		br_event(m->b, "bridge_error",
-			 "\"mirror\":\"%s\",\"topic\":\"%s\",\"error\":\"a "
-			 "record failed validation; reading goes on at the tail\"",
-			 m->d->name, t->name);
-	}
-	return rc;
-}
-
-static int emit(struct mirror *m, struct mtopic *t, shmbus_msg_t *msg);
-
-static void topic_woken(struct bwait *w);
-
-void mirror_fill(struct mirror *m)
-{
-	if (!m->up || m->c.state != BC_OPEN)
-		return;
-	uint32_t window = m->d->window;
-	for (int pass = 0; pass < 4; pass++) {
-		int progress;
-		do {
-			progress = 0;
-			for (struct mtopic *t = m->topics; t; t = t->next) {
-				if (t->state != MT_READY || t->w.armed || t->idle)
-					continue;
-				for (int k = 0; k < READ_BURST; k++) {
-					if (m->pq_len >= window || m->c.out.len >= OUT_MAX)
-						goto full;
-					shmbus_msg_t msg;
-					int rc = mirror_read(m, t, &msg);
-					if (rc == -EAGAIN) {
-						t->idle = 1;
-						break;
-					}
-					if (rc < 0)
-						break;
-					progress = 1;
-					if (emit(m, t, &msg) < 0 || m->c.state != BC_OPEN)
-						return;
-				}
-			}
-		} while (progress);
-		/* Everything readable was read: wait on the idle topics. A topic whose
-		 * re-check finds something is read in the next pass. */
-		int again = 0;
-		for (struct mtopic *t = m->topics; t; t = t->next) {
-			if (!t->idle || t->state != MT_READY || t->gone)
-				continue;
-			if (br_wait_arm(m->b, &t->w))
-				continue;
-			t->idle = 0;
-			again = 1;
-		}
-		if (!again)
-			break;
-	}
-full:
-	bconn_kick(&m->c);
-}
-
-static void topic_woken(struct bwait *w)
-{
-	struct mtopic *t = (struct mtopic *)((char *)w - offsetof(struct mtopic, w));
-	t->idle = 0;
-}
-
-static int emit(struct mirror *m, struct mtopic *t, shmbus_msg_t *msg)
-{
-	if (m->d->to.scheme == BR_REDIS)
-		return redis_emit(m, t, msg);
-	return ws_emit(m, t, msg);
-}
-
-void mirror_start(struct mirror *m)
-{
-	if (m->b->stop)
-		return;
-	bconn_connect(&m->c);
-}
-
-/* The connection closed (c->why says why): everything unconfirmed will be sent again. */
-void mirror_went_down(struct mirror *m)
-{
-	/* Confirmed but not yet committed: commit (it was confirmed). */
-	mirror_commit(m);
-	while (m->pq_len)
-		pq_pop(m);
-	m->up = 0;
-	m->hs_pending = 0;
-	for (struct mtopic *t = m->topics; t; t = t->next) {
-		t->inflight = 0;
-		shmbus_sub_rewind(t->sub);
-		t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ?
-				   MT_QUERY :
-				   MT_READY;
-		t->idle = 0;
-	}
-	if (br_link_down(&m->link, m->st, &m->c, &m->d->peer.timing)) {
-		char esc[600], peer[400];
-		br_url_show(&m->d->to, peer, sizeof(peer));
-		br_event(m->b, "bridge_down",
-			 "\"mirror\":\"%s\",\"peer\":\"%s\",\"error\":\"%s\",\"retry_ms\":%llu",
-			 m->d->name, json_str(peer + 200, 200, peer),
-			 json_str(esc, sizeof(esc), m->c.why),
-			 (unsigned long long)m->link.backoff_ms);
-	}
-}
-
-/* The peer answered the handshake: up, in the counters and on $sys.log. */
-void mirror_announce_up(struct mirror *m, const char *detail)
-{
-	if (br_link_up(&m->link, m->st) < 0)
-		return;
-	char peer[400], esc[400];
-	br_url_show(&m->d->to, peer, sizeof(peer));
-	br_event(m->b, "bridge_up", "\"mirror\":\"%s\",\"peer\":\"%s\",%s,\"topics\":%u",
-		 m->d->name, json_str(esc, sizeof(esc), peer), detail, m->ntopics);
-}
 
 /* ---- topics ------------------------------------------------------------------------------- */
-
-static void mtopic_key(struct mirror *m, struct mtopic *t)
-{
-	size_t o = 0;
-	for (const char *p = m->d->key; *p && o + 1 < sizeof(t->key);) {
-		if (!strncmp(p, "{topic}", 7)) {
-			size_t n = strlen(t->name);
-			if (o + n >= sizeof(t->key))
-				break;
-			memcpy(t->key + o, t->name, n);
-			o += n;
-			p += 7;
-		} else {
-			t->key[o++] = *p++;
-		}
-	}
-	t->key[o] = '\0';
-	t->keylen = o;
-}
-
-static void attach(struct mirror *m, const char *name)
-{
-	struct bridge *b = m->b;
-	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (!strcmp(t->name, name) && !t->gone)
-			return;
-	char group[SHMBUS_GROUP_NAME_MAX + 1];
-	snprintf(group, sizeof(group), "bridge-%s", m->d->name);
-	shmbus_sub_t *sub;
-	int rc = shmbus_sub_open_durable(&sub, b->bus, name, group,
-					 m->d->peer.start_latest ? 0 : SHMBUS_SUB_EARLIEST);
-	if (rc < 0) {
-		/* Said once per scan at most every 10 s, not at every scan. */
-		if (!m->scan_fail_ms || b->now_ms - m->scan_fail_ms > 10000) {
-			char esc[600];
-			m->scan_fail_ms = b->now_ms;
-			BR_ADD(m->st, errors, 1);
-			br_slot_error(m->st, shmbus_errmsg());
-			br_event(b, "bridge_error",
-				 "\"mirror\":\"%s\",\"topic\":\"%s\",\"error\":\"%s\"", m->d->name,
-				 name, json_str(esc, sizeof(esc), shmbus_errmsg()));
-		}
-		return;
-	}
-	struct mtopic *t = calloc(1, sizeof(*t));
-	if (!t) {
-		shmbus_sub_close(sub);
-		return;
-	}
-	t->m = m;
-	snprintf(t->name, sizeof(t->name), "%s", name);
-	t->sub = sub;
-	t->gen = br_sub_generation(sub);
-	t->created_ms = br_sub_created_ns(sub) / 1000000u;
-	if (!t->created_ms)
-		t->created_ms = 1;
-	snprintf(t->genhex, sizeof(t->genhex), "%016llx", (unsigned long long)t->gen);
-	mtopic_key(m, t);
-	t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ? MT_QUERY :
-										   MT_READY;
-	t->w.op = (struct br_op){ BOP_FUTEX, &t->w };
-	t->w.sub = sub;
-	t->w.fn = topic_woken;
-	/* Block topics keep what this mirror has not confirmed even while the daemon is
-	 * down, for hold_ms: renewed at every tick. */
-	shmbus_sub_lease(sub, m->d->hold_ms);
-	t->next = m->topics;
-	m->topics = t;
-	m->ntopics++;
-	BR_SET(m->st, topics, m->ntopics);
-	if (m->up && t->state == MT_QUERY)
-		redis_query(m, t);
-}
-
-static void detach(struct mirror *m, struct mtopic *t)
-{
-	for (struct mtopic **pp = &m->topics; *pp; pp = &(*pp)->next) {
-		if (*pp == t) {
-			*pp = t->next;
-			break;
-		}
-	}
-	m->ntopics--;
-	BR_SET(m->st, topics, m->ntopics);
-	mirror_commit(m);
-	shmbus_sub_close(t->sub);
-	free(t);
-}
 
 struct scan_ctx {
 	struct bridge *b;
@@ -318,14 +45,8 @@ struct scan_ctx {
 static int scan_one(const char *name, void *arg)
 {
 	struct bridge *b = ((struct scan_ctx *)arg)->b;
-	for (size_t i = 0; i < b->nmirrors; i++) {
-		struct mirror *m = b->mirrors[i];
-		for (unsigned k = 0; k < m->d->topics.n; k++)
-			if (br_pattern_match(m->d->topics.p[k], name)) {
-				attach(m, name);
-				break;
-			}
-	}
+	for (size_t i = 0; i < b->nmirrors; i++)
+		mirror_offer(b->mirrors[i], name);
 	return 0;
 }
 
@@ -335,74 +56,27 @@ static void scan_topics(struct bridge *b)
 	b->rescan = 0;
 	b->last_scan_ms = b->now_ms;
 	for (size_t i = 0; i < b->nmirrors; i++)
-		for (struct mtopic *t = b->mirrors[i]->topics; t; t = t->next)
-			if (!t->gone && br_topic_generation(b->bus_dir, t->name) != t->gen)
-				t->gone = 1;
+		mirror_mark_gone(b->mirrors[i]);
 	struct scan_ctx c = { b };
 	shmbus_topic_foreach(b->bus, scan_one, &c);
 	if (b->ws)
 		wss_rescan(b->ws);
 }
 
-/* Gone topics leave once nothing of theirs is in flight and nothing is left to send (or
- * the peer is down: the file was removed, what it held cannot be kept). */
-static void reap_gone(struct bridge *b)
-{
-	for (size_t i = 0; i < b->nmirrors; i++) {
-		struct mirror *m = b->mirrors[i];
-		struct mtopic *next;
-		for (struct mtopic *t = m->topics; t; t = next) {
-			next = t->next;
-			if (!t->gone || t->inflight)
-				continue;
-			if (t->w.armed) {
-				br_wait_cancel(b, &t->w);
-				continue;
-			}
-			if (m->up && shmbus_sub_ready(t->sub))
-				continue;
-			detach(m, t);
-		}
-	}
-}
-
 /* ---- housekeeping -------------------------------------------------------------------------- */
-
-static void lag_update(struct mirror *m)
-{
-	uint64_t lag = 0;
-	for (struct mtopic *t = m->topics; t; t = t->next)
-		lag += br_sub_lag(t->sub);
-	BR_SET(m->st, lag, lag);
-}
 
 static void tick(struct bridge *b)
 {
-	for (size_t i = 0; i < b->nmirrors; i++) {
-		struct mirror *m = b->mirrors[i];
-		/* A peer that takes too long to answer is as good as gone. */
-		if (m->c.state == BC_OPEN && m->pq_len &&
-		    b->now_ms - m->last_progress_ms > m->d->peer.timing.timeout_ms)
-			bconn_fail(&m->c, "no reply for %u ms", m->d->peer.timing.timeout_ms);
-		/* A topic stuck behind a claim that is never committed (its publisher died):
-		 * a receive with no wait repairs it. */
-		for (struct mtopic *t = m->topics; t; t = t->next)
-			if (t->w.armed && shmbus_sub_stuck(t->sub))
-				br_wait_cancel(b, &t->w);
-		if (m->d->to.scheme == BR_WS)
-			ws_mirror_tick(m);
-		for (struct mtopic *t = m->topics; t; t = t->next)
-			if (!t->gone)
-				shmbus_sub_lease(t->sub, m->d->hold_ms);
-		lag_update(m);
-	}
+	for (size_t i = 0; i < b->nmirrors; i++)
+		mirror_tick(b->mirrors[i]);
 	for (size_t i = 0; i < b->nimports; i++)
 		import_tick(b->imports[i]);
 	if (b->ws)
 		wss_tick(b->ws);
 	if (b->rescan || b->now_ms - b->last_scan_ms >= SCAN_EVERY_MS)
 		scan_topics(b);
-	reap_gone(b);
+	for (size_t i = 0; i < b->nmirrors; i++)
+		mirror_reap(b->mirrors[i]);
 	br_stats_update(b);
 }
 
@@ -438,8 +112,7 @@ static void on_idle(struct bridge *b)
 	b->idle_armed = 0;
 	/* Timed poll: every idle topic is looked at again. */
 	for (size_t i = 0; i < b->nmirrors; i++)
-		for (struct mtopic *t = b->mirrors[i]->topics; t; t = t->next)
-			t->idle = 0;
+		mirror_poll(b->mirrors[i]);
 	if (b->ws)
 		wss_poll(b->ws);
 }
@@ -490,6 +163,19 @@ static void dispatch(struct bridge *b, struct io_uring_cqe *cqe)
 	}
 }
 
+/* Handle every completion that is there. */
+static void reap_completions(struct bridge *b)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(&b->ring, head, cqe)
+	{
+		seen++;
+		dispatch(b, cqe);
+	}
+	io_uring_cq_advance(&b->ring, seen);
+}
+
 /* ---- the thread --------------------------------------------------------------------------- */
 
 static void report_start(struct bridge *b, char ok)
@@ -533,27 +219,22 @@ static int setup(struct bridge *b)
 	b->imports = calloc(c->nimports ? c->nimports : 1, sizeof(*b->imports));
 	if (!b->mirrors || !b->imports)
 		return -1;
+	/* The kinds of mirror, by the URL's scheme. */
 	for (size_t i = 0; i < c->nmirrors; i++) {
-		struct mirror *m = calloc(1, sizeof(*m));
+		const struct mirror_decl *d = &c->mirrors[i];
+		struct mirror *m = mirror_new(
+			b, d, d->to.scheme == BR_REDIS ? &redis_mirror_ops : &ws_mirror_ops);
 		if (!m)
 			return -1;
-		m->b = b;
-		m->d = &c->mirrors[i];
 		b->mirrors[b->nmirrors++] = m;
-		if ((m->d->to.scheme == BR_REDIS ? redis_mirror_init(m) : ws_mirror_init(m)) < 0)
-			return -1;
 	}
 	for (size_t i = 0; i < c->nimports; i++) {
-		struct import *im = calloc(1, sizeof(*im));
+		struct import *im = import_new(b, &c->imports[i]);
 		if (!im)
 			return -1;
-		im->b = b;
-		im->d = &c->imports[i];
 		b->imports[b->nimports++] = im;
-		if (import_init(im) < 0)
-			return -1;
 	}
-	if (c->ws.enabled && wss_init(b) < 0)
+	if (c->ws.enabled && !(b->ws = wss_new(b)))
 		return -1;
 	b->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (b->ino_fd >= 0 &&
@@ -570,11 +251,11 @@ static void teardown(struct bridge *b)
 {
 	b->stop = 1;
 	for (size_t i = 0; i < b->nmirrors; i++)
-		mirror_close(b->mirrors[i], 0);
+		mirror_stop(b->mirrors[i]);
 	for (size_t i = 0; i < b->nimports; i++)
-		import_close(b->imports[i]);
+		import_stop(b->imports[i]);
 	if (b->ws)
-		wss_close(b->ws);
+		wss_stop(b->ws);
 	/* Everything else in flight (tick, inotify, wake, idle, waits): cancel all. */
 	br_cancel(b, NULL, IORING_ASYNC_CANCEL_ANY);
 	uint64_t deadline = shmbusd_now_ms() + 3000;
@@ -587,38 +268,30 @@ static void teardown(struct bridge *b)
 			br_cancel(b, NULL, IORING_ASYNC_CANCEL_ANY);
 			continue;
 		}
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&b->ring, head, cqe)
-		{
-			seen++;
-			dispatch(b, cqe);
-		}
-		io_uring_cq_advance(&b->ring, seen);
+		reap_completions(b);
 	}
 	int drained = b->inflight == 0;
 	if (!drained)
 		fprintf(stderr, "shmbusd: bridge: %llu operations still in flight at exit\n",
 			(unsigned long long)b->inflight);
 	for (size_t i = 0; i < b->nmirrors; i++)
-		for (struct mtopic *t = b->mirrors[i]->topics; t; t = t->next)
-			br_wait_forget(&t->w);
+		mirror_forget_waits(b->mirrors[i]);
 	if (b->ws)
 		wss_forget_waits(b->ws);
 	io_uring_queue_exit(&b->ring);
 	if (!drained)
 		return; /* the kernel may still own buffers: leak rather than free them */
 	for (size_t i = 0; i < b->nmirrors; i++)
-		mirror_close(b->mirrors[i], 1);
+		mirror_free(b->mirrors[i]);
 	free(b->mirrors);
 	b->mirrors = NULL;
-	for (size_t i = 0; i < b->nimports; i++) {
-		bconn_free(&b->imports[i]->c);
-		free(b->imports[i]);
-	}
+	for (size_t i = 0; i < b->nimports; i++)
+		import_free(b->imports[i]);
 	free(b->imports);
 	b->imports = NULL;
 	if (b->ws)
-		wss_close(b->ws);
+		wss_free(b->ws);
+	b->ws = NULL;
 	if (b->ino_fd >= 0)
 		close(b->ino_fd);
 	br_stats_update(b);
@@ -648,7 +321,7 @@ static void *bridge_main(void *arg)
 	for (size_t i = 0; i < b->nmirrors; i++)
 		mirror_start(b->mirrors[i]);
 	for (size_t i = 0; i < b->nimports; i++)
-		bconn_connect(&b->imports[i]->c);
+		import_start(b->imports[i]);
 	while (!b->stop) {
 		b->now_ms = shmbusd_now_ms();
 		for (size_t i = 0; i < b->nmirrors; i++)
@@ -670,12 +343,13 @@ static void *bridge_main(void *arg)
 		 * spinning). */
 		unsigned expect = b->sends;
 		for (size_t i = 0; i < b->nmirrors; i++)
-			expect += b->mirrors[i]->pq_len && b->mirrors[i]->c.recv_busy;
+			expect += mirror_expect(b->mirrors[i]);
 		int rc;
 		if (io_uring_cq_ready(&b->ring)) {
 			/* Completions are waiting: handle them first; what this turn queued
 			 * goes with the next enter (sooner only if the SQ ring fills up). */
-			rc = io_uring_sq_ready(&b->ring) >= BR_RING_ENTRIES / 2 ? br_submit(b, 0) : 0;
+			rc = io_uring_sq_ready(&b->ring) >= BR_RING_ENTRIES / 2 ? br_submit(b, 0) :
+										  0;
 		} else if (expect >= 2 && !b->batch_idle) {
 			rc = br_submit_batch(b, expect < 32 ? expect : 32);
 			b->batch_idle = !io_uring_cq_ready(&b->ring);
@@ -687,14 +361,7 @@ static void *bridge_main(void *arg)
 			fprintf(stderr, "shmbusd: bridge: io_uring_enter: %s\n", strerror(-rc));
 			usleep(1000);
 		}
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&b->ring, head, cqe)
-		{
-			seen++;
-			dispatch(b, cqe);
-		}
-		io_uring_cq_advance(&b->ring, seen);
+		reap_completions(b);
 	}
 	br_event(b, "bridge_stop", "\"enters\":%llu,\"sqes\":%llu", (unsigned long long)b->enters,
 		 (unsigned long long)b->sqes);
@@ -703,6 +370,13 @@ static void *bridge_main(void *arg)
 }
 
 /* ---- the conductor's side ---------------------------------------------------------------- */
+
+int bridge_config_changed(const struct shmbusd_config *a, const struct shmbusd_config *b)
+{
+	if (a->bridge_len != b->bridge_len)
+		return 1;
+	return a->bridge_len && memcmp(a->bridge_text, b->bridge_text, a->bridge_len) != 0;
+}
 
 static void bridge_free(struct bridge *b)
 {

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "daemon/bridge/bridge.h"
 #include "daemon/config.h"
 
 /* Keys a mirror was given (mirror_decl.set), for checks that need them all. A key with a
@@ -201,7 +200,7 @@ static int peer_key(struct config_ctx *x, const char *key, const char *value, st
 
 /* ---- [mirror NAME] ------------------------------------------------------------------- */
 
-static void mirror_init(void *decl, int line)
+static void mirror_decl_init(void *decl, int line)
 {
 	struct mirror_decl *m = decl;
 	m->line = line;
@@ -281,7 +280,7 @@ static int mirror_key(struct config_ctx *x, struct mirror_decl *m, const char *k
 
 /* ---- [import NAME] ------------------------------------------------------------------- */
 
-static void import_init(void *decl, int line)
+static void import_decl_init(void *decl, int line)
 {
 	struct import_decl *m = decl;
 	m->line = line;
@@ -426,13 +425,13 @@ int bridge_config_key(struct config_ctx *x, const char *canon, const char *name,
 	if (!strncmp(canon, "mirror ", 7)) {
 		struct mirror_decl *m = decl_for(x, "mirror", name, (void **)&c->mirrors,
 						 &c->nmirrors, sizeof(*m), sizeof(m->name),
-						 mirror_init);
+						 mirror_decl_init);
 		return m ? mirror_key(x, m, key, value) : 0;
 	}
 	if (!strncmp(canon, "import ", 7)) {
 		struct import_decl *m = decl_for(x, "import", name, (void **)&c->imports,
 						 &c->nimports, sizeof(*m), sizeof(m->name),
-						 import_init);
+						 import_decl_init);
 		return m ? import_key(x, m, key, value) : 0;
 	}
 	return ws_key(x, key, value);
@@ -654,13 +653,6 @@ int bridge_config_copy(struct shmbusd_config *dst, const struct shmbusd_config *
 		memcpy(dst->imports, src->imports, src->nimports * sizeof(*dst->imports));
 	}
 	return 0;
-}
-
-int bridge_config_changed(const struct shmbusd_config *a, const struct shmbusd_config *b)
-{
-	if (a->bridge_len != b->bridge_len)
-		return 1;
-	return a->bridge_len && memcmp(a->bridge_text, b->bridge_text, a->bridge_len) != 0;
 }
 
 void bridge_config_free(struct shmbusd_config *c)

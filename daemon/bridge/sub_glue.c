@@ -2,7 +2,7 @@
 /*
  * TO BE REPLACED BY THE RING READER API (issue 12). The bridge's reach into the library's
  * reader (struct shmbus_sub, the topic header), kept here and nowhere else: see
- * sub_glue.h. The code is the same as it was in bridge.c and ws.c.
+ * sub_glue.h. The code moved here unchanged from bridge.c, redis.c and ws.c.
  */
 #include "daemon/bridge/sub_glue.h"
 
@@ -30,6 +30,11 @@
 static struct shmbus_topic_hdr *sub_hdr(shmbus_sub_t *sub)
 {
 	return ((struct shmbus_sub *)sub)->seg.hdr;
+}
+
+void br_wait_init(struct bwait *w, shmbus_sub_t *sub, void (*fn)(struct bwait *w))
+{
+	*w = (struct bwait){ .op = { BOP_FUTEX, w }, .sub = sub, .fn = fn };
 }
 
 /*

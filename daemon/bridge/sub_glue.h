@@ -29,6 +29,9 @@ struct bwait {
 	void (*fn)(struct bwait *w); /* called when woken */
 };
 
+/* Make w a wait on sub's topic, fn called when it is woken. */
+void br_wait_init(struct bwait *w, shmbus_sub_t *sub, void (*fn)(struct bwait *w));
+
 /* Does this kernel wait on futexes through io_uring (and may we: SHMBUSD_BRIDGE_NO_FUTEX)? */
 int br_wait_probe(struct bridge *b);
 
