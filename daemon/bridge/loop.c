@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The bridge thread: one io_uring for everything it waits on. In flight at any time: a
- * read of the eventfd (stop), a 100 ms housekeeping timeout, a read of an inotify
+ * The bridge thread (bridge.h): one io_uring for everything it waits on. In flight at any
+ * time: a read of the eventfd (stop), a 100 ms housekeeping timeout, a read of an inotify
  * descriptor on the bus directory (topics come and go), per connection a connect or a
  * recv and a send, per idle topic a futex wait on its wake word, and the listener's
  * accept. Each turn handles every completion that is ready, then lets every mirror read
  * its topics and format what they hold into its connection's buffer, then submits all the
  * SQEs that produced with one io_uring_enter (which also waits for the next completion).
  *
- * A mirror's topics are read with durable readers (bus/internal.h): the group
- * "bridge-NAME" of each topic is moved forward only when the peer confirmed, and on every
- * reconnect the readers go back to it, so what was sent and not confirmed is sent again.
+ * This is the top of the bridge's modules (bridge.h draws them): it owns the mirrors,
+ * imports and listener, dispatches completions to them by their struct br_op, and gives
+ * each mirror its kind (redis_mirror_ops, ws_mirror_ops) by the URL's scheme.
  */
 #include <errno.h>
 #include <fcntl.h>
