@@ -237,11 +237,7 @@ void bconn_timer(struct bconn *c, uint64_t ms)
 {
 	if (c->timer_armed)
 		return;
-	c->timer_ts.tv_sec = (long long)(ms / 1000);
-	c->timer_ts.tv_nsec = (long long)(ms % 1000) * 1000000ll;
-	struct io_uring_sqe *sqe = br_sqe(c->b);
-	io_uring_prep_timeout(sqe, &c->timer_ts, 0, 0);
-	br_arm(c->b, sqe, &c->timer_op);
+	br_timeout(c->b, &c->timer_ts, ms, &c->timer_op);
 	c->timer_armed = 1;
 }
 

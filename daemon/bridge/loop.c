@@ -82,11 +82,7 @@ static void tick(struct bridge *b)
 
 static void arm_tick(struct bridge *b)
 {
-	b->tick_ts.tv_sec = 0;
-	b->tick_ts.tv_nsec = TICK_MS * 1000000ll;
-	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_timeout(sqe, &b->tick_ts, 0, 0);
-	br_arm(b, sqe, &b->tick_op);
+	br_timeout(b, &b->tick_ts, TICK_MS, &b->tick_op);
 	b->tick_armed = 1;
 }
 

@@ -59,6 +59,15 @@ void br_sq_room(struct bridge *b, unsigned n)
 		br_submit(b, 0);
 }
 
+void br_timeout(struct bridge *b, struct __kernel_timespec *ts, uint64_t ms, struct br_op *op)
+{
+	ts->tv_sec = (long long)(ms / 1000);
+	ts->tv_nsec = (long long)(ms % 1000) * 1000000ll;
+	struct io_uring_sqe *sqe = br_sqe(b);
+	io_uring_prep_timeout(sqe, ts, 0, 0);
+	br_arm(b, sqe, op);
+}
+
 void br_cancel(struct bridge *b, struct br_op *target, unsigned flags)
 {
 	static struct br_op ignore = { BOP_CANCEL, NULL };
@@ -71,11 +80,7 @@ void br_poll_soon(struct bridge *b)
 {
 	if (b->idle_armed)
 		return;
-	b->idle_ts.tv_sec = 0;
-	b->idle_ts.tv_nsec = IDLE_POLL_MS * 1000000ll;
-	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_timeout(sqe, &b->idle_ts, 0, 0);
-	br_arm(b, sqe, &b->idle_op);
+	br_timeout(b, &b->idle_ts, IDLE_POLL_MS, &b->idle_op);
 	b->idle_armed = 1;
 }
 

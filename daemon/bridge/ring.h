@@ -109,6 +109,10 @@ int br_submit(struct bridge *b, unsigned wait);
  */
 int br_submit_batch(struct bridge *b, unsigned want);
 
+/* A timeout of ms milliseconds, completing with op; ts holds the time and must outlive
+ * the SQE (it lives beside op). */
+void br_timeout(struct bridge *b, struct __kernel_timespec *ts, uint64_t ms, struct br_op *op);
+
 /* Cancel target's operation (NULL with IORING_ASYNC_CANCEL_ANY: every one); the cancel's
  * own completion is counted and ignored. */
 void br_cancel(struct bridge *b, struct br_op *target, unsigned flags);
