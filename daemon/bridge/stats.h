@@ -7,6 +7,8 @@
 #ifndef SHMBUSD_BRIDGE_STATS_H
 #define SHMBUSD_BRIDGE_STATS_H
 
+#include <stddef.h> /* bus/proto.h uses size_t */
+
 #include "bus/proto.h"
 #include "daemon/bridge/ring.h"
 

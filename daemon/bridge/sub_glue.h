@@ -4,7 +4,9 @@
  * and TO BE REPLACED BY THE RING READER API (issue 12: struct shmbus_ring_reader): the
  * casts of shmbus_sub_t to struct shmbus_sub, the copy of the reader's sleep handshake
  * (sleepers, membarrier, wake word) for waits through io_uring, and the pread of a topic
- * file's generation. Nothing else in the bridge includes bus/internal.h.
+ * file's generation. The rest of the bridge uses bus/internal.h's functions only
+ * (durable readers and observers: open, commit, lease, rewind, ready, stuck, msg_end),
+ * never its structs.
  *
  * A reader the bridge waits on (struct bwait) registers as a sleeper on the topic's wake
  * word, checks once more, and has io_uring wait on the word (IORING_OP_FUTEX_WAIT); the
