@@ -10,10 +10,8 @@
  *             an alarm goes to $sys.log; 0 = off)
  *   [topic NAME]  capacity, max_message, policy (block | overwrite), max_readers,
  *             max_publishers, max_groups
- *   [mirror NAME]  the bridge mirrors local topics to a Redis or WebSocket peer
- *   [import NAME]  the bridge brings a Redis stream into a local topic
- *   [websocket]    the bridge's WebSocket listener (subscriptions, optional publishing)
- * (docs/bridge.md lists their keys.)
+ *   [mirror NAME], [import NAME], [websocket]: the bridge's, parsed and checked by
+ *             daemon/bridge/config.c (docs/bridge.md lists their keys)
  * Sizes take K, M, G suffixes (powers of 1024).
  */
 #ifndef SHMBUSD_CONFIG_H
@@ -21,100 +19,23 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <shmbus.h>
 
-#include "daemon/bridge/codec.h"
+#include "daemon/bridge/config.h"
 
 struct topic_decl {
-	char name[SHMBUS_TOPIC_NAME_MAX + 1];
+	char name[SHMBUS_TOPIC_NAME_MAX + 1]; /* first: config_find_or_append() */
 	shmbus_topic_opts_t opts;
 	int line; /* where its section starts */
-};
-
-/* ---- the bridge's sections ---- */
-
-/* Longest mirror or import name: its group on a topic is "bridge-NAME" (47 bytes max). */
-#define BR_NAME_MAX 40
-#define BR_PATTERNS_MAX 32
-
-struct br_patterns {
-	unsigned n;
-	char p[BR_PATTERNS_MAX][SHMBUS_TOPIC_NAME_MAX + 1];
-};
-
-enum br_mode { BR_MODE_STREAM = 0, BR_MODE_PUBSUB = 1 };
-enum br_format { BR_FMT_BINARY = 0, BR_FMT_JSON = 1 };
-
-/* Connection timing shared by mirrors and imports. */
-struct br_timing {
-	uint32_t connect_timeout_ms; /* connect + handshake */
-	uint32_t timeout_ms;	     /* a reply (or a send) outstanding this long: reconnect */
-	uint32_t backoff_min_ms;     /* first retry after a failure; doubles up to max */
-	uint32_t backoff_max_ms;
-};
-
-struct mirror_decl {
-	char name[BR_NAME_MAX + 1];
-	int line;
-	struct br_patterns topics;
-	struct br_url to;
-	int has_to;
-	int mode;		    /* enum br_mode (redis) */
-	char key[256];		    /* key or channel template; "{topic}" is replaced */
-	uint64_t maxlen;	    /* XADD MAXLEN ~ n (0: none) */
-	char user[BR_CRED_MAX + 1]; /* AUTH user (overrides the URL's) */
-	char password[BR_CRED_MAX + 1];
-	int has_password;
-	uint32_t window;  /* commands (frames) in flight, unconfirmed */
-	int start_latest; /* a new group starts at the tail, not the earliest */
-	uint32_t hold_ms; /* block topics wait this long for a restarting daemon */
-	int format;	  /* enum br_format (ws) */
-	int ack;	  /* ws: the peer acknowledges ({"topic":T,"ack":SEQ}) */
-	char origin[128]; /* the origin field ("" = HOST/BUS) */
-	struct br_timing timing;
-	unsigned set; /* keys given (bits), for checks that need them all */
-};
-
-struct import_decl {
-	char name[BR_NAME_MAX + 1];
-	int line;
-	struct br_url from;
-	int has_from;
-	char topic[SHMBUS_TOPIC_NAME_MAX + 1];
-	char user[BR_CRED_MAX + 1];
-	char password[BR_CRED_MAX + 1];
-	int has_password;
-	uint32_t count;	     /* XREAD COUNT */
-	uint32_t block_ms;   /* XREAD BLOCK */
-	int start_latest;    /* with no saved position: new entries only ($) */
-	char field[64];	     /* field holding the payload */
-	char type_field[64]; /* field holding the type word ("" = none) */
-	int skip_own;	     /* drop entries whose origin is ours (no loops) */
-	char origin[128];
-	struct br_timing timing;
-};
-
-struct ws_decl {
-	int enabled;
-	int line;
-	char host[64]; /* numeric address to listen on */
-	uint16_t port;
-	struct br_patterns subscribe; /* topics clients may subscribe to */
-	struct br_patterns publish;   /* topics clients may publish to (none by default) */
-	uint32_t max_clients;
-	uint32_t max_queue;   /* bytes queued per client before it is cut off (1013) */
-	uint32_t max_header;  /* bytes of an HTTP upgrade request */
-	uint32_t max_message; /* bytes of a message from a client */
-	uint32_t handshake_timeout_ms;
-	uint32_t ping_interval_ms; /* ping an idle client this often (0: never) */
 };
 
 struct shmbusd_config {
 	char path[PATH_MAX]; /* the file read, "" for the built-in defaults */
 	char bus[SHMBUS_TOPIC_NAME_MAX + 1];
-	char dir[PATH_MAX];  /* the root of buses (SHMBUS_DIR) */
+	char dir[PATH_MAX]; /* the root of buses (SHMBUS_DIR) */
 	mode_t mode;
 	gid_t gid;
 	int has_gid;
@@ -152,5 +73,36 @@ void config_free(struct shmbusd_config *c);
 
 /* Parse a size with an optional K/M/G suffix. 0 or -1. */
 int config_parse_size(const char *s, uint64_t *out);
+
+/* ---- for the section parsers (this file's and daemon/bridge/config.c) ---- */
+
+/* The state of one config_load(), handed to every section's key parser. */
+struct config_ctx {
+	struct shmbusd_config *c;
+	FILE *f;
+	int line;     /* lines read so far (the handler is called for the last one) */
+	int why_line; /* where why was found, 0 if nowhere */
+	char why[1024];
+	/* keys seen, to refuse one set twice: "section\nkey" */
+	char **seen;
+	size_t nseen;
+};
+
+/*
+ * Say why the current line is refused: fmt with two strings (the first reason is kept,
+ * as inih goes on reading). Returns 0, what an inih handler returns for an error.
+ */
+int config_fail(struct config_ctx *x, const char *fmt, const char *a, const char *b);
+
+/* A size (config_parse_size()) from lo to hi into *out. 0 or -1. */
+int config_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
+
+/*
+ * The element named name in the array *arr of *n elements of size bytes each (each starts
+ * with its name, a char array of namelen bytes), or a new one appended, zeroed and named,
+ * with *fresh set so that the caller fills in its defaults. NULL if out of memory.
+ */
+void *config_find_or_append(void **arr, size_t *n, size_t size, size_t namelen, const char *name,
+			    int *fresh);
 
 #endif

@@ -8,6 +8,42 @@
  * publisher, and an eventfd through which bridge_stop() asks it to end. It never reads or
  * writes the conductor's state, and the conductor never waits for it except in
  * bridge_stop() (at exit, and when a reload changes the bridge's sections).
+ *
+ * Inside, one module per concern: a .c and a .h that says what others may use. Lowest
+ * first, with the bridge headers each one includes (its .c and .h together); a module
+ * includes only modules above it in this list, so there is no include cycle. Calls go
+ * down the list too, except that the loop gives each mirror a kind (struct mirror_ops,
+ * defined by redis_mirror and ws_mirror), which mirror.c calls through its pointers.
+ *
+ *   codec         pure codecs: URLs, topic patterns, base64, SHA-1, stream IDs, JSON,
+ *                 RESP replies (no I/O; fuzzed by tests/fuzz/bridge_codec.c)
+ *   http          pure: the WebSocket upgrade, both sides              codec
+ *   config        the [mirror], [import], [websocket] sections         codec
+ *   ring          struct bridge, its io_uring, $sys.log events         (config, through
+ *                                                                      daemon/config.h)
+ *   stats         the shared counters (bridge.state)                   ring
+ *   conn          byte buffers, TCP connections through the ring       codec, ring
+ *   link          a peer's up, down and retry backoff                  config, conn, stats
+ *   sub_glue      waits on topics, and the only reach into the library's reader (to be
+ *                 replaced by the ring reader API)                     ring
+ *   mirror        what both kinds of mirror share; struct mirror_ops   config, conn, link,
+ *                                                                      ring, stats, sub_glue
+ *   redis_conn    Redis commands and replies on a connection           config, conn
+ *   ws_frame      WebSocket frames over our buffers (wslay)            codec, conn
+ *   redis_mirror  the Redis kind of mirror                             mirror, redis_conn,
+ *                                                                      stats
+ *   ws_mirror     the WebSocket kind of mirror                         http, mirror, stats,
+ *                                                                      ws_frame
+ *   redis_import  a Redis stream into a topic                          config, link, ring,
+ *                                                                      redis_conn, stats
+ *   ws_listener   the WebSocket listener and its clients               http, ring, stats,
+ *                                                                      sub_glue, ws_frame
+ *   loop          the thread (setup, dispatch, tick, topic scans,      bridge and all the
+ *                 teardown) and this header's functions                modules it drives
+ *
+ * Below the bridge: daemon/config.h, daemon/clock.h, daemon/statefile.h, daemon/shmbusd.h
+ * (events, JSON strings) and the library. Of these only daemon/config.h includes a bridge
+ * header (bridge/config.h, for the config's types), and daemon/shmbusd.h through it.
  */
 #ifndef SHMBUSD_BRIDGE_H
 #define SHMBUSD_BRIDGE_H

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon/bridge/codec.h"
 
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,4 +440,201 @@ void br_ws_accept(const char *key, size_t keylen, char out[29])
 	br_sha1(buf, keylen + sizeof(guid) - 1, d);
 	br_b64_encode(d, 20, out);
 	out[28] = '\0';
+}
+
+/* ---- stream IDs ------------------------------------------------------------------------- */
+
+size_t br_u64_dec(char *buf, uint64_t v)
+{
+	char t[20];
+	size_t n = 0;
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = t[n - 1 - i];
+	buf[n] = '\0';
+	return n;
+}
+
+size_t br_stream_id(char *buf, uint64_t ms, uint64_t seq)
+{
+	size_t n = br_u64_dec(buf, ms);
+	buf[n++] = '-';
+	return n + br_u64_dec(buf + n, seq);
+}
+
+int br_stream_id_parse(const char *s, size_t n, uint64_t *ms, uint64_t *seq)
+{
+	uint64_t v[2] = { 0, 0 };
+	int part = 0;
+	size_t digits = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '-' && part == 0 && digits) {
+			part = 1;
+			digits = 0;
+			continue;
+		}
+		if (s[i] < '0' || s[i] > '9' || v[part] > (UINT64_MAX - 9) / 10)
+			return -1;
+		v[part] = v[part] * 10 + (uint64_t)(s[i] - '0');
+		digits++;
+	}
+	if (part != 1 || !digits)
+		return -1;
+	*ms = v[0];
+	*seq = v[1];
+	return 0;
+}
+
+/* ---- JSON --------------------------------------------------------------------------------- */
+
+size_t br_json_envelope(char *out, size_t cap, const char *topic, uint64_t seq, uint32_t type,
+			uint64_t ts, uint64_t lost, const void *data, size_t len)
+{
+	int n = snprintf(out, cap,
+			 "{\"topic\":\"%s\",\"seq\":%" PRIu64 ",\"type\":%u,\"ts\":%" PRIu64, topic,
+			 seq, type, ts);
+	if (lost)
+		n += snprintf(out + n, cap - (size_t)n, ",\"lost\":%" PRIu64, lost);
+	memcpy(out + n, ",\"data\":\"", 9);
+	n += 9;
+	n += (int)br_b64_encode(data, len, out + n);
+	memcpy(out + n, "\"}", 2);
+	return (size_t)n + 2;
+}
+
+/* Where the value of member key starts in s[0..n) (past the colon and blanks), or NULL. */
+static const char *json_value(const char *s, size_t n, const char *key)
+{
+	char pat[40];
+	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
+	if (pl < 0 || (size_t)pl >= sizeof(pat))
+		return NULL;
+	const char *p = memmem(s, n, pat, (size_t)pl);
+	if (!p)
+		return NULL;
+	p += pl;
+	const char *e = s + n;
+	while (p < e && (*p == ' ' || *p == ':'))
+		p++;
+	return p;
+}
+
+int br_json_u64(const char *s, size_t n, const char *key, uint64_t *out)
+{
+	const char *p = json_value(s, n, key);
+	if (!p)
+		return -1;
+	const char *e = s + n;
+	uint64_t v = 0;
+	int d = 0;
+	while (p < e && *p >= '0' && *p <= '9' && v < UINT64_MAX / 10) {
+		v = v * 10 + (uint64_t)(*p++ - '0');
+		d++;
+	}
+	if (!d)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int br_json_str(const char *s, size_t n, const char *key, char *out, size_t len)
+{
+	const char *p = json_value(s, n, key);
+	const char *e = s + n;
+	if (!p || p >= e || *p != '"')
+		return -1;
+	const char *q = memchr(p + 1, '"', (size_t)(e - p - 1));
+	if (!q || (size_t)(q - p - 1) >= len)
+		return -1;
+	memcpy(out, p + 1, (size_t)(q - p - 1));
+	out[q - p - 1] = '\0';
+	return 0;
+}
+
+/* ---- Redis replies ---------------------------------------------------------------------- */
+
+static redisReplyObjectFunctions bounded_fns;
+static void *(*plain_array)(const redisReadTask *, int);
+
+/* hiredis 0.14 allocates an array of the size the peer announces: bound it. */
+static void *bounded_array(const redisReadTask *task, int n)
+{
+	if (n < 0 || n > BR_RESP_MAX_ELEMENTS)
+		return NULL; /* the reader reports "out of memory": the reply is refused */
+	return plain_array(task, n);
+}
+
+struct redisReader *br_resp_reader(void)
+{
+	redisReader *r = redisReaderCreate();
+	if (!r)
+		return NULL;
+	/* (hiredis's default functions are one static table: the first reader copies it.) */
+	if (!plain_array) {
+		bounded_fns = *r->fn;
+		plain_array = bounded_fns.createArray;
+		bounded_fns.createArray = bounded_array;
+	}
+	r->fn = &bounded_fns;
+	return r;
+}
+
+const char *br_resp_text(const struct redisReply *r, char *buf, size_t len)
+{
+	static const char *const names[] = { "?",   "string", "array", "integer",
+					     "nil", "status", "error" };
+	if ((r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ||
+	     r->type == REDIS_REPLY_STRING) &&
+	    r->str) {
+		size_t n = r->len < len - 1 ? r->len : len - 1;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (r->str[i] >= 0x20 && r->str[i] < 0x7f) ? r->str[i] : '?';
+		buf[n] = '\0';
+		return buf;
+	}
+	snprintf(buf, len, "a%s %s reply",
+		 r->type == REDIS_REPLY_ARRAY || r->type == REDIS_REPLY_INTEGER ? "n" : "",
+		 names[r->type >= 1 && r->type <= 6 ? r->type : 0]);
+	return buf;
+}
+
+int br_resp_ok(const struct redisReply *r)
+{
+	return r->type == REDIS_REPLY_STATUS && r->len == 2 && !memcmp(r->str, "OK", 2);
+}
+
+const struct redisReply *br_resp_field(const struct redisReply *f, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i + 1 < f->elements; i += 2) {
+		const redisReply *k = f->element[i];
+		if (k->type == REDIS_REPLY_STRING && k->len == n && !memcmp(k->str, name, n))
+			return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1] :
+									       NULL;
+	}
+	return NULL;
+}
+
+int br_resp_xread_check(const struct redisReply *r)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 1)
+		return -1;
+	const redisReply *s = r->element[0];
+	if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+	    s->element[0]->type != REDIS_REPLY_STRING || s->element[1]->type != REDIS_REPLY_ARRAY)
+		return -1;
+	const redisReply *es = s->element[1];
+	for (size_t i = 0; i < es->elements; i++) {
+		const redisReply *e = es->element[i];
+		uint64_t ms, seq;
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len >= BR_ID_MAX ||
+		    br_stream_id_parse(e->element[0]->str, e->element[0]->len, &ms, &seq) < 0 ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY || (e->element[1]->elements & 1))
+			return -1;
+	}
+	return 0;
 }

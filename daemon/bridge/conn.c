@@ -16,7 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/bridge/internal.h"
+#include "daemon/bridge/conn.h"
+#include "daemon/clock.h"
 
 #define RECV_BUF (64u << 10)
 
@@ -227,7 +228,7 @@ void bconn_adopt(struct bconn *c, int fd)
 {
 	c->fd = fd;
 	c->state = BC_OPEN;
-	c->opened_ms = br_now_ms();
+	c->opened_ms = shmbusd_now_ms();
 	set_opts(fd);
 	arm_recv(c);
 }
@@ -236,11 +237,7 @@ void bconn_timer(struct bconn *c, uint64_t ms)
 {
 	if (c->timer_armed)
 		return;
-	c->timer_ts.tv_sec = (long long)(ms / 1000);
-	c->timer_ts.tv_nsec = (long long)(ms % 1000) * 1000000ll;
-	struct io_uring_sqe *sqe = br_sqe(c->b);
-	io_uring_prep_timeout(sqe, &c->timer_ts, 0, 0);
-	br_arm(c->b, sqe, &c->timer_op);
+	br_timeout(c->b, &c->timer_ts, ms, &c->timer_op);
 	c->timer_armed = 1;
 }
 
@@ -288,7 +285,7 @@ void bconn_complete(struct br_op *op, int res)
 			return;
 		}
 		c->state = BC_OPEN;
-		c->opened_ms = br_now_ms();
+		c->opened_ms = shmbusd_now_ms();
 		arm_recv(c);
 		c->ops->opened(c);
 		return;

@@ -5,14 +5,11 @@
  * by shmbus_bridge_stats() with pread, so `shmbus stat` needs nothing of the daemon. The
  * magic is written last (release), as the daemon's own state file does.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include "daemon/bridge/internal.h"
+#include "daemon/bridge/stats.h"
+#include "daemon/statefile.h"
 #include "ring/wait.h"
 #include "shm/proc.h"
 
@@ -25,26 +22,10 @@ int br_stats_open(struct bridge *b, unsigned nslots)
 	size = (size + 4095) & ~(size_t)4095;
 	/* A new file each time: readers holding the old one see a stopped bridge, not a
 	 * half-rewritten one. */
-	char tmp[PATH_MAX + 80];
-	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, b->cfg.mode & 0666);
-	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
-		fprintf(stderr, "shmbusd: bridge: %s: %s\n", tmp, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(tmp);
-		}
+	void *m =
+		statefile_map(path, size, b->cfg.mode & 0666, STATEFILE_REPLACE, "shmbusd: bridge");
+	if (!m)
 		return -1;
-	}
-	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED || rename(tmp, path) < 0) {
-		fprintf(stderr, "shmbusd: bridge: %s: %s\n", path, strerror(errno));
-		if (m != MAP_FAILED)
-			munmap(m, size);
-		unlink(tmp);
-		return -1;
-	}
 	b->stats = m;
 	b->stats_size = size;
 	struct shmbus_bridge_state *s = b->stats;
@@ -107,7 +88,6 @@ void br_stats_update(struct bridge *b)
 
 void br_stats_close(struct bridge *b)
 {
-	if (b->stats)
-		munmap(b->stats, b->stats_size);
+	statefile_unmap(b->stats, b->stats_size);
 	b->stats = NULL;
 }

@@ -1,11 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The bridge's pure helpers (daemon/bridge/codec.c): peer URLs (good and bad), topic
- * patterns and matching, base64 (RFC 4648 vectors), SHA-1 (FIPS 180 vectors) and the
- * WebSocket accept key (RFC 6455's example).
+ * patterns and matching, base64 (RFC 4648 vectors), SHA-1 (FIPS 180 vectors), the
+ * WebSocket accept key (RFC 6455's example), stream IDs, the JSON envelope and acks, and
+ * Redis replies (the bounded reader, the XREAD shape, fields, texts).
  */
+#include <hiredis/hiredis.h>
+
 #include "daemon/bridge/codec.h"
 #include "tests/helpers.h"
+
+/* The one reply in text (RESP), read with the bridge's reader; NULL if it is refused. */
+static redisReply *resp(const char *text)
+{
+	redisReader *rd = br_resp_reader();
+	CHECK(rd);
+	void *r = NULL;
+	CHECK(redisReaderFeed(rd, text, strlen(text)) == REDIS_OK);
+	int rc = redisReaderGetReply(rd, &r);
+	redisReaderFree(rd);
+	return rc == REDIS_OK ? r : NULL;
+}
 
 static void url_ok(const char *text, int want_key, int scheme, const char *host, int port, int db,
 		   const char *key_or_path, const char *user, const char *pass)
@@ -140,5 +155,89 @@ int main(void)
 	br_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", 24, acc);
 	CHECK(!strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
 	printf("SHA-1, accept key: ok\n");
+
+	char id[BR_ID_MAX];
+	uint64_t ms, seq;
+	CHECK(br_stream_id(id, 1700000000123ull, 42) == 16 && !strcmp(id, "1700000000123-42"));
+	CHECK(br_stream_id(id, UINT64_MAX, UINT64_MAX) == 41 && strlen(id) == 41);
+	CHECK(br_stream_id(id, UINT64_MAX - 6, UINT64_MAX - 6) == 41);
+	CHECK(br_stream_id_parse(id, strlen(id), &ms, &seq) == 0);
+	CHECK(ms == UINT64_MAX - 6 && seq == UINT64_MAX - 6);
+	CHECK(br_stream_id_parse("0-0", 3, &ms, &seq) == 0 && ms == 0 && seq == 0);
+	CHECK(br_stream_id_parse("5-7", 3, &ms, &seq) == 0 && ms == 5 && seq == 7);
+	static const char *const bad_ids[] = {
+		"", "5", "5-", "-7", "5--7", "5-7-1", "a-1", "1-b", "+1-1", "18446744073709551616-0"
+	};
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++)
+		CHECK(br_stream_id_parse(bad_ids[i], strlen(bad_ids[i]), &ms, &seq) < 0);
+	CHECK(br_u64_dec(id, 0) == 1 && !strcmp(id, "0"));
+	printf("stream IDs: ok\n");
+
+	char env[256];
+	size_t n = br_json_envelope(env, sizeof(env), "a.b", 7, 3, 99, 0, "hi", 2);
+	CHECK(n == strlen("{\"topic\":\"a.b\",\"seq\":7,\"type\":3,\"ts\":99,\"data\":\"aGk=\"}"));
+	CHECK(!memcmp(env, "{\"topic\":\"a.b\",\"seq\":7,\"type\":3,\"ts\":99,\"data\":\"aGk=\"}",
+		      n));
+	CHECK(n <= br_json_envelope_max(3, 2));
+	n = br_json_envelope(env, sizeof(env), "t", 1, 0, 2, 5, NULL, 0);
+	CHECK(n ==
+	      strlen("{\"topic\":\"t\",\"seq\":1,\"type\":0,\"ts\":2,\"lost\":5,\"data\":\"\"}"));
+	CHECK(!memcmp(env,
+		      "{\"topic\":\"t\",\"seq\":1,\"type\":0,\"ts\":2,\"lost\":5,\"data\":\"\"}",
+		      n));
+	const char *ack = "{\"topic\": \"orders.eu\", \"ack\" : 12345}";
+	char topic[16];
+	uint64_t num;
+	CHECK(br_json_str(ack, strlen(ack), "topic", topic, sizeof(topic)) == 0);
+	CHECK(!strcmp(topic, "orders.eu"));
+	CHECK(br_json_u64(ack, strlen(ack), "ack", &num) == 0 && num == 12345);
+	CHECK(br_json_u64(ack, strlen(ack), "seq", &num) < 0);
+	CHECK(br_json_u64(ack, strlen(ack), "topic", &num) < 0);
+	CHECK(br_json_str(ack, strlen(ack), "ack", topic, sizeof(topic)) < 0);
+	CHECK(br_json_str(ack, strlen(ack), "topic", topic, 9) < 0);	/* does not fit */
+	CHECK(br_json_str(ack, 20, "topic", topic, sizeof(topic)) < 0); /* cut short */
+	printf("JSON: ok\n");
+
+	redisReply *r = resp("+OK\r\n");
+	CHECK(r && br_resp_ok(r));
+	freeReplyObject(r);
+	r = resp("-ERR no\x01way\r\n");
+	CHECK(r && !br_resp_ok(r) && !strcmp(br_resp_text(r, env, sizeof(env)), "ERR no?way"));
+	freeReplyObject(r);
+	r = resp(":3\r\n");
+	CHECK(r && !strcmp(br_resp_text(r, env, sizeof(env)), "an integer reply"));
+	freeReplyObject(r);
+	r = resp("*-1\r\n");
+	CHECK(r && !strcmp(br_resp_text(r, env, sizeof(env)), "a nil reply"));
+	freeReplyObject(r);
+	/* XREAD: one stream, entries with even field lists and valid IDs. */
+	r = resp("*1\r\n*2\r\n$1\r\nk\r\n*2\r\n"
+		 "*2\r\n$3\r\n1-1\r\n*4\r\n$4\r\ndata\r\n$2\r\nhi\r\n$4\r\ntype\r\n:7\r\n"
+		 "*2\r\n$3\r\n1-2\r\n*0\r\n");
+	CHECK(r && br_resp_xread_check(r) == 0);
+	const redisReply *f = r->element[0]->element[1]->element[0]->element[1];
+	const redisReply *data = br_resp_field(f, "data");
+	CHECK(data && data->len == 2 && !memcmp(data->str, "hi", 2));
+	CHECK(!br_resp_field(f, "type")); /* not a string */
+	CHECK(!br_resp_field(f, "origin"));
+	freeReplyObject(r);
+	static const char *const bad_xread[] = {
+		"*0\r\n",
+		"*2\r\n*0\r\n*0\r\n",
+		"*1\r\n*2\r\n$1\r\nk\r\n$1\r\nx\r\n",
+		"*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$3\r\nx-1\r\n*0\r\n",
+		"*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*1\r\n$1\r\na\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad_xread) / sizeof(bad_xread[0]); i++) {
+		r = resp(bad_xread[i]);
+		CHECK(r && br_resp_xread_check(r) < 0);
+		freeReplyObject(r);
+	}
+	/* An array larger than the bound is refused before anything is allocated for it. */
+	CHECK(!resp("*1000001\r\n"));
+	r = resp("*0\r\n");
+	CHECK(r);
+	freeReplyObject(r);
+	printf("Redis replies: ok\n");
 	return 0;
 }

@@ -80,6 +80,32 @@ int main(int argc, char **argv)
 	bad("[websocket]\npublish = a\n", 1, "no 'listen'");
 	bad("[websocket]\nlisten = 127.0.0.1:1\nmax_queue = 10\n", 3, "max_queue");
 	bad("[bridge]\nx = 1\n", 2, "unknown section [bridge]");
+	/* Words from a fixed list, timing, credentials and loops, for both kinds. */
+	bad("[mirror m]\ntopics = a\nto = redis://h\nmode = list\n", 4,
+	    "mode 'list' is neither 'stream' nor 'pubsub'");
+	bad("[mirror m]\ntopics = a\nto = ws://h/x\nformat = xml\n", 4,
+	    "format 'xml' is neither 'binary' nor 'json'");
+	bad("[mirror m]\ntopics = a\nto = ws://h/x\nack = all\n", 4,
+	    "ack 'all' is neither 'none' nor 'peer'");
+	bad("[import i]\nfrom = redis://h/k\ntopic = t\nstart = now\n", 4,
+	    "start 'now' is neither 'earliest' nor 'latest'");
+	bad("[mirror m]\ntopics = a\nto = redis://h\ntimeout_ms = 5\n", 4,
+	    "timeout_ms: not a number from 10 to 3600000");
+	bad("[mirror m]\ntopics = a\nto = redis://h\nbackoff_min_ms = 500\nbackoff_max_ms = 100\n",
+	    1, "[mirror m]: backoff_min_ms is above backoff_max_ms");
+	bad("[import i]\nfrom = redis://h/k\ntopic = t\nbackoff_min_ms = 500\n"
+	    "backoff_max_ms = 100\n",
+	    1, "[import i]: backoff_min_ms is above backoff_max_ms");
+	bad("[import i]\nfrom = redis://h/k\ntopic = t\nuser = bob\n", 1,
+	    "[import i]: user 'bob' needs a password");
+	bad("[import i]\nfrom = redis://h/k\ntopic = t\norigin = \n", 4, "origin: empty");
+	bad("[mirror m]\ntopics = ext.*\nto = redis://127.0.0.1\n"
+	    "[import i]\nfrom = redis://127.0.0.1/k\ntopic = ext.in\nskip_own = no\n",
+	    4, "topic 'ext.in' is mirrored back to the same Redis by [mirror m]");
+	/* The user of the URL needs the password of the URL or of the section. */
+	CHECK(check("[import i]\nfrom = redis://bob:pw@h/k\ntopic = t\n", err, sizeof(err)) == 0);
+	CHECK(check("[import i]\nfrom = redis://bob@h/k\ntopic = t\nuser = ann\n", err,
+		    sizeof(err)) == 0);
 	bt_passed = 1;
 	printf("ok\n");
 	return 0;

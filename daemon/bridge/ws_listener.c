@@ -1,463 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * WebSocket through the bridge's ring, with wslay as the frame codec only: its event API
- * is given callbacks that read from and write to our buffers (never sockets), so it does
- * masking, fragmentation, ping/pong and the close handshake while every byte still goes
- * through io_uring. The HTTP upgrade is ours (http.c), with bounds on everything.
- *
- * Mirrors (client side): connect to ws://HOST:PORT/PATH, upgrade, send each message as a
- * binary frame (its payload) or, with format = json, a text frame
- *     {"topic":"T","seq":N,"type":N,"ts":NS,"data":"BASE64"}
- * With ack = none a message is confirmed once the kernel took its last byte; with ack =
- * peer when the peer sends back {"topic":"T","ack":SEQ} (everything of T up to SEQ).
- * Either way the durable cursor follows confirmations and a reconnect resends the rest.
- *
- * The listener (server side): clients open /topics/PATTERN[?from=SEQ&format=json|binary]
- * to receive the topics that match (those that appear later too), from SEQ on (the
- * retained part of it) or from now; or /publish/TOPIC, when the config allows that topic,
- * to publish each message they send. Each subscription reads with an observer, which
- * never holds publishers back: a client whose queue (max_queue bytes) stays full while
- * its topic laps it is cut off with close code 1013 and counted.
+ * The WebSocket listener (ws_listener.h), the server side of ws_frame.h: clients open
+ * /topics/PATTERN[?from=SEQ&format=json|binary] to receive the topics that match (those
+ * that appear later too), from SEQ on (the retained part of it) or from now; or
+ * /publish/TOPIC, when the config allows that topic, to publish each message they send.
+ * Each subscription reads with an observer, which never holds publishers back: a client
+ * whose queue (max_queue bytes) stays full while its topic laps it is cut off with close
+ * code 1013 and counted. The HTTP upgrade is ours (http.h), with bounds on everything.
  */
+#include "daemon/bridge/ws_listener.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
+#include "bus/internal.h"
 #include "daemon/bridge/http.h"
-#include "daemon/bridge/internal.h"
+#include "daemon/bridge/stats.h"
+#include "daemon/bridge/sub_glue.h"
+#include "daemon/bridge/ws_frame.h"
 #include "daemon/shmbusd.h"
 #include "ring/wait.h"
 
-#define HS_MAX 8192		 /* bytes of a handshake response we read */
-#define PEER_MSG_MAX (64u << 10) /* largest message a mirror's peer may send us */
-#define CLOSE_GRACE_MS 3000	 /* after our close frame, before we drop the socket */
-
-static uint64_t rnd_state;
-
-static void random_bytes(uint8_t *p, size_t n)
-{
-	if (getrandom(p, n, GRND_NONBLOCK) == (ssize_t)n)
-		return;
-	/* No entropy yet (early boot): masks need not be secret, only unpredictable enough
-	 * for caches (RFC 6455 10.3). */
-	if (!rnd_state)
-		rnd_state = shmbus_now_ns() ^ (uint64_t)getpid() << 32;
-	for (size_t i = 0; i < n; i++) {
-		rnd_state = rnd_state * 6364136223846793005ull + 1442695040888963407ull;
-		p[i] = (uint8_t)(rnd_state >> 56);
-	}
-}
-
-/* The JSON envelope of a message into b (replacing what it held). */
-static int envelope(struct bbuf *b, const char *topic, const shmbus_msg_t *msg, uint64_t lost)
-{
-	b->len = 0;
-	size_t need = strlen(topic) + br_b64_len(msg->len) + 160;
-	if (bbuf_reserve(b, need) < 0)
-		return -ENOMEM;
-	int n = snprintf((char *)b->p, b->cap,
-			 "{\"topic\":\"%s\",\"seq\":%" PRIu64 ",\"type\":%u,\"ts\":%" PRIu64, topic,
-			 msg->seq, msg->type, msg->timestamp_ns);
-	if (lost)
-		n += snprintf((char *)b->p + n, b->cap - (size_t)n, ",\"lost\":%" PRIu64, lost);
-	memcpy(b->p + n, ",\"data\":\"", 9);
-	n += 9;
-	n += (int)br_b64_encode(msg->data, msg->len, (char *)b->p + n);
-	memcpy(b->p + n, "\"}", 2);
-	b->len = (size_t)n + 2;
-	return 0;
-}
-
-/* A member of a flat JSON object: the number after "key": (0 or -1), or the string. */
-static int json_u64(const char *s, size_t n, const char *key, uint64_t *out)
-{
-	char pat[40];
-	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
-	const char *p = memmem(s, n, pat, (size_t)pl);
-	if (!p)
-		return -1;
-	p += pl;
-	const char *e = s + n;
-	while (p < e && (*p == ' ' || *p == ':'))
-		p++;
-	uint64_t v = 0;
-	int d = 0;
-	while (p < e && *p >= '0' && *p <= '9' && v < UINT64_MAX / 10) {
-		v = v * 10 + (uint64_t)(*p++ - '0');
-		d++;
-	}
-	if (!d)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int json_str_member(const char *s, size_t n, const char *key, char *out, size_t len)
-{
-	char pat[40];
-	int pl = snprintf(pat, sizeof(pat), "\"%s\"", key);
-	const char *p = memmem(s, n, pat, (size_t)pl);
-	if (!p)
-		return -1;
-	p += pl;
-	const char *e = s + n;
-	while (p < e && (*p == ' ' || *p == ':'))
-		p++;
-	if (p >= e || *p != '"')
-		return -1;
-	const char *q = memchr(p + 1, '"', (size_t)(e - p - 1));
-	if (!q || (size_t)(q - p - 1) >= len)
-		return -1;
-	memcpy(out, p + 1, (size_t)(q - p - 1));
-	out[q - p - 1] = '\0';
-	return 0;
-}
-
-/* ---- wslay over our buffers ------------------------------------------------------------- */
-
-/* What every wslay context of ours shares: input from a buffer, output to a bconn. */
-struct wsio {
-	struct bconn *c;
-	struct bbuf in;
-	size_t in_off;
-	int paused; /* give wslay no input for now (a message waits for room) */
-};
-
-/* wslay's callbacks: the user data of each context is a struct whose first member is its
- * wsio (a mirror's wsm, a client's wsc). */
-static ssize_t io_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
-{
-	(void)flags;
-	struct wsio *io = user;
-	size_t avail = io->in.len - io->in_off;
-	if (!avail || io->paused) {
-		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-		return -1;
-	}
-	size_t n = avail < len ? avail : len;
-	memcpy(buf, io->in.p + io->in_off, n);
-	io->in_off += n;
-	if (io->in_off == io->in.len)
-		io->in.len = io->in_off = 0;
-	return (ssize_t)n;
-}
-
-static ssize_t io_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-		       void *user)
-{
-	(void)flags;
-	struct wsio *io = user;
-	if (bbuf_put(&io->c->out, data, len) < 0) {
-		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-		return -1;
-	}
-	io->c->queued += len;
-	return (ssize_t)len;
-}
-
-static int io_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
-{
-	(void)ctx;
-	(void)user;
-	random_bytes(buf, len);
-	return 0;
-}
-
-/* Keep the input for wslay (bounded by the recv size, as it is fed at once). */
-static int io_feed(struct wsio *io, const uint8_t *p, size_t n)
-{
-	if (io->in_off && io->in_off == io->in.len)
-		io->in.len = io->in_off = 0;
-	return bbuf_put(&io->in, p, n);
-}
-
-/* ---- mirrors ------------------------------------------------------------------------------- */
-
-struct wsm {
-	struct wsio io; /* first: the wslay user data */
-	struct mirror *m;
-	int hs_done;
-	struct bbuf scratch;
-};
-
-static struct wsm *wsm_of(struct mirror *m)
-{
-	return (struct wsm *)(void *)m->hs.p;
-}
-
-/*
- * Pop what is confirmed from the front of the queue and commit it: a frame is confirmed
- * when the kernel took its last byte and, with ack = peer, when the peer acknowledged its
- * topic's sequence (skip_below holds "acknowledged below" for these mirrors).
- */
-static void wm_confirm(struct mirror *m)
-{
-	struct pend *p;
-	while ((p = pq_front(m)) && p->bytes_end <= m->c.sent) {
-		if (m->d->ack && p->seq >= p->t->skip_below)
-			break;
-		struct pend cp = *p;
-		pq_pop(m);
-		BR_ADD(m->st, confirmed, 1);
-		mirror_confirm(cp.t, cp.end, cp.seq + 1);
-	}
-	mirror_commit(m);
-}
-
-static void wm_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-		   void *user)
-{
-	(void)ctx;
-	struct wsm *w = user;
-	struct mirror *m = w->m;
-	if (arg->opcode != WSLAY_TEXT_FRAME || !m->d->ack)
-		return; /* pongs; data the peer sends us is not ours to keep */
-	char topic[SHMBUS_TOPIC_NAME_MAX + 1];
-	uint64_t seq;
-	const char *s = (const char *)arg->msg;
-	if (json_str_member(s, arg->msg_length, "topic", topic, sizeof(topic)) < 0 ||
-	    json_u64(s, arg->msg_length, "ack", &seq) < 0) {
-		BR_ADD(m->st, errors, 1);
-		br_slot_error(m->st, "the peer sent a text frame that is not an ack");
-		return;
-	}
-	/* skip_below serves as "acknowledged below" for ws mirrors with ack = peer. */
-	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (!strcmp(t->name, topic) && seq + 1 > t->skip_below)
-			t->skip_below = seq + 1;
-	wm_confirm(m);
-}
-
-static void wm_flush(struct mirror *m)
-{
-	if (m->ws && wslay_event_want_write(m->ws) && wslay_event_send(m->ws) != 0) {
-		bconn_fail(&m->c, "WebSocket: cannot send");
-		return;
-	}
-	bconn_kick(&m->c);
-}
-
-int ws_emit(struct mirror *m, struct mtopic *t, const shmbus_msg_t *msg)
-{
-	struct wsm *w = wsm_of(m);
-	struct wslay_event_msg em;
-	if (m->d->format == BR_FMT_JSON) {
-		if (envelope(&w->scratch, t->name, msg, 0) < 0) {
-			bconn_fail(&m->c, "out of memory");
-			return -1;
-		}
-		em.opcode = WSLAY_TEXT_FRAME;
-		em.msg = w->scratch.p;
-		em.msg_length = w->scratch.len;
-	} else {
-		em.opcode = WSLAY_BINARY_FRAME;
-		em.msg = msg->data;
-		em.msg_length = msg->len;
-	}
-	if (wslay_event_queue_msg(m->ws, &em) != 0 || wslay_event_send(m->ws) != 0) {
-		bconn_fail(&m->c, "WebSocket: cannot queue a message");
-		return -1;
-	}
-	struct pend p = { .kind = PK_FRAME,
-			  .t = t,
-			  .seq = msg->seq,
-			  .end = shmbus_msg_end(msg),
-			  .bytes_end = m->c.queued };
-	if (pq_push(m, &p) < 0) {
-		bconn_fail(&m->c, "out of memory");
-		return -1;
-	}
-	BR_ADD(m->st, sent, 1);
-	BR_ADD(m->st, bytes, msg->len);
-	return 0;
-}
-
-static void wm_opened(struct bconn *c)
-{
-	struct mirror *m = c->owner;
-	struct wsm *w = wsm_of(m);
-	uint8_t raw[16];
-	random_bytes(raw, sizeof(raw));
-	br_b64_encode(raw, 16, m->ws_key);
-	m->ws_key[24] = '\0';
-	char req[2048];
-	size_t n = ws_client_request(m->d->to.host, m->d->to.port, m->d->to.path, m->ws_key, req,
-				     sizeof(req));
-	w->hs_done = 0;
-	w->io.in.len = w->io.in_off = 0;
-	w->scratch.len = 0;
-	if (bbuf_put(&c->out, req, n) < 0) {
-		bconn_fail(c, "out of memory");
-		return;
-	}
-	c->queued += n;
-	bconn_kick(c);
-}
-
-static void wm_handshake_done(struct mirror *m)
-{
-	struct wsm *w = wsm_of(m);
-	struct wslay_event_callbacks cb = {
-		.recv_callback = io_recv,
-		.send_callback = io_send,
-		.genmask_callback = io_genmask,
-		.on_msg_recv_callback = wm_msg,
-	};
-	if (m->ws)
-		wslay_event_context_free(m->ws);
-	m->ws = NULL;
-	/* wslay's user data is the wsm (its wsio comes first, as the callbacks expect). */
-	if (wslay_event_context_client_init(&m->ws, &cb, w) != 0) {
-		bconn_fail(&m->c, "out of memory");
-		return;
-	}
-	wslay_event_config_set_max_recv_msg_length(m->ws, PEER_MSG_MAX);
-	w->hs_done = 1;
-	m->up = 1;
-	for (struct mtopic *t = m->topics; t; t = t->next) {
-		t->state = MT_READY;
-		t->skip_below = 0;
-	}
-	char detail[80];
-	snprintf(detail, sizeof(detail), "\"format\":\"%s\",\"ack\":\"%s\"",
-		 m->d->format == BR_FMT_JSON ? "json" : "binary", m->d->ack ? "peer" : "none");
-	mirror_announce_up(m, detail);
-}
-
-static void wm_data(struct bconn *c, const uint8_t *p, size_t n)
-{
-	struct mirror *m = c->owner;
-	struct wsm *w = wsm_of(m);
-	if (!w->hs_done) {
-		/* Bytes of the handshake response, after the wsm header in m->hs. */
-		if (io_feed(&w->io, p, n) < 0) {
-			bconn_fail(c, "out of memory");
-			return;
-		}
-		char why[300];
-		int end = ws_parse_response((const char *)w->io.in.p, w->io.in.len, HS_MAX,
-					    m->ws_key, why, sizeof(why));
-		if (end == 0)
-			return;
-		if (end < 0) {
-			bconn_fail(c, "WebSocket handshake: %s", why);
-			return;
-		}
-		/* What follows the response is frames already. */
-		w->io.in_off = (size_t)end;
-		if (w->io.in_off == w->io.in.len)
-			w->io.in.len = w->io.in_off = 0;
-		wm_handshake_done(m);
-		if (c->state != BC_OPEN)
-			return;
-	} else if (io_feed(&w->io, p, n) < 0) {
-		bconn_fail(c, "out of memory");
-		return;
-	}
-	if (w->io.in.len > w->io.in_off && wslay_event_recv(m->ws) != 0) {
-		bconn_fail(c, "WebSocket: a protocol error from the peer");
-		return;
-	}
-	if (wslay_event_get_close_received(m->ws)) {
-		wm_flush(m);
-		bconn_fail(c, "the peer closed the WebSocket (code %u)",
-			   wslay_event_get_status_code_received(m->ws));
-		return;
-	}
-	if (!wslay_event_get_read_enabled(m->ws)) {
-		/* wslay found a protocol error and queued its close frame. */
-		wm_flush(m);
-		bconn_fail(c, "WebSocket: the peer broke the protocol (close %u sent)",
-			   wslay_event_get_status_code_sent(m->ws));
-		return;
-	}
-	wm_flush(m);
-}
-
-static void wm_sent(struct bconn *c)
-{
-	struct mirror *m = c->owner;
-	wm_confirm(m);
-}
-
-static void wm_closed(struct bconn *c)
-{
-	struct mirror *m = c->owner;
-	struct wsm *w = wsm_of(m);
-	if (m->ws)
-		wslay_event_context_free(m->ws);
-	m->ws = NULL;
-	w->hs_done = 0;
-	w->io.in.len = w->io.in_off = 0;
-	mirror_went_down(m);
-}
-
-static void wm_timer(struct bconn *c)
-{
-	mirror_start(c->owner);
-}
-
-static const struct bconn_ops wm_ops = {
-	.opened = wm_opened,
-	.data = wm_data,
-	.sent = wm_sent,
-	.closed = wm_closed,
-	.timer = wm_timer,
-};
-
-int ws_mirror_init(struct mirror *m)
-{
-	char peer[400];
-	br_url_show(&m->d->to, peer, sizeof(peer));
-	m->st = br_slot(m->b, m->d->name, "ws", peer);
-	/* The wsm lives in m->hs's storage (freed with it by mirror_close). */
-	struct wsm *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -1;
-	m->hs.p = (uint8_t *)w;
-	m->hs.cap = sizeof(*w);
-	w->m = m;
-	w->io.c = &m->c;
-	bconn_init(&m->c, m->b, &wm_ops, m, m->d->to.host, m->d->to.port,
-		   m->d->timing.connect_timeout_ms);
-	return 0;
-}
-
-void ws_mirror_free(struct mirror *m)
-{
-	struct wsm *w = wsm_of(m);
-	if (!w)
-		return;
-	bbuf_free(&w->io.in);
-	bbuf_free(&w->scratch);
-}
-
-void ws_mirror_goodbye(struct mirror *m)
-{
-	if (!m->ws || m->c.state != BC_OPEN)
-		return;
-	wslay_event_queue_close(m->ws, 1001, (const uint8_t *)"the bridge stops", 16);
-	wslay_event_send(m->ws);
-	bconn_flush_now(&m->c);
-}
-
-void ws_mirror_tick(struct mirror *m)
-{
-	struct wsm *w = wsm_of(m);
-	if (m->c.state == BC_OPEN && !w->hs_done &&
-	    m->b->now_ms - m->c.opened_ms > m->d->timing.connect_timeout_ms)
-		bconn_fail(&m->c, "WebSocket handshake: no answer in %u ms",
-			   m->d->timing.connect_timeout_ms);
-}
-
-/* ---- the listener ------------------------------------------------------------------------ */
+#define CLOSE_GRACE_MS 3000 /* after our close frame, before we drop the socket */
 
 struct wss;
 struct wsc;
@@ -542,15 +112,6 @@ static uint64_t backlog(const struct wsc *cl)
 	return q;
 }
 
-static void wc_flush(struct wsc *cl)
-{
-	if (cl->ws && wslay_event_want_write(cl->ws) && wslay_event_send(cl->ws) != 0) {
-		bconn_fail(&cl->c, "WebSocket: cannot send");
-		return;
-	}
-	bconn_kick(&cl->c);
-}
-
 /* Close with a code: our close frame goes after what is queued; the socket is dropped
  * when it is out, or after a grace period. */
 static void wc_close(struct wsc *cl, uint16_t code, const char *reason)
@@ -560,7 +121,7 @@ static void wc_close(struct wsc *cl, uint16_t code, const char *reason)
 	cl->state = WC_CLOSING;
 	cl->close_deadline = cl->s->b->now_ms + CLOSE_GRACE_MS;
 	wslay_event_queue_close(cl->ws, code, (const uint8_t *)reason, strlen(reason));
-	wc_flush(cl);
+	ws_frame_flush(cl->ws, &cl->c);
 }
 
 /* Refuse the upgrade with an HTTP error, then close once it is sent. */
@@ -606,10 +167,8 @@ static void sub_attach(struct wsc *cl, const char *topic)
 	x->cl = cl;
 	snprintf(x->topic, sizeof(x->topic), "%s", topic);
 	x->sub = sub;
-	x->gen = ((struct shmbus_sub *)sub)->seg.generation;
-	x->w.op = (struct br_op){ BOP_FUTEX, &x->w };
-	x->w.sub = sub;
-	x->w.fn = sub_woken;
+	x->gen = br_sub_generation(sub);
+	br_wait_init(&x->w, sub, sub_woken);
 	x->next = cl->subs;
 	cl->subs = x;
 }
@@ -794,7 +353,7 @@ static void wc_pump(struct wsc *cl)
 		cl->state = WC_CLOSING;
 		cl->close_deadline = cl->s->b->now_ms + CLOSE_GRACE_MS;
 	}
-	wc_flush(cl);
+	ws_frame_flush(cl->ws, &cl->c);
 	if (cl->state == WC_CLOSING && wslay_event_get_close_sent(cl->ws) &&
 	    (wslay_event_get_close_received(cl->ws) || !wslay_event_get_read_enabled(cl->ws)) &&
 	    !backlog(cl))
@@ -809,13 +368,7 @@ static void wc_upgrade(struct wsc *cl, const struct ws_request *req, size_t cons
 		wc_refuse(cl, -rc, why);
 		return;
 	}
-	struct wslay_event_callbacks cb = {
-		.recv_callback = io_recv,
-		.send_callback = io_send,
-		.genmask_callback = io_genmask,
-		.on_msg_recv_callback = wc_msg,
-	};
-	if (wslay_event_context_server_init(&cl->ws, &cb, cl) != 0) {
+	if (ws_frame_context(&cl->ws, 1, wc_msg, cl) < 0) {
 		bconn_fail(&cl->c, "out of memory");
 		return;
 	}
@@ -835,9 +388,7 @@ static void wc_upgrade(struct wsc *cl, const struct ws_request *req, size_t cons
 	cl->state = WC_OPEN;
 	cl->last_rx_ms = cl->last_ping_ms = cl->s->b->now_ms;
 	/* Bytes after the request are frames already. */
-	cl->io.in_off = consumed;
-	if (cl->io.in_off == cl->io.in.len)
-		cl->io.in.len = cl->io.in_off = 0;
+	ws_frame_skip(&cl->io, consumed);
 	if (cl->subscriber) {
 		struct attach_ctx a = { cl };
 		shmbus_topic_foreach(cl->s->b->bus, attach_one, &a);
@@ -851,11 +402,11 @@ static void wc_data(struct bconn *c, const uint8_t *p, size_t n)
 	struct wsc *cl = c->owner;
 	if (cl->state == WC_DEAD || cl->state == WC_CLOSING) {
 		if (cl->ws && cl->state == WC_CLOSING && !cl->close_after_send &&
-		    io_feed(&cl->io, p, n) == 0)
+		    ws_frame_feed(&cl->io, p, n) == 0)
 			wc_pump(cl);
 		return;
 	}
-	if (io_feed(&cl->io, p, n) < 0) {
+	if (ws_frame_feed(&cl->io, p, n) < 0) {
 		bconn_fail(c, "out of memory");
 		return;
 	}
@@ -1032,25 +583,9 @@ static void wc_fill(struct wsc *cl)
 				wc_close(cl, 1013, "too slow: messages were lost");
 				return;
 			}
-			struct wslay_event_msg em;
-			if (cl->json) {
-				if (envelope(&cl->scratch, x->topic, &msg, lost) < 0) {
-					bconn_fail(&cl->c, "out of memory");
-					return;
-				}
-				em.opcode = WSLAY_TEXT_FRAME;
-				em.msg = cl->scratch.p;
-				em.msg_length = cl->scratch.len;
-			} else {
-				em.opcode = WSLAY_BINARY_FRAME;
-				em.msg = msg.data;
-				em.msg_length = msg.len;
-			}
-			if (wslay_event_queue_msg(cl->ws, &em) != 0 ||
-			    wslay_event_send(cl->ws) != 0) {
-				bconn_fail(&cl->c, "WebSocket: cannot queue a message");
+			if (ws_frame_message(cl->ws, &cl->c, &cl->scratch, cl->json, x->topic, &msg,
+					     lost) < 0)
 				return;
-			}
 			x->started = 1;
 			BR_ADD(s->st, sent, 1);
 			BR_ADD(s->st, bytes, msg.len);
@@ -1111,7 +646,7 @@ void wss_tick(struct wss *s)
 				struct wslay_event_msg ping = { WSLAY_PING, NULL, 0 };
 				cl->last_ping_ms = now;
 				wslay_event_queue_msg(cl->ws, &ping);
-				wc_flush(cl);
+				ws_frame_flush(cl->ws, &cl->c);
 			}
 		}
 		/* Idle subscriptions without futex waits are polled. */
@@ -1138,12 +673,12 @@ void wss_rescan(struct wss *s)
 	}
 }
 
-int wss_init(struct bridge *b)
+struct wss *wss_new(struct bridge *b)
 {
 	const struct ws_decl *d = &b->cfg.ws;
 	struct wss *s = calloc(1, sizeof(*s));
 	if (!s)
-		return -1;
+		return NULL;
 	s->b = b;
 	s->d = d;
 	s->accept_op = (struct br_op){ BOP_ACCEPT, s };
@@ -1177,33 +712,34 @@ int wss_init(struct bridge *b)
 		if (s->lfd >= 0)
 			close(s->lfd);
 		free(s);
-		return -1;
+		return NULL;
 	}
-	b->ws = s;
 	BR_SET(s->st, up, 1);
 	BR_SET(s->st, last_change_ns, shmbus_wall_ns());
 	arm_accept(s);
-	return 0;
+	return s;
 }
 
-void wss_close(struct wss *s)
+void wss_stop(struct wss *s)
 {
-	/* Called twice: first to stop (the ring is still there), then to free. */
-	if (s->lfd >= 0) {
-		close(s->lfd);
-		s->lfd = -1;
-		for (struct wsc *cl = s->clients; cl; cl = cl->next) {
-			if (cl->state == WC_OPEN) {
-				wc_close(cl, 1001, "the server stops");
-				bconn_flush_now(&cl->c);
-			}
-			bconn_fail(&cl->c, "the bridge stops");
-			for (struct wssub *x = cl->subs; x; x = x->next)
-				br_wait_cancel(s->b, &x->w);
-		}
-		BR_SET(s->st, up, 0);
+	if (s->lfd < 0)
 		return;
+	close(s->lfd);
+	s->lfd = -1;
+	for (struct wsc *cl = s->clients; cl; cl = cl->next) {
+		if (cl->state == WC_OPEN) {
+			wc_close(cl, 1001, "the server stops");
+			bconn_flush_now(&cl->c);
+		}
+		bconn_fail(&cl->c, "the bridge stops");
+		for (struct wssub *x = cl->subs; x; x = x->next)
+			br_wait_cancel(s->b, &x->w);
 	}
+	BR_SET(s->st, up, 0);
+}
+
+void wss_free(struct wss *s)
+{
 	while (s->clients) {
 		struct wsc *cl = s->clients;
 		s->clients = cl->next;
@@ -1211,7 +747,6 @@ void wss_close(struct wss *s)
 			x->w.counted = 0; /* the bridge gave up its sleeper counts already */
 		wc_free(cl);
 	}
-	s->b->ws = NULL;
 	free(s);
 }
 
