@@ -215,6 +215,32 @@ static int pidfd_open_(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+int proc_ident(pid_t pid, uint64_t st, int *uid, char *prog, size_t len)
+{
+	char path[64];
+	struct stat sb;
+	*uid = -1;
+	prog[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (stat(path, &sb) < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(prog, (int)len, f))
+		prog[strcspn(prog, "\n")] = '\0';
+	fclose(f);
+	/* Read before the check: a pid reused in between fails it, not passes it. */
+	uint64_t now;
+	if (st && (shmbus_proc_starttime(pid, &now) < 0 || now != st)) {
+		prog[0] = '\0';
+		return 0;
+	}
+	*uid = (int)sb.st_uid;
+	return 1;
+}
+
 struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st)
 {
 	for (struct proc *p = d->procs; p; p = p->next)
@@ -239,19 +265,10 @@ struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st)
 	p->pid = pid;
 	p->starttime = st;
 	p->pidfd = fd;
-	char path[64];
-	struct stat sb;
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	if (stat(path, &sb) == 0) {
-		p->uid = sb.st_uid;
+	int uid;
+	if (proc_ident(pid, st, &uid, p->prog, sizeof(p->prog))) {
+		p->uid = (uid_t)uid;
 		p->uid_known = 1;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (f) {
-		if (fgets(p->prog, sizeof(p->prog), f))
-			p->prog[strcspn(p->prog, "\n")] = '\0';
-		fclose(f);
 	}
 	p->next = d->procs;
 	d->procs = p;

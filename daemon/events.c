@@ -10,11 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/shmbusd.h"
 
 #define LOG_TOPIC "$sys.log"
 #define LOG_TYPE 1u
+
+const char *events_whoami(struct daemon *d, char *buf, size_t len)
+{
+	char dir[2 * sizeof(d->bus_dir)], cfg[2 * sizeof(d->cfg.path)];
+	snprintf(buf, len, "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
+		 (int)getpid(), d->cfg.bus, json_str(dir, sizeof(dir), d->bus_dir),
+		 json_str(cfg, sizeof(cfg), d->cfg.path));
+	return buf;
+}
 
 int events_open(struct daemon *d)
 {

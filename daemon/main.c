@@ -281,16 +281,14 @@ int main(int argc, char **argv)
 		conductor_fini(&d);
 		return 1;
 	}
-	char esc[8192];
-	event(&d, "start", "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
-	      (int)getpid(), d.cfg.bus, json_str(esc, sizeof(esc) / 2, d.bus_dir),
-	      json_str(esc + sizeof(esc) / 2, sizeof(esc) / 2, d.cfg.path));
+	char who[3072];
+	event(&d, "start", "%s", events_whoami(&d, who, sizeof(who)));
 	/* The bridge thread (its own ring); a listener that cannot be bound is no start.
 	 * Before adoption: its readers take their groups over from a dead daemon's. */
 	if (bridge_start(&d.bridge, &d.cfg, d.bus_dir) < 0) {
 		fprintf(stderr, "shmbusd: the bridge could not start\n");
-		event(&d, "stop", "\"pid\":%d,\"error\":\"the bridge could not start\"",
-		      (int)getpid());
+		event(&d, "stop", "%s,\"error\":\"the bridge could not start\"",
+		      events_whoami(&d, who, sizeof(who)));
 		events_close(&d);
 		conductor_fini(&d);
 		state_close(&d);
@@ -313,7 +311,7 @@ int main(int argc, char **argv)
 #endif
 	bridge_stop(d.bridge);
 	d.bridge = NULL;
-	event(&d, "stop", "\"pid\":%d", (int)getpid());
+	event(&d, "stop", "%s", events_whoami(&d, who, sizeof(who)));
 	events_close(&d);
 	conductor_fini(&d);
 	state_close(&d);

@@ -81,6 +81,7 @@ struct daemon {
 	uint8_t sigbuf[128];
 	struct conn *conns;
 	struct proc *procs;
+	int adopted; /* the adoption at start is done: later ones are the periodic scan */
 	unsigned nconns;
 	unsigned nprocs;
 	uint64_t next_conn_id;
@@ -109,6 +110,10 @@ int conductor_run(struct daemon *d);
 void conductor_fini(struct daemon *d);
 /* Watch pid (start time st) through a pidfd; NULL if it is dead already or on error. */
 struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st);
+/* The uid and program name (comm) of pid, if it is still the process started at st (0:
+ * any): /proc has them while it runs and, once dead, until its parent waits for it.
+ * Returns 1 with both filled, else 0 (*uid -1, prog ""). */
+int proc_ident(pid_t pid, uint64_t st, int *uid, char *prog, size_t len);
 
 /* Map daemon.state and fill in who we are; publish the counters into it. */
 int state_open(struct daemon *d);
@@ -134,6 +139,8 @@ void check_lag(struct daemon *d);
 /* events.c: one JSON object per message on $sys.log, and a line on stderr. */
 int events_open(struct daemon *d);
 void events_close(struct daemon *d);
+/* The members "pid", "bus", "dir" and "config" of the start and stop events. */
+const char *events_whoami(struct daemon *d, char *buf, size_t len);
 /* fmt: the JSON members after "ts" and "event", e.g. "\"pid\":%d" (no braces). */
 void event(struct daemon *d, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
