@@ -570,6 +570,7 @@ static int reload(struct daemon *d)
 		return -1;
 	}
 	snprintf(next.path, sizeof(next.path), "%s", d->cfg.path);
+	int log_changed = strcmp(next.log_file, d->cfg.log_file) != 0;
 	int bridge_changed = bridge_config_changed(&d->cfg, &next);
 	if (bridge_changed) {
 		/* The bridge starts again with the new sections; durable positions are in
@@ -591,6 +592,8 @@ static int reload(struct daemon *d)
 	}
 	config_free(&d->cfg);
 	d->cfg = next;
+	if (log_changed)
+		events_reopen(d);
 	event(d, "reload", "\"topics\":%zu,\"bridge_restarted\":%s", d->cfg.ntopics,
 	      bridge_changed ? "true" : "false");
 	return 0;
@@ -644,6 +647,9 @@ int conductor_init(struct daemon *d)
 					    (ssize_t)sizeof(struct shmbus_p_pong);
 			if (alive) {
 				close(probe);
+				/* Its socket: conductor_fini must not remove it. */
+				close(d->listen_fd);
+				d->listen_fd = -1;
 				fprintf(stderr, "shmbusd: another daemon serves %s already\n",
 					d->bus_dir);
 				return -1;
@@ -728,6 +734,8 @@ int conductor_run(struct daemon *d)
 		io_uring_cq_advance(&d->ring, seen);
 		if (d->reload) {
 			d->reload = 0;
+			/* A detached daemon's log file, reopened first: logrotate moved it. */
+			events_reopen(d);
 			reload(d);
 		}
 	}

@@ -169,9 +169,16 @@ static int bus_key(struct ctx *x, const char *key, const char *value)
 			return fail(x, "log_capacity '%s' is not a power of two from 64K to 1G%s",
 				    value, "");
 		c->log_capacity = v;
+	} else if (!strcmp(key, "log_file")) {
+		/* Absolute: a detached daemon runs in /, and reopens it there on SIGHUP. */
+		if (value[0] != '/')
+			return fail(x, "log_file '%s' is not an absolute path%s", value, "");
+		if (strlen(value) >= sizeof(c->log_file))
+			return fail(x, "log_file is too long (%.100s...)%s", value, "");
+		snprintf(c->log_file, sizeof(c->log_file), "%s", value);
 	} else {
 		return fail(x, "unknown key '%s' in [bus] (known: name, dir, mode, group, "
-			       "log_capacity)%s",
+			       "log_capacity, log_file)%s",
 			    key, "");
 	}
 	return 1;
@@ -252,8 +259,9 @@ static int topic_key(struct ctx *x, const char *name, const char *key, const cha
 			return fail(x, "max_groups '%s' is not a number from 0 to 1024%s", value,
 				    "");
 	} else {
-		return fail(x, "unknown key '%s' in a [topic] section (known: capacity, "
-			       "max_message, policy, max_readers, max_publishers, max_groups)%s",
+		return fail(x,
+			    "unknown key '%s' in a [topic] section (known: capacity, "
+			    "max_message, policy, max_readers, max_publishers, max_groups)%s",
 			    key, "");
 	}
 	return 1;
@@ -927,8 +935,9 @@ int config_load(const char *path, struct shmbusd_config *c, char *err, size_t er
 		else if (x.why[0])
 			snprintf(err, errlen, "%s:%d: %s", path, line, x.why);
 		else
-			snprintf(err, errlen, "%s:%d: syntax error (expected '[section]', "
-					      "'key = value' or a comment)",
+			snprintf(err, errlen,
+				 "%s:%d: syntax error (expected '[section]', "
+				 "'key = value' or a comment)",
 				 path, line);
 		config_free(c);
 		return -1;
