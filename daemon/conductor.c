@@ -689,6 +689,7 @@ int conductor_run(struct daemon *d)
 {
 	int accept_armed = 1;
 	while (!d->stop) {
+		int tick = 0;
 		int rc = io_uring_submit_and_wait(&d->ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
 			fprintf(stderr, "shmbusd: io_uring_submit_and_wait: %s\n", strerror(-rc));
@@ -722,16 +723,22 @@ int conductor_run(struct daemon *d)
 				on_inotify(d, res);
 				break;
 			case OP_TIMER:
-				housekeeping(d);
-				if (!accept_armed) {
-					arm_accept(d);
-					accept_armed = 1;
-				}
-				arm_timer(d);
+				tick = 1;
 				break;
 			}
 		}
 		io_uring_cq_advance(&d->ring, seen);
+		/* After the rest of the batch: a daemon that did not run for a while (a
+		 * loaded machine) reads the HELLO that came in time before it judges the
+		 * connection idle. */
+		if (tick) {
+			housekeeping(d);
+			if (!accept_armed) {
+				arm_accept(d);
+				accept_armed = 1;
+			}
+			arm_timer(d);
+		}
 		if (d->reload) {
 			d->reload = 0;
 			/* A detached daemon's log file, reopened first: logrotate moved it. */
