@@ -308,8 +308,18 @@ static void detached(const char *busname, const char *log_file)
 	expect_member(ev, "bus", busname);
 	expect_member(ev, "dir", bus_dir);
 	expect_member(ev, "config", conf);
-	if (log_file)
+	if (log_file) {
 		CHECK(file_has_line(log_file, ev));
+		/* Its exit status is not ours to see (not our child): a sanitizer's report at
+		 * its exit would be in the log. */
+		char text[1 << 16];
+		dt_read(log_file, text, sizeof(text));
+		if (strstr(text, "Sanitizer") || strstr(text, "runtime error")) {
+			fprintf(stderr, "%s: the daemon's log has a sanitizer report:\n%s\n",
+				busname, text);
+			exit(1);
+		}
+	}
 	printf("%s: stopped: %s\n", busname, ev);
 	CHECK_RC(shmbus_daemon_ping(bus, 1000, &info), -ENOENT);
 	shmbus_sub_close(log);
