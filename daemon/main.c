@@ -44,13 +44,15 @@ static void usage(FILE *f)
 		"\n"
 		"  -c, --config FILE  the configuration (default: $SHMBUSD_CONFIG, else\n"
 		"                     %s if it exists, else built-in defaults)\n"
-		"  -f, --foreground   do not detach from the terminal\n"
+		"  -f, --foreground   do not detach from the terminal (detached, once ready, its\n"
+		"                     stderr is the config's [bus] log_file, else /dev/null)\n"
 		"  -n, --check        check the configuration and exit\n"
 		"  -h, --help\n"
 		"  -V, --version\n"
 		"\n"
 		"Signals: SIGHUP reloads the configuration (new topics appear; a bad file is\n"
-		"refused and the running configuration stays), SIGTERM/SIGINT stop.\n"
+		"refused and the running configuration stays) and reopens log_file,\n"
+		"SIGTERM/SIGINT stop.\n"
 		"Exit status: 0 stopped cleanly, 1 could not start, 2 bad usage.\n",
 		SHMBUSD_DEFAULT_CONFIG);
 }
