@@ -215,6 +215,32 @@ static int pidfd_open_(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+int proc_ident(pid_t pid, uint64_t st, int *uid, char *prog, size_t len)
+{
+	char path[64];
+	struct stat sb;
+	*uid = -1;
+	prog[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (stat(path, &sb) < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(prog, (int)len, f))
+		prog[strcspn(prog, "\n")] = '\0';
+	fclose(f);
+	/* Read before the check: a pid reused in between fails it, not passes it. */
+	uint64_t now;
+	if (st && (shmbus_proc_starttime(pid, &now) < 0 || now != st)) {
+		prog[0] = '\0';
+		return 0;
+	}
+	*uid = (int)sb.st_uid;
+	return 1;
+}
+
 struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st)
 {
 	for (struct proc *p = d->procs; p; p = p->next)
@@ -239,19 +265,10 @@ struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st)
 	p->pid = pid;
 	p->starttime = st;
 	p->pidfd = fd;
-	char path[64];
-	struct stat sb;
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	if (stat(path, &sb) == 0) {
-		p->uid = sb.st_uid;
+	int uid;
+	if (proc_ident(pid, st, &uid, p->prog, sizeof(p->prog))) {
+		p->uid = (uid_t)uid;
 		p->uid_known = 1;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (f) {
-		if (fgets(p->prog, sizeof(p->prog), f))
-			p->prog[strcspn(p->prog, "\n")] = '\0';
-		fclose(f);
 	}
 	p->next = d->procs;
 	d->procs = p;
@@ -553,6 +570,7 @@ static int reload(struct daemon *d)
 		return -1;
 	}
 	snprintf(next.path, sizeof(next.path), "%s", d->cfg.path);
+	int log_changed = strcmp(next.log_file, d->cfg.log_file) != 0;
 	int bridge_changed = bridge_config_changed(&d->cfg, &next);
 	if (bridge_changed) {
 		/* The bridge starts again with the new sections; durable positions are in
@@ -574,6 +592,8 @@ static int reload(struct daemon *d)
 	}
 	config_free(&d->cfg);
 	d->cfg = next;
+	if (log_changed)
+		events_reopen(d);
 	event(d, "reload", "\"topics\":%zu,\"bridge_restarted\":%s", d->cfg.ntopics,
 	      bridge_changed ? "true" : "false");
 	return 0;
@@ -627,6 +647,9 @@ int conductor_init(struct daemon *d)
 					    (ssize_t)sizeof(struct shmbus_p_pong);
 			if (alive) {
 				close(probe);
+				/* Its socket: conductor_fini must not remove it. */
+				close(d->listen_fd);
+				d->listen_fd = -1;
 				fprintf(stderr, "shmbusd: another daemon serves %s already\n",
 					d->bus_dir);
 				return -1;
@@ -666,6 +689,7 @@ int conductor_run(struct daemon *d)
 {
 	int accept_armed = 1;
 	while (!d->stop) {
+		int tick = 0;
 		int rc = io_uring_submit_and_wait(&d->ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
 			fprintf(stderr, "shmbusd: io_uring_submit_and_wait: %s\n", strerror(-rc));
@@ -699,18 +723,26 @@ int conductor_run(struct daemon *d)
 				on_inotify(d, res);
 				break;
 			case OP_TIMER:
-				housekeeping(d);
-				if (!accept_armed) {
-					arm_accept(d);
-					accept_armed = 1;
-				}
-				arm_timer(d);
+				tick = 1;
 				break;
 			}
 		}
 		io_uring_cq_advance(&d->ring, seen);
+		/* After the rest of the batch: a daemon that did not run for a while (a
+		 * loaded machine) reads the HELLO that came in time before it judges the
+		 * connection idle. */
+		if (tick) {
+			housekeeping(d);
+			if (!accept_armed) {
+				arm_accept(d);
+				accept_armed = 1;
+			}
+			arm_timer(d);
+		}
 		if (d->reload) {
 			d->reload = 0;
+			/* A detached daemon's log file, reopened first: logrotate moved it. */
+			events_reopen(d);
 			reload(d);
 		}
 	}

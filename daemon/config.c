@@ -175,10 +175,17 @@ static int bus_key(struct config_ctx *x, const char *key, const char *value)
 				x, "log_capacity '%s' is not a power of two from 64K to 1G%s",
 				value, "");
 		c->log_capacity = v;
+	} else if (!strcmp(key, "log_file")) {
+		/* Absolute: a detached daemon runs in /, and reopens it there on SIGHUP. */
+		if (value[0] != '/')
+			return config_fail(x, "log_file '%s' is not an absolute path%s", value, "");
+		if (strlen(value) >= sizeof(c->log_file))
+			return config_fail(x, "log_file is too long (%.100s...)%s", value, "");
+		snprintf(c->log_file, sizeof(c->log_file), "%s", value);
 	} else {
 		return config_fail(x,
 				   "unknown key '%s' in [bus] (known: name, dir, mode, group, "
-				   "log_capacity)%s",
+				   "log_capacity, log_file)%s",
 				   key, "");
 	}
 	return 1;

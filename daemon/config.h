@@ -4,7 +4,7 @@
  * the first problem is reported as "FILE:LINE: reason" and the file is refused whole.
  *
  *   [bus]     name, dir, mode (octal, for topic files and the socket), group,
- *             log_capacity (size of $sys.log)
+ *             log_capacity (size of $sys.log), log_file (a detached daemon's stderr)
  *   [limits]  max_clients, max_topics, idle_timeout_ms (a connection that never says
  *             hello), lag_alarm (percent of a topic's capacity a reader may lag before
  *             an alarm goes to $sys.log; 0 = off)
@@ -40,6 +40,7 @@ struct shmbusd_config {
 	gid_t gid;
 	int has_gid;
 	uint64_t log_capacity;
+	char log_file[PATH_MAX]; /* a detached daemon's stderr ("": /dev/null) */
 	uint32_t max_clients;
 	uint32_t max_topics;
 	uint32_t idle_timeout_ms;

@@ -2,19 +2,60 @@
 /*
  * The bus's event log: the topic $sys.log (overwrite policy: a slow watcher never holds
  * the daemon back), one JSON object per message, type 1. Each event also goes to stderr
- * (the journal, under systemd).
+ * (the journal, under systemd), or, detached, to the log file (else nowhere): a daemon
+ * started from a terminal does not write to it once it is ready.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/shmbusd.h"
 
 #define LOG_TOPIC "$sys.log"
 #define LOG_TYPE 1u
+
+/* Where event lines go besides $sys.log. Read by the bridge thread too; a detached
+ * daemon's log is replaced by dup2() onto this same number, never closed under it. */
+static int events_fd = 2;
+
+void events_output(int fd)
+{
+	__atomic_store_n(&events_fd, fd, __ATOMIC_RELAXED);
+}
+
+int events_reopen(struct daemon *d)
+{
+	if (d->log_fd < 0)
+		return 0;
+	const char *path = d->cfg.log_file[0] ? d->cfg.log_file : "/dev/null";
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0 || dup2(fd, d->log_fd) < 0 || dup2(fd, 2) < 0) {
+		char esc[2 * PATH_MAX], why[256];
+		json_str(why, sizeof(why), strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		event(d, "log_failed", "\"file\":\"%s\",\"error\":\"%s\"",
+		      json_str(esc, sizeof(esc), path), why);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+const char *events_whoami(struct daemon *d, char *buf, size_t len)
+{
+	char dir[2 * sizeof(d->bus_dir)], cfg[2 * sizeof(d->cfg.path)];
+	snprintf(buf, len, "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
+		 (int)getpid(), d->cfg.bus, json_str(dir, sizeof(dir), d->bus_dir),
+		 json_str(cfg, sizeof(cfg), d->cfg.path));
+	return buf;
+}
 
 int events_open(struct daemon *d)
 {
@@ -89,7 +130,13 @@ size_t event_vline(char *msg, size_t len, const char *name, const char *fmt, va_
 			 ts.tv_nsec / 1000, name, body[0] ? "," : "", body);
 	if (n < 0 || (size_t)n >= len)
 		n = (int)strlen(msg);
-	fprintf(stderr, "shmbusd: %s\n", msg);
+	/* One write: lines from the two threads never interleave in a log file (O_APPEND). */
+	struct iovec iov[3] = { { (void *)"shmbusd: ", 9 },
+				{ msg, (size_t)n },
+				{ (void *)"\n", 1 } };
+	if (writev(__atomic_load_n(&events_fd, __ATOMIC_RELAXED), iov, 3) < 0) {
+		/* Nowhere to say so: the event still goes to $sys.log. */
+	}
 	return (size_t)n;
 }
 

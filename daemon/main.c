@@ -4,10 +4,13 @@
  *
  *   shmbusd [--config FILE] [--foreground] [--check]
  *
- * Startup order matters: everything that can be refused (config, room in /dev/shm,
- * topics) is done before detaching from the terminal, so the exit status says whether
- * the daemon started; what names the daemon's own pid ($sys.log's publisher slot, the
- * io_uring) is made after the fork.
+ * Startup order matters: everything that can be refused (config, the log file, room in
+ * /dev/shm, topics) is done before detaching from the terminal, so the exit status says
+ * whether the daemon started; what names the daemon's own pid ($sys.log's publisher
+ * slot, the io_uring) is made after the fork. A detached daemon keeps the terminal as
+ * its stderr until it is ready, for the reason it could not start; its event lines go
+ * to the log (log_file, else /dev/null) from the fork on, and so does its stderr once
+ * it is ready. It then holds nothing of the terminal.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,13 +44,15 @@ static void usage(FILE *f)
 		"\n"
 		"  -c, --config FILE  the configuration (default: $SHMBUSD_CONFIG, else\n"
 		"                     %s if it exists, else built-in defaults)\n"
-		"  -f, --foreground   do not detach from the terminal\n"
+		"  -f, --foreground   do not detach from the terminal (detached, once ready, its\n"
+		"                     stderr is the config's [bus] log_file, else /dev/null)\n"
 		"  -n, --check        check the configuration and exit\n"
 		"  -h, --help\n"
 		"  -V, --version\n"
 		"\n"
 		"Signals: SIGHUP reloads the configuration (new topics appear; a bad file is\n"
-		"refused and the running configuration stays), SIGTERM/SIGINT stop.\n"
+		"refused and the running configuration stays) and reopens log_file,\n"
+		"SIGTERM/SIGINT stop.\n"
 		"Exit status: 0 stopped cleanly, 1 could not start, 2 bad usage.\n",
 		SHMBUSD_DEFAULT_CONFIG);
 }
@@ -156,7 +161,8 @@ int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, 
 }
 
 /* Detach: the parent waits for the child to say it started (one byte) and exits with
- * its verdict, so `shmbusd && ...` works. Returns the fd to report on, in the child. */
+ * its verdict, so `shmbusd && ...` works. Returns the fd to report on, in the child,
+ * whose stdin and stdout are /dev/null from here; stderr is kept until it is ready. */
 static int daemonize(void)
 {
 	int p[2];
@@ -176,12 +182,22 @@ static int daemonize(void)
 	if (chdir("/") < 0)
 		return -1;
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		close(null);
-	}
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
+		return -1;
+	close(null);
 	return p[1];
+}
+
+/* A detached daemon's log: log_file (appended to), else /dev/null. -1 with the reason
+ * on stderr. */
+static int log_open(const struct shmbusd_config *cfg)
+{
+	const char *path = cfg->log_file[0] ? cfg->log_file : "/dev/null";
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0)
+		fprintf(stderr, "shmbusd: %s: log_file %s: %s\n",
+			cfg->path[0] ? cfg->path : "defaults", path, strerror(errno));
+	return fd;
 }
 
 int main(int argc, char **argv)
@@ -253,7 +269,15 @@ int main(int argc, char **argv)
 	d.listen_fd = -1;
 	d.signal_fd = -1;
 	d.inotify_fd = -1;
+	d.log_fd = -1;
 	d.started_ms = d_now_ms();
+	/* Opened before anything is made: a log that cannot be written refuses the start.
+	 * Events go there from now on (topics made below); messages still to stderr. */
+	if (!foreground) {
+		if ((d.log_fd = log_open(&d.cfg)) < 0)
+			return 1;
+		events_output(d.log_fd);
+	}
 
 	/* The library finds the bus where the config says; the daemon never registers
 	 * with a daemon (itself, or one already running). */
@@ -277,20 +301,22 @@ int main(int argc, char **argv)
 		perror("shmbusd: cannot detach");
 		return 1;
 	}
-	if (events_open(&d) < 0 || state_open(&d) < 0 || conductor_init(&d) < 0) {
+	/* daemon.state after the control socket: a daemon refused because another one
+	 * serves the bus must leave that one's state (its pid, its counters) alone. */
+	if (events_open(&d) < 0 || conductor_init(&d) < 0 || state_open(&d) < 0) {
+		events_close(&d);
 		conductor_fini(&d);
+		state_close(&d);
 		return 1;
 	}
-	char esc[8192];
-	event(&d, "start", "\"pid\":%d,\"bus\":\"%s\",\"dir\":\"%s\",\"config\":\"%s\"",
-	      (int)getpid(), d.cfg.bus, json_str(esc, sizeof(esc) / 2, d.bus_dir),
-	      json_str(esc + sizeof(esc) / 2, sizeof(esc) / 2, d.cfg.path));
+	char who[3072];
+	event(&d, "start", "%s", events_whoami(&d, who, sizeof(who)));
 	/* The bridge thread (its own ring); a listener that cannot be bound is no start.
 	 * Before adoption: its readers take their groups over from a dead daemon's. */
 	if (bridge_start(&d.bridge, &d.cfg, d.bus_dir) < 0) {
 		fprintf(stderr, "shmbusd: the bridge could not start\n");
-		event(&d, "stop", "\"pid\":%d,\"error\":\"the bridge could not start\"",
-		      (int)getpid());
+		event(&d, "stop", "%s,\"error\":\"the bridge could not start\"",
+		      events_whoami(&d, who, sizeof(who)));
 		events_close(&d);
 		conductor_fini(&d);
 		state_close(&d);
@@ -299,6 +325,10 @@ int main(int argc, char **argv)
 	/* Clients that were there before us (or attached to a daemon that died). */
 	adopt(&d);
 	if (ready_fd >= 0) {
+		/* Ready: stderr leaves the terminal before the parent exits, so whoever waits
+		 * for the end of our output there sees it when `shmbusd` returns. */
+		if (dup2(d.log_fd, 2) < 0)
+			perror("shmbusd: stderr to the log");
 		char ok = 'y';
 		if (write(ready_fd, &ok, 1) < 0)
 			perror("shmbusd: readiness");
@@ -313,7 +343,7 @@ int main(int argc, char **argv)
 #endif
 	bridge_stop(d.bridge);
 	d.bridge = NULL;
-	event(&d, "stop", "\"pid\":%d", (int)getpid());
+	event(&d, "stop", "%s", events_whoami(&d, who, sizeof(who)));
 	events_close(&d);
 	conductor_fini(&d);
 	state_close(&d);
@@ -322,5 +352,7 @@ int main(int argc, char **argv)
 	free(d.selfmade);
 	free(d.lost);
 	shmbus_bus_close(d.bus);
+	if (d.log_fd >= 0)
+		close(d.log_fd);
 	return rc < 0 ? 1 : 0;
 }

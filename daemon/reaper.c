@@ -105,15 +105,22 @@ static int adopt_topic(const char *name, void *arg)
 		if (known)
 			continue;
 		if (!conductor_watch(d, pid, st) && !shmbus_proc_alive(pid, st)) {
+			/* Dead before we watched it. A slot records only pid and start time;
+			 * who it was is in /proc while it is a zombie, and lost after. */
+			int uid;
+			char prog[64], esc[160];
+			proc_ident(pid, st, &uid, prog, sizeof(prog));
 			struct reaped r;
 			reap(d, pid, st, &r);
 			state_reaped(d, &r);
 			if (r.readers || r.publishers) {
 				d->crashes++;
 				event(d, "crash",
-				      "\"pid\":%d,\"found\":\"at start\",\"readers_freed\":%u,"
-				      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
-				      (int)pid, r.readers, r.publishers,
+				      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"found\":\"%s\","
+				      "\"readers_freed\":%u,\"publishers_freed\":%u,\"aborted\":%llu,"
+				      "\"topics\":%u",
+				      (int)pid, uid, json_str(esc, sizeof(esc), prog),
+				      d->adopted ? "scan" : "at start", r.readers, r.publishers,
 				      (unsigned long long)r.aborted, r.topics);
 			}
 		}
@@ -125,6 +132,7 @@ static int adopt_topic(const char *name, void *arg)
 void adopt(struct daemon *d)
 {
 	shmbus_topic_foreach(d->bus, adopt_topic, d);
+	d->adopted = 1;
 }
 
 /* ---- lag alarms ---------------------------------------------------------------------- */

@@ -67,6 +67,10 @@ struct daemon {
 	char bus_dir[4096];
 	shmbus_bus_t *bus;
 	shmbus_pub_t *log; /* $sys.log */
+	/* Detached: where stderr and the event lines go (log_file, else /dev/null), opened
+	 * before the fork; fd 2 is made a copy of it once the daemon is ready. -1 in the
+	 * foreground, where stderr stays the caller's. */
+	int log_fd;
 	char *pending[64]; /* events from before $sys.log was open */
 	size_t npending;
 	struct io_uring ring;
@@ -81,6 +85,7 @@ struct daemon {
 	uint8_t sigbuf[128];
 	struct conn *conns;
 	struct proc *procs;
+	int adopted; /* the adoption at start is done: later ones are the periodic scan */
 	unsigned nconns;
 	unsigned nprocs;
 	uint64_t next_conn_id;
@@ -109,6 +114,10 @@ int conductor_run(struct daemon *d);
 void conductor_fini(struct daemon *d);
 /* Watch pid (start time st) through a pidfd; NULL if it is dead already or on error. */
 struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st);
+/* The uid and program name (comm) of pid, if it is still the process started at st (0:
+ * any): /proc has them while it runs and, once dead, until its parent waits for it.
+ * Returns 1 with both filled, else 0 (*uid -1, prog ""). */
+int proc_ident(pid_t pid, uint64_t st, int *uid, char *prog, size_t len);
 
 /* Map daemon.state and fill in who we are; publish the counters into it. */
 int state_open(struct daemon *d);
@@ -131,14 +140,24 @@ void adopt(struct daemon *d);
 /* Publish lag alarms for readers past the configured share of their topic. */
 void check_lag(struct daemon *d);
 
-/* events.c: one JSON object per message on $sys.log, and a line on stderr. */
+/* events.c: one JSON object per message on $sys.log, and a line on stderr (a detached
+ * daemon's log_fd). */
 int events_open(struct daemon *d);
 void events_close(struct daemon *d);
+/* Write the event lines to fd from now on (2 at first). Any thread may be writing one. */
+void events_output(int fd);
+/* Detached: open the log again (d->cfg.log_file, else /dev/null) in place of d->log_fd
+ * and fd 2, for log rotation and a changed log_file (SIGHUP). 0, or -1 (a "log_failed"
+ * event; the old file stays). Nothing to do in the foreground. */
+int events_reopen(struct daemon *d);
+/* The members "pid", "bus", "dir" and "config" of the start and stop events. */
+const char *events_whoami(struct daemon *d, char *buf, size_t len);
 /* fmt: the JSON members after "ts" and "event", e.g. "\"pid\":%d" (no braces). */
 void event(struct daemon *d, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The event as one JSON line into msg (ts, event, then fmt's members, as for event()),
- * also written to stderr. Its length. Thread-safe (the bridge formats its events with it). */
+ * also written to stderr (see events_output). Its length. Thread-safe (the bridge formats
+ * its events with it). */
 size_t event_vline(char *msg, size_t len, const char *name, const char *fmt, va_list ap)
 	__attribute__((format(printf, 4, 0)));
 /* Escape s for a JSON string (into buf, always terminated). Thread-safe. */

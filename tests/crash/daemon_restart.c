@@ -4,6 +4,10 @@
  * notice (no committed message lost, none stuck, the subscriber gets every message in
  * order), and the new daemon adopts the clients it finds in the topics' slots: one that
  * registered only with the old daemon is still reaped within 100 ms when it is killed.
+ * Two clients killed while no daemon runs are reaped by the new one at its start, each
+ * a "crash" with "found": "at start": one still a zombie (not waited for) with its uid
+ * and prog, as a live crash has them; one already waited for, with uid -1 and prog "",
+ * since nothing on the bus recorded them.
  * usage: crash_daemon_restart PATH-TO-SHMBUSD
  */
 #include "../daemon_helpers.h"
@@ -86,12 +90,12 @@ static void idler(int ready)
 	_exit(0);
 }
 
+/* A child running fn (it dies with the test); with want_ready, wait for its byte. */
 static pid_t spawn(void (*fn)(int), int want_ready)
 {
 	int p[2];
 	CHECK(pipe(p) == 0);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
+	pid_t pid = dt_fork();
 	if (pid == 0) {
 		close(p[0]);
 		fn(p[1]);
@@ -119,6 +123,56 @@ static uint64_t consumed(void)
 	return n >= 1 ? ri[0].consumed : 0;
 }
 
+/* Poll until the subscriber has consumed at least want, at most DT_DEADLINE_MS. The
+ * 1 ms interval leaves the CPUs to the publisher and the subscriber. */
+static void consumed_reaches(uint64_t want, const char *when)
+{
+	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	while (consumed() < want) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "%s: the subscriber consumed %llu, not %llu, in %d ms\n",
+				when, (unsigned long long)consumed(), (unsigned long long)want,
+				DT_DEADLINE_MS);
+			exit(1);
+		}
+		usleep(1000);
+	}
+}
+
+/*
+ * Read $sys.log until the "crash" events of pids a and b (in any order), at most
+ * DT_DEADLINE_MS; their text into ea and eb.
+ */
+static void two_crashes(shmbus_sub_t *log, pid_t a, char *ea, pid_t b, char *eb, size_t len)
+{
+	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	char ev[4096], name[64], v[32];
+	ea[0] = eb[0] = '\0';
+	while (!ea[0] || !eb[0]) {
+		if (dt_next_event(log, deadline, ev, sizeof(ev), name, sizeof(name)) < 0) {
+			fprintf(stderr, "no crash event for %s within %d ms\n",
+				ea[0] ? "the waited-for client" : "the zombie", DT_DEADLINE_MS);
+			exit(1);
+		}
+		if (strcmp(name, "crash") || dt_json_get(ev, "pid", v, sizeof(v)) < 0)
+			continue;
+		if (atoi(v) == a)
+			snprintf(ea, len, "%s", ev);
+		else if (atoi(v) == b)
+			snprintf(eb, len, "%s", ev);
+	}
+}
+
+/* Member key of the event ev must be want. */
+static void member_is(const char *ev, const char *key, const char *want)
+{
+	char v[256];
+	if (dt_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want)) {
+		fprintf(stderr, "event %s: wanted \"%s\": %s\n", ev, key, want);
+		exit(1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
@@ -137,21 +191,24 @@ int main(int argc, char **argv)
 
 	pid_t d1 = td_start(argv[1], cfg, bus);
 	pid_t idle = spawn(idler, 1);
+	pid_t zombie = spawn(idler, 1), gone = spawn(idler, 1);
 	pid_t sub = spawn(subscriber, 1);
 	pid_t pub = spawn(publisher_fn, 0);
 
 	/* Under traffic: a quarter through. */
-	uint64_t deadline = t_now_ns() + 30000000000ull;
-	while (consumed() < N / 4)
-		CHECK(t_now_ns() < deadline);
+	consumed_reaches(N / 4, "before the daemon is killed");
 	CHECK(kill(d1, SIGKILL) == 0);
 	waitpid(d1, NULL, 0);
 	uint64_t at_kill = consumed();
 	printf("daemon killed after %llu of %u messages\n", (unsigned long long)at_kill, N);
+	/* Two clients die while no daemon runs: one is left a zombie (its end is waited
+	 * for, but not collected), the other is collected. */
+	CHECK(kill(zombie, SIGKILL) == 0 && kill(gone, SIGKILL) == 0);
+	siginfo_t si;
+	CHECK(waitid(P_PID, (id_t)zombie, &si, WEXITED | WNOWAIT) == 0);
+	CHECK(waitpid(gone, NULL, 0) == gone);
 	/* The clients go on without it. */
-	deadline = t_now_ns() + 10000000000ull;
-	while (consumed() < at_kill + 10000)
-		CHECK(t_now_ns() < deadline);
+	consumed_reaches(at_kill + 10000, "while no daemon runs");
 
 	pid_t d2 = td_start(argv[1], cfg, bus);
 	printf("new daemon %d answers after %llu messages\n", (int)d2,
@@ -161,11 +218,29 @@ int main(int argc, char **argv)
 	char ev[4096], pidstr[64];
 	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)d2);
 	const char *start[] = { "\"event\":\"start\"", pidstr, NULL };
-	CHECK(td_event(log, ev, sizeof(ev), 2000, start) == 0);
+	CHECK(td_event(log, ev, sizeof(ev), DT_DEADLINE_MS, start) == 0);
+
+	/* The two found dead at its start, each with what can still be known of it. */
+	char ez[4096], eg[4096], want[64], comm[64] = "";
+	two_crashes(log, zombie, ez, gone, eg, sizeof(ez));
+	printf("$sys.log: %s\n$sys.log: %s\n", ez, eg);
+	dt_read("/proc/self/comm", comm, sizeof(comm)); /* a forked child's too */
+	comm[strcspn(comm, "\n")] = '\0';
+	snprintf(want, sizeof(want), "%d", (int)geteuid());
+	member_is(ez, "found", "at start");
+	member_is(ez, "uid", want);
+	member_is(ez, "prog", comm);
+	member_is(ez, "readers_freed", "1");
+	member_is(eg, "found", "at start");
+	member_is(eg, "uid", "-1");
+	member_is(eg, "prog", "");
+	member_is(eg, "readers_freed", "1");
+	CHECK(waitpid(zombie, NULL, 0) == zombie);
 
 	/* Adopted: the idler registered with the first daemon only. */
 	uint64_t t0 = t_now_ns();
 	CHECK(kill(idle, SIGKILL) == 0);
+	/* Polled every 0.2 ms: the time to reclaim is what is measured. */
 	for (;;) {
 		shmbus_topic_stats_t st;
 		CHECK_RC(shmbus_topic_stats(bus, "t2", &st), 0);
@@ -180,7 +255,7 @@ int main(int argc, char **argv)
 	CHECK(dt <= 100000000ull);
 	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)idle);
 	const char *crash[] = { "\"event\":\"crash\"", pidstr, "\"readers_freed\":1,", NULL };
-	CHECK(td_event(log, ev, sizeof(ev), 2000, crash) == 0);
+	CHECK(td_event(log, ev, sizeof(ev), DT_DEADLINE_MS, crash) == 0);
 	printf("$sys.log: %s\n", ev);
 
 	/* Nothing lost, nobody stuck. */

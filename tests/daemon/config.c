@@ -109,7 +109,7 @@ static void bad_config(const char *name, const char *text, const char *reason, i
 	for (int m = 0; m < 2; m++) {
 		struct run r;
 		const char *args[] = { modes[m], "--config", path, NULL };
-		if (run(&r, args, 5000) < 0) {
+		if (run(&r, args, DT_DEADLINE_MS) < 0) {
 			FAIL("%s (%s): shmbusd started with this config:\n%s", name, modes[m],
 			     r.err);
 			continue;
@@ -141,7 +141,7 @@ static void unreadable(const char *name, const char *path, const char *reason)
 	for (int m = 0; m < 2; m++) {
 		struct run r;
 		const char *args[] = { modes[m], "--config", path, NULL };
-		if (run(&r, args, 5000) < 0) {
+		if (run(&r, args, DT_DEADLINE_MS) < 0) {
 			FAIL("%s (%s): shmbusd started with %s as its config:\n%s", name, modes[m],
 			     path, r.err);
 			continue;
@@ -237,6 +237,13 @@ static void bad_configs(void)
 		   "@mode = 0999\n"
 		   "dir = DIR\n",
 		   "mode '0999'", 0);
+	/* A detached daemon runs in / and reopens its log there: the path must say where. */
+	bad_config("log_file_relative",
+		   "[bus]\n"
+		   "name = t\n"
+		   "dir = DIR\n"
+		   "@log_file = shmbusd.log\n",
+		   "log_file 'shmbusd.log' is not an absolute path", 0);
 	/* Each option fine alone; together they do not fit: the topic's section line. */
 	bad_config("topic_inconsistent",
 		   "[bus]\n"
@@ -292,6 +299,7 @@ static void check_good(void)
 		   "dir = DIR/checkroot\n"
 		   "mode = 0660\n"
 		   "log_capacity = 64K\n"
+		   "log_file = DIR/checkroot.log\n"
 		   "\n"
 		   "[limits]\n"
 		   "max_clients = 10\n"
@@ -313,15 +321,16 @@ static void check_good(void)
 	snprintf(root, sizeof(root), "%s/checkroot", dir);
 	struct run r;
 	const char *args[] = { "--check", "--config", path, NULL };
-	if (run(&r, args, 5000) < 0 || !exited_with(&r, 0) || !strstr(r.out, ": ok")) {
+	if (run(&r, args, DT_DEADLINE_MS) < 0 || !exited_with(&r, 0) || !strstr(r.out, ": ok")) {
 		FAIL("--check on a good config: status %d, stdout: %s stderr: %s",
 		     WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1, r.out, r.err);
 		return;
 	}
-	char bus[310];
+	char bus[310], log[310];
 	snprintf(bus, sizeof(bus), "%s/chk", root);
-	if (exists(root)) {
-		FAIL("--check created %s", exists(bus) ? bus : root);
+	snprintf(log, sizeof(log), "%s.log", root);
+	if (exists(root) || exists(log)) {
+		FAIL("--check created %s", exists(log) ? log : exists(bus) ? bus : root);
 		return;
 	}
 	printf("ok  check_good             %s", r.out);
@@ -350,7 +359,7 @@ static int too_big(void)
 		   "capacity = 512G\n");
 	struct run r;
 	const char *args[] = { "--foreground", "--config", path, NULL };
-	if (run(&r, args, 10000) < 0) {
+	if (run(&r, args, DT_DEADLINE_MS) < 0) {
 		FAIL("a 512G topic: shmbusd started:\n%s", r.err);
 		return 0;
 	}
@@ -398,7 +407,7 @@ static void defaults(const char *installed)
 	CHECK_RC(shmbus_bus_open(&bus, NULL), 0);
 	CHECK(strstr(shmbus_bus_path(bus), "/defroot/default") != NULL);
 	shmbus_daemon_info_t info;
-	dt_ready(bus, pid, 5000, &info);
+	dt_ready(bus, pid, DT_DEADLINE_MS, &info);
 	if (info.config[0] != '\0' || info.clients != 0)
 		FAIL("defaults: the daemon says config '%s', %u clients", info.config,
 		     info.clients);
@@ -413,7 +422,7 @@ static void defaults(const char *installed)
 	if (shmbus_bus_supervised(reg) != 1)
 		FAIL("defaults: a client did not register");
 	shmbus_bus_close(reg);
-	int st = dt_stop(pid, 5000);
+	int st = dt_stop(pid, DT_DEADLINE_MS);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		FAIL("defaults: SIGTERM: wait status 0x%x", st);
 	shmbus_bus_close(bus);
@@ -429,7 +438,7 @@ static void packaged(const char *path)
 	int had_root = exists(sysroot), had_bus = exists(sysbus);
 	struct run r;
 	const char *args[] = { "--check", "--config", path, NULL };
-	int rc = run(&r, args, 5000);
+	int rc = run(&r, args, DT_DEADLINE_MS);
 	if (!had_bus && exists(sysbus)) {
 		fprintf(stderr, "note: --check created %s (removed again)\n", sysbus);
 		rmdir(sysbus);

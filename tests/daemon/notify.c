@@ -43,8 +43,8 @@ int main(int argc, char **argv)
 	dt_write(conf, "[bus]\nname = n\ndir = %s\n", dir);
 	pid_t d = dt_start(argv[1], conf);
 	unsetenv("NOTIFY_SOCKET");
-	if (recv_within(nfd, buf, sizeof(buf), 10000) < 0) {
-		fprintf(stderr, "no readiness notification within 10 s\n");
+	if (recv_within(nfd, buf, sizeof(buf), DT_DEADLINE_MS) < 0) {
+		fprintf(stderr, "no readiness notification within %d ms\n", DT_DEADLINE_MS);
 		return 1;
 	}
 	printf("notify: %s\n", buf);
@@ -65,18 +65,18 @@ int main(int argc, char **argv)
 	o.policy = SHMBUS_OVERWRITE;
 	CHECK_RC(shmbus_topic_create(bus, "made.here", &o), 0);
 	char v[64];
-	CHECK(dt_wait_event(log, "topic_created", buf, sizeof(buf), 3000) == 0);
+	CHECK(dt_wait_event(log, "topic_created", buf, sizeof(buf), DT_DEADLINE_MS) == 0);
 	printf("$sys.log: %s\n", buf);
 	CHECK(dt_json_get(buf, "topic", v, sizeof(v)) == 0 && !strcmp(v, "made.here"));
 	CHECK(dt_json_get(buf, "capacity", v, sizeof(v)) == 0 && !strcmp(v, "8192"));
 	CHECK(dt_json_get(buf, "policy", v, sizeof(v)) == 0 && !strcmp(v, "overwrite"));
 	CHECK_RC(shmbus_topic_remove(bus, "made.here"), 0);
-	CHECK(dt_wait_event(log, "topic_removed", buf, sizeof(buf), 3000) == 0);
+	CHECK(dt_wait_event(log, "topic_removed", buf, sizeof(buf), DT_DEADLINE_MS) == 0);
 	printf("$sys.log: %s\n", buf);
 	CHECK(dt_json_get(buf, "topic", v, sizeof(v)) == 0 && !strcmp(v, "made.here"));
 	shmbus_sub_close(log);
 
-	int st = dt_stop(d, 10000);
+	int st = dt_stop(d, DT_DEADLINE_MS);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	CHECK(recv_within(nfd, buf, sizeof(buf), 1000) == 0);
 	printf("notify: %s\n", buf);

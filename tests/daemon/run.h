@@ -13,13 +13,20 @@
 #include "tests/helpers.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define DT_LOG_TOPIC "$sys.log"
+
+/* How long to wait for something that must happen (a process to start or end, an
+ * event): generous, so a loaded machine or a sanitizer build is never a failure. Bounds
+ * that are themselves checked (a reaping within 100 ms, a ping within 1 s) are separate. */
+#define DT_DEADLINE_MS 30000
 
 static pid_t dt_pid_;	/* the daemon running now, 0 if none */
 static pid_t dt_owner_; /* the test process (not a forked child) */
@@ -111,19 +118,44 @@ static inline pid_t dt_spawn(char *const argv[], const char *out, const char *er
 	return pid;
 }
 
-/* Wait up to timeout_ms for pid to exit. Returns 0 with *status, or -ETIMEDOUT. */
-static inline int dt_wait(pid_t pid, int timeout_ms, int *status)
+/* A pidfd for pid (any process, not only a child). Fails the test if there is none. */
+static inline int dt_pidfd(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0) {
+		fprintf(stderr, "pidfd_open(%d): %s\n", (int)pid, strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+/* Wait up to timeout_ms for the process behind pidfd to end (the pidfd polls readable
+ * then). Returns 0, or -ETIMEDOUT. */
+static inline int dt_pidfd_wait(int pidfd, int timeout_ms)
 {
 	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-		CHECK(r == 0 || r == pid);
-		if (r == pid)
-			return 0;
-		if (t_now_ns() > deadline)
-			return -ETIMEDOUT;
-		dt_sleep_ms(2);
+		uint64_t now = t_now_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000u) + 1;
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+		int rc = poll(&p, 1, left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		CHECK(rc >= 0);
+		return rc == 1 ? 0 : -ETIMEDOUT;
 	}
+}
+
+/* Wait up to timeout_ms for the child pid to exit. Returns 0 with *status (reaped), or
+ * -ETIMEDOUT. */
+static inline int dt_wait(pid_t pid, int timeout_ms, int *status)
+{
+	int fd = dt_pidfd(pid);
+	int rc = dt_pidfd_wait(fd, timeout_ms);
+	close(fd);
+	if (rc == 0)
+		CHECK(waitpid(pid, status, 0) == pid);
+	return rc;
 }
 
 /* Is the daemon still running (not exited, not killed)? Reaps it if it is not. */
