@@ -11,7 +11,8 @@
 #include <unistd.h>
 
 #include "bus/internal.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
+#include "ring/wake.h"
 #include "shm/err.h"
 #include "shm/proc.h"
 
@@ -29,13 +30,13 @@ static int take_slot(struct shmbus_pub *p)
 		for (uint32_t i = 0; i < s->opts.max_publishers; i++) {
 			struct shmbus_pub_slot *ps = &s->pubs[i];
 			uint64_t o = 0;
-			if (ld_relaxed(&ps->owner) != 0 ||
-			    !cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_ACTIVE, pid)))
+			if (sb_ld_relaxed(&ps->owner) != 0 ||
+			    !sb_cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_ACTIVE, pid)))
 				continue;
-			st_relaxed(&ps->starttime, st);
-			st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
-			st_relaxed(&ps->published, 0);
-			st_relaxed(&ps->bytes, 0);
+			sb_st_relaxed(&ps->starttime, st);
+			sb_st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
+			sb_st_relaxed(&ps->published, 0);
+			sb_st_relaxed(&ps->bytes, 0);
 			/* Seq_cst: repairers scan up to the mark before we can claim anything. */
 			shmbus_ring_hwm_raise(&s->hdr->pubs_hwm, i + 1);
 			p->rp.slot = ps;
@@ -95,14 +96,14 @@ SHMBUS_API void shmbus_pub_close(shmbus_pub_t *p)
 	struct shmbus_topic_hdr *h = p->seg.hdr;
 	/* Counters move to the topic before the slot is zeroed (a stats reader may briefly
 	 * count them twice, never lose them). */
-	add_relaxed(&h->published, p->published);
-	add_relaxed(&h->bytes, p->bytes);
-	st_relaxed(&ps->published, 0);
-	st_relaxed(&ps->bytes, 0);
-	st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
-	st_relaxed(&ps->starttime, 0);
+	sb_add_relaxed(&h->published, p->published);
+	sb_add_relaxed(&h->bytes, p->bytes);
+	sb_st_relaxed(&ps->published, 0);
+	sb_st_relaxed(&ps->bytes, 0);
+	sb_st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
+	sb_st_relaxed(&ps->starttime, 0);
 	/* Release: the next owner sees a clean slot. */
-	st_release(&ps->owner, 0);
+	sb_st_release(&ps->owner, 0);
 	free(p->rp.gcur);
 	free(p->rp.ghas);
 	shmbus_seg_close(&p->seg);
@@ -120,8 +121,8 @@ static inline void count(struct shmbus_pub *p, struct shmbus_pub_slot *slot, uin
 {
 	p->published += n;
 	p->bytes += bytes;
-	st_relaxed(&slot->published, p->published);
-	st_relaxed(&slot->bytes, p->bytes);
+	sb_st_relaxed(&slot->published, p->published);
+	sb_st_relaxed(&slot->bytes, p->bytes);
 }
 
 /* Payloads up to this size are copied inline by the fast path of one publish. */
@@ -166,7 +167,7 @@ static inline __attribute__((always_inline)) void put_any(struct shmbus_seg *s, 
 	r->type = type;
 	r->seq = seq;
 	r->ts = ts;
-	st_release(&r->commit, ring_stamp(s, pos));
+	sb_st_release(&r->commit, ring_stamp(s, pos));
 }
 
 static inline void put(struct shmbus_seg *s, uint64_t pos, const void *data, uint32_t len,
@@ -190,7 +191,7 @@ static inline __attribute__((always_inline)) int publish_fast(shmbus_pub_t *p, c
 	struct shmbus_topic_hdr *h = s->hdr;
 	struct shmbus_pub_slot *slot = p->rp.slot;
 	uint64_t stride = ring_stride(len);
-	uint64_t t[2] = { ld_relaxed(&h->tail[0]), ld_relaxed(&h->tail[1]) };
+	uint64_t t[2] = { sb_ld_relaxed(&h->tail[0]), sb_ld_relaxed(&h->tail[1]) };
 	uint64_t end = t[0] + stride;
 	if ((t[0] & (SHMBUS_REC_ALIGN - 1)) || (t[0] & s->mask) + stride > s->cap ||
 	    end > p->rp.limit)
@@ -201,14 +202,14 @@ static inline __attribute__((always_inline)) int publish_fast(shmbus_pub_t *p, c
 	__builtin_prefetch(q + 64, 1, 3);
 	__builtin_prefetch(s->log + ((end + 64) & s->mask), 1, 3);
 	__builtin_prefetch(s->log + ((end + 128) & s->mask), 1, 3);
-	st_relaxed(&slot->claim_end, end);
-	st_relaxed(&slot->claim_nmsg, 1);
-	st_relaxed(&slot->claim_pos, t[0]);
+	sb_st_relaxed(&slot->claim_end, end);
+	sb_st_relaxed(&slot->claim_nmsg, 1);
+	sb_st_relaxed(&slot->claim_pos, t[0]);
 	uint64_t want[2] = { end, t[1] + 1 };
-	if (!cas_pair(h->tail, t, want))
+	if (!sb_cas_pair(h->tail, t, want))
 		return 0;
 	put_any(s, t[0], data, len, type, t[1], ts, small);
-	st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
+	sb_st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
 	count(p, slot, 1, len);
 	shmbus_ring_wake_readers(s);
 	return 1;
@@ -260,13 +261,13 @@ static __attribute__((noinline)) int publish_claim(shmbus_pub_t *p, const void *
 	struct shmbus_claim c;
 	int rc = shmbus_ring_claim(&p->rp, ring_stride(len), 1, timeout_ms, &c);
 	if (rc < 0) {
-		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+		sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 		return rc;
 	}
 	if (c.waited)
 		ts = shmbus_stamp_ns();
 	put(&p->seg, c.rec, data, (uint32_t)len, type, c.seq, ts);
-	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+	sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 	count(p, p->rp.slot, 1, len);
 	shmbus_ring_wake_readers(&p->seg);
 	return 0;
@@ -300,7 +301,7 @@ SHMBUS_API int shmbus_publish_batch(shmbus_pub_t *p, const shmbus_iov_t *msgs, u
 		struct shmbus_claim c;
 		int rc = shmbus_ring_claim(&p->rp, size, k, p->timeout_ms, &c);
 		if (rc < 0) {
-			st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+			sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 			return done ? (int)done : rc;
 		}
 		uint64_t ts = shmbus_stamp_ns(), bytes = 0;
@@ -315,7 +316,7 @@ SHMBUS_API int shmbus_publish_batch(shmbus_pub_t *p, const shmbus_iov_t *msgs, u
 		}
 		put(s, c.rec, msgs[done].data, (uint32_t)msgs[done].len, msgs[done].type, c.seq, ts);
 		bytes += msgs[done].len;
-		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+		sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 		count(p, p->rp.slot, k, bytes);
 		shmbus_ring_wake_readers(s);
 		done += k;
@@ -332,7 +333,7 @@ SHMBUS_API int shmbus_reserve(shmbus_pub_t *p, size_t len, void **buf)
 	struct shmbus_claim c;
 	int rc = shmbus_ring_claim(&p->rp, ring_stride(len), 1, p->timeout_ms, &c);
 	if (rc < 0) {
-		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+		sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 		return rc;
 	}
 	p->reserved = 1;
@@ -352,8 +353,8 @@ SHMBUS_API int shmbus_commit_type(shmbus_pub_t *p, uint32_t type)
 	r->type = type;
 	r->seq = p->res_seq;
 	r->ts = shmbus_stamp_ns();
-	st_release(&r->commit, ring_stamp(&p->seg, p->res_rec));
-	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+	sb_st_release(&r->commit, ring_stamp(&p->seg, p->res_rec));
+	sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
 	p->reserved = 0;
 	count(p, p->rp.slot, 1, p->res_len);
 	shmbus_ring_wake_readers(&p->seg);
@@ -370,8 +371,8 @@ SHMBUS_API int shmbus_abort(shmbus_pub_t *p)
 	if (!p->reserved)
 		return -EINVAL;
 	shmbus_ring_write_pad(&p->seg, p->res_rec, ring_stride(p->res_len), 1);
-	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-	add_relaxed(&p->seg.hdr->aborted, 1);
+	sb_st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
+	sb_add_relaxed(&p->seg.hdr->aborted, 1);
 	p->reserved = 0;
 	shmbus_ring_wake_readers(&p->seg);
 	return 0;

@@ -18,7 +18,8 @@
 #include <unistd.h>
 
 #include "bus/internal.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
+#include "ring/wake.h"
 #include "shm/err.h"
 #include "shm/proc.h"
 
@@ -75,8 +76,8 @@ static RACY_READS void copy_racy(void *dst, const void *src, size_t n)
 static inline int overrun(struct shmbus_sub *sb, uint64_t p)
 {
 	/* Orders the copy's loads before the tail load (seqlock-style validation). */
-	fence_acquire();
-	uint64_t t = ld_relaxed(&sb->seg.hdr->tail[0]);
+	sb_fence_acquire();
+	uint64_t t = sb_ld_relaxed(&sb->seg.hdr->tail[0]);
 	return t - p > sb->seg.cap;
 }
 
@@ -105,13 +106,13 @@ static void fanout_jump(struct shmbus_sub *sb, uint64_t to)
 {
 	sb->pos = to;
 	if (pins_pos(sb))
-		st_release(&sb->slot->pos, to);
+		sb_st_release(&sb->slot->pos, to);
 }
 
 /* A record failed validation: resynchronise at the tail (always a record boundary). */
 static int fanout_corrupt(struct shmbus_sub *sb)
 {
-	uint64_t t = ld_acquire(&sb->seg.hdr->tail[0]);
+	uint64_t t = sb_ld_acquire(&sb->seg.hdr->tail[0]);
 	fanout_jump(sb, t);
 	sb->next_seq = SHMBUS_NOSEQ;
 	return -EBADMSG;
@@ -128,12 +129,12 @@ static void deliver(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t p, const 
 	msg->lost = lost;
 	msg->_pos = p;
 	sb->consumed++;
-	st_relaxed(&sb->slot->consumed, sb->consumed);
+	sb_st_relaxed(&sb->slot->consumed, sb->consumed);
 	if (!sb->grp)
-		st_relaxed(&sb->slot->next_seq, v->seq + 1);
+		sb_st_relaxed(&sb->slot->next_seq, v->seq + 1);
 	if (lost) {
 		sb->lost += lost;
-		st_relaxed(&sb->slot->lost, sb->lost);
+		sb_st_relaxed(&sb->slot->lost, sb->lost);
 	}
 }
 
@@ -149,7 +150,7 @@ static inline void fanout_take(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_
 		/* Read again after a rewind, a loss is not a new one. */
 		if (v->seq > sb->lost_seen) {
 			sb->lost_seen = v->seq;
-			add_relaxed(&sb->grp->lost, lost);
+			sb_add_relaxed(&sb->grp->lost, lost);
 		} else {
 			lost = 0;
 		}
@@ -175,7 +176,7 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 			return fanout_corrupt(sb); /* from a damaged tail */
 		struct shmbus_rec *r = ring_rec(s, p);
 		/* Acquire: the record's fields and payload are visible once its stamp is. */
-		uint64_t c = ld_acquire(&r->commit);
+		uint64_t c = sb_ld_acquire(&r->commit);
 		if (c != ring_stamp(s, p)) {
 			/* While spinning, leave the tail's cache line to the publishers unless
 			 * the word there is a later lap's stamp (we were lapped). */
@@ -184,7 +185,7 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 				*waitpos = p;
 				return R_EMPTY;
 			}
-			uint64_t t = ld_acquire(&s->hdr->tail[0]);
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
 			if (t > p && t - p > s->cap) {
 				fanout_jump(sb, lap_resume(s, t));
 				continue;
@@ -205,7 +206,7 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 		if (v.len & SHMBUS_REC_PAD) {
 			uint64_t size = v.len & ~SHMBUS_REC_PAD;
 			if (copy && overrun(sb, p)) {
-				fanout_jump(sb, lap_resume(s, ld_acquire(&s->hdr->tail[0])));
+				fanout_jump(sb, lap_resume(s, sb_ld_acquire(&s->hdr->tail[0])));
 				continue;
 			}
 			if (bad_size(s, p, size))
@@ -218,7 +219,7 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 		uint64_t stride = ring_stride(v.len);
 		if (v.len > s->opts.max_message || bad_size(s, p, stride)) {
 			if (copy && overrun(sb, p)) {
-				fanout_jump(sb, lap_resume(s, ld_acquire(&s->hdr->tail[0])));
+				fanout_jump(sb, lap_resume(s, sb_ld_acquire(&s->hdr->tail[0])));
 				continue;
 			}
 			return fanout_corrupt(sb);
@@ -227,7 +228,7 @@ static int read_fanout(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitp
 		if (copy) {
 			copy_racy(sb->buf, r + 1, v.len);
 			if (overrun(sb, p)) {
-				fanout_jump(sb, lap_resume(s, ld_acquire(&s->hdr->tail[0])));
+				fanout_jump(sb, lap_resume(s, sb_ld_acquire(&s->hdr->tail[0])));
 				continue;
 			}
 			data = sb->buf;
@@ -242,7 +243,7 @@ static inline int cursor_move(struct shmbus_group_slot *g, uint64_t p, uint64_t 
 			      uint64_t nsq)
 {
 	uint64_t e[2] = { p, sq }, w[2] = { np, nsq };
-	return cas_pair(g->cursor, e, w);
+	return sb_cas_pair(g->cursor, e, w);
 }
 
 static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpos)
@@ -252,31 +253,31 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 	int block = s->opts.policy == SHMBUS_BLOCK;
 	for (;;) {
 		/* Two loads, maybe of different moves: the CAS below fails if they disagree. */
-		uint64_t p = ld_acquire(&g->cursor[0]);
-		uint64_t sq = ld_acquire(&g->cursor[1]);
+		uint64_t p = sb_ld_acquire(&g->cursor[0]);
+		uint64_t sq = sb_ld_acquire(&g->cursor[1]);
 		if (p & (SHMBUS_REC_ALIGN - 1)) {
 			/* A damaged cursor: resynchronise at the tail. */
-			uint64_t t = ld_acquire(&s->hdr->tail[0]);
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
 			cursor_move(g, p, sq, t, SHMBUS_NOSEQ);
 			return -EBADMSG;
 		}
 		int copy = sb->copy_all || p < sb->safe_from;
-		if (!copy && ld_relaxed(&sb->slot->pos) != p) {
+		if (!copy && sb_ld_relaxed(&sb->slot->pos) != p) {
 			/* Hold p before reading it (seq_cst, before the cursor re-check): a
 			 * publisher that sees the cursor moved past p also sees this hold. (A
 			 * hold already on p, with the cursor still there, is as good.) */
-			st_seqcst(&sb->slot->pos, p);
-			if (ld_seqcst(&g->cursor[0]) != p)
+			sb_st_seqcst(&sb->slot->pos, p);
+			if (sb_ld_seqcst(&g->cursor[0]) != p)
 				continue;
 		}
 		struct shmbus_rec *r = ring_rec(s, p);
-		if (ld_acquire(&r->commit) != ring_stamp(s, p)) {
-			uint64_t t = ld_acquire(&s->hdr->tail[0]);
-			if (ld_acquire(&g->cursor[0]) != p)
+		if (sb_ld_acquire(&r->commit) != ring_stamp(s, p)) {
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+			if (sb_ld_acquire(&g->cursor[0]) != p)
 				continue;
 			if (t > p && t - p > s->cap) {
 				if (cursor_move(g, p, sq, lap_resume(s, t), sq))
-					st_relaxed(&sb->slot->pos, SHMBUS_NOPOS);
+					sb_st_relaxed(&sb->slot->pos, SHMBUS_NOPOS);
 				continue;
 			}
 			if (p > t) {
@@ -303,14 +304,14 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 		if (copy && !bad && !(v.len & SHMBUS_REC_PAD))
 			copy_racy(sb->buf, r + 1, v.len);
 		if (copy && overrun(sb, p)) {
-			uint64_t t = ld_acquire(&s->hdr->tail[0]);
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
 			cursor_move(g, p, sq, lap_resume(s, t), sq);
 			continue;
 		}
 		if (bad) {
-			if (ld_acquire(&g->cursor[0]) != p)
+			if (sb_ld_acquire(&g->cursor[0]) != p)
 				continue;
-			cursor_move(g, p, sq, ld_acquire(&s->hdr->tail[0]), SHMBUS_NOSEQ);
+			cursor_move(g, p, sq, sb_ld_acquire(&s->hdr->tail[0]), SHMBUS_NOSEQ);
 			return -EBADMSG;
 		}
 		if (v.len & SHMBUS_REC_PAD) {
@@ -322,7 +323,7 @@ static int read_group(struct shmbus_sub *sb, shmbus_msg_t *msg, uint64_t *waitpo
 		uint64_t lost = 0;
 		if (sq != SHMBUS_NOSEQ && v.seq > sq) {
 			lost = v.seq - sq;
-			add_relaxed(&g->lost, lost);
+			sb_add_relaxed(&g->lost, lost);
 		}
 		sb->held = (block && !copy) ? p : SHMBUS_NOPOS;
 		sb->held_end = p + size;
@@ -353,11 +354,11 @@ static inline void release_held(struct shmbus_sub *sb)
 		return;
 	}
 	if (sb->grp) {
-		if (sb->held != SHMBUS_NOPOS || ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
+		if (sb->held != SHMBUS_NOPOS || sb_ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS) {
 			int due = sb->held == SHMBUS_NOPOS ||
 				  wake_due(&sb->seg, sb->held, sb->held_end);
 			/* Release: our reads of the record happen before its reuse. */
-			st_release(&sb->slot->pos, SHMBUS_NOPOS);
+			sb_st_release(&sb->slot->pos, SHMBUS_NOPOS);
 			sb->held = SHMBUS_NOPOS;
 			if (due && sb->seg.opts.policy == SHMBUS_BLOCK)
 				shmbus_ring_wake_publishers(&sb->seg);
@@ -368,7 +369,7 @@ static inline void release_held(struct shmbus_sub *sb)
 		int due = wake_due(&sb->seg, sb->held, sb->pos);
 		sb->held = SHMBUS_NOPOS;
 		/* Release: our reads of the record happen before its reuse. */
-		st_release(&sb->slot->pos, sb->pos);
+		sb_st_release(&sb->slot->pos, sb->pos);
 		if (due && sb->seg.opts.policy == SHMBUS_BLOCK)
 			shmbus_ring_wake_publishers(&sb->seg);
 	}
@@ -380,10 +381,10 @@ static void publish_wait_pos(struct shmbus_sub *sb)
 	if (sb->durable || sb->observer)
 		return;
 	if (sb->grp) {
-		if (ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS)
-			st_release(&sb->slot->pos, SHMBUS_NOPOS);
-	} else if (ld_relaxed(&sb->slot->pos) != sb->pos) {
-		st_release(&sb->slot->pos, sb->pos);
+		if (sb_ld_relaxed(&sb->slot->pos) != SHMBUS_NOPOS)
+			sb_st_release(&sb->slot->pos, SHMBUS_NOPOS);
+	} else if (sb_ld_relaxed(&sb->slot->pos) != sb->pos) {
+		sb_st_release(&sb->slot->pos, sb->pos);
 	}
 	/* And the wakes that releases put off (wake_due()): waiting publishers get all we
 	 * released now (one load when none waits). */
@@ -409,7 +410,7 @@ static inline int recv_fast(struct shmbus_sub *sb, shmbus_msg_t *msg)
 	if (sb->grp || sb->copy_all || p < sb->safe_from || (p & (SHMBUS_REC_ALIGN - 1)))
 		return 0;
 	const struct shmbus_rec *r = ring_rec(s, p);
-	if (ld_acquire(&r->commit) != ring_stamp(s, p))
+	if (sb_ld_acquire(&r->commit) != ring_stamp(s, p))
 		return 0;
 	struct view v = { r->len, r->type, r->seq, r->ts };
 	uint64_t stride = ring_stride(v.len);
@@ -455,8 +456,7 @@ static __attribute__((noinline)) int recv_wait(struct shmbus_sub *sb, shmbus_msg
 		uint64_t now = shmbus_now_ns();
 		if (!start) {
 			start = now;
-			if (timeout_ms >= 0)
-				deadline = now + (uint64_t)timeout_ms * 1000000ull;
+			deadline = shmbus_deadline(now, timeout_ms);
 			next_repair = timeout_ms == 0 ? now : now + REPAIR_FIRST_NS;
 		}
 		if (rc == R_STUCK && now >= next_repair) {
@@ -482,7 +482,7 @@ static __attribute__((noinline)) int recv_wait(struct shmbus_sub *sb, shmbus_msg
 		/* Publishers that skip their fence rely on this barrier on their CPUs;
 		 * without it, sleep at most 1 ms at a time. */
 		int barrier = shmbus_membarrier_global();
-		uint32_t w = ld_acquire(&h->wake);
+		uint32_t w = sb_ld_acquire(&h->wake);
 		rc = read_one(sb, msg, &waitpos);
 		if (rc == R_GOT || rc < 0) {
 			__atomic_fetch_sub(&h->sleepers, 1, __ATOMIC_SEQ_CST);
@@ -526,15 +526,15 @@ static int take_reader_slot(struct shmbus_sub *sb)
 		for (uint32_t i = 0; i < s->opts.max_readers; i++) {
 			struct shmbus_reader_slot *r = &s->readers[i];
 			uint64_t o = 0;
-			if (ld_relaxed(&r->owner) != 0 ||
-			    !cas_u64(&r->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_ACTIVE, pid)))
+			if (sb_ld_relaxed(&r->owner) != 0 ||
+			    !sb_cas_u64(&r->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_ACTIVE, pid)))
 				continue;
-			st_relaxed(&r->starttime, st);
-			st_relaxed(&r->consumed, 0);
-			st_relaxed(&r->lost, 0);
-			st_relaxed(&r->flags, 0);
-			st_relaxed(&r->group, 0);
-			st_seqcst(&r->pos, SHMBUS_NOPOS);
+			sb_st_relaxed(&r->starttime, st);
+			sb_st_relaxed(&r->consumed, 0);
+			sb_st_relaxed(&r->lost, 0);
+			sb_st_relaxed(&r->flags, 0);
+			sb_st_relaxed(&r->group, 0);
+			sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
 			/* Seq_cst: publishers scan up to the mark before our position counts. */
 			shmbus_ring_hwm_raise(&s->hdr->readers_hwm, i + 1);
 			sb->slot = r;
@@ -552,10 +552,10 @@ static void free_reader_slot(struct shmbus_sub *sb)
 {
 	struct shmbus_reader_slot *r = sb->slot;
 	/* Seq_cst: publishers stop counting our position before the slot is free. */
-	st_seqcst(&r->pos, SHMBUS_NOPOS);
-	st_relaxed(&r->group, 0);
-	st_relaxed(&r->starttime, 0);
-	st_release(&r->owner, 0);
+	sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
+	sb_st_relaxed(&r->group, 0);
+	sb_st_relaxed(&r->starttime, 0);
+	sb_st_release(&r->owner, 0);
 	if (sb->seg.opts.policy == SHMBUS_BLOCK)
 		shmbus_ring_wake_publishers(&sb->seg);
 }
@@ -569,9 +569,9 @@ static int group_lock(struct shmbus_seg *s)
 	uint64_t t0 = shmbus_now_ns();
 	for (;;) {
 		uint32_t v = 0;
-		if (cas_u32(l, &v, me))
+		if (sb_cas_u32(l, &v, me))
 			return 0;
-		if (!shmbus_proc_alive((pid_t)v, 0) && cas_u32(l, &v, me))
+		if (!shmbus_proc_alive((pid_t)v, 0) && sb_cas_u32(l, &v, me))
 			return 0;
 		if (shmbus_now_ns() - t0 > 2000000000ull)
 			return shmbus_err(-EBUSY, "topic '%s': group table locked by pid %u for "
@@ -582,11 +582,11 @@ static int group_lock(struct shmbus_seg *s)
 
 static int find_group(struct shmbus_seg *s, const char *name)
 {
-	uint32_t n = ld_acquire(&s->hdr->groups_hwm);
+	uint32_t n = sb_ld_acquire(&s->hdr->groups_hwm);
 	if (n > s->opts.max_groups)
 		n = s->opts.max_groups;
 	for (uint32_t g = 0; g < n; g++)
-		if (ld_acquire(&s->groups[g].state) == SHMBUS_GROUP_ACTIVE &&
+		if (sb_ld_acquire(&s->groups[g].state) == SHMBUS_GROUP_ACTIVE &&
 		    strncmp(s->groups[g].name, name, sizeof(s->groups[g].name)) == 0)
 			return (int)g;
 	return -1;
@@ -607,33 +607,33 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest)
 			s->opts.max_groups);
 	for (uint32_t i = 0; i < s->opts.max_groups; i++) {
 		struct shmbus_group_slot *gs = &s->groups[i];
-		if (ld_acquire(&gs->state) != SHMBUS_GROUP_FREE)
+		if (sb_ld_acquire(&gs->state) != SHMBUS_GROUP_FREE)
 			continue;
-		st_relaxed(&gs->state, SHMBUS_GROUP_INIT);
+		sb_st_relaxed(&gs->state, SHMBUS_GROUP_INIT);
 		memset(gs->name, 0, sizeof(gs->name));
 		snprintf(gs->name, sizeof(gs->name), "%s", name);
 		uint64_t t[2];
-		ld_pair(s->hdr->tail, t);
+		sb_ld_pair(s->hdr->tail, t);
 		uint64_t c[2] = { t[0], t[1] };
 		if (earliest) {
 			c[0] = t[0] >= s->cap ? lap_resume(s, t[0]) : 0;
 			c[1] = c[0] == 0 ? 0 : SHMBUS_NOSEQ;
 		}
 		uint64_t cur[2];
-		ld_pair(gs->cursor, cur);
-		while (!cas_pair(gs->cursor, cur, c))
+		sb_ld_pair(gs->cursor, cur);
+		while (!sb_cas_pair(gs->cursor, cur, c))
 			;
-		st_relaxed(&gs->lost, 0);
-		st_relaxed(&gs->abandoned, 0);
-		st_relaxed(&gs->lease_ns, 0);
+		sb_st_relaxed(&gs->lost, 0);
+		sb_st_relaxed(&gs->abandoned, 0);
+		sb_st_relaxed(&gs->lease_ns, 0);
 		shmbus_ring_hwm_raise(&s->hdr->groups_hwm, i + 1);
 		/* Seq_cst: the cursor and name are set before anyone sees the group. */
-		st_seqcst(&gs->state, SHMBUS_GROUP_ACTIVE);
+		sb_st_seqcst(&gs->state, SHMBUS_GROUP_ACTIVE);
 		g = (int)i;
 		break;
 	}
 out:
-	st_release(&s->hdr->group_lock, 0);
+	sb_st_release(&s->hdr->group_lock, 0);
 	return g >= 0 ? g : rc;
 }
 
@@ -646,11 +646,11 @@ static int other_members(struct shmbus_sub *sb, uint32_t g, int32_t *pid)
 	int n = 0;
 	for (uint32_t i = 0; i < s->opts.max_readers; i++) {
 		struct shmbus_reader_slot *r = &s->readers[i];
-		uint64_t o = ld_acquire(&r->owner);
+		uint64_t o = sb_ld_acquire(&r->owner);
 		if (i == sb->slot_idx || SHMBUS_OWNER_STATE(o) != SHMBUS_SLOT_ACTIVE ||
-		    ld_relaxed(&r->group) != g + 1)
+		    sb_ld_relaxed(&r->group) != g + 1)
 			continue;
-		if (!shmbus_proc_alive(SHMBUS_OWNER_PID(o), ld_relaxed(&r->starttime))) {
+		if (!shmbus_proc_alive(SHMBUS_OWNER_PID(o), sb_ld_relaxed(&r->starttime))) {
 			shmbus_ring_reclaim_reader(s, i, o);
 			continue;
 		}
@@ -664,11 +664,11 @@ static int other_members(struct shmbus_sub *sb, uint32_t g, int32_t *pid)
 static void durable_load(struct shmbus_sub *sb)
 {
 	struct shmbus_seg *s = &sb->seg;
-	uint64_t c[2], t = ld_acquire(&s->hdr->tail[0]);
-	ld_pair(sb->grp->cursor, c);
+	uint64_t c[2], t = sb_ld_acquire(&s->hdr->tail[0]);
+	sb_ld_pair(sb->grp->cursor, c);
 	if ((c[0] & (SHMBUS_REC_ALIGN - 1)) || c[0] > t) {
 		uint64_t want[2] = { t, SHMBUS_NOSEQ };
-		if (cas_pair(sb->grp->cursor, c, want)) {
+		if (sb_cas_pair(sb->grp->cursor, c, want)) {
 			c[0] = want[0];
 			c[1] = want[1];
 		}
@@ -722,8 +722,8 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 		sb->grp = &s->groups[g];
 		/* Seq_cst: from here publishers honour the group's cursor; anything below
 		 * the tail we read next was maybe not protected, so it is read with care. */
-		st_seqcst(&sb->slot->group, (uint32_t)g + 1);
-		sb->safe_from = ld_seqcst(&s->hdr->tail[0]);
+		sb_st_seqcst(&sb->slot->group, (uint32_t)g + 1);
+		sb->safe_from = sb_ld_seqcst(&s->hdr->tail[0]);
 		if (kind == SUB_DURABLE) {
 			int32_t other = 0;
 			if (other_members(sb, (uint32_t)g, &other)) {
@@ -738,7 +738,7 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 			durable_load(sb);
 		}
 	} else {
-		ld_pair(s->hdr->tail, t);
+		sb_ld_pair(s->hdr->tail, t);
 		uint64_t from = t[0];
 		if (earliest)
 			from = t[0] >= s->cap ? lap_resume(s, t[0]) : 0;
@@ -751,10 +751,10 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 			sb->observer = 1;
 			sb->copy_all = 1;
 		} else {
-			st_seqcst(&sb->slot->pos, from);
+			sb_st_seqcst(&sb->slot->pos, from);
 		}
 		uint64_t t2[2];
-		ld_pair(s->hdr->tail, t2);
+		sb_ld_pair(s->hdr->tail, t2);
 		if (earliest) {
 			sb->pos = from;
 			sb->next_seq = from == 0 ? 0 : SHMBUS_NOSEQ;
@@ -814,12 +814,12 @@ int shmbus_sub_commit(shmbus_sub_t *sb, uint64_t pos, uint64_t seq)
 	if (!sb->durable || (pos & (SHMBUS_REC_ALIGN - 1)) || pos > sb->pos)
 		return -EINVAL;
 	struct shmbus_group_slot *g = sb->grp;
-	uint64_t cur[2] = { ld_acquire(&g->cursor[0]), ld_acquire(&g->cursor[1]) };
+	uint64_t cur[2] = { sb_ld_acquire(&g->cursor[0]), sb_ld_acquire(&g->cursor[1]) };
 	uint64_t want[2] = { pos, seq };
 	/* Only forward: a stale or repeated commit is a no-op. The CAS fails, and is
 	 * retried with what it found, if the two loads above were of different moves. */
 	while (cur[0] < pos) {
-		if (cas_pair(g->cursor, cur, want)) {
+		if (sb_cas_pair(g->cursor, cur, want)) {
 			if (sb->seg.opts.policy == SHMBUS_BLOCK)
 				shmbus_ring_wake_publishers(&sb->seg);
 			return 1;
@@ -835,7 +835,7 @@ void shmbus_sub_lease(shmbus_sub_t *sb, uint64_t ms)
 	uint64_t until = ms ? shmbus_now_ns() + ms * 1000000ull : 0;
 	/* Relaxed: a publisher that misses a renewal sees the previous, still valid, one;
 	 * one that sees the lease late waits for the cursor, as it would for a member. */
-	st_relaxed(&sb->grp->lease_ns, until);
+	sb_st_relaxed(&sb->grp->lease_ns, until);
 	if (!ms && sb->seg.opts.policy == SHMBUS_BLOCK)
 		shmbus_ring_wake_publishers(&sb->seg);
 }
@@ -849,7 +849,7 @@ void shmbus_sub_rewind(shmbus_sub_t *sb)
 /* Where this reader's next message is. */
 static uint64_t next_pos(struct shmbus_sub *sb)
 {
-	return takes_from_cursor(sb) ? ld_acquire(&sb->grp->cursor[0]) : sb->pos;
+	return takes_from_cursor(sb) ? sb_ld_acquire(&sb->grp->cursor[0]) : sb->pos;
 }
 
 int shmbus_sub_ready(shmbus_sub_t *sb)
@@ -859,16 +859,16 @@ int shmbus_sub_ready(shmbus_sub_t *sb)
 	if (p & (SHMBUS_REC_ALIGN - 1))
 		return 1; /* damage: recv says so */
 	/* Acquire: pairs with the publisher's release of the commit word. */
-	if (ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p))
+	if (sb_ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p))
 		return 1;
-	uint64_t t = ld_acquire(&s->hdr->tail[0]);
+	uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
 	return t > p && t - p > s->cap; /* lapped: recv jumps ahead */
 }
 
 int shmbus_sub_stuck(shmbus_sub_t *sb)
 {
 	struct shmbus_seg *s = &sb->seg;
-	return ld_acquire(&s->hdr->tail[0]) > next_pos(sb) && !shmbus_sub_ready(sb);
+	return sb_ld_acquire(&s->hdr->tail[0]) > next_pos(sb) && !shmbus_sub_ready(sb);
 }
 
 uint64_t shmbus_msg_end(const shmbus_msg_t *m)

@@ -176,24 +176,24 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 		return rc;
 	struct shmbus_topic_hdr *h = seg.hdr;
 	memset(st, 0, sizeof(*st));
-	st->published = ld_relaxed(&h->published);
-	st->bytes = ld_relaxed(&h->bytes);
+	st->published = sb_ld_relaxed(&h->published);
+	st->bytes = sb_ld_relaxed(&h->bytes);
 	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
 		struct shmbus_pub_slot *ps = &seg.pubs[i];
-		if (ld_acquire(&ps->owner))
+		if (sb_ld_acquire(&ps->owner))
 			st->publishers++;
-		st->published += ld_relaxed(&ps->published);
-		st->bytes += ld_relaxed(&ps->bytes);
+		st->published += sb_ld_relaxed(&ps->published);
+		st->bytes += sb_ld_relaxed(&ps->bytes);
 	}
 	for (uint32_t i = 0; i < seg.opts.max_readers; i++)
-		if (ld_acquire(&seg.readers[i].owner))
+		if (sb_ld_acquire(&seg.readers[i].owner))
 			st->readers++;
-	st->aborted = ld_relaxed(&h->aborted);
-	st->backpressure_waits = ld_relaxed(&h->backpressure_waits);
-	st->wakeups = ld_relaxed(&h->wakeups);
-	st->readers_reclaimed = ld_relaxed(&h->readers_reclaimed);
+	st->aborted = sb_ld_relaxed(&h->aborted);
+	st->backpressure_waits = sb_ld_relaxed(&h->backpressure_waits);
+	st->wakeups = sb_ld_relaxed(&h->wakeups);
+	st->readers_reclaimed = sb_ld_relaxed(&h->readers_reclaimed);
 	uint64_t t[2];
-	ld_pair(h->tail, t);
+	sb_ld_pair(h->tail, t);
 	st->tail = t[0];
 	st->next_seq = t[1];
 	shmbus_seg_close(&seg);

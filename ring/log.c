@@ -24,7 +24,8 @@
 
 #include <shmbus.h>
 
-#include "ring/wait.h"
+#include "ring/clock.h"
+#include "ring/wake.h"
 #include "shm/proc.h"
 
 #define POLL_NS 1000000ull /* publishers waiting for space re-check liveness every 1 ms */
@@ -32,8 +33,8 @@
 
 void shmbus_ring_hwm_raise(uint32_t *hwm, uint32_t v)
 {
-	uint32_t cur = ld_relaxed(hwm);
-	while (cur < v && !cas_u32(hwm, &cur, v))
+	uint32_t cur = sb_ld_relaxed(hwm);
+	while (cur < v && !sb_cas_u32(hwm, &cur, v))
 		;
 }
 
@@ -45,7 +46,7 @@ void shmbus_ring_write_pad(struct shmbus_seg *s, uint64_t pos, uint64_t size, ui
 	r->seq = 0;
 	r->ts = 0;
 	/* Release: the pad's fields are visible to whoever acquires its commit word. */
-	st_release(&r->commit, ring_stamp(s, pos));
+	sb_st_release(&r->commit, ring_stamp(s, pos));
 }
 
 int shmbus_ring_fence_free;
@@ -55,7 +56,7 @@ void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 	struct shmbus_topic_hdr *h = s->hdr;
 	__atomic_fetch_add(&h->wake, 1, __ATOMIC_SEQ_CST);
 	shmbus_futex_wake(&h->wake, INT_MAX);
-	add_relaxed(&h->wakeups, 1);
+	sb_add_relaxed(&h->wakeups, 1);
 }
 
 void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s)
@@ -68,26 +69,26 @@ void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s)
 uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
-	uint64_t tail = ld_seqcst(&h->tail[0]);
+	uint64_t tail = sb_ld_seqcst(&h->tail[0]);
 	uint64_t min = tail;
 	/* Claims still being written (I5): a publisher must never lap another one that is
 	 * still writing, or the slow one would scribble over the newer lap. */
-	uint32_t np = ld_seqcst(&h->pubs_hwm);
+	uint32_t np = sb_ld_seqcst(&h->pubs_hwm);
 	if (np > s->opts.max_publishers)
 		np = s->opts.max_publishers;
 	for (uint32_t i = 0; i < np; i++) {
 		struct shmbus_pub_slot *ps = &s->pubs[i];
-		uint64_t cp = ld_seqcst(&ps->claim_pos);
+		uint64_t cp = sb_ld_seqcst(&ps->claim_pos);
 		if (cp != SHMBUS_NOPOS && cp <= tail && tail - cp <= s->cap && cp < min &&
-		    ld_relaxed(&ps->owner))
+		    sb_ld_relaxed(&ps->owner))
 			min = cp;
 	}
 	if (s->opts.policy != SHMBUS_BLOCK)
 		return min;
-	uint32_t ng = ld_seqcst(&h->groups_hwm);
+	uint32_t ng = sb_ld_seqcst(&h->groups_hwm);
 	if (ng > s->opts.max_groups)
 		ng = s->opts.max_groups;
-	uint32_t nr = ld_seqcst(&h->readers_hwm);
+	uint32_t nr = sb_ld_seqcst(&h->readers_hwm);
 	if (nr > s->opts.max_readers)
 		nr = s->opts.max_readers;
 	/* Group cursors first, then reader slots: a member publishes its hold (seq_cst)
@@ -95,16 +96,16 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 	 * hold too. */
 	for (uint32_t g = 0; g < ng; g++) {
 		ghas[g] = 0;
-		gcur[g] = ld_seqcst(&s->groups[g].state) == SHMBUS_GROUP_ACTIVE
-				  ? ld_seqcst(&s->groups[g].cursor[0])
-				  : SHMBUS_NOPOS;
+		gcur[g] = sb_ld_seqcst(&s->groups[g].state) == SHMBUS_GROUP_ACTIVE ?
+				  sb_ld_seqcst(&s->groups[g].cursor[0]) :
+				  SHMBUS_NOPOS;
 	}
 	for (uint32_t i = 0; i < nr; i++) {
 		struct shmbus_reader_slot *r = &s->readers[i];
-		if (!ld_seqcst(&r->owner))
+		if (!sb_ld_seqcst(&r->owner))
 			continue;
-		uint64_t p = ld_seqcst(&r->pos);
-		uint32_t gi = ld_relaxed(&r->group);
+		uint64_t p = sb_ld_seqcst(&r->pos);
+		uint32_t gi = sb_ld_relaxed(&r->group);
 		if (gi && gi <= ng)
 			ghas[gi - 1] = 1;
 		/* Positions outside the last lap are damage or a stale slot: ignore. */
@@ -118,7 +119,7 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 	for (uint32_t g = 0; g < ng; g++) {
 		uint64_t p = gcur[g];
 		if (!ghas[g] && p != SHMBUS_NOPOS) {
-			uint64_t lease = ld_relaxed(&s->groups[g].lease_ns);
+			uint64_t lease = sb_ld_relaxed(&s->groups[g].lease_ns);
 			if (lease) {
 				if (!now)
 					now = shmbus_now_ns();
@@ -135,19 +136,19 @@ int shmbus_ring_reclaim_reader(struct shmbus_seg *s, uint32_t idx, uint64_t owne
 {
 	struct shmbus_reader_slot *r = &s->readers[idx];
 	pid_t me = getpid();
-	if (!cas_u64(&r->owner, &owner, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, me)))
+	if (!sb_cas_u64(&r->owner, &owner, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, me)))
 		return 0;
-	uint32_t gi = ld_relaxed(&r->group);
-	uint64_t held = ld_relaxed(&r->pos);
+	uint32_t gi = sb_ld_relaxed(&r->group);
+	uint64_t held = sb_ld_relaxed(&r->pos);
 	if (gi && gi <= s->opts.max_groups && held != SHMBUS_NOPOS)
-		add_relaxed(&s->groups[gi - 1].abandoned, 1);
+		sb_add_relaxed(&s->groups[gi - 1].abandoned, 1);
 	/* Seq_cst: publishers computing a limit stop seeing the position before the slot
 	 * can be taken again. */
-	st_seqcst(&r->pos, SHMBUS_NOPOS);
-	st_relaxed(&r->group, 0);
-	st_relaxed(&r->starttime, 0);
-	add_relaxed(&s->hdr->readers_reclaimed, 1);
-	st_release(&r->owner, 0);
+	sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
+	sb_st_relaxed(&r->group, 0);
+	sb_st_relaxed(&r->starttime, 0);
+	sb_add_relaxed(&s->hdr->readers_reclaimed, 1);
+	sb_st_release(&r->owner, 0);
 	shmbus_ring_wake_publishers(s);
 	return 1;
 }
@@ -160,26 +161,26 @@ static int owner_dead(uint64_t o, uint64_t st)
 
 int shmbus_ring_reclaim_readers(struct shmbus_seg *s, uint64_t minpos)
 {
-	uint32_t nr = ld_acquire(&s->hdr->readers_hwm);
+	uint32_t nr = sb_ld_acquire(&s->hdr->readers_hwm);
 	if (nr > s->opts.max_readers)
 		nr = s->opts.max_readers;
 	int n = 0;
 	for (uint32_t i = 0; i < nr; i++) {
 		struct shmbus_reader_slot *r = &s->readers[i];
-		uint64_t o = ld_acquire(&r->owner);
+		uint64_t o = sb_ld_acquire(&r->owner);
 		if (!o)
 			continue;
 		if (minpos != SHMBUS_NOPOS) {
-			uint64_t p = ld_relaxed(&r->pos);
-			uint32_t gi = ld_relaxed(&r->group);
+			uint64_t p = sb_ld_relaxed(&r->pos);
+			uint32_t gi = sb_ld_relaxed(&r->group);
 			int constrains = p == minpos;
 			if (gi && gi <= s->opts.max_groups &&
-			    ld_relaxed(&s->groups[gi - 1].cursor[0]) == minpos)
+			    sb_ld_relaxed(&s->groups[gi - 1].cursor[0]) == minpos)
 				constrains = 1;
 			if (!constrains)
 				continue;
 		}
-		if (owner_dead(o, ld_relaxed(&r->starttime)))
+		if (owner_dead(o, sb_ld_relaxed(&r->starttime)))
 			n += shmbus_ring_reclaim_reader(s, i, o);
 	}
 	return n;
@@ -191,8 +192,7 @@ static int wait_space(struct shmbus_ring_pub *rp, uint64_t end, int timeout_ms)
 	struct shmbus_seg *s = rp->seg;
 	struct shmbus_topic_hdr *h = s->hdr;
 	uint64_t start = shmbus_now_ns(), next_poll = start;
-	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
-					   : start + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = shmbus_deadline(start, timeout_ms);
 	int counted = 0;
 	for (;;) {
 		uint64_t min = shmbus_ring_min_pos(s, rp->gcur, rp->ghas);
@@ -200,7 +200,7 @@ static int wait_space(struct shmbus_ring_pub *rp, uint64_t end, int timeout_ms)
 		if (end <= rp->limit)
 			return 0;
 		if (!counted) {
-			add_relaxed(&h->backpressure_waits, 1);
+			sb_add_relaxed(&h->backpressure_waits, 1);
 			counted = 1;
 		}
 		uint64_t now = shmbus_now_ns();
@@ -223,7 +223,7 @@ static int wait_space(struct shmbus_ring_pub *rp, uint64_t end, int timeout_ms)
 		/* Announce ourselves, then re-check, then sleep: a reader that frees space
 		 * after our re-check sees pub_waiters (or we time out within 1 ms). */
 		__atomic_fetch_add(&h->pub_waiters, 1, __ATOMIC_SEQ_CST);
-		uint32_t v = ld_acquire(&h->space);
+		uint32_t v = sb_ld_acquire(&h->space);
 		min = shmbus_ring_min_pos(s, rp->gcur, rp->ghas);
 		rp->limit = min + s->cap;
 		if (end > rp->limit) {
@@ -246,7 +246,7 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 	struct shmbus_topic_hdr *h = s->hdr;
 	struct shmbus_pub_slot *slot = rp->slot;
 	/* A guess; the CAS corrects it (and fails if the two halves were inconsistent). */
-	uint64_t t[2] = { ld_relaxed(&h->tail[0]), ld_relaxed(&h->tail[1]) };
+	uint64_t t[2] = { sb_ld_relaxed(&h->tail[0]), sb_ld_relaxed(&h->tail[1]) };
 	c->waited = 0;
 	for (;;) {
 		/* Claims end on record boundaries: an unaligned tail is damage. */
@@ -262,22 +262,22 @@ int shmbus_ring_claim(struct shmbus_ring_pub *rp, uint64_t size, uint64_t nmsg,
 			__builtin_prefetch(s->log + (q & s->mask), 1, 3);
 		if (end > rp->limit) {
 			/* A stale candidate of ours must not hold the others back. */
-			st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
+			sb_st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
 			c->waited = 1;
 			int rc = wait_space(rp, end, timeout_ms);
 			if (rc < 0)
 				return rc;
-			t[0] = ld_relaxed(&h->tail[0]);
-			t[1] = ld_relaxed(&h->tail[1]);
+			t[0] = sb_ld_relaxed(&h->tail[0]);
+			t[1] = sb_ld_relaxed(&h->tail[1]);
 			continue;
 		}
 		/* I3: the claim is in the slot before the CAS (whose full barrier orders
 		 * these stores before it). */
-		st_relaxed(&slot->claim_end, end);
-		st_relaxed(&slot->claim_nmsg, nmsg);
-		st_relaxed(&slot->claim_pos, t[0]);
+		sb_st_relaxed(&slot->claim_end, end);
+		sb_st_relaxed(&slot->claim_nmsg, nmsg);
+		sb_st_relaxed(&slot->claim_pos, t[0]);
 		uint64_t want[2] = { end, t[1] + nmsg };
-		if (cas_pair(h->tail, t, want)) {
+		if (sb_cas_pair(h->tail, t, want)) {
 			c->start = t[0];
 			c->rec = t[0] + pad;
 			c->end = end;
@@ -320,12 +320,12 @@ struct cand {
 
 static int claim_end_consistent(struct shmbus_seg *s, uint64_t end, uint32_t np)
 {
-	if (end == ld_acquire(&s->hdr->tail[0]))
+	if (end == sb_ld_acquire(&s->hdr->tail[0]))
 		return 1;
-	if (ld_acquire(&ring_rec(s, end)->commit) == ring_stamp(s, end))
+	if (sb_ld_acquire(&ring_rec(s, end)->commit) == ring_stamp(s, end))
 		return 1;
 	for (uint32_t i = 0; i < np; i++)
-		if (ld_acquire(&s->pubs[i].owner) && ld_relaxed(&s->pubs[i].claim_pos) == end)
+		if (sb_ld_acquire(&s->pubs[i].owner) && sb_ld_relaxed(&s->pubs[i].claim_pos) == end)
 			return 1;
 	return 0;
 }
@@ -334,22 +334,22 @@ static void free_pub_slot(struct shmbus_seg *s, struct shmbus_pub_slot *ps)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
 	/* Fold the dead publisher's counters into the topic's. */
-	add_relaxed(&h->published, ld_relaxed(&ps->published));
-	add_relaxed(&h->bytes, ld_relaxed(&ps->bytes));
-	st_relaxed(&ps->published, 0);
-	st_relaxed(&ps->bytes, 0);
-	st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
-	st_relaxed(&ps->starttime, 0);
-	add_relaxed(&h->pubs_reclaimed, 1);
+	sb_add_relaxed(&h->published, sb_ld_relaxed(&ps->published));
+	sb_add_relaxed(&h->bytes, sb_ld_relaxed(&ps->bytes));
+	sb_st_relaxed(&ps->published, 0);
+	sb_st_relaxed(&ps->bytes, 0);
+	sb_st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
+	sb_st_relaxed(&ps->starttime, 0);
+	sb_add_relaxed(&h->pubs_reclaimed, 1);
 	/* Release: a new owner that takes the slot sees it clean. */
-	st_release(&ps->owner, 0);
+	sb_st_release(&ps->owner, 0);
 }
 
 int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 {
 	if (p & (SHMBUS_REC_ALIGN - 1))
 		return 0;
-	if (ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p))
+	if (sb_ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p))
 		return 1;
 	/* All slots, not up to the mark: this is the slow path, and must not trust it. */
 	uint32_t np = s->opts.max_publishers;
@@ -357,18 +357,18 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 	int nbest = 0, best_consistent = 0;
 	for (uint32_t i = 0; i < np; i++) {
 		struct shmbus_pub_slot *ps = &s->pubs[i];
-		uint64_t o = ld_acquire(&ps->owner);
+		uint64_t o = sb_ld_acquire(&ps->owner);
 		if (!o)
 			continue;
-		uint64_t cp = ld_acquire(&ps->claim_pos);
-		uint64_t ce = ld_relaxed(&ps->claim_end);
+		uint64_t cp = sb_ld_acquire(&ps->claim_pos);
+		uint64_t ce = sb_ld_relaxed(&ps->claim_end);
 		if (cp == SHMBUS_NOPOS || p < cp || p >= ce || ce - cp > 2 * SHMBUS_CLAIM_MAX ||
 		    ((cp | ce) & (SHMBUS_REC_ALIGN - 1)))
 			continue;
 		/* A live claimant (or a live repairer) will finish: wait for it. */
-		if (!owner_dead(o, ld_relaxed(&ps->starttime)))
+		if (!owner_dead(o, sb_ld_relaxed(&ps->starttime)))
 			return 0;
-		struct cand c = { i, o, cp, ce, ld_relaxed(&ps->claim_nmsg) };
+		struct cand c = { i, o, cp, ce, sb_ld_relaxed(&ps->claim_nmsg) };
 		/* Two dead claimants of p only when one died right after losing the CAS for
 		 * it: prefer the one whose end is a real boundary, else the shorter cover
 		 * (which can never overwrite a committed record). */
@@ -384,24 +384,25 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 		return 0;
 	struct shmbus_pub_slot *ps = &s->pubs[best.idx];
 	uint64_t o = best.owner;
-	if (!cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, getpid())))
+	if (!sb_cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, getpid())))
 		return 0;
 	/* We own the repair; the claim cannot change under us (its owner is dead). */
-	if (ld_relaxed(&ps->claim_pos) == best.start && ld_relaxed(&ps->claim_end) == best.end &&
-	    ld_acquire(&ring_rec(s, p)->commit) != ring_stamp(s, p)) {
+	if (sb_ld_relaxed(&ps->claim_pos) == best.start &&
+	    sb_ld_relaxed(&ps->claim_end) == best.end &&
+	    sb_ld_acquire(&ring_rec(s, p)->commit) != ring_stamp(s, p)) {
 		cover(s, p, best.end, best.nmsg);
-		add_relaxed(&s->hdr->aborted, best.nmsg);
+		sb_add_relaxed(&s->hdr->aborted, best.nmsg);
 	}
 	free_pub_slot(s, ps);
 	shmbus_ring_wake_readers(s);
-	return ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p);
+	return sb_ld_acquire(&ring_rec(s, p)->commit) == ring_stamp(s, p);
 }
 
 /* Is the claim [cp, ce) of a dead publisher finished (nothing uncommitted below the tail)?
  * Returns 1 resolved, 0 not (and tries to repair it). */
 static int claim_resolved(struct shmbus_seg *s, uint64_t cp, uint64_t ce)
 {
-	uint64_t tail = ld_acquire(&s->hdr->tail[0]);
+	uint64_t tail = sb_ld_acquire(&s->hdr->tail[0]);
 	if (cp == SHMBUS_NOPOS || cp >= tail)
 		return 1; /* it never took the claim */
 	if (cp & (SHMBUS_REC_ALIGN - 1))
@@ -412,11 +413,11 @@ static int claim_resolved(struct shmbus_seg *s, uint64_t cp, uint64_t ce)
 		if (tail - q > s->cap)
 			return 1; /* overwritten since: nobody can be waiting on it */
 		struct shmbus_rec *r = ring_rec(s, q);
-		if (ld_acquire(&r->commit) != ring_stamp(s, q)) {
+		if (sb_ld_acquire(&r->commit) != ring_stamp(s, q)) {
 			shmbus_ring_repair(s, q);
 			return 0;
 		}
-		uint32_t len = ld_relaxed(&r->len);
+		uint32_t len = sb_ld_relaxed(&r->len);
 		uint64_t size = (len & SHMBUS_REC_PAD) ? (len & ~SHMBUS_REC_PAD) : ring_stride(len);
 		if (size < SHMBUS_REC_HDR || (size & (SHMBUS_REC_ALIGN - 1)))
 			return 1; /* damaged: nothing sensible to wait for */
@@ -432,14 +433,15 @@ int shmbus_ring_pub_gc(struct shmbus_seg *s, int only_claims)
 	int n = 0;
 	for (uint32_t i = 0; i < np; i++) {
 		struct shmbus_pub_slot *ps = &s->pubs[i];
-		uint64_t o = ld_acquire(&ps->owner);
-		if (!o || (only_claims && ld_relaxed(&ps->claim_pos) == SHMBUS_NOPOS) ||
-		    !owner_dead(o, ld_relaxed(&ps->starttime)))
+		uint64_t o = sb_ld_acquire(&ps->owner);
+		if (!o || (only_claims && sb_ld_relaxed(&ps->claim_pos) == SHMBUS_NOPOS) ||
+		    !owner_dead(o, sb_ld_relaxed(&ps->starttime)))
 			continue;
-		if (!claim_resolved(s, ld_relaxed(&ps->claim_pos), ld_relaxed(&ps->claim_end)))
+		if (!claim_resolved(s, sb_ld_relaxed(&ps->claim_pos),
+				    sb_ld_relaxed(&ps->claim_end)))
 			continue;
 		/* claim_resolved may have repaired and freed it already. */
-		if (!cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, getpid())))
+		if (!sb_cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, getpid())))
 			continue;
 		free_pub_slot(s, ps);
 		n++;

@@ -141,7 +141,7 @@ static void repair_across_lap(void)
 	}
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "rp"), 0);
-	while (ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544)
+	while (sb_ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544)
 		usleep(100);
 	CHECK_RC(shmbus_publish(pub, "after", 5, 77), 0);
 	CHECK_RC(shmbus_recv(sub, &m, 20), -EAGAIN); /* waits for the live claimant */
