@@ -34,6 +34,14 @@ static inline int sb_cas_u32(uint32_t *p, uint32_t *expect, uint32_t want)
 					   __ATOMIC_SEQ_CST);
 }
 
+/* Raise *p to at least v (a high-water mark); seq_cst like the CAS. */
+static inline void sb_max_u32(uint32_t *p, uint32_t v)
+{
+	uint32_t cur = sb_ld_relaxed(p);
+	while (cur < v && !sb_cas_u32(p, &cur, v))
+		;
+}
+
 typedef unsigned __int128 sb_u128;
 
 static inline sb_u128 sb_pair(uint64_t lo, uint64_t hi)

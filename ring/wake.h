@@ -3,7 +3,7 @@
  * Waiting and waking between processes: shared (not private) futexes on words in the topic
  * file, so that a publisher in one process wakes a reader in another; the asymmetric
  * barrier of the sleep/wake handshake; a spin pause. The handshake itself, on the topic's
- * words, is in ring/log.h (the publisher's half) and bus/sub.c (the reader's).
+ * words, is in ring/writer.h (the publisher's half) and ring/reader.c (the reader's).
  */
 #ifndef SHMBUS_RING_WAKE_H
 #define SHMBUS_RING_WAKE_H

@@ -12,7 +12,7 @@
 
 #include <pthread.h>
 
-#include "ring/log.h"
+#include "ring/record.h"
 
 static shmbus_bus_t *bus;
 
@@ -185,7 +185,7 @@ static void wake_hysteresis(void)
 	CHECK(pthread_join(th, NULL) == 0);
 	uint32_t wakes = sb_ld_relaxed(&s.hdr->space) - wakes0;
 	/* One wake per sixteenth of the ring read, and a few for the reader's sleeps. */
-	uint64_t bytes = (uint64_t)WH_N * ring_stride(WH_LEN);
+	uint64_t bytes = (uint64_t)WH_N * shmbus_rec_stride(WH_LEN);
 	uint64_t bound = bytes / (o.capacity / 16) + 32;
 	shmbus_topic_stats_t st;
 	CHECK_RC(shmbus_topic_stats(bus, "wh", &st), 0);
