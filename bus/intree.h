@@ -63,7 +63,39 @@ int shmbus_sub_stuck(shmbus_sub_t *sub);
 /* The position just past message m (for shmbus_sub_commit()). */
 uint64_t shmbus_msg_end(const shmbus_msg_t *m);
 
+/*
+ * Waiting for a subscriber in someone else's event loop (the bridge's io_uring
+ * FUTEX_WAIT), with the same sleep/wake handshake as shmbus_recv() (docs/algorithm.md,
+ * "Waking readers"): shmbus_sub_sleep_prepare() counts the reader among the topic's
+ * sleepers and re-checks. It returns 0 when a receive would find something now (nothing
+ * armed, nothing to undo), 1 when armed: wait on the shared futex word *word while it
+ * equals *expected (FUTEX_WAIT without the private flag), then, woken, cancelled or given
+ * up, call shmbus_sub_sleep_done() before receiving. Calling prepare again while armed is
+ * a re-check; done when not armed does nothing; shmbus_sub_close() ends an armed wait.
+ */
+int shmbus_sub_sleep_prepare(shmbus_sub_t *sub, uint32_t **word, uint32_t *expected);
+void shmbus_sub_sleep_done(shmbus_sub_t *sub);
+
+/* The random id of the topic file incarnation the subscriber has mapped (a topic removed
+ * and created again has another). */
+uint64_t shmbus_sub_generation(const shmbus_sub_t *sub);
+
+/* When that topic file was created (CLOCK_REALTIME ns). */
+uint64_t shmbus_sub_created_ns(const shmbus_sub_t *sub);
+
+/* The sequence number the topic's next message will take. */
+uint64_t shmbus_sub_tail_seq(const shmbus_sub_t *sub);
+
+/* A group reader's cursor sequence: for a durable reader, the one after the last
+ * confirmed message. 1 and *seq, or 0 when not known yet (a group created "from
+ * earliest" before its first read) or the reader is not in a group. */
+int shmbus_sub_cursor_seq(const shmbus_sub_t *sub, uint64_t *seq);
+
 /* ---- topics for the daemon ------------------------------------------------------------ */
+
+/* The generation of the topic file now under name (shmbus_sub_generation() of a
+ * subscriber that maps it), or 0 if there is none. Reads the file's header only. */
+uint64_t shmbus_topic_generation(shmbus_bus_t *bus, const char *name);
 
 /* Apply the defaults to user options and convert them. -EINVAL with a message. */
 int shmbus_opts_resolve(const shmbus_topic_opts_t *in, struct shmbus_seg_opts *out);

@@ -283,3 +283,32 @@ uint64_t shmbus_msg_end(const shmbus_msg_t *m)
 	return m->_pos + shmbus_rec_stride(m->len);
 }
 
+int shmbus_sub_sleep_prepare(shmbus_sub_t *sb, uint32_t **word, uint32_t *expected)
+{
+	return shmbus_ring_reader_sleep_prepare(&sb->rd, word, expected);
+}
+
+void shmbus_sub_sleep_done(shmbus_sub_t *sb)
+{
+	shmbus_ring_reader_sleep_done(&sb->rd);
+}
+
+uint64_t shmbus_sub_generation(const shmbus_sub_t *sb)
+{
+	return sb->rd.seg.generation;
+}
+
+uint64_t shmbus_sub_created_ns(const shmbus_sub_t *sb)
+{
+	return sb->rd.seg.hdr->created_ns;
+}
+
+uint64_t shmbus_sub_tail_seq(const shmbus_sub_t *sb)
+{
+	return shmbus_ring_reader_tail_seq(&sb->rd);
+}
+
+int shmbus_sub_cursor_seq(const shmbus_sub_t *sb, uint64_t *seq)
+{
+	return shmbus_ring_reader_cursor_seq(&sb->rd, seq);
+}

@@ -206,6 +206,11 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 	return 0;
 }
 
+uint64_t shmbus_topic_generation(shmbus_bus_t *bus, const char *name)
+{
+	return shmbus_seg_generation(bus->path, name);
+}
+
 /* ---- slots ------------------------------------------------------------------------------ */
 
 static uint64_t *slot_owner(struct shmbus_seg *s, enum shmbus_table t, uint32_t i)

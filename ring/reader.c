@@ -133,6 +133,7 @@ int shmbus_ring_reader_init(struct shmbus_ring_reader *rd)
 
 void shmbus_ring_reader_fini(struct shmbus_ring_reader *rd)
 {
+	shmbus_ring_reader_sleep_done(rd);
 	if (rd->slot) {
 		shmbus_ring_reader_release(rd);
 		/* Seq_cst: writers stop counting our position before the slot is free. */
@@ -410,6 +411,32 @@ static void sleep_withdraw(struct shmbus_topic_hdr *h)
 	__atomic_fetch_sub(&h->sleepers, 1, __ATOMIC_SEQ_CST);
 }
 
+int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val)
+{
+	struct shmbus_topic_hdr *h = rd->seg.hdr;
+	if (!rd->asleep) {
+		sleep_announce(h);
+		rd->asleep = 1;
+	}
+	/* Acquire: read before the re-check, so a commit after it changes the word. */
+	uint32_t v = sb_ld_acquire(&h->wake);
+	if (shmbus_ring_reader_ready(rd)) {
+		shmbus_ring_reader_sleep_done(rd);
+		return 0;
+	}
+	*word = &h->wake;
+	*val = v;
+	return 1;
+}
+
+void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd)
+{
+	if (rd->asleep) {
+		sleep_withdraw(rd->seg.hdr);
+		rd->asleep = 0;
+	}
+}
+
 /* Everything but the fast path: other kinds of reader and record, spinning, sleeping. */
 int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, int timeout_ms)
 {
@@ -534,4 +561,19 @@ int shmbus_ring_reader_stuck(struct shmbus_ring_reader *rd)
 {
 	struct shmbus_seg *s = &rd->seg;
 	return sb_ld_acquire(&s->hdr->tail[0]) > next_pos(rd) && !shmbus_ring_reader_ready(rd);
+}
+
+/* ---- what the topic says ----------------------------------------------------------------- */
+
+uint64_t shmbus_ring_reader_tail_seq(const struct shmbus_ring_reader *rd)
+{
+	return sb_ld_acquire(&rd->seg.hdr->tail[1]);
+}
+
+int shmbus_ring_reader_cursor_seq(const struct shmbus_ring_reader *rd, uint64_t *seq)
+{
+	if (!rd->grp)
+		return 0;
+	*seq = sb_ld_acquire(&rd->grp->cursor[1]);
+	return *seq != SHMBUS_NOSEQ;
 }

@@ -48,6 +48,7 @@ struct shmbus_ring_reader {
 	int observer;	    /* a fan-out reader that never holds writers back */
 	uint64_t lost_seen; /* durable: losses counted up to this sequence */
 	int cheap;	    /* spinning: an uncommitted record means "empty" (no tail read) */
+	int asleep; /* counted in the topic's sleepers by shmbus_ring_reader_sleep_prepare() */
 };
 
 /* ---- setting up ------------------------------------------------------------------------ */
@@ -59,7 +60,8 @@ struct shmbus_ring_reader {
  */
 int shmbus_ring_reader_init(struct shmbus_ring_reader *rd);
 
-/* Release what the reader holds, stop publishing a position, free the copy buffer. The slot stays owned (the caller gives it back);
+/* Release what the reader holds, stop publishing a position, leave the sleepers (an armed
+ * external wait), free the copy buffer. The slot stays owned (the caller gives it back);
  * rd->seg stays mapped. */
 void shmbus_ring_reader_fini(struct shmbus_ring_reader *rd);
 
@@ -227,6 +229,20 @@ int shmbus_ring_reader_ready(struct shmbus_ring_reader *rd);
  * writer)? shmbus_ring_reader_next() with timeout 0 repairs a dead one's claim. */
 int shmbus_ring_reader_stuck(struct shmbus_ring_reader *rd);
 
+/* ---- waiting outside the reader (an event loop's futex wait) -------------------------- */
+
+/*
+ * The reader's half of the sleep/wake handshake for a caller that waits on its own (the
+ * bridge's io_uring FUTEX_WAIT). Counts the reader among the topic's sleepers (once) and
+ * re-checks: 0 when something is there already (nothing to wait for, nothing to undo), 1
+ * when armed: wait while *(*word) == *val, then call shmbus_ring_reader_sleep_done().
+ */
+int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val);
+
+/* The wait is over (woken, cancelled, or given up): no longer count among the sleepers.
+ * Does nothing when not armed. */
+void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd);
+
 /* ---- durable readers --------------------------------------------------------------------- */
 
 /*
@@ -241,5 +257,15 @@ void shmbus_ring_reader_lease(struct shmbus_ring_reader *rd, uint64_t ms);
 
 /* Read again from a durable reader's group cursor. */
 void shmbus_ring_reader_rewind(struct shmbus_ring_reader *rd);
+
+/* ---- what the topic says ----------------------------------------------------------------- */
+
+/* The sequence number the next message published will take. */
+uint64_t shmbus_ring_reader_tail_seq(const struct shmbus_ring_reader *rd);
+
+/* A member's group cursor sequence (for a durable reader: the one after the last
+ * confirmed message): 1 and *seq, or 0 when not known yet (a group created "from
+ * earliest" before its first read) or the reader is not in a group. */
+int shmbus_ring_reader_cursor_seq(const struct shmbus_ring_reader *rd, uint64_t *seq);
 
 #endif

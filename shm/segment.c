@@ -204,6 +204,20 @@ out:
 	return rc;
 }
 
+uint64_t shmbus_seg_generation(const char *dir, const char *name)
+{
+	char path[4096];
+	seg_path(path, sizeof(path), dir, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint64_t g = 0;
+	if (pread(fd, &g, sizeof(g), offsetof(struct shmbus_topic_hdr, generation)) != sizeof(g))
+		g = 0;
+	close(fd);
+	return g;
+}
+
 void shmbus_seg_close(struct shmbus_seg *seg)
 {
 	if (seg->base)
