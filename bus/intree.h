@@ -94,7 +94,8 @@ int shmbus_sub_cursor_seq(const shmbus_sub_t *sub, uint64_t *seq);
 /* ---- topics for the daemon ------------------------------------------------------------ */
 
 /* The generation of the topic file now under name (shmbus_sub_generation() of a
- * subscriber that maps it), or 0 if there is none. Reads the file's header only. */
+ * subscriber that maps it), or 0 if there is none or it is not a valid topic (then
+ * shmbus_errmsg() says why). Reads and checks the file's header only. */
 uint64_t shmbus_topic_generation(shmbus_bus_t *bus, const char *name);
 
 /* Apply the defaults to user options and convert them. -EINVAL with a message. */

@@ -208,14 +208,15 @@ uint64_t shmbus_seg_generation(const char *dir, const char *name)
 {
 	char path[4096];
 	seg_path(path, sizeof(path), dir, name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return 0;
-	uint64_t g = 0;
-	if (pread(fd, &g, sizeof(g), offsetof(struct shmbus_topic_hdr, generation)) != sizeof(g))
-		g = 0;
+	/* The header checked as an open would check it: a damaged file is no topic. */
+	struct shmbus_seg seg;
+	memset(&seg, 0, sizeof(seg));
+	int rc = read_validate(fd, &seg, name);
 	close(fd);
-	return g;
+	return rc < 0 ? 0 : seg.generation;
 }
 
 void shmbus_seg_close(struct shmbus_seg *seg)

@@ -63,9 +63,9 @@ int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name);
 void shmbus_seg_close(struct shmbus_seg *seg);
 
 /*
- * The generation (random incarnation id) in the header of dir/name.topic, read without
- * mapping or validating the file; 0 if there is no such file or it is too short. Cheap
- * enough to poll: a topic removed and created again has another.
+ * The generation (random incarnation id) in the header of dir/name.topic, read and
+ * validated without mapping the file; 0 if there is no such file or it is not a valid
+ * topic. Cheap enough to poll: a topic removed and created again has another.
  */
 uint64_t shmbus_seg_generation(const char *dir, const char *name);
 

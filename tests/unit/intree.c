@@ -3,7 +3,8 @@
  * What bus/intree.h gives the in-tree programs instead of casting a handle or reading a
  * topic file by offset (the bridge):
  *  - the generation of a subscriber's topic equals the one read from the file, and a topic
- *    removed and created again has another; a topic that does not exist has 0;
+ *    removed and created again has another; a topic that does not exist, or a file that is
+ *    not a topic, has 0;
  *  - the creation time, the tail's sequence and a group cursor's sequence (unknown for a
  *    group joined "from earliest" after the first lap, unknown for a fan-out reader);
  *  - the two-step sleep for an outside waiter: prepare says "already there" without
@@ -47,6 +48,15 @@ static void case_generation(void)
 	CHECK(shmbus_sub_generation(sub) == g); /* still the file it mapped */
 	shmbus_sub_close(sub);
 	CHECK(shmbus_topic_generation(bus, "nosuch") == 0);
+	/* Not a topic under a topic's name: no generation either. */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/junk.topic", shmbus_bus_path(bus));
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	for (int i = 0; i < 4096; i++)
+		fputc(0x5a, f);
+	CHECK(fclose(f) == 0);
+	CHECK(shmbus_topic_generation(bus, "junk") == 0);
 }
 
 static void case_sequences(void)
