@@ -72,9 +72,9 @@ out:
 static void tail_snapshot(struct shmbus_topic_hdr *h, uint64_t t[2])
 {
 	for (;;) {
-		t[0] = ld_acquire(&h->tail[0]);
-		t[1] = ld_acquire(&h->tail[1]);
-		if (ld_acquire(&h->tail[0]) == t[0])
+		t[0] = sb_ld_acquire(&h->tail[0]);
+		t[1] = sb_ld_acquire(&h->tail[1]);
+		if (sb_ld_acquire(&h->tail[0]) == t[0])
 			return;
 	}
 }
@@ -91,7 +91,7 @@ SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,
 	unsigned n = 0;
 	for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
 		struct shmbus_reader_slot *r = &seg.readers[i];
-		uint64_t o = ld_acquire(&r->owner);
+		uint64_t o = sb_ld_acquire(&r->owner);
 		if (SHMBUS_OWNER_STATE(o) != SHMBUS_SLOT_ACTIVE)
 			continue;
 		if (n < max) {
@@ -99,16 +99,16 @@ SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,
 			memset(ri, 0, sizeof(*ri));
 			ri->slot = i;
 			ri->pid = SHMBUS_OWNER_PID(o);
-			ri->consumed = ld_relaxed(&r->consumed);
-			ri->lost = ld_relaxed(&r->lost);
-			ri->pos = ld_relaxed(&r->pos);
-			uint32_t gi = ld_relaxed(&r->group);
+			ri->consumed = sb_ld_relaxed(&r->consumed);
+			ri->lost = sb_ld_relaxed(&r->lost);
+			ri->pos = sb_ld_relaxed(&r->pos);
+			uint32_t gi = sb_ld_relaxed(&r->group);
 			if (gi && gi <= seg.opts.max_groups) {
 				struct shmbus_group_slot *g = &seg.groups[gi - 1];
 				memcpy(ri->group, g->name, sizeof(ri->group) - 1);
 				ri->group[sizeof(ri->group) - 1] = '\0';
 			} else {
-				uint64_t ns = ld_relaxed(&r->next_seq);
+				uint64_t ns = sb_ld_relaxed(&r->next_seq);
 				if (ri->pos != SHMBUS_NOPOS && ri->pos <= t[0])
 					ri->lag_bytes = t[0] - ri->pos;
 				/* Before its first message a reader has no sequence yet. */
@@ -132,7 +132,7 @@ SHMBUS_API int shmbus_topic_publishers(shmbus_bus_t *bus, const char *topic,
 	unsigned n = 0;
 	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
 		struct shmbus_pub_slot *ps = &seg.pubs[i];
-		uint64_t o = ld_acquire(&ps->owner);
+		uint64_t o = sb_ld_acquire(&ps->owner);
 		if (SHMBUS_OWNER_STATE(o) != SHMBUS_SLOT_ACTIVE)
 			continue;
 		if (n < max) {
@@ -140,9 +140,9 @@ SHMBUS_API int shmbus_topic_publishers(shmbus_bus_t *bus, const char *topic,
 			memset(pi, 0, sizeof(*pi));
 			pi->slot = i;
 			pi->pid = SHMBUS_OWNER_PID(o);
-			pi->published = ld_relaxed(&ps->published);
-			pi->bytes = ld_relaxed(&ps->bytes);
-			pi->claim_open = ld_relaxed(&ps->claim_pos) != SHMBUS_NOPOS;
+			pi->published = sb_ld_relaxed(&ps->published);
+			pi->bytes = sb_ld_relaxed(&ps->bytes);
+			pi->claim_open = sb_ld_relaxed(&ps->claim_pos) != SHMBUS_NOPOS;
 		}
 		n++;
 	}
@@ -162,26 +162,27 @@ SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 	unsigned n = 0;
 	for (uint32_t g = 0; g < seg.opts.max_groups; g++) {
 		struct shmbus_group_slot *gs = &seg.groups[g];
-		if (ld_acquire(&gs->state) != SHMBUS_GROUP_ACTIVE)
+		if (sb_ld_acquire(&gs->state) != SHMBUS_GROUP_ACTIVE)
 			continue;
 		if (n < max) {
 			shmbus_group_info_t *gi = &out[n];
 			memset(gi, 0, sizeof(*gi));
 			memcpy(gi->name, gs->name, sizeof(gi->name) - 1);
 			gi->name[sizeof(gi->name) - 1] = '\0';
-			uint64_t c = ld_acquire(&gs->cursor[0]);
-			uint64_t cs = ld_acquire(&gs->cursor[1]);
+			uint64_t c = sb_ld_acquire(&gs->cursor[0]);
+			uint64_t cs = sb_ld_acquire(&gs->cursor[1]);
 			gi->cursor = c;
 			if (c <= t[0])
 				gi->lag_bytes = t[0] - c;
 			if (cs != SHMBUS_NOSEQ && cs <= t[1])
 				gi->lag_msgs = t[1] - cs;
-			gi->lost = ld_relaxed(&gs->lost);
-			gi->abandoned = ld_relaxed(&gs->abandoned);
+			gi->lost = sb_ld_relaxed(&gs->lost);
+			gi->abandoned = sb_ld_relaxed(&gs->abandoned);
 			for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
 				struct shmbus_reader_slot *r = &seg.readers[i];
-				if (SHMBUS_OWNER_STATE(ld_acquire(&r->owner)) == SHMBUS_SLOT_ACTIVE &&
-				    ld_relaxed(&r->group) == g + 1)
+				if (SHMBUS_OWNER_STATE(sb_ld_acquire(&r->owner)) ==
+					    SHMBUS_SLOT_ACTIVE &&
+				    sb_ld_relaxed(&r->group) == g + 1)
 					gi->members++;
 			}
 		}

@@ -1,53 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Publishers: one slot each in the topic's publisher table (who it is, what it claims),
- * then claim → write → commit (release store of the commit word) → wake sleepers only if
- * any are asleep. Batches take one claim per chunk and commit the first record last, so a
- * reader sees a chunk all at once.
+ * Publisher handles: a slot in the topic's publisher table and a writer on its log
+ * (ring/writer.h, where claiming, writing and committing are). Here: opening, closing,
+ * the API's checks, and the dispatch of one publish between the writer's inline fast
+ * path and its general one.
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "bus/internal.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
 #include "shm/err.h"
-#include "shm/proc.h"
-
-#define PUB_SPIN_NS 20000ull
-
-static int take_slot(struct shmbus_pub *p)
-{
-	struct shmbus_seg *s = &p->seg;
-	pid_t pid;
-	uint64_t st;
-	int rc = shmbus_proc_self(&pid, &st);
-	if (rc < 0)
-		return shmbus_err(rc, "cannot read /proc/self/stat");
-	for (int pass = 0; pass < 2; pass++) {
-		for (uint32_t i = 0; i < s->opts.max_publishers; i++) {
-			struct shmbus_pub_slot *ps = &s->pubs[i];
-			uint64_t o = 0;
-			if (ld_relaxed(&ps->owner) != 0 ||
-			    !cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_ACTIVE, pid)))
-				continue;
-			st_relaxed(&ps->starttime, st);
-			st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
-			st_relaxed(&ps->published, 0);
-			st_relaxed(&ps->bytes, 0);
-			/* Seq_cst: repairers scan up to the mark before we can claim anything. */
-			shmbus_ring_hwm_raise(&s->hdr->pubs_hwm, i + 1);
-			p->rp.slot = ps;
-			p->slot_idx = i;
-			return 0;
-		}
-		if (pass == 0 && shmbus_ring_pub_gc(s, 0) == 0)
-			break;
-	}
-	return shmbus_err(-EUSERS, "topic '%s': all %u publisher slots are in use",
-			  s->name, s->opts.max_publishers);
-}
 
 SHMBUS_API int shmbus_pub_open(shmbus_pub_t **out, shmbus_bus_t *bus, const char *topic)
 {
@@ -55,32 +18,29 @@ SHMBUS_API int shmbus_pub_open(shmbus_pub_t **out, shmbus_bus_t *bus, const char
 	struct shmbus_pub *p = calloc(1, sizeof(*p));
 	if (!p)
 		return shmbus_err(-ENOMEM, "out of memory");
-	int rc = shmbus_topic_open_seg(bus, topic, &p->seg);
+	struct shmbus_seg *s = &p->w.seg;
+	int rc = shmbus_topic_open_seg(bus, topic, s);
 	if (rc < 0) {
 		free(p);
 		return rc;
 	}
-	uint32_t ng = p->seg.opts.max_groups ? p->seg.opts.max_groups : 1;
-	p->rp.seg = &p->seg;
-	p->rp.gcur = calloc(ng, sizeof(uint64_t));
-	p->rp.ghas = calloc(ng, 1);
-	p->rp.spin_ns = PUB_SPIN_NS;
 	p->timeout_ms = -1;
-	if (!p->rp.gcur || !p->rp.ghas) {
-		rc = shmbus_err(-ENOMEM, "out of memory");
+	rc = shmbus_ring_writer_init(&p->w);
+	if (rc < 0) {
+		rc = shmbus_err(rc, "out of memory");
 		goto fail;
 	}
-	if (shmbus_membarrier_register())
-		__atomic_store_n(&shmbus_ring_fence_free, 1, __ATOMIC_RELAXED);
-	rc = take_slot(p);
+	rc = shmbus_slot_take(s, SHMBUS_TABLE_PUBS);
 	if (rc < 0)
-		goto fail;
+		goto fail_writer;
+	p->slot_idx = (uint32_t)rc;
+	p->w.slot = &s->pubs[rc];
 	*out = p;
 	return 0;
+fail_writer:
+	shmbus_ring_writer_fini(&p->w);
 fail:
-	free(p->rp.gcur);
-	free(p->rp.ghas);
-	shmbus_seg_close(&p->seg);
+	shmbus_seg_close(s);
 	free(p);
 	return rc;
 }
@@ -89,23 +49,9 @@ SHMBUS_API void shmbus_pub_close(shmbus_pub_t *p)
 {
 	if (!p)
 		return;
-	if (p->reserved)
-		shmbus_abort(p);
-	struct shmbus_pub_slot *ps = p->rp.slot;
-	struct shmbus_topic_hdr *h = p->seg.hdr;
-	/* Counters move to the topic before the slot is zeroed (a stats reader may briefly
-	 * count them twice, never lose them). */
-	add_relaxed(&h->published, p->published);
-	add_relaxed(&h->bytes, p->bytes);
-	st_relaxed(&ps->published, 0);
-	st_relaxed(&ps->bytes, 0);
-	st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
-	st_relaxed(&ps->starttime, 0);
-	/* Release: the next owner sees a clean slot. */
-	st_release(&ps->owner, 0);
-	free(p->rp.gcur);
-	free(p->rp.ghas);
-	shmbus_seg_close(&p->seg);
+	shmbus_ring_writer_fini(&p->w);
+	shmbus_slot_put(&p->w.seg, SHMBUS_TABLE_PUBS, p->slot_idx);
+	shmbus_seg_close(&p->w.seg);
 	free(p);
 }
 
@@ -115,120 +61,18 @@ SHMBUS_API int shmbus_pub_set_timeout(shmbus_pub_t *p, int timeout_ms)
 	return 0;
 }
 
-static inline void count(struct shmbus_pub *p, struct shmbus_pub_slot *slot, uint64_t n,
-			 uint64_t bytes)
-{
-	p->published += n;
-	p->bytes += bytes;
-	st_relaxed(&slot->published, p->published);
-	st_relaxed(&slot->bytes, p->bytes);
-}
-
-/* Payloads up to this size are copied inline by the fast path of one publish. */
-#define SMALL_MAX 64u
-
-/* Copy len <= SMALL_MAX bytes with no call: two overlapping moves of the largest power of
- * two not above len, reading only [src, src + len). */
-static inline void copy_small(uint8_t *d, const uint8_t *src, uint32_t len)
-{
-	if (len >= 32) {
-		memcpy(d, src, 32);
-		memcpy(d + len - 32, src + len - 32, 32);
-	} else if (len >= 16) {
-		memcpy(d, src, 16);
-		memcpy(d + len - 16, src + len - 16, 16);
-	} else if (len >= 8) {
-		memcpy(d, src, 8);
-		memcpy(d + len - 8, src + len - 8, 8);
-	} else if (len >= 4) {
-		memcpy(d, src, 4);
-		memcpy(d + len - 4, src + len - 4, 4);
-	} else if (len) {
-		d[0] = src[0];
-		d[len / 2] = src[len / 2];
-		d[len - 1] = src[len - 1];
-	}
-}
-
-/* Fill and commit one record (the commit word last, with release); small: len <= SMALL_MAX,
- * copied inline. */
-static inline __attribute__((always_inline)) void put_any(struct shmbus_seg *s, uint64_t pos,
-							  const void *data, uint32_t len,
-							  uint32_t type, uint64_t seq,
-							  uint64_t ts, int small)
-{
-	struct shmbus_rec *r = ring_rec(s, pos);
-	if (small)
-		copy_small((uint8_t *)(r + 1), data, len);
-	else if (len)
-		memcpy(r + 1, data, len);
-	r->len = len;
-	r->type = type;
-	r->seq = seq;
-	r->ts = ts;
-	st_release(&r->commit, ring_stamp(s, pos));
-}
-
-static inline void put(struct shmbus_seg *s, uint64_t pos, const void *data, uint32_t len,
-		       uint32_t type, uint64_t seq, uint64_t ts)
-{
-	put_any(s, pos, data, len, type, seq, ts, 0);
-}
-
-/*
- * The common case of one publish, in one piece: the record fits before the lap end, within
- * the cached limit, and nobody else moves the tail between our read and our CAS. Any of
- * those false, it returns 0 having claimed nothing, and shmbus_ring_claim() does the rest.
- * Same steps as the claim (I3: the slot names the claim before the CAS). small: len <=
- * SMALL_MAX, copied inline, so that with the stamp's fast path the whole is a leaf.
- */
-static inline __attribute__((always_inline)) int publish_fast(shmbus_pub_t *p, const void *data,
-							      uint32_t len, uint32_t type,
-							      uint64_t ts, int small)
-{
-	struct shmbus_seg *s = &p->seg;
-	struct shmbus_topic_hdr *h = s->hdr;
-	struct shmbus_pub_slot *slot = p->rp.slot;
-	uint64_t stride = ring_stride(len);
-	uint64_t t[2] = { ld_relaxed(&h->tail[0]), ld_relaxed(&h->tail[1]) };
-	uint64_t end = t[0] + stride;
-	if ((t[0] & (SHMBUS_REC_ALIGN - 1)) || (t[0] & s->mask) + stride > s->cap ||
-	    end > p->rp.limit)
-		return 0;
-	/* Own the record's lines and the next record's before the CAS (see the claim). */
-	const uint8_t *q = s->log + (t[0] & s->mask);
-	__builtin_prefetch(q, 1, 3);
-	__builtin_prefetch(q + 64, 1, 3);
-	__builtin_prefetch(s->log + ((end + 64) & s->mask), 1, 3);
-	__builtin_prefetch(s->log + ((end + 128) & s->mask), 1, 3);
-	st_relaxed(&slot->claim_end, end);
-	st_relaxed(&slot->claim_nmsg, 1);
-	st_relaxed(&slot->claim_pos, t[0]);
-	uint64_t want[2] = { end, t[1] + 1 };
-	if (!cas_pair(h->tail, t, want))
-		return 0;
-	put_any(s, t[0], data, len, type, t[1], ts, small);
-	st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
-	count(p, slot, 1, len);
-	shmbus_ring_wake_readers(s);
-	return 1;
-}
-
-static __attribute__((noinline)) int publish_claim(shmbus_pub_t *p, const void *data,
-						   size_t len, uint32_t type, int timeout_ms);
-
 /* One publish, any size and state: the checks, the fast path with a call to memcpy, the
- * claim. */
+ * writer's general path. */
 static __attribute__((noinline)) int publish_any(shmbus_pub_t *p, const void *data, size_t len,
 						 uint32_t type, int timeout_ms)
 {
-	if (p->reserved)
+	if (p->w.reserved)
 		return -EBUSY;
-	if (len > p->seg.opts.max_message)
+	if (len > p->w.seg.opts.max_message)
 		return -EMSGSIZE;
-	if (publish_fast(p, data, (uint32_t)len, type, shmbus_stamp_ns(), 0))
+	if (shmbus_ring_write_fast(&p->w, data, (uint32_t)len, type, shmbus_stamp_ns(), 0))
 		return 0;
-	return publish_claim(p, data, len, type, timeout_ms);
+	return shmbus_ring_write(&p->w, data, (uint32_t)len, type, timeout_ms);
 }
 
 /* A small message on the fast path with no call at all (no registers to save), else
@@ -238,8 +82,9 @@ static inline __attribute__((always_inline)) int publish_one(shmbus_pub_t *p, co
 							     int timeout_ms)
 {
 	uint64_t ts, now;
-	if (len <= SMALL_MAX && !p->reserved && len <= p->seg.opts.max_message &&
-	    shmbus_stamp_fast(&ts, &now) && publish_fast(p, data, (uint32_t)len, type, ts, 1))
+	if (len <= SHMBUS_REC_SMALL_MAX && !p->w.reserved && len <= p->w.seg.opts.max_message &&
+	    shmbus_stamp_fast(&ts, &now) &&
+	    shmbus_ring_write_fast(&p->w, data, (uint32_t)len, type, ts, 1))
 		return 0;
 	return publish_any(p, data, len, type, timeout_ms);
 }
@@ -250,28 +95,6 @@ SHMBUS_API int shmbus_publish_timeout(shmbus_pub_t *p, const void *data, size_t 
 	return publish_one(p, data, len, type, timeout_ms);
 }
 
-/* Everything but the fast path: lap ends, waiting for space, contention. */
-static __attribute__((noinline)) int publish_claim(shmbus_pub_t *p, const void *data,
-						   size_t len, uint32_t type, int timeout_ms)
-{
-	/* The stamp first: its TSC read overlaps the claim (taken again if the claim had to
-	 * wait for space). */
-	uint64_t ts = shmbus_stamp_ns();
-	struct shmbus_claim c;
-	int rc = shmbus_ring_claim(&p->rp, ring_stride(len), 1, timeout_ms, &c);
-	if (rc < 0) {
-		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-		return rc;
-	}
-	if (c.waited)
-		ts = shmbus_stamp_ns();
-	put(&p->seg, c.rec, data, (uint32_t)len, type, c.seq, ts);
-	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-	count(p, p->rp.slot, 1, len);
-	shmbus_ring_wake_readers(&p->seg);
-	return 0;
-}
-
 SHMBUS_API int shmbus_publish(shmbus_pub_t *p, const void *data, size_t len, uint32_t type)
 {
 	return publish_one(p, data, len, type, p->timeout_ms);
@@ -279,85 +102,26 @@ SHMBUS_API int shmbus_publish(shmbus_pub_t *p, const void *data, size_t len, uin
 
 SHMBUS_API int shmbus_publish_batch(shmbus_pub_t *p, const shmbus_iov_t *msgs, unsigned n)
 {
-	if (p->reserved)
+	if (p->w.reserved)
 		return -EBUSY;
 	for (unsigned i = 0; i < n; i++)
-		if (msgs[i].len > p->seg.opts.max_message)
+		if (msgs[i].len > p->w.seg.opts.max_message)
 			return -EMSGSIZE;
-	struct shmbus_seg *s = &p->seg;
-	uint64_t chunk_max = ring_claim_max(s);
-	unsigned done = 0;
-	while (done < n) {
-		uint64_t size = 0;
-		unsigned k = 0;
-		while (done + k < n) {
-			uint64_t st = ring_stride(msgs[done + k].len);
-			if (k && size + st > chunk_max)
-				break;
-			size += st;
-			k++;
-		}
-		struct shmbus_claim c;
-		int rc = shmbus_ring_claim(&p->rp, size, k, p->timeout_ms, &c);
-		if (rc < 0) {
-			st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-			return done ? (int)done : rc;
-		}
-		uint64_t ts = shmbus_stamp_ns(), bytes = 0;
-		/* Records 2..k first, the first last: a reader waits at the first and then
-		 * finds the rest committed. */
-		uint64_t pos = c.rec + ring_stride(msgs[done].len);
-		for (unsigned j = 1; j < k; j++) {
-			const shmbus_iov_t *m = &msgs[done + j];
-			put(s, pos, m->data, (uint32_t)m->len, m->type, c.seq + j, ts);
-			pos += ring_stride(m->len);
-			bytes += m->len;
-		}
-		put(s, c.rec, msgs[done].data, (uint32_t)msgs[done].len, msgs[done].type, c.seq, ts);
-		bytes += msgs[done].len;
-		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-		count(p, p->rp.slot, k, bytes);
-		shmbus_ring_wake_readers(s);
-		done += k;
-	}
-	return (int)done;
+	return shmbus_ring_write_batch(&p->w, msgs, n, p->timeout_ms);
 }
 
 SHMBUS_API int shmbus_reserve(shmbus_pub_t *p, size_t len, void **buf)
 {
-	if (p->reserved)
+	if (p->w.reserved)
 		return -EBUSY;
-	if (len > p->seg.opts.max_message)
+	if (len > p->w.seg.opts.max_message)
 		return -EMSGSIZE;
-	struct shmbus_claim c;
-	int rc = shmbus_ring_claim(&p->rp, ring_stride(len), 1, p->timeout_ms, &c);
-	if (rc < 0) {
-		st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-		return rc;
-	}
-	p->reserved = 1;
-	p->res_rec = c.rec;
-	p->res_len = len;
-	p->res_seq = c.seq;
-	*buf = ring_rec(&p->seg, c.rec) + 1;
-	return 0;
+	return shmbus_ring_reserve(&p->w, len, p->timeout_ms, buf);
 }
 
 SHMBUS_API int shmbus_commit_type(shmbus_pub_t *p, uint32_t type)
 {
-	if (!p->reserved)
-		return -EINVAL;
-	struct shmbus_rec *r = ring_rec(&p->seg, p->res_rec);
-	r->len = (uint32_t)p->res_len;
-	r->type = type;
-	r->seq = p->res_seq;
-	r->ts = shmbus_stamp_ns();
-	st_release(&r->commit, ring_stamp(&p->seg, p->res_rec));
-	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-	p->reserved = 0;
-	count(p, p->rp.slot, 1, p->res_len);
-	shmbus_ring_wake_readers(&p->seg);
-	return 0;
+	return shmbus_ring_commit(&p->w, type);
 }
 
 SHMBUS_API int shmbus_commit(shmbus_pub_t *p)
@@ -367,12 +131,5 @@ SHMBUS_API int shmbus_commit(shmbus_pub_t *p)
 
 SHMBUS_API int shmbus_abort(shmbus_pub_t *p)
 {
-	if (!p->reserved)
-		return -EINVAL;
-	shmbus_ring_write_pad(&p->seg, p->res_rec, ring_stride(p->res_len), 1);
-	st_relaxed(&p->rp.slot->claim_pos, SHMBUS_NOPOS);
-	add_relaxed(&p->seg.hdr->aborted, 1);
-	p->reserved = 0;
-	shmbus_ring_wake_readers(&p->seg);
-	return 0;
+	return shmbus_ring_abort(&p->w);
 }

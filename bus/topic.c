@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Topics: names, options, creating, removing, opening a topic's file, looking at it; and
+ * the slots of its two tables, which publishers and subscribers take when they open.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "bus/internal.h"
+#include "ring/repair.h"
 #include "shm/err.h"
+#include "shm/proc.h"
 
 #define SYS_PREFIX "$sys."
 
@@ -176,26 +182,99 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 		return rc;
 	struct shmbus_topic_hdr *h = seg.hdr;
 	memset(st, 0, sizeof(*st));
-	st->published = ld_relaxed(&h->published);
-	st->bytes = ld_relaxed(&h->bytes);
+	st->published = sb_ld_relaxed(&h->published);
+	st->bytes = sb_ld_relaxed(&h->bytes);
 	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
 		struct shmbus_pub_slot *ps = &seg.pubs[i];
-		if (ld_acquire(&ps->owner))
+		if (sb_ld_acquire(&ps->owner))
 			st->publishers++;
-		st->published += ld_relaxed(&ps->published);
-		st->bytes += ld_relaxed(&ps->bytes);
+		st->published += sb_ld_relaxed(&ps->published);
+		st->bytes += sb_ld_relaxed(&ps->bytes);
 	}
 	for (uint32_t i = 0; i < seg.opts.max_readers; i++)
-		if (ld_acquire(&seg.readers[i].owner))
+		if (sb_ld_acquire(&seg.readers[i].owner))
 			st->readers++;
-	st->aborted = ld_relaxed(&h->aborted);
-	st->backpressure_waits = ld_relaxed(&h->backpressure_waits);
-	st->wakeups = ld_relaxed(&h->wakeups);
-	st->readers_reclaimed = ld_relaxed(&h->readers_reclaimed);
+	st->aborted = sb_ld_relaxed(&h->aborted);
+	st->backpressure_waits = sb_ld_relaxed(&h->backpressure_waits);
+	st->wakeups = sb_ld_relaxed(&h->wakeups);
+	st->readers_reclaimed = sb_ld_relaxed(&h->readers_reclaimed);
 	uint64_t t[2];
-	ld_pair(h->tail, t);
+	sb_ld_pair(h->tail, t);
 	st->tail = t[0];
 	st->next_seq = t[1];
 	shmbus_seg_close(&seg);
 	return 0;
+}
+
+uint64_t shmbus_topic_generation(shmbus_bus_t *bus, const char *name)
+{
+	return shmbus_seg_generation(bus->path, name);
+}
+
+/* ---- slots ------------------------------------------------------------------------------ */
+
+static uint64_t *slot_owner(struct shmbus_seg *s, enum shmbus_table t, uint32_t i)
+{
+	return t == SHMBUS_TABLE_READERS ? &s->readers[i].owner : &s->pubs[i].owner;
+}
+
+static uint64_t *slot_starttime(struct shmbus_seg *s, enum shmbus_table t, uint32_t i)
+{
+	return t == SHMBUS_TABLE_READERS ? &s->readers[i].starttime : &s->pubs[i].starttime;
+}
+
+/* A slot just taken: everything its last owner left is reset. */
+static void slot_reset(struct shmbus_seg *s, enum shmbus_table t, uint32_t i)
+{
+	if (t == SHMBUS_TABLE_READERS) {
+		struct shmbus_reader_slot *r = &s->readers[i];
+		sb_st_relaxed(&r->consumed, 0);
+		sb_st_relaxed(&r->lost, 0);
+		sb_st_relaxed(&r->flags, 0);
+		sb_st_relaxed(&r->group, 0);
+		sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
+	} else {
+		struct shmbus_pub_slot *ps = &s->pubs[i];
+		sb_st_relaxed(&ps->claim_pos, SHMBUS_NOPOS);
+		sb_st_relaxed(&ps->published, 0);
+		sb_st_relaxed(&ps->bytes, 0);
+	}
+}
+
+int shmbus_slot_take(struct shmbus_seg *s, enum shmbus_table t)
+{
+	int readers = t == SHMBUS_TABLE_READERS;
+	uint32_t n = readers ? s->opts.max_readers : s->opts.max_publishers;
+	pid_t pid;
+	uint64_t st;
+	int rc = shmbus_proc_self(&pid, &st);
+	if (rc < 0)
+		return shmbus_err(rc, "cannot read /proc/self/stat");
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t *owner = slot_owner(s, t, i), o = 0;
+			if (sb_ld_relaxed(owner) != 0 ||
+			    !sb_cas_u64(owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_ACTIVE, pid)))
+				continue;
+			sb_st_relaxed(slot_starttime(s, t, i), st);
+			slot_reset(s, t, i);
+			/* Seq_cst: writers and repairers scan up to the mark before the slot
+			 * counts (a claim it names, a position it holds). */
+			sb_max_u32(readers ? &s->hdr->readers_hwm : &s->hdr->pubs_hwm, i + 1);
+			return (int)i;
+		}
+		/* All taken: free those of dead processes (repairing their claims), once. */
+		if (pass == 0 && (readers ? shmbus_ring_reclaim_readers(s, SHMBUS_NOPOS) :
+					    shmbus_ring_pub_gc(s, 0)) == 0)
+			break;
+	}
+	return shmbus_err(-EUSERS, "topic '%s': all %u %s slots are in use", s->name, n,
+			  readers ? "reader" : "publisher");
+}
+
+void shmbus_slot_put(struct shmbus_seg *s, enum shmbus_table t, uint32_t idx)
+{
+	sb_st_relaxed(slot_starttime(s, t, idx), 0);
+	/* Release: the next owner sees the slot as we left it. */
+	sb_st_release(slot_owner(s, t, idx), 0);
 }

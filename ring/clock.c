@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The publish timestamp: CLOCK_REALTIME read through the TSC.
+ * Clocks: CLOCK_MONOTONIC and CLOCK_REALTIME as read by clock_gettime(), and the publish
+ * timestamp: CLOCK_REALTIME read through the TSC.
  *
  * clock_gettime() costs 20-60 ns under a hypervisor, as much as the rest of a 64-byte
  * publish. Where the TSC is invariant (constant rate, not stopped in sleep states), the
@@ -13,10 +14,10 @@
  * clock_gettime().
  *
  * The anchor is process-wide and read under a sequence lock: one thread re-anchors
- * (a busy flag, never waited for) while the others go on with the old anchor, or call clock_gettime if it is
- * not valid yet.
+ * (a busy flag, never waited for) while the others go on with the old anchor, or call
+ * clock_gettime if it is not valid yet.
  */
-#include "ring/wait.h"
+#include "ring/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,14 @@ struct shmbus_clock shmbus_clk;
 #define clk shmbus_clk
 static uint32_t clk_busy; /* a thread is re-anchoring */
 
-static uint64_t gettime_ns(void)
+uint64_t shmbus_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t shmbus_wall_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -74,18 +82,18 @@ static int tsc_invariant(void)
 static void reanchor(void)
 {
 	uint32_t idle = 0;
-	if (!cas_u32(&clk_busy, &idle, 1))
+	if (!sb_cas_u32(&clk_busy, &idle, 1))
 		return;
 	/* state is read outside the busy flag (shmbus_stamp_slow): atomic on both sides. */
-	if (!ld_relaxed(&clk.state))
-		st_relaxed(&clk.state, tsc_invariant() ? 1 : -1);
-	if (ld_relaxed(&clk.state) < 0)
+	if (!sb_ld_relaxed(&clk.state))
+		sb_st_relaxed(&clk.state, tsc_invariant() ? 1 : -1);
+	if (sb_ld_relaxed(&clk.state) < 0)
 		goto out;
 	/* Another thread may have re-anchored since we looked: a rate measured over a
 	 * short interval would be far off, so only re-anchor when one is due. */
-	uint64_t now = __rdtsc(), last = ld_relaxed(&clk.tsc);
+	uint64_t now = __rdtsc(), last = sb_ld_relaxed(&clk.tsc);
 	if (last && now > last &&
-	    now - last < (ld_relaxed(&clk.mult) ? ld_relaxed(&clk.span) : FIRST_TICKS))
+	    now - last < (sb_ld_relaxed(&clk.mult) ? sb_ld_relaxed(&clk.span) : FIRST_TICKS))
 		goto out;
 	/* The TSC read on either side of clock_gettime, close together, else not at all. */
 	uint64_t t0 = 0, t1 = 0, ns = 0;
@@ -93,14 +101,14 @@ static void reanchor(void)
 		if (tries == 4)
 			goto out;
 		t0 = __rdtsc();
-		ns = gettime_ns();
+		ns = shmbus_wall_ns();
 		t1 = __rdtsc();
 		if (t1 > t0 && t1 - t0 < PAIR_TICKS)
 			break;
 	}
 	uint64_t tsc = t0 + (t1 - t0) / 2;
-	uint64_t old_tsc = ld_relaxed(&clk.tsc), old_ns = ld_relaxed(&clk.ns);
-	uint64_t mult = ld_relaxed(&clk.mult);
+	uint64_t old_tsc = sb_ld_relaxed(&clk.tsc), old_ns = sb_ld_relaxed(&clk.ns);
+	uint64_t mult = sb_ld_relaxed(&clk.mult);
 	if (old_tsc && tsc > old_tsc && ns > old_ns) {
 		uint64_t dt = tsc - old_tsc, dn = ns - old_ns;
 		if (dt < FIRST_TICKS && !mult)
@@ -114,33 +122,33 @@ static void reanchor(void)
 		}
 	}
 	/* Sequence lock: readers retry (or fall back) while seq is odd. */
-	st_relaxed(&clk.seq, ld_relaxed(&clk.seq) + 1);
-	fence_release();
-	st_relaxed(&clk.tsc, tsc);
-	st_relaxed(&clk.ns, ns);
-	st_relaxed(&clk.mult, mult);
-	uint64_t span = ld_relaxed(&clk.span) * 2;
-	st_relaxed(&clk.span, !mult ? FIRST_TICKS : span < ANCHOR_TICKS ? span : ANCHOR_TICKS);
-	st_release(&clk.seq, ld_relaxed(&clk.seq) + 1);
+	sb_st_relaxed(&clk.seq, sb_ld_relaxed(&clk.seq) + 1);
+	sb_fence_release();
+	sb_st_relaxed(&clk.tsc, tsc);
+	sb_st_relaxed(&clk.ns, ns);
+	sb_st_relaxed(&clk.mult, mult);
+	uint64_t span = sb_ld_relaxed(&clk.span) * 2;
+	sb_st_relaxed(&clk.span, !mult ? FIRST_TICKS : span < ANCHOR_TICKS ? span : ANCHOR_TICKS);
+	sb_st_release(&clk.seq, sb_ld_relaxed(&clk.seq) + 1);
 out:
-	st_release(&clk_busy, 0);
+	sb_st_release(&clk_busy, 0);
 }
 
 uint64_t shmbus_stamp_slow(uint64_t now)
 {
-	uint64_t tsc = ld_relaxed(&clk.tsc), mult = ld_relaxed(&clk.mult);
+	uint64_t tsc = sb_ld_relaxed(&clk.tsc), mult = sb_ld_relaxed(&clk.mult);
 	/* Another thread anchored after our TSC read. */
 	if (mult && now < tsc && tsc - now < FIRST_TICKS)
-		return ld_relaxed(&clk.ns) - (((tsc - now) * mult) >> 32);
+		return sb_ld_relaxed(&clk.ns) - (((tsc - now) * mult) >> 32);
 	/* Re-anchor when the anchor is old, or old enough for the first rate. */
-	if (ld_relaxed(&clk.state) >= 0 && (mult || !tsc || now - tsc >= FIRST_TICKS))
+	if (sb_ld_relaxed(&clk.state) >= 0 && (mult || !tsc || now - tsc >= FIRST_TICKS))
 		reanchor();
-	return gettime_ns();
+	return shmbus_wall_ns();
 }
 #else
 uint64_t shmbus_stamp_slow(uint64_t now)
 {
 	(void)now;
-	return gettime_ns();
+	return shmbus_wall_ns();
 }
 #endif

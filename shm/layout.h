@@ -6,7 +6,8 @@
  *
  *   [ header: 4 KiB ][ publisher slots ][ reader slots ][ group slots ][ log (capacity) ]
  *
- * All regions start on a 4 KiB boundary; the log is a power of two.
+ * All regions start on a 4 KiB boundary; the log is a power of two. The format of the records
+ * in the log is the ring's: ring/record.h.
  */
 #ifndef SHMBUS_SHM_LAYOUT_H
 #define SHMBUS_SHM_LAYOUT_H
@@ -22,12 +23,6 @@
 #define SHMBUS_HEADER_SIZE 4096u
 #define SHMBUS_REGION_ALIGN 4096u
 
-/* Record alignment and header size in the log. */
-#define SHMBUS_REC_ALIGN 32u
-#define SHMBUS_REC_HDR 32u
-/* len word: top bit marks a padding record whose low bits are its whole size. */
-#define SHMBUS_REC_PAD 0x80000000u
-
 /* Slot owner word: state in the high 32 bits, pid in the low 32. 0 = free. */
 #define SHMBUS_SLOT_ACTIVE 1ull
 /* A reader slot being reclaimed, or a publisher slot whose claim is being repaired, by the
@@ -40,16 +35,9 @@
 /* "No position": a group member that holds nothing, a publisher with no claim. */
 #define SHMBUS_NOPOS UINT64_MAX
 
-/* A record in the log. The commit word is written last (release); readers acquire it. */
-struct shmbus_rec {
-	uint64_t commit; /* position of this record XOR the topic's stamp key */
-	uint32_t len;    /* payload length, or SHMBUS_REC_PAD | total size of the padding */
-	uint32_t type;   /* user type word */
-	uint64_t seq;    /* topic-wide sequence number */
-	uint64_t ts;     /* CLOCK_REALTIME ns at commit */
-};
-_Static_assert(sizeof(struct shmbus_rec) == SHMBUS_REC_HDR, "record header size");
-_Static_assert(offsetof(struct shmbus_rec, commit) == 0, "commit word first");
+/* "No sequence": a group cursor whose next sequence is not known yet (a group created
+ * "from earliest", before its first read). */
+#define SHMBUS_NOSEQ UINT64_MAX
 
 /* One publisher slot: who it is and what it has claimed (written before the claim). */
 struct shmbus_pub_slot {

@@ -63,6 +63,13 @@ int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name);
 void shmbus_seg_close(struct shmbus_seg *seg);
 
 /*
+ * The generation (random incarnation id) in the header of dir/name.topic, read and
+ * validated without mapping the file; 0 if there is no such file or it is not a valid
+ * topic. Cheap enough to poll: a topic removed and created again has another.
+ */
+uint64_t shmbus_seg_generation(const char *dir, const char *name);
+
+/*
  * Validate a header against the file size it came from; on success fill seg's view
  * fields (not base). Returns 0, -EPROTO (not ours / other version / not ready) or
  * -EBADMSG (inconsistent), with a message naming the topic.

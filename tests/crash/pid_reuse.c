@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "ring/record.h"
 #include "shm/layout.h"
 #include "shm/proc.h"
 

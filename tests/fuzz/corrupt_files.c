@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "ring/record.h"
 #include "shm/layout.h"
 
 #define ITER_HDR 2000

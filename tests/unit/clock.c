@@ -7,7 +7,7 @@
 #include <pthread.h>
 
 #include "../helpers.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
 
 /* Error allowed: the rate is measured to ~10 ppm over the first ~2 ms and ~1 ppm over
  * later ~50 ms intervals: well under a microsecond. A preemption anywhere cannot widen it

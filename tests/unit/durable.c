@@ -149,7 +149,7 @@ static void case_block_holds_publishers(void)
 		last_end = shmbus_msg_end(&m);
 		CHECK(n < 1000);
 	}
-	uint64_t stride = ring_stride(100);
+	uint64_t stride = shmbus_rec_stride(100);
 	CHECK(n == (1u << 14) / stride);
 	/* Confirm half: that much room comes back. */
 	CHECK_RC(shmbus_sub_commit(d, (n / 2) * stride, n / 2), 1);
@@ -187,7 +187,7 @@ static void case_lease(void)
 		n++;
 	/* A ring's worth, then held: the dead member's slot is freed (a blocked publisher
 	 * does that), yet the cursor still counts. */
-	CHECK(n == (1u << 14) / ring_stride(100));
+	CHECK(n == (1u << 14) / shmbus_rec_stride(100));
 	CHECK_RC(shmbus_publish_timeout(p, buf, sizeof(buf), 7, 100), -EAGAIN);
 	shmbus_group_info_t gi;
 	group_info("d.lease", &gi);
@@ -223,7 +223,7 @@ static void case_overwrite_loss(void)
 	shmbus_sub_t *d;
 	CHECK_RC(shmbus_sub_open_durable(&d, bus, "d.ow", "bridge-x", 0), 0);
 	/* Three rings' worth, none read: the reader is lapped. */
-	uint32_t per_lap = (1u << 14) / (uint32_t)ring_stride(100);
+	uint32_t per_lap = (1u << 14) / (uint32_t)shmbus_rec_stride(100);
 	publish_n(p, 0, 3 * per_lap);
 	shmbus_msg_t m;
 	uint64_t lost = 0, got = 0, first = UINT64_MAX;
@@ -260,7 +260,7 @@ static void case_observer(void)
 	CHECK_RC(shmbus_pub_open(&p, bus, "d.obs"), 0);
 	shmbus_sub_t *o;
 	CHECK_RC(shmbus_sub_open_observer(&o, bus, "d.obs", 0), 0);
-	uint32_t per_lap = (1u << 14) / (uint32_t)ring_stride(100);
+	uint32_t per_lap = (1u << 14) / (uint32_t)shmbus_rec_stride(100);
 	shmbus_msg_t m;
 	/* Keeping up, it gets everything. */
 	publish_n(p, 0, per_lap / 2);

@@ -11,7 +11,7 @@
 
 #include <sys/wait.h>
 
-#include "ring/log.h"
+#include "ring/writer.h"
 #include "shm/proc.h"
 
 static shmbus_bus_t *bus;
@@ -34,7 +34,7 @@ static void walk(void)
 	while (bytes < (1 << 13) - 3100) {
 		size_t len = t_rand(&rs) % 3000;
 		CHECK_RC(shmbus_publish(pub, buf, len, 0), 0);
-		bytes += ring_stride(len);
+		bytes += shmbus_rec_stride(len);
 		n++;
 	}
 	struct shmbus_seg s;
@@ -42,10 +42,10 @@ static void walk(void)
 	uint64_t tail = s.hdr->tail[0], p = 0, seq = 0;
 	int pads = 0, recs = 0;
 	while (p < tail) {
-		struct shmbus_rec *r = ring_rec(&s, p);
-		CHECK(r->commit == ring_stamp(&s, p));
-		uint64_t size = (r->len & SHMBUS_REC_PAD) ? r->len & ~SHMBUS_REC_PAD
-							  : ring_stride(r->len);
+		struct shmbus_rec *r = shmbus_rec_at(&s, p);
+		CHECK(r->commit == shmbus_rec_stamp(&s, p));
+		uint64_t size = (r->len & SHMBUS_REC_PAD) ? r->len & ~SHMBUS_REC_PAD :
+							    shmbus_rec_stride(r->len);
 		CHECK((p & s.mask) + size <= s.cap); /* never straddles */
 		if (r->len & SHMBUS_REC_PAD) {
 			CHECK(r->type == 0);
@@ -141,7 +141,7 @@ static void repair_across_lap(void)
 	}
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "rp"), 0);
-	while (ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544)
+	while (sb_ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544)
 		usleep(100);
 	CHECK_RC(shmbus_publish(pub, "after", 5, 77), 0);
 	CHECK_RC(shmbus_recv(sub, &m, 20), -EAGAIN); /* waits for the live claimant */
@@ -152,7 +152,7 @@ static void repair_across_lap(void)
 	printf("repair: %.3f ms after the death\n", (double)(t_now_ns() - t0) / 1e6);
 	CHECK(m.len == 5 && memcmp(m.data, "after", 5) == 0 && m.seq == 5 && m.lost == 0);
 	/* The cover: [3968, 4096) burns nothing, [4096, 4640) burns the claim's one seq. */
-	struct shmbus_rec *p1 = ring_rec(&s, 3968), *p2 = ring_rec(&s, 4096);
+	struct shmbus_rec *p1 = shmbus_rec_at(&s, 3968), *p2 = shmbus_rec_at(&s, 4096);
 	CHECK(p1->len == (SHMBUS_REC_PAD | 128) && p1->type == 0);
 	CHECK(p2->len == (SHMBUS_REC_PAD | 544) && p2->type == 1);
 	shmbus_topic_stats_t st;

@@ -12,7 +12,7 @@
 
 #include <pthread.h>
 
-#include "ring/log.h"
+#include "ring/record.h"
 
 static shmbus_bus_t *bus;
 
@@ -169,7 +169,7 @@ static void wake_hysteresis(void)
 	CHECK_RC(shmbus_pub_open(&pub, bus, "wh"), 0);
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "wh"), 0);
-	uint32_t wakes0 = ld_relaxed(&s.hdr->space);
+	uint32_t wakes0 = sb_ld_relaxed(&s.hdr->space);
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, wh_publisher, pub) == 0);
 	/* A slow reader: a pause every 64 messages, so the ring is full and the publisher
@@ -183,9 +183,9 @@ static void wake_hysteresis(void)
 			usleep(200);
 	}
 	CHECK(pthread_join(th, NULL) == 0);
-	uint32_t wakes = ld_relaxed(&s.hdr->space) - wakes0;
+	uint32_t wakes = sb_ld_relaxed(&s.hdr->space) - wakes0;
 	/* One wake per sixteenth of the ring read, and a few for the reader's sleeps. */
-	uint64_t bytes = (uint64_t)WH_N * ring_stride(WH_LEN);
+	uint64_t bytes = (uint64_t)WH_N * shmbus_rec_stride(WH_LEN);
 	uint64_t bound = bytes / (o.capacity / 16) + 32;
 	shmbus_topic_stats_t st;
 	CHECK_RC(shmbus_topic_stats(bus, "wh", &st), 0);

@@ -56,11 +56,11 @@ int main(void)
 	uint64_t gen = s.generation;
 
 	/* Not ready: refused, named. */
-	st_release(&h->ready, 0);
+	sb_st_release(&h->ready, 0);
 	struct shmbus_seg s2;
 	CHECK_RC(shmbus_seg_open(&s2, dir, "t"), -EPROTO);
 	CHECK(strstr(shmbus_errmsg(), "not marked ready") != NULL);
-	st_release(&h->ready, SHMBUS_READY);
+	sb_st_release(&h->ready, SHMBUS_READY);
 	shmbus_seg_close(&s);
 	CHECK(unlink(path) == 0);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "ring/wait.h"
+/* Futexes on shared words, and membarrier (ring/wake.h). */
+#include "ring/wake.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -68,25 +69,4 @@ int shmbus_membarrier_global(void)
 	}
 	__atomic_store_n(&avail, -1, __ATOMIC_RELAXED);
 	return 0;
-}
-
-uint64_t shmbus_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t shmbus_wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t shmbus_deadline(int timeout_ms)
-{
-	if (timeout_ms < 0)
-		return UINT64_MAX;
-	return shmbus_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }

@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The reader (ring/reader.h): everything but the inline fast path. read_fanout() and
+ * read_group() each take one step at the reader's next position (a message, padding, a
+ * lap, damage, or nothing yet); shmbus_ring_reader_next() spins, sleeps and repairs around
+ * them.
+ */
+#include "ring/reader.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring/clock.h"
+#include "ring/repair.h"
+#include "ring/wake.h"
+
+#define READER_SPIN_NS 20000ull
+#define REPAIR_FIRST_NS 50000ull
+#define REPAIR_POLL_NS 1000000ull
+
+enum { R_EMPTY = 0, R_GOT = 1, R_STUCK = 2 };
+
+#if defined(__SANITIZE_THREAD__)
+#define RACY_READS __attribute__((no_sanitize("thread"), noinline))
+#define RACY_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RACY_READS __attribute__((no_sanitize("thread"), noinline))
+#define RACY_TSAN 1
+#endif
+#endif
+#ifndef RACY_READS
+#define RACY_READS
+#define RACY_TSAN 0
+#endif
+
+/* Reads that may race with a publisher of a later lap; validated afterwards (the tail
+ * check), so a torn result is never returned. Hidden from TSan, which cannot know that. */
+static RACY_READS void snap(const struct shmbus_rec *r, struct shmbus_rec_view *v)
+{
+	const volatile struct shmbus_rec *vr = r;
+	v->len = vr->len;
+	v->type = vr->type;
+	v->seq = vr->seq;
+	v->ts = vr->ts;
+}
+
+static RACY_READS void copy_racy(void *dst, const void *src, size_t n)
+{
+#if RACY_TSAN
+	/* TSan intercepts memcpy whatever the attribute says: copy by hand. */
+	volatile const unsigned char *s = src;
+	unsigned char *d = dst;
+	for (size_t i = 0; i < n; i++)
+		d[i] = s[i];
+#else
+	memcpy(dst, src, n);
+#endif
+}
+
+/* After racy reads of position p: has a writer claimed into p's next lap? */
+static inline int overrun(struct shmbus_ring_reader *rd, uint64_t p)
+{
+	/* Orders the copy's loads before the tail load (seqlock-style validation). */
+	sb_fence_acquire();
+	uint64_t t = sb_ld_relaxed(&rd->seg.hdr->tail[0]);
+	return t - p > rd->seg.cap;
+}
+
+/* The header fields of the record at p: straight (block mode, a position writers honour)
+ * or by a racy copy that is validated afterwards. */
+static inline void rec_view(const struct shmbus_rec *r, int copy, struct shmbus_rec_view *v)
+{
+	if (copy)
+		snap(r, v);
+	else
+		shmbus_rec_view(r, v);
+}
+
+/* Does this reader publish its position in its slot, for block-mode publishers to honour?
+ * Fan-out subscribers do; group members publish only what they hold; a durable reader is
+ * protected by its group's cursor and an observer by nothing at all. */
+static inline int pins_pos(const struct shmbus_ring_reader *rd)
+{
+	return rd->seg.opts.policy == SHMBUS_BLOCK && !rd->grp && !rd->observer;
+}
+
+/* Does this reader take from its group's shared cursor (a member; a durable reader reads
+ * ahead of its group's cursor with a position of its own)? */
+static inline int takes_from_cursor(const struct shmbus_ring_reader *rd)
+{
+	return rd->grp && !rd->durable;
+}
+
+static void fanout_jump(struct shmbus_ring_reader *rd, uint64_t to)
+{
+	rd->pos = to;
+	if (pins_pos(rd))
+		sb_st_release(&rd->slot->pos, to);
+}
+
+/* A racy copy was overrun: resume at the first lap start still intact. */
+static void fanout_lapped(struct shmbus_ring_reader *rd)
+{
+	fanout_jump(rd, shmbus_lap_resume(&rd->seg, sb_ld_acquire(&rd->seg.hdr->tail[0])));
+}
+
+/* A record failed validation: resynchronise at the tail (always a record boundary). */
+static int fanout_corrupt(struct shmbus_ring_reader *rd)
+{
+	uint64_t t = sb_ld_acquire(&rd->seg.hdr->tail[0]);
+	fanout_jump(rd, t);
+	rd->next_seq = SHMBUS_NOSEQ;
+	return -EBADMSG;
+}
+
+/* ---- setting up ------------------------------------------------------------------------ */
+
+int shmbus_ring_reader_init(struct shmbus_ring_reader *rd)
+{
+	struct shmbus_seg *s = &rd->seg;
+	rd->buf = malloc(s->opts.max_message ? s->opts.max_message : 1);
+	if (!rd->buf)
+		return -ENOMEM;
+	rd->copy_all = s->opts.policy == SHMBUS_OVERWRITE;
+	rd->spin_ns = READER_SPIN_NS;
+	rd->held = SHMBUS_NOPOS;
+	rd->next_seq = SHMBUS_NOSEQ;
+	return 0;
+}
+
+void shmbus_ring_reader_fini(struct shmbus_ring_reader *rd)
+{
+	shmbus_ring_reader_sleep_done(rd);
+	if (rd->slot) {
+		shmbus_ring_reader_release(rd);
+		/* Seq_cst: writers stop counting our position before the slot is free. */
+		sb_st_seqcst(&rd->slot->pos, SHMBUS_NOPOS);
+		sb_st_relaxed(&rd->slot->group, 0);
+	}
+	free(rd->buf);
+	rd->buf = NULL;
+}
+
+void shmbus_ring_reader_join(struct shmbus_ring_reader *rd, int earliest, int observer)
+{
+	struct shmbus_seg *s = &rd->seg;
+	uint64_t t[2];
+	sb_ld_pair(s->hdr->tail, t);
+	uint64_t from = t[0];
+	if (earliest)
+		from = t[0] >= s->cap ? shmbus_lap_resume(s, t[0]) : 0;
+	/* Seq_cst store, then re-read the tail: a writer that did not see our position read
+	 * a tail <= the one we read now, so it cannot claim beyond (that tail + capacity);
+	 * all from the re-read tail on is ours to keep. An observer keeps nothing: its slot
+	 * says SHMBUS_NOPOS and it copies and validates every record, as in overwrite mode. */
+	if (observer) {
+		rd->observer = 1;
+		rd->copy_all = 1;
+	} else {
+		sb_st_seqcst(&rd->slot->pos, from);
+	}
+	uint64_t t2[2];
+	sb_ld_pair(s->hdr->tail, t2);
+	if (earliest) {
+		rd->pos = from;
+		rd->next_seq = from == 0 ? 0 : SHMBUS_NOSEQ;
+	} else {
+		rd->pos = t2[0];
+		rd->next_seq = t2[1];
+	}
+	rd->safe_from = observer ? UINT64_MAX : t2[0];
+}
+
+void shmbus_ring_reader_join_group(struct shmbus_ring_reader *rd, uint32_t g)
+{
+	struct shmbus_seg *s = &rd->seg;
+	rd->grp = &s->groups[g];
+	/* Seq_cst: from here writers honour the group's cursor; anything below the tail we
+	 * read next was maybe not protected, so it is read with care. */
+	sb_st_seqcst(&rd->slot->group, g + 1);
+	rd->safe_from = sb_ld_seqcst(&s->hdr->tail[0]);
+}
+
+/* Start a durable reader at its group's cursor (a damaged one is reset to the tail). */
+static void durable_load(struct shmbus_ring_reader *rd)
+{
+	struct shmbus_seg *s = &rd->seg;
+	uint64_t c[2], t = sb_ld_acquire(&s->hdr->tail[0]);
+	sb_ld_pair(rd->grp->cursor, c);
+	if ((c[0] & (SHMBUS_REC_ALIGN - 1)) || c[0] > t) {
+		uint64_t want[2] = { t, SHMBUS_NOSEQ };
+		if (sb_cas_pair(rd->grp->cursor, c, want)) {
+			c[0] = want[0];
+			c[1] = want[1];
+		}
+	}
+	rd->pos = c[0];
+	rd->next_seq = c[1];
+	rd->held = SHMBUS_NOPOS;
+}
+
+void shmbus_ring_reader_make_durable(struct shmbus_ring_reader *rd)
+{
+	rd->durable = 1;
+	durable_load(rd);
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s)
+{
+	struct shmbus_topic_hdr *h = s->hdr;
+	__atomic_fetch_add(&h->space, 1, __ATOMIC_SEQ_CST);
+	shmbus_futex_wake(&h->space, INT_MAX);
+}
+
+static int read_fanout(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t *waitpos)
+{
+	struct shmbus_seg *s = &rd->seg;
+	for (;;) {
+		uint64_t p = rd->pos;
+		if (p & (SHMBUS_REC_ALIGN - 1))
+			return fanout_corrupt(rd); /* from a damaged tail */
+		struct shmbus_rec *r = shmbus_rec_at(s, p);
+		/* Acquire: the record's fields and payload are visible once its stamp is. */
+		uint64_t c = sb_ld_acquire(&r->commit);
+		if (c != shmbus_rec_stamp(s, p)) {
+			/* While spinning, leave the tail's cache line to the publishers unless
+			 * the word there is a later lap's stamp (we were lapped). */
+			uint64_t later = c ^ s->key;
+			if (rd->cheap && !(later > p && ((later - p) & s->mask) == 0)) {
+				*waitpos = p;
+				return R_EMPTY;
+			}
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+			if (t > p && t - p > s->cap) {
+				fanout_jump(rd, shmbus_lap_resume(s, t));
+				continue;
+			}
+			*waitpos = p;
+			return t > p ? R_STUCK : R_EMPTY;
+		}
+		int copy = rd->copy_all || p < rd->safe_from;
+		struct shmbus_rec_view v;
+		rec_view(r, copy, &v);
+		if (v.len & SHMBUS_REC_PAD) {
+			uint64_t size = v.len & ~SHMBUS_REC_PAD;
+			if (copy && overrun(rd, p)) {
+				fanout_lapped(rd);
+				continue;
+			}
+			if (shmbus_rec_bad_size(s, p, size))
+				return fanout_corrupt(rd);
+			rd->pos = p + size;
+			if (rd->next_seq != SHMBUS_NOSEQ)
+				rd->next_seq += v.type;
+			continue;
+		}
+		uint64_t stride = shmbus_rec_stride(v.len);
+		if (v.len > s->opts.max_message || shmbus_rec_bad_size(s, p, stride)) {
+			if (copy && overrun(rd, p)) {
+				fanout_lapped(rd);
+				continue;
+			}
+			return fanout_corrupt(rd);
+		}
+		const void *data = r + 1;
+		if (copy) {
+			copy_racy(rd->buf, r + 1, v.len);
+			if (overrun(rd, p)) {
+				fanout_lapped(rd);
+				continue;
+			}
+			data = rd->buf;
+		}
+		shmbus_ring_reader_take(rd, msg, p, stride, &v, data);
+		return R_GOT;
+	}
+}
+
+/* Move the group cursor from {p, sq} to {np, nsq}; 1 if we did. */
+static inline int cursor_move(struct shmbus_group_slot *g, uint64_t p, uint64_t sq, uint64_t np,
+			      uint64_t nsq)
+{
+	uint64_t e[2] = { p, sq }, w[2] = { np, nsq };
+	return sb_cas_pair(g->cursor, e, w);
+}
+
+static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t *waitpos)
+{
+	struct shmbus_seg *s = &rd->seg;
+	struct shmbus_group_slot *g = rd->grp;
+	int block = s->opts.policy == SHMBUS_BLOCK;
+	for (;;) {
+		/* Two loads, maybe of different moves: the CAS below fails if they disagree. */
+		uint64_t p = sb_ld_acquire(&g->cursor[0]);
+		uint64_t sq = sb_ld_acquire(&g->cursor[1]);
+		if (p & (SHMBUS_REC_ALIGN - 1)) {
+			/* A damaged cursor: resynchronise at the tail. */
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+			cursor_move(g, p, sq, t, SHMBUS_NOSEQ);
+			return -EBADMSG;
+		}
+		int copy = rd->copy_all || p < rd->safe_from;
+		if (!copy && sb_ld_relaxed(&rd->slot->pos) != p) {
+			/* Hold p before reading it (seq_cst, before the cursor re-check): a
+			 * publisher that sees the cursor moved past p also sees this hold. (A
+			 * hold already on p, with the cursor still there, is as good.) */
+			sb_st_seqcst(&rd->slot->pos, p);
+			if (sb_ld_seqcst(&g->cursor[0]) != p)
+				continue;
+		}
+		struct shmbus_rec *r = shmbus_rec_at(s, p);
+		if (sb_ld_acquire(&r->commit) != shmbus_rec_stamp(s, p)) {
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+			if (sb_ld_acquire(&g->cursor[0]) != p)
+				continue;
+			if (t > p && t - p > s->cap) {
+				if (cursor_move(g, p, sq, shmbus_lap_resume(s, t), sq))
+					sb_st_relaxed(&rd->slot->pos, SHMBUS_NOPOS);
+				continue;
+			}
+			if (p > t) {
+				/* A cursor beyond the tail is damage: resynchronise at the tail. */
+				cursor_move(g, p, sq, t, SHMBUS_NOSEQ);
+				return -EBADMSG;
+			}
+			*waitpos = p;
+			return t > p ? R_STUCK : R_EMPTY;
+		}
+		struct shmbus_rec_view v;
+		rec_view(r, copy, &v);
+		uint64_t size = shmbus_rec_size(v.len);
+		int bad = shmbus_rec_bad_size(s, p, size) ||
+			  (!(v.len & SHMBUS_REC_PAD) && v.len > s->opts.max_message);
+		if (copy && !bad && !(v.len & SHMBUS_REC_PAD))
+			copy_racy(rd->buf, r + 1, v.len);
+		if (copy && overrun(rd, p)) {
+			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+			cursor_move(g, p, sq, shmbus_lap_resume(s, t), sq);
+			continue;
+		}
+		if (bad) {
+			if (sb_ld_acquire(&g->cursor[0]) != p)
+				continue;
+			cursor_move(g, p, sq, sb_ld_acquire(&s->hdr->tail[0]), SHMBUS_NOSEQ);
+			return -EBADMSG;
+		}
+		if (v.len & SHMBUS_REC_PAD) {
+			cursor_move(g, p, sq, p + size, sq == SHMBUS_NOSEQ ? sq : sq + v.type);
+			continue;
+		}
+		if (!cursor_move(g, p, sq, p + size, v.seq + 1))
+			continue;
+		uint64_t lost = 0;
+		if (sq != SHMBUS_NOSEQ && v.seq > sq) {
+			lost = v.seq - sq;
+			sb_add_relaxed(&g->lost, lost);
+		}
+		rd->held = (block && !copy) ? p : SHMBUS_NOPOS;
+		rd->held_end = p + size;
+		const void *data = copy ? (const void *)rd->buf : (const void *)(r + 1);
+		shmbus_ring_reader_deliver(rd, msg, p, &v, data, lost);
+		return R_GOT;
+	}
+}
+
+/* Before sleeping or giving up: hold nothing beyond what we wait for. */
+static void publish_wait_pos(struct shmbus_ring_reader *rd)
+{
+	if (rd->durable || rd->observer)
+		return;
+	if (rd->grp) {
+		if (sb_ld_relaxed(&rd->slot->pos) != SHMBUS_NOPOS)
+			sb_st_release(&rd->slot->pos, SHMBUS_NOPOS);
+	} else if (sb_ld_relaxed(&rd->slot->pos) != rd->pos) {
+		sb_st_release(&rd->slot->pos, rd->pos);
+	}
+	/* And the wakes that releases put off (shmbus_ring_wake_due()): waiting writers get
+	 * all we released now (one load when none waits). */
+	if (rd->seg.opts.policy == SHMBUS_BLOCK)
+		shmbus_ring_wake_publishers(&rd->seg);
+}
+
+static inline int read_one(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t *waitpos)
+{
+	return takes_from_cursor(rd) ? read_group(rd, msg, waitpos) : read_fanout(rd, msg, waitpos);
+}
+
+/* ---- the reader's half of the sleep/wake handshake ------------------------------------- */
+
+/*
+ * Count ourselves among the sleepers before the last re-check (docs/algorithm.md, "Waking
+ * readers"). Returns 1 if the global barrier ran (writers that skip their fence rely on it
+ * on their CPUs), 0 if not (then a sleep must be bounded).
+ */
+static int sleep_announce(struct shmbus_topic_hdr *h)
+{
+	/* Seq_cst, before the re-check's loads: pairs with the writer's fence between its
+	 * commit and reading sleepers (ring/writer.h): either we see the commit or it sees
+	 * us. */
+	__atomic_fetch_add(&h->sleepers, 1, __ATOMIC_SEQ_CST);
+	return shmbus_membarrier_global();
+}
+
+static void sleep_withdraw(struct shmbus_topic_hdr *h)
+{
+	__atomic_fetch_sub(&h->sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
+int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val)
+{
+	struct shmbus_topic_hdr *h = rd->seg.hdr;
+	if (!rd->asleep) {
+		sleep_announce(h);
+		rd->asleep = 1;
+	}
+	/* Acquire: read before the re-check, so a commit after it changes the word. */
+	uint32_t v = sb_ld_acquire(&h->wake);
+	if (shmbus_ring_reader_ready(rd)) {
+		shmbus_ring_reader_sleep_done(rd);
+		return 0;
+	}
+	*word = &h->wake;
+	*val = v;
+	return 1;
+}
+
+void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd)
+{
+	if (rd->asleep) {
+		sleep_withdraw(rd->seg.hdr);
+		rd->asleep = 0;
+	}
+}
+
+/* Everything but the fast path: other kinds of reader and record, spinning, sleeping. */
+int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, int timeout_ms)
+{
+	struct shmbus_topic_hdr *h = rd->seg.hdr;
+	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0;
+	for (unsigned spins = 0;; spins++) {
+		/* Every 64th pass tells empty from stuck and lapped (the first, too, for a
+		 * poll): reading the tail costs the next writer a cache miss. */
+		rd->cheap = (spins & 63) != 0 || (spins == 0 && timeout_ms != 0);
+		int rc = read_one(rd, msg, &waitpos);
+		if (rc == R_GOT)
+			return 0;
+		if (rc < 0)
+			return rc;
+		if (rd->cheap && rc == R_EMPTY) {
+			/* The tight part of the spin: no clock read (it costs as much as
+			 * the check), the time is looked at every 64th pass. */
+			shmbus_pause();
+			continue;
+		}
+		uint64_t now = shmbus_now_ns();
+		if (!start) {
+			start = now;
+			deadline = shmbus_deadline(now, timeout_ms);
+			next_repair = timeout_ms == 0 ? now : now + REPAIR_FIRST_NS;
+		}
+		if (rc == R_STUCK && now >= next_repair) {
+			/* A claim below the tail is not committed: if its writer died,
+			 * cover it with padding (bounded: see docs/algorithm.md). */
+			if (shmbus_ring_repair(&rd->seg, waitpos))
+				continue;
+			next_repair = now + REPAIR_POLL_NS;
+		}
+		if (now >= deadline) {
+			publish_wait_pos(rd);
+			return -EAGAIN;
+		}
+		if (now - start < rd->spin_ns) {
+			shmbus_pause();
+			continue;
+		}
+		publish_wait_pos(rd);
+		rd->cheap = 0;
+		/* Announce the sleep, then re-check; without the barrier, sleep at most 1 ms
+		 * at a time. */
+		int barrier = sleep_announce(h);
+		uint32_t w = sb_ld_acquire(&h->wake);
+		rc = read_one(rd, msg, &waitpos);
+		if (rc == R_GOT || rc < 0) {
+			sleep_withdraw(h);
+			return rc < 0 ? rc : 0;
+		}
+		int64_t nap = deadline == UINT64_MAX ? -1 : (int64_t)(deadline - now);
+		if ((rc == R_STUCK || !barrier) && (nap < 0 || nap > (int64_t)REPAIR_POLL_NS))
+			nap = (int64_t)REPAIR_POLL_NS;
+		int wr = shmbus_futex_wait(&h->wake, w, nap);
+		sleep_withdraw(h);
+		if (wr == -EINTR)
+			return -EINTR;
+	}
+}
+
+/* ---- durable readers --------------------------------------------------------------------- */
+
+int shmbus_ring_reader_commit(struct shmbus_ring_reader *rd, uint64_t pos, uint64_t seq)
+{
+	if (!rd->durable || (pos & (SHMBUS_REC_ALIGN - 1)) || pos > rd->pos)
+		return -EINVAL;
+	struct shmbus_group_slot *g = rd->grp;
+	uint64_t cur[2] = { sb_ld_acquire(&g->cursor[0]), sb_ld_acquire(&g->cursor[1]) };
+	uint64_t want[2] = { pos, seq };
+	/* Only forward: a stale or repeated commit is a no-op. The CAS fails, and is
+	 * retried with what it found, if the two loads above were of different moves. */
+	while (cur[0] < pos) {
+		if (sb_cas_pair(g->cursor, cur, want)) {
+			if (rd->seg.opts.policy == SHMBUS_BLOCK)
+				shmbus_ring_wake_publishers(&rd->seg);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void shmbus_ring_reader_lease(struct shmbus_ring_reader *rd, uint64_t ms)
+{
+	if (!rd->durable)
+		return;
+	uint64_t until = ms ? shmbus_now_ns() + ms * 1000000ull : 0;
+	/* Relaxed: a writer that misses a renewal sees the previous, still valid, one;
+	 * one that sees the lease late waits for the cursor, as it would for a member. */
+	sb_st_relaxed(&rd->grp->lease_ns, until);
+	if (!ms && rd->seg.opts.policy == SHMBUS_BLOCK)
+		shmbus_ring_wake_publishers(&rd->seg);
+}
+
+void shmbus_ring_reader_rewind(struct shmbus_ring_reader *rd)
+{
+	if (rd->durable)
+		durable_load(rd);
+}
+
+/* Where this reader's next message is. */
+static uint64_t next_pos(struct shmbus_ring_reader *rd)
+{
+	return takes_from_cursor(rd) ? sb_ld_acquire(&rd->grp->cursor[0]) : rd->pos;
+}
+
+int shmbus_ring_reader_ready(struct shmbus_ring_reader *rd)
+{
+	struct shmbus_seg *s = &rd->seg;
+	uint64_t p = next_pos(rd);
+	if (p & (SHMBUS_REC_ALIGN - 1))
+		return 1; /* damage: recv says so */
+	/* Acquire: pairs with the publisher's release of the commit word. */
+	if (shmbus_rec_committed(s, p))
+		return 1;
+	uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+	return t > p && t - p > s->cap; /* lapped: recv jumps ahead */
+}
+
+int shmbus_ring_reader_stuck(struct shmbus_ring_reader *rd)
+{
+	struct shmbus_seg *s = &rd->seg;
+	return sb_ld_acquire(&s->hdr->tail[0]) > next_pos(rd) && !shmbus_ring_reader_ready(rd);
+}
+
+/* ---- what the topic says ----------------------------------------------------------------- */
+
+uint64_t shmbus_ring_reader_tail_seq(const struct shmbus_ring_reader *rd)
+{
+	return sb_ld_acquire(&rd->seg.hdr->tail[1]);
+}
+
+int shmbus_ring_reader_cursor_seq(const struct shmbus_ring_reader *rd, uint64_t *seq)
+{
+	if (!rd->grp)
+		return 0;
+	*seq = sb_ld_acquire(&rd->grp->cursor[1]);
+	return *seq != SHMBUS_NOSEQ;
+}

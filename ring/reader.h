@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The reader of a topic's log, the writer's counterpart (ring/writer.h). One object serves
+ * every kind of reader: fan-out (its own position), group member (takes from the group's
+ * shared cursor with a 16-byte CAS), durable (a group of one whose cursor moves only on
+ * shmbus_ring_reader_commit()), observer (a fan-out reader that never holds writers back).
+ * It finds laps and overruns, validates what it reads, sleeps and is woken, and releases
+ * what it read so block-mode writers may reuse it. See docs/algorithm.md.
+ *
+ * In block mode a reader's slot publishes the position it still needs (a fan-out reader:
+ * the record it reads or holds; a member: the record it holds), and writers never overrun
+ * it, so a message points straight into the ring. In overwrite mode nothing holds writers
+ * back: a reader copies the record out, then checks that the tail has not come within a
+ * lap of it; if it has, the copy may be torn and the reader skips ahead instead. Records a
+ * reader could reach before its slot was visible to every writer (a join "from earliest",
+ * a group's backlog) are read the same careful way.
+ *
+ * A reader is used by one thread at a time. The common case of a receive (a fan-out reader
+ * in block mode finding a message) is inline: shmbus_ring_reader_release() then
+ * shmbus_ring_reader_next_fast(), and shmbus_ring_reader_next() when that says no.
+ */
+#ifndef SHMBUS_RING_READER_H
+#define SHMBUS_RING_READER_H
+
+#include <stdint.h>
+
+#include <shmbus.h>
+
+#include "ring/atomic.h"
+#include "ring/record.h"
+#include "shm/segment.h"
+
+struct shmbus_ring_reader {
+	struct shmbus_seg seg;	       /* the mapped topic (first, then grp: bus/internal.h) */
+	struct shmbus_group_slot *grp; /* NULL: fan-out */
+	struct shmbus_reader_slot *slot;
+	uint64_t pos;	    /* fan-out: next record to read */
+	uint64_t next_seq;  /* fan-out: sequence expected next, or SHMBUS_NOSEQ */
+	uint64_t held;	    /* position of the message handed out, or SHMBUS_NOPOS */
+	uint64_t held_end;  /* group: the end of that message's record */
+	uint64_t safe_from; /* positions below this are read by copy + validation */
+	uint8_t *buf;	    /* copy buffer (max_message bytes) */
+	uint64_t spin_ns;
+	uint64_t consumed;
+	uint64_t lost;
+	int copy_all;	    /* overwrite policy: every read is copy + validation */
+	int durable;	    /* a group of one whose cursor moves by shmbus_ring_reader_commit() */
+	int observer;	    /* a fan-out reader that never holds writers back */
+	uint64_t lost_seen; /* durable: losses counted up to this sequence */
+	int cheap;	    /* spinning: an uncommitted record means "empty" (no tail read) */
+	int asleep; /* counted in the topic's sleepers by shmbus_ring_reader_sleep_prepare() */
+};
+
+/* ---- setting up ------------------------------------------------------------------------ */
+
+/*
+ * Set up a reader on a mapped topic (rd->seg, the rest zeroed): its copy buffer and
+ * defaults. The caller then gives it the reader slot it took (rd->slot) and places it with
+ * one of the joins below. Returns 0 or -ENOMEM.
+ */
+int shmbus_ring_reader_init(struct shmbus_ring_reader *rd);
+
+/* Release what the reader holds, stop publishing a position, leave the sleepers (an armed
+ * external wait), free the copy buffer. The slot stays owned (the caller gives it back);
+ * rd->seg stays mapped. */
+void shmbus_ring_reader_fini(struct shmbus_ring_reader *rd);
+
+/*
+ * Start a fan-out reader at the tail, or (earliest) at the first intact lap start. An
+ * observer publishes no position and copies and validates every record.
+ */
+void shmbus_ring_reader_join(struct shmbus_ring_reader *rd, int earliest, int observer);
+
+/* Make the reader a member of group g (an active group slot index). */
+void shmbus_ring_reader_join_group(struct shmbus_ring_reader *rd, uint32_t g);
+
+/*
+ * Make a member the durable reader of its group (the caller has made sure it is the only
+ * member): it reads ahead of the cursor with a position of its own, starting at the cursor
+ * (a damaged one is reset to the tail).
+ */
+void shmbus_ring_reader_make_durable(struct shmbus_ring_reader *rd);
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+/* The writers' wake (there are waiters) of shmbus_ring_wake_publishers. */
+void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s);
+
+/* After a reader released space: wake waiting writers if there are any. Inline: every
+ * block-mode read calls it, and the check alone is one load. */
+static inline void shmbus_ring_wake_publishers(struct shmbus_seg *s)
+{
+	/* No fence here (it would cost every release): a writer that misses this wake
+	 * re-checks within its 1 ms poll. */
+	if (sb_ld_relaxed(&s->hdr->pub_waiters))
+		shmbus_ring_wake_waiting_publishers(s);
+}
+
+/*
+ * Does releasing the record [from, to) cross a sixteenth of the ring? Only then does a
+ * release wake waiting writers (and before the reader sleeps): once a block-mode ring is
+ * full, a wake per message would put the writer and the reader in lockstep, a futex
+ * syscall each for every message. With this, a woken writer finds at least a sixteenth
+ * of the ring free.
+ */
+static inline int shmbus_ring_wake_due(const struct shmbus_seg *s, uint64_t from, uint64_t to)
+{
+	return (from ^ to) > (s->mask >> 4);
+}
+
+/* Let writers have what this reader no longer needs (the message handed out last). */
+static inline void shmbus_ring_reader_release(struct shmbus_ring_reader *rd)
+{
+	struct shmbus_seg *s = &rd->seg;
+	if (rd->durable || rd->observer) {
+		/* Nothing published: the group cursor (durable) protects what is read, or
+		 * nothing does (observer). */
+		rd->held = SHMBUS_NOPOS;
+		return;
+	}
+	if (rd->grp) {
+		if (rd->held != SHMBUS_NOPOS || sb_ld_relaxed(&rd->slot->pos) != SHMBUS_NOPOS) {
+			int due = rd->held == SHMBUS_NOPOS ||
+				  shmbus_ring_wake_due(s, rd->held, rd->held_end);
+			/* Release: our reads of the record happen before its reuse. */
+			sb_st_release(&rd->slot->pos, SHMBUS_NOPOS);
+			rd->held = SHMBUS_NOPOS;
+			if (due && s->opts.policy == SHMBUS_BLOCK)
+				shmbus_ring_wake_publishers(s);
+		}
+		return;
+	}
+	if (rd->held != SHMBUS_NOPOS) {
+		int due = shmbus_ring_wake_due(s, rd->held, rd->pos);
+		rd->held = SHMBUS_NOPOS;
+		/* Release: our reads of the record happen before its reuse. */
+		sb_st_release(&rd->slot->pos, rd->pos);
+		if (due && s->opts.policy == SHMBUS_BLOCK)
+			shmbus_ring_wake_publishers(s);
+	}
+}
+
+/* Hand out the message at p (header v, payload data), lost: messages skipped before it. */
+static inline void shmbus_ring_reader_deliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg,
+					      uint64_t p, const struct shmbus_rec_view *v,
+					      const void *data, uint64_t lost)
+{
+	msg->data = data;
+	msg->len = v->len;
+	msg->type = v->type;
+	msg->seq = v->seq;
+	msg->timestamp_ns = v->ts;
+	msg->lost = lost;
+	msg->_pos = p;
+	rd->consumed++;
+	sb_st_relaxed(&rd->slot->consumed, rd->consumed);
+	if (!rd->grp)
+		sb_st_relaxed(&rd->slot->next_seq, v->seq + 1);
+	if (lost) {
+		rd->lost += lost;
+		sb_st_relaxed(&rd->slot->lost, rd->lost);
+	}
+}
+
+/* A reader with a position of its own takes the message at p (stride bytes): counts what it
+ * skipped, holds it, moves past it. */
+static inline void shmbus_ring_reader_take(struct shmbus_ring_reader *rd, shmbus_msg_t *msg,
+					   uint64_t p, uint64_t stride,
+					   const struct shmbus_rec_view *v, const void *data)
+{
+	uint64_t lost = 0;
+	if (rd->next_seq != SHMBUS_NOSEQ && v->seq > rd->next_seq)
+		lost = v->seq - rd->next_seq;
+	if (rd->durable && lost) {
+		/* Read again after a rewind, a loss is not a new one. */
+		if (v->seq > rd->lost_seen) {
+			rd->lost_seen = v->seq;
+			sb_add_relaxed(&rd->grp->lost, lost);
+		} else {
+			lost = 0;
+		}
+	}
+	rd->next_seq = v->seq + 1;
+	rd->held = p;
+	rd->pos = p + stride;
+	shmbus_ring_reader_deliver(rd, msg, p, v, data, lost);
+}
+
+/*
+ * The common case of a fan-out read in block mode, in one piece: the record at our position
+ * is committed, of this lap, a message (not padding) of a sane size, and read in place.
+ * 1: *msg filled. Anything else: 0 having changed nothing, and shmbus_ring_reader_next()
+ * decides (it makes the same checks).
+ */
+static inline int shmbus_ring_reader_next_fast(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
+{
+	struct shmbus_seg *s = &rd->seg;
+	uint64_t p = rd->pos;
+	if (rd->grp || rd->copy_all || p < rd->safe_from || (p & (SHMBUS_REC_ALIGN - 1)))
+		return 0;
+	const struct shmbus_rec *r = shmbus_rec_at(s, p);
+	/* Acquire: the record's fields and payload are visible once its stamp is. */
+	if (sb_ld_acquire(&r->commit) != shmbus_rec_stamp(s, p))
+		return 0;
+	struct shmbus_rec_view v;
+	shmbus_rec_view(r, &v);
+	uint64_t stride = shmbus_rec_stride(v.len);
+	if ((v.len & SHMBUS_REC_PAD) || v.len > s->opts.max_message ||
+	    (p & s->mask) + stride > s->cap)
+		return 0;
+	shmbus_ring_reader_take(rd, msg, p, stride, &v, r + 1);
+	return 1;
+}
+
+/*
+ * The next message, any kind of reader and record: padding, laps, damage, spinning (up to
+ * spin_ns), sleeping, repairing a dead writer's claim, up to timeout_ms (< 0: forever,
+ * 0: a poll). Call shmbus_ring_reader_release() first. Returns 0 (*msg filled), -EAGAIN
+ * (nothing in time), -EINTR, -EBADMSG (a damaged record or cursor: the reader has
+ * resynchronised at the tail).
+ */
+int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, int timeout_ms);
+
+/* Would shmbus_ring_reader_next() find something (a record, padding, a lap, damage) now?
+ * No side effects. */
+int shmbus_ring_reader_ready(struct shmbus_ring_reader *rd);
+
+/* Is the reader waiting at a claim below the tail that is not committed (a slow or dead
+ * writer)? shmbus_ring_reader_next() with timeout 0 repairs a dead one's claim. */
+int shmbus_ring_reader_stuck(struct shmbus_ring_reader *rd);
+
+/* ---- waiting outside the reader (an event loop's futex wait) -------------------------- */
+
+/*
+ * The reader's half of the sleep/wake handshake for a caller that waits on its own (the
+ * bridge's io_uring FUTEX_WAIT). Counts the reader among the topic's sleepers (once) and
+ * re-checks: 0 when something is there already (nothing to wait for, nothing to undo), 1
+ * when armed: wait while *(*word) == *val, then call shmbus_ring_reader_sleep_done().
+ */
+int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val);
+
+/* The wait is over (woken, cancelled, or given up): no longer count among the sleepers.
+ * Does nothing when not armed. */
+void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd);
+
+/* ---- durable readers --------------------------------------------------------------------- */
+
+/*
+ * Move a durable reader's group cursor forward to {pos, seq}: the position just past the
+ * last confirmed message and the sequence expected next. Never moves it back, nor past
+ * what was read. Returns 1 moved, 0 already there, -EINVAL.
+ */
+int shmbus_ring_reader_commit(struct shmbus_ring_reader *rd, uint64_t pos, uint64_t seq);
+
+/* Hold a durable reader's group for ms from now, member or not (ms = 0: drop the hold). */
+void shmbus_ring_reader_lease(struct shmbus_ring_reader *rd, uint64_t ms);
+
+/* Read again from a durable reader's group cursor. */
+void shmbus_ring_reader_rewind(struct shmbus_ring_reader *rd);
+
+/* ---- what the topic says ----------------------------------------------------------------- */
+
+/* The sequence number the next message published will take. */
+uint64_t shmbus_ring_reader_tail_seq(const struct shmbus_ring_reader *rd);
+
+/* A member's group cursor sequence (for a durable reader: the one after the last
+ * confirmed message): 1 and *seq, or 0 when not known yet (a group created "from
+ * earliest" before its first read) or the reader is not in a group. */
+int shmbus_ring_reader_cursor_seq(const struct shmbus_ring_reader *rd, uint64_t *seq);
+
+#endif
