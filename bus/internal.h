@@ -33,24 +33,9 @@ struct shmbus_pub {
 
 /* A subscriber: a reader on the topic (which maps it) and the slot it took. */
 struct shmbus_sub {
-	union {
-		struct shmbus_ring_reader rd;
-		/*
-		 * Transitional (issue 12): daemon/bridge/ still casts shmbus_sub_t and reads
-		 * sub->seg and sub->grp; these alias rd.seg and rd.grp. Remove once it uses
-		 * the functions of bus/intree.h. The library itself uses rd only.
-		 */
-		struct {
-			struct shmbus_seg seg;
-			struct shmbus_group_slot *grp;
-		};
-	};
+	struct shmbus_ring_reader rd;
 	uint32_t slot_idx;
 };
-_Static_assert(offsetof(struct shmbus_sub, seg) == offsetof(struct shmbus_sub, rd.seg),
-	       "sub->seg aliases rd.seg");
-_Static_assert(offsetof(struct shmbus_sub, grp) == offsetof(struct shmbus_sub, rd.grp),
-	       "sub->grp aliases rd.grp");
 
 /* Validate a name for a bus or a group: one topic token of at most max bytes. */
 int shmbus_token_check(const char *what, const char *name, size_t max);

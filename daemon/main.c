@@ -27,7 +27,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 #include "daemon/bridge/bridge.h"
 #include "daemon/shmbusd.h"
 

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 #include "daemon/shmbusd.h"
 #include "ring/atomic.h"
-#include "ring/log.h"
+#include "ring/repair.h"
 #include "shm/proc.h"
 
 struct reap_arg {
@@ -35,7 +35,7 @@ static unsigned count_pubs(struct shmbus_seg *seg, pid_t pid, uint64_t st)
 	unsigned n = 0;
 	for (uint32_t i = 0; i < seg->opts.max_publishers; i++) {
 		struct shmbus_pub_slot *ps = &seg->pubs[i];
-		if (owned_by(ld_acquire(&ps->owner), ld_relaxed(&ps->starttime), pid, st))
+		if (owned_by(sb_ld_acquire(&ps->owner), sb_ld_relaxed(&ps->starttime), pid, st))
 			n++;
 	}
 	return n;
@@ -50,8 +50,8 @@ static int reap_topic(const char *name, void *arg)
 	int held = 0;
 	for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
 		struct shmbus_reader_slot *r = &seg.readers[i];
-		uint64_t o = ld_acquire(&r->owner);
-		if (!owned_by(o, ld_relaxed(&r->starttime), a->pid, a->st))
+		uint64_t o = sb_ld_acquire(&r->owner);
+		if (!owned_by(o, sb_ld_relaxed(&r->starttime), a->pid, a->st))
 			continue;
 		held = 1;
 		a->out->readers += (unsigned)shmbus_ring_reclaim_reader(&seg, i, o);
@@ -59,13 +59,13 @@ static int reap_topic(const char *name, void *arg)
 	unsigned pubs = count_pubs(&seg, a->pid, a->st);
 	if (pubs) {
 		held = 1;
-		uint64_t before = ld_relaxed(&seg.hdr->aborted);
+		uint64_t before = sb_ld_relaxed(&seg.hdr->aborted);
 		/* Frees the slots of dead publishers, covering unfinished claims with padding
 		 * (the process is dead: its pid no longer names it, or it is a zombie). A
 		 * repair frees the slot itself, so count what is left, not what gc says. */
 		shmbus_ring_pub_gc(&seg, 0);
 		a->out->publishers += pubs - count_pubs(&seg, a->pid, a->st);
-		a->out->aborted += ld_relaxed(&seg.hdr->aborted) - before;
+		a->out->aborted += sb_ld_relaxed(&seg.hdr->aborted) - before;
 	}
 	a->out->topics += (unsigned)held;
 	shmbus_seg_close(&seg);
@@ -90,11 +90,11 @@ static int adopt_topic(const char *name, void *arg)
 	for (uint32_t i = 0; i < seg.opts.max_readers + seg.opts.max_publishers; i++) {
 		uint64_t o, st;
 		if (i < seg.opts.max_readers) {
-			o = ld_acquire(&seg.readers[i].owner);
-			st = ld_relaxed(&seg.readers[i].starttime);
+			o = sb_ld_acquire(&seg.readers[i].owner);
+			st = sb_ld_relaxed(&seg.readers[i].starttime);
 		} else {
-			o = ld_acquire(&seg.pubs[i - seg.opts.max_readers].owner);
-			st = ld_relaxed(&seg.pubs[i - seg.opts.max_readers].starttime);
+			o = sb_ld_acquire(&seg.pubs[i - seg.opts.max_readers].owner);
+			st = sb_ld_relaxed(&seg.pubs[i - seg.opts.max_readers].starttime);
 		}
 		pid_t pid = SHMBUS_OWNER_PID(o);
 		if (!o || pid <= 0 || pid == getpid())

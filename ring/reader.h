@@ -31,7 +31,7 @@
 #include "shm/segment.h"
 
 struct shmbus_ring_reader {
-	struct shmbus_seg seg;	       /* the mapped topic (first, then grp: bus/internal.h) */
+	struct shmbus_seg seg;	       /* the mapped topic */
 	struct shmbus_group_slot *grp; /* NULL: fan-out */
 	struct shmbus_reader_slot *slot;
 	uint64_t pos;	    /* fan-out: next record to read */

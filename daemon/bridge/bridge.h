@@ -24,10 +24,9 @@
  *   stats         the shared counters (bridge.state)                   ring
  *   conn          byte buffers, TCP connections through the ring       codec, ring
  *   link          a peer's up, down and retry backoff                  config, conn, stats
- *   sub_glue      waits on topics, and the only reach into the library's reader (to be
- *                 replaced by the ring reader API)                     ring
+ *   subwait       waits on topics through the ring (bus/intree.h)      ring
  *   mirror        what both kinds of mirror share; struct mirror_ops   config, conn, link,
- *                                                                      ring, stats, sub_glue
+ *                                                                      ring, stats, subwait
  *   redis_conn    Redis commands and replies on a connection           config, conn
  *   ws_frame      WebSocket frames over our buffers (wslay)            codec, conn
  *   redis_mirror  the Redis kind of mirror                             mirror, redis_conn,
@@ -37,7 +36,7 @@
  *   redis_import  a Redis stream into a topic                          config, link, ring,
  *                                                                      redis_conn, stats
  *   ws_listener   the WebSocket listener and its clients               http, ring, stats,
- *                                                                      sub_glue, ws_frame
+ *                                                                      subwait, ws_frame
  *   loop          the thread (setup, dispatch, tick, topic scans,      bridge and all the
  *                 teardown) and this header's functions                modules it drives
  *

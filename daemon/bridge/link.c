@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon/bridge/link.h"
 
-#include "ring/wait.h"
+#include "ring/clock.h"
 
 int br_link_up(struct br_link *l, struct shmbus_bridge_slot *st)
 {

@@ -28,7 +28,7 @@
 #include "daemon/bridge/redis_mirror.h"
 #include "daemon/bridge/ring.h"
 #include "daemon/bridge/stats.h"
-#include "daemon/bridge/sub_glue.h"
+#include "daemon/bridge/subwait.h"
 #include "daemon/bridge/ws_listener.h"
 #include "daemon/bridge/ws_mirror.h"
 #include "daemon/clock.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 #include "daemon/bridge/stats.h"
 #include "daemon/shmbusd.h"
 
@@ -289,8 +289,8 @@ static void attach(struct mirror *m, const char *name)
 	t->m = m;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->sub = sub;
-	t->gen = br_sub_generation(sub);
-	t->created_ms = br_sub_created_ns(sub) / 1000000u;
+	t->gen = shmbus_sub_generation(sub);
+	t->created_ms = shmbus_sub_created_ns(sub) / 1000000u;
 	if (!t->created_ms)
 		t->created_ms = 1;
 	snprintf(t->genhex, sizeof(t->genhex), "%016llx", (unsigned long long)t->gen);
@@ -335,7 +335,7 @@ void mirror_offer(struct mirror *m, const char *name)
 void mirror_mark_gone(struct mirror *m)
 {
 	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (!t->gone && br_topic_generation(m->b->bus_dir, t->name) != t->gen)
+		if (!t->gone && shmbus_topic_generation(m->b->bus, t->name) != t->gen)
 			t->gone = 1;
 }
 
@@ -361,8 +361,12 @@ void mirror_reap(struct mirror *m)
 static void lag_update(struct mirror *m)
 {
 	uint64_t lag = 0;
-	for (struct mtopic *t = m->topics; t; t = t->next)
-		lag += br_sub_lag(t->sub);
+	for (struct mtopic *t = m->topics; t; t = t->next) {
+		/* Not known until the group's first message is read. */
+		uint64_t tail = shmbus_sub_tail_seq(t->sub), cur;
+		if (shmbus_sub_cursor_seq(t->sub, &cur) && cur <= tail)
+			lag += tail - cur;
+	}
 	BR_SET(m->st, lag, lag);
 }
 

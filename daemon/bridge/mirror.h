@@ -23,7 +23,7 @@
 #include "daemon/bridge/conn.h"
 #include "daemon/bridge/link.h"
 #include "daemon/bridge/ring.h"
-#include "daemon/bridge/sub_glue.h"
+#include "daemon/bridge/subwait.h"
 
 enum { MT_QUERY, MT_QUERYING, MT_READY };
 

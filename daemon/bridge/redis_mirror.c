@@ -25,7 +25,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 #include "daemon/bridge/redis_conn.h"
 #include "daemon/bridge/stats.h"
 
@@ -145,8 +145,8 @@ static int on_query(struct mirror *m, struct mtopic *t, const redisReply *r, cha
 			t->skip_below = seq + 1;
 			/* Did the stream lose entries it had confirmed (a restart from an old
 			 * snapshot)? They cannot be sent again: say so. */
-			uint64_t cur = br_sub_group_seq(t->sub);
-			if (cur > seq + 1) {
+			uint64_t cur;
+			if (shmbus_sub_cursor_seq(t->sub, &cur) && cur > seq + 1) {
 				BR_ADD(m->st, errors, 1);
 				br_event(m->b, "bridge_peer_behind",
 					 "\"mirror\":\"%s\",\"topic\":\"%s\",\"key\":\"%s\","

@@ -10,7 +10,7 @@
 
 #include "daemon/bridge/stats.h"
 #include "daemon/statefile.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
 #include "shm/proc.h"
 
 int br_stats_open(struct bridge *b, unsigned nslots)

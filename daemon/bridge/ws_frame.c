@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "daemon/bridge/codec.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
 
 static uint64_t rnd_state;
 

@@ -19,13 +19,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 #include "daemon/bridge/http.h"
 #include "daemon/bridge/stats.h"
-#include "daemon/bridge/sub_glue.h"
+#include "daemon/bridge/subwait.h"
 #include "daemon/bridge/ws_frame.h"
 #include "daemon/shmbusd.h"
-#include "ring/wait.h"
+#include "ring/clock.h"
 
 #define CLOSE_GRACE_MS 3000 /* after our close frame, before we drop the socket */
 
@@ -167,7 +167,7 @@ static void sub_attach(struct wsc *cl, const char *topic)
 	x->cl = cl;
 	snprintf(x->topic, sizeof(x->topic), "%s", topic);
 	x->sub = sub;
-	x->gen = br_sub_generation(sub);
+	x->gen = shmbus_sub_generation(sub);
 	br_wait_init(&x->w, sub, sub_woken);
 	x->next = cl->subs;
 	cl->subs = x;
@@ -743,8 +743,6 @@ void wss_free(struct wss *s)
 	while (s->clients) {
 		struct wsc *cl = s->clients;
 		s->clients = cl->next;
-		for (struct wssub *x = cl->subs; x; x = x->next)
-			x->w.counted = 0; /* the bridge gave up its sleeper counts already */
 		wc_free(cl);
 	}
 	free(s);

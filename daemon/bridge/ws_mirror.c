@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 #include "daemon/bridge/http.h"
 #include "daemon/bridge/stats.h"
 #include "daemon/bridge/ws_frame.h"

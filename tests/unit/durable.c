@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Durable readers (bus/internal.h): a group of one that reads ahead of its cursor and moves
+ * Durable readers (bus/intree.h): a group of one that reads ahead of its cursor and moves
  * it only by an explicit commit, as the bridge does when a peer confirmed.
  *  - reading does not move the cursor; a commit does, forward only, never past what was
  *    read; a new reader (a restarted daemon) starts at the cursor; a rewind reads again
@@ -16,7 +16,8 @@
  */
 #include <sys/wait.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
+#include "ring/record.h"
 #include "tests/helpers.h"
 
 static shmbus_bus_t *bus;
