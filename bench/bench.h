@@ -59,6 +59,8 @@ enum scenario {
 	SC_CPU,	     /* instructions per message (callgrind), in one process */
 	NSCENARIOS
 };
+/* Each scenario's name, as --scenario takes it and the JSON and the report print it. */
+extern const char *const scenario_names[NSCENARIOS];
 
 enum peer_id {
 	PEER_SHMBUS,	  /* block policy */

@@ -22,12 +22,6 @@
 
 static struct suite *S;
 
-static const char *const sc_id[NSCENARIOS] = {
-	[SC_SPSC] = "spsc",	[SC_MPSC] = "mpsc",	    [SC_FANOUT] = "fanout",
-	[SC_GROUP] = "group",	[SC_PINGPONG] = "pingpong", [SC_ONEWAY] = "oneway",
-	[SC_WAKEUP] = "wakeup", [SC_SYSCALLS] = "syscalls", [SC_CPU] = "cpu",
-};
-
 /* ---- looking up cases and their figures -------------------------------------------------- */
 
 static int find_pin(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
@@ -894,7 +888,7 @@ static void section_absent(void)
 	}
 	for (int i = 0; i < S->n; i++)
 		if (S->res[i].status == CS_FAILED)
-			P("FAILED: %s %s %s %dx%d: %s\n", sc_id[S->cases[i].sc],
+			P("FAILED: %s %s %s %dx%d: %s\n", scenario_names[S->cases[i].sc],
 			  f_size(S->cases[i].size), peers[S->cases[i].peer]->id, S->cases[i].npub,
 			  S->cases[i].nsub, S->res[i].why);
 }
@@ -953,7 +947,7 @@ static void json_case(FILE *f, int i)
 
 	fprintf(f, "{\"type\":\"case\",");
 	json_common(f);
-	fprintf(f, ",\"scenario\":\"%s\",\"peer\":\"%s\",\"label\":", sc_id[c->sc], p->id);
+	fprintf(f, ",\"scenario\":\"%s\",\"peer\":\"%s\",\"label\":", scenario_names[c->sc], p->id);
 	json_str(f, p->label);
 	fprintf(f,
 		",\"policy\":%s,\"size\":%u,\"publishers\":%d,\"subscribers\":%d,"
@@ -1198,7 +1192,7 @@ static int plot_cdf(FILE *gp, const char *dir, const char *png, const char *titl
 		if (c->sc != sc || c->rate != rate || c->size != 64 || !S->res[i].h ||
 		    c->pin == PIN_SAME)
 			continue;
-		snprintf(name, sizeof(name), "cdf-%s-%u-%s.dat", sc_id[sc], rate,
+		snprintf(name, sizeof(name), "cdf-%s-%u-%s.dat", scenario_names[sc], rate,
 			 peers[c->peer]->id);
 		cdf_dat(dir, name, S->res[i].h);
 		if (!any) {
