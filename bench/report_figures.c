@@ -150,68 +150,51 @@ double case_ratio(const struct suite *s, int a, int b, enum metric m, int *pairs
 
 /* ---- the table's number formats ---------------------------------------------------------- */
 
-struct cell fmt_msgs(double v)
+/* v / div to prec decimals, then unit; NaN (no figure) as "-". Each format below picks div,
+ * prec and unit from v; a NaN fails all its comparisons and ends here at the last. */
+static struct cell scaled(double v, double div, int prec, const char *unit)
 {
 	struct cell b;
 
 	if (isnan(v))
 		snprintf(b.s, sizeof(b.s), "-");
-	else if (v >= 1e6)
-		snprintf(b.s, sizeof(b.s), "%.*fM", v >= 1e8 ? 0 : v >= 1e7 ? 1 : 2, v / 1e6);
-	else if (v >= 1e3)
-		snprintf(b.s, sizeof(b.s), "%.*fk", v >= 1e5 ? 0 : v >= 1e4 ? 1 : 2, v / 1e3);
 	else
-		snprintf(b.s, sizeof(b.s), "%.0f", v);
+		snprintf(b.s, sizeof(b.s), "%.*f%s", prec, v / div, unit);
 	return b;
+}
+
+struct cell fmt_msgs(double v)
+{
+	if (v >= 1e6)
+		return scaled(v, 1e6, v >= 1e8 ? 0 : v >= 1e7 ? 1 : 2, "M");
+	if (v >= 1e3)
+		return scaled(v, 1e3, v >= 1e5 ? 0 : v >= 1e4 ? 1 : 2, "k");
+	return scaled(v, 1, 0, "");
 }
 
 struct cell fmt_bw(double v)
 {
-	struct cell b;
-
-	if (isnan(v))
-		snprintf(b.s, sizeof(b.s), "-");
-	else if (v >= 1e9)
-		snprintf(b.s, sizeof(b.s), "%.2fG", v / 1e9);
-	else if (v >= 1e6)
-		snprintf(b.s, sizeof(b.s), "%.1fM", v / 1e6);
-	else
-		snprintf(b.s, sizeof(b.s), "%.0fk", v / 1e3);
-	return b;
+	if (v >= 1e9)
+		return scaled(v, 1e9, 2, "G");
+	if (v >= 1e6)
+		return scaled(v, 1e6, 1, "M");
+	return scaled(v, 1e3, 0, "k");
 }
 
 struct cell fmt_ns(double v)
 {
-	struct cell b;
-
-	if (isnan(v))
-		snprintf(b.s, sizeof(b.s), "-");
-	else if (v < 1e4)
-		snprintf(b.s, sizeof(b.s), "%.0fns", v);
-	else if (v < 1e7)
-		snprintf(b.s, sizeof(b.s), "%.*fus", v < 1e5 ? 1 : 0, v / 1e3);
-	else if (v < 1e10)
-		snprintf(b.s, sizeof(b.s), "%.*fms", v < 1e8 ? 1 : 0, v / 1e6);
-	else
-		snprintf(b.s, sizeof(b.s), "%.1fs", v / 1e9);
-	return b;
+	if (v < 1e4)
+		return scaled(v, 1, 0, "ns");
+	if (v < 1e7)
+		return scaled(v, 1e3, v < 1e5 ? 1 : 0, "us");
+	if (v < 1e10)
+		return scaled(v, 1e6, v < 1e8 ? 1 : 0, "ms");
+	return scaled(v, 1e9, 1, "s");
 }
 
 struct cell fmt_ratio(double r)
 {
-	struct cell b;
-
-	if (isnan(r))
-		snprintf(b.s, sizeof(b.s), "-");
-	else if (r >= 100)
-		snprintf(b.s, sizeof(b.s), "%.0fx", r);
-	else if (r >= 10)
-		snprintf(b.s, sizeof(b.s), "%.1fx", r);
-	else if (r >= 0.1)
-		snprintf(b.s, sizeof(b.s), "%.2fx", r);
-	else
-		snprintf(b.s, sizeof(b.s), "%.3fx", r);
-	return b;
+	return scaled(r, 1, r >= 100 ? 0 : r >= 10 ? 1 : r >= 0.1 ? 2 : 3, "x");
 }
 
 struct cell fmt_size(uint32_t s)

@@ -30,6 +30,14 @@ static void json_num(FILE *f, double v)
 		fprintf(f, "%.6g", v);
 }
 
+/* ,"key":v, v a number or null. */
+static void json_field(FILE *f, const char *key, double v)
+{
+	fprintf(f, ",\"%s\":", key);
+	json_num(f, v);
+}
+
+/* What every line holds: the suite, the mode, the revision and the machine. */
 static void json_common(FILE *f, const struct suite *s)
 {
 	fprintf(f, "\"suite\":\"shmbus-bench\",\"mode\":\"%s\",\"git\":", cfg.mode);
@@ -38,17 +46,24 @@ static void json_common(FILE *f, const struct suite *s)
 	json_str(f, s->m.model);
 	fprintf(f, ",\"kernel\":");
 	json_str(f, s->m.kernel);
-	fprintf(f, ",\"llc_bytes\":%" PRIu64 ",\"loadavg_at_start\":", s->m.llc);
-	json_num(f, s->loadavg);
-	fprintf(f, ",\"loadavg_at_end\":");
-	json_num(f, s->loadavg_end);
-	fprintf(f, ",\"other_processes_cpu_s\":");
-	json_num(f, s->busy_s - s->own_s);
-	fprintf(f, ",\"steal_cpu_s\":");
-	json_num(f, s->steal_s);
-	fprintf(f, ",\"run_seconds\":");
-	json_num(f, s->elapsed);
+	fprintf(f, ",\"llc_bytes\":%" PRIu64, s->m.llc);
+	json_field(f, "loadavg_at_start", s->loadavg);
+	json_field(f, "loadavg_at_end", s->loadavg_end);
+	json_field(f, "other_processes_cpu_s", s->busy_s - s->own_s);
+	json_field(f, "steal_cpu_s", s->steal_s);
+	json_field(f, "run_seconds", s->elapsed);
 	fprintf(f, "}");
+}
+
+/* The indices of cr's successful rounds, in order, in k[]; returns how many. */
+static int rounds_ok(const struct caseres *cr, int k[MAX_ROUNDS])
+{
+	int n = 0;
+
+	for (int j = 0; j < MAX_ROUNDS; j++)
+		if (cr->r[j].ok)
+			k[n++] = j;
+	return n;
 }
 
 static void json_case(FILE *f, const struct suite *s, int i)
@@ -57,6 +72,7 @@ static void json_case(FILE *f, const struct suite *s, int i)
 	const struct caseres *cr = &s->res[i];
 	const struct peer *p = peers[c->peer];
 	static const char *const st[] = { "not_run", "ok", "absent", "failed" };
+	int ok[MAX_ROUNDS], nok = rounds_ok(cr, ok);
 
 	fprintf(f, "{\"type\":\"case\",");
 	json_common(f, s);
@@ -79,19 +95,11 @@ static void json_case(FILE *f, const struct suite *s, int i)
 	}
 	fprintf(f, ",\"rounds\":%d,\"rounds_failed\":%d", cr->runs_ok, cr->runs_failed);
 	fprintf(f, ",\"others_cpu_share\":[");
-	for (int k = 0, first = 1; k < MAX_ROUNDS; k++) {
-		if (!cr->r[k].ok)
-			continue;
-		fprintf(f, "%s%.3f", first ? "" : ",", cr->r[k].others);
-		first = 0;
-	}
+	for (int j = 0; j < nok; j++)
+		fprintf(f, "%s%.3f", j ? "," : "", cr->r[ok[j]].others);
 	fprintf(f, "],\"attempts\":[");
-	for (int k = 0, first = 1; k < MAX_ROUNDS; k++) {
-		if (!cr->r[k].ok)
-			continue;
-		fprintf(f, "%s%d", first ? "" : ",", cr->r[k].attempts);
-		first = 0;
-	}
+	for (int j = 0; j < nok; j++)
+		fprintf(f, "%s%d", j ? "," : "", cr->r[ok[j]].attempts);
 	fprintf(f, "]");
 	if (!cr->runs_ok) {
 		fprintf(f, "}\n");
@@ -101,25 +109,16 @@ static void json_case(FILE *f, const struct suite *s, int i)
 	double msgs = case_med(s, i, MT_MSGS, &lo, &hi);
 	int lat = c->sc == SC_PINGPONG || c->sc == SC_WAKEUP || c->sc == SC_ONEWAY;
 	if (!lat) {
-		fprintf(f, ",\"msgs_per_s\":");
-		json_num(f, msgs);
-		fprintf(f, ",\"bytes_per_s\":");
-		json_num(f, msgs * c->size);
-		fprintf(f, ",\"msgs_per_s_min\":");
-		json_num(f, lo);
-		fprintf(f, ",\"msgs_per_s_max\":");
-		json_num(f, hi);
-		fprintf(f, ",\"pub_msgs_per_s\":");
-		json_num(f, case_med(s, i, MT_PUB, NULL, NULL));
-		fprintf(f, ",\"lost_fraction\":");
-		json_num(f, case_med(s, i, MT_LOST, NULL, NULL));
+		json_field(f, "msgs_per_s", msgs);
+		json_field(f, "bytes_per_s", msgs * c->size);
+		json_field(f, "msgs_per_s_min", lo);
+		json_field(f, "msgs_per_s_max", hi);
+		json_field(f, "pub_msgs_per_s", case_med(s, i, MT_PUB, NULL, NULL));
+		json_field(f, "lost_fraction", case_med(s, i, MT_LOST, NULL, NULL));
 		fprintf(f, ",\"runs_msgs_per_s\":[");
-		for (int k = 0, first = 1; k < MAX_ROUNDS; k++) {
-			if (!cr->r[k].ok)
-				continue;
-			fprintf(f, "%s", first ? "" : ",");
-			json_num(f, cr->r[k].msgs);
-			first = 0;
+		for (int j = 0; j < nok; j++) {
+			fprintf(f, "%s", j ? "," : "");
+			json_num(f, cr->r[ok[j]].msgs);
 		}
 		fprintf(f, "]");
 	}
@@ -132,98 +131,89 @@ static void json_case(FILE *f, const struct suite *s, int i)
 			hist_quantile(h, 0.5), hist_quantile(h, 0.9), hist_quantile(h, 0.99),
 			hist_quantile(h, 0.999), h->max, h->n);
 		fprintf(f, ",\"runs_p50_ns\":[");
-		for (int k = 0, first = 1; k < MAX_ROUNDS; k++) {
-			if (!cr->r[k].ok)
-				continue;
-			fprintf(f, "%s%" PRIu64, first ? "" : ",", cr->r[k].p50);
-			first = 0;
-		}
+		for (int j = 0; j < nok; j++)
+			fprintf(f, "%s%" PRIu64, j ? "," : "", cr->r[ok[j]].p50);
 		fprintf(f, "]");
 		if (c->sc == SC_ONEWAY) {
 			int sat = 0;
 
-			for (int k = 0; k < MAX_ROUNDS; k++)
-				sat |= cr->r[k].ok && cr->r[k].saturated;
-			fprintf(f, ",\"achieved_rate\":");
-			json_num(f, msgs);
+			for (int j = 0; j < nok; j++)
+				sat |= cr->r[ok[j]].saturated;
+			json_field(f, "achieved_rate", msgs);
 			fprintf(f, ",\"saturated\":%s", sat ? "true" : "false");
 		}
 	}
-	fprintf(f, ",\"cpu\":{\"seconds_per_run\":");
 	double cs[MAX_ROUNDS];
-	int n = 0;
-	for (int k = 0; k < MAX_ROUNDS; k++)
-		if (cr->r[k].ok)
-			cs[n++] = cr->r[k].cpu_s;
-	json_num(f, n ? median_of(cs, n) : NAN);
-	fprintf(f, ",\"ns_per_msg\":");
-	json_num(f, case_med(s, i, MT_CPU, NULL, NULL));
+	for (int j = 0; j < nok; j++)
+		cs[j] = cr->r[ok[j]].cpu_s;
+	fprintf(f, ",\"cpu\":{\"seconds_per_run\":");
+	json_num(f, nok ? median_of(cs, nok) : NAN);
+	json_field(f, "ns_per_msg", case_med(s, i, MT_CPU, NULL, NULL));
 	fprintf(f, "}");
-	if (c->sc == SC_WAKEUP && case_med(s, i, MT_SYSCALLS, NULL, NULL) >= 0) {
-		fprintf(f, ",\"syscalls_per_round_trip\":");
-		json_num(f, case_med(s, i, MT_SYSCALLS, NULL, NULL));
-	}
+	double sys = case_med(s, i, MT_SYSCALLS, NULL, NULL);
+	if (c->sc == SC_WAKEUP && sys >= 0)
+		json_field(f, "syscalls_per_round_trip", sys);
 	if (c->sc == SC_SYSCALLS || (p->flags & PF_SHMBUS)) {
 		double w = case_med(s, i, MT_WAKEUPS, NULL, NULL);
 
-		if (c->sc == SC_SYSCALLS) {
-			fprintf(f, ",\"syscalls_per_msg\":");
-			json_num(f, case_med(s, i, MT_SYSCALLS, NULL, NULL));
-		}
+		if (c->sc == SC_SYSCALLS)
+			json_field(f, "syscalls_per_msg", sys);
 		if (w >= 0) {
-			fprintf(f, ",\"futex_wakes_per_msg\":");
-			json_num(f, w);
-			fprintf(f, ",\"backpressure_waits_per_msg\":");
-			json_num(f, case_med(s, i, MT_BP, NULL, NULL));
+			json_field(f, "futex_wakes_per_msg", w);
+			json_field(f, "backpressure_waits_per_msg",
+				   case_med(s, i, MT_BP, NULL, NULL));
 		}
 	}
 	fprintf(f, "}\n");
+}
+
+/* The callgrind counts, as two more cases (shmbus, the bare ring) of scenario "cpu". */
+static void json_cpu(FILE *f, const struct suite *s)
+{
+	for (int k = 0; k < 2; k++) {
+		const struct cpu_counts *c = &s->cpu[k];
+
+		fprintf(f, "{\"type\":\"case\",");
+		json_common(f, s);
+		fprintf(f, ",\"scenario\":\"cpu\",\"peer\":\"%s\",\"size\":64,\"status\":",
+			peers[k ? PEER_RING : PEER_SHMBUS]->id);
+		if (!s->cpu_ok) {
+			fprintf(f, "\"absent\",\"reason\":");
+			json_str(f, s->cpu_why);
+		} else if (!c->ok) {
+			fprintf(f, "\"failed\",\"reason\":");
+			json_str(f, c->err);
+		} else {
+			fprintf(f, "\"ok\"");
+			json_field(f, "instructions_per_msg", c->per_msg);
+			json_field(f, "instructions_publish", c->publish);
+			json_field(f, "instructions_recv", c->recv);
+		}
+		fprintf(f, "}\n");
+	}
+}
+
+static void json_target(FILE *f, const struct suite *s, const struct target *t)
+{
+	fprintf(f, "{\"type\":\"target\",");
+	json_common(f, s);
+	fprintf(f, ",\"target\":\"%s\",\"what\":", t->id);
+	json_str(f, t->what);
+	fprintf(f, ",\"op\":\"%s\",\"want\":%g", t->at_most ? "<=" : ">=", t->want);
+	json_field(f, "value", t->known ? t->got : NAN);
+	fprintf(f, ",\"paired_rounds\":%d,\"status\":\"%s\"}\n", t->pairs,
+		!t->known     ? "unknown" :
+		target_met(t) ? "met" :
+				"missed");
 }
 
 void json_write(FILE *f, const struct suite *s, const struct targets *tg)
 {
 	for (int i = 0; i < s->n; i++)
 		json_case(f, s, i);
-	if (s->cpu_ok || strcmp(s->cpu_why, "not selected")) {
-		for (int k = 0; k < 2; k++) {
-			const struct cpu_counts *c = &s->cpu[k];
-
-			fprintf(f, "{\"type\":\"case\",");
-			json_common(f, s);
-			fprintf(f, ",\"scenario\":\"cpu\",\"peer\":\"%s\",\"size\":64,\"status\":",
-				peers[k ? PEER_RING : PEER_SHMBUS]->id);
-			if (!s->cpu_ok) {
-				fprintf(f, "\"absent\",\"reason\":");
-				json_str(f, s->cpu_why);
-			} else if (!c->ok) {
-				fprintf(f, "\"failed\",\"reason\":");
-				json_str(f, c->err);
-			} else {
-				fprintf(f, "\"ok\",\"instructions_per_msg\":");
-				json_num(f, c->per_msg);
-				fprintf(f, ",\"instructions_publish\":");
-				json_num(f, c->publish);
-				fprintf(f, ",\"instructions_recv\":");
-				json_num(f, c->recv);
-			}
-			fprintf(f, "}\n");
-		}
-	}
-	for (int k = 0; k < tg->n; k++) {
-		const struct target *t = &tg->t[k];
-
-		if (t->a < 0 || t->b == -1)
-			continue;
-		fprintf(f, "{\"type\":\"target\",");
-		json_common(f, s);
-		fprintf(f, ",\"target\":\"%s\",\"what\":", t->id);
-		json_str(f, t->what);
-		fprintf(f,
-			",\"op\":\"%s\",\"want\":%g,\"value\":", t->at_most ? "<=" : ">=", t->want);
-		json_num(f, t->known ? t->got : NAN);
-		fprintf(f, ",\"paired_rounds\":%d,\"status\":\"%s\"}\n", t->pairs,
-			!t->known     ? "unknown" :
-			target_met(t) ? "met" :
-					"missed");
-	}
+	if (s->cpu_ok || strcmp(s->cpu_why, "not selected"))
+		json_cpu(f, s);
+	for (int k = 0; k < tg->n; k++)
+		if (tg->t[k].a >= 0 && tg->t[k].b != -1) /* not part of this run otherwise */
+			json_target(f, s, &tg->t[k]);
 }

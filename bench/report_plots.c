@@ -62,12 +62,35 @@ static void cdf_dat(const char *dir, const char *name, const struct hist *h)
 	fclose(f);
 }
 
-/* A CDF plot of the latency cases of one scenario (and rate), one line per peer; what is a
- * few words on it for the list of files. */
+/* The latency CDF plots: the 64 B cases of one scenario (and rate), one line per peer; what
+ * is a few words on it for the list of files. */
+static const struct cdf_plot {
+	const char *png, *title, *what;
+	enum scenario sc;
+	uint32_t rate;
+} cdf_plots[] = {
+	{ "latency_pingpong.png", "Ping-pong round trip, 64 B: CDF (all rounds)",
+	  "ping-pong round trip CDF", SC_PINGPONG, 0 },
+	{ "latency_wakeup.png",
+	  "Wake-up round trip (both sides asleep, on different CPUs), 64 B: CDF",
+	  "wake-up round trip CDF", SC_WAKEUP, 0 },
+	{ "latency_oneway_10k.png",
+	  "One-way latency at 10 k msg/s from the intended send time, 64 B: CDF",
+	  "one-way latency CDF at 10 k msg/s", SC_ONEWAY, 10000 },
+	{ "latency_oneway_100k.png",
+	  "One-way latency at 100 k msg/s from the intended send time, 64 B: CDF",
+	  "one-way latency CDF at 100 k msg/s", SC_ONEWAY, 100000 },
+	{ "latency_oneway_1m.png",
+	  "One-way latency at 1 M msg/s from the intended send time, 64 B: CDF",
+	  "one-way latency CDF at 1 M msg/s", SC_ONEWAY, 1000000 },
+};
+
+/* One CDF plot, if this run has its cases; returns whether it has. */
 static int plot_cdf(struct plots *pl, const struct suite *s, FILE *gp, const char *dir,
-		    const char *png, const char *title, const char *what, enum scenario sc,
-		    uint32_t rate)
+		    const struct cdf_plot *cp)
 {
+	const enum scenario sc = cp->sc;
+	const uint32_t rate = cp->rate;
 	int any = 0;
 
 	for (int i = 0; i < s->n; i++) {
@@ -85,8 +108,8 @@ static int plot_cdf(struct plots *pl, const struct suite *s, FILE *gp, const cha
 				"set output '%s'\nset title \"%s\"\nset logscale x 10\nunset logscale "
 				"y\nset xlabel 'latency (ns)'\nset ylabel 'fraction of messages at "
 				"or below'\nset format x '10^{%%L}'\nset yrange [0:1]\nplot ",
-				png, title);
-			plot_add(pl, png, what);
+				cp->png, cp->title);
+			plot_add(pl, cp->png, cp->what);
 		}
 		fprintf(gp, "%s'" PLOT_DATA "/%s' using 1:2 with steps %s title '%s'",
 			any ? ", \\\n     " : "", name, line_style(c->peer).s,
@@ -197,21 +220,9 @@ void plots_make(struct plots *pl, const struct suite *s, const char *dir)
 		"set key outside right top\n",
 		dir);
 	int lines = plot_throughput(pl, s, gp, dir);
-	int cdfs = plot_cdf(pl, s, gp, dir, "latency_pingpong.png",
-			    "Ping-pong round trip, 64 B: CDF (all rounds)",
-			    "ping-pong round trip CDF", SC_PINGPONG, 0);
-	cdfs += plot_cdf(pl, s, gp, dir, "latency_wakeup.png",
-			 "Wake-up round trip (both sides asleep, on different CPUs), 64 B: CDF",
-			 "wake-up round trip CDF", SC_WAKEUP, 0);
-	cdfs += plot_cdf(pl, s, gp, dir, "latency_oneway_10k.png",
-			 "One-way latency at 10 k msg/s from the intended send time, 64 B: CDF",
-			 "one-way latency CDF at 10 k msg/s", SC_ONEWAY, 10000);
-	cdfs += plot_cdf(pl, s, gp, dir, "latency_oneway_100k.png",
-			 "One-way latency at 100 k msg/s from the intended send time, 64 B: CDF",
-			 "one-way latency CDF at 100 k msg/s", SC_ONEWAY, 100000);
-	cdfs += plot_cdf(pl, s, gp, dir, "latency_oneway_1m.png",
-			 "One-way latency at 1 M msg/s from the intended send time, 64 B: CDF",
-			 "one-way latency CDF at 1 M msg/s", SC_ONEWAY, 1000000);
+	int cdfs = 0;
+	for (size_t k = 0; k < sizeof(cdf_plots) / sizeof(cdf_plots[0]); k++)
+		cdfs += plot_cdf(pl, s, gp, dir, &cdf_plots[k]);
 	fclose(gp);
 	if (!lines && !cdfs) {
 		snprintf(pl->why, sizeof(pl->why), "nothing to plot in this run");

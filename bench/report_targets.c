@@ -68,6 +68,32 @@ int target_met(const struct target *t)
 	return t->known && (t->at_most ? t->got <= t->want : t->got >= t->want);
 }
 
+/* Instructions per message against the bare ring's: from callgrind, not from a case. */
+static void target_cpu(struct targets *tg, const struct suite *s)
+{
+	struct target *t = &tg->t[tg->n++];
+
+	*t = (struct target){ .id = "instructions_vs_bare_ring",
+			      .what = "instructions per 64 B publish + recv, shmbus over the bare "
+				      "ring's",
+			      .a = s->cpu_ok ? 0 : -1,
+			      .b = -3,
+			      .at_most = 1,
+			      .want = 3 };
+	if (s->cpu_ok) {
+		if (s->cpu[0].ok && s->cpu[1].ok && s->cpu[1].per_msg > 0) {
+			t->got = s->cpu[0].per_msg / s->cpu[1].per_msg;
+			t->lo = t->hi = t->got;
+			t->known = 1;
+		} else {
+			t->why_unknown = s->cpu[0].ok ? s->cpu[1].err : s->cpu[0].err;
+		}
+	} else if (strcmp(s->cpu_why, "not selected")) {
+		t->a = 0;
+		t->why_unknown = s->cpu_why;
+	}
+}
+
 void targets_build(struct targets *tg, const struct suite *s)
 {
 	tg->n = 0;
@@ -129,46 +155,35 @@ void targets_build(struct targets *tg, const struct suite *s)
 		snprintf(tg->t[tg->n - 1].context, sizeof(tg->t[tg->n - 1].context),
 			 "5 busy processes share %ld CPUs: 4 readers each read every message",
 			 s->m.nproc);
-	target_ratio(tg, s, "wakeup_vs_raw_futex",
-		     "wake-up on different CPUs, shmbus blocking round trip p50 over a raw futex "
-		     "ping-pong's",
-		     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, PIN_SPLIT),
-		     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, PIN_SPLIT), MT_P50, 1,
-		     1.5);
-	target_ratio(tg, s, "wakeup_same_cpu_vs_raw_futex",
-		     "wake-up on one CPU, shmbus blocking round trip p50 over a raw futex "
-		     "ping-pong's",
-		     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, PIN_SAME),
-		     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, PIN_SAME), MT_P50, 1,
-		     1.5);
-	target_abs(tg, s, "syscalls_full_speed",
-		   "syscalls per message, publisher as fast as it goes",
-		   case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, 0), MT_SYSCALLS, 0.01);
-	target_abs(tg, s, "syscalls_1m", "syscalls per message at 1 M msg/s",
-		   case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, 1000000), MT_SYSCALLS, 0.01);
-	target_abs(tg, s, "syscalls_100k", "syscalls per message at 100 k msg/s",
-		   case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, 100000), MT_SYSCALLS, 0.01);
-	/* Instructions: from callgrind, not from a case. */
-	struct target *t = &tg->t[tg->n++];
-	*t = (struct target){ .id = "instructions_vs_bare_ring",
-			      .what = "instructions per 64 B publish + recv, shmbus over the bare "
-				      "ring's",
-			      .a = s->cpu_ok ? 0 : -1,
-			      .b = -3,
-			      .at_most = 1,
-			      .want = 3 };
-	if (s->cpu_ok) {
-		if (s->cpu[0].ok && s->cpu[1].ok && s->cpu[1].per_msg > 0) {
-			t->got = s->cpu[0].per_msg / s->cpu[1].per_msg;
-			t->lo = t->hi = t->got;
-			t->known = 1;
-		} else {
-			t->why_unknown = s->cpu[0].ok ? s->cpu[1].err : s->cpu[0].err;
-		}
-	} else if (strcmp(s->cpu_why, "not selected")) {
-		t->a = 0;
-		t->why_unknown = s->cpu_why;
-	}
+	static const struct {
+		enum pin pin;
+		const char *id, *what;
+	} wake[] = {
+		{ PIN_SPLIT, "wakeup_vs_raw_futex",
+		  "wake-up on different CPUs, shmbus blocking round trip p50 over a raw futex "
+		  "ping-pong's" },
+		{ PIN_SAME, "wakeup_same_cpu_vs_raw_futex",
+		  "wake-up on one CPU, shmbus blocking round trip p50 over a raw futex "
+		  "ping-pong's" },
+	};
+	for (int k = 0; k < 2; k++)
+		target_ratio(tg, s, wake[k].id, wake[k].what,
+			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wake[k].pin),
+			     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, wake[k].pin),
+			     MT_P50, 1, 1.5);
+	static const struct {
+		uint32_t rate;
+		const char *id, *what;
+	} sys[] = {
+		{ 0, "syscalls_full_speed", "syscalls per message, publisher as fast as it goes" },
+		{ 1000000, "syscalls_1m", "syscalls per message at 1 M msg/s" },
+		{ 100000, "syscalls_100k", "syscalls per message at 100 k msg/s" },
+	};
+	for (int k = 0; k < 3; k++)
+		target_abs(tg, s, sys[k].id, sys[k].what,
+			   case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, sys[k].rate),
+			   MT_SYSCALLS, 0.01);
+	target_cpu(tg, s);
 }
 
 int targets_print(const struct report *rp, const struct targets *tg)
