@@ -13,6 +13,7 @@
 
 #include "report.h"
 
+/* NSIZES and NSPSC_PEERS of them (report.h): one more is an error, one fewer a hole. */
 const uint32_t all_sizes[] = { 8, 64, 256, 1024, 4096, 16384, 65536, 1048576 };
 
 const enum peer_id spsc_peers[] = {
