@@ -19,7 +19,8 @@
  *                sockets, ZeroMQ, Redis
  *   run.c        one run of one case: fork, measure, collect, count syscalls
  *   cpu.c        instructions per message under callgrind
- *   report.c     the table, the targets, JSON, the plots
+ *   report*.c    the table, the targets, JSON, the plots (report.h says which file holds
+ *                which)
  *   main.c       options, the case lists of each mode, the rounds
  */
 #ifndef SHMBUS_BENCH_H
@@ -59,6 +60,8 @@ enum scenario {
 	SC_CPU,	     /* instructions per message (callgrind), in one process */
 	NSCENARIOS
 };
+/* Each scenario's name, as --scenario takes it and the JSON and the report print it. */
+extern const char *const scenario_names[NSCENARIOS];
 
 enum peer_id {
 	PEER_SHMBUS,	  /* block policy */
@@ -351,7 +354,7 @@ struct suite {
 };
 
 /* report.c: the table on out (and report.txt), JSON lines, the plots. Returns how many
- * targets were missed. */
+ * targets were missed (or unknown). */
 int report(struct suite *s, FILE *out);
 
 /* The machine's busy and steal CPU-seconds so far (/proc/stat). */

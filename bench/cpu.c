@@ -37,7 +37,10 @@
 #define PROBE_N2 4000
 
 enum { L_HARNESS, L_PAIR, L_PUB, L_RECV, NLOOPS };
+#ifdef HAVE_CALLGRIND_H
+/* Each loop's callgrind dump is named after it. */
 static const char *const loop_names[NLOOPS] = { "harness", "pair", "publish", "recv" };
+#endif
 
 struct probe {
 	int ring;

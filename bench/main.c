@@ -45,7 +45,7 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_REDIS_XADD_PIPE] = &peer_redis_xadd_pipe,
 };
 
-static const char *const scenario_names[NSCENARIOS] = {
+const char *const scenario_names[NSCENARIOS] = {
 	[SC_SPSC] = "spsc",	[SC_MPSC] = "mpsc",	    [SC_FANOUT] = "fanout",
 	[SC_GROUP] = "group",	[SC_PINGPONG] = "pingpong", [SC_ONEWAY] = "oneway",
 	[SC_WAKEUP] = "wakeup", [SC_SYSCALLS] = "syscalls", [SC_CPU] = "cpu",

@@ -26,7 +26,6 @@
 #include "loops.h"
 
 static pid_t rpid;
-static int rport;
 
 pid_t redis_pid(void)
 {
@@ -68,6 +67,7 @@ void redis_stop(void)
 #include <hiredis/hiredis.h>
 
 static redisContext *dctx; /* the driver's own connection */
+static int rport;	   /* where the redis-server listens */
 
 static int free_port(void)
 {
@@ -457,30 +457,29 @@ static const struct ops rx_ops = {
 LOOPS_DEFINE(rpub, &rpub_ops)
 LOOPS_DEFINE(rx, &rx_ops)
 
-#define REDIS_PEER(var, id_, label_, flags_, pfx) \
-	const struct peer var = {                 \
-		.id = id_,                        \
-		.label = label_,                  \
-		.flags = flags_,                  \
-		.available = redis_available,     \
-		.prepare = redis_prepare,         \
-		.cleanup = redis_cleanup,         \
-		LOOPS_ROLES(pfx),                 \
-	}
+/* What a Redis peer runs: the workers of its loops (pfx_producer, ...). */
+#define REDIS_WORKERS(pfx) .prepare = redis_prepare, .cleanup = redis_cleanup, LOOPS_ROLES(pfx)
 
 #else /* !HAVE_HIREDIS */
 
+#define NO_HIREDIS "built without hiredis (install libhiredis-dev and reconfigure)"
+
 int redis_start(char *why, size_t n)
 {
-	snprintf(why, n, "built without hiredis (install libhiredis-dev and reconfigure)");
+	snprintf(why, n, NO_HIREDIS);
 	return -1;
 }
 
 static int redis_available(char *why, size_t n)
 {
-	snprintf(why, n, "built without hiredis (install libhiredis-dev and reconfigure)");
+	snprintf(why, n, NO_HIREDIS);
 	return 0;
 }
+
+/* Nothing to prepare or run (NULL, as unset): available() says why. */
+#define REDIS_WORKERS(pfx) .prepare = NULL
+
+#endif
 
 #define REDIS_PEER(var, id_, label_, flags_, pfx) \
 	const struct peer var = {                 \
@@ -488,9 +487,8 @@ static int redis_available(char *why, size_t n)
 		.label = label_,                  \
 		.flags = flags_,                  \
 		.available = redis_available,     \
+		REDIS_WORKERS(pfx),               \
 	}
-
-#endif
 
 REDIS_PEER(peer_redis_pub, "redis_pubsub", "redis pubsub", 0, rpub);
 REDIS_PEER(peer_redis_pub_pipe, "redis_pubsub_pipelined", "redis pubsub pipelined", 0, rpub);

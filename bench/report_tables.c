@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The table's sections, on stdout and in report.txt: each states shmbus's figures and, as
+ * a ratio, how they compare with each peer's in the same run. A section whose cases this
+ * run does not have is left out; a case with no figure shows why ("absent", "FAILED").
+ */
+#include <math.h>
+
+#include "report.h"
+
+static int sizes_present(const struct suite *s, enum scenario sc, uint32_t *sizes)
+{
+	int n = 0;
+
+	for (int k = 0; k < NSIZES; k++) {
+		for (int i = 0; i < s->n; i++) {
+			if (s->cases[i].sc == sc && s->cases[i].size == all_sizes[k]) {
+				sizes[n++] = all_sizes[k];
+				break;
+			}
+		}
+	}
+	return n;
+}
+
+static void section_spsc(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	uint32_t sizes[NSIZES];
+	int ns = sizes_present(s, SC_SPSC, sizes);
+
+	if (!ns)
+		return;
+	for (int table = 0; table < 4; table++) {
+		static const char *const titles[] = {
+			"SPSC throughput: 1 publisher process -> 1 subscriber process, msg/s "
+			"(median of the rounds)",
+			"SPSC bandwidth, bytes/s (msg/s x message size)",
+			"shmbus (block) as a ratio to each peer's msg/s (> 1: shmbus is faster)",
+			"shmbus (overwrite) as a ratio to each peer's msg/s",
+		};
+		/* The row the ratio tables (2, 3) divide by each peer's. */
+		enum peer_id self_peer = table == 3 ? PEER_SHMBUS_OVW : PEER_SHMBUS;
+
+		rprintf(rp, "\n== %s ==\n%-26s", titles[table], "peer");
+		for (int k = 0; k < ns; k++)
+			rprintf(rp, " %9s", fmt_size(sizes[k]).s);
+		rprintf(rp, "\n");
+		for (int j = 0; j < NSPSC_PEERS; j++) {
+			enum peer_id p = spsc_peers[j];
+			int any = 0;
+
+			if (table >= 2 &&
+			    (p == PEER_SHMBUS || (table == 3 && p == PEER_SHMBUS_OVW)))
+				continue;
+			for (int k = 0; k < ns; k++)
+				any |= case_find_spsc(s, p, sizes[k]) >= 0;
+			if (!any)
+				continue;
+			rprintf(rp, "%-26s", peers[p]->label);
+			for (int k = 0; k < ns; k++) {
+				int i = case_find_spsc(s, p, sizes[k]);
+				int self = case_find_spsc(s, self_peer, sizes[k]);
+				const char *st = case_status(s, i);
+
+				if (!st && table >= 2)
+					st = case_status(s, self);
+				if (st) {
+					rprintf(rp, " %9s", st);
+					continue;
+				}
+				double msgs = case_med(s, i, MT_MSGS, NULL, NULL);
+
+				switch (table) {
+				case 0:
+					rprintf(rp, " %9s", fmt_msgs(msgs).s);
+					break;
+				case 1:
+					rprintf(rp, " %9s", fmt_bw(msgs * sizes[k]).s);
+					break;
+				default:
+					rprintf(rp, " %9s", ratio_cell(s, self, i, MT_MSGS).s);
+				}
+			}
+			rprintf(rp, "\n");
+		}
+	}
+	rprintf(rp, "(memcpy rows: one process copying; their 'msg/s' are copies of that size per "
+		    "second.\n"
+		    " Lost messages, where a peer may lose them, are in results.jsonl.)\n");
+}
+
+/* MPSC, fan-out, group: for each size, rows of process counts, columns of peers. */
+static void section_multi(const struct report *rp, enum scenario sc)
+{
+	const struct suite *s = rp->s;
+	static const enum peer_id mp[] = { PEER_SHMBUS, PEER_SHMBUS_OVW,     PEER_UNIX,
+					   PEER_ZMQ,	PEER_REDIS_PUB_PIPE, PEER_REDIS_XADD_PIPE };
+	uint32_t sizes[NSIZES];
+	int ns = sizes_present(s, sc, sizes);
+	const int np = (int)(sizeof(mp) / sizeof(mp[0]));
+
+	for (int k = 0; k < ns; k++) {
+		int cols[8], nc = 0;
+
+		for (int j = 0; j < np; j++)
+			for (int n = 1; n <= 4; n++)
+				if (case_find(s, sc, mp[j], sizes[k], sc == SC_MPSC ? n : 1,
+					      sc == SC_MPSC ? 1 : n, 0) >= 0) {
+					cols[nc++] = j;
+					break;
+				}
+		if (!nc)
+			continue;
+		if (sc == SC_MPSC)
+			rprintf(rp,
+				"\n== MPSC %s: N publisher processes -> 1 subscriber; delivered msg/s "
+				"[shmbus (block) / peer] ==\n",
+				fmt_size(sizes[k]).s);
+		else if (sc == SC_FANOUT)
+			rprintf(rp,
+				"\n== Fan-out %s: 1 publisher -> N subscriber processes, each reads "
+				"everything;\n   publisher msg/s [shmbus (block) / peer] ==\n",
+				fmt_size(sizes[k]).s);
+		else
+			rprintf(rp,
+				"\n== Group %s: 1 publisher -> a group of N member processes, each "
+				"message to one;\n   msg/s taken by all members [shmbus (block) / peer] "
+				"==\n",
+				fmt_size(sizes[k]).s);
+		rprintf(rp, "%-3s", "N");
+		for (int c = 0; c < nc; c++)
+			rprintf(rp, " %-24s", peers[mp[cols[c]]]->label);
+		rprintf(rp, "\n");
+		for (int n = 1; n <= 4; n++) {
+			int row = 0;
+
+			for (int c = 0; c < nc; c++)
+				row |= case_find(s, sc, mp[cols[c]], sizes[k],
+						 sc == SC_MPSC ? n : 1, sc == SC_MPSC ? 1 : n,
+						 0) >= 0;
+			if (!row)
+				continue;
+			rprintf(rp, "%-3d", n);
+			int self = case_find(s, sc, PEER_SHMBUS, sizes[k], sc == SC_MPSC ? n : 1,
+					     sc == SC_MPSC ? 1 : n, 0);
+			enum metric m = sc == SC_FANOUT ? MT_PUB : MT_MSGS;
+			for (int c = 0; c < nc; c++) {
+				enum peer_id p = mp[cols[c]];
+				int i = case_find(s, sc, p, sizes[k], sc == SC_MPSC ? n : 1,
+						  sc == SC_MPSC ? 1 : n, 0);
+				const char *st = case_status(s, i);
+				char b[64];
+				int len = 0;
+
+				if (st) {
+					rprintf(rp, " %-24s", st);
+					continue;
+				}
+				len += snprintf(b + len, sizeof(b) - (size_t)len, "%s",
+						fmt_msgs(case_med(s, i, m, NULL, NULL)).s);
+				double lost = case_med(s, i, MT_LOST, NULL, NULL);
+				if (lost > 0.0005)
+					len += snprintf(b + len, sizeof(b) - (size_t)len,
+							" lost %.1f%%", lost * 100);
+				if (p != PEER_SHMBUS && self >= 0 && !case_status(s, self))
+					snprintf(b + len, sizeof(b) - (size_t)len, " [%s]",
+						 ratio_cell(s, self, i, m).s);
+				rprintf(rp, " %-24s", b);
+			}
+			rprintf(rp, "\n");
+		}
+	}
+}
+
+static void latency_header(const struct report *rp, const char *extra)
+{
+	rprintf(rp, "%-26s %8s %8s %8s %8s %8s %9s  %s\n", "peer", "p50", "p90", "p99", "p99.9",
+		"max", "samples", extra);
+}
+
+/* One latency row from the merged histogram of the rounds. */
+static int latency_row(const struct report *rp, int i)
+{
+	const struct suite *s = rp->s;
+	const char *st = case_status(s, i);
+
+	rprintf(rp, "%-26s", peers[s->cases[i].peer]->label);
+	if (st || !s->res[i].h) {
+		rprintf(rp, " %8s\n", st ? st : "-");
+		return 0;
+	}
+	const struct hist *h = s->res[i].h;
+	rprintf(rp, " %8s %8s %8s %8s %8s %9" PRIu64, fmt_ns((double)hist_quantile(h, 0.5)).s,
+		fmt_ns((double)hist_quantile(h, 0.9)).s, fmt_ns((double)hist_quantile(h, 0.99)).s,
+		fmt_ns((double)hist_quantile(h, 0.999)).s, fmt_ns((double)h->max).s, h->n);
+	return 1;
+}
+
+static void section_pingpong(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	uint32_t sizes[NSIZES];
+	int ns = sizes_present(s, SC_PINGPONG, sizes);
+	static const enum peer_id pp[] = { PEER_SHMBUS, PEER_RING, PEER_UNIX,
+					   PEER_PIPE,	PEER_ZMQ,  PEER_REDIS_PUB };
+
+	for (int k = 0; k < ns; k++) {
+		rprintf(rp,
+			"\n== Ping-pong round trip, %s over two channels; shmbus and the ring busy-wait, "
+			"the others block in the kernel ==\n",
+			fmt_size(sizes[k]).s);
+		latency_header(rp, "  shmbus p50 / peer p50, p99 / p99");
+		int self = case_find(s, SC_PINGPONG, PEER_SHMBUS, sizes[k], 1, 1, 0);
+		for (int j = 0; j < (int)(sizeof(pp) / sizeof(pp[0])); j++) {
+			int i = case_find(s, SC_PINGPONG, pp[j], sizes[k], 1, 1, 0);
+
+			if (i < 0)
+				continue;
+			if (latency_row(rp, i) && pp[j] != PEER_SHMBUS && self >= 0 &&
+			    !case_status(s, self))
+				rprintf(rp, "  %s, %s", ratio_cell(s, self, i, MT_P50).s,
+					ratio_cell(s, self, i, MT_P99).s);
+			rprintf(rp, "\n");
+		}
+	}
+}
+
+static void section_oneway(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	static const uint32_t rates[] = { 10000, 100000, 1000000 };
+	static const enum peer_id op[] = { PEER_SHMBUS, PEER_SHMBUS_SPIN, PEER_RING,
+					   PEER_UNIX,	PEER_ZMQ,	  PEER_REDIS_PUB_PIPE };
+
+	for (int k = 0; k < 3; k++) {
+		int any = 0;
+
+		for (int j = 0; j < 6; j++)
+			any |= case_find(s, SC_ONEWAY, op[j], 64, 1, 1, rates[k]) >= 0;
+		if (!any)
+			continue;
+		rprintf(rp,
+			"\n== One-way latency, 64 B at %s msg/s, measured from each message's intended "
+			"send time\n   (coordinated omission corrected) ==\n",
+			fmt_msgs(rates[k]).s);
+		latency_header(rp, "  sender kept");
+		for (int j = 0; j < 6; j++) {
+			int i = case_find(s, SC_ONEWAY, op[j], 64, 1, 1, rates[k]);
+
+			if (i < 0)
+				continue;
+			if (latency_row(rp, i)) {
+				double ach = case_med(s, i, MT_MSGS, NULL, NULL);
+				int sat = 0;
+
+				for (int r = 0; r < MAX_ROUNDS; r++)
+					sat |= s->res[i].r[r].ok && s->res[i].r[r].saturated;
+				rprintf(rp, "  %s msg/s%s", fmt_msgs(ach).s,
+					sat ? "  SATURATED: could not keep the rate" : "");
+			}
+			rprintf(rp, "\n");
+		}
+	}
+}
+
+static void section_wakeup(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	static const enum peer_id wp[] = { PEER_FUTEX, PEER_SHMBUS, PEER_SHMBUS_NOMB };
+	static const char *const where[] = {
+		[PIN_SPLIT] = "on different CPUs (each wake-up reaches an idle CPU)",
+		[PIN_SAME] = "on the same CPU (each wake-up is a context switch)",
+	};
+
+	for (int pin = PIN_SPLIT; pin <= PIN_SAME; pin++) {
+		int fx = case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, pin);
+
+		if (fx < 0 && case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, pin) < 0)
+			continue;
+		rprintf(rp,
+			"\n== Wake-up: ping-pong with both sides asleep between messages, pinned %s;\n"
+			"   shmbus readers with shmbus_sub_set_spin(sub, 0); a round trip is two "
+			"wake-ups ==\n",
+			where[pin]);
+		latency_header(rp, "  vs futex p50  syscalls/trip");
+		for (int j = 0; j < 3; j++) {
+			int i = case_find_pin(s, SC_WAKEUP, wp[j], 64, 1, 1, 0, pin);
+
+			if (i < 0)
+				continue;
+			if (latency_row(rp, i)) {
+				double sc = case_med(s, i, MT_SYSCALLS, NULL, NULL);
+
+				rprintf(rp, "  %12s",
+					wp[j] != PEER_FUTEX && fx >= 0 && !case_status(s, fx) ?
+						ratio_cell(s, i, fx, MT_P50).s :
+						"");
+				if (sc >= 0)
+					rprintf(rp, "  %12.2f", sc);
+			}
+			rprintf(rp, "\n");
+		}
+	}
+	rprintf(rp,
+		"(Before each round trip the pinger waits 20 us, so the other side is surely asleep;\n"
+		" syscalls/trip: both processes' syscalls per round trip, counted by perf.\n"
+		" shmbus (no membarrier): SHMBUS_NO_MEMBARRIER=1, a diagnostic: publishers fence after "
+		"each\n commit instead of relying on the membarrier() a reader issues before it "
+		"sleeps.)\n");
+}
+
+static void section_syscalls(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	static const uint32_t rates[] = { 0, 1000000, 100000, 10000 };
+	int any = 0;
+
+	for (int k = 0; k < 4; k++)
+		any |= case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, rates[k]) >= 0;
+	if (!any)
+		return;
+	rprintf(rp, "\n== Syscalls per message, shmbus (block) SPSC 64 B: perf counts raw_syscalls:"
+		    "sys_enter of both processes\n   over the measured window; futex wakes from "
+		    "shmbus_topic_stats().wakeups ==\n");
+	rprintf(rp, "%-28s %14s %16s %12s\n", "publisher rate", "syscalls/msg", "futex wakes/msg",
+		"messages");
+	for (int k = 0; k < 4; k++) {
+		int i = case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, rates[k]);
+		char label[80]; /* a cell and " msg/s" */
+
+		if (i < 0)
+			continue;
+		if (rates[k])
+			snprintf(label, sizeof(label), "%s msg/s", fmt_msgs(rates[k]).s);
+		else
+			snprintf(label, sizeof(label), "as fast as it goes");
+		const char *st = case_status(s, i);
+		if (st) {
+			rprintf(rp, "%-28s %14s  %s\n", label, st, s->res[i].why);
+			continue;
+		}
+		rprintf(rp, "%-28s %14.4f %16.4f %12s%s\n", label,
+			case_med(s, i, MT_SYSCALLS, NULL, NULL),
+			case_med(s, i, MT_WAKEUPS, NULL, NULL),
+			fmt_msgs(case_med(s, i, MT_WINDOW, NULL, NULL)).s,
+			rates[k] == 10000 ? "  (gap 100 us > the reader's 20 us spin: it sleeps, "
+					    "by design)" :
+					    "");
+	}
+}
+
+static void section_cpu(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+
+	if (!s->cpu_ok) {
+		if (strcmp(s->cpu_why, "not selected"))
+			rprintf(rp, "\n== Instructions per message: absent (%s) ==\n", s->cpu_why);
+		return;
+	}
+	rprintf(rp,
+		"\n== Instructions per 64 B message, publish + recv in one process (callgrind; the "
+		"harness's own\n   instructions subtracted) ==\n");
+	rprintf(rp, "%-26s %14s %10s %10s\n", "peer", "publish+recv", "publish", "recv");
+	for (int k = 0; k < 2; k++) {
+		const struct cpu_counts *c = &s->cpu[k];
+
+		rprintf(rp, "%-26s", peers[k ? PEER_RING : PEER_SHMBUS]->label);
+		if (!c->ok)
+			rprintf(rp, " FAILED: %s\n", c->err);
+		else
+			rprintf(rp, " %14.1f %10.1f %10.1f\n", c->per_msg, c->publish, c->recv);
+	}
+	if (s->cpu[0].ok && s->cpu[1].ok && s->cpu[1].per_msg > 0)
+		rprintf(rp, "%-26s %14s\n", "shmbus / bare ring",
+			fmt_ratio(s->cpu[0].per_msg / s->cpu[1].per_msg).s);
+}
+
+void tables_print(const struct report *rp)
+{
+	section_spsc(rp);
+	section_multi(rp, SC_MPSC);
+	section_multi(rp, SC_FANOUT);
+	section_multi(rp, SC_GROUP);
+	section_pingpong(rp);
+	section_oneway(rp);
+	section_wakeup(rp);
+	section_syscalls(rp);
+	section_cpu(rp);
+}
+
+void tables_print_absent(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	int any = 0;
+
+	for (int p = 0; p < NPEERS; p++) {
+		int used = 0;
+
+		for (int i = 0; i < s->n; i++)
+			used |= s->cases[i].peer == (enum peer_id)p &&
+				s->res[i].status == CS_ABSENT;
+		if (!used)
+			continue;
+		if (!any)
+			rprintf(rp,
+				"\n== Absent (could not run on this machine; reported, not dropped) ==\n");
+		any = 1;
+		rprintf(rp, "%-26s %s\n", peers[p]->label,
+			s->peer_why[p][0] ? s->peer_why[p] : "absent");
+	}
+	if (!s->perf_ok && s->perf_why[0]) {
+		if (!any)
+			rprintf(rp,
+				"\n== Absent (could not run on this machine; reported, not dropped) ==\n");
+		any = 1;
+		rprintf(rp, "%-26s %s\n", "syscall counts (perf)", s->perf_why);
+	}
+	for (int i = 0; i < s->n; i++)
+		if (s->res[i].status == CS_FAILED)
+			rprintf(rp, "FAILED: %s %s %s %dx%d: %s\n", scenario_names[s->cases[i].sc],
+				fmt_size(s->cases[i].size).s, peers[s->cases[i].peer]->id,
+				s->cases[i].npub, s->cases[i].nsub, s->res[i].why);
+}

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The targets shmbus sets itself, as ratios to its peers (or absolute figures) measured in
+ * this one run: built from the cases' figures, then printed in plain words as MET, MISSED
+ * or UNKNOWN, with what else the run says about each (how far the bare ring gets).
+ */
+#include <math.h>
+
+#include "report.h"
+
+static void target_ratio(struct targets *tg, const struct suite *s, const char *id,
+			 const char *what, int a, int b, enum metric m, int at_most, double want)
+{
+	struct target *t = &tg->t[tg->n++];
+
+	*t = (struct target){
+		.id = id, .what = what, .a = a, .b = b, .m = m, .at_most = at_most, .want = want
+	};
+	if (a < 0 || b < 0)
+		return; /* not in this run's case list: not reported */
+	if (case_status(s, a) || case_status(s, b)) {
+		t->why_unknown = case_status(s, a) ? s->res[a].why : s->res[b].why;
+		return;
+	}
+	t->got = case_ratio(s, a, b, m, &t->pairs, &t->lo, &t->hi);
+	t->known = !isnan(t->got);
+}
+
+static void target_abs(struct targets *tg, const struct suite *s, const char *id, const char *what,
+		       int a, enum metric m, double want)
+{
+	struct target *t = &tg->t[tg->n++];
+
+	*t = (struct target){
+		.id = id, .what = what, .a = a, .b = -1, .m = m, .at_most = 1, .want = want
+	};
+	if (a < 0)
+		return;
+	if (case_status(s, a)) {
+		t->why_unknown = s->res[a].why;
+		t->b = -2;
+		return;
+	}
+	t->b = -2; /* absolute */
+	t->got = case_med(s, a, m, &t->lo, &t->hi);
+	t->known = !isnan(t->got);
+}
+
+/*
+ * Where a target compares shmbus with a SPSC peer, what the bare ring (the least a
+ * shared-memory channel does) reaches against the same peer in the same run: a target
+ * above it is out of any shared-memory design's reach on this machine.
+ */
+static void context_ring(const struct suite *s, struct target *t, uint32_t size)
+{
+	int ring = case_find_spsc(s, PEER_RING, size), pairs;
+
+	if (ring < 0 || t->b < 0 || case_status(s, ring))
+		return;
+	double r = case_ratio(s, ring, t->b, MT_MSGS, &pairs, NULL, NULL);
+	if (!isnan(r))
+		snprintf(t->context, sizeof(t->context), "the bare ring itself reaches %s here",
+			 fmt_ratio(r).s);
+}
+
+int target_met(const struct target *t)
+{
+	return t->known && (t->at_most ? t->got <= t->want : t->got >= t->want);
+}
+
+/* Instructions per message against the bare ring's: from callgrind, not from a case. */
+static void target_cpu(struct targets *tg, const struct suite *s)
+{
+	struct target *t = &tg->t[tg->n++];
+
+	*t = (struct target){ .id = "instructions_vs_bare_ring",
+			      .what = "instructions per 64 B publish + recv, shmbus over the bare "
+				      "ring's",
+			      .a = s->cpu_ok ? 0 : -1,
+			      .b = -3,
+			      .at_most = 1,
+			      .want = 3 };
+	if (s->cpu_ok) {
+		if (s->cpu[0].ok && s->cpu[1].ok && s->cpu[1].per_msg > 0) {
+			t->got = s->cpu[0].per_msg / s->cpu[1].per_msg;
+			t->lo = t->hi = t->got;
+			t->known = 1;
+		} else {
+			t->why_unknown = s->cpu[0].ok ? s->cpu[1].err : s->cpu[0].err;
+		}
+	} else if (strcmp(s->cpu_why, "not selected")) {
+		t->a = 0;
+		t->why_unknown = s->cpu_why;
+	}
+}
+
+void targets_build(struct targets *tg, const struct suite *s)
+{
+	tg->n = 0;
+	int s64 = case_find_spsc(s, PEER_SHMBUS, 64);
+
+	target_ratio(tg, s, "spsc64_vs_bare_ring", "SPSC 64 B, shmbus msg/s over the bare ring's",
+		     s64, case_find_spsc(s, PEER_RING, 64), MT_MSGS, 0, 0.5);
+	target_ratio(tg, s, "spsc64_vs_unix_socket",
+		     "SPSC 64 B, shmbus msg/s over a Unix socket's (seqpacket, one message per "
+		     "send)",
+		     s64, case_find_spsc(s, PEER_UNIX, 64), MT_MSGS, 0, 50);
+	target_ratio(tg, s, "spsc64_vs_zeromq",
+		     "SPSC 64 B, shmbus msg/s over ZeroMQ ipc:// PUSH/PULL", s64,
+		     case_find_spsc(s, PEER_ZMQ, 64), MT_MSGS, 0, 10);
+	target_ratio(tg, s, "spsc64_vs_redis_pubsub",
+		     "SPSC 64 B, shmbus msg/s over Redis Pub/Sub (pipelined PUBLISH, its best)",
+		     s64, case_find_spsc(s, PEER_REDIS_PUB_PIPE, 64), MT_MSGS, 0, 100);
+	for (int k = tg->n - 3; k < tg->n; k++)
+		context_ring(s, &tg->t[k], 64);
+	static const uint32_t big[] = { 16384, 65536, 1048576 };
+	static const char *const bid[] = { "bw16k_vs_memcpy", "bw64k_vs_memcpy", "bw1m_vs_memcpy" };
+	static const char *const bwhat[] = {
+		"16 KiB, shmbus bandwidth over memcpy's (cache-resident)",
+		"64 KiB, shmbus bandwidth over memcpy's (cache-resident)",
+		"1 MiB, shmbus bandwidth over memcpy's (cache-resident)",
+	};
+	static const char *const did[] = { "bw16k_vs_memcpy_dram", "bw64k_vs_memcpy_dram",
+					   "bw1m_vs_memcpy_dram" };
+	static const char *const dwhat[] = {
+		"16 KiB, shmbus bandwidth over memcpy's through buffers > LLC",
+		"64 KiB, shmbus bandwidth over memcpy's through buffers > LLC",
+		"1 MiB, shmbus bandwidth over memcpy's through buffers > LLC",
+	};
+	for (int k = 0; k < 3; k++) {
+		int a = case_find_spsc(s, PEER_SHMBUS, big[k]);
+
+		target_ratio(tg, s, bid[k], bwhat[k], a, case_find_spsc(s, PEER_MEMCPY, big[k]),
+			     MT_MSGS, 0, 0.5);
+		target_ratio(tg, s, did[k], dwhat[k], a,
+			     case_find_spsc(s, PEER_MEMCPY_DRAM, big[k]), MT_MSGS, 0, 0.5);
+		context_ring(s, &tg->t[tg->n - 2], big[k]);
+		context_ring(s, &tg->t[tg->n - 1], big[k]);
+	}
+	int pp = case_find(s, SC_PINGPONG, PEER_SHMBUS, 64, 1, 1, 0),
+	    ppr = case_find(s, SC_PINGPONG, PEER_RING, 64, 1, 1, 0);
+	target_ratio(tg, s, "pingpong_p50_vs_bare_ring",
+		     "ping-pong 64 B, shmbus p50 over the bare ring's", pp, ppr, MT_P50, 1, 1.5);
+	target_ratio(tg, s, "pingpong_p99_vs_bare_ring",
+		     "ping-pong 64 B, shmbus p99 over the bare ring's", pp, ppr, MT_P99, 1, 3);
+	target_ratio(tg, s, "mpsc2_vs_spsc",
+		     "MPSC 64 B, 2 publishers' msg/s over 1 publisher's (SPSC)",
+		     case_find(s, SC_MPSC, PEER_SHMBUS, 64, 2, 1, 0),
+		     case_find(s, SC_MPSC, PEER_SHMBUS, 64, 1, 1, 0), MT_MSGS, 0, 0.5);
+	target_ratio(tg, s, "fanout4_vs_spsc",
+		     "fan-out 64 B, publisher msg/s with 4 subscribers over with 1 (SPSC)",
+		     case_find(s, SC_FANOUT, PEER_SHMBUS, 64, 1, 4, 0),
+		     case_find(s, SC_FANOUT, PEER_SHMBUS, 64, 1, 1, 0), MT_PUB, 0, 0.8);
+	if (s->m.nproc < 5)
+		snprintf(tg->t[tg->n - 1].context, sizeof(tg->t[tg->n - 1].context),
+			 "5 busy processes share %ld CPUs: 4 readers each read every message",
+			 s->m.nproc);
+	static const struct {
+		enum pin pin;
+		const char *id, *what;
+	} wake[] = {
+		{ PIN_SPLIT, "wakeup_vs_raw_futex",
+		  "wake-up on different CPUs, shmbus blocking round trip p50 over a raw futex "
+		  "ping-pong's" },
+		{ PIN_SAME, "wakeup_same_cpu_vs_raw_futex",
+		  "wake-up on one CPU, shmbus blocking round trip p50 over a raw futex "
+		  "ping-pong's" },
+	};
+	for (int k = 0; k < 2; k++)
+		target_ratio(tg, s, wake[k].id, wake[k].what,
+			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wake[k].pin),
+			     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, wake[k].pin),
+			     MT_P50, 1, 1.5);
+	static const struct {
+		uint32_t rate;
+		const char *id, *what;
+	} sys[] = {
+		{ 0, "syscalls_full_speed", "syscalls per message, publisher as fast as it goes" },
+		{ 1000000, "syscalls_1m", "syscalls per message at 1 M msg/s" },
+		{ 100000, "syscalls_100k", "syscalls per message at 100 k msg/s" },
+	};
+	for (int k = 0; k < 3; k++)
+		target_abs(tg, s, sys[k].id, sys[k].what,
+			   case_find(s, SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, sys[k].rate),
+			   MT_SYSCALLS, 0.01);
+	target_cpu(tg, s);
+}
+
+int targets_print(const struct report *rp, const struct targets *tg)
+{
+	int missed = 0;
+
+	rprintf(rp,
+		"\n== Targets (on this machine, as ratios from this one run; a ratio is the median of "
+		"the per-round ratios) ==\n");
+	for (int k = 0; k < tg->n; k++) {
+		const struct target *t = &tg->t[k];
+		char want[64], got[64];
+
+		if (t->a < 0 || t->b == -1)
+			continue; /* its cases were not part of this run */
+		snprintf(want, sizeof(want), "%s %g%s", t->at_most ? "at most" : "at least",
+			 t->want, t->b == -2 ? "" : "x");
+		if (!t->known) {
+			rprintf(rp, "UNKNOWN  %s: not measured (%s); target %s\n", t->what,
+				t->why_unknown ? t->why_unknown : "no figure", want);
+			missed++;
+			continue;
+		}
+		if (t->b == -2)
+			snprintf(got, sizeof(got), "%.4f", t->got);
+		else
+			snprintf(got, sizeof(got), "%s", fmt_ratio(t->got).s);
+		if (target_met(t)) {
+			rprintf(rp, "MET      %s: %s (target %s)", t->what, got, want);
+		} else {
+			missed++;
+			rprintf(rp, "MISSED   %s: %s, the target is %s", t->what, got, want);
+			if (t->b != -2 && t->got > 0) {
+				double by = t->at_most ? t->got / t->want : t->want / t->got;
+
+				rprintf(rp, " (%s short)", fmt_ratio(by).s);
+			}
+		}
+		if (t->pairs > 1)
+			rprintf(rp, "; rounds %s .. %s", fmt_ratio(t->lo).s, fmt_ratio(t->hi).s);
+		rprintf(rp, "\n");
+		if (t->context[0])
+			rprintf(rp, "         (%s)\n", t->context);
+	}
+	return missed;
+}
