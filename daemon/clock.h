@@ -2,7 +2,7 @@
 /*
  * shmbusd's monotonic clock in milliseconds, for timeouts, backoffs and uptime (never for
  * anything that crosses processes: that is the library's wall clock). One definition for
- * every part of the daemon; conductor.c's d_now_ms() is the same and can become this.
+ * every part of the daemon.
  */
 #ifndef SHMBUSD_CLOCK_H
 #define SHMBUSD_CLOCK_H

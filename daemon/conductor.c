@@ -27,43 +27,22 @@
 #include <unistd.h>
 
 #include "daemon/bridge/bridge.h"
+#include "daemon/clock.h"
 #include "daemon/shmbusd.h"
+#include "daemon/statefile.h"
+#include "ring/clock.h"
 #include "shm/proc.h"
 
 #define TICK_NS 100000000ll /* housekeeping every 100 ms */
 #define RING_ENTRIES 256
 
-uint64_t d_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int state_open(struct daemon *d)
 {
 	char path[sizeof(d->bus_dir) + 32];
 	snprintf(path, sizeof(path), "%s/%s", d->bus_dir, SHMBUS_STATE_NAME);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, d->cfg.mode & 0666);
-	if (fd < 0 || ftruncate(fd, 4096) < 0) {
-		fprintf(stderr, "shmbusd: %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	void *m = statefile_map(path, 4096, d->cfg.mode & 0666, 0, "shmbusd");
+	if (!m)
 		return -1;
-	}
-	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED) {
-		fprintf(stderr, "shmbusd: mmap %s: %s\n", path, strerror(errno));
-		return -1;
-	}
 	d->state = m;
 	struct shmbus_daemon_state *s = d->state;
 	/* A new incarnation: the counters start again. */
@@ -73,7 +52,7 @@ int state_open(struct daemon *d)
 	shmbus_proc_self(&pid, &st);
 	s->pid = pid;
 	s->starttime = st;
-	s->started_ns = wall_ns();
+	s->started_ns = shmbus_wall_ns();
 	s->version = SHMBUS_STATE_VERSION;
 	__atomic_store_n(&s->magic, SHMBUS_STATE_MAGIC, __ATOMIC_RELEASE);
 	state_update(d);
@@ -91,13 +70,13 @@ void state_update(struct daemon *d)
 	__atomic_store_n(&s->clients, clients, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->watched, d->nprocs, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->crashes, d->crashes, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->updated_ns, wall_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&s->updated_ns, shmbus_wall_ns(), __ATOMIC_RELAXED);
 }
 
 void state_close(struct daemon *d)
 {
 	if (d->state)
-		munmap(d->state, 4096);
+		statefile_unmap(d->state, 4096);
 	d->state = NULL;
 }
 
@@ -304,6 +283,12 @@ static void proc_report(struct daemon *d, struct proc *p)
 	if (crashed)
 		d->crashes++;
 	state_update(d);
+	/* One found in the slots without registering (a looking tool, SHMBUS_NO_DAEMON) had no
+	 * attach logged; its clean end is not news either. */
+	if (!crashed && !p->registered) {
+		proc_free(d, p);
+		return;
+	}
 	event(d, crashed ? "crash" : "exit",
 	      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"readers_freed\":%u,"
 	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
@@ -325,7 +310,7 @@ static void proc_died(struct daemon *d, struct proc *p)
 	p->r_aborted = r.aborted;
 	p->r_topics = r.topics;
 	p->dead = 1;
-	p->dead_ms = d_now_ms();
+	p->dead_ms = shmbusd_now_ms();
 	if (p->nconn == 0)
 		proc_report(d, p);
 }
@@ -404,6 +389,7 @@ static void handle_hello(struct daemon *d, struct conn *c, const struct shmbus_p
 		return;
 	}
 	p->nconn++;
+	p->registered = 1;
 	c->proc = p;
 	struct shmbus_p_welcome w;
 	memset(&w, 0, sizeof(w));
@@ -429,7 +415,7 @@ static void handle_ping(struct daemon *d, struct conn *c)
 	for (struct proc *q = d->procs; q; q = q->next)
 		clients += q->nconn > 0;
 	p.clients = clients;
-	p.uptime_ms = d_now_ms() - d->started_ms;
+	p.uptime_ms = shmbusd_now_ms() - d->started_ms;
 	p.crashes = d->crashes;
 	snprintf(p.version, sizeof(p.version), "%s", SHMBUS_VERSION);
 	snprintf(p.config, sizeof(p.config), "%.255s", d->cfg.path);
@@ -489,7 +475,7 @@ static void on_accept(struct daemon *d, int res)
 	c->id = ++d->next_conn_id;
 	c->peer_pid = cred.pid;
 	c->peer_uid = cred.uid;
-	c->since_ms = d_now_ms();
+	c->since_ms = shmbusd_now_ms();
 	c->next = d->conns;
 	d->conns = c;
 	d->nconns++;
@@ -525,7 +511,7 @@ static void on_signal(struct daemon *d, int res)
 
 static void housekeeping(struct daemon *d)
 {
-	uint64_t now = d_now_ms();
+	uint64_t now = shmbusd_now_ms();
 	/* Connections that never registered (and never pinged) for too long. */
 	for (struct conn *c = d->conns; c; c = c->next)
 		if (!c->proc && !c->closing && now - c->since_ms > d->cfg.idle_timeout_ms)

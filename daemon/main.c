@@ -29,6 +29,7 @@
 
 #include "bus/intree.h"
 #include "daemon/bridge/bridge.h"
+#include "daemon/clock.h"
 #include "daemon/shmbusd.h"
 
 #ifndef SHMBUSD_DEFAULT_CONFIG
@@ -262,15 +263,15 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
-		printf("shmbusd: %s: ok (%zu topics)\n", d.cfg.path[0] ? d.cfg.path : "defaults",
-		       d.cfg.ntopics);
+		printf("shmbusd: %s: ok (%zu topic%s)\n", d.cfg.path[0] ? d.cfg.path : "defaults",
+		       d.cfg.ntopics, d.cfg.ntopics == 1 ? "" : "s");
 		return 0;
 	}
 	d.listen_fd = -1;
 	d.signal_fd = -1;
 	d.inotify_fd = -1;
 	d.log_fd = -1;
-	d.started_ms = d_now_ms();
+	d.started_ms = shmbusd_now_ms();
 	/* Opened before anything is made: a log that cannot be written refuses the start.
 	 * Events go there from now on (topics made below); messages still to stderr. */
 	if (!foreground) {

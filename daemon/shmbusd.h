@@ -34,6 +34,7 @@ struct proc {
 	uid_t uid;
 	int uid_known;
 	unsigned nconn;  /* registered connections open now */
+	int registered;    /* it said hello at least once (else found in a topic's slots) */
 	int died_attached; /* a connection ended without a goodbye */
 	int dead;          /* its pidfd fired: reaped, its event waits for its connections */
 	uint64_t dead_ms;
@@ -105,8 +106,6 @@ struct daemon {
 	} *lost;
 	size_t nlost;
 };
-
-uint64_t d_now_ms(void);
 
 /* conductor.c */
 int conductor_init(struct daemon *d);
