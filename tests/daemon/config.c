@@ -321,7 +321,8 @@ static void check_good(void)
 	snprintf(root, sizeof(root), "%s/checkroot", dir);
 	struct run r;
 	const char *args[] = { "--check", "--config", path, NULL };
-	if (run(&r, args, DT_DEADLINE_MS) < 0 || !exited_with(&r, 0) || !strstr(r.out, ": ok")) {
+	if (run(&r, args, DT_DEADLINE_MS) < 0 || !exited_with(&r, 0) ||
+	    !strstr(r.out, ": ok (2 topics)\n")) {
 		FAIL("--check on a good config: status %d, stdout: %s stderr: %s",
 		     WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1, r.out, r.err);
 		return;
@@ -334,6 +335,15 @@ static void check_good(void)
 		return;
 	}
 	printf("ok  check_good             %s", r.out);
+
+	/* One topic is "1 topic". */
+	write_conf(path, sizeof(path), "one", "[topic orders]\ncapacity = 64K\n");
+	if (run(&r, args, DT_DEADLINE_MS) < 0 || !exited_with(&r, 0) ||
+	    !strstr(r.out, ": ok (1 topic)\n")) {
+		FAIL("--check on a config of one topic: stdout: %s stderr: %s", r.out, r.err);
+		return;
+	}
+	printf("ok  check_good one topic   %s", r.out);
 }
 
 /* A topic bigger than /dev/shm's free space is refused at start. 1 if it could not be
