@@ -301,19 +301,6 @@ static inline int bt_stats(shmbus_bus_t *bus, const char *name, shmbus_bridge_in
 	return -ENOENT;
 }
 
-/* Wait until the named mirror says up (or down) at most timeout_ms. 0 or -1. */
-static inline int bt_wait_up(shmbus_bus_t *bus, const char *name, int up, int timeout_ms)
-{
-	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	shmbus_bridge_info_t st;
-	do {
-		if (bt_stats(bus, name, &st) == 0 && st.up == up)
-			return 0;
-		usleep(10000);
-	} while (t_now_ns() < deadline);
-	return -1;
-}
-
 static inline void bt_stats_fail_(const char *file, int line, const char *name, const char *cond,
 				  int found, const shmbus_bridge_info_t *st)
 {
@@ -473,8 +460,8 @@ static inline void bt_peer_ready(int fd, const char *what)
 {
 	char line[256];
 	if (bt_line(fd, line, sizeof(line), BT_DEADLINE_MS) < 0 || strcmp(line, "ready")) {
-		fprintf(stderr, "peer %s: no \"ready\" within %d ms (got \"%s\")\n", what,
-			BT_DEADLINE_MS, line);
+		fprintf(stderr, "peer %s: no \"ready\" (got \"%s\"; it exited, or took %d ms)\n",
+			what, line, BT_DEADLINE_MS);
 		exit(1);
 	}
 }
