@@ -410,6 +410,9 @@ void mirror_went_down(struct mirror *m)
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		t->inflight = 0;
 		shmbus_sub_rewind(t->sub);
+		/* What was in flight is to be read again: a wait for new messages must not
+		 * hold it back until something else is published. */
+		br_wait_cancel(m->b, &t->w);
 		t->state = (m->d->to.scheme == BR_REDIS && m->d->mode == BR_MODE_STREAM) ?
 				   MT_QUERY :
 				   MT_READY;
