@@ -125,11 +125,17 @@ static inline void bt_need_redis(void)
 	}
 }
 
+/* A blocking client; a command that gets no answer within BT_DEADLINE_MS fails. */
 static inline redisContext *bt_connect(int port)
 {
 	struct timeval tv = { 2, 0 };
 	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
 	if (c && c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	struct timeval cmd = { BT_DEADLINE_MS / 1000, 0 };
+	if (c && redisSetTimeout(c, cmd) != REDIS_OK) {
 		redisFree(c);
 		return NULL;
 	}
@@ -301,23 +307,37 @@ static inline int bt_stats(shmbus_bus_t *bus, const char *name, shmbus_bridge_in
 	return -ENOENT;
 }
 
+static inline void bt_print_info_(const char *what, const shmbus_bridge_info_t *st)
+{
+	fprintf(stderr,
+		"  %s: up %d, topics %u, sent %llu, confirmed %llu, lag %llu, reconnects %llu,"
+		" errors %llu, lost %llu, duplicates %llu, dropped %llu, last error \"%s\"\n",
+		what, st->up, st->topics, (unsigned long long)st->sent,
+		(unsigned long long)st->confirmed, (unsigned long long)st->lag,
+		(unsigned long long)st->reconnects, (unsigned long long)st->errors,
+		(unsigned long long)st->lost, (unsigned long long)st->duplicates,
+		(unsigned long long)st->dropped, st->last_error);
+}
+
+/* On stderr: the counters of the mirror, import or listener name (for a failure). */
+static inline void bt_show(shmbus_bus_t *bus, const char *name)
+{
+	shmbus_bridge_info_t st;
+	if (bt_stats(bus, name, &st) == 0)
+		bt_print_info_(name, &st);
+	else
+		fprintf(stderr, "  (the bridge has no '%s')\n", name);
+}
+
 static inline void bt_stats_fail_(const char *file, int line, const char *name, const char *cond,
 				  int found, const shmbus_bridge_info_t *st)
 {
 	fprintf(stderr, "%s:%d: '%s' never had %s within %d ms\n", file, line, name, cond,
 		BT_DEADLINE_MS);
-	if (!found) {
+	if (!found)
 		fprintf(stderr, "  (the bridge has no '%s')\n", name);
-		exit(1);
-	}
-	fprintf(stderr,
-		"  last seen: up %d, topics %u, sent %llu, confirmed %llu, lag %llu, reconnects %llu,"
-		" errors %llu, lost %llu, duplicates %llu, dropped %llu, last error \"%s\"\n",
-		st->up, st->topics, (unsigned long long)st->sent, (unsigned long long)st->confirmed,
-		(unsigned long long)st->lag, (unsigned long long)st->reconnects,
-		(unsigned long long)st->errors, (unsigned long long)st->lost,
-		(unsigned long long)st->duplicates, (unsigned long long)st->dropped,
-		st->last_error);
+	else
+		bt_print_info_("last seen", st);
 	exit(1);
 }
 

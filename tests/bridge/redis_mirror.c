@@ -92,6 +92,7 @@ static void wait_published(uint64_t n)
 			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
 				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
 				BT_DEADLINE_MS, (unsigned long long)n);
+			bt_show(bus, "r");
 			exit(1);
 		}
 		usleep(1000);
@@ -306,6 +307,7 @@ int main(int argc, char **argv)
 	printf("  %llu more published while shmbusd was down, then held at the full ring\n",
 	       (unsigned long long)(__atomic_load_n(&published, __ATOMIC_ACQUIRE) - at_c));
 	d = td_start(shmbusd, cfg, bus);
+	wait_published(N);
 	CHECK(pthread_join(th, NULL) == 0);
 	for (int k = 0; k < 2; k++)
 		bt_need_xlen(c, topics[k], N);

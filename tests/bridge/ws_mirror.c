@@ -44,6 +44,23 @@ static void *publisher(void *arg)
 	return NULL;
 }
 
+/* Wait (at most BT_DEADLINE_MS) until the publisher thread published n of each topic: it
+ * is held back while the mirror does not confirm. */
+static void wait_published(uint64_t n)
+{
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < n) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
+				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
+				BT_DEADLINE_MS, (unsigned long long)n);
+			bt_show(bus, "j");
+			exit(1);
+		}
+		usleep(500);
+	}
+}
+
 static pid_t start_server(int port, const char *out, int ack)
 {
 	char p[16];
@@ -116,11 +133,12 @@ int main(int argc, char **argv)
 		 "[topic wsm.a]\ncapacity = 256K\n[topic wsm.b]\ncapacity = 256K\n"
 		 "[topic wsb.t]\ncapacity = 256K\n"
 		 /* The Python servers may be starved for seconds on a loaded machine: a reply
-		  * timeout would be one more connection than the test counts. */
+		  * or handshake timeout would be one more connection than the test counts. */
 		 "[mirror j]\ntopics = wsm.*\nto = ws://127.0.0.1:%d/in\nformat = json\n"
 		 "ack = peer\nwindow = %d\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n"
-		 "timeout_ms = 120000\n"
+		 "timeout_ms = 120000\nconnect_timeout_ms = 120000\n"
 		 "[mirror bin]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/feed\ntimeout_ms = 120000\n"
+		 "connect_timeout_ms = 120000\n"
 		 "[mirror bad]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/x\nbackoff_min_ms = 20\n"
 		 /* A connection the bad server has not taken yet waits for it (the server
 		  * takes one at a time, once the test has seen the last failure). */
@@ -142,16 +160,7 @@ int main(int argc, char **argv)
 	printf("json + ack = peer, the server killed with SIGKILL mid-stream\n");
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, publisher, NULL) == 0);
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
-	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < N / 3) {
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "%llu published after %d ms, waiting for %d\n",
-				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
-				BT_DEADLINE_MS, N / 3);
-			exit(1);
-		}
-		usleep(500);
-	}
+	wait_published(N / 3);
 	CHECK(bt_stats(bus, "j", &st) == 0);
 	uint64_t errors = st.errors;
 	kill(sa, SIGKILL);
@@ -161,6 +170,7 @@ int main(int argc, char **argv)
 	 * (each failure counts one error). */
 	BT_AWAIT(bus, "j", st, !st.up && st.errors >= errors + 2);
 	sa = start_server(pa, outa, 1);
+	wait_published(N);
 	CHECK(pthread_join(th, NULL) == 0);
 	/* lag is refreshed every 100 ms */
 	BT_AWAIT(bus, "j", st, st.lag == 0 && st.confirmed >= 2 * (uint64_t)N);
@@ -185,7 +195,7 @@ int main(int argc, char **argv)
 	BT_AWAIT(bus, "bin", st, st.confirmed >= 2000);
 	/* ack = none: confirmed once the kernel took the bytes; the peer may still be
 	 * reading them. Wait for its lines. */
-	deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
 	for (;;) {
 		FILE *f = fopen(outb, "re");
 		CHECK(f != NULL);
