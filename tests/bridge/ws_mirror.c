@@ -9,7 +9,9 @@
  *  - format = binary: each message one binary frame with its exact bytes, in order;
  *  - a server that answers wrongly (status 200, a wrong accept key, 10 KiB of headers, a
  *    garbage frame after a good handshake): each ends the connection with a clear reason,
- *    the daemon survives.
+ *    the daemon survives;
+ *  - format = binary, a server that stops reading and is killed with frames the kernel
+ *    has not taken: they, and all after them, arrive after the reconnect; the lag is 0.
  * usage: bridge_ws_mirror PATH-TO-SHMBUSD PATH-TO-ws_peer.py
  */
 #include <pthread.h>
@@ -18,6 +20,8 @@
 
 #define N 6000
 #define WINDOW 256
+#define BIG 32768 /* bytes of a wsbig.t message */
+#define NBIG 600  /* 19 MB: more than the sockets hold, more than the mirror's buffer */
 
 static shmbus_bus_t *bus;
 static volatile uint64_t published;
@@ -72,8 +76,17 @@ static pid_t start_server(int port, const char *out, int ack)
 	return pid;
 }
 
-/* Per topic: every seq 0..n-1 seen, increasing within a connection. Returns repeats. */
-static uint64_t check_out(const char *path, const char *topic, uint64_t n, int *conns)
+/* Message seq of wsbig.t (as big_payload() in ws_peer.py): seq, then its low byte. */
+static void big_payload(uint8_t *buf, uint64_t seq)
+{
+	memcpy(buf, &seq, 8);
+	memset(buf + 8, (int)(seq & 0xff), BIG - 8);
+}
+
+/* Per topic: seqs below n, intact, increasing within a connection; how many distinct
+ * ones from `from` on (into *distinct) and how many repeats (returned). */
+static uint64_t scan_out(const char *path, const char *topic, uint64_t from, uint64_t n, int *conns,
+			 uint64_t *distinct_out)
 {
 	static uint8_t seen[N];
 	memset(seen, 0, sizeof(seen));
@@ -105,11 +118,20 @@ static uint64_t check_out(const char *path, const char *topic, uint64_t n, int *
 		last = (long long)seq;
 		if (seen[seq])
 			repeats++;
-		else
+		else if (seq >= from)
 			distinct++;
 		seen[seq] = 1;
 	}
 	fclose(f);
+	*distinct_out = distinct;
+	return repeats;
+}
+
+/* Per topic: every seq 0..n-1 seen, increasing within a connection. Returns repeats. */
+static uint64_t check_out(const char *path, const char *topic, uint64_t n, int *conns)
+{
+	uint64_t distinct;
+	uint64_t repeats = scan_out(path, topic, 0, n, conns, &distinct);
 	if (distinct != n) {
 		fprintf(stderr, "%s: %s: %llu of %llu messages arrived\n", path, topic,
 			(unsigned long long)distinct, (unsigned long long)n);
@@ -123,15 +145,16 @@ int main(int argc, char **argv)
 	CHECK(argc == 3);
 	bt_need_websockets(argv[2]);
 	const char *dir = bt_private_dir("brwm");
-	int pa = bt_free_port(), pb = bt_free_port(), pbad = bt_free_port();
-	char cfg[600], outa[600], outb[600];
+	int pa = bt_free_port(), pb = bt_free_port(), pbad = bt_free_port(), pbig = bt_free_port();
+	char cfg[600], outa[600], outb[600], outbig[600];
+	snprintf(outbig, sizeof(outbig), "%s/big.out", dir);
 	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
 	snprintf(outa, sizeof(outa), "%s/a.out", dir);
 	snprintf(outb, sizeof(outb), "%s/b.out", dir);
 	dt_write(cfg,
 		 "[bus]\nname = brwm\ndir = %s\n"
 		 "[topic wsm.a]\ncapacity = 256K\n[topic wsm.b]\ncapacity = 256K\n"
-		 "[topic wsb.t]\ncapacity = 256K\n"
+		 "[topic wsb.t]\ncapacity = 256K\n[topic wsbig.t]\ncapacity = 32M\n"
 		 /* The Python servers may be starved for seconds on a loaded machine: a reply
 		  * or handshake timeout would be one more connection than the test counts. */
 		 "[mirror j]\ntopics = wsm.*\nto = ws://127.0.0.1:%d/in\nformat = json\n"
@@ -142,12 +165,17 @@ int main(int argc, char **argv)
 		 "[mirror bad]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/x\nbackoff_min_ms = 20\n"
 		 /* A connection the bad server has not taken yet waits for it (the server
 		  * takes one at a time, once the test has seen the last failure). */
-		 "backoff_max_ms = 50\nconnect_timeout_ms = 120000\n",
-		 dir, pa, WINDOW, pb, pbad);
+		 "backoff_max_ms = 50\nconnect_timeout_ms = 120000\n"
+		 "[mirror big]\ntopics = wsbig.t\nto = ws://127.0.0.1:%d/big\n"
+		 "backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 120000\n"
+		 "connect_timeout_ms = 120000\n",
+		 dir, pa, WINDOW, pb, pbad, pbig);
 
 	pid_t sa = start_server(pa, outa, 1);
 	setenv("WS_BINARY_TOPIC", "wsb.t", 1);
 	pid_t sb = start_server(pb, outb, 0);
+	setenv("WS_BINARY_TOPIC", "wsbig.t", 1);
+	pid_t sbig = start_server(pbig, outbig, 0);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "brwm"), 0);
 	pid_t d = td_start(argv[1], cfg, bus);
@@ -156,6 +184,7 @@ int main(int argc, char **argv)
 	shmbus_bridge_info_t st;
 	BT_AWAIT(bus, "j", st, st.up);
 	BT_AWAIT(bus, "bin", st, st.up);
+	BT_AWAIT(bus, "big", st, st.up);
 
 	printf("json + ack = peer, the server killed with SIGKILL mid-stream\n");
 	pthread_t th;
@@ -237,12 +266,57 @@ int main(int argc, char **argv)
 	close(bfd);
 	CHECK(!st.up && st.confirmed == 0 && st.errors >= 4);
 	CHECK(dt_alive(d));
+
+	printf("a server that stops reading, then dies, with frames not yet sent\n");
+	/* ack = none: what the kernel took is confirmed (and lost if the server never reads
+	 * it); the frames it had not taken when the connection died are sent again on the
+	 * next one. The mirror's count of the bytes the kernel took must not carry the lost
+	 * ones over, or it waits forever for them (the last frames never confirmed). */
+	CHECK(kill(sbig, SIGSTOP) == 0);
+	shmbus_pub_t *bp;
+	CHECK_RC(shmbus_pub_open(&bp, bus, "wsbig.t"), 0);
+	static uint8_t big[BIG];
+	for (uint64_t i = 0; i < NBIG; i++) {
+		big_payload(big, i);
+		CHECK_RC(shmbus_publish(bp, big, BIG, 0), 0);
+	}
+	shmbus_pub_close(bp);
+	/* 16 frames (512 KB) handed to the connection and not taken by the kernel: the
+	 * sockets are full. */
+	BT_AWAIT(bus, "big", st, st.sent >= st.confirmed + 16);
+	printf("  %llu frames sent, %llu taken by the kernel when the server dies\n",
+	       (unsigned long long)st.sent, (unsigned long long)st.confirmed);
+	errors = st.errors;
+	kill(sbig, SIGKILL);
+	waitpid(sbig, NULL, 0);
+	bt_track_(sbig, 0);
+	BT_AWAIT(bus, "big", st, !st.up && st.errors >= errors + 2);
+	uint64_t kept = st.confirmed; /* final for that connection */
+	sbig = start_server(pbig, outbig, 0);
+	BT_AWAIT(bus, "big", st, st.up && st.lag == 0);
+	/* ack = none: the server may still be reading what the kernel took. */
+	deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t distinct;
+	while (scan_out(outbig, "wsbig.t", kept, NBIG, &conns, &distinct), distinct < NBIG - kept) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "%s: %llu of the %llu messages from %llu on arrived\n",
+				outbig, (unsigned long long)distinct,
+				(unsigned long long)(NBIG - kept), (unsigned long long)kept);
+			exit(1);
+		}
+		usleep(20000);
+	}
+	printf("  %llu confirmed before (lost with the server), %llu to %d after the reconnect; "
+	       "the lag is 0\n",
+	       (unsigned long long)kept, (unsigned long long)kept, NBIG - 1);
 	shmbus_sub_close(log);
 	CHECK(td_stop(d) == 0);
 	kill(sa, SIGKILL);
 	kill(sb, SIGKILL);
+	kill(sbig, SIGKILL);
 	bt_peer_wait(sa, 2000);
 	bt_peer_wait(sb, 2000);
+	bt_peer_wait(sbig, 2000);
 	shmbus_bus_close(bus);
 	bt_passed = 1;
 	printf("ok\n");

@@ -60,6 +60,11 @@ def payload(tag, seq):
     return bytes(out)
 
 
+def big_payload(seq):
+    """The messages of wsbig.t in ws_mirror.c: 32 KiB, seq then its low byte repeated."""
+    return struct.pack("<Q", seq) + bytes([seq & 0xFF]) * (32768 - 8)
+
+
 def line_for(msg, topic_hint=None):
     if isinstance(msg, str):
         e = json.loads(msg)
@@ -68,6 +73,8 @@ def line_for(msg, topic_hint=None):
         return "%s %d %d %d" % (e["topic"], e["seq"], e.get("lost", 0),
                                 int(data == payload(tag, e["seq"])))
     seq = struct.unpack("<Q", msg[:8])[0] if len(msg) >= 8 else -1
+    if topic_hint == "wsbig.t":
+        return "%s %d 0 %d" % (topic_hint, seq, int(msg == big_payload(seq)))
     tag = TAGS.get(topic_hint, 0)
     return "%s %d 0 %d" % (topic_hint or "-", seq, int(msg == payload(tag, seq)))
 
