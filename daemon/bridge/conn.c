@@ -88,6 +88,9 @@ static void maybe_closed(struct bconn *c)
 	c->out.len = 0;
 	c->wire.len = 0;
 	c->wire_off = 0;
+	/* What was queued and not sent never will be: the next connection's frames are
+	 * sent (bytes_end <= sent) once the kernel took their own bytes. */
+	c->sent = c->queued;
 	c->send_busy = c->recv_busy = 0;
 	c->recv_paused = 0;
 	c->ops->closed(c);

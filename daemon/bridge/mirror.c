@@ -171,6 +171,9 @@ static void went_down(struct mirror *m)
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		t->inflight = 0;
 		shmbus_sub_rewind(t->sub);
+		/* What was in flight is to be read again: a wait for new messages must not
+		 * hold it back until something else is published. */
+		br_wait_cancel(m->b, &t->w);
 		t->state = m->query_first ? MT_QUERY : MT_READY;
 		t->idle = 0;
 	}

@@ -22,6 +22,13 @@
 
 #define BT_REDIS "/usr/bin/redis-server"
 
+/*
+ * How long to wait for anything a peer, Redis or the daemon must do before the test calls
+ * it a failure. Waits end at the event, so a generous deadline costs nothing when all is
+ * well; it has to cover an ASan build on a machine whose CPUs are busy with other work.
+ */
+#define BT_DEADLINE_MS 60000
+
 /* A port nobody listens on now (bound, then released). */
 static inline int bt_free_port(void)
 {
@@ -118,11 +125,17 @@ static inline void bt_need_redis(void)
 	}
 }
 
+/* A blocking client; a command that gets no answer within BT_DEADLINE_MS fails. */
 static inline redisContext *bt_connect(int port)
 {
 	struct timeval tv = { 2, 0 };
 	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
 	if (c && c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	struct timeval cmd = { BT_DEADLINE_MS / 1000, 0 };
+	if (c && redisSetTimeout(c, cmd) != REDIS_OK) {
 		redisFree(c);
 		return NULL;
 	}
@@ -178,9 +191,13 @@ static inline void bt_redis_start(struct bt_redis *r)
 	argv[n] = NULL;
 	r->pid = dt_spawn(argv, NULL, NULL);
 	bt_track_(r->pid, 1);
-	uint64_t deadline = t_now_ns() + 10000000000ull;
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
 	for (;;) {
-		CHECK(waitpid(r->pid, NULL, WNOHANG) == 0);
+		if (waitpid(r->pid, NULL, WNOHANG) != 0) {
+			fprintf(stderr, "redis-server on port %d exited at start; its log: %s\n",
+				r->port, log);
+			exit(1);
+		}
 		redisContext *c = bt_connect(r->port);
 		if (c) {
 			redisReply *rep = r->pass[0] ? redisCommand(c, "AUTH %s", r->pass) : NULL;
@@ -195,7 +212,13 @@ static inline void bt_redis_start(struct bt_redis *r)
 			if (ok)
 				return;
 		}
-		CHECK(t_now_ns() < deadline);
+		if (t_now_ns() > deadline) {
+			fprintf(stderr,
+				"redis-server on port %d did not answer PING within %d ms; "
+				"its log: %s\n",
+				r->port, BT_DEADLINE_MS, log);
+			exit(1);
+		}
 		usleep(5000);
 	}
 }
@@ -259,6 +282,17 @@ static inline long long bt_wait_xlen(redisContext *c, const char *key, long long
 	return have;
 }
 
+/* Wait until XLEN key reaches n, then check it is exactly n; fail the test saying so if not. */
+static inline void bt_need_xlen(redisContext *c, const char *key, long long n)
+{
+	long long have = bt_wait_xlen(c, key, n, BT_DEADLINE_MS);
+	if (have != n) {
+		fprintf(stderr, "stream %s: XLEN %lld (after waiting up to %d ms), want %lld\n",
+			key, have, BT_DEADLINE_MS, n);
+		exit(1);
+	}
+}
+
 /* ---- the bridge's counters ----------------------------------------------------------------- */
 
 static inline int bt_stats(shmbus_bus_t *bus, const char *name, shmbus_bridge_info_t *out)
@@ -273,18 +307,57 @@ static inline int bt_stats(shmbus_bus_t *bus, const char *name, shmbus_bridge_in
 	return -ENOENT;
 }
 
-/* Wait until the named mirror says up (or down) at most timeout_ms. 0 or -1. */
-static inline int bt_wait_up(shmbus_bus_t *bus, const char *name, int up, int timeout_ms)
+static inline void bt_print_info_(const char *what, const shmbus_bridge_info_t *st)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	shmbus_bridge_info_t st;
-	do {
-		if (bt_stats(bus, name, &st) == 0 && st.up == up)
-			return 0;
-		usleep(10000);
-	} while (t_now_ns() < deadline);
-	return -1;
+	fprintf(stderr,
+		"  %s: up %d, topics %u, sent %llu, confirmed %llu, lag %llu, reconnects %llu,"
+		" errors %llu, lost %llu, duplicates %llu, dropped %llu, last error \"%s\"\n",
+		what, st->up, st->topics, (unsigned long long)st->sent,
+		(unsigned long long)st->confirmed, (unsigned long long)st->lag,
+		(unsigned long long)st->reconnects, (unsigned long long)st->errors,
+		(unsigned long long)st->lost, (unsigned long long)st->duplicates,
+		(unsigned long long)st->dropped, st->last_error);
 }
+
+/* On stderr: the counters of the mirror, import or listener name (for a failure). */
+static inline void bt_show(shmbus_bus_t *bus, const char *name)
+{
+	shmbus_bridge_info_t st;
+	if (bt_stats(bus, name, &st) == 0)
+		bt_print_info_(name, &st);
+	else
+		fprintf(stderr, "  (the bridge has no '%s')\n", name);
+}
+
+static inline void bt_stats_fail_(const char *file, int line, const char *name, const char *cond,
+				  int found, const shmbus_bridge_info_t *st)
+{
+	fprintf(stderr, "%s:%d: '%s' never had %s within %d ms\n", file, line, name, cond,
+		BT_DEADLINE_MS);
+	if (!found)
+		fprintf(stderr, "  (the bridge has no '%s')\n", name);
+	else
+		bt_print_info_("last seen", st);
+	exit(1);
+}
+
+/*
+ * Wait until the counters of the mirror, import or listener name (read into the
+ * shmbus_bridge_info_t st) make cond true: a C expression of st, re-checked every 2 ms for
+ * up to BT_DEADLINE_MS. Fails the test showing cond and the counters seen last. The
+ * counters are the bridge's own, in shared memory: what `shmbus stat` shows.
+ */
+#define BT_AWAIT(bus, name, st, cond)                                                        \
+	do {                                                                                 \
+		uint64_t bt_dl_ = t_now_ns() + BT_DEADLINE_MS * 1000000ull;                  \
+		int bt_found_;                                                               \
+		while (!(bt_found_ = bt_stats((bus), (name), &(st)) == 0) || !(cond)) {      \
+			if (t_now_ns() > bt_dl_)                                             \
+				bt_stats_fail_(__FILE__, __LINE__, (name), #cond, bt_found_, \
+					       &(st));                                       \
+			usleep(2000);                                                        \
+		}                                                                            \
+	} while (0)
 
 /* A message whose every byte depends on (topic tag, seq): binary, NULs included. */
 static inline size_t bt_payload(uint8_t *buf, uint32_t tag, uint64_t seq)
@@ -399,6 +472,30 @@ static inline int bt_peer_wait(pid_t pid, int timeout_ms)
 	}
 	bt_track_(pid, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Wait for the peer's line "ready" (printed once its socket listens or its WebSocket is
+ * open); fail the test, naming the peer and what came instead, if it does not come. */
+static inline void bt_peer_ready(int fd, const char *what)
+{
+	char line[256];
+	if (bt_line(fd, line, sizeof(line), BT_DEADLINE_MS) < 0 || strcmp(line, "ready")) {
+		fprintf(stderr, "peer %s: no \"ready\" (got \"%s\"; it exited, or took %d ms)\n",
+			what, line, BT_DEADLINE_MS);
+		exit(1);
+	}
+}
+
+/* Wait for a peer to exit; fail the test unless it exits with status 0. */
+static inline void bt_peer_done(pid_t pid, const char *what)
+{
+	int rc = bt_peer_wait(pid, BT_DEADLINE_MS);
+	if (rc != 0) {
+		fprintf(stderr, "peer %s: %s\n", what,
+			rc < 0 ? "did not exit within the deadline (or was killed)" :
+				 "exited with a failure status");
+		exit(1);
+	}
 }
 
 #endif

@@ -65,10 +65,18 @@ static void *publisher(void *arg)
 
 static void pause_publisher(void)
 {
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
 	__atomic_store_n(&paused, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&pausing_done, __ATOMIC_ACQUIRE) &&
-	       __atomic_load_n(&published, __ATOMIC_ACQUIRE) < N)
+	       __atomic_load_n(&published, __ATOMIC_ACQUIRE) < N) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "the publisher did not pause within %d ms (at %llu)\n",
+				BT_DEADLINE_MS,
+				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE));
+			exit(1);
+		}
 		usleep(500);
+	}
 }
 
 static void resume_publisher(void)
@@ -78,11 +86,29 @@ static void resume_publisher(void)
 
 static void wait_published(uint64_t n)
 {
-	uint64_t deadline = t_now_ns() + 60000000000ull;
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
 	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < n) {
-		CHECK(t_now_ns() < deadline);
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
+				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
+				BT_DEADLINE_MS, (unsigned long long)n);
+			bt_show(bus, "r");
+			exit(1);
+		}
 		usleep(1000);
 	}
+}
+
+/* Publish waits of both topics so far: a publisher held back at a full ring counts one. */
+static uint64_t backpressure_waits(void)
+{
+	uint64_t n = 0;
+	for (int k = 0; k < 2; k++) {
+		shmbus_topic_stats_t ts;
+		CHECK_RC(shmbus_topic_stats(bus, topics[k], &ts), 0);
+		n += ts.backpressure_waits;
+	}
+	return n;
 }
 
 /* Messages of the topic not yet confirmed by Redis (the mirror's group). */
@@ -98,11 +124,11 @@ static uint64_t group_lag(const char *topic)
 
 static void wait_confirmed(void)
 {
-	uint64_t deadline = t_now_ns() + 30000000000ull;
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
 	while (group_lag(topics[0]) || group_lag(topics[1])) {
 		if (t_now_ns() > deadline) {
-			fprintf(stderr, "not confirmed within 30 s: lag %llu / %llu\n",
-				(unsigned long long)group_lag(topics[0]),
+			fprintf(stderr, "not confirmed within %d ms: lag %llu / %llu\n",
+				BT_DEADLINE_MS, (unsigned long long)group_lag(topics[0]),
 				(unsigned long long)group_lag(topics[1]));
 			exit(1);
 		}
@@ -195,14 +221,18 @@ int main(int argc, char **argv)
 		 "[topic orders.eu]\ncapacity = 256K\n"
 		 "[topic orders.us]\ncapacity = 256K\n"
 		 "[mirror r]\ntopics = orders.*\nto = redis://127.0.0.1:%d/0\nwindow = 512\n"
-		 "backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 3000\n",
+		 "backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 3000\n"
+		 /* C: the ring is held for the mirror while no daemon runs, for longer than
+		  * a restart can take under ASan on a loaded machine. */
+		 "hold_ms = 60000\n",
 		 dir, rs.port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "brm"), 0);
 	pid_t d = td_start(shmbusd, cfg, bus);
 	shmbus_sub_t *log;
 	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
-	CHECK(bt_wait_up(bus, "r", 1, 5000) == 0);
+	shmbus_bridge_info_t st;
+	BT_AWAIT(bus, "r", st, st.up);
 	redisContext *c = bt_client(&rs);
 
 	pthread_t th;
@@ -210,10 +240,15 @@ int main(int argc, char **argv)
 
 	printf("A: Redis killed with SIGKILL mid-stream, started again\n");
 	wait_published(N / 5);
+	CHECK(bt_stats(bus, "r", &st) == 0);
+	uint64_t errors = st.errors;
 	bt_redis_kill(&rs);
 	uint64_t at = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
-	usleep(300000);
-	printf("  killed at %llu published; %llu published while it was down\n",
+	/* Down for as long as it takes the mirror to see the connection gone and to find
+	 * nobody there when it tries again (each failure counts one error). */
+	BT_AWAIT(bus, "r", st, !st.up && st.errors >= errors + 2);
+	printf("  killed at %llu published; %llu published while it was down (the mirror saw it "
+	       "gone and a reconnect refused)\n",
 	       (unsigned long long)at,
 	       (unsigned long long)(__atomic_load_n(&published, __ATOMIC_ACQUIRE) - at));
 	bt_redis_start(&rs);
@@ -226,7 +261,8 @@ int main(int argc, char **argv)
 	wait_confirmed();
 	bt_redis_kill(&rs);
 	publish_burst(500);
-	usleep(50000);
+	/* The daemon dies knowing Redis is gone, with the 500 of each topic unconfirmed. */
+	BT_AWAIT(bus, "r", st, !st.up);
 	CHECK(group_lag(topics[0]) == 500 && group_lag(topics[1]) == 500);
 	kill(d, SIGKILL);
 	waitpid(d, NULL, 0);
@@ -239,8 +275,11 @@ int main(int argc, char **argv)
 	printf("  the 2 x 500 waiting messages went out after the restart\n");
 
 	printf("C: shmbusd killed with SIGKILL right after a burst (replies in flight)\n");
+	BT_AWAIT(bus, "r", st, st.up);
+	uint64_t sent = st.sent;
 	publish_burst(3000);
-	usleep(2000);
+	/* Killed as soon as the burst is going out: XADDs sent, their replies still coming. */
+	BT_AWAIT(bus, "r", st, st.sent > sent);
 	kill(d, SIGKILL);
 	waitpid(d, NULL, 0);
 	td_track_(d, 0);
@@ -248,28 +287,38 @@ int main(int argc, char **argv)
 	       (unsigned long long)group_lag(topics[1]));
 	uint64_t at_c = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
 	/* The publisher goes on while no daemon runs: it fills the ring and is held there
-	 * by the mirror's lease (no live member, yet nothing unconfirmed is overwritten). */
+	 * by the mirror's lease (no live member, yet nothing unconfirmed is overwritten).
+	 * The daemon starts again once the publisher waits at the full ring. */
+	uint64_t waits = backpressure_waits();
 	resume_publisher();
-	usleep(400000);
-	printf("  %llu more published while shmbusd was down (held at a full ring)\n",
-	       (unsigned long long)(__atomic_load_n(&published, __ATOMIC_ACQUIRE) - at_c));
-	d = td_start(shmbusd, cfg, bus);
-	CHECK(pthread_join(th, NULL) == 0);
-	for (int k = 0; k < 2; k++) {
-		long long n = bt_wait_xlen(c, topics[k], N, 60000);
-		if (n != N) {
-			fprintf(stderr, "%s: %lld entries after 60 s, want %d\n", topics[k], n, N);
+	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	while (backpressure_waits() == waits) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr,
+				"the publisher was not held at a full ring within %d ms "
+				"(%llu published since the kill)\n",
+				BT_DEADLINE_MS,
+				(unsigned long long)(__atomic_load_n(&published, __ATOMIC_ACQUIRE) -
+						     at_c));
 			exit(1);
 		}
+		usleep(1000);
 	}
+	printf("  %llu more published while shmbusd was down, then held at the full ring\n",
+	       (unsigned long long)(__atomic_load_n(&published, __ATOMIC_ACQUIRE) - at_c));
+	d = td_start(shmbusd, cfg, bus);
+	wait_published(N);
+	CHECK(pthread_join(th, NULL) == 0);
+	for (int k = 0; k < 2; k++)
+		bt_need_xlen(c, topics[k], N);
 	wait_confirmed();
 	printf("verify: every message once, in order\n");
 	for (int k = 0; k < 2; k++)
 		verify_stream(c, k);
 
-	/* The counters of this daemon (since its start in C). */
-	usleep(250000);
-	shmbus_bridge_info_t st;
+	/* The counters of this daemon (since its start in C), once its lag (refreshed every
+	 * 100 ms) shows it confirmed everything. */
+	BT_AWAIT(bus, "r", st, st.lag == 0);
 	shmbus_bridge_totals_t tot;
 	CHECK(shmbus_bridge_stats(bus, &st, 1, &tot) == 1);
 	printf("  counters since the last start: up %d, sent %llu, confirmed %llu, duplicates "
@@ -293,9 +342,9 @@ int main(int argc, char **argv)
 	char ev[4096];
 	const char *down[] = { "\"event\":\"bridge_down\"", "\"mirror\":\"r\"", NULL };
 	const char *up[] = { "\"event\":\"bridge_up\"", "\"mirror\":\"r\"", NULL };
-	CHECK(td_event(log, ev, sizeof(ev), 2000, down) == 0);
+	CHECK(td_event(log, ev, sizeof(ev), BT_DEADLINE_MS, down) == 0);
 	printf("  $sys.log: %s\n", ev);
-	CHECK(td_event(log, ev, sizeof(ev), 2000, up) == 0);
+	CHECK(td_event(log, ev, sizeof(ev), BT_DEADLINE_MS, up) == 0);
 	printf("  $sys.log: %s\n", ev);
 	shmbus_sub_close(log);
 	return bt_redis_pass(d, c, &rs, bus);
