@@ -11,7 +11,8 @@
  *
  * Inside, one module per concern: a .c and a .h that says what others may use. Lowest
  * first, with the bridge headers each one includes (its .c and .h together); a module
- * includes only modules above it in this list, so there is no include cycle. Calls go
+ * includes only modules above it in this list, so there is no include cycle (the build
+ * fails otherwise: bridge_order in daemon/meson.build, scripts/include-order.sh). Calls go
  * down the list too, except that the loop gives each mirror a kind (struct mirror_ops,
  * defined by redis_mirror and ws_mirror), which mirror.c calls through its pointers.
  *
