@@ -10,6 +10,7 @@ import time
 import pytest
 
 import shmbus
+from waits import WAIT_S, wait_asleep
 
 CHILD = r"""
 import asyncio, sys
@@ -52,10 +53,11 @@ def test_sigint_interrupts(bus, what):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # well into the wait (past the spin, asleep on the futex)
+        # well into the wait: past the spin, asleep on the futex (all its threads)
+        wait_asleep(p.pid, f"the child blocked in {what}")
         t0 = time.monotonic()
         p.send_signal(signal.SIGINT)
-        rc = p.wait(timeout=10)
+        rc = p.wait(timeout=WAIT_S)
         took = time.monotonic() - t0
         out, err = p.communicate()
     finally:
