@@ -50,7 +50,6 @@
 
 #define DEFAULT_TOTAL 1000000ull
 #define MIN_TOTAL 20000ull
-#define DEADLINE_S 240
 #define STALL_NS (30ull * 1000000000ull)
 #define QUIET_NS (500ull * 1000000ull)
 #define MS (1000000ull)
@@ -336,7 +335,6 @@ static void spawn(int i, const char *what, void (*fn)(int), int arg)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent_pid)
 			_exit(1);
-		alarm(DEADLINE_S + 10);
 		fn(arg);
 		_exit(1);
 	}
@@ -365,8 +363,7 @@ static int reap_some(void)
 		if (WIFEXITED(st))
 			fprintf(stderr, "%s failed (exit %d)\n", kid_name[i], WEXITSTATUS(st));
 		else
-			fprintf(stderr, "%s killed by signal %d%s\n", kid_name[i], WTERMSIG(st),
-				WTERMSIG(st) == SIGALRM ? " (deadline)" : "");
+			fprintf(stderr, "%s killed by signal %d\n", kid_name[i], WTERMSIG(st));
 		exit(1);
 	}
 	return left;
@@ -382,6 +379,21 @@ static void wait_for(atomic_uint *v, unsigned want, const char *what, uint64_t d
 		}
 		usleep(1000); /* poll interval */
 	}
+}
+
+/* Messages published plus messages received by the readers still there. */
+static uint64_t progress_count(void)
+{
+	shmbus_topic_stats_t st;
+	shmbus_reader_info_t ri[NREAD + 1];
+
+	CHECK_RC(shmbus_topic_stats(pbus, topic, &st), 0);
+	int n = shmbus_topic_readers(pbus, topic, ri, NREAD + 1);
+	CHECK(n >= 0 && n <= NREAD);
+	uint64_t k = st.published;
+	for (int i = 0; i < n; i++)
+		k += ri[i].consumed;
+	return k;
 }
 
 static uint64_t popcount_bits(const uint64_t *b, uint64_t n)
@@ -417,7 +429,6 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_private_dir("stress");
 	atexit(kill_kids);
-	alarm(DEADLINE_S + 30);
 
 	seed = t_seed();
 	uint64_t want = total_from_args(argc, argv);
@@ -460,7 +471,6 @@ int main(int argc, char **argv)
 	CHECK_RC(shmbus_topic_create(pbus, topic, &o), 0);
 
 	/* Readers first; publishers start only once every reader has joined. */
-	uint64_t deadline = t_now_ns() + (uint64_t)DEADLINE_S * 1000 * MS;
 	static const char *const rname[NREAD] = {
 		"subscriber 0", "subscriber 1", "subscriber 2 (slow)", "group 0 member 0",
 		"group 0 member 1", "group 1 member 0", "group 1 member 1",
@@ -482,12 +492,18 @@ int main(int argc, char **argv)
 	CHECK_RC(shmbus_topic_stats(pbus, topic, &st), 0);
 	CHECK(st.publishers == NPUB);
 
-	uint64_t t0 = t_now_ns();
+	/* How long the run takes is the machine's speed (meson's timeout bounds it); what
+	 * fails it is a run that stops moving: nothing published or received for T_WAIT_MS. */
+	uint64_t t0 = t_now_ns(), moved = t0, last = UINT64_MAX;
 	atomic_store(&sh->go, 1);
 	while (reap_some() > 0) {
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "not finished within %d s: %u publishers done\n",
-				DEADLINE_S, atomic_load(&sh->pubs_done));
+		uint64_t now = t_now_ns(), progress = progress_count();
+		if (progress != last) {
+			last = progress;
+			moved = now;
+		} else if (now - moved > T_WAIT_MS * MS) {
+			fprintf(stderr, "nothing published or received for %d ms: %u publishers "
+				"done\n", T_WAIT_MS, atomic_load(&sh->pubs_done));
 			for (int i = 0; i < NCHILD; i++)
 				if (kids[i] > 0)
 					fprintf(stderr, "  still running: %s\n", kid_name[i]);
