@@ -56,7 +56,7 @@ static void td_track_(pid_t pid, int add)
 	}
 }
 
-/* Start shmbusd --foreground --config cfg; wait (up to 10 s) until bus answers a ping. */
+/* Start shmbusd --foreground --config cfg; wait (up to T_WAIT_MS) until bus answers a ping. */
 static inline pid_t td_start(const char *shmbusd, const char *cfg, shmbus_bus_t *bus)
 {
 	char log[512];
@@ -73,7 +73,7 @@ static inline pid_t td_start(const char *shmbusd, const char *cfg, shmbus_bus_t 
 		_exit(127);
 	}
 	td_track_(pid, 1);
-	uint64_t deadline = t_now_ns() + 10000000000ull;
+	uint64_t deadline = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
 	shmbus_daemon_info_t info;
 	while (shmbus_daemon_ping(bus, 200, &info) < 0 || info.pid != pid) {
 		int st;
@@ -82,8 +82,12 @@ static inline pid_t td_start(const char *shmbusd, const char *cfg, shmbus_bus_t 
 			fprintf(stderr, "shmbusd exited at start (status %d); log: %s\n", st, log);
 			exit(1);
 		}
-		CHECK(t_now_ns() < deadline);
-		usleep(2000);
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "shmbusd %d did not answer within %d ms; log: %s\n",
+				(int)pid, T_WAIT_MS, log);
+			exit(1);
+		}
+		usleep(2000); /* poll interval */
 	}
 	return pid;
 }
@@ -92,7 +96,7 @@ static inline pid_t td_start(const char *shmbusd, const char *cfg, shmbus_bus_t 
 static inline int td_stop(pid_t pid)
 {
 	kill(pid, SIGTERM);
-	uint64_t deadline = t_now_ns() + 10000000000ull;
+	uint64_t deadline = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
 	for (;;) {
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -105,7 +109,7 @@ static inline int td_stop(pid_t pid)
 			td_track_(pid, 0);
 			return -1;
 		}
-		usleep(1000);
+		usleep(1000); /* poll interval */
 	}
 }
 

@@ -111,4 +111,44 @@ static inline uint64_t t_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * How long a test waits for an event that comes at once on an idle machine (a child's
+ * ready byte, a process asleep, a counter reaching a value): long enough for a loaded CI
+ * machine running sanitized binaries; reaching it fails the test, saying what was awaited.
+ */
+#define T_WAIT_MS 30000
+
+/* The state letter of /proc/<tid>/stat (R, S, D, Z, ...) of a process or thread; 0 if gone. */
+static inline char t_proc_state(pid_t tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *e = strrchr(buf, ')');
+	return e && e[1] == ' ' ? e[2] : 0;
+}
+
+/*
+ * Wait until process or thread tid is asleep (state S: in a futex or other interruptible
+ * wait), or fail after timeout_ms saying what was awaited.
+ */
+static inline void t_wait_asleep(pid_t tid, int timeout_ms, const char *what)
+{
+	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	char st;
+	while ((st = t_proc_state(tid)) != 'S') {
+		if (t_now_ns() > end) {
+			fprintf(stderr, "%s: %d not asleep after %d ms (state %c)\n", what,
+				(int)tid, timeout_ms, st ? st : '?');
+			exit(1);
+		}
+		usleep(1000); /* poll interval */
+	}
+}
+
 #endif

@@ -18,6 +18,8 @@
 
 #include "tests/helpers.h"
 
+#include <stdatomic.h>
+
 #define PL_HDR 24u
 #define PL_MAX_PUB 8u
 #define PL_MAX_COUNT (1ull << 24)
@@ -290,6 +292,108 @@ static inline void pl_reader_finish_fanout(const struct pl_reader *r, uint64_t t
 					" of %" PRIu64 "\n", r->name, p, r->next[p], r->count[p]);
 				pl_exit(1);
 			}
+	}
+}
+
+/* ---- a subscriber that stops reading ---------------------------------------------------- */
+
+/*
+ * Have the topic's npub publishers all published, and are they all asleep at once? Once
+ * started, a publisher sleeps only to wait for space. tids: their thread ids, or NULL when
+ * each is a process of its own (then the pids of the publisher slots are looked at).
+ */
+static inline int pl_publishers_asleep(shmbus_bus_t *bus, const char *topic, uint32_t npub,
+				       const _Atomic pid_t *tids)
+{
+	shmbus_pub_info_t pi[PL_MAX_PUB + 1];
+	int n = shmbus_topic_publishers(bus, topic, pi, PL_MAX_PUB + 1);
+
+	CHECK(n == (int)npub);
+	for (uint32_t i = 0; i < npub; i++)
+		if (!pi[i].published ||
+		    t_proc_state(tids ? atomic_load(&tids[i]) : pi[i].pid) != 'S')
+			return 0;
+	return 1;
+}
+
+/*
+ * Block mode: fan-out subscriber r (of process pid) has stopped reading; wait until the
+ * publishers (npub, thread ids tids as above) are held back by it: less is free behind it
+ * than a largest claim (claim_max bytes) after the padding to the lap end that may precede
+ * it, so that none can go on until it reads (the others catch up), and all are asleep.
+ * Meanwhile the payload it has not read never exceeds the ring (cap), and publishing
+ * stops before all (total) is published. Returns stats.backpressure_waits then.
+ */
+static inline uint64_t pl_stall_until_held(shmbus_bus_t *bus, const char *topic,
+					   const struct pl_reader *r, pid_t pid, uint64_t cap,
+					   uint64_t claim_max, uint64_t total, uint32_t npub,
+					   const _Atomic pid_t *tids)
+{
+	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	shmbus_topic_stats_t st;
+	shmbus_reader_info_t ri[16];
+
+	for (;;) {
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.bytes - r->bytes > cap) {
+			fprintf(stderr,
+				"%s: block: %" PRIu64 " payload bytes published that this "
+				"subscriber has not read, more than the ring (%" PRIu64 ")\n",
+				r->name, st.bytes - r->bytes, cap);
+			pl_exit(1);
+		}
+		if (st.published >= total) {
+			fprintf(stderr,
+				"%s: block: everything was published while this subscriber "
+				"read nothing (it had %" PRIu64 ")\n",
+				r->name, r->received);
+			pl_exit(1);
+		}
+		int n = shmbus_topic_readers(bus, topic, ri, 16);
+		CHECK(n >= 0 && n <= 16);
+		uint64_t lag = 0;
+		for (int i = 0; i < n; i++)
+			if (ri[i].pid == pid && !ri[i].group[0] && ri[i].consumed == r->received)
+				lag = ri[i].lag_bytes;
+		if (lag + 2 * claim_max > cap && pl_publishers_asleep(bus, topic, npub, tids))
+			break;
+		if (t_now_ns() > give_up) {
+			fprintf(stderr,
+				"%s: publishers not held back %d ms into the stall "
+				"(published %" PRIu64 ", waits %" PRIu64 ", %" PRIu64 " bytes "
+				"behind)\n",
+				r->name, T_WAIT_MS, st.published, st.backpressure_waits, lag);
+			pl_exit(1);
+		}
+		usleep(1000); /* poll interval */
+	}
+	CHECK(st.backpressure_waits > 0);
+	return st.backpressure_waits;
+}
+
+/*
+ * Overwrite: a subscriber stops reading until it has been lapped (the tail went more than
+ * a ring, cap, past where it was when it stopped), or all npub publishers are done.
+ */
+static inline void pl_stall_until_lapped(shmbus_bus_t *bus, const char *topic, uint64_t cap,
+					 atomic_uint *done, unsigned npub)
+{
+	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	shmbus_topic_stats_t st;
+
+	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+	/* Our position is at most this tail. */
+	uint64_t tail0 = st.tail;
+	while (st.tail - tail0 <= cap && atomic_load(done) < npub) {
+		if (t_now_ns() > give_up) {
+			fprintf(stderr,
+				"overwrite: publishers wrote only %" PRIu64 " bytes in %d "
+				"ms\n",
+				st.tail - tail0, T_WAIT_MS);
+			pl_exit(1);
+		}
+		usleep(1000); /* poll interval */
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	}
 }
 

@@ -14,7 +14,7 @@
  *  - overwrite (64 KiB ring): never a torn message; increasing per-publisher counters and
  *    seq; for a subscriber seq advances by 1 + lost, so received + lost = published; for
  *    the group, received + lost = published and no message twice; the subscriber that
- *    sleeps now and then loses messages.
+ *    stops now and then until it is lapped loses messages.
  *
  * SHMBUS_STRESS_SCALE scales the message count; SHMBUS_TEST_SEED replays a run.
  */
@@ -22,6 +22,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+
+#include "ring/record.h"
 
 #define NPUB 3
 #define NFAN 2
@@ -57,6 +59,7 @@ static struct run {
 	atomic_uint pubs_done;
 	_Atomic uint64_t group_got, group_lost, group_last_seq;
 	uint64_t pub_bytes[NPUB];
+	_Atomic pid_t pub_tid[NPUB]; /* thread ids of the publishers */
 	struct pl_reader rd[NREAD];
 	uint64_t backpressure_seen;
 } R;
@@ -71,6 +74,7 @@ static void *publisher(void *arg)
 	uint64_t n = R.count[id], c = 0, bytes = 0;
 
 	CHECK(bufs);
+	atomic_store(&R.pub_tid[id], gettid());
 	CHECK_RC(shmbus_pub_open(&pub, R.bus, R.topic), 0);
 	pthread_barrier_wait(&R.start);
 
@@ -116,30 +120,6 @@ static void *publisher(void *arg)
 	free(bufs);
 	free(pool);
 	return NULL;
-}
-
-/* Block: the slow subscriber stops until the publishers are held back by it alone. */
-static void stall_until_backpressure(const struct pl_reader *r)
-{
-	uint64_t give_up = t_now_ns() + 20000 * MS, since = 0, last = UINT64_MAX;
-	shmbus_topic_stats_t st;
-
-	for (;;) {
-		uint64_t now = t_now_ns();
-
-		CHECK_RC(shmbus_topic_stats(R.bus, R.topic, &st), 0);
-		CHECK(st.bytes - r->bytes <= R.cap);
-		CHECK(st.published < R.total);
-		if (st.published != last) {
-			last = st.published;
-			since = now;
-		} else if (st.backpressure_waits > 0 && now - since >= 100 * MS) {
-			break;
-		}
-		CHECK(now < give_up);
-		usleep(2000);
-	}
-	R.backpressure_seen = st.backpressure_waits;
 }
 
 static void *reader(void *arg)
@@ -207,10 +187,14 @@ static void *reader(void *arg)
 		if (idx == NFAN + 1 && (r->received & 1))
 			CHECK_RC(shmbus_release(sub, &m), 0);
 		if (slow) {
+			/* Block: stop once until the publishers wait for us. Overwrite: now
+			 * and then, until lapped (to lose messages). */
 			if (r->received == stall_at)
-				stall_until_backpressure(r);
+				R.backpressure_seen = pl_stall_until_held(
+					R.bus, R.topic, r, getpid(), R.cap,
+					BATCH_MAX * shmbus_rec_stride(MAXMSG), R.total, NPUB, R.pub_tid);
 			else if (R.overwrite && r->received % 500 == 0)
-				usleep(3000);
+				pl_stall_until_lapped(R.bus, R.topic, R.cap, &R.pubs_done, NPUB);
 		}
 	}
 

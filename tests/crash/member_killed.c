@@ -13,15 +13,11 @@
  * by the group, except the held one, which is either abandoned (group counter, read from
  * the topic file) or redelivered; received + abandoned == N; abandoned <= 1.
  */
-#include "tests/helpers.h"
+#include "tests/crash/crash.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "shm/layout.h"
 
@@ -29,128 +25,6 @@
 #define N 3000u
 #define MAXMSG 400u
 #define HELD 0x80000000u
-
-/* ---- children ----------------------------------------------------------------------- */
-
-static pid_t kids[8];
-static int nkids;
-static pid_t parent_pid;
-
-static void kill_kids(void)
-{
-	if (getpid() != parent_pid)
-		return;
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
-/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
-static pid_t spawn(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
-		return 0;
-	}
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == 0) {
-			kids[i] = pid;
-			return pid;
-		}
-	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
-	kids[nkids++] = pid;
-	return pid;
-}
-
-static void forget_kid(pid_t pid)
-{
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-}
-
-/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
-static int reap(pid_t pid, int timeout_ms)
-{
-	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == pid) {
-			forget_kid(pid);
-			return st;
-		}
-		if (t_now_ns() > end) {
-			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid, timeout_ms);
-			exit(1);
-		}
-		usleep(1000);
-	}
-}
-
-/* Read one byte from fd within timeout_ms, or fail. */
-static void wait_byte(int fd, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	CHECK(poll(&p, 1, timeout_ms) == 1);
-	char c;
-	CHECK(read(fd, &c, 1) == 1);
-}
-
-/* ---- payloads ------------------------------------------------------------------------- */
-
-struct pl {
-	uint32_t pubid, idx, len, pad;
-	uint64_t hash;
-};
-
-static size_t pl_len(uint32_t pubid, uint32_t idx, size_t max)
-{
-	uint64_t s = ((uint64_t)pubid << 32 | idx) ^ 0x1e2d3c4b5a697887ull;
-	return sizeof(struct pl) + t_rand(&s) % (max - sizeof(struct pl) + 1);
-}
-
-static size_t pl_make(uint8_t *buf, uint32_t pubid, uint32_t idx, size_t max)
-{
-	size_t len = pl_len(pubid, idx, max);
-	uint64_t s = ((uint64_t)idx << 32 | pubid) ^ 0x0badc0ffee0ddf00ull;
-	for (size_t i = sizeof(struct pl); i < len; i++)
-		buf[i] = (uint8_t)(t_rand(&s) >> 7);
-	struct pl h = { pubid, idx, (uint32_t)len, 0,
-			t_fnv(buf + sizeof(struct pl), len - sizeof(struct pl)) };
-	memcpy(buf, &h, sizeof(h));
-	return len;
-}
-
-/* Check a received payload is exactly one that was published; returns its id. */
-static void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, uint32_t *idx)
-{
-	struct pl h;
-	if (m->len < sizeof(h)) {
-		fprintf(stderr, "message seq %" PRIu64 " too short: %u\n", m->seq, m->len);
-		exit(1);
-	}
-	memcpy(&h, m->data, sizeof(h));
-	if (h.len != m->len || m->len != pl_len(h.pubid, h.idx, max) ||
-	    t_fnv((const uint8_t *)m->data + sizeof(h), m->len - sizeof(h)) != h.hash ||
-	    m->type != h.pubid) {
-		fprintf(stderr, "torn or foreign message: seq %" PRIu64 " len %u type %u "
-			"(header pub %u idx %u len %u)\n", m->seq, m->len, m->type, h.pubid,
-			h.idx, h.len);
-		exit(1);
-	}
-	*pubid = h.pubid;
-	*idx = h.idx;
-}
 
 /* ---- the test ------------------------------------------------------------------------- */
 
@@ -171,7 +45,9 @@ static void member(int okfd, int repfd, int stopfd, int victim)
 	int64_t last = -1;
 	for (;;) {
 		shmbus_msg_t m;
-		int rc = shmbus_recv(sub, &m, victim ? 20000 : (stopping ? 0 : 100));
+		/* The victim: longer than the parent may wait before the kill. The other:
+		 * polls for the stop byte between waits of 100 ms. */
+		int rc = shmbus_recv(sub, &m, victim ? 3 * T_WAIT_MS : (stopping ? 0 : 100));
 		if (rc == -EAGAIN && !victim) {
 			if (stopping)
 				break;
@@ -225,6 +101,27 @@ static void drain(int fd, uint8_t *seen, uint32_t *count, int64_t *held)
 		(*count)++;
 	}
 	CHECK(r < 0 && errno == EAGAIN);
+}
+
+/* Reap pid within T_WAIT_MS while draining a report pipe (it must not fill). */
+static int reap_draining(pid_t pid, const char *what, int fd, uint8_t *seen, uint32_t *count)
+{
+	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	int st;
+	for (;;) {
+		drain(fd, seen, count, NULL);
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		CHECK(r >= 0);
+		if (r == pid)
+			break;
+		if (t_now_ns() > end) {
+			fprintf(stderr, "%s did not end within %d ms\n", what, T_WAIT_MS);
+			exit(1);
+		}
+		usleep(1000); /* poll interval */
+	}
+	forget_kid(pid);
+	return st;
 }
 
 static struct shmbus_group_slot *find_group(void *map, size_t size, const char *name)
@@ -291,25 +188,30 @@ int main(void)
 		_exit(0);
 	}
 	for (int i = 0; i < 3; i++)
-		wait_byte(okp[0], 10000);
+		wait_byte(okp[0], "ready byte from a child");
 	CHECK(write(gop[1], "g", 1) == 1);
 
 	static uint8_t seen[N];
 	uint32_t count = 0;
 	int64_t held = -1;
-	uint64_t give_up = t_now_ns() + 20000000000ull;
+	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
 	while (held < 0) {
 		drain(r1[0], seen, &count, &held);
 		drain(r2[0], seen, &count, NULL);
-		CHECK(t_now_ns() < give_up);
-		usleep(500);
+		if (t_now_ns() > give_up) {
+			fprintf(stderr, "member %d holds no message after %d ms\n", (int)m1,
+				T_WAIT_MS);
+			exit(1);
+		}
+		usleep(500); /* poll interval */
 	}
 	printf("member %d holds message %" PRId64 "\n", (int)m1, held);
 
-	/* Wait until P waits for space behind the held message. */
+	/* Wait until P waits for space behind the held message (its next message does not
+	 * fit before it, and the holder does not move), asleep. */
 	shmbus_topic_stats_t st;
-	uint64_t last = UINT64_MAX, since = 0;
-	for (;;) {
+	give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	while (!held_back_by(bus, topic, m1, o.capacity, 1, MAXMSG)) {
 		drain(r2[0], seen, &count, NULL);
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 		if (st.published >= N) {
@@ -317,18 +219,20 @@ int main(void)
 				"the ring\n");
 			exit(1);
 		}
-		uint64_t now = t_now_ns();
-		if (st.published != last) {
-			last = st.published;
-			since = now;
-		} else if (st.backpressure_waits >= 1 && now - since > 50000000ull) {
-			break;
+		if (t_now_ns() > give_up) {
+			fprintf(stderr,
+				"the publisher is not held back by the held message after "
+				"%d ms (%" PRIu64 " published)\n",
+				T_WAIT_MS, st.published);
+			exit(1);
 		}
-		CHECK(now < give_up);
-		usleep(1000);
+		usleep(1000); /* poll interval */
 	}
-	printf("publisher waits at %" PRIu64 " published, %u readers\n", st.published,
-	       st.readers);
+	t_wait_asleep(p, T_WAIT_MS, "the publisher waiting for space");
+	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+	uint64_t last = st.published;
+	printf("publisher waits at %" PRIu64 " published, %u readers\n", st.published, st.readers);
+	CHECK(st.backpressure_waits >= 1);
 	uint64_t reclaimed0 = st.readers_reclaimed;
 
 	uint64_t t_kill = t_now_ns();
@@ -341,7 +245,7 @@ int main(void)
 			fprintf(stderr, "publisher still stuck 10 s after the member died\n");
 			exit(1);
 		}
-		usleep(100);
+		usleep(100); /* poll interval (what is measured is when P went on) */
 	}
 	double ms = (double)(t_now_ns() - t_kill) / 1e6;
 	printf("publisher went on %.3f ms after the kill\n", ms);
@@ -351,32 +255,11 @@ int main(void)
 		exit(1);
 	}
 
-	/* Let P finish while draining M2's reports (the pipe must not fill). */
-	uint64_t end = t_now_ns() + 30000000000ull;
-	int sp;
-	for (;;) {
-		drain(r2[0], seen, &count, NULL);
-		pid_t r = waitpid(p, &sp, WNOHANG);
-		CHECK(r >= 0);
-		if (r == p)
-			break;
-		CHECK(t_now_ns() < end);
-		usleep(1000);
-	}
-	forget_kid(p);
+	/* Let P finish, then M2, while draining M2's reports. */
+	int sp = reap_draining(p, "the publisher", r2[0], seen, &count);
 	CHECK(WIFEXITED(sp) && WEXITSTATUS(sp) == 0);
 	CHECK(write(stopp[1], "s", 1) == 1);
-	int s2;
-	for (;;) {
-		drain(r2[0], seen, &count, NULL);
-		pid_t r = waitpid(m2, &s2, WNOHANG);
-		CHECK(r >= 0);
-		if (r == m2)
-			break;
-		CHECK(t_now_ns() < end);
-		usleep(1000);
-	}
-	forget_kid(m2);
+	int s2 = reap_draining(m2, "the surviving member", r2[0], seen, &count);
 	drain(r2[0], seen, &count, NULL);
 	CHECK(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
 	int s1 = reap(m1, 10000);

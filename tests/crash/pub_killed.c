@@ -12,137 +12,11 @@
  * block mode B1/B2 publish more than the ring holds, so they also wait behind the hole.
  * A is reaped only at the end: a zombie must already count as dead.
  */
-#include "tests/helpers.h"
+#include "tests/crash/crash.h"
 
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 
 #define BOUND_MS 250
-
-/* ---- children ----------------------------------------------------------------------- */
-
-static pid_t kids[8];
-static int nkids;
-static pid_t parent_pid;
-
-static void kill_kids(void)
-{
-	if (getpid() != parent_pid)
-		return;
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
-/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
-static pid_t spawn(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
-		return 0;
-	}
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == 0) {
-			kids[i] = pid;
-			return pid;
-		}
-	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
-	kids[nkids++] = pid;
-	return pid;
-}
-
-static void forget_kid(pid_t pid)
-{
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-}
-
-/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
-static int reap(pid_t pid, int timeout_ms)
-{
-	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == pid) {
-			forget_kid(pid);
-			return st;
-		}
-		if (t_now_ns() > end) {
-			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid, timeout_ms);
-			exit(1);
-		}
-		usleep(1000);
-	}
-}
-
-/* Read one byte from fd within timeout_ms, or fail. */
-static void wait_byte(int fd, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	CHECK(poll(&p, 1, timeout_ms) == 1);
-	char c;
-	CHECK(read(fd, &c, 1) == 1);
-}
-
-/* ---- payloads ------------------------------------------------------------------------- */
-
-struct pl {
-	uint32_t pubid, idx, len, pad;
-	uint64_t hash;
-};
-
-static size_t pl_len(uint32_t pubid, uint32_t idx, size_t max)
-{
-	uint64_t s = ((uint64_t)pubid << 32 | idx) ^ 0x1e2d3c4b5a697887ull;
-	return sizeof(struct pl) + t_rand(&s) % (max - sizeof(struct pl) + 1);
-}
-
-static size_t pl_make(uint8_t *buf, uint32_t pubid, uint32_t idx, size_t max)
-{
-	size_t len = pl_len(pubid, idx, max);
-	uint64_t s = ((uint64_t)idx << 32 | pubid) ^ 0x0badc0ffee0ddf00ull;
-	for (size_t i = sizeof(struct pl); i < len; i++)
-		buf[i] = (uint8_t)(t_rand(&s) >> 7);
-	struct pl h = { pubid, idx, (uint32_t)len, 0,
-			t_fnv(buf + sizeof(struct pl), len - sizeof(struct pl)) };
-	memcpy(buf, &h, sizeof(h));
-	return len;
-}
-
-/* Check a received payload is exactly one that was published; returns its id. */
-static void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, uint32_t *idx)
-{
-	struct pl h;
-	if (m->len < sizeof(h)) {
-		fprintf(stderr, "message seq %" PRIu64 " too short: %u\n", m->seq, m->len);
-		exit(1);
-	}
-	memcpy(&h, m->data, sizeof(h));
-	if (h.len != m->len || m->len != pl_len(h.pubid, h.idx, max) ||
-	    t_fnv((const uint8_t *)m->data + sizeof(h), m->len - sizeof(h)) != h.hash ||
-	    m->type != h.pubid) {
-		fprintf(stderr, "torn or foreign message: seq %" PRIu64 " len %u type %u "
-			"(header pub %u idx %u len %u)\n", m->seq, m->len, m->type, h.pubid,
-			h.idx, h.len);
-		exit(1);
-	}
-	*pubid = h.pubid;
-	*idx = h.idx;
-}
 
 /* ---- the test ------------------------------------------------------------------------- */
 
@@ -151,14 +25,15 @@ static void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, uint32_
 
 struct killer {
 	pid_t victim;
-	int delay_ms;
+	pid_t waiter; /* the thread that waits in shmbus_recv() */
 	uint64_t t_kill;
 };
 
 static void *killer_main(void *arg)
 {
 	struct killer *k = arg;
-	usleep((useconds_t)k->delay_ms * 1000);
+	/* The waiter is in shmbus_recv() once it sleeps: it sleeps nowhere else. */
+	t_wait_asleep(k->waiter, T_WAIT_MS, "the reader waiting behind the hole");
 	__atomic_store_n(&k->t_kill, t_now_ns(), __ATOMIC_SEQ_CST);
 	kill(k->victim, SIGKILL);
 	return NULL;
@@ -222,7 +97,7 @@ static void run(shmbus_bus_t *bus, int policy)
 		for (;;)
 			pause();
 	}
-	wait_byte(rp[0], 10000);
+	wait_byte(rp[0], "reservation from the publisher to be killed");
 
 	pid_t b1 = spawn();
 	if (b1 == 0)
@@ -231,27 +106,35 @@ static void run(shmbus_bus_t *bus, int policy)
 	if (b2 == 0)
 		publisher_child(topic, 2, n);
 
-	/* Let B1/B2 publish behind the hole (block: until they wait for space). */
+	/* Let B1/B2 publish behind the hole: overwrite, everything; block, until both wait
+	 * for space (the reader cannot pass the hole, so a wait that began lasts until the
+	 * kill, and each publisher counts one per wait). */
 	shmbus_topic_stats_t st;
-	uint64_t until = t_now_ns() + 10000000000ull;
+	uint64_t until = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
 	for (;;) {
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
-		if (st.published >= (policy == SHMBUS_BLOCK ? 100u : 2u * n))
+		if (policy == SHMBUS_BLOCK ? st.backpressure_waits >= 2 : st.published >= 2u * n)
 			break;
-		CHECK(t_now_ns() < until);
-		usleep(1000);
+		if (t_now_ns() > until) {
+			fprintf(stderr,
+				"publishers behind the hole: %" PRIu64 " published, %" PRIu64
+				" waits for space after %d ms\n",
+				st.published, st.backpressure_waits, T_WAIT_MS);
+			exit(1);
+		}
+		usleep(1000); /* poll interval */
 	}
 	if (policy == SHMBUS_BLOCK)
-		usleep(20000);
+		CHECK(st.published < 2u * n);
 
-	/* A lives: its hole holds the reader back, and nobody robs it. */
+	/* A lives: its hole holds the reader back, and nobody robs it (for 50 ms). */
 	shmbus_msg_t m;
 	CHECK_RC(shmbus_recv(sub, &m, 50), -EAGAIN);
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	uint64_t aborted0 = st.aborted;
 
 	/* Kill A while this thread waits in recv. */
-	struct killer k = { .victim = a, .delay_ms = 30, .t_kill = 0 };
+	struct killer k = { .victim = a, .waiter = gettid(), .t_kill = 0 };
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);
 	int rc = shmbus_recv(sub, &m, 5000);
@@ -294,7 +177,7 @@ static void run(shmbus_bus_t *bus, int policy)
 		got++;
 		if (got == 2ull * n)
 			break;
-		rc = shmbus_recv(sub, &m, 5000);
+		rc = shmbus_recv(sub, &m, T_WAIT_MS);
 		if (rc != 0) {
 			fprintf(stderr, "recv returned %d after %" PRIu64 " of %u messages\n", rc,
 				got, 2 * n);

@@ -5,137 +5,20 @@
  * foreign, duplicated or reordered message, and never stall it for long.
  *
  * For each policy, KILLS times: a child publishes batches of 1..64 checksummed messages
- * in a loop; the parent reads for a random 1..30 ms, SIGKILLs it, reaps it, publishes a
- * marker and reads up to the marker. Every message must be whole; per child the indices
- * must be contiguous from 0 (a gap is allowed only when the reader is told it lost
- * messages, overwrite); nothing of a child may come after its marker; and no single
- * shmbus_recv() after a kill may wait longer than BOUND_MS (a hole left by the killed
- * claim is repaired within the bound). Seeded: SHMBUS_TEST_SEED=<seed> replays the sizes
- * and kill times (not the scheduling).
+ * in a loop; the parent reads until its first message, then for a random 1..30 ms,
+ * SIGKILLs it, reaps it, publishes a marker and reads up to the marker. Every message
+ * must be whole; per child the indices must be contiguous from 0 (a gap is allowed only
+ * when the reader is told it lost messages, overwrite); nothing of a child may come after
+ * its marker; and no single shmbus_recv() after a kill may wait longer than BOUND_MS (a
+ * hole left by the killed claim is repaired within the bound). Seeded:
+ * SHMBUS_TEST_SEED=<seed> replays the sizes and kill times (not the scheduling).
  */
-#include "tests/helpers.h"
-
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
+#include "tests/crash/crash.h"
 
 #define BOUND_MS 250
 #define KILLS 20
 #define MAXMSG 1024u
 #define MAXBATCH 64
-
-/* ---- children ----------------------------------------------------------------------- */
-
-static pid_t kids[8];
-static int nkids;
-static pid_t parent_pid;
-
-static void kill_kids(void)
-{
-	if (getpid() != parent_pid)
-		return;
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
-/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
-static pid_t spawn(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
-		return 0;
-	}
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == 0) {
-			kids[i] = pid;
-			return pid;
-		}
-	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
-	kids[nkids++] = pid;
-	return pid;
-}
-
-static void forget_kid(pid_t pid)
-{
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-}
-
-/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
-static int reap(pid_t pid, int timeout_ms)
-{
-	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == pid) {
-			forget_kid(pid);
-			return st;
-		}
-		if (t_now_ns() > end) {
-			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid, timeout_ms);
-			exit(1);
-		}
-		usleep(1000);
-	}
-}
-
-/* ---- payloads ------------------------------------------------------------------------- */
-
-struct pl {
-	uint32_t pubid, idx, len, pad;
-	uint64_t hash;
-};
-
-static size_t pl_len(uint32_t pubid, uint32_t idx, size_t max)
-{
-	uint64_t s = ((uint64_t)pubid << 32 | idx) ^ 0x1e2d3c4b5a697887ull;
-	return sizeof(struct pl) + t_rand(&s) % (max - sizeof(struct pl) + 1);
-}
-
-static size_t pl_make(uint8_t *buf, uint32_t pubid, uint32_t idx, size_t max)
-{
-	size_t len = pl_len(pubid, idx, max);
-	uint64_t s = ((uint64_t)idx << 32 | pubid) ^ 0x0badc0ffee0ddf00ull;
-	for (size_t i = sizeof(struct pl); i < len; i++)
-		buf[i] = (uint8_t)(t_rand(&s) >> 7);
-	struct pl h = { pubid, idx, (uint32_t)len, 0,
-			t_fnv(buf + sizeof(struct pl), len - sizeof(struct pl)) };
-	memcpy(buf, &h, sizeof(h));
-	return len;
-}
-
-/* Check a received payload is exactly one that was published; returns its id. */
-static void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, uint32_t *idx)
-{
-	struct pl h;
-	if (m->len < sizeof(h)) {
-		fprintf(stderr, "message seq %" PRIu64 " too short: %u\n", m->seq, m->len);
-		exit(1);
-	}
-	memcpy(&h, m->data, sizeof(h));
-	if (h.len != m->len || m->len != pl_len(h.pubid, h.idx, max) ||
-	    t_fnv((const uint8_t *)m->data + sizeof(h), m->len - sizeof(h)) != h.hash ||
-	    m->type != h.pubid) {
-		fprintf(stderr, "torn or foreign message: seq %" PRIu64 " len %u type %u "
-			"(header pub %u idx %u len %u)\n", m->seq, m->len, m->type, h.pubid,
-			h.idx, h.len);
-		exit(1);
-	}
-	*pubid = h.pubid;
-	*idx = h.idx;
-}
 
 /* ---- the test ------------------------------------------------------------------------- */
 
@@ -232,9 +115,23 @@ static void run(shmbus_bus_t *bus, int policy, uint64_t seed)
 		if (c == 0)
 			publisher_child(topic, gen, seed);
 
-		/* Read while it publishes, then kill it at a random instant. */
-		uint64_t until = t_now_ns() + (1 + t_rand(&rs) % 30) * 1000000ull;
+		/* Read while it publishes: from its first message on, for a random 1..30 ms
+		 * (the time is the point: a random instant of its publishing), then kill it. */
 		shmbus_msg_t m;
+		uint64_t first_by = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+		while (s.next == 0) {
+			int rc = shmbus_recv(sub, &m, 100);
+			if (rc == 0)
+				process(&s, &m);
+			else
+				CHECK_RC(rc, -EAGAIN);
+			if (s.next == 0 && t_now_ns() > first_by) {
+				fprintf(stderr, "child %u published nothing within %d ms\n", gen,
+					T_WAIT_MS);
+				exit(1);
+			}
+		}
+		uint64_t until = t_now_ns() + (1 + t_rand(&rs) % 30) * 1000000ull;
 		while (t_now_ns() < until) {
 			int rc = shmbus_recv(sub, &m, 1);
 			if (rc == 0)

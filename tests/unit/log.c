@@ -141,14 +141,21 @@ static void repair_across_lap(void)
 	}
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "rp"), 0);
-	while (sb_ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544)
-		usleep(100);
+	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	while (sb_ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544) {
+		int st;
+		if (waitpid(c, &st, WNOHANG) == c || t_now_ns() > end) {
+			fprintf(stderr, "the child made no claim within %d ms\n", T_WAIT_MS);
+			exit(1);
+		}
+		usleep(100); /* poll interval */
+	}
 	CHECK_RC(shmbus_publish(pub, "after", 5, 77), 0);
 	CHECK_RC(shmbus_recv(sub, &m, 20), -EAGAIN); /* waits for the live claimant */
 	CHECK(kill(c, SIGKILL) == 0);
 	CHECK(waitpid(c, NULL, 0) == c);
 	uint64_t t0 = t_now_ns();
-	CHECK_RC(shmbus_recv(sub, &m, 1000), 0);
+	CHECK_RC(shmbus_recv(sub, &m, T_WAIT_MS), 0);
 	printf("repair: %.3f ms after the death\n", (double)(t_now_ns() - t0) / 1e6);
 	CHECK(m.len == 5 && memcmp(m.data, "after", 5) == 0 && m.seq == 5 && m.lost == 0);
 	/* The cover: [3968, 4096) burns nothing, [4096, 4640) burns the claim's one seq. */

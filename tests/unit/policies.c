@@ -144,15 +144,34 @@ static void overwrite(void)
 #define WH_N 40000
 #define WH_LEN 64
 
+static int wh_done; /* the publisher has published everything */
+
 static void *wh_publisher(void *arg)
 {
 	shmbus_pub_t *pub = arg;
 	uint8_t buf[WH_LEN];
 	for (uint32_t i = 0; i < WH_N; i++) {
 		memset(buf, (int)(i & 0xff), sizeof(buf));
-		CHECK_RC(shmbus_publish_timeout(pub, buf, sizeof(buf), i, 10000), 0);
+		CHECK_RC(shmbus_publish_timeout(pub, buf, sizeof(buf), i, T_WAIT_MS), 0);
 	}
+	__atomic_store_n(&wh_done, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+/* The slow reader's pause: until the publisher sleeps for space, or is done. */
+static void wh_pause(struct shmbus_seg *s)
+{
+	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	while (!sb_ld_acquire(&s->hdr->pub_waiters) && !__atomic_load_n(&wh_done, __ATOMIC_ACQUIRE)) {
+		if (t_now_ns() > end) {
+			fprintf(stderr,
+				"wake hysteresis: the publisher neither waited for space "
+				"nor finished within %d ms\n",
+				T_WAIT_MS);
+			exit(1);
+		}
+		usleep(50); /* poll interval */
+	}
 }
 
 static void wake_hysteresis(void)
@@ -172,15 +191,15 @@ static void wake_hysteresis(void)
 	uint32_t wakes0 = sb_ld_relaxed(&s.hdr->space);
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, wh_publisher, pub) == 0);
-	/* A slow reader: a pause every 64 messages, so the ring is full and the publisher
-	 * asleep (past its 20 us spin) when the reader comes back. */
+	/* A slow reader: a pause every 64 messages, until the ring is full and the publisher
+	 * asleep (past its 20 us spin), so that the reader comes back to a sleeping one. */
 	shmbus_msg_t m;
 	for (uint32_t i = 0; i < WH_N; i++) {
-		CHECK_RC(shmbus_recv(sub, &m, 10000), 0);
+		CHECK_RC(shmbus_recv(sub, &m, T_WAIT_MS), 0);
 		CHECK(m.len == WH_LEN && m.type == i && m.seq == i && m.lost == 0);
 		CHECK(((const uint8_t *)m.data)[WH_LEN - 1] == (uint8_t)(i & 0xff));
 		if (i % 64 == 63)
-			usleep(200);
+			wh_pause(&s);
 	}
 	CHECK(pthread_join(th, NULL) == 0);
 	uint32_t wakes = sb_ld_relaxed(&s.hdr->space) - wakes0;

@@ -9,10 +9,19 @@ import time
 import pytest
 
 import shmbus
+from waits import WAIT_S
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+    return asyncio.run(asyncio.wait_for(coro, 2 * WAIT_S))
+
+
+async def until(cond, what):
+    """Let the loop run until cond() is true; fail saying what after WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: not within {WAIT_S} s"
+        await asyncio.sleep(0.001)  # poll interval
 
 
 def test_two_tasks_publish_and_consume(bus, topic):
@@ -51,7 +60,7 @@ def test_loop_stays_free_while_waiting(bus, topic):
             async def ticker():
                 nonlocal ticks
                 while True:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # a tick: they keep coming if the loop is free
                     ticks += 1
 
             t = asyncio.create_task(ticker())
@@ -81,20 +90,21 @@ def test_timeout_and_cancel_lose_nothing(bus, topic):
                 await asyncio.wait_for(sub.recv_async(), 0.05)
             # a message arriving for the cancelled future goes to the next recv_async
             pub.publish(b"one")
-            await asyncio.sleep(0.15)  # the helper may take it meanwhile
-            assert (await sub.recv_async(timeout=1)).bytes() == b"one"
+            # lets time pass: the helper may take it meanwhile, or stop (either way, no loss)
+            await asyncio.sleep(0.15)
+            assert (await sub.recv_async(timeout=WAIT_S)).bytes() == b"one"
             # ... or to a synchronous recv
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(sub.recv_async(), 0.05)
             pub.publish(b"two")
-            await asyncio.sleep(0.15)
-            assert sub.recv(timeout=1).bytes() == b"two"
+            await asyncio.sleep(0.15)  # likewise
+            assert sub.recv(timeout=WAIT_S).bytes() == b"two"
             # a cancelled future replaced right away: the new one gets the message
             fut = sub.recv_async()
             fut.cancel()
             fut2 = sub.recv_async()
             pub.publish(b"three")
-            assert (await asyncio.wait_for(fut2, 5)).bytes() == b"three"
+            assert (await asyncio.wait_for(fut2, WAIT_S)).bytes() == b"three"
             with pytest.raises(shmbus.Timeout):
                 sub.recv(timeout=0)
 
@@ -130,10 +140,10 @@ def test_close_ends_async_for(bus, topic):
             task = asyncio.create_task(consume())
             for i in range(5):
                 pub.publish(bytes([i]))
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)
-            sub.close()  # the pending __anext__ ends the loop
-            await asyncio.wait_for(task, 2)
+                await until(lambda: len(got) == i + 1, f"message {i} in async for")
+            # consume() got everything: it waits in its next __anext__, which close() ends
+            sub.close()
+            await asyncio.wait_for(task, WAIT_S)
             assert got == [bytes([i]) for i in range(5)]
             with pytest.raises(ValueError):
                 await sub.recv_async()
@@ -192,6 +202,6 @@ def test_a_stale_timeout_does_not_reach_the_next_future(bus, topic):
             fut.cancel()
             fut2 = sub.recv_async()
             pub.publish(b"fresh")
-            assert (await asyncio.wait_for(fut2, 5)).bytes() == b"fresh"
+            assert (await asyncio.wait_for(fut2, WAIT_S)).bytes() == b"fresh"
 
     run(main())

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import shmbus
+from waits import WAIT_S
 
 
 def test_topics_and_info(bus):
@@ -73,7 +74,7 @@ def test_with_a_daemon(bus_name, tmp_path):
                          stderr=subprocess.STDOUT)
     try:
         with shmbus.Bus(bus_name) as probe:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + WAIT_S
             while True:
                 try:
                     info = probe.daemon_ping(timeout=0.2)
@@ -81,7 +82,7 @@ def test_with_a_daemon(bus_name, tmp_path):
                 except (shmbus.NotFound, shmbus.Error):
                     assert d.poll() is None, (tmp_path / "daemon.log").read_text()
                     assert time.monotonic() < deadline, "shmbusd did not answer"
-                    time.sleep(0.02)
+                    time.sleep(0.02)  # poll interval
             assert info["pid"] == d.pid
             assert isinstance(info["version"], str) and info["uptime_ms"] >= 0
         with shmbus.Bus(bus_name) as bus:

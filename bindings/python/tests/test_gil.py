@@ -5,19 +5,22 @@ import threading
 import time
 
 import shmbus
+from waits import WAIT_S, thread_state, wait_until
 
 
 def progress_while(blocked_call, release):
-    """Run blocked_call in a thread; count what the main thread gets done meanwhile."""
+    """Run blocked_call in a thread; count what the main thread gets done in 0.3 s while
+    that thread is asleep (in the call, or on its way to it waiting for the GIL: then it
+    enters the call within the GIL's switch interval)."""
     t = threading.Thread(target=blocked_call)
     t.start()
-    time.sleep(0.05)
+    wait_until(lambda: thread_state(t.native_id) == "S", "the blocked call asleep")
     n = 0
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 0.3:
+    while time.monotonic() - t0 < 0.3:  # the time the count is measured over
         n += 1
     release()
-    t.join(5)
+    t.join(WAIT_S)
     assert not t.is_alive()
     return n
 
@@ -25,7 +28,7 @@ def progress_while(blocked_call, release):
 def test_recv_wait_releases_the_gil(bus, topic):
     with bus.publisher(topic) as pub, bus.subscriber(topic) as sub:
         got = []
-        n = progress_while(lambda: got.append(sub.recv(timeout=5).bytes()),
+        n = progress_while(lambda: got.append(sub.recv(timeout=WAIT_S).bytes()),
                            lambda: pub.publish(b"go"))
         assert got == [b"go"]
         assert n > 10_000, n  # with the GIL held the loop would not have run at all
@@ -44,7 +47,7 @@ def test_publish_wait_releases_the_gil(bus):
             sub.recv(timeout=1)
             sub.recv(timeout=1)
 
-        n = progress_while(lambda: pub.publish(bytes(100), timeout=5), drain)
+        n = progress_while(lambda: pub.publish(bytes(100), timeout=WAIT_S), drain)
         assert n > 10_000, n
 
 

@@ -5,12 +5,12 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 import shmbus
 from payload import TYPE_DATA, check, fill
+from waits import WAIT_S, wait_until
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 C_PUBLISHER = os.environ.get("SHMBUS_EXAMPLE_PUBLISHER")
@@ -24,16 +24,14 @@ def child_env(bus):
                 PYTHONPATH=os.path.dirname(shmbus.__file__))
 
 
-def wait_readers(bus, topic, n, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_readers(bus, topic, n):
+    def enough():
         try:
-            if bus.topic_stats(topic)["readers"] >= n:
-                return
+            return bus.topic_stats(topic)["readers"] >= n
         except shmbus.NotFound:
-            pass
-        assert time.monotonic() < deadline, f"no {n} readers on {topic}"
-        time.sleep(0.005)
+            return False
+
+    wait_until(enough, f"{n} readers on {topic}")
 
 
 def publish_checked(bus, topic, count, size, publisher_id):
@@ -42,7 +40,7 @@ def publish_checked(bus, topic, count, size, publisher_id):
             pub.publish(fill(size, publisher_id, i), type=TYPE_DATA)
 
 
-def receive_checked(sub, count, publisher_id, timeout=10):
+def receive_checked(sub, count, publisher_id, timeout=WAIT_S):
     for i in range(count):
         m = sub.recv(timeout=timeout)
         assert m.type == TYPE_DATA
@@ -52,8 +50,9 @@ def receive_checked(sub, count, publisher_id, timeout=10):
 def test_python_to_python_scripts(bus):
     n = 5000
     bus.create_topic("pp", capacity=1 << 20)
-    sub = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "subscriber.py"), "pp",
-                            str(n)], env=child_env(bus), stdout=subprocess.PIPE, text=True)
+    sub = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "subscriber.py"),
+                            "--timeout", str(WAIT_S), "pp", str(n)], env=child_env(bus),
+                           stdout=subprocess.PIPE, text=True)
     try:
         assert sub.stdout.readline().strip() == "ready"
         pub = subprocess.run([sys.executable, os.path.join(EXAMPLES, "publisher.py"),
@@ -82,9 +81,9 @@ def test_python_to_python_multiprocessing(bus):
         p = ctx.Process(target=mp_publisher, args=(bus.name, "mp", n, 200))
         p.start()
         try:
-            receive_checked(sub, n, 11, timeout=30)
+            receive_checked(sub, n, 11)
         finally:
-            p.join(30)
+            p.join(WAIT_S)
         assert p.exitcode == 0
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import shmbus
+from waits import WAIT_S, all_asleep, in_epoll, wait_until
 
 CHILD = r"""
 import asyncio, sys
@@ -52,10 +53,15 @@ def test_sigint_interrupts(bus, what):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # well into the wait (past the spin, asleep on the futex)
+        # well into the wait: past the spin, asleep on the futex (all its threads); with
+        # asyncio, the loop blocked in epoll: CPython's asyncio.run() sets no signal
+        # wakeup fd, so a SIGINT that lands as the loop goes to sleep is not seen until
+        # something else wakes it (on a loaded machine, a window of a whole preemption)
+        wait_until(lambda: all_asleep(p.pid) and (what != "asyncio" or in_epoll(p.pid)),
+                   f"the child blocked in {what}")
         t0 = time.monotonic()
         p.send_signal(signal.SIGINT)
-        rc = p.wait(timeout=10)
+        rc = p.wait(timeout=WAIT_S)
         took = time.monotonic() - t0
         out, err = p.communicate()
     finally:

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import shmbus
+from waits import WAIT_S, wait_until
 
 
 def timed(fn):
@@ -29,8 +30,8 @@ def test_recv_timeout(bus, topic):
 def test_recv_waits_for_a_late_message(bus, topic):
     with bus.publisher(topic) as pub, bus.subscriber(topic) as sub:
         timer = threading.Timer(0.2, pub.publish, args=(b"late",))
+        t0 = time.monotonic()  # before the timer starts: it fires 0.2 s after t0 or later
         timer.start()
-        t0 = time.monotonic()
         m = sub.recv(timeout=5)
         took = time.monotonic() - t0
         timer.join()
@@ -67,19 +68,25 @@ def test_publisher_unblocks_when_space_frees(bus):
         with pytest.raises(shmbus.Timeout):
             while True:
                 pub.publish(bytes(100), timeout=0)
+        waits = bus.topic_stats("small")["backpressure_waits"]
+        freeing = []
 
         def drain():
-            time.sleep(0.2)
+            # once the publisher waits for space (it counts one more wait)
+            wait_until(lambda: bus.topic_stats("small")["backpressure_waits"] > waits,
+                       "the publisher waiting for space")
             sub.recv(timeout=1)
-            sub.recv(timeout=1)  # lets the first go
+            freeing.append(time.monotonic())
+            sub.recv(timeout=1)  # lets the first go: the first space freed
 
         t = threading.Thread(target=drain)
         t.start()
-        t0 = time.monotonic()
         pub.publish(bytes(100))  # no timeout: waits for the reader
-        took = time.monotonic() - t0
-        t.join()
-        assert 0.15 < took < 2
+        done = time.monotonic()
+        t.join(WAIT_S)
+        assert not t.is_alive()
+        # not before the reader freed space, and at once after
+        assert freeing and freeing[0] < done < freeing[0] + 2, (freeing, done)
 
 
 def test_daemon_ping_without_daemon(bus):
