@@ -11,7 +11,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include "helpers.h"
+#include "tests/lib/test.h"
 #include "daemon/run.h"
 
 /* Write text to path (replacing it). */

@@ -44,9 +44,10 @@ static inline int bt_free_port(void)
 
 /* On failure, the daemon's log is shown before the private directory goes. */
 static int bt_passed;
+static pid_t bt_dir_owner_;
 static void bt_show_log_(void)
 {
-	if (bt_passed || getpid() != t_dir_owner_ || !getenv("SHMBUS_DIR"))
+	if (bt_passed || getpid() != bt_dir_owner_ || !getenv("SHMBUS_DIR"))
 		return;
 	char path[600], line[4096];
 	snprintf(path, sizeof(path), "%s/daemon.log", getenv("SHMBUS_DIR"));
@@ -72,6 +73,7 @@ static void bt_show_log_(void)
 static inline const char *bt_private_dir(const char *tag)
 {
 	const char *d = t_private_dir(tag);
+	bt_dir_owner_ = getpid();
 	atexit(bt_show_log_); /* runs before the directory is removed */
 	return d;
 }

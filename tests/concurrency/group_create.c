@@ -3,7 +3,7 @@
  * Members of one new group opened at the same instant, by threads of one process and by
  * several processes, create it once: a message then goes to exactly one member.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <poll.h>
 #include <pthread.h>

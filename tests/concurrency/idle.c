@@ -13,7 +13,7 @@
  *  4. A reader that spins (shmbus_sub_set_spin, 1 s) while it keeps up with a publisher of
  *     100,000 messages is never asleep, so no wake is ever issued.
  */
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <poll.h>
 #include <signal.h>

@@ -16,7 +16,7 @@
 #ifndef SHMBUS_TESTS_CONCURRENCY_PAYLOAD_H
 #define SHMBUS_TESTS_CONCURRENCY_PAYLOAD_H
 
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <stdatomic.h>
 

@@ -9,7 +9,7 @@
 #ifndef SHMBUS_TESTS_CRASH_CRASH_H
 #define SHMBUS_TESTS_CRASH_CRASH_H
 
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <poll.h>
 #include <signal.h>

@@ -17,7 +17,7 @@
  *    release) and the subscriber reads that record and then the message behind it.
  * Also unit checks of shmbus_proc_alive(): self 1, wrong start 0, zombie 0, reaped 0.
  */
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <fcntl.h>
 #include <signal.h>

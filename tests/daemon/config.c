@@ -478,8 +478,8 @@ int main(int argc, char **argv)
 	int untried = too_big();
 	defaults(argv[3]);
 	packaged(argv[2]);
-	if (dt_failures) {
-		fprintf(stderr, "%d case(s) failed\n", dt_failures);
+	if (t_failures) {
+		fprintf(stderr, "%d case(s) failed\n", t_failures);
 		return 1;
 	}
 	/* Everything else passed; the one case this machine cannot refuse is a skip. */

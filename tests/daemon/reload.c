@@ -241,8 +241,8 @@ int main(int argc, char **argv)
 	}
 	shmbus_sub_close(log_sub);
 	shmbus_bus_close(bus);
-	if (dt_failures) {
-		fprintf(stderr, "%d check(s) failed\n", dt_failures);
+	if (t_failures) {
+		fprintf(stderr, "%d check(s) failed\n", t_failures);
 		return 1;
 	}
 	return 0;

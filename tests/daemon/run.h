@@ -10,7 +10,7 @@
 #ifndef SHMBUS_TESTS_DAEMON_RUN_H
 #define SHMBUS_TESTS_DAEMON_RUN_H
 
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -228,16 +228,6 @@ static inline int dt_stop(pid_t pid, int timeout_ms)
 		dt_pid_ = 0;
 	return st;
 }
-
-/* Checks that count failures and go on (each case reports), for tests of many cases. */
-static int dt_failures __attribute__((unused));
-#define FAIL(...)                                                    \
-	do {                                                         \
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__);                        \
-		fputc('\n', stderr);                                 \
-		dt_failures++;                                       \
-	} while (0)
 
 /* ---- $sys.log ------------------------------------------------------------------------ */
 

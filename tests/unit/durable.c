@@ -18,7 +18,7 @@
 
 #include "bus/intree.h"
 #include "ring/record.h"
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 /* The lease of case_lease(): the checks made while it holds take far less. */
 #define LEASE_MS 1000

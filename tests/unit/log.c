@@ -7,7 +7,7 @@
  * that straddles a lap end (padding + record): two pieces, the claim's sequence burned by
  * the last, the slot freed, readers go on.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <sys/wait.h>
 

@@ -8,7 +8,7 @@
  * sixteen times a lap, not once a message (which put both in lockstep, a futex syscall
  * each per message), and the publisher still gets everything through.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <pthread.h>
 

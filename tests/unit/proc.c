@@ -3,7 +3,7 @@
  * shm/proc: a process is alive only if its pid exists, is not a zombie, and started at the
  * recorded time; start time 0 means "pid alone"; bad pids are dead.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <signal.h>
 #include <sys/wait.h>

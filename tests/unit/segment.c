@@ -4,7 +4,7 @@
  * fully allocated, ready set), opens back with the same options, and a half-built file
  * (no ready word) is refused with -EPROTO and a message; creation races end with one file.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
