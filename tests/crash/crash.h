@@ -1,102 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shared by the crash tests that fork publishers and readers and SIGKILL them: children
- * that die with the parent and are killed at its exit, reaping with a deadline, ready
- * bytes on pipes, checksummed payloads, and "the publisher cannot go on while this reader
- * stays where it is" (the event a test waits for before it kills that reader).
- * Each test sets parent_pid = getpid() and registers atexit(kill_kids) first.
+ * Shared by the crash tests that fork publishers and readers and SIGKILL them (their
+ * children are tests/lib/proc.h's): checksummed payloads, and "the publisher cannot go on
+ * while this reader stays where it is" (the event a test waits for before it kills that
+ * reader).
  */
 #ifndef SHMBUS_TESTS_CRASH_CRASH_H
 #define SHMBUS_TESTS_CRASH_CRASH_H
 
 #include "tests/lib/proc.h"
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-
 #include "ring/record.h"
-
-/* ---- children ----------------------------------------------------------------------- */
-
-static pid_t kids[8];
-static int nkids;
-static pid_t parent_pid;
-
-static inline void kill_kids(void)
-{
-	if (getpid() != parent_pid)
-		return;
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
-/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
-static inline pid_t spawn(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
-		return 0;
-	}
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == 0) {
-			kids[i] = pid;
-			return pid;
-		}
-	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
-	kids[nkids++] = pid;
-	return pid;
-}
-
-static inline void forget_kid(pid_t pid)
-{
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-}
-
-/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
-static inline int reap(pid_t pid, int timeout_ms)
-{
-	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == pid) {
-			forget_kid(pid);
-			return st;
-		}
-		if (t_now_ns() > end) {
-			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid,
-				timeout_ms);
-			exit(1);
-		}
-		usleep(1000); /* poll interval */
-	}
-}
-
-/* Read one byte from fd within T_WAIT_MS, or fail saying what was awaited. */
-static inline void wait_byte(int fd, const char *what)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int rc = poll(&p, 1, T_WAIT_MS);
-	char c;
-	if (rc != 1 || read(fd, &c, 1) != 1) {
-		fprintf(stderr, "no %s within %d ms\n", what, T_WAIT_MS);
-		exit(1);
-	}
-}
 
 /* ---- payloads ------------------------------------------------------------------------- */
 

@@ -80,7 +80,7 @@ static void run(shmbus_bus_t *bus, int policy)
 
 	int rp[2];
 	CHECK(pipe(rp) == 0);
-	pid_t a = spawn();
+	pid_t a = t_fork();
 	if (a == 0) {
 		/* A: reserve, scribble half of it, say so, and stop forever. */
 		shmbus_bus_t *b;
@@ -97,12 +97,12 @@ static void run(shmbus_bus_t *bus, int policy)
 		for (;;)
 			pause();
 	}
-	wait_byte(rp[0], "reservation from the publisher to be killed");
+	t_wait_byte(rp[0], "reservation from the publisher to be killed");
 
-	pid_t b1 = spawn();
+	pid_t b1 = t_fork();
 	if (b1 == 0)
 		publisher_child(topic, 1, n);
-	pid_t b2 = spawn();
+	pid_t b2 = t_fork();
 	if (b2 == 0)
 		publisher_child(topic, 2, n);
 
@@ -186,11 +186,9 @@ static void run(shmbus_bus_t *bus, int policy)
 	}
 	CHECK_RC(shmbus_recv(sub, &m, 50), -EAGAIN);
 
-	int s1 = reap(b1, 10000), s2 = reap(b2, 10000);
-	CHECK(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
-	CHECK(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
-	int sa = reap(a, 10000);
-	CHECK(WIFSIGNALED(sa) && WTERMSIG(sa) == SIGKILL);
+	CHECK(t_exited(t_reap(b1, 10000, "publisher B1"), 0));
+	CHECK(t_exited(t_reap(b2, 10000, "publisher B2"), 0));
+	CHECK(t_signalled(t_reap(a, 10000, "the killed publisher A"), SIGKILL));
 
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	printf("  published %" PRIu64 " aborted %" PRIu64 " backpressure_waits %" PRIu64 "\n",
@@ -206,9 +204,7 @@ static void run(shmbus_bus_t *bus, int policy)
 
 int main(void)
 {
-	parent_pid = getpid();
 	t_private_dir("pub_killed");
-	atexit(kill_kids);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	shmbus_bus_t *bus;

@@ -58,9 +58,7 @@ static void child_sub(int okfd, int readyfd, uint32_t count, int stop)
 
 int main(void)
 {
-	parent_pid = getpid();
 	t_private_dir("sub_killed_block");
-	atexit(kill_kids);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	shmbus_bus_t *bus;
@@ -75,13 +73,13 @@ int main(void)
 	int okp[2], readyp[2], gop[2];
 	CHECK(pipe(okp) == 0 && pipe(readyp) == 0 && pipe(gop) == 0);
 
-	pid_t k = spawn();
+	pid_t k = t_fork();
 	if (k == 0)
 		child_sub(okp[1], readyp[1], 3, 1);
-	pid_t l = spawn();
+	pid_t l = t_fork();
 	if (l == 0)
 		child_sub(okp[1], readyp[1], N, 0);
-	pid_t p = spawn();
+	pid_t p = t_fork();
 	if (p == 0) {
 		shmbus_bus_t *b;
 		shmbus_pub_t *pub;
@@ -107,9 +105,9 @@ int main(void)
 		_exit(0);
 	}
 	for (int i = 0; i < 3; i++)
-		wait_byte(okp[0], "ready byte from a child");
+		t_wait_byte(okp[0], "ready byte from a child");
 	CHECK(write(gop[1], "g", 1) == 1);
-	wait_byte(readyp[0], "stopped subscriber's 3 messages");
+	t_wait_byte(readyp[0], "stopped subscriber's 3 messages");
 
 	/* Wait until P waits for space behind K (its next message does not fit before K's
 	 * position, which stays where it is), asleep. */
@@ -160,10 +158,9 @@ int main(void)
 		exit(1);
 	}
 
-	int sp = reap(p, 30000), sl = reap(l, 30000), sk = reap(k, 10000);
-	CHECK(WIFEXITED(sp) && WEXITSTATUS(sp) == 0);
-	CHECK(WIFEXITED(sl) && WEXITSTATUS(sl) == 0);
-	CHECK(WIFSIGNALED(sk) && WTERMSIG(sk) == SIGKILL);
+	CHECK(t_exited(t_reap(p, 30000, "the publisher"), 0));
+	CHECK(t_exited(t_reap(l, 30000, "the live subscriber"), 0));
+	CHECK(t_signalled(t_reap(k, 10000, "the killed subscriber"), SIGKILL));
 
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	printf("published %" PRIu64 ", readers_reclaimed %" PRIu64 ", readers %u, publishers %u\n",
