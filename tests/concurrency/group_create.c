@@ -81,7 +81,7 @@ static void member(const int go[2], int done, const int stop[2])
 /* Wait until every group of the topic has handed out all that was published. */
 static void wait_handed_out(void)
 {
-	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t end = t_deadline(T_WAIT_MS);
 	shmbus_group_info_t gi[4];
 	for (;;) {
 		int n = shmbus_topic_groups(bus, topic, gi, 4);

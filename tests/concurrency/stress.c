@@ -453,7 +453,7 @@ int main(int argc, char **argv)
 						 "publisher 3" };
 	for (int i = 0; i < NREAD; i++)
 		spawn(i, rname[i], reader, i);
-	wait_for(&sh->joined, NREAD, "readers joined", t_now_ns() + T_WAIT_MS * MS);
+	wait_for(&sh->joined, NREAD, "readers joined", t_deadline(T_WAIT_MS));
 
 	shmbus_topic_stats_t st;
 	CHECK_RC(shmbus_topic_stats(pbus, topic, &st), 0);
@@ -462,7 +462,7 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < NPUB; i++)
 		spawn(NREAD + i, pname[i], publisher, i);
-	wait_for(&sh->pubs_ready, NPUB, "publishers ready", t_now_ns() + T_WAIT_MS * MS);
+	wait_for(&sh->pubs_ready, NPUB, "publishers ready", t_deadline(T_WAIT_MS));
 	CHECK_RC(shmbus_topic_stats(pbus, topic, &st), 0);
 	CHECK(st.publishers == NPUB);
 

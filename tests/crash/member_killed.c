@@ -187,7 +187,7 @@ int main(void)
 	static uint8_t seen[N];
 	uint32_t count = 0;
 	int64_t held = -1;
-	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t give_up = t_deadline(T_WAIT_MS);
 	while (held < 0) {
 		drain(r1[0], seen, &count, &held);
 		drain(r2[0], seen, &count, NULL);
@@ -203,7 +203,7 @@ int main(void)
 	/* Wait until P waits for space behind the held message (its next message does not
 	 * fit before it, and the holder does not move), asleep. */
 	shmbus_topic_stats_t st;
-	give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	give_up = t_deadline(T_WAIT_MS);
 	while (!held_back_by(bus, topic, m1, o.capacity, 1, MAXMSG)) {
 		drain(r2[0], seen, &count, NULL);
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);

@@ -110,7 +110,7 @@ static void run(shmbus_bus_t *bus, int policy)
 	 * for space (the reader cannot pass the hole, so a wait that began lasts until the
 	 * kill, and each publisher counts one per wait). */
 	shmbus_topic_stats_t st;
-	uint64_t until = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t until = t_deadline(T_WAIT_MS);
 	for (;;) {
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 		if (policy == SHMBUS_BLOCK ? st.backpressure_waits >= 2 : st.published >= 2u * n)

@@ -118,7 +118,7 @@ static void run(shmbus_bus_t *bus, int policy, uint64_t seed)
 		/* Read while it publishes: from its first message on, for a random 1..30 ms
 		 * (the time is the point: a random instant of its publishing), then kill it. */
 		shmbus_msg_t m;
-		uint64_t first_by = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+		uint64_t first_by = t_deadline(T_WAIT_MS);
 		while (s.next == 0) {
 			int rc = shmbus_recv(sub, &m, 100);
 			if (rc == 0)

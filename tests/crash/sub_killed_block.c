@@ -112,7 +112,7 @@ int main(void)
 	/* Wait until P waits for space behind K (its next message does not fit before K's
 	 * position, which stays where it is), asleep. */
 	shmbus_topic_stats_t st;
-	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t give_up = t_deadline(T_WAIT_MS);
 	while (!held_back_by(bus, topic, k, o.capacity, 1, MAXMSG)) {
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 		if (st.published >= N) {

@@ -145,12 +145,6 @@ void t_daemon_kill(struct t_daemon *d)
 	d->pid = 0;
 }
 
-pid_t t_daemon_restart(struct t_daemon *d, shmbus_bus_t *bus)
-{
-	t_daemon_kill(d);
-	return t_daemon_start(d, bus);
-}
-
 int t_daemon_alive(struct t_daemon *d)
 {
 	int st;

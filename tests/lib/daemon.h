@@ -41,8 +41,8 @@ pid_t t_daemon_spawn(struct t_daemon *d);
  */
 void t_daemon_ready(struct t_daemon *d, shmbus_bus_t *bus, shmbus_daemon_info_t *info);
 
-/* t_daemon_spawn, then t_daemon_ready. Returns its pid. Also starts it again, after a
- * t_daemon_stop or t_daemon_kill, with the same config and log. */
+/* t_daemon_spawn, then t_daemon_ready. Returns its pid. After a t_daemon_stop or a
+ * t_daemon_kill, this starts it again (a restart) with the same config and log. */
 pid_t t_daemon_start(struct t_daemon *d, shmbus_bus_t *bus);
 
 /* SIGTERM, and wait for it (at most T_WAIT_MS, or the test fails). Returns its wait
@@ -51,9 +51,6 @@ int t_daemon_stop(struct t_daemon *d);
 
 /* SIGKILL, and reap it. */
 void t_daemon_kill(struct t_daemon *d);
-
-/* t_daemon_kill, then t_daemon_start. Returns the new pid. */
-pid_t t_daemon_restart(struct t_daemon *d, shmbus_bus_t *bus);
 
 /* Is it still running? If not, says how it ended on stderr and reaps it. */
 int t_daemon_alive(struct t_daemon *d);

@@ -138,7 +138,7 @@ static void repair_across_lap(void)
 	}
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "rp"), 0);
-	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t end = t_deadline(T_WAIT_MS);
 	while (sb_ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544) {
 		if (t_wait(c, 0, NULL) == 0 || t_now_ns() > end) {
 			fprintf(stderr, "the child made no claim within %d ms\n", T_WAIT_MS);
