@@ -59,6 +59,37 @@ static inline void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, 
 	*idx = h.idx;
 }
 
+/*
+ * A publisher child: open topic (timeout -1); with okfd >= 0, say so on okfd and wait for
+ * a byte on gofd; then publish messages 0..n-1 of publisher pubid (pl_make, up to max
+ * bytes, type pubid). Exits 0, 2 (could not start) or 3 (a publish failed).
+ */
+static inline void pl_publisher(const char *topic, uint32_t pubid, uint32_t n, size_t max, int okfd,
+				int gofd)
+{
+	shmbus_bus_t *bus;
+	shmbus_pub_t *pub;
+	uint8_t buf[4096];
+	if (max > sizeof(buf) || shmbus_bus_open(&bus, NULL) < 0 ||
+	    shmbus_pub_open(&pub, bus, topic) < 0)
+		_exit(2);
+	shmbus_pub_set_timeout(pub, -1);
+	char c;
+	if (okfd >= 0 && (write(okfd, "o", 1) != 1 || read(gofd, &c, 1) != 1))
+		_exit(2);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t len = pl_make(buf, pubid, i, max);
+		int rc = shmbus_publish(pub, buf, len, pubid);
+		if (rc != 0) {
+			fprintf(stderr, "publisher %u: publish %u returned %d\n", pubid, i, rc);
+			_exit(3);
+		}
+	}
+	shmbus_pub_close(pub);
+	shmbus_bus_close(bus);
+	_exit(0);
+}
+
 /* ---- a publisher held back by one reader ------------------------------------------------ */
 
 /*
@@ -92,6 +123,37 @@ static inline int held_back_by(shmbus_bus_t *bus, const char *topic, pid_t pid, 
 	uint64_t off = st.tail & (cap - 1);
 	uint64_t end = st.tail + (off + size > cap ? cap - off : 0) + size;
 	return end > ri[i].pos + cap;
+}
+
+/*
+ * SIGKILL the reader process pid (who: what it is) that holds back the topic's publisher,
+ * which has published last messages; it is not reaped (a zombie must count as dead). The
+ * publisher must commit again within bound_ms of the kill (polled every 0.1 ms: when it
+ * goes on is what is measured), or the test fails.
+ */
+static inline void pl_kill_holder(shmbus_bus_t *bus, const char *topic, pid_t pid, uint64_t last,
+				  int bound_ms, const char *who)
+{
+	shmbus_topic_stats_t st;
+	uint64_t t_kill = t_now_ns();
+	CHECK(kill(pid, SIGKILL) == 0);
+	for (;;) {
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.published > last)
+			break;
+		if (t_now_ns() - t_kill > 10000000000ull) {
+			fprintf(stderr, "publisher still stuck 10 s after the %s died\n", who);
+			exit(1);
+		}
+		usleep(100); /* poll interval (what is measured is when P went on) */
+	}
+	double ms = (double)(t_now_ns() - t_kill) / 1e6;
+	printf("publisher went on %.3f ms after the kill\n", ms);
+	if (ms > bound_ms) {
+		fprintf(stderr, "publisher blocked %.3f ms by a dead %s (bound %d)\n", ms, who,
+			bound_ms);
+		exit(1);
+	}
 }
 
 #endif

@@ -39,27 +39,6 @@ static void *killer_main(void *arg)
 	return NULL;
 }
 
-static void publisher_child(const char *topic, uint32_t pubid, uint32_t n)
-{
-	shmbus_bus_t *bus;
-	shmbus_pub_t *pub;
-	if (shmbus_bus_open(&bus, NULL) < 0 || shmbus_pub_open(&pub, bus, topic) < 0)
-		_exit(2);
-	shmbus_pub_set_timeout(pub, -1);
-	uint8_t buf[MAXMSG];
-	for (uint32_t i = 0; i < n; i++) {
-		size_t len = pl_make(buf, pubid, i, MAXMSG);
-		int rc = shmbus_publish(pub, buf, len, pubid);
-		if (rc != 0) {
-			fprintf(stderr, "publisher %u: publish %u returned %d\n", pubid, i, rc);
-			_exit(3);
-		}
-	}
-	shmbus_pub_close(pub);
-	shmbus_bus_close(bus);
-	_exit(0);
-}
-
 static void run(shmbus_bus_t *bus, int policy)
 {
 	const char *topic = policy == SHMBUS_BLOCK ? "pk.block" : "pk.overwrite";
@@ -101,10 +80,10 @@ static void run(shmbus_bus_t *bus, int policy)
 
 	pid_t b1 = t_fork();
 	if (b1 == 0)
-		publisher_child(topic, 1, n);
+		pl_publisher(topic, 1, n, MAXMSG, -1, -1);
 	pid_t b2 = t_fork();
 	if (b2 == 0)
-		publisher_child(topic, 2, n);
+		pl_publisher(topic, 2, n, MAXMSG, -1, -1);
 
 	/* Let B1/B2 publish behind the hole: overwrite, everything; block, until both wait
 	 * for space (the reader cannot pass the hole, so a wait that began lasts until the

@@ -80,30 +80,8 @@ int main(void)
 	if (l == 0)
 		child_sub(okp[1], readyp[1], N, 0);
 	pid_t p = t_fork();
-	if (p == 0) {
-		shmbus_bus_t *b;
-		shmbus_pub_t *pub;
-		if (shmbus_bus_open(&b, NULL) < 0 || shmbus_pub_open(&pub, b, topic) < 0)
-			_exit(2);
-		shmbus_pub_set_timeout(pub, -1);
-		if (write(okp[1], "o", 1) != 1)
-			_exit(2);
-		char c;
-		if (read(gop[0], &c, 1) != 1)
-			_exit(2);
-		uint8_t buf[MAXMSG];
-		for (uint32_t i = 0; i < N; i++) {
-			size_t len = pl_make(buf, 1, i, MAXMSG);
-			int rc = shmbus_publish(pub, buf, len, 1);
-			if (rc != 0) {
-				fprintf(stderr, "publisher: publish %u returned %d\n", i, rc);
-				_exit(3);
-			}
-		}
-		shmbus_pub_close(pub);
-		shmbus_bus_close(b);
-		_exit(0);
-	}
+	if (p == 0)
+		pl_publisher(topic, 1, N, MAXMSG, okp[1], gop[0]);
 	for (int i = 0; i < 3; i++)
 		t_wait_byte(okp[0], "ready byte from a child");
 	CHECK(write(gop[1], "g", 1) == 1);
@@ -138,25 +116,7 @@ int main(void)
 	CHECK(st.backpressure_waits >= 1);
 	uint64_t reclaimed0 = st.readers_reclaimed;
 
-	uint64_t t_kill = t_now_ns();
-	CHECK(kill(k, SIGKILL) == 0);
-	for (;;) {
-		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
-		if (st.published > last)
-			break;
-		if (t_now_ns() - t_kill > 10000000000ull) {
-			fprintf(stderr, "publisher still stuck 10 s after the subscriber died\n");
-			exit(1);
-		}
-		usleep(100); /* poll interval (what is measured is when P went on) */
-	}
-	double ms = (double)(t_now_ns() - t_kill) / 1e6;
-	printf("publisher went on %.3f ms after the kill\n", ms);
-	if (ms > BOUND_MS) {
-		fprintf(stderr, "publisher blocked %.3f ms by a dead subscriber (bound %d)\n", ms,
-			BOUND_MS);
-		exit(1);
-	}
+	pl_kill_holder(bus, topic, k, last, BOUND_MS, "subscriber");
 
 	CHECK(t_exited(t_reap(p, 30000, "the publisher"), 0));
 	CHECK(t_exited(t_reap(l, 30000, "the live subscriber"), 0));

@@ -16,6 +16,7 @@
  */
 #include "tests/lib/daemon.h"
 
+static const char *dir;
 static shmbus_bus_t *bus;
 static shmbus_sub_t *log_sub;
 static struct t_daemon shmbusd;
@@ -55,6 +56,13 @@ static int until_reload(char *ev, size_t len, int timeout_ms, char *created, siz
 	}
 }
 
+/* Write the daemon's config: bus t in the private directory, then topics (so that a line
+ * of topics is line 3 + its line in topics). */
+static void config(const char *topics)
+{
+	t_daemon_config(&shmbusd, "[bus]\nname = t\ndir = %s\n%s", dir, topics);
+}
+
 /* Publish one message on topic and receive it back on a fresh subscriber. */
 static void topic_works(const char *topic, const char *text)
 {
@@ -91,21 +99,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s SHMBUSD\n", argv[0]);
 		return 1;
 	}
-	const char *dir = t_private_dir("daemon_reload");
+	dir = t_private_dir("daemon_reload");
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	unsetenv("SHMBUSD_CONFIG");
 	char bus_dir[300], ev[4200], want[600], created[600];
 	snprintf(bus_dir, sizeof(bus_dir), "%s/t", dir);
 	t_daemon_init(&shmbusd, argv[1]);
 	const char *conf = shmbusd.conf;
-	t_daemon_config(&shmbusd,
-			"[bus]\n"
-			"name = t\n"
-			"dir = %s\n"
-			"[topic a]\n"
-			"capacity = 64K\n"
-			"policy = block\n",
-			dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "policy = block\n");
 	dpid = t_daemon_spawn(&shmbusd);
 	CHECK_RC(shmbus_bus_open(&bus, "t"), 0);
 	t_daemon_ready(&shmbusd, bus, NULL);
@@ -147,18 +150,13 @@ int main(int argc, char **argv)
 	}
 
 	/* ---- a good reload adds topic b ---- */
-	t_daemon_config(&shmbusd,
-			"[bus]\n"
-			"name = t\n"
-			"dir = %s\n"
-			"[topic a]\n"
-			"capacity = 64K\n"
-			"policy = block\n"
-			"\n"
-			"[topic b]\n"
-			"capacity = 128K\n"
-			"policy = overwrite\n",
-			dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "policy = block\n"
+	       "\n"
+	       "[topic b]\n"
+	       "capacity = 128K\n"
+	       "policy = overwrite\n");
 	CHECK(kill(dpid, SIGHUP) == 0);
 	uint64_t t0 = t_now_ns();
 	/* The daemon logs "reload" once the new topics exist. */
@@ -177,16 +175,11 @@ int main(int argc, char **argv)
 	ping_ok("after a good reload");
 
 	/* ---- a bad file is refused; the daemon runs on ---- */
-	t_daemon_config(&shmbusd,
-			"[bus]\n"
-			"name = t\n"
-			"dir = %s\n"
-			"[topic a]\n"
-			"capacity = 64K\n"
-			"policy block\n"
-			"[topic c]\n"
-			"capacity = 64K\n",
-			dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "policy block\n"
+	       "[topic c]\n"
+	       "capacity = 64K\n");
 	CHECK(kill(dpid, SIGHUP) == 0);
 	if (until_reload(ev, sizeof(ev), T_WAIT_MS, created, sizeof(created)) < 0) {
 		FAIL("no \"reload_failed\" event within %d ms of SIGHUP with a syntax error",
@@ -206,18 +199,13 @@ int main(int argc, char **argv)
 	topic_works("b", "b too");
 
 	/* ---- and a good file after that is applied again ---- */
-	t_daemon_config(&shmbusd,
-			"[bus]\n"
-			"name = t\n"
-			"dir = %s\n"
-			"[topic a]\n"
-			"capacity = 64K\n"
-			"[topic b]\n"
-			"capacity = 128K\n"
-			"policy = overwrite\n"
-			"[topic c]\n"
-			"capacity = 64K\n",
-			dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "[topic b]\n"
+	       "capacity = 128K\n"
+	       "policy = overwrite\n"
+	       "[topic c]\n"
+	       "capacity = 64K\n");
 	CHECK(kill(dpid, SIGHUP) == 0);
 	if (until_reload(ev, sizeof(ev), T_WAIT_MS, created, sizeof(created)) < 0 ||
 	    !field_is(ev, "event", "reload") || !field_is(ev, "topics", "3") ||

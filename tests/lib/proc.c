@@ -150,6 +150,20 @@ pid_t t_spawn(const struct t_cmd *c)
 	return pid;
 }
 
+/* Wait until fd is readable (or at its end) by deadline. 1, or 0 when the deadline passed. */
+static int readable(int fd, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int rc = poll(&p, 1, t_ms_left(deadline));
+		if (rc < 0 && errno == EINTR)
+			continue;
+		CHECK(rc >= 0);
+		if (rc == 1 || t_ms_left(deadline) == 0)
+			return rc;
+	}
+}
+
 int t_pidfd(pid_t pid)
 {
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -162,22 +176,21 @@ int t_pidfd(pid_t pid)
 
 int t_pidfd_wait(int pidfd, int timeout_ms)
 {
-	uint64_t deadline = t_deadline(timeout_ms);
-	for (;;) {
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int rc = poll(&p, 1, t_ms_left(deadline));
-		if (rc < 0 && errno == EINTR)
-			continue;
-		CHECK(rc >= 0);
-		return rc == 1 ? 0 : -ETIMEDOUT;
-	}
+	return readable(pidfd, t_deadline(timeout_ms)) ? 0 : -ETIMEDOUT;
 }
 
-int t_wait(pid_t pid, int timeout_ms, int *status)
+/* Has the child pid ended (reaped or not) within timeout_ms? 0 or -ETIMEDOUT. */
+static int ended(pid_t pid, int timeout_ms)
 {
 	int fd = t_pidfd(pid);
 	int rc = t_pidfd_wait(fd, timeout_ms);
 	close(fd);
+	return rc;
+}
+
+int t_wait(pid_t pid, int timeout_ms, int *status)
+{
+	int rc = ended(pid, timeout_ms);
 	if (rc < 0)
 		return rc;
 	int st;
@@ -188,14 +201,21 @@ int t_wait(pid_t pid, int timeout_ms, int *status)
 	return 0;
 }
 
-int t_reap(pid_t pid, int timeout_ms, const char *what)
+/* The child pid ends within timeout_ms (reaped or not), or the test fails naming what. */
+static void must_end(pid_t pid, int timeout_ms, const char *what)
 {
-	int st;
-	if (t_wait(pid, timeout_ms, &st) < 0) {
+	if (ended(pid, timeout_ms) < 0) {
 		fprintf(stderr, "%s (pid %d) did not end within %d ms\n", what, (int)pid,
 			timeout_ms);
 		exit(1);
 	}
+}
+
+int t_reap(pid_t pid, int timeout_ms, const char *what)
+{
+	int st;
+	must_end(pid, timeout_ms, what);
+	CHECK(t_wait(pid, 0, &st) == 0);
 	return st;
 }
 
@@ -207,14 +227,7 @@ void t_kill(pid_t pid)
 
 void t_wait_zombie(pid_t pid, int timeout_ms, const char *what)
 {
-	int fd = t_pidfd(pid);
-	int rc = t_pidfd_wait(fd, timeout_ms);
-	close(fd);
-	if (rc < 0) {
-		fprintf(stderr, "%s (pid %d) did not end within %d ms\n", what, (int)pid,
-			timeout_ms);
-		exit(1);
-	}
+	must_end(pid, timeout_ms, what);
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
 	CHECK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0);
@@ -246,20 +259,6 @@ void t_wait_asleep(pid_t tid, int timeout_ms, const char *what)
 			exit(1);
 		}
 		usleep(1000); /* poll interval */
-	}
-}
-
-/* Wait until fd is readable (or at its end) by deadline. 1, or 0 when the deadline passed. */
-static int readable(int fd, uint64_t deadline)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int rc = poll(&p, 1, t_ms_left(deadline));
-		if (rc < 0 && errno == EINTR)
-			continue;
-		CHECK(rc >= 0);
-		if (rc == 1 || t_ms_left(deadline) == 0)
-			return rc;
 	}
 }
 
