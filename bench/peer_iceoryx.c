@@ -254,9 +254,14 @@ static int iceoryx_available(char *why, size_t n)
 
 static int iceoryx_prepare(struct run *r)
 {
-	/* Service, instance, event: a topic per run and channel. */
-	snprintf(r->a, sizeof(r->a), "c%d-r%d-a", r->idx, r->round);
-	snprintf(r->b, sizeof(r->b), "c%d-r%d-b", r->idx, r->round);
+	static unsigned serial;
+
+	/* The event of the topic: one per run and channel, a run made again included. A
+	 * worker the driver killed stays connected to its topic until RouDi notices it is
+	 * gone, and its full queue would hold up a publisher of the same topic. */
+	serial++;
+	snprintf(r->a, sizeof(r->a), "c%d-r%d-%u-a", r->idx, r->round, serial);
+	snprintf(r->b, sizeof(r->b), "c%d-r%d-%u-b", r->idx, r->round, serial);
 	return 0;
 }
 

@@ -147,7 +147,10 @@ static int nats_available(char *why, size_t n)
 
 static int nats_prepare(struct run *r)
 {
-	snprintf(r->a, sizeof(r->a), "bench.c%d.r%d.a", r->idx, r->round);
+	static unsigned serial;
+
+	/* A subject per run, a run made again included. */
+	snprintf(r->a, sizeof(r->a), "bench.c%d.r%d.%u", r->idx, r->round, ++serial);
 	return 0;
 }
 
