@@ -209,8 +209,8 @@ static void section_pingpong(const struct report *rp)
 
 	for (int k = 0; k < ns; k++) {
 		rprintf(rp,
-			"\n== Ping-pong round trip, %s over two channels; shmbus and the ring busy-wait, "
-			"the others block in the kernel ==\n",
+			"\n== Ping-pong round trip, %s over two channels; shmbus, the ring and iceoryx "
+			"busy-wait,\n   the others block in the kernel ==\n",
 			fmt_size(sizes[k]).s);
 		latency_header(rp, "  shmbus p50 / peer p50, p99 / p99");
 		int self = case_find(s, SC_PINGPONG, PEER_SHMBUS, sizes[k], 1, 1, 0);
