@@ -384,6 +384,8 @@ double redis_cpu_s(void);
 pid_t daemon_spawn(const char *prog, char *const argv[], const char *log);
 int daemon_exited(pid_t pid, int *status);
 void daemon_stop(pid_t *pid, int sig, double secs);
+/* Why it exited at start: its status and the last line of its log. */
+void daemon_exit_why(const char *name, int status, const char *log, char *why, size_t n);
 /* CPU seconds a process used so far (0 if none). */
 double pid_cpu_s(pid_t pid);
 /* A TCP port on 127.0.0.1 nobody listens on now (-1 if none). */

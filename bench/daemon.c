@@ -64,6 +64,26 @@ void daemon_stop(pid_t *pid, int sig, double secs)
 	*pid = 0;
 }
 
+void daemon_exit_why(const char *name, int status, const char *log, char *why, size_t n)
+{
+	char line[160] = "", last[160] = "";
+	FILE *f = fopen(log, "r");
+
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (line[0] != '\n')
+				snprintf(last, sizeof(last), "%s", line);
+		fclose(f);
+	}
+	last[strcspn(last, "\n")] = 0;
+	if (WIFEXITED(status))
+		snprintf(why, n, "%s exited at start with status %d: %s", name, WEXITSTATUS(status),
+			 last[0] ? last : "(no output)");
+	else
+		snprintf(why, n, "%s was killed at start by signal %d", name,
+			 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 double pid_cpu_s(pid_t pid)
 {
 	char path[64], buf[1024];

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "loops.h"
@@ -42,7 +43,7 @@
  * and a lock named so in /tmp when it is killed: removed when RouDi is stopped. */
 #define RUNTIME_PREFIX "shmbus-bench-iox-"
 
-static pid_t ipid;
+static pid_t ipid, iox_probe;
 /* What a RouDi killed outright leaves behind (removed from a signal handler too). */
 static char iox_leftovers[5][160];
 
@@ -90,6 +91,8 @@ void iox_stop(void)
 
 void iox_kill(void)
 {
+	if (iox_probe > 0)
+		kill(iox_probe, SIGKILL);
 	if (ipid <= 0)
 		return;
 	kill(ipid, SIGKILL);
@@ -201,10 +204,15 @@ int iox_start(char *why, size_t n)
 	/* Ready when a runtime can register: a probe process tries (the driver itself must
 	 * not, or every worker would inherit its runtime). */
 	fflush(NULL);
-	pid_t probe = fork();
+	pid_t parent = getpid();
+	pid_t probe = iox_probe = fork();
 	if (probe == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
 
+		/* Die with the suite (a runtime waits a minute for a RouDi that is gone). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
 		if (devnull >= 0) {
 			dup2(devnull, 1);
 			dup2(devnull, 2);
@@ -221,6 +229,7 @@ int iox_start(char *why, size_t n)
 	int st = 0;
 	for (;;) {
 		if (waitpid(probe, &st, WNOHANG) == probe) {
+			iox_probe = 0;
 			if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 				return 0;
 			snprintf(why, n, "a process could not register with iox-roudi (status %d)",
@@ -229,7 +238,7 @@ int iox_start(char *why, size_t n)
 		}
 		if (daemon_exited(ipid, &st)) {
 			ipid = 0;
-			snprintf(why, n, "iox-roudi exited at start (status %d; see %s)", st, log);
+			daemon_exit_why("iox-roudi", st, log, why, n);
 			break;
 		}
 		if (now_ns() > deadline) {
@@ -238,8 +247,11 @@ int iox_start(char *why, size_t n)
 		}
 		usleep(5000);
 	}
-	kill(probe, SIGKILL);
-	waitpid(probe, NULL, 0);
+	if (iox_probe > 0) {
+		kill(probe, SIGKILL);
+		waitpid(probe, NULL, 0);
+	}
+	iox_probe = 0;
 	iox_stop();
 	return -1;
 }

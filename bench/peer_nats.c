@@ -117,8 +117,7 @@ int nats_start(char *why, size_t n)
 
 			if (daemon_exited(npid, &st)) {
 				npid = 0;
-				snprintf(why, n, "nats-server exited at start (status %d; see %s)",
-					 st, log);
+				daemon_exit_why("nats-server", st, log, why, n);
 				break;
 			}
 			if (nats_greets(port)) {
