@@ -237,7 +237,9 @@ int iox_start(char *why, size_t n)
 			break;
 		}
 		if (daemon_exited(ipid, &st)) {
+			/* It never ran: what is there (another RouDi's) is not ours to remove. */
 			ipid = 0;
+			memset(iox_leftovers, 0, sizeof(iox_leftovers));
 			daemon_exit_why("iox-roudi", st, log, why, n);
 			break;
 		}
