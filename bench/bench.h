@@ -16,7 +16,8 @@
  *   common.c     the control block, worker life cycle, histograms, clocks, machine info
  *   loops.h      the measuring loops, written once and specialised per peer
  *   peer_*.c     the peers: shmbus, the bare ring / memcpy / futex, pipes and Unix
- *                sockets, ZeroMQ, Redis
+ *                sockets, ZeroMQ, iceoryx, NATS, Redis
+ *   daemon.c     the servers some peers need (nats-server, iox-roudi): start and stop
  *   run.c        one run of one case: fork, measure, collect, count syscalls
  *   cpu.c        instructions per message under callgrind
  *   report*.c    the table, the targets, JSON, the plots (report.h says which file holds
@@ -76,6 +77,9 @@ enum peer_id {
 	PEER_UNIX,	  /* SOCK_SEQPACKET, one message per send */
 	PEER_UNIX_STREAM, /* SOCK_STREAM, many messages per write */
 	PEER_ZMQ,
+	PEER_ICEORYX, /* iceoryx 2 through its C binding, zero-copy shared memory, iox-roudi */
+	PEER_NATS,    /* NATS core pub/sub over loopback TCP, nats-server */
+	/* The Redis peers last: the driver starts redis-server if any of them is wanted. */
 	PEER_REDIS_PUB,	      /* PUBLISH, one round trip per message */
 	PEER_REDIS_PUB_PIPE,  /* PUBLISH, pipelined */
 	PEER_REDIS_XADD,      /* XADD / XREAD (XREADGROUP for a group) */
@@ -113,7 +117,7 @@ extern const struct peer *const peers[NPEERS];
 extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_nomb;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
-extern const struct peer peer_zmq;
+extern const struct peer peer_zmq, peer_iceoryx, peer_nats;
 extern const struct peer peer_redis_pub, peer_redis_pub_pipe, peer_redis_xadd, peer_redis_xadd_pipe;
 
 /* ---- cases and results --------------------------------------------------------------- */
@@ -161,7 +165,7 @@ struct result {
 	double msgs;	 /* msg/s delivered: per subscriber (fan-out), all members (group) */
 	double pub_msgs; /* msg/s published, all publishers */
 	double lost;	 /* fraction of the published messages some reader did not get */
-	double cpu_s;	 /* CPU seconds of the workers (and of redis-server) in the run */
+	double cpu_s;	 /* CPU seconds of the workers (and of the servers) in the run */
 	double cpu_ns_per_msg;
 	uint64_t p50, p90, p99, p999, max, samples;
 	double achieved; /* one-way: the rate the sender kept up (msg/s) */
@@ -374,6 +378,36 @@ void redis_stop(void);
 pid_t redis_pid(void);
 /* CPU seconds the redis-server used so far (0 if none). */
 double redis_cpu_s(void);
+
+/* The peers' servers (daemon.c): spawn one with its output to log (pid, or -1); has it
+ * exited (reaped, status filled)? Stop it with sig, SIGKILL after secs. */
+pid_t daemon_spawn(const char *prog, char *const argv[], const char *log);
+int daemon_exited(pid_t pid, int *status);
+void daemon_stop(pid_t *pid, int sig, double secs);
+/* Why it exited at start: its status and the last line of its log. */
+void daemon_exit_why(const char *name, int status, const char *log, char *why, size_t n);
+/* CPU seconds a process used so far (0 if none). */
+double pid_cpu_s(pid_t pid);
+/* A TCP port on 127.0.0.1 nobody listens on now (-1 if none). */
+int loopback_free_port(void);
+/* All of them: CPU seconds so far; stop them (at the end); kill them (signal handlers:
+ * kill() and unlink() only). */
+double daemons_cpu_s(void);
+void daemons_stop(void);
+void daemons_kill(void);
+
+/* NATS (peer_nats.c): start a private nats-server on loopback (0, or -1 with why). */
+int nats_start(char *why, size_t n);
+void nats_stop(void);
+void nats_kill(void);
+double nats_cpu_s(void);
+
+/* iceoryx (peer_iceoryx.c): start iox-roudi and wait until a runtime can register (0, or
+ * -1 with why). */
+int iox_start(char *why, size_t n);
+void iox_stop(void);
+void iox_kill(void);
+double iox_cpu_s(void);
 
 /* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver. */
 struct sb_counts {

@@ -13,7 +13,8 @@
  * (one JSON object per case and per target), report.txt (the table, also on stdout) and
  * PNG plots made with gnuplot, whose data and script go to data/ below it; the report ends
  * with the list of these files. Each invocation works in its own directory under /dev/shm
- * and removes it, and stops the redis-server it started, however it ends.
+ * and removes it, and stops the servers it started (redis-server, nats-server, iox-roudi),
+ * however it ends.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +40,8 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_UNIX] = &peer_unix,
 	[PEER_UNIX_STREAM] = &peer_unix_stream,
 	[PEER_ZMQ] = &peer_zmq,
+	[PEER_ICEORYX] = &peer_iceoryx,
+	[PEER_NATS] = &peer_nats,
 	[PEER_REDIS_PUB] = &peer_redis_pub,
 	[PEER_REDIS_PUB_PIPE] = &peer_redis_pub_pipe,
 	[PEER_REDIS_XADD] = &peer_redis_xadd,
@@ -118,6 +121,9 @@ static void build_cases(enum mode mode)
 		add(SC_SPSC, PEER_UNIX, s, 1, 1, 0, key ? R : one);
 		add(SC_SPSC, PEER_UNIX_STREAM, s, 1, 1, 0, one);
 		add(SC_SPSC, PEER_ZMQ, s, 1, 1, 0, key ? R : one);
+		add(SC_SPSC, PEER_ICEORYX, s, 1, 1, 0, key ? R : one);
+		if (redis_more)
+			add(SC_SPSC, PEER_NATS, s, 1, 1, 0, key ? R : one);
 		add(SC_SPSC, PEER_REDIS_PUB_PIPE, s, 1, 1, 0, key ? R : one);
 		if (redis_more) {
 			add(SC_SPSC, PEER_REDIS_PUB, s, 1, 1, 0, one);
@@ -152,6 +158,8 @@ static void build_cases(enum mode mode)
 			add(SC_FANOUT, PEER_SHMBUS, s, 1, n, 0, s == 64 && n != 2 ? R : one);
 			add(SC_FANOUT, PEER_SHMBUS_OVW, s, 1, n, 0, one);
 			add(SC_FANOUT, PEER_ZMQ, s, 1, n, 0, one);
+			add(SC_FANOUT, PEER_ICEORYX, s, 1, n, 0, one);
+			add(SC_FANOUT, PEER_NATS, s, 1, n, 0, one);
 			add(SC_FANOUT, PEER_REDIS_PUB_PIPE, s, 1, n, 0, one);
 		}
 		for (int k = 1; k < 3; k++) {
@@ -169,6 +177,7 @@ static void build_cases(enum mode mode)
 		add(SC_PINGPONG, PEER_UNIX, s, 1, 1, 0, one);
 		add(SC_PINGPONG, PEER_PIPE, s, 1, 1, 0, one);
 		add(SC_PINGPONG, PEER_ZMQ, s, 1, 1, 0, one);
+		add(SC_PINGPONG, PEER_ICEORYX, s, 1, 1, 0, s == 64 ? R : one);
 		add(SC_PINGPONG, PEER_REDIS_PUB, s, 1, 1, 0, one);
 	}
 	static const uint32_t rates[] = { 10000, 100000, 1000000 };
@@ -189,6 +198,7 @@ static void build_cases(enum mode mode)
 		add_pinned(SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, R, pin);
 		add_pinned(SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, R, pin);
 		add_pinned(SC_WAKEUP, PEER_SHMBUS_NOMB, 64, 1, 1, 0, R, pin);
+		add_pinned(SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, R, pin);
 	}
 	static const uint32_t srates[] = { 0, 1000000, 100000, 10000 };
 	for (int i = 0; i < 4; i++) {
@@ -251,14 +261,14 @@ static struct result run_measured(const struct casedef *c, int i, int round, cha
 		double busy0, steal0, busy1, steal1;
 		uint64_t t0 = now_ns();
 
-		double own0 = own_cpu() + redis_cpu_s();
+		double own0 = own_cpu() + daemons_cpu_s();
 
 		machine_cpu(&busy0, &steal0);
 		r = run_case(c, i, round, err, errlen);
 		machine_cpu(&busy1, &steal1);
 		double wall = (double)(now_ns() - t0) / 1e9;
-		/* Ours: the driver, the workers it reaped (perf too), redis-server. */
-		double others = (busy1 - busy0) - (own_cpu() + redis_cpu_s() - own0);
+		/* Ours: the driver, the workers it reaped (perf too), the peers' servers. */
+		double others = (busy1 - busy0) - (own_cpu() + daemons_cpu_s() - own0);
 		double cap = wall * (double)S.m.nproc;
 		r.others = cap > 0 ? (others > 0 ? others : 0) / cap : 0;
 		r.attempts = attempt + 1;
@@ -326,18 +336,16 @@ static void run_rounds(void)
 static void cleanup(void)
 {
 	run_kill_all();
-	redis_stop();
+	daemons_stop();
 	rm_tree(cfg.dir);
 	cfg.dir[0] = 0;
 }
 
 static void on_signal(int sig)
 {
-	/* Interrupted: take the workers, redis-server and the directory down with us. */
+	/* Interrupted: take the workers, the servers and the directory down with us. */
 	run_kill_all();
-	pid_t rp = redis_pid();
-	if (rp > 0)
-		kill(rp, SIGKILL);
+	daemons_kill();
 	rm_tree(cfg.dir);
 	_exit(128 + sig);
 }
@@ -568,11 +576,14 @@ int main(int argc, char **argv)
 		return 1;
 
 	/* Which peers can run here; Redis is started once if any case wants it. */
-	int want_redis = 0, want_cpu = !any_sc || want_sc[SC_CPU], want_perf = 0;
+	int want_redis = 0, want_nats = 0, want_iox = 0, want_cpu = !any_sc || want_sc[SC_CPU],
+	    want_perf = 0;
 	for (int i = 0; i < S.n; i++) {
 		enum peer_id p = S.cases[i].peer;
 
 		want_redis |= p >= PEER_REDIS_PUB;
+		want_nats |= p == PEER_NATS;
+		want_iox |= p == PEER_ICEORYX;
 		want_perf |= S.cases[i].sc == SC_SYSCALLS || S.cases[i].sc == SC_WAKEUP;
 	}
 	if (any_peer && !want_peer[PEER_SHMBUS] && !want_peer[PEER_RING])
@@ -595,6 +606,22 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	/* The other servers likewise, each once if a case wants its peer. */
+	struct {
+		int want;
+		enum peer_id p;
+		int (*start)(char *why, size_t n);
+	} servers[] = { { want_nats, PEER_NATS, nats_start },
+			{ want_iox, PEER_ICEORYX, iox_start } };
+	for (size_t k = 0; k < sizeof(servers) / sizeof(servers[0]); k++) {
+		enum peer_id p = servers[k].p;
+
+		if (!servers[k].want)
+			continue;
+		S.peer_why[p][0] = 0;
+		S.peer_ok[p] = servers[k].start(S.peer_why[p], sizeof(S.peer_why[p])) == 0 &&
+			       peers[p]->available(S.peer_why[p], sizeof(S.peer_why[p]));
+	}
 	if (want_perf)
 		S.perf_ok = cfg.perf_ok = perf_available(S.perf_why, sizeof(S.perf_why));
 	S.cpu_ok = want_cpu && cpu_available(S.cpu_why, sizeof(S.cpu_why));
@@ -616,7 +643,7 @@ int main(int argc, char **argv)
 		S.cpu[1] = cpu_measure(PEER_RING);
 	}
 	shmbus_peer_fini_driver();
-	redis_stop();
+	daemons_stop();
 	S.elapsed = (double)(now_ns() - t_start) / 1e9;
 	machine_cpu(&S.busy_s, &S.steal_s);
 	S.busy_s -= busy0;

@@ -33,7 +33,7 @@ __attribute__((format(printf, 2, 3))) void rprintf(const struct report *rp, cons
 #define NSIZES 8
 extern const uint32_t all_sizes[NSIZES];
 /* The peers of the SPSC tables and plots, in their order. */
-#define NSPSC_PEERS 13
+#define NSPSC_PEERS 15
 extern const enum peer_id spsc_peers[NSPSC_PEERS];
 
 /* The index of the case with these parameters in s->cases, or -1 if this run has none. */

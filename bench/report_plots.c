@@ -23,6 +23,7 @@ static struct cell line_style(enum peer_id p)
 		[PEER_MEMCPY_DRAM] = "#bcbd22", [PEER_FUTEX] = "#000000",
 		[PEER_PIPE] = "#8c564b",	[PEER_UNIX] = "#9467bd",
 		[PEER_UNIX_STREAM] = "#e377c2", [PEER_ZMQ] = "#17becf",
+		[PEER_ICEORYX] = "#9edae5",	[PEER_NATS] = "#c49c94",
 		[PEER_REDIS_PUB] = "#2ca02c",	[PEER_REDIS_PUB_PIPE] = "#98df8a",
 		[PEER_REDIS_XADD] = "#393b79",	[PEER_REDIS_XADD_PIPE] = "#aec7e8",
 	};

@@ -94,14 +94,16 @@ static void section_spsc(const struct report *rp)
 static void section_multi(const struct report *rp, enum scenario sc)
 {
 	const struct suite *s = rp->s;
-	static const enum peer_id mp[] = { PEER_SHMBUS, PEER_SHMBUS_OVW,     PEER_UNIX,
-					   PEER_ZMQ,	PEER_REDIS_PUB_PIPE, PEER_REDIS_XADD_PIPE };
+	static const enum peer_id mp[] = { PEER_SHMBUS,		PEER_SHMBUS_OVW,
+					   PEER_UNIX,		PEER_ZMQ,
+					   PEER_ICEORYX,	PEER_NATS,
+					   PEER_REDIS_PUB_PIPE, PEER_REDIS_XADD_PIPE };
 	uint32_t sizes[NSIZES];
 	int ns = sizes_present(s, sc, sizes);
 	const int np = (int)(sizeof(mp) / sizeof(mp[0]));
 
 	for (int k = 0; k < ns; k++) {
-		int cols[8], nc = 0;
+		int cols[sizeof(mp) / sizeof(mp[0])], nc = 0;
 
 		for (int j = 0; j < np; j++)
 			for (int n = 1; n <= 4; n++)
@@ -202,13 +204,13 @@ static void section_pingpong(const struct report *rp)
 	const struct suite *s = rp->s;
 	uint32_t sizes[NSIZES];
 	int ns = sizes_present(s, SC_PINGPONG, sizes);
-	static const enum peer_id pp[] = { PEER_SHMBUS, PEER_RING, PEER_UNIX,
-					   PEER_PIPE,	PEER_ZMQ,  PEER_REDIS_PUB };
+	static const enum peer_id pp[] = { PEER_SHMBUS, PEER_RING,    PEER_UNIX,     PEER_PIPE,
+					   PEER_ZMQ,	PEER_ICEORYX, PEER_REDIS_PUB };
 
 	for (int k = 0; k < ns; k++) {
 		rprintf(rp,
-			"\n== Ping-pong round trip, %s over two channels; shmbus and the ring busy-wait, "
-			"the others block in the kernel ==\n",
+			"\n== Ping-pong round trip, %s over two channels; shmbus, the ring and iceoryx "
+			"busy-wait,\n   the others block in the kernel ==\n",
 			fmt_size(sizes[k]).s);
 		latency_header(rp, "  shmbus p50 / peer p50, p99 / p99");
 		int self = case_find(s, SC_PINGPONG, PEER_SHMBUS, sizes[k], 1, 1, 0);
@@ -267,7 +269,8 @@ static void section_oneway(const struct report *rp)
 static void section_wakeup(const struct report *rp)
 {
 	const struct suite *s = rp->s;
-	static const enum peer_id wp[] = { PEER_FUTEX, PEER_SHMBUS, PEER_SHMBUS_NOMB };
+	static const enum peer_id wp[] = { PEER_FUTEX, PEER_SHMBUS, PEER_SHMBUS_NOMB,
+					   PEER_ICEORYX };
 	static const char *const where[] = {
 		[PIN_SPLIT] = "on different CPUs (each wake-up reaches an idle CPU)",
 		[PIN_SAME] = "on the same CPU (each wake-up is a context switch)",
@@ -280,11 +283,11 @@ static void section_wakeup(const struct report *rp)
 			continue;
 		rprintf(rp,
 			"\n== Wake-up: ping-pong with both sides asleep between messages, pinned %s;\n"
-			"   shmbus readers with shmbus_sub_set_spin(sub, 0); a round trip is two "
-			"wake-ups ==\n",
+			"   shmbus readers with shmbus_sub_set_spin(sub, 0), iceoryx readers on a wait "
+			"set;\n   a round trip is two wake-ups ==\n",
 			where[pin]);
 		latency_header(rp, "  vs futex p50  syscalls/trip");
-		for (int j = 0; j < 3; j++) {
+		for (int j = 0; j < (int)(sizeof(wp) / sizeof(wp[0])); j++) {
 			int i = case_find_pin(s, SC_WAKEUP, wp[j], 64, 1, 1, 0, pin);
 
 			if (i < 0)

@@ -14,7 +14,8 @@
  *   paced       the receiver measures from each message's intended send time and exits
  *               when the sender's end marker comes.
  *
- * CPU time is the workers' (from wait4), plus redis-server's for the Redis peers. With
+ * CPU time is the workers' (from wait4), plus that of the servers the suite started
+ * (redis-server, nats-server, iox-roudi) during the run. With
  * SC_SYSCALLS, perf counts the workers' syscalls (the raw_syscalls:sys_enter tracepoint)
  * over exactly the measured window (perf stat --control: enabled and disabled by the
  * driver at the window's edges).
@@ -491,7 +492,7 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	if (count_syscalls && roundtrip && perf_count(1, err, errlen) < 0)
 		goto failed;
 
-	double redis0 = redis_cpu_s();
+	double daemons0 = daemons_cpu_s();
 	ctl->t_go = now_ns();
 	ctl->warm_end = ctl->t_go + (uint64_t)(cfg.warm * 1e9);
 	ctl->end = ctl->warm_end + (uint64_t)(cfg.secs * 1e9);
@@ -580,7 +581,7 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		res.window_msgs = (double)(pub1 - pub0);
 		res.samples = got ? got : published;
 	}
-	double cpu = redis_cpu_s() - redis0;
+	double cpu = daemons_cpu_s() - daemons0;
 	for (int i = 0; i < nkids; i++)
 		cpu += kids[i].cpu;
 	res.cpu_s = cpu;

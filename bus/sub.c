@@ -208,6 +208,9 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 	} else {
 		shmbus_ring_reader_join(rd, earliest, kind == SUB_OBSERVER);
 	}
+	/* Release, after the join's stores: who counts this reader (a publisher waiting for
+	 * N readers) can rely on it receiving what is published from then on. */
+	sb_st_release(&rd->slot->flags, SHMBUS_RSLOT_JOINED);
 	*out = sb;
 	return 0;
 fail_slot:

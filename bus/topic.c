@@ -191,8 +191,10 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 		st->published += sb_ld_relaxed(&ps->published);
 		st->bytes += sb_ld_relaxed(&ps->bytes);
 	}
+	/* Readers that joined: a slot is taken before its reader has a position. */
 	for (uint32_t i = 0; i < seg.opts.max_readers; i++)
-		if (sb_ld_acquire(&seg.readers[i].owner))
+		if (sb_ld_acquire(&seg.readers[i].owner) &&
+		    (sb_ld_acquire(&seg.readers[i].flags) & SHMBUS_RSLOT_JOINED))
 			st->readers++;
 	st->aborted = sb_ld_relaxed(&h->aborted);
 	st->backpressure_waits = sb_ld_relaxed(&h->backpressure_waits);
@@ -274,6 +276,9 @@ int shmbus_slot_take(struct shmbus_seg *s, enum shmbus_table t)
 
 void shmbus_slot_put(struct shmbus_seg *s, enum shmbus_table t, uint32_t idx)
 {
+	/* Not joined any more, before the slot is free: its next owner counts once it joins. */
+	if (t == SHMBUS_TABLE_READERS)
+		sb_st_relaxed(&s->readers[idx].flags, 0);
 	sb_st_relaxed(slot_starttime(s, t, idx), 0);
 	/* Release: the next owner sees the slot as we left it. */
 	sb_st_release(slot_owner(s, t, idx), 0);

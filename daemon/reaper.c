@@ -5,7 +5,8 @@
  * runs into the damage; the daemon does it the moment the kernel says a process is gone
  * (its pidfd polls readable), so no live process ever waits for it.
  *
- * The daemon uses the library's internals here (ring/, shm/), as DESIGN.md allows.
+ * The daemon uses the library's internals here (ring/repair.h, shm/), as
+ * docs/architecture.md allows.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -289,7 +289,8 @@ typedef struct shmbus_topic_stats {
 	uint64_t readers_reclaimed;  /* reader slots freed after their process died */
 	uint64_t tail;               /* claim position (bytes written since creation) */
 	uint64_t next_seq;           /* sequence number the next message will get */
-	uint32_t readers;            /* reader slots in use */
+	uint32_t readers;            /* readers that joined: each receives what is published
+	                              * from now on (a slot being opened is not counted) */
 	uint32_t publishers;         /* publisher slots in use */
 } shmbus_topic_stats_t;
 

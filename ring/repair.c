@@ -33,6 +33,7 @@ int shmbus_ring_reclaim_reader(struct shmbus_seg *s, uint32_t idx, uint64_t owne
 	 * can be taken again. */
 	sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
 	sb_st_relaxed(&r->group, 0);
+	sb_st_relaxed(&r->flags, 0);
 	sb_st_relaxed(&r->starttime, 0);
 	sb_add_relaxed(&s->hdr->readers_reclaimed, 1);
 	sb_st_release(&r->owner, 0);

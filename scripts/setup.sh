@@ -19,7 +19,10 @@ set -eu
 # benchmarks (bench/): the peers shmbus is measured against in the same run:
 #   libzmq3-dev (ZeroMQ ipc:// PUSH/PULL and PUB/SUB), redis-server (Redis Pub/Sub and
 #   Streams on 127.0.0.1, started and stopped by the suite) with libhiredis-dev as its
-#   client; valgrind (callgrind: instructions per message, repeatable on a noisy machine,
+#   client; iceoryx and libiceoryx-binding-c-dev (iceoryx 2 shared-memory pub/sub through its
+#   C binding; the suite starts and stops its iox-roudi daemon); nats-server and libnats-dev
+#   (NATS core pub/sub on 127.0.0.1, the server started and stopped by the suite);
+#   valgrind (callgrind: instructions per message, repeatable on a noisy machine,
 #   and valgrind/callgrind.h for the client requests); linux-perf (exact syscall counts
 #   through the raw_syscalls tracepoint); gnuplot-nox (the PNG plots). Without one of them
 #   the suite still runs and reports that peer or measurement as absent.
@@ -35,7 +38,8 @@ set -eu
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
 libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
 libhiredis-dev libwslay-dev redis-server python3-websockets
-libzmq3-dev valgrind linux-perf gnuplot-nox
+libzmq3-dev iceoryx libiceoryx-binding-c-dev nats-server libnats-dev
+valgrind linux-perf gnuplot-nox
 python3-dev python3-numpy python3-mypy python3-redis"
 if [ "${1:-}" = "--node" ]; then
 	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||

@@ -52,6 +52,11 @@ struct shmbus_pub_slot {
 };
 _Static_assert(sizeof(struct shmbus_pub_slot) == 64, "pub slot size");
 
+/* Reader slot flags. JOINED: the reader has its position (a fan-out reader) or its group
+ * (a member), so everything published from now on reaches it; set with a release store
+ * once the open is done. A slot taken but not yet joined is not counted as a reader. */
+#define SHMBUS_RSLOT_JOINED 1u
+
 /* One reader slot: a fan-out subscriber or a group member. Its own two cache lines. */
 struct shmbus_reader_slot {
 	uint64_t owner;     /* SHMBUS_OWNER(ACTIVE, pid) or 0 */
@@ -59,7 +64,7 @@ struct shmbus_reader_slot {
 	uint64_t pos;       /* fan-out: cursor (record read or being read); member: held record
 	                     * or SHMBUS_NOPOS. Producers in block mode never pass it. */
 	uint32_t group;     /* 0 = fan-out, else group index + 1 */
-	uint32_t flags;
+	uint32_t flags;     /* SHMBUS_RSLOT_* */
 	uint64_t consumed;  /* messages received (stats) */
 	uint64_t lost;      /* messages lost to overwrite (stats) */
 	uint64_t next_seq;  /* fan-out: sequence expected next, for lag in messages (stats) */
