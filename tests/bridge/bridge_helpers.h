@@ -324,8 +324,13 @@ static char bt_peer_py_[600];
 /* Skip unless /usr/bin/python3 has websockets; remember where ws_peer.py is. */
 static inline void bt_need_websockets(const char *self)
 {
-	if (access(BT_PYTHON, X_OK) != 0 ||
-	    system(BT_PYTHON " -c 'import websockets' 2>/dev/null") != 0) {
+	char *argv[] = { (char *)BT_PYTHON, (char *)"-c", (char *)"import websockets", NULL };
+	int have = 0;
+	if (access(BT_PYTHON, X_OK) == 0) {
+		pid_t pid = t_spawn(&(struct t_cmd){ .argv = argv, .err = "/dev/null" });
+		have = t_exited(t_reap(pid, BT_DEADLINE_MS, "python3 -c 'import websockets'"), 0);
+	}
+	if (!have) {
 		printf("SKIP: %s has no websockets module (apt-get install python3-websockets)\n",
 		       BT_PYTHON);
 		exit(T_SKIP);

@@ -3,11 +3,11 @@
  * The process harness: children that die with the test, programs run with their output in
  * files or pipes, waits with a deadline, kills, and what /proc says of a process.
  *
- * Every child made here gets PR_SET_PDEATHSIG (it dies if the test does, even by
- * SIGKILL), and the test's exit handler SIGKILLs and reaps each one still there, so a
- * failed check leaves no process behind. A child is forgotten once reaped by t_wait() or
- * the functions built on it; a child reaped some other way must not be (its pid could be
- * reused by then).
+ * Every child made here gets PR_SET_PDEATHSIG (it dies if the thread that forked it does,
+ * even by SIGKILL), and the test's exit handler SIGKILLs and reaps each one still there,
+ * so a failed check leaves no process behind. Reap children only with t_wait() and the
+ * functions built on it, which take them off that list: a child reaped otherwise stays on
+ * it, and its pid, perhaps another process's by then, would be killed at exit.
  */
 #ifndef SHMBUS_TESTS_LIB_PROC_H
 #define SHMBUS_TESTS_LIB_PROC_H
