@@ -290,6 +290,27 @@ static inline void bt_stats_fail_(const char *file, int line, const char *name, 
 		}                                                                            \
 	} while (0)
 
+/*
+ * Wait (at most BT_DEADLINE_MS) until a publisher thread's count of what it published
+ * reaches n; it is held back while the mirror name does not confirm. Fails the test
+ * showing the mirror's counters.
+ */
+static inline void bt_wait_published(shmbus_bus_t *bus, const char *name,
+				     const volatile uint64_t *published, uint64_t n)
+{
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
+	while (__atomic_load_n(published, __ATOMIC_ACQUIRE) < n) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
+				(unsigned long long)__atomic_load_n(published, __ATOMIC_ACQUIRE),
+				BT_DEADLINE_MS, (unsigned long long)n);
+			bt_show(bus, name);
+			exit(1);
+		}
+		usleep(500); /* poll interval */
+	}
+}
+
 /* A message whose every byte depends on (topic tag, seq): binary, NULs included. */
 static inline size_t bt_payload(uint8_t *buf, uint32_t tag, uint64_t seq)
 {

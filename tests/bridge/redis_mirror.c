@@ -86,17 +86,7 @@ static void resume_publisher(void)
 
 static void wait_published(uint64_t n)
 {
-	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
-	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < n) {
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
-				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
-				BT_DEADLINE_MS, (unsigned long long)n);
-			bt_show(bus, "r");
-			exit(1);
-		}
-		usleep(1000);
-	}
+	bt_wait_published(bus, "r", &published, n);
 }
 
 /* Publish waits of both topics so far: a publisher held back at a full ring counts one. */

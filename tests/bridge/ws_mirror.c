@@ -52,17 +52,7 @@ static void *publisher(void *arg)
  * is held back while the mirror does not confirm. */
 static void wait_published(uint64_t n)
 {
-	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
-	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < n) {
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
-				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
-				BT_DEADLINE_MS, (unsigned long long)n);
-			bt_show(bus, "j");
-			exit(1);
-		}
-		usleep(500);
-	}
+	bt_wait_published(bus, "j", &published, n);
 }
 
 static pid_t start_server(int port, const char *out, int ack)
