@@ -6,8 +6,8 @@
  * Exit codes: 0 pass, 1 fail, 77 skip (only for what the machine truly lacks).
  *
  * tests/lib/proc.h adds children (fork, spawn, wait, kill); tests/lib/daemon.h a real
- * shmbusd and its events. Everything here is for the test's own process; where a function
- * may be called in a forked child as well, its comment says so.
+ * shmbusd and its events. A forked child may use all of this too; what a process made (the
+ * directory, children, daemons) is cleaned up at its own exit, never at a forked child's.
  */
 #ifndef SHMBUS_TESTS_LIB_TEST_H
 #define SHMBUS_TESTS_LIB_TEST_H
