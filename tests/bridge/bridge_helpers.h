@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * For the bridge tests: real redis-server instances on free ports of 127.0.0.1, each with
- * a private directory (its AOF) inside the test's own, started and SIGKILLed by the test
- * and killed at exit even when a check fails; a blocking hiredis client to look at what
- * arrived; the bridge's counters; a tiny TCP server for fake peers. Include after
- * daemon_helpers.h.
+ * For the bridge tests, on top of tests/lib (whose children the peers are: they die with
+ * the test): real redis-server instances on free ports of 127.0.0.1, each with a private
+ * directory (its AOF) inside the test's own, started and SIGKILLed by the test; a blocking
+ * hiredis client to look at what arrived; the bridge's counters; the tests' payloads;
+ * python3-websockets peers (ws_peer.py).
  *
- * Exit 77 only when redis-server is not installed.
+ * Exit 77 only when redis-server or python3-websockets is not installed.
  */
 #ifndef SHMBUS_TESTS_BRIDGE_HELPERS_H
 #define SHMBUS_TESTS_BRIDGE_HELPERS_H
@@ -14,20 +14,21 @@
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
-#include <poll.h>
+#include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "../daemon_helpers.h"
+#include "tests/lib/daemon.h"
 
 #define BT_REDIS "/usr/bin/redis-server"
 
 /*
- * How long to wait for anything a peer, Redis or the daemon must do before the test calls
- * it a failure. Waits end at the event, so a generous deadline costs nothing when all is
- * well; it has to cover an ASan build on a machine whose CPUs are busy with other work.
+ * How long to wait for anything a peer, Redis or the bridge must do before the test calls
+ * it a failure: twice the harness's T_WAIT_MS, for Redis fsyncing every write and Python
+ * peers, in an ASan build on a machine whose CPUs are busy with other work. Waits end at
+ * the event, so a generous deadline costs nothing when all is well.
  */
-#define BT_DEADLINE_MS 60000
+#define BT_DEADLINE_MS (2 * T_WAIT_MS)
 
 /* A port nobody listens on now (bound, then released). */
 static inline int bt_free_port(void)
@@ -42,40 +43,6 @@ static inline int bt_free_port(void)
 	return ntohs(a.sin_port);
 }
 
-/* On failure, the daemon's log is shown before the private directory goes. */
-static int bt_passed;
-static void bt_show_log_(void)
-{
-	if (bt_passed || getpid() != t_dir_owner_ || !getenv("SHMBUS_DIR"))
-		return;
-	char path[600], line[4096];
-	snprintf(path, sizeof(path), "%s/daemon.log", getenv("SHMBUS_DIR"));
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return;
-	fprintf(stderr, "---- %s (last 60 lines)\n", path);
-	char *lines[60] = { 0 };
-	int n = 0;
-	while (fgets(line, sizeof(line), f)) {
-		free(lines[n % 60]);
-		lines[n % 60] = strdup(line);
-		n++;
-	}
-	for (int i = n > 60 ? n - 60 : 0; i < n; i++) {
-		fputs(lines[i % 60] ? lines[i % 60] : "", stderr);
-		free(lines[i % 60]);
-	}
-	fclose(f);
-}
-
-/* Make the private directory (as t_private_dir) and show the daemon's log on failure. */
-static inline const char *bt_private_dir(const char *tag)
-{
-	const char *d = t_private_dir(tag);
-	atexit(bt_show_log_); /* runs before the directory is removed */
-	return d;
-}
-
 /* ---- redis-server ------------------------------------------------------------------------ */
 
 struct bt_redis {
@@ -84,38 +51,6 @@ struct bt_redis {
 	char dir[512];
 	char pass[64]; /* requirepass, "" for none */
 };
-
-static pid_t bt_pids_[16];
-static pid_t bt_owner_;
-
-static void bt_cleanup_(void)
-{
-	if (getpid() != bt_owner_)
-		return;
-	for (int i = 0; i < 16; i++)
-		if (bt_pids_[i] > 0) {
-			kill(bt_pids_[i], SIGKILL);
-			waitpid(bt_pids_[i], NULL, 0);
-		}
-}
-
-static void bt_track_(pid_t pid, int add)
-{
-	if (!bt_owner_) {
-		bt_owner_ = getpid();
-		atexit(bt_cleanup_);
-	}
-	for (int i = 0; i < 16; i++) {
-		if (add && bt_pids_[i] <= 0) {
-			bt_pids_[i] = pid;
-			return;
-		}
-		if (!add && bt_pids_[i] == pid) {
-			bt_pids_[i] = 0;
-			return;
-		}
-	}
-}
 
 static inline void bt_need_redis(void)
 {
@@ -189,11 +124,10 @@ static inline void bt_redis_start(struct bt_redis *r)
 		argv[n++] = r->pass;
 	}
 	argv[n] = NULL;
-	r->pid = dt_spawn(argv, NULL, NULL);
-	bt_track_(r->pid, 1);
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	r->pid = t_spawn(&(struct t_cmd){ .argv = argv });
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	for (;;) {
-		if (waitpid(r->pid, NULL, WNOHANG) != 0) {
+		if (t_wait(r->pid, 0, NULL) == 0) {
 			fprintf(stderr, "redis-server on port %d exited at start; its log: %s\n",
 				r->port, log);
 			exit(1);
@@ -219,7 +153,7 @@ static inline void bt_redis_start(struct bt_redis *r)
 				r->port, BT_DEADLINE_MS, log);
 			exit(1);
 		}
-		usleep(5000);
+		usleep(5000); /* poll interval */
 	}
 }
 
@@ -227,22 +161,19 @@ static inline void bt_redis_kill(struct bt_redis *r)
 {
 	if (r->pid <= 0)
 		return;
-	kill(r->pid, SIGKILL);
-	waitpid(r->pid, NULL, 0);
-	bt_track_(r->pid, 0);
+	t_kill(r->pid);
 	r->pid = 0;
 }
 
 /* A passing test's end: the daemon stops (exit status 0), then the client and the server
  * go; "ok". Returns main's exit status. */
-static inline int bt_redis_pass(pid_t daemon, redisContext *c, struct bt_redis *r,
+static inline int bt_redis_pass(struct t_daemon *d, redisContext *c, struct bt_redis *r,
 				shmbus_bus_t *bus)
 {
-	CHECK(td_stop(daemon) == 0);
+	CHECK(t_exited(t_daemon_stop(d), 0));
 	redisFree(c);
 	bt_redis_kill(r);
 	shmbus_bus_close(bus);
-	bt_passed = 1;
 	printf("ok\n");
 	return 0;
 }
@@ -275,10 +206,10 @@ static inline long long bt_xlen(redisContext *c, const char *key)
 /* Wait until XLEN key reaches n (at most timeout_ms); returns the length seen last. */
 static inline long long bt_wait_xlen(redisContext *c, const char *key, long long n, int timeout_ms)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t deadline = t_deadline(timeout_ms);
 	long long have;
 	while ((have = bt_xlen(c, key)) < n && t_now_ns() < deadline)
-		usleep(20000);
+		usleep(20000); /* poll interval */
 	return have;
 }
 
@@ -349,15 +280,36 @@ static inline void bt_stats_fail_(const char *file, int line, const char *name, 
  */
 #define BT_AWAIT(bus, name, st, cond)                                                        \
 	do {                                                                                 \
-		uint64_t bt_dl_ = t_now_ns() + BT_DEADLINE_MS * 1000000ull;                  \
+		uint64_t bt_dl_ = t_deadline(BT_DEADLINE_MS);                                \
 		int bt_found_;                                                               \
 		while (!(bt_found_ = bt_stats((bus), (name), &(st)) == 0) || !(cond)) {      \
 			if (t_now_ns() > bt_dl_)                                             \
 				bt_stats_fail_(__FILE__, __LINE__, (name), #cond, bt_found_, \
 					       &(st));                                       \
-			usleep(2000);                                                        \
+			usleep(2000); /* poll interval */                                    \
 		}                                                                            \
 	} while (0)
+
+/*
+ * Wait (at most BT_DEADLINE_MS) until a publisher thread's count of what it published
+ * reaches n; it is held back while the mirror name does not confirm. Fails the test
+ * showing the mirror's counters.
+ */
+static inline void bt_wait_published(shmbus_bus_t *bus, const char *name,
+				     const volatile uint64_t *published, uint64_t n)
+{
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
+	while (__atomic_load_n(published, __ATOMIC_ACQUIRE) < n) {
+		if (t_now_ns() > deadline) {
+			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
+				(unsigned long long)__atomic_load_n(published, __ATOMIC_ACQUIRE),
+				BT_DEADLINE_MS, (unsigned long long)n);
+			bt_show(bus, name);
+			exit(1);
+		}
+		usleep(500); /* poll interval */
+	}
+}
 
 /* A message whose every byte depends on (topic tag, seq): binary, NULs included. */
 static inline size_t bt_payload(uint8_t *buf, uint32_t tag, uint64_t seq)
@@ -393,8 +345,13 @@ static char bt_peer_py_[600];
 /* Skip unless /usr/bin/python3 has websockets; remember where ws_peer.py is. */
 static inline void bt_need_websockets(const char *self)
 {
-	if (access(BT_PYTHON, X_OK) != 0 ||
-	    system(BT_PYTHON " -c 'import websockets' 2>/dev/null") != 0) {
+	char *argv[] = { (char *)BT_PYTHON, (char *)"-c", (char *)"import websockets", NULL };
+	int have = 0;
+	if (access(BT_PYTHON, X_OK) == 0) {
+		pid_t pid = t_spawn(&(struct t_cmd){ .argv = argv, .err = "/dev/null" });
+		have = t_exited(t_reap(pid, BT_DEADLINE_MS, "python3 -c 'import websockets'"), 0);
+	}
+	if (!have) {
 		printf("SKIP: %s has no websockets module (apt-get install python3-websockets)\n",
 		       BT_PYTHON);
 		exit(T_SKIP);
@@ -421,56 +378,17 @@ static inline pid_t bt_peer(int *out_fd, ...)
 		argv[n++] = a;
 	va_end(ap);
 	argv[n] = NULL;
-	int p[2];
-	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	pid_t pid = dt_fork();
-	if (pid == 0) {
-		dup2(p[1], 1);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	bt_track_(pid, 1);
-	*out_fd = p[0];
-	return pid;
+	return t_spawn(&(struct t_cmd){ .argv = argv, .out_pipe = out_fd });
 }
 
-/* A line of a peer's output (without the newline), waiting at most timeout_ms. 0 or -1. */
-static inline int bt_line(int fd, char *buf, size_t len, int timeout_ms)
-{
-	size_t o = 0;
-	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	while (o + 1 < len) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t now = t_now_ns();
-		if (now >= deadline)
-			break;
-		if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0)
-			continue;
-		char ch;
-		if (read(fd, &ch, 1) != 1)
-			break;
-		if (ch == '\n') {
-			buf[o] = '\0';
-			return 0;
-		}
-		buf[o++] = ch;
-	}
-	buf[o] = '\0';
-	return -1;
-}
-
-/* Wait for a peer to exit (at most timeout_ms); its exit status, or -1. */
+/* Wait for a peer to exit (at most timeout_ms; else it is killed); its exit status, or -1. */
 static inline int bt_peer_wait(pid_t pid, int timeout_ms)
 {
 	int st;
-	if (dt_wait(pid, timeout_ms, &st) < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		bt_track_(pid, 0);
+	if (t_wait(pid, timeout_ms, &st) < 0) {
+		t_kill(pid);
 		return -1;
 	}
-	bt_track_(pid, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -479,7 +397,7 @@ static inline int bt_peer_wait(pid_t pid, int timeout_ms)
 static inline void bt_peer_ready(int fd, const char *what)
 {
 	char line[256];
-	if (bt_line(fd, line, sizeof(line), BT_DEADLINE_MS) < 0 || strcmp(line, "ready")) {
+	if (t_read_line(fd, line, sizeof(line), BT_DEADLINE_MS) < 0 || strcmp(line, "ready")) {
 		fprintf(stderr, "peer %s: no \"ready\" (got \"%s\"; it exited, or took %d ms)\n",
 			what, line, BT_DEADLINE_MS);
 		exit(1);

@@ -8,7 +8,7 @@
 #include <hiredis/hiredis.h>
 
 #include "daemon/bridge/codec.h"
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 /* The one reply in text (RESP), read with the bridge's reader; NULL if it is refused. */
 static redisReply *resp(const char *text)

@@ -43,7 +43,7 @@ static void drain(int fd, const char *script, size_t until_bytes)
 {
 	char buf[65536];
 	size_t got = 0;
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		uint64_t now = t_now_ns();
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
 	bt_need_redis();
-	const char *dir = bt_private_dir("brf");
+	const char *dir = t_private_dir("brf");
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	CHECK(lfd >= 0);
 	int one = 1;
@@ -113,21 +113,20 @@ int main(int argc, char **argv)
 	socklen_t al = sizeof(a);
 	CHECK(getsockname(lfd, (struct sockaddr *)&a, &al) == 0);
 	port = ntohs(a.sin_port);
-	char cfg[600];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	dt_write(cfg,
-		 "[bus]\nname = brf\ndir = %s\n[topic f]\ncapacity = 1M\n"
-		 "[mirror r]\ntopics = f\nto = redis://127.0.0.1:%d\n"
-		 "backoff_min_ms = 10\nbackoff_max_ms = 40\ntimeout_ms = 1500\n",
-		 dir, port);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(&d,
+			"[bus]\nname = brf\ndir = %s\n[topic f]\ncapacity = 1M\n"
+			"[mirror r]\ntopics = f\nto = redis://127.0.0.1:%d\n"
+			"backoff_min_ms = 10\nbackoff_max_ms = 40\ntimeout_ms = 1500\n",
+			dir, port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	shmbus_bus_t *bus;
 	CHECK_RC(shmbus_bus_open(&bus, "brf"), 0);
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, fake_redis, NULL) == 0);
-	pid_t d = td_start(argv[1], cfg, bus);
-	shmbus_sub_t *log;
-	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+	t_daemon_start(&d, bus);
+	shmbus_sub_t *log = t_events_open(bus);
 	shmbus_pub_t *p;
 	CHECK_RC(shmbus_pub_open(&p, bus, "f"), 0);
 	uint8_t buf[256];
@@ -147,7 +146,7 @@ int main(int argc, char **argv)
 	char ev[4096];
 	for (size_t i = 0; i < NSCRIPTS; i++) {
 		const char *needles[] = { "\"event\":\"bridge_down\"", want[i], NULL };
-		if (td_event(log, ev, sizeof(ev), BT_DEADLINE_MS, needles) < 0) {
+		if (t_event_find(log, ev, sizeof(ev), BT_DEADLINE_MS, needles) < 0) {
 			fprintf(stderr, "no bridge_down saying '%s'\n", want[i]);
 			exit(1);
 		}
@@ -157,7 +156,7 @@ int main(int argc, char **argv)
 			       "(a RESP script)" :
 			       scripts[i],
 		       strstr(ev, "\"error\":"));
-		CHECK(dt_alive(d));
+		CHECK(t_daemon_alive(&d));
 	}
 	CHECK(pthread_join(th, NULL) == 0);
 	shmbus_bridge_info_t st;
@@ -189,5 +188,5 @@ int main(int argc, char **argv)
 	BT_AWAIT(bus, "r", st, st.up);
 	shmbus_pub_close(p);
 	shmbus_sub_close(log);
-	return bt_redis_pass(d, c, &rs, bus);
+	return bt_redis_pass(&d, c, &rs, bus);
 }

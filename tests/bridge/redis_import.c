@@ -36,7 +36,7 @@ static uint64_t read_until(shmbus_sub_t *sub, uint32_t tag, uint64_t *next, uint
 			   int *repeats)
 {
 	uint8_t want[256];
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	while (*next <= want_last) {
 		shmbus_msg_t m;
 		int rc = shmbus_recv(sub, &m, 100);
@@ -76,25 +76,26 @@ int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
 	bt_need_redis();
-	const char *dir = bt_private_dir("bri");
+	const char *dir = t_private_dir("bri");
 	bt_redis_new(&rs, "redis");
 	bt_redis_start(&rs);
 	redisContext *c = bt_client(&rs);
 	xadd_n(c, "ext.orders", 1, 0, 1500, "elsewhere");
 	xadd_n(c, "ext.late", 2, 0, 50, "elsewhere");
-	char cfg[600];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	dt_write(cfg,
-		 "[bus]\nname = bri\ndir = %s\n"
-		 "[topic local.orders]\ncapacity = 16K\n"
-		 "[import in]\nfrom = redis://127.0.0.1:%d/0/ext.orders\ntopic = local.orders\n"
-		 "count = 100\nblock_ms = 200\nbackoff_min_ms = 20\nbackoff_max_ms = 100\n"
-		 "[import late]\nfrom = redis://127.0.0.1:%d/ext.late\ntopic = local.late\n"
-		 "start = latest\n"
-		 "[topic loop.t]\ncapacity = 1M\n"
-		 "[mirror out]\ntopics = loop.t\nto = redis://127.0.0.1:%d\n"
-		 "[import back]\nfrom = redis://127.0.0.1:%d/loop.t\ntopic = loop.in\n",
-		 dir, rs.port, rs.port, rs.port, rs.port);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(
+		&d,
+		"[bus]\nname = bri\ndir = %s\n"
+		"[topic local.orders]\ncapacity = 16K\n"
+		"[import in]\nfrom = redis://127.0.0.1:%d/0/ext.orders\ntopic = local.orders\n"
+		"count = 100\nblock_ms = 200\nbackoff_min_ms = 20\nbackoff_max_ms = 100\n"
+		"[import late]\nfrom = redis://127.0.0.1:%d/ext.late\ntopic = local.late\n"
+		"start = latest\n"
+		"[topic loop.t]\ncapacity = 1M\n"
+		"[mirror out]\ntopics = loop.t\nto = redis://127.0.0.1:%d\n"
+		"[import back]\nfrom = redis://127.0.0.1:%d/loop.t\ntopic = loop.in\n",
+		dir, rs.port, rs.port, rs.port, rs.port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "bri"), 0);
 	/* The readers first (a block topic keeps nothing for readers not there yet): the
@@ -109,18 +110,16 @@ int main(int argc, char **argv)
 	CHECK_RC(shmbus_sub_open(&sub, bus, "local.orders", NULL, SHMBUS_SUB_EARLIEST), 0);
 	CHECK_RC(shmbus_sub_open(&late, bus, "local.late", NULL, SHMBUS_SUB_EARLIEST), 0);
 	CHECK_RC(shmbus_sub_open(&back, bus, "loop.in", NULL, SHMBUS_SUB_EARLIEST), 0);
-	pid_t d = td_start(argv[1], cfg, bus);
+	t_daemon_start(&d, bus);
 	uint64_t next = 0;
 	int repeats = 0;
 
 	printf("entries there before the start, through a 16K block topic\n");
 	read_until(sub, 1, &next, 499, &repeats);
 	printf("shmbusd killed with SIGKILL mid-import\n");
-	kill(d, SIGKILL);
-	waitpid(d, NULL, 0);
-	td_track_(d, 0);
+	t_daemon_kill(&d);
 	xadd_n(c, "ext.orders", 1, 1500, 500, "elsewhere");
-	d = td_start(argv[1], cfg, bus);
+	t_daemon_start(&d, bus);
 	read_until(sub, 1, &next, 1199, &repeats);
 	printf("Redis killed with SIGKILL mid-import\n");
 	shmbus_bridge_info_t st;
@@ -181,5 +180,5 @@ int main(int argc, char **argv)
 	shmbus_sub_close(sub);
 	shmbus_sub_close(late);
 	shmbus_sub_close(back);
-	return bt_redis_pass(d, c, &rs, bus);
+	return bt_redis_pass(&d, c, &rs, bus);
 }

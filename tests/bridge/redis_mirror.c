@@ -65,7 +65,7 @@ static void *publisher(void *arg)
 
 static void pause_publisher(void)
 {
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	__atomic_store_n(&paused, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&pausing_done, __ATOMIC_ACQUIRE) &&
 	       __atomic_load_n(&published, __ATOMIC_ACQUIRE) < N) {
@@ -86,17 +86,7 @@ static void resume_publisher(void)
 
 static void wait_published(uint64_t n)
 {
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
-	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < n) {
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
-				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
-				BT_DEADLINE_MS, (unsigned long long)n);
-			bt_show(bus, "r");
-			exit(1);
-		}
-		usleep(1000);
-	}
+	bt_wait_published(bus, "r", &published, n);
 }
 
 /* Publish waits of both topics so far: a publisher held back at a full ring counts one. */
@@ -124,7 +114,7 @@ static uint64_t group_lag(const char *topic)
 
 static void wait_confirmed(void)
 {
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	while (group_lag(topics[0]) || group_lag(topics[1])) {
 		if (t_now_ns() > deadline) {
 			fprintf(stderr, "not confirmed within %d ms: lag %llu / %llu\n",
@@ -208,29 +198,27 @@ static void verify_stream(redisContext *c, int k)
 int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
-	const char *shmbusd = argv[1];
 	bt_need_redis();
-	const char *dir = bt_private_dir("brm");
+	const char *dir = t_private_dir("brm");
 	struct bt_redis rs;
 	bt_redis_new(&rs, "redis");
 	bt_redis_start(&rs);
-	char cfg[600];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	dt_write(cfg,
-		 "[bus]\nname = brm\ndir = %s\n"
-		 "[topic orders.eu]\ncapacity = 256K\n"
-		 "[topic orders.us]\ncapacity = 256K\n"
-		 "[mirror r]\ntopics = orders.*\nto = redis://127.0.0.1:%d/0\nwindow = 512\n"
-		 "backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 3000\n"
-		 /* C: the ring is held for the mirror while no daemon runs, for longer than
-		  * a restart can take under ASan on a loaded machine. */
-		 "hold_ms = 60000\n",
-		 dir, rs.port);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(&d,
+			"[bus]\nname = brm\ndir = %s\n"
+			"[topic orders.eu]\ncapacity = 256K\n"
+			"[topic orders.us]\ncapacity = 256K\n"
+			"[mirror r]\ntopics = orders.*\nto = redis://127.0.0.1:%d/0\nwindow = 512\n"
+			"backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 3000\n"
+			/* C: the ring is held for the mirror while no daemon runs, for longer than
+			 * a restart can take under ASan on a loaded machine. */
+			"hold_ms = 60000\n",
+			dir, rs.port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "brm"), 0);
-	pid_t d = td_start(shmbusd, cfg, bus);
-	shmbus_sub_t *log;
-	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+	t_daemon_start(&d, bus);
+	shmbus_sub_t *log = t_events_open(bus);
 	shmbus_bridge_info_t st;
 	BT_AWAIT(bus, "r", st, st.up);
 	redisContext *c = bt_client(&rs);
@@ -264,13 +252,11 @@ int main(int argc, char **argv)
 	/* The daemon dies knowing Redis is gone, with the 500 of each topic unconfirmed. */
 	BT_AWAIT(bus, "r", st, !st.up);
 	CHECK(group_lag(topics[0]) == 500 && group_lag(topics[1]) == 500);
-	kill(d, SIGKILL);
-	waitpid(d, NULL, 0);
-	td_track_(d, 0);
+	t_daemon_kill(&d);
 	bt_redis_start(&rs);
 	redisFree(c);
 	c = bt_client(&rs);
-	d = td_start(shmbusd, cfg, bus);
+	t_daemon_start(&d, bus);
 	wait_confirmed();
 	printf("  the 2 x 500 waiting messages went out after the restart\n");
 
@@ -280,9 +266,7 @@ int main(int argc, char **argv)
 	publish_burst(3000);
 	/* Killed as soon as the burst is going out: XADDs sent, their replies still coming. */
 	BT_AWAIT(bus, "r", st, st.sent > sent);
-	kill(d, SIGKILL);
-	waitpid(d, NULL, 0);
-	td_track_(d, 0);
+	t_daemon_kill(&d);
 	printf("  %llu / %llu unconfirmed when it died\n", (unsigned long long)group_lag(topics[0]),
 	       (unsigned long long)group_lag(topics[1]));
 	uint64_t at_c = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
@@ -291,7 +275,7 @@ int main(int argc, char **argv)
 	 * The daemon starts again once the publisher waits at the full ring. */
 	uint64_t waits = backpressure_waits();
 	resume_publisher();
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	while (backpressure_waits() == waits) {
 		if (t_now_ns() > deadline) {
 			fprintf(stderr,
@@ -306,7 +290,7 @@ int main(int argc, char **argv)
 	}
 	printf("  %llu more published while shmbusd was down, then held at the full ring\n",
 	       (unsigned long long)(__atomic_load_n(&published, __ATOMIC_ACQUIRE) - at_c));
-	d = td_start(shmbusd, cfg, bus);
+	t_daemon_start(&d, bus);
 	wait_published(N);
 	CHECK(pthread_join(th, NULL) == 0);
 	for (int k = 0; k < 2; k++)
@@ -328,7 +312,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)st.errors,
 	       tot.enters ? (double)tot.sqes / (double)tot.enters : 0,
 	       tot.futex_wait ? "yes" : "no");
-	CHECK(st.up == 1 && st.lag == 0 && tot.running && tot.pid == d);
+	CHECK(st.up == 1 && st.lag == 0 && tot.running && tot.pid == d.pid);
 	/* The meson test runs this twice: with futex waits in io_uring, and with the timed
 	 * fallback that kernels without IORING_OP_FUTEX_WAIT get. */
 	const char *nf = getenv("SHMBUSD_BRIDGE_NO_FUTEX");
@@ -342,10 +326,10 @@ int main(int argc, char **argv)
 	char ev[4096];
 	const char *down[] = { "\"event\":\"bridge_down\"", "\"mirror\":\"r\"", NULL };
 	const char *up[] = { "\"event\":\"bridge_up\"", "\"mirror\":\"r\"", NULL };
-	CHECK(td_event(log, ev, sizeof(ev), BT_DEADLINE_MS, down) == 0);
+	CHECK(t_event_find(log, ev, sizeof(ev), BT_DEADLINE_MS, down) == 0);
 	printf("  $sys.log: %s\n", ev);
-	CHECK(td_event(log, ev, sizeof(ev), BT_DEADLINE_MS, up) == 0);
+	CHECK(t_event_find(log, ev, sizeof(ev), BT_DEADLINE_MS, up) == 0);
 	printf("  $sys.log: %s\n", ev);
 	shmbus_sub_close(log);
-	return bt_redis_pass(d, c, &rs, bus);
+	return bt_redis_pass(&d, c, &rs, bus);
 }

@@ -23,6 +23,7 @@
 static shmbus_bus_t *bus;
 static struct bt_redis rs;
 static char base_cfg[8192];
+static struct t_daemon shmbusd;
 static shmbus_sub_t *syslog;
 
 /* Entries of key: IDs into ms[]/seq[], payload checked against (tag, seq). Returns n. */
@@ -105,7 +106,7 @@ static void case_pubsub(void)
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, subscriber, &a) == 0);
 	/* Ready once Redis confirmed the SUBSCRIBE. */
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	while (!__atomic_load_n(&a.ready, __ATOMIC_ACQUIRE)) {
 		if (t_now_ns() > deadline) {
 			fprintf(stderr, "no SUBSCRIBE confirmation within %d ms\n", BT_DEADLINE_MS);
@@ -132,7 +133,7 @@ static void case_overwrite(redisContext *c)
 	const uint64_t total = 1500; /* ~10 rings of 16K */
 	bt_publish(bus, "ow.t", 4, 0, total, 3);
 	CHECK(kill(rs.pid, SIGCONT) == 0);
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	shmbus_bridge_info_t st;
 	long long n;
 	for (;;) {
@@ -198,17 +199,17 @@ static void case_late(redisContext *c)
 
 /* SIGHUP with a mirror added: the bridge starts again with it; the others go on where
  * they were (nothing twice). A bad section: refused, the running bridge stays. */
-static void case_reload(redisContext *c, const char *cfg, pid_t d)
+static void case_reload(redisContext *c)
 {
 	printf("reload\n");
 	char ev[4096];
-	dt_write(cfg,
-		 "%s[mirror added]\ntopics = auth.t\nto = redis://127.0.0.1:%d\n"
-		 "password = s3cret\nkey = added.{topic}\n",
-		 base_cfg, rs.port);
-	CHECK(kill(d, SIGHUP) == 0);
+	t_daemon_config(&shmbusd,
+			"%s[mirror added]\ntopics = auth.t\nto = redis://127.0.0.1:%d\n"
+			"password = s3cret\nkey = added.{topic}\n",
+			base_cfg, rs.port);
+	CHECK(kill(shmbusd.pid, SIGHUP) == 0);
 	const char *ok[] = { "\"event\":\"reload\"", "\"bridge_restarted\":true", NULL };
-	CHECK(td_event(syslog, ev, sizeof(ev), BT_DEADLINE_MS, ok) == 0);
+	CHECK(t_event_find(syslog, ev, sizeof(ev), BT_DEADLINE_MS, ok) == 0);
 	bt_need_xlen(c, "added.auth.t", 200);
 	bt_publish(bus, "auth.t", 1, 200, 10, 3);
 	/* The counters are the restarted bridge's: "good" sends only the 10 new ones (one
@@ -228,14 +229,14 @@ static void case_reload(redisContext *c, const char *cfg, pid_t d)
 		CHECK(seq[i] == i);
 	printf("  a mirror added by SIGHUP got the retained 200; after the restart the others "
 	       "went on: 210 each, none twice\n");
-	dt_write(cfg, "%s[mirror added]\ntopics = auth.t\nto = rediss://127.0.0.1:%d\n", base_cfg,
-		 rs.port);
-	CHECK(kill(d, SIGHUP) == 0);
+	t_daemon_config(&shmbusd, "%s[mirror added]\ntopics = auth.t\nto = rediss://127.0.0.1:%d\n",
+			base_cfg, rs.port);
+	CHECK(kill(shmbusd.pid, SIGHUP) == 0);
 	const char *bad[] = { "\"event\":\"reload_failed\"", "TLS is not supported", NULL };
-	CHECK(td_event(syslog, ev, sizeof(ev), BT_DEADLINE_MS, bad) == 0);
+	CHECK(t_event_find(syslog, ev, sizeof(ev), BT_DEADLINE_MS, bad) == 0);
 	CHECK(bt_stats(bus, "added", &st) == 0 && st.up);
 	printf("  a bad section: %s; the bridge runs on\n", strstr(ev, "\"error\""));
-	CHECK(dt_alive(d));
+	CHECK(t_daemon_alive(&shmbusd));
 }
 
 /* CPU time (user + system, in clock ticks) of pid so far. */
@@ -243,7 +244,7 @@ static uint64_t cpu_ticks(pid_t pid)
 {
 	char path[64], buf[2048];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	dt_read(path, buf, sizeof(buf));
+	t_read(path, buf, sizeof(buf));
 	const char *p = strrchr(buf, ')');
 	CHECK(p != NULL);
 	unsigned long long ut = 0, stt = 0;
@@ -255,20 +256,20 @@ static uint64_t cpu_ticks(pid_t pid)
 }
 
 /* Idle, with seven mirrors waiting on their topics and one retrying AUTH: no busy poll. */
-static void case_idle(pid_t d)
+static void case_idle(void)
 {
 	printf("idle\n");
-	uint64_t t0 = cpu_ticks(d);
+	uint64_t t0 = cpu_ticks(shmbusd.pid);
 	/* The time is what is measured here: CPU used over 2 s of idling. */
 	usleep(2000000);
-	uint64_t used = cpu_ticks(d) - t0;
+	uint64_t used = cpu_ticks(shmbusd.pid) - t0;
 	long hz = sysconf(_SC_CLK_TCK);
 	printf("  shmbusd used %.0f ms of CPU in 2 s\n", (double)used * 1000.0 / (double)hz);
 	CHECK((double)used / (double)hz < 0.1);
 }
 
 /* `shmbus stat --json`: the bridge and its mirrors, as the counters say. */
-static void case_stat(const char *tool, const char *dir, pid_t d)
+static void case_stat(const char *tool, const char *dir)
 {
 	printf("shmbus stat --json\n");
 	/* What it must show, as the library shows it first: "good" done (its lag is
@@ -282,14 +283,13 @@ static void case_stat(const char *tool, const char *dir, pid_t d)
 	setenv("SHMBUS_BUS", "brx", 1);
 	char *argv[] = { (char *)tool, (char *)"stat", (char *)"--json",
 			 (char *)"-i", (char *)"0",    NULL };
-	int ws;
-	CHECK(dt_wait(dt_spawn(argv, out, err), BT_DEADLINE_MS, &ws) == 0 && WIFEXITED(ws) &&
-	      WEXITSTATUS(ws) == 0);
-	dt_read(out, buf, sizeof(buf));
+	pid_t pid = t_spawn(&(struct t_cmd){ .argv = argv, .out = out, .err = err });
+	CHECK(t_exited(t_reap(pid, BT_DEADLINE_MS, "shmbus stat --json"), 0));
+	t_read(out, buf, sizeof(buf));
 	snprintf(want, sizeof(want),
 		 "\"bridge\": {\"pid\": %d, \"running\": true, "
 		 "\"futex_wait\": true",
-		 (int)d);
+		 (int)shmbusd.pid);
 	CHECK(strstr(buf, want));
 	const char *good = strstr(buf, "{\"name\": \"good\", \"kind\": \"redis\"");
 	const char *bad = strstr(buf, "{\"name\": \"bad\", \"kind\": \"redis\"");
@@ -307,14 +307,14 @@ static void case_stat(const char *tool, const char *dir, pid_t d)
 	CHECK(strstr(bad, "AUTH refused: WRONGPASS"));
 	printf("  the bridge (pid %d) and its mirrors, \"good\" up with 200 confirmed, "
 	       "\"bad\" down with its AUTH error\n",
-	       (int)d);
+	       (int)shmbusd.pid);
 }
 
 int main(int argc, char **argv)
 {
 	CHECK(argc == 3);
 	bt_need_redis();
-	const char *dir = bt_private_dir("brx");
+	const char *dir = t_private_dir("brx");
 	bt_redis_new(&rs, "redis");
 	snprintf(rs.pass, sizeof(rs.pass), "s3cret");
 	bt_redis_start(&rs);
@@ -322,8 +322,7 @@ int main(int argc, char **argv)
 	freeReplyObject(bt_cmd(c, "ACL SETUSER bridge on >pw ~* &* +@all"));
 	int dead = bt_free_port();
 	(void)dead;
-	char cfg[600];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
+	t_daemon_init(&shmbusd, argv[1]);
 	snprintf(base_cfg, sizeof(base_cfg),
 		 "[bus]\nname = brx\ndir = %s\n"
 		 "[topic auth.t]\ncapacity = 64K\n"
@@ -344,10 +343,10 @@ int main(int argc, char **argv)
 		 "maxlen = 100\n"
 		 "[mirror late]\ntopics = late.>\nto = redis://127.0.0.1:%d\npassword = s3cret\n",
 		 dir, rs.port, rs.port, rs.port, rs.port, rs.port, rs.port, rs.port);
-	dt_write(cfg, "%s", base_cfg);
+	t_daemon_config(&shmbusd, "%s", base_cfg);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "brx"), 0);
-	pid_t d = td_start(argv[1], cfg, bus);
+	t_daemon_start(&shmbusd, bus);
 	CHECK_RC(shmbus_sub_open(&syslog, bus, "$sys.log", NULL, 0), 0);
 	shmbus_bridge_info_t st;
 	BT_AWAIT(bus, "good", st, st.up);
@@ -358,10 +357,10 @@ int main(int argc, char **argv)
 	case_maxlen(c);
 	case_late(c);
 	case_overwrite(c);
-	case_stat(argv[2], dir, d);
-	case_idle(d);
-	case_reload(c, cfg, d);
+	case_stat(argv[2], dir);
+	case_idle();
+	case_reload(c);
 	shmbus_sub_close(syslog);
-	CHECK(dt_alive(d));
-	return bt_redis_pass(d, c, &rs, bus);
+	CHECK(t_daemon_alive(&shmbusd));
+	return bt_redis_pass(&shmbusd, c, &rs, bus);
 }

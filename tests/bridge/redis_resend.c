@@ -17,22 +17,22 @@ int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
 	bt_need_redis();
-	const char *dir = bt_private_dir("brr");
+	const char *dir = t_private_dir("brr");
 	struct bt_redis rs;
 	bt_redis_new(&rs, "redis");
 	bt_redis_start(&rs);
-	char cfg[600];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	dt_write(cfg,
-		 "[bus]\nname = brr\ndir = %s\n"
-		 "[topic q]\ncapacity = 64K\n"
-		 "[mirror r]\ntopics = q\nto = redis://127.0.0.1:%d/0\n"
-		 "backoff_min_ms = 20\nbackoff_max_ms = 100\n",
-		 dir, rs.port);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(&d,
+			"[bus]\nname = brr\ndir = %s\n"
+			"[topic q]\ncapacity = 64K\n"
+			"[mirror r]\ntopics = q\nto = redis://127.0.0.1:%d/0\n"
+			"backoff_min_ms = 20\nbackoff_max_ms = 100\n",
+			dir, rs.port);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	shmbus_bus_t *bus;
 	CHECK_RC(shmbus_bus_open(&bus, "brr"), 0);
-	pid_t d = td_start(argv[1], cfg, bus);
+	t_daemon_start(&d, bus);
 	shmbus_bridge_info_t st;
 	BT_AWAIT(bus, "r", st, st.up);
 	redisContext *c = bt_client(&rs);
@@ -71,5 +71,5 @@ int main(int argc, char **argv)
 	}
 	freeReplyObject(r);
 	printf("  the stream has all %d, in order, once; the lag is 0\n", FIRST + TAIL);
-	return bt_redis_pass(d, c, &rs, bus);
+	return bt_redis_pass(&d, c, &rs, bus);
 }

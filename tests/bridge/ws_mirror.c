@@ -52,17 +52,7 @@ static void *publisher(void *arg)
  * is held back while the mirror does not confirm. */
 static void wait_published(uint64_t n)
 {
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
-	while (__atomic_load_n(&published, __ATOMIC_ACQUIRE) < n) {
-		if (t_now_ns() > deadline) {
-			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
-				(unsigned long long)__atomic_load_n(&published, __ATOMIC_ACQUIRE),
-				BT_DEADLINE_MS, (unsigned long long)n);
-			bt_show(bus, "j");
-			exit(1);
-		}
-		usleep(500);
-	}
+	bt_wait_published(bus, "j", &published, n);
 }
 
 static pid_t start_server(int port, const char *out, int ack)
@@ -144,32 +134,34 @@ int main(int argc, char **argv)
 {
 	CHECK(argc == 3);
 	bt_need_websockets(argv[2]);
-	const char *dir = bt_private_dir("brwm");
+	const char *dir = t_private_dir("brwm");
 	int pa = bt_free_port(), pb = bt_free_port(), pbad = bt_free_port(), pbig = bt_free_port();
-	char cfg[600], outa[600], outb[600], outbig[600];
+	char outa[600], outb[600], outbig[600];
 	snprintf(outbig, sizeof(outbig), "%s/big.out", dir);
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
 	snprintf(outa, sizeof(outa), "%s/a.out", dir);
 	snprintf(outb, sizeof(outb), "%s/b.out", dir);
-	dt_write(cfg,
-		 "[bus]\nname = brwm\ndir = %s\n"
-		 "[topic wsm.a]\ncapacity = 256K\n[topic wsm.b]\ncapacity = 256K\n"
-		 "[topic wsb.t]\ncapacity = 256K\n[topic wsbig.t]\ncapacity = 32M\n"
-		 /* The Python servers may be starved for seconds on a loaded machine: a reply
-		  * or handshake timeout would be one more connection than the test counts. */
-		 "[mirror j]\ntopics = wsm.*\nto = ws://127.0.0.1:%d/in\nformat = json\n"
-		 "ack = peer\nwindow = %d\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n"
-		 "timeout_ms = 120000\nconnect_timeout_ms = 120000\n"
-		 "[mirror bin]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/feed\ntimeout_ms = 120000\n"
-		 "connect_timeout_ms = 120000\n"
-		 "[mirror bad]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/x\nbackoff_min_ms = 20\n"
-		 /* A connection the bad server has not taken yet waits for it (the server
-		  * takes one at a time, once the test has seen the last failure). */
-		 "backoff_max_ms = 50\nconnect_timeout_ms = 120000\n"
-		 "[mirror big]\ntopics = wsbig.t\nto = ws://127.0.0.1:%d/big\n"
-		 "backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 120000\n"
-		 "connect_timeout_ms = 120000\n",
-		 dir, pa, WINDOW, pb, pbad, pbig);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(
+		&d,
+		"[bus]\nname = brwm\ndir = %s\n"
+		"[topic wsm.a]\ncapacity = 256K\n[topic wsm.b]\ncapacity = 256K\n"
+		"[topic wsb.t]\ncapacity = 256K\n[topic wsbig.t]\ncapacity = 32M\n"
+		/* The Python servers may be starved for seconds on a loaded machine: a reply
+		 * or handshake timeout would be one more connection than the test counts. */
+		"[mirror j]\ntopics = wsm.*\nto = ws://127.0.0.1:%d/in\nformat = json\n"
+		"ack = peer\nwindow = %d\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n"
+		"timeout_ms = 120000\nconnect_timeout_ms = 120000\n"
+		"[mirror bin]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/feed\ntimeout_ms = 120000\n"
+		"connect_timeout_ms = 120000\n"
+		"[mirror bad]\ntopics = wsb.t\nto = ws://127.0.0.1:%d/x\nbackoff_min_ms = 20\n"
+		/* A connection the bad server has not taken yet waits for it (the server
+		 * takes one at a time, once the test has seen the last failure). */
+		"backoff_max_ms = 50\nconnect_timeout_ms = 120000\n"
+		"[mirror big]\ntopics = wsbig.t\nto = ws://127.0.0.1:%d/big\n"
+		"backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 120000\n"
+		"connect_timeout_ms = 120000\n",
+		dir, pa, WINDOW, pb, pbad, pbig);
 
 	pid_t sa = start_server(pa, outa, 1);
 	setenv("WS_BINARY_TOPIC", "wsb.t", 1);
@@ -178,9 +170,8 @@ int main(int argc, char **argv)
 	pid_t sbig = start_server(pbig, outbig, 0);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "brwm"), 0);
-	pid_t d = td_start(argv[1], cfg, bus);
-	shmbus_sub_t *log;
-	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+	t_daemon_start(&d, bus);
+	shmbus_sub_t *log = t_events_open(bus);
 	shmbus_bridge_info_t st;
 	BT_AWAIT(bus, "j", st, st.up);
 	BT_AWAIT(bus, "bin", st, st.up);
@@ -192,9 +183,7 @@ int main(int argc, char **argv)
 	wait_published(N / 3);
 	CHECK(bt_stats(bus, "j", &st) == 0);
 	uint64_t errors = st.errors;
-	kill(sa, SIGKILL);
-	waitpid(sa, NULL, 0);
-	bt_track_(sa, 0);
+	t_kill(sa);
 	/* Down until the mirror saw the connection gone and found nobody when it tried again
 	 * (each failure counts one error). */
 	BT_AWAIT(bus, "j", st, !st.up && st.errors >= errors + 2);
@@ -216,7 +205,7 @@ int main(int argc, char **argv)
 	CHECK(st.reconnects >= 1 && st.errors >= 1);
 	char ev[4096];
 	const char *down[] = { "\"event\":\"bridge_down\"", "\"mirror\":\"j\"", NULL };
-	CHECK(td_event(log, ev, sizeof(ev), BT_DEADLINE_MS, down) == 0);
+	CHECK(t_event_find(log, ev, sizeof(ev), BT_DEADLINE_MS, down) == 0);
 	printf("  $sys.log: %s\n", ev);
 
 	printf("binary\n");
@@ -224,7 +213,7 @@ int main(int argc, char **argv)
 	BT_AWAIT(bus, "bin", st, st.confirmed >= 2000);
 	/* ack = none: confirmed once the kernel took the bytes; the peer may still be
 	 * reading them. Wait for its lines. */
-	uint64_t deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
 	for (;;) {
 		FILE *f = fopen(outb, "re");
 		CHECK(f != NULL);
@@ -265,7 +254,7 @@ int main(int argc, char **argv)
 	bt_peer_done(sbad, "badserver");
 	close(bfd);
 	CHECK(!st.up && st.confirmed == 0 && st.errors >= 4);
-	CHECK(dt_alive(d));
+	CHECK(t_daemon_alive(&d));
 
 	printf("a server that stops reading, then dies, with frames not yet sent\n");
 	/* ack = none: what the kernel took is confirmed (and lost if the server never reads
@@ -288,15 +277,13 @@ int main(int argc, char **argv)
 	printf("  %llu frames sent, %llu taken by the kernel when the server dies\n",
 	       (unsigned long long)st.sent, (unsigned long long)st.confirmed);
 	errors = st.errors;
-	kill(sbig, SIGKILL);
-	waitpid(sbig, NULL, 0);
-	bt_track_(sbig, 0);
+	t_kill(sbig);
 	BT_AWAIT(bus, "big", st, !st.up && st.errors >= errors + 2);
 	uint64_t kept = st.confirmed; /* final for that connection */
 	sbig = start_server(pbig, outbig, 0);
 	BT_AWAIT(bus, "big", st, st.up && st.lag == 0);
 	/* ack = none: the server may still be reading what the kernel took. */
-	deadline = t_now_ns() + BT_DEADLINE_MS * 1000000ull;
+	deadline = t_deadline(BT_DEADLINE_MS);
 	uint64_t distinct;
 	while (scan_out(outbig, "wsbig.t", kept, NBIG, &conns, &distinct), distinct < NBIG - kept) {
 		if (t_now_ns() > deadline) {
@@ -311,7 +298,7 @@ int main(int argc, char **argv)
 	       "the lag is 0\n",
 	       (unsigned long long)kept, (unsigned long long)kept, NBIG - 1);
 	shmbus_sub_close(log);
-	CHECK(td_stop(d) == 0);
+	CHECK(t_exited(t_daemon_stop(&d), 0));
 	kill(sa, SIGKILL);
 	kill(sb, SIGKILL);
 	kill(sbig, SIGKILL);
@@ -319,7 +306,6 @@ int main(int argc, char **argv)
 	bt_peer_wait(sb, 2000);
 	bt_peer_wait(sbig, 2000);
 	shmbus_bus_close(bus);
-	bt_passed = 1;
 	printf("ok\n");
 	return 0;
 }

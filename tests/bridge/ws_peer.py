@@ -41,7 +41,7 @@ DEADLINE = 30.0  # seconds; BT_DEADLINE_MS in bridge_helpers.h is longer
 
 
 def rand(state):
-    """splitmix64, as t_rand() in tests/helpers.h: returns (value, new state)."""
+    """splitmix64, as t_rand() in tests/lib/test.h: returns (value, new state)."""
     state = (state + 0x9E3779B97F4A7C15) & M64
     z = state
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64

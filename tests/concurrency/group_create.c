@@ -3,11 +3,10 @@
  * Members of one new group opened at the same instant, by threads of one process and by
  * several processes, create it once: a message then goes to exactly one member.
  */
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/wait.h>
 
 #define NT 6
 #define ROUNDS 100
@@ -82,7 +81,7 @@ static void member(const int go[2], int done, const int stop[2])
 /* Wait until every group of the topic has handed out all that was published. */
 static void wait_handed_out(void)
 {
-	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t end = t_deadline(T_WAIT_MS);
 	shmbus_group_info_t gi[4];
 	for (;;) {
 		int n = shmbus_topic_groups(bus, topic, gi, 4);
@@ -123,18 +122,15 @@ int main(void)
 		CHECK(pipe(go) == 0 && pipe(done) == 0 && pipe(stop) == 0);
 		pid_t kids[4];
 		for (int k = 0; k < 4; k++) {
-			kids[k] = fork();
-			CHECK(kids[k] >= 0);
+			kids[k] = t_fork();
 			if (kids[k] == 0)
 				member(go, done[1], stop);
 		}
 		close(go[0]);
 		close(stop[0]);
 		CHECK(write(go[1], "gggg", 4) == 4);
-		for (int k = 0; k < 4; k++) {
-			char c;
-			CHECK(read(done[0], &c, 1) == 1);
-		}
+		for (int k = 0; k < 4; k++)
+			t_wait_byte(done[0], "a member's byte: joined");
 		shmbus_pub_t *pub;
 		CHECK_RC(shmbus_pub_open(&pub, bus, topic), 0);
 		CHECK_RC(shmbus_publish(pub, "x", 1, 0), 0);
@@ -143,8 +139,7 @@ int main(void)
 		close(stop[1]);
 		int got = 0;
 		for (int k = 0; k < 4; k++) {
-			int st;
-			CHECK(waitpid(kids[k], &st, 0) == kids[k]);
+			int st = t_reap(kids[k], T_WAIT_MS, "a member");
 			CHECK(WIFEXITED(st) && WEXITSTATUS(st) <= 1);
 			got += WEXITSTATUS(st);
 		}

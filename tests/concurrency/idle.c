@@ -13,13 +13,10 @@
  *  4. A reader that spins (shmbus_sub_set_spin, 1 s) while it keeps up with a publisher of
  *     100,000 messages is never asleep, so no wake is ever issued.
  */
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 
 #define MS (1000000ull)
 #define CPU_LIMIT_NS (20 * MS)
@@ -27,68 +24,6 @@
 #define BUSY_N 100000u
 
 static const char *const bus_name = "idle";
-static pid_t parent_pid, kid;
-
-static void kill_kid(void)
-{
-	if (getpid() == parent_pid && kid > 0) {
-		kill(kid, SIGKILL);
-		waitpid(kid, NULL, 0);
-		kid = 0;
-	}
-}
-
-static pid_t spawn(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
-		alarm(30);
-		return 0;
-	}
-	kid = pid;
-	return pid;
-}
-
-static void reap_ok(pid_t pid, int timeout_ms)
-{
-	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * MS;
-	int st;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == pid)
-			break;
-		if (t_now_ns() > end) {
-			fprintf(stderr, "child did not end within %d ms\n", timeout_ms);
-			exit(1);
-		}
-		usleep(1000); /* poll interval */
-	}
-	kid = 0;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "child failed (status %#x)\n", st);
-		exit(1);
-	}
-}
-
-/* Read exactly n bytes from fd within timeout_ms, or fail. */
-static void read_within(int fd, void *buf, size_t n, int timeout_ms, const char *what)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int rc = poll(&p, 1, timeout_ms);
-
-	if (rc != 1) {
-		fprintf(stderr, "no %s within %d ms\n", what, timeout_ms);
-		exit(1);
-	}
-	CHECK(read(fd, buf, n) == (ssize_t)n);
-}
 
 static void write_all(int fd, const void *buf, size_t n)
 {
@@ -185,13 +120,15 @@ static void on_usr1(int sig)
 	got_usr1 = 1;
 }
 
-static void sleeper_child(int wfd)
+static void sleeper_child(void *arg, int wfd)
 {
 	shmbus_bus_t *bus;
 	shmbus_sub_t *sub;
 	shmbus_msg_t m;
 	struct sigaction sa = { .sa_handler = on_usr1 }; /* no SA_RESTART */
 
+	(void)arg;
+	alarm(30); /* it waits in recv(-1): whatever goes wrong, not for ever */
 	sigemptyset(&sa.sa_mask);
 	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
 	CHECK_RC(shmbus_bus_open(&bus, bus_name), 0);
@@ -221,17 +158,11 @@ static void sleeper_child(int wfd)
 
 static void idle_subscriber(shmbus_bus_t *bus)
 {
-	int p[2];
+	int fd;
 	char c;
 
-	CHECK(pipe(p) == 0);
-	pid_t pid = spawn();
-	if (pid == 0) {
-		close(p[0]);
-		sleeper_child(p[1]);
-	}
-	close(p[1]);
-	read_within(p[0], &c, 1, T_WAIT_MS, "ready from the sleeper");
+	pid_t pid = t_child(sleeper_child, NULL, &fd);
+	t_read_within(fd, &c, 1, T_WAIT_MS, "ready from the sleeper");
 	CHECK(c == 'r');
 
 	/* Once it sleeps it is in recv(-1), past its spin phase: it sleeps nowhere else.
@@ -249,7 +180,7 @@ static void idle_subscriber(shmbus_bus_t *bus)
 
 	/* A signal interrupts the wait. */
 	CHECK(kill(pid, SIGUSR1) == 0);
-	read_within(p[0], &c, 1, T_WAIT_MS, "-EINTR report from the sleeper");
+	t_read_within(fd, &c, 1, T_WAIT_MS, "-EINTR report from the sleeper");
 	CHECK(c == 'i');
 
 	/* Asleep again (in its second recv(-1)): one message wakes it. */
@@ -260,25 +191,27 @@ static void idle_subscriber(shmbus_bus_t *bus)
 	uint64_t t_pub = t_now_ns();
 	CHECK_RC(shmbus_publish(pub, "hello", 5, 42), 0);
 	uint64_t t_rx;
-	read_within(p[0], &t_rx, sizeof(t_rx), T_WAIT_MS, "message at the sleeper");
+	t_read_within(fd, &t_rx, sizeof(t_rx), T_WAIT_MS, "message at the sleeper");
 	printf("woken %.3f ms after the publish; wakeups %" PRIu64 " -> %" PRIu64 "\n",
 	       (double)(t_rx - t_pub) / 1e6, w0, wakeups(bus, "idle"));
 	CHECK(t_rx >= t_pub);
 	CHECK(t_rx - t_pub < WAKE_LIMIT_NS);
 	CHECK(wakeups(bus, "idle") > w0);
-	reap_ok(pid, T_WAIT_MS);
-	close(p[0]);
+	CHECK(t_exited(t_reap(pid, T_WAIT_MS, "the sleeper"), 0));
+	close(fd);
 	shmbus_pub_close(pub);
 }
 
 /* ---- 4: a spinning reader that keeps up is never woken ----------------------------------- */
 
-static void busy_reader(int wfd)
+static void busy_reader(void *arg, int wfd)
 {
 	shmbus_bus_t *bus;
 	shmbus_sub_t *sub;
 	shmbus_msg_t m;
 
+	(void)arg;
+	alarm(30); /* it waits in recv(-1): whatever goes wrong, not for ever */
 	CHECK_RC(shmbus_bus_open(&bus, bus_name), 0);
 	CHECK_RC(shmbus_sub_open(&sub, bus, "busy", NULL, 0), 0);
 	CHECK_RC(shmbus_sub_set_spin(sub, 1000000), 0);
@@ -304,25 +237,19 @@ static void busy_reader(int wfd)
 
 static void busy(shmbus_bus_t *bus)
 {
-	int p[2];
+	int fd;
 	char c;
 	shmbus_pub_t *pub;
 	shmbus_topic_stats_t st;
 
 	/* Open first: the reader spins from its ready byte on, and we publish at once. */
 	CHECK_RC(shmbus_pub_open(&pub, bus, "busy"), 0);
-	CHECK(pipe(p) == 0);
-	pid_t pid = spawn();
-	if (pid == 0) {
-		close(p[0]);
-		busy_reader(p[1]);
-	}
-	close(p[1]);
-	read_within(p[0], &c, 1, T_WAIT_MS, "ready from the busy reader");
+	pid_t pid = t_child(busy_reader, NULL, &fd);
+	t_read_within(fd, &c, 1, T_WAIT_MS, "ready from the busy reader");
 	uint64_t t0 = t_now_ns();
 	for (uint32_t i = 0; i < BUSY_N; i++)
 		CHECK_RC(shmbus_publish(pub, &i, sizeof(i), 0), 0);
-	reap_ok(pid, T_WAIT_MS);
+	CHECK(t_exited(t_reap(pid, T_WAIT_MS, "the busy reader"), 0));
 	CHECK_RC(shmbus_topic_stats(bus, "busy", &st), 0);
 	printf("%u messages to a spinning reader in %.1f ms: %" PRIu64 " wakeups, %" PRIu64
 	       " backpressure waits\n", BUSY_N, (double)(t_now_ns() - t0) / 1e6, st.wakeups,
@@ -331,7 +258,7 @@ static void busy(shmbus_bus_t *bus)
 	CHECK(st.backpressure_waits == 0);
 	CHECK(st.wakeups == 0);
 	shmbus_pub_close(pub);
-	close(p[0]);
+	close(fd);
 }
 
 int main(void)
@@ -339,10 +266,8 @@ int main(void)
 	shmbus_bus_t *bus;
 	shmbus_topic_opts_t o;
 
-	parent_pid = getpid();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_private_dir("idle");
-	atexit(kill_kid);
 	alarm(50);
 
 	CHECK_RC(shmbus_bus_open(&bus, bus_name), 0);

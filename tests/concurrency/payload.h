@@ -16,7 +16,7 @@
 #ifndef SHMBUS_TESTS_CONCURRENCY_PAYLOAD_H
 #define SHMBUS_TESTS_CONCURRENCY_PAYLOAD_H
 
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <stdatomic.h>
 
@@ -329,7 +329,7 @@ static inline uint64_t pl_stall_until_held(shmbus_bus_t *bus, const char *topic,
 					   uint64_t claim_max, uint64_t total, uint32_t npub,
 					   const _Atomic pid_t *tids)
 {
-	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t give_up = t_deadline(T_WAIT_MS);
 	shmbus_topic_stats_t st;
 	shmbus_reader_info_t ri[16];
 
@@ -378,7 +378,7 @@ static inline uint64_t pl_stall_until_held(shmbus_bus_t *bus, const char *topic,
 static inline void pl_stall_until_lapped(shmbus_bus_t *bus, const char *topic, uint64_t cap,
 					 atomic_uint *done, unsigned npub)
 {
-	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t give_up = t_deadline(T_WAIT_MS);
 	shmbus_topic_stats_t st;
 
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);

@@ -27,12 +27,8 @@
  */
 #include "tests/concurrency/payload.h"
 
-#include <poll.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 
 #include "ring/record.h"
 
@@ -86,7 +82,6 @@ static struct shared *sh;
 static uint64_t *bitmap[NGROUP]; /* one bit per message, in the same shared mapping */
 static int overwrite;
 static uint64_t seed;
-static pid_t parent_pid;
 static pid_t kids[NCHILD];
 static const char *kid_name[NCHILD];
 static shmbus_bus_t *pbus; /* the parent's */
@@ -94,18 +89,6 @@ static shmbus_bus_t *pbus; /* the parent's */
 static uint64_t cap(void)
 {
 	return overwrite ? CAP_OVERWRITE : CAP_BLOCK;
-}
-
-static void kill_kids(void)
-{
-	if (getpid() != parent_pid)
-		return;
-	for (int i = 0; i < NCHILD; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
 }
 
 /* ---- publishers ------------------------------------------------------------------------ */
@@ -328,13 +311,8 @@ static void reader(int idx)
 
 static void spawn(int i, const char *what, void (*fn)(int), int arg)
 {
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
+	pid_t pid = t_fork();
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
 		fn(arg);
 		_exit(1);
 	}
@@ -351,9 +329,7 @@ static int reap_some(void)
 		int st;
 		if (kids[i] <= 0)
 			continue;
-		pid_t r = waitpid(kids[i], &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == 0) {
+		if (t_wait(kids[i], 0, &st) < 0) {
 			left++;
 			continue;
 		}
@@ -425,10 +401,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	overwrite = !strcmp(argv[1], "overwrite");
-	parent_pid = getpid();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_private_dir("stress");
-	atexit(kill_kids);
 
 	seed = t_seed();
 	uint64_t want = total_from_args(argc, argv);
@@ -479,7 +453,7 @@ int main(int argc, char **argv)
 						 "publisher 3" };
 	for (int i = 0; i < NREAD; i++)
 		spawn(i, rname[i], reader, i);
-	wait_for(&sh->joined, NREAD, "readers joined", t_now_ns() + T_WAIT_MS * MS);
+	wait_for(&sh->joined, NREAD, "readers joined", t_deadline(T_WAIT_MS));
 
 	shmbus_topic_stats_t st;
 	CHECK_RC(shmbus_topic_stats(pbus, topic, &st), 0);
@@ -488,7 +462,7 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < NPUB; i++)
 		spawn(NREAD + i, pname[i], publisher, i);
-	wait_for(&sh->pubs_ready, NPUB, "publishers ready", t_now_ns() + T_WAIT_MS * MS);
+	wait_for(&sh->pubs_ready, NPUB, "publishers ready", t_deadline(T_WAIT_MS));
 	CHECK_RC(shmbus_topic_stats(pbus, topic, &st), 0);
 	CHECK(st.publishers == NPUB);
 

@@ -1,102 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shared by the crash tests that fork publishers and readers and SIGKILL them: children
- * that die with the parent and are killed at its exit, reaping with a deadline, ready
- * bytes on pipes, checksummed payloads, and "the publisher cannot go on while this reader
- * stays where it is" (the event a test waits for before it kills that reader).
- * Each test sets parent_pid = getpid() and registers atexit(kill_kids) first.
+ * Shared by the crash tests that fork publishers and readers and SIGKILL them (their
+ * children are tests/lib/proc.h's): checksummed payloads, and "the publisher cannot go on
+ * while this reader stays where it is" (the event a test waits for before it kills that
+ * reader).
  */
 #ifndef SHMBUS_TESTS_CRASH_CRASH_H
 #define SHMBUS_TESTS_CRASH_CRASH_H
 
-#include "tests/helpers.h"
-
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
+#include "tests/lib/proc.h"
 
 #include "ring/record.h"
-
-/* ---- children ----------------------------------------------------------------------- */
-
-static pid_t kids[8];
-static int nkids;
-static pid_t parent_pid;
-
-static inline void kill_kids(void)
-{
-	if (getpid() != parent_pid)
-		return;
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
-/* Fork a child that dies with the parent. Returns its pid in the parent, 0 in the child. */
-static inline pid_t spawn(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent_pid)
-			_exit(1);
-		return 0;
-	}
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == 0) {
-			kids[i] = pid;
-			return pid;
-		}
-	CHECK(nkids < (int)(sizeof(kids) / sizeof(kids[0])));
-	kids[nkids++] = pid;
-	return pid;
-}
-
-static inline void forget_kid(pid_t pid)
-{
-	for (int i = 0; i < nkids; i++)
-		if (kids[i] == pid)
-			kids[i] = 0;
-}
-
-/* Wait up to timeout_ms for pid to end; returns its status, or fails the test. */
-static inline int reap(pid_t pid, int timeout_ms)
-{
-	uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		int st;
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		CHECK(r >= 0);
-		if (r == pid) {
-			forget_kid(pid);
-			return st;
-		}
-		if (t_now_ns() > end) {
-			fprintf(stderr, "child %d did not end within %d ms\n", (int)pid,
-				timeout_ms);
-			exit(1);
-		}
-		usleep(1000); /* poll interval */
-	}
-}
-
-/* Read one byte from fd within T_WAIT_MS, or fail saying what was awaited. */
-static inline void wait_byte(int fd, const char *what)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int rc = poll(&p, 1, T_WAIT_MS);
-	char c;
-	if (rc != 1 || read(fd, &c, 1) != 1) {
-		fprintf(stderr, "no %s within %d ms\n", what, T_WAIT_MS);
-		exit(1);
-	}
-}
 
 /* ---- payloads ------------------------------------------------------------------------- */
 
@@ -145,6 +59,37 @@ static inline void pl_check(const shmbus_msg_t *m, size_t max, uint32_t *pubid, 
 	*idx = h.idx;
 }
 
+/*
+ * A publisher child: open topic (timeout -1); with okfd >= 0, say so on okfd and wait for
+ * a byte on gofd; then publish messages 0..n-1 of publisher pubid (pl_make, up to max
+ * bytes, type pubid). Exits 0, 2 (could not start) or 3 (a publish failed).
+ */
+static inline void pl_publisher(const char *topic, uint32_t pubid, uint32_t n, size_t max, int okfd,
+				int gofd)
+{
+	shmbus_bus_t *bus;
+	shmbus_pub_t *pub;
+	uint8_t buf[4096];
+	if (max > sizeof(buf) || shmbus_bus_open(&bus, NULL) < 0 ||
+	    shmbus_pub_open(&pub, bus, topic) < 0)
+		_exit(2);
+	shmbus_pub_set_timeout(pub, -1);
+	char c;
+	if (okfd >= 0 && (write(okfd, "o", 1) != 1 || read(gofd, &c, 1) != 1))
+		_exit(2);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t len = pl_make(buf, pubid, i, max);
+		int rc = shmbus_publish(pub, buf, len, pubid);
+		if (rc != 0) {
+			fprintf(stderr, "publisher %u: publish %u returned %d\n", pubid, i, rc);
+			_exit(3);
+		}
+	}
+	shmbus_pub_close(pub);
+	shmbus_bus_close(bus);
+	_exit(0);
+}
+
 /* ---- a publisher held back by one reader ------------------------------------------------ */
 
 /*
@@ -178,6 +123,37 @@ static inline int held_back_by(shmbus_bus_t *bus, const char *topic, pid_t pid, 
 	uint64_t off = st.tail & (cap - 1);
 	uint64_t end = st.tail + (off + size > cap ? cap - off : 0) + size;
 	return end > ri[i].pos + cap;
+}
+
+/*
+ * SIGKILL the reader process pid (who: what it is) that holds back the topic's publisher,
+ * which has published last messages; it is not reaped (a zombie must count as dead). The
+ * publisher must commit again within bound_ms of the kill (polled every 0.1 ms: when it
+ * goes on is what is measured), or the test fails.
+ */
+static inline void pl_kill_holder(shmbus_bus_t *bus, const char *topic, pid_t pid, uint64_t last,
+				  int bound_ms, const char *who)
+{
+	shmbus_topic_stats_t st;
+	uint64_t t_kill = t_now_ns();
+	CHECK(kill(pid, SIGKILL) == 0);
+	for (;;) {
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.published > last)
+			break;
+		if (t_now_ns() - t_kill > 10000000000ull) {
+			fprintf(stderr, "publisher still stuck 10 s after the %s died\n", who);
+			exit(1);
+		}
+		usleep(100); /* poll interval (what is measured is when P went on) */
+	}
+	double ms = (double)(t_now_ns() - t_kill) / 1e6;
+	printf("publisher went on %.3f ms after the kill\n", ms);
+	if (ms > bound_ms) {
+		fprintf(stderr, "publisher blocked %.3f ms by a dead %s (bound %d)\n", ms, who,
+			bound_ms);
+		exit(1);
+	}
 }
 
 #endif

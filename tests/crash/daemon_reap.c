@@ -15,37 +15,12 @@
  */
 #include <pthread.h>
 
-#include "../daemon_helpers.h"
+#include "tests/lib/daemon.h"
 
 #define REAP_LIMIT_NS 100000000ull /* the bound: 100 ms */
 
-static const char *daemon_path;
 static shmbus_bus_t *bus;
 static shmbus_sub_t *syslog_sub;
-
-/* A child (it dies with the test): open the bus (registering with the daemon), run fn,
- * tell the parent on fd. */
-static pid_t child(void (*fn)(int fd), int *rfd)
-{
-	int p[2];
-	CHECK(pipe(p) == 0);
-	pid_t pid = dt_fork();
-	if (pid == 0) {
-		close(p[0]);
-		fn(p[1]);
-		_exit(0);
-	}
-	close(p[1]);
-	*rfd = p[0];
-	return pid;
-}
-
-static void wait_byte(int fd)
-{
-	char c;
-	CHECK(read(fd, &c, 1) == 1);
-	CHECK(c == 'r');
-}
 
 static shmbus_bus_t *child_bus(void)
 {
@@ -71,10 +46,10 @@ static uint64_t kill_and_time(pid_t pid, int (*done)(void))
 				getenv("SHMBUS_DIR"));
 			exit(1);
 		}
-		usleep(200);
+		usleep(200); /* poll interval */
 	}
 	uint64_t dt = t_now_ns() - t0;
-	waitpid(pid, NULL, 0);
+	t_reap(pid, T_WAIT_MS, "the killed client");
 	return dt;
 }
 
@@ -83,7 +58,7 @@ static void expect_crash_event(pid_t pid, const char *what)
 	char pidstr[64], ev[4096];
 	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)pid);
 	const char *needles[] = { "\"event\":\"crash\"", pidstr, what, NULL };
-	if (td_event(syslog_sub, ev, sizeof(ev), DT_DEADLINE_MS, needles) < 0) {
+	if (t_event_find(syslog_sub, ev, sizeof(ev), T_WAIT_MS, needles) < 0) {
 		fprintf(stderr, "no crash event with %s for pid %d on $sys.log\n", what, (int)pid);
 		exit(1);
 	}
@@ -92,8 +67,9 @@ static void expect_crash_event(pid_t pid, const char *what)
 
 /* ---- A ---------------------------------------------------------------------------- */
 
-static void pub_child(int fd)
+static void pub_child(void *arg, int fd)
 {
+	(void)arg;
 	shmbus_bus_t *b = child_bus();
 	shmbus_pub_t *p;
 	if (shmbus_pub_open(&p, b, "work") < 0)
@@ -122,8 +98,8 @@ static void case_a(void)
 	shmbus_sub_t *sub;
 	CHECK_RC(shmbus_sub_open(&sub, bus, "work", NULL, 0), 0);
 	int fd;
-	pid_t pid = child(pub_child, &fd);
-	wait_byte(fd);
+	pid_t pid = t_child(pub_child, NULL, &fd);
+	CHECK(t_wait_byte(fd, "the child's byte") == 'r');
 	close(fd);
 	uint64_t dt = kill_and_time(pid, a_done);
 	printf("  claim covered and slot freed %.2f ms after SIGKILL\n", dt / 1e6);
@@ -148,8 +124,9 @@ static void case_a(void)
 
 /* ---- B ---------------------------------------------------------------------------- */
 
-static void sub_child(int fd)
+static void sub_child(void *arg, int fd)
 {
+	(void)arg;
 	shmbus_bus_t *b = child_bus();
 	shmbus_sub_t *s;
 	if (shmbus_sub_open(&s, b, "small", NULL, 0) < 0)
@@ -189,13 +166,13 @@ static void case_b(void)
 {
 	printf("B: subscriber killed in block mode while it holds publishers back\n");
 	int fd;
-	pid_t pid = child(sub_child, &fd);
-	wait_byte(fd);
+	pid_t pid = t_child(sub_child, NULL, &fd);
+	CHECK(t_wait_byte(fd, "the child's byte") == 'r');
 	close(fd);
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, b_publisher, NULL) == 0);
 	/* Wait until the ring is full and the publisher waits. */
-	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	uint64_t deadline = t_deadline(T_WAIT_MS);
 	for (;;) {
 		shmbus_topic_stats_t st;
 		CHECK_RC(shmbus_topic_stats(bus, "small", &st), 0);
@@ -209,7 +186,7 @@ static void case_b(void)
 	printf("  reader slot freed %.2f ms after SIGKILL\n", dt / 1e6);
 	CHECK(dt <= REAP_LIMIT_NS);
 	/* The publisher goes on (polled every 1 ms: the CPUs are for the publisher). */
-	deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	deadline = t_deadline(T_WAIT_MS);
 	while (__atomic_load_n(&b_published, __ATOMIC_RELAXED) < before + 10000) {
 		CHECK(t_now_ns() < deadline);
 		usleep(1000);
@@ -223,8 +200,9 @@ static void case_b(void)
 
 /* ---- C ---------------------------------------------------------------------------- */
 
-static void member_holder(int fd)
+static void member_holder(void *arg, int fd)
 {
+	(void)arg;
 	shmbus_bus_t *b = child_bus();
 	shmbus_sub_t *s;
 	if (shmbus_sub_open(&s, b, "jobs", "g", 0) < 0)
@@ -233,7 +211,7 @@ static void member_holder(int fd)
 	 * before the join would be copied out, and not count as held). */
 	CHECK(write(fd, "r", 1) == 1);
 	shmbus_msg_t m;
-	if (shmbus_recv(s, &m, DT_DEADLINE_MS) < 0)
+	if (shmbus_recv(s, &m, T_WAIT_MS) < 0)
 		_exit(5);
 	CHECK(write(fd, "r", 1) == 1);
 	pause(); /* holds the message */
@@ -255,14 +233,14 @@ static void case_c(void)
 	shmbus_sub_t *other;
 	CHECK_RC(shmbus_sub_open(&other, bus, "jobs", "g", 0), 0);
 	int fd;
-	pid_t pid = child(member_holder, &fd);
+	pid_t pid = t_child(member_holder, NULL, &fd);
 	shmbus_pub_t *p;
 	CHECK_RC(shmbus_pub_open(&p, bus, "jobs"), 0);
-	wait_byte(fd);
+	CHECK(t_wait_byte(fd, "the child's byte") == 'r');
 	/* One message for the child: we do not read until it has it. */
 	uint32_t v = 0;
 	CHECK_RC(shmbus_publish(p, &v, sizeof(v), 0), 0);
-	wait_byte(fd);
+	CHECK(t_wait_byte(fd, "the child's byte") == 'r');
 	close(fd);
 	uint64_t dt = kill_and_time(pid, c_done);
 	printf("  member removed from the group %.2f ms after SIGKILL\n", dt / 1e6);
@@ -285,7 +263,7 @@ static void expect_event(const char *a, const char *b, const char *c)
 {
 	char ev[4096];
 	const char *needles[] = { a, b, c, NULL };
-	if (td_event(syslog_sub, ev, sizeof(ev), DT_DEADLINE_MS, needles) < 0) {
+	if (t_event_find(syslog_sub, ev, sizeof(ev), T_WAIT_MS, needles) < 0) {
 		fprintf(stderr, "no event with %s %s %s on $sys.log\n", a, b, c);
 		exit(1);
 	}
@@ -330,25 +308,23 @@ static void case_d(void)
 int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
-	daemon_path = argv[1];
 	const char *dir = t_private_dir("dreap");
-	char cfg[512], text[2048];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	snprintf(text, sizeof(text),
-		 "[bus]\nname = crash\ndir = %s\n\n"
-		 "[topic work]\ncapacity = 1M\n\n"
-		 "[topic small]\ncapacity = 64K\npolicy = block\n\n"
-		 "[topic jobs]\ncapacity = 1M\n\n"
-		 "[topic lagt]\ncapacity = 64K\n\n"
-		 "[topic ow]\ncapacity = 4K\npolicy = overwrite\n",
-		 dir);
-	td_write_file(cfg, text);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(&d,
+			"[bus]\nname = crash\ndir = %s\n\n"
+			"[topic work]\ncapacity = 1M\n\n"
+			"[topic small]\ncapacity = 64K\npolicy = block\n\n"
+			"[topic jobs]\ncapacity = 1M\n\n"
+			"[topic lagt]\ncapacity = 64K\n\n"
+			"[topic ow]\ncapacity = 4K\npolicy = overwrite\n",
+			dir);
 	/* The test process itself stays embedded: only the children register. */
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "crash"), 0);
 	unsetenv("SHMBUS_NO_DAEMON");
-	pid_t d = td_start(daemon_path, cfg, bus);
-	CHECK_RC(shmbus_sub_open(&syslog_sub, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+	pid_t dpid = t_daemon_start(&d, bus);
+	syslog_sub = t_events_open(bus);
 
 	case_a();
 	case_b();
@@ -363,16 +339,16 @@ int main(int argc, char **argv)
 	       bs.topics, (int)bs.daemon_pid, bs.daemon_running,
 	       (unsigned long long)bs.crashes, (unsigned long long)bs.readers_reclaimed,
 	       (unsigned long long)bs.publishers_reclaimed, (unsigned long long)bs.aborted);
-	CHECK(bs.topics == 6 && bs.daemon_pid == d && bs.daemon_running == 1);
+	CHECK(bs.topics == 6 && bs.daemon_pid == dpid && bs.daemon_running == 1);
 	CHECK(bs.crashes == 3 && bs.publishers_reclaimed == 1 && bs.aborted == 1);
 	/* B's reader may have been freed by the waiting publisher first. */
 	CHECK(bs.readers_reclaimed >= 1 && bs.readers_reclaimed <= 2);
 	CHECK(bs.published >= 10 + 100 + 1 + 1000);
 
 	shmbus_sub_close(syslog_sub);
-	CHECK(td_stop(d) == 0);
+	CHECK(t_exited(t_daemon_stop(&d), 0));
 	CHECK_RC(shmbus_bus_stats(bus, &bs), 0);
-	CHECK(bs.daemon_pid == d && bs.daemon_running == 0 && bs.clients == 0);
+	CHECK(bs.daemon_pid == dpid && bs.daemon_running == 0 && bs.clients == 0);
 	shmbus_bus_close(bus);
 	printf("ok\n");
 	return 0;

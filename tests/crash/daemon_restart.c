@@ -10,7 +10,7 @@
  * since nothing on the bus recorded them.
  * usage: crash_daemon_restart PATH-TO-SHMBUSD
  */
-#include "../daemon_helpers.h"
+#include "tests/lib/daemon.h"
 
 #define N 400000u
 #define SIZE 64u
@@ -34,8 +34,10 @@ static void fill(uint8_t *buf, uint32_t i)
 		buf[k] = (uint8_t)(i * 31u + k);
 }
 
-static void publisher(void)
+static void publisher(void *arg, int fd)
 {
+	(void)arg;
+	(void)fd;
 	shmbus_bus_t *b = child_bus();
 	shmbus_pub_t *p;
 	if (shmbus_pub_open(&p, b, "t") < 0)
@@ -51,8 +53,9 @@ static void publisher(void)
 	_exit(0);
 }
 
-static void subscriber(int ready)
+static void subscriber(void *arg, int ready)
 {
+	(void)arg;
 	shmbus_bus_t *b = child_bus();
 	shmbus_sub_t *s;
 	if (shmbus_sub_open(&s, b, "t", NULL, 0) < 0)
@@ -79,8 +82,9 @@ static void subscriber(int ready)
 }
 
 /* Registers with the first daemon only, holds a reader slot on t2, waits to be killed. */
-static void idler(int ready)
+static void idler(void *arg, int ready)
 {
+	(void)arg;
 	shmbus_bus_t *b = child_bus();
 	shmbus_sub_t *s;
 	if (shmbus_sub_open(&s, b, "t2", NULL, 0) < 0)
@@ -90,30 +94,15 @@ static void idler(int ready)
 	_exit(0);
 }
 
-/* A child running fn (it dies with the test); with want_ready, wait for its byte. */
-static pid_t spawn(void (*fn)(int), int want_ready)
+/* A client process running fn; with want_ready, once it said it is ready. */
+static pid_t client(void (*fn)(void *, int), int want_ready)
 {
-	int p[2];
-	CHECK(pipe(p) == 0);
-	pid_t pid = dt_fork();
-	if (pid == 0) {
-		close(p[0]);
-		fn(p[1]);
-		_exit(0);
-	}
-	close(p[1]);
-	if (want_ready) {
-		char c;
-		CHECK(read(p[0], &c, 1) == 1);
-	}
-	close(p[0]);
+	int fd;
+	pid_t pid = t_child(fn, NULL, &fd);
+	if (want_ready)
+		t_wait_byte(fd, "a client's ready byte");
+	close(fd);
 	return pid;
-}
-
-static void publisher_fn(int fd)
-{
-	(void)fd;
-	publisher();
 }
 
 static uint64_t consumed(void)
@@ -123,16 +112,16 @@ static uint64_t consumed(void)
 	return n >= 1 ? ri[0].consumed : 0;
 }
 
-/* Poll until the subscriber has consumed at least want, at most DT_DEADLINE_MS. The
+/* Poll until the subscriber has consumed at least want, at most T_WAIT_MS. The
  * 1 ms interval leaves the CPUs to the publisher and the subscriber. */
 static void consumed_reaches(uint64_t want, const char *when)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	uint64_t deadline = t_deadline(T_WAIT_MS);
 	while (consumed() < want) {
 		if (t_now_ns() > deadline) {
 			fprintf(stderr, "%s: the subscriber consumed %llu, not %llu, in %d ms\n",
 				when, (unsigned long long)consumed(), (unsigned long long)want,
-				DT_DEADLINE_MS);
+				T_WAIT_MS);
 			exit(1);
 		}
 		usleep(1000);
@@ -141,20 +130,20 @@ static void consumed_reaches(uint64_t want, const char *when)
 
 /*
  * Read $sys.log until the "crash" events of pids a and b (in any order), at most
- * DT_DEADLINE_MS; their text into ea and eb.
+ * T_WAIT_MS; their text into ea and eb.
  */
 static void two_crashes(shmbus_sub_t *log, pid_t a, char *ea, pid_t b, char *eb, size_t len)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	uint64_t deadline = t_deadline(T_WAIT_MS);
 	char ev[4096], name[64], v[32];
 	ea[0] = eb[0] = '\0';
 	while (!ea[0] || !eb[0]) {
-		if (dt_next_event(log, deadline, ev, sizeof(ev), name, sizeof(name)) < 0) {
+		if (t_event_next(log, deadline, ev, sizeof(ev), name, sizeof(name)) < 0) {
 			fprintf(stderr, "no crash event for %s within %d ms\n",
-				ea[0] ? "the waited-for client" : "the zombie", DT_DEADLINE_MS);
+				ea[0] ? "the waited-for client" : "the zombie", T_WAIT_MS);
 			exit(1);
 		}
-		if (strcmp(name, "crash") || dt_json_get(ev, "pid", v, sizeof(v)) < 0)
+		if (strcmp(name, "crash") || t_json_get(ev, "pid", v, sizeof(v)) < 0)
 			continue;
 		if (atoi(v) == a)
 			snprintf(ea, len, "%s", ev);
@@ -167,7 +156,7 @@ static void two_crashes(shmbus_sub_t *log, pid_t a, char *ea, pid_t b, char *eb,
 static void member_is(const char *ev, const char *key, const char *want)
 {
 	char v[256];
-	if (dt_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want)) {
+	if (t_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want)) {
 		fprintf(stderr, "event %s: wanted \"%s\": %s\n", ev, key, want);
 		exit(1);
 	}
@@ -177,54 +166,50 @@ int main(int argc, char **argv)
 {
 	CHECK(argc == 2);
 	const char *dir = t_private_dir("drestart");
-	char cfg[512], text[1024];
-	snprintf(cfg, sizeof(cfg), "%s/shmbusd.conf", dir);
-	snprintf(text, sizeof(text),
-		 "[bus]\nname = restart\ndir = %s\n\n"
-		 "[topic t]\ncapacity = 256K\npolicy = block\n\n"
-		 "[topic t2]\ncapacity = 64K\n",
-		 dir);
-	td_write_file(cfg, text);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	t_daemon_config(&d,
+			"[bus]\nname = restart\ndir = %s\n\n"
+			"[topic t]\ncapacity = 256K\npolicy = block\n\n"
+			"[topic t2]\ncapacity = 64K\n",
+			dir);
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	CHECK_RC(shmbus_bus_open(&bus, "restart"), 0);
 	unsetenv("SHMBUS_NO_DAEMON");
 
-	pid_t d1 = td_start(argv[1], cfg, bus);
-	pid_t idle = spawn(idler, 1);
-	pid_t zombie = spawn(idler, 1), gone = spawn(idler, 1);
-	pid_t sub = spawn(subscriber, 1);
-	pid_t pub = spawn(publisher_fn, 0);
+	t_daemon_start(&d, bus);
+	pid_t idle = client(idler, 1);
+	pid_t zombie = client(idler, 1), gone = client(idler, 1);
+	pid_t sub = client(subscriber, 1);
+	pid_t pub = client(publisher, 0);
 
 	/* Under traffic: a quarter through. */
 	consumed_reaches(N / 4, "before the daemon is killed");
-	CHECK(kill(d1, SIGKILL) == 0);
-	waitpid(d1, NULL, 0);
+	t_daemon_kill(&d);
 	uint64_t at_kill = consumed();
 	printf("daemon killed after %llu of %u messages\n", (unsigned long long)at_kill, N);
 	/* Two clients die while no daemon runs: one is left a zombie (its end is waited
 	 * for, but not collected), the other is collected. */
 	CHECK(kill(zombie, SIGKILL) == 0 && kill(gone, SIGKILL) == 0);
-	siginfo_t si;
-	CHECK(waitid(P_PID, (id_t)zombie, &si, WEXITED | WNOWAIT) == 0);
-	CHECK(waitpid(gone, NULL, 0) == gone);
+	t_wait_zombie(zombie, T_WAIT_MS, "a client killed with SIGKILL");
+	t_reap(gone, T_WAIT_MS, "a client killed with SIGKILL");
 	/* The clients go on without it. */
 	consumed_reaches(at_kill + 10000, "while no daemon runs");
 
-	pid_t d2 = td_start(argv[1], cfg, bus);
+	pid_t d2 = t_daemon_start(&d, bus);
 	printf("new daemon %d answers after %llu messages\n", (int)d2,
 	       (unsigned long long)consumed());
-	shmbus_sub_t *log;
-	CHECK_RC(shmbus_sub_open(&log, bus, "$sys.log", NULL, SHMBUS_SUB_EARLIEST), 0);
+	shmbus_sub_t *log = t_events_open(bus);
 	char ev[4096], pidstr[64];
 	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)d2);
 	const char *start[] = { "\"event\":\"start\"", pidstr, NULL };
-	CHECK(td_event(log, ev, sizeof(ev), DT_DEADLINE_MS, start) == 0);
+	CHECK(t_event_find(log, ev, sizeof(ev), T_WAIT_MS, start) == 0);
 
 	/* The two found dead at its start, each with what can still be known of it. */
 	char ez[4096], eg[4096], want[64], comm[64] = "";
 	two_crashes(log, zombie, ez, gone, eg, sizeof(ez));
 	printf("$sys.log: %s\n$sys.log: %s\n", ez, eg);
-	dt_read("/proc/self/comm", comm, sizeof(comm)); /* a forked child's too */
+	t_read("/proc/self/comm", comm, sizeof(comm)); /* a forked child's too */
 	comm[strcspn(comm, "\n")] = '\0';
 	snprintf(want, sizeof(want), "%d", (int)geteuid());
 	member_is(ez, "found", "at start");
@@ -235,7 +220,7 @@ int main(int argc, char **argv)
 	member_is(eg, "uid", "-1");
 	member_is(eg, "prog", "");
 	member_is(eg, "readers_freed", "1");
-	CHECK(waitpid(zombie, NULL, 0) == zombie);
+	t_reap(zombie, T_WAIT_MS, "the zombie");
 
 	/* Adopted: the idler registered with the first daemon only. */
 	uint64_t t0 = t_now_ns();
@@ -247,21 +232,21 @@ int main(int argc, char **argv)
 		if (st.readers == 0)
 			break;
 		CHECK(t_now_ns() - t0 < 2000000000ull);
-		usleep(200);
+		usleep(200); /* poll interval */
 	}
 	uint64_t dt = t_now_ns() - t0;
-	waitpid(idle, NULL, 0);
+	t_reap(idle, T_WAIT_MS, "the adopted client");
 	printf("adopted client reaped %.2f ms after SIGKILL\n", dt / 1e6);
 	CHECK(dt <= 100000000ull);
 	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)idle);
 	const char *crash[] = { "\"event\":\"crash\"", pidstr, "\"readers_freed\":1,", NULL };
-	CHECK(td_event(log, ev, sizeof(ev), DT_DEADLINE_MS, crash) == 0);
+	CHECK(t_event_find(log, ev, sizeof(ev), T_WAIT_MS, crash) == 0);
 	printf("$sys.log: %s\n", ev);
 
-	/* Nothing lost, nobody stuck. */
-	int st;
-	CHECK(waitpid(pub, &st, 0) == pub && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	CHECK(waitpid(sub, &st, 0) == sub && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* Nothing lost, nobody stuck (the rest of the 400,000 messages, in an ASan build on a
+	 * busy machine: three deadlines). */
+	CHECK(t_exited(t_reap(pub, 3 * T_WAIT_MS, "the publisher"), 0));
+	CHECK(t_exited(t_reap(sub, 3 * T_WAIT_MS, "the subscriber"), 0));
 	printf("publisher and subscriber finished: all %u messages, in order\n", N);
 
 	/* New clients register with the new daemon. */
@@ -271,7 +256,7 @@ int main(int argc, char **argv)
 	shmbus_bus_close(b2);
 
 	shmbus_sub_close(log);
-	CHECK(td_stop(d2) == 0);
+	CHECK(t_exited(t_daemon_stop(&d), 0));
 	shmbus_bus_close(bus);
 	printf("ok\n");
 	return 0;

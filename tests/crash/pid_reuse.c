@@ -17,14 +17,11 @@
  *    release) and the subscriber reads that record and then the message behind it.
  * Also unit checks of shmbus_proc_alive(): self 1, wrong start 0, zombie 0, reaped 0.
  */
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "ring/record.h"
 #include "shm/layout.h"
@@ -246,11 +243,8 @@ static pid_t short_child(int *go, uint64_t *start)
 {
 	int p[2];
 	CHECK(pipe(p) == 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
+	pid_t pid = t_fork();
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close(p[1]);
 		char c;
 		if (read(p[0], &c, 1) < 0)
@@ -268,10 +262,7 @@ static void make_zombie(pid_t pid, int go)
 {
 	CHECK(write(go, "x", 1) == 1);
 	close(go);
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	CHECK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0);
-	CHECK(si.si_pid == pid);
+	t_wait_zombie(pid, T_WAIT_MS, "the short-lived child");
 }
 
 int main(void)
@@ -304,7 +295,7 @@ int main(void)
 	make_zombie(c, go);
 	CHECK(shmbus_proc_alive(c, cst) == 0);
 	CHECK(shmbus_proc_alive(c, 0) == 0);
-	CHECK(waitpid(c, NULL, 0) == c);
+	t_reap(c, T_WAIT_MS, "the zombie");
 	CHECK(shmbus_proc_alive(c, cst) == 0);
 	CHECK(shmbus_proc_starttime(c, &st2) == -ESRCH || st2 != cst);
 	printf("shmbus_proc_alive: self, wrong start, zombie, reaped: ok\n");
@@ -317,7 +308,7 @@ int main(void)
 		c = short_child(&go, &cst);
 		make_zombie(c, go);
 		dead_claimant("pr.zombie", policy, c, cst, "zombie child, true start time");
-		CHECK(waitpid(c, NULL, 0) == c);
+		t_reap(c, T_WAIT_MS, "the zombie");
 		live_claimant("pr.live", policy);
 	}
 	shmbus_bus_close(bus);

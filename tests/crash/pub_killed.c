@@ -39,27 +39,6 @@ static void *killer_main(void *arg)
 	return NULL;
 }
 
-static void publisher_child(const char *topic, uint32_t pubid, uint32_t n)
-{
-	shmbus_bus_t *bus;
-	shmbus_pub_t *pub;
-	if (shmbus_bus_open(&bus, NULL) < 0 || shmbus_pub_open(&pub, bus, topic) < 0)
-		_exit(2);
-	shmbus_pub_set_timeout(pub, -1);
-	uint8_t buf[MAXMSG];
-	for (uint32_t i = 0; i < n; i++) {
-		size_t len = pl_make(buf, pubid, i, MAXMSG);
-		int rc = shmbus_publish(pub, buf, len, pubid);
-		if (rc != 0) {
-			fprintf(stderr, "publisher %u: publish %u returned %d\n", pubid, i, rc);
-			_exit(3);
-		}
-	}
-	shmbus_pub_close(pub);
-	shmbus_bus_close(bus);
-	_exit(0);
-}
-
 static void run(shmbus_bus_t *bus, int policy)
 {
 	const char *topic = policy == SHMBUS_BLOCK ? "pk.block" : "pk.overwrite";
@@ -80,7 +59,7 @@ static void run(shmbus_bus_t *bus, int policy)
 
 	int rp[2];
 	CHECK(pipe(rp) == 0);
-	pid_t a = spawn();
+	pid_t a = t_fork();
 	if (a == 0) {
 		/* A: reserve, scribble half of it, say so, and stop forever. */
 		shmbus_bus_t *b;
@@ -97,20 +76,20 @@ static void run(shmbus_bus_t *bus, int policy)
 		for (;;)
 			pause();
 	}
-	wait_byte(rp[0], "reservation from the publisher to be killed");
+	t_wait_byte(rp[0], "reservation from the publisher to be killed");
 
-	pid_t b1 = spawn();
+	pid_t b1 = t_fork();
 	if (b1 == 0)
-		publisher_child(topic, 1, n);
-	pid_t b2 = spawn();
+		pl_publisher(topic, 1, n, MAXMSG, -1, -1);
+	pid_t b2 = t_fork();
 	if (b2 == 0)
-		publisher_child(topic, 2, n);
+		pl_publisher(topic, 2, n, MAXMSG, -1, -1);
 
 	/* Let B1/B2 publish behind the hole: overwrite, everything; block, until both wait
 	 * for space (the reader cannot pass the hole, so a wait that began lasts until the
 	 * kill, and each publisher counts one per wait). */
 	shmbus_topic_stats_t st;
-	uint64_t until = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t until = t_deadline(T_WAIT_MS);
 	for (;;) {
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 		if (policy == SHMBUS_BLOCK ? st.backpressure_waits >= 2 : st.published >= 2u * n)
@@ -186,11 +165,9 @@ static void run(shmbus_bus_t *bus, int policy)
 	}
 	CHECK_RC(shmbus_recv(sub, &m, 50), -EAGAIN);
 
-	int s1 = reap(b1, 10000), s2 = reap(b2, 10000);
-	CHECK(WIFEXITED(s1) && WEXITSTATUS(s1) == 0);
-	CHECK(WIFEXITED(s2) && WEXITSTATUS(s2) == 0);
-	int sa = reap(a, 10000);
-	CHECK(WIFSIGNALED(sa) && WTERMSIG(sa) == SIGKILL);
+	CHECK(t_exited(t_reap(b1, 10000, "publisher B1"), 0));
+	CHECK(t_exited(t_reap(b2, 10000, "publisher B2"), 0));
+	CHECK(t_signalled(t_reap(a, 10000, "the killed publisher A"), SIGKILL));
 
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	printf("  published %" PRIu64 " aborted %" PRIu64 " backpressure_waits %" PRIu64 "\n",
@@ -206,9 +183,7 @@ static void run(shmbus_bus_t *bus, int policy)
 
 int main(void)
 {
-	parent_pid = getpid();
 	t_private_dir("pub_killed");
-	atexit(kill_kids);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	shmbus_bus_t *bus;

@@ -111,14 +111,14 @@ static void run(shmbus_bus_t *bus, int policy, uint64_t seed)
 		s.gen = gen;
 		s.next = 0;
 		s.marker_seen = 0;
-		pid_t c = spawn();
+		pid_t c = t_fork();
 		if (c == 0)
 			publisher_child(topic, gen, seed);
 
 		/* Read while it publishes: from its first message on, for a random 1..30 ms
 		 * (the time is the point: a random instant of its publishing), then kill it. */
 		shmbus_msg_t m;
-		uint64_t first_by = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+		uint64_t first_by = t_deadline(T_WAIT_MS);
 		while (s.next == 0) {
 			int rc = shmbus_recv(sub, &m, 100);
 			if (rc == 0)
@@ -141,7 +141,7 @@ static void run(shmbus_bus_t *bus, int policy, uint64_t seed)
 		}
 		uint64_t t_kill = t_now_ns();
 		CHECK(kill(c, SIGKILL) == 0);
-		int st = reap(c, 10000);
+		int st = t_reap(c, 10000, "the killed publisher");
 		if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
 			fprintf(stderr, "child %u ended by itself (status %#x)\n", gen, st);
 			exit(1);
@@ -196,9 +196,7 @@ static void run(shmbus_bus_t *bus, int policy, uint64_t seed)
 
 int main(void)
 {
-	parent_pid = getpid();
 	t_private_dir("pub_killed_batch");
-	atexit(kill_kids);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	uint64_t seed = t_seed();
 	printf("seed %" PRIu64 "\n", seed);

@@ -58,9 +58,7 @@ static void child_sub(int okfd, int readyfd, uint32_t count, int stop)
 
 int main(void)
 {
-	parent_pid = getpid();
 	t_private_dir("sub_killed_block");
-	atexit(kill_kids);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	shmbus_bus_t *bus;
@@ -75,46 +73,24 @@ int main(void)
 	int okp[2], readyp[2], gop[2];
 	CHECK(pipe(okp) == 0 && pipe(readyp) == 0 && pipe(gop) == 0);
 
-	pid_t k = spawn();
+	pid_t k = t_fork();
 	if (k == 0)
 		child_sub(okp[1], readyp[1], 3, 1);
-	pid_t l = spawn();
+	pid_t l = t_fork();
 	if (l == 0)
 		child_sub(okp[1], readyp[1], N, 0);
-	pid_t p = spawn();
-	if (p == 0) {
-		shmbus_bus_t *b;
-		shmbus_pub_t *pub;
-		if (shmbus_bus_open(&b, NULL) < 0 || shmbus_pub_open(&pub, b, topic) < 0)
-			_exit(2);
-		shmbus_pub_set_timeout(pub, -1);
-		if (write(okp[1], "o", 1) != 1)
-			_exit(2);
-		char c;
-		if (read(gop[0], &c, 1) != 1)
-			_exit(2);
-		uint8_t buf[MAXMSG];
-		for (uint32_t i = 0; i < N; i++) {
-			size_t len = pl_make(buf, 1, i, MAXMSG);
-			int rc = shmbus_publish(pub, buf, len, 1);
-			if (rc != 0) {
-				fprintf(stderr, "publisher: publish %u returned %d\n", i, rc);
-				_exit(3);
-			}
-		}
-		shmbus_pub_close(pub);
-		shmbus_bus_close(b);
-		_exit(0);
-	}
+	pid_t p = t_fork();
+	if (p == 0)
+		pl_publisher(topic, 1, N, MAXMSG, okp[1], gop[0]);
 	for (int i = 0; i < 3; i++)
-		wait_byte(okp[0], "ready byte from a child");
+		t_wait_byte(okp[0], "ready byte from a child");
 	CHECK(write(gop[1], "g", 1) == 1);
-	wait_byte(readyp[0], "stopped subscriber's 3 messages");
+	t_wait_byte(readyp[0], "stopped subscriber's 3 messages");
 
 	/* Wait until P waits for space behind K (its next message does not fit before K's
 	 * position, which stays where it is), asleep. */
 	shmbus_topic_stats_t st;
-	uint64_t give_up = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t give_up = t_deadline(T_WAIT_MS);
 	while (!held_back_by(bus, topic, k, o.capacity, 1, MAXMSG)) {
 		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 		if (st.published >= N) {
@@ -140,30 +116,11 @@ int main(void)
 	CHECK(st.backpressure_waits >= 1);
 	uint64_t reclaimed0 = st.readers_reclaimed;
 
-	uint64_t t_kill = t_now_ns();
-	CHECK(kill(k, SIGKILL) == 0);
-	for (;;) {
-		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
-		if (st.published > last)
-			break;
-		if (t_now_ns() - t_kill > 10000000000ull) {
-			fprintf(stderr, "publisher still stuck 10 s after the subscriber died\n");
-			exit(1);
-		}
-		usleep(100); /* poll interval (what is measured is when P went on) */
-	}
-	double ms = (double)(t_now_ns() - t_kill) / 1e6;
-	printf("publisher went on %.3f ms after the kill\n", ms);
-	if (ms > BOUND_MS) {
-		fprintf(stderr, "publisher blocked %.3f ms by a dead subscriber (bound %d)\n", ms,
-			BOUND_MS);
-		exit(1);
-	}
+	pl_kill_holder(bus, topic, k, last, BOUND_MS, "subscriber");
 
-	int sp = reap(p, 30000), sl = reap(l, 30000), sk = reap(k, 10000);
-	CHECK(WIFEXITED(sp) && WEXITSTATUS(sp) == 0);
-	CHECK(WIFEXITED(sl) && WEXITSTATUS(sl) == 0);
-	CHECK(WIFSIGNALED(sk) && WTERMSIG(sk) == SIGKILL);
+	CHECK(t_exited(t_reap(p, 30000, "the publisher"), 0));
+	CHECK(t_exited(t_reap(l, 30000, "the live subscriber"), 0));
+	CHECK(t_signalled(t_reap(k, 10000, "the killed subscriber"), SIGKILL));
 
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	printf("published %" PRIu64 ", readers_reclaimed %" PRIu64 ", readers %u, publishers %u\n",

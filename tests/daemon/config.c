@@ -15,9 +15,10 @@
  *
  * usage: daemon_config SHMBUSD PACKAGING_CONF INSTALLED_DEFAULT_CONF
  */
-#include "tests/daemon/run.h"
+#include "tests/lib/daemon.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "bus/proto.h"
@@ -49,14 +50,14 @@ static int run(struct run *r, const char *const *args, int timeout_ms)
 	char out[300], err[300];
 	snprintf(out, sizeof(out), "%s/stdout.txt", dir);
 	snprintf(err, sizeof(err), "%s/stderr.txt", dir);
-	pid_t pid = dt_spawn(argv, out, err);
-	int rc = dt_wait(pid, timeout_ms, &r->status);
+	pid_t pid = t_spawn(&(struct t_cmd){ .argv = argv, .out = out, .err = err });
+	int rc = t_wait(pid, timeout_ms, &r->status);
 	if (rc < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &r->status, 0);
+		CHECK(kill(pid, SIGKILL) == 0);
+		r->status = t_reap(pid, T_WAIT_MS, "shmbusd killed with SIGKILL");
 	}
-	dt_read(out, r->out, sizeof(r->out));
-	dt_read(err, r->err, sizeof(r->err));
+	t_read(out, r->out, sizeof(r->out));
+	t_read(err, r->err, sizeof(r->err));
 	return rc < 0 ? -1 : 0;
 }
 
@@ -92,7 +93,7 @@ static int write_conf(char *path, size_t len, const char *name, const char *text
 		body[o++] = *p;
 	}
 	body[o] = '\0';
-	dt_write(path, "%s", body);
+	t_write(path, "%s", body);
 	return marked;
 }
 
@@ -109,7 +110,7 @@ static void bad_config(const char *name, const char *text, const char *reason, i
 	for (int m = 0; m < 2; m++) {
 		struct run r;
 		const char *args[] = { modes[m], "--config", path, NULL };
-		if (run(&r, args, DT_DEADLINE_MS) < 0) {
+		if (run(&r, args, T_WAIT_MS) < 0) {
 			FAIL("%s (%s): shmbusd started with this config:\n%s", name, modes[m],
 			     r.err);
 			continue;
@@ -141,7 +142,7 @@ static void unreadable(const char *name, const char *path, const char *reason)
 	for (int m = 0; m < 2; m++) {
 		struct run r;
 		const char *args[] = { modes[m], "--config", path, NULL };
-		if (run(&r, args, DT_DEADLINE_MS) < 0) {
+		if (run(&r, args, T_WAIT_MS) < 0) {
 			FAIL("%s (%s): shmbusd started with %s as its config:\n%s", name, modes[m],
 			     path, r.err);
 			continue;
@@ -321,7 +322,7 @@ static void check_good(void)
 	snprintf(root, sizeof(root), "%s/checkroot", dir);
 	struct run r;
 	const char *args[] = { "--check", "--config", path, NULL };
-	if (run(&r, args, DT_DEADLINE_MS) < 0 || !exited_with(&r, 0) ||
+	if (run(&r, args, T_WAIT_MS) < 0 || !exited_with(&r, 0) ||
 	    !strstr(r.out, ": ok (2 topics)\n")) {
 		FAIL("--check on a good config: status %d, stdout: %s stderr: %s",
 		     WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1, r.out, r.err);
@@ -338,7 +339,7 @@ static void check_good(void)
 
 	/* One topic is "1 topic". */
 	write_conf(path, sizeof(path), "one", "[topic orders]\ncapacity = 64K\n");
-	if (run(&r, args, DT_DEADLINE_MS) < 0 || !exited_with(&r, 0) ||
+	if (run(&r, args, T_WAIT_MS) < 0 || !exited_with(&r, 0) ||
 	    !strstr(r.out, ": ok (1 topic)\n")) {
 		FAIL("--check on a config of one topic: stdout: %s stderr: %s", r.out, r.err);
 		return;
@@ -369,7 +370,7 @@ static int too_big(void)
 		   "capacity = 512G\n");
 	struct run r;
 	const char *args[] = { "--foreground", "--config", path, NULL };
-	if (run(&r, args, DT_DEADLINE_MS) < 0) {
+	if (run(&r, args, T_WAIT_MS) < 0) {
 		FAIL("a 512G topic: shmbusd started:\n%s", r.err);
 		return 0;
 	}
@@ -412,19 +413,22 @@ static void defaults(const char *installed)
 	unsetenv("SHMBUSD_CONFIG");
 	unsetenv("SHMBUS_BUS");
 	setenv("SHMBUS_NO_DAEMON", "1", 1); /* the test's own handle stays unregistered */
-	pid_t pid = dt_start(exe, NULL);
+	struct t_daemon d;
+	t_daemon_init(&d, exe);
+	d.conf[0] = '\0'; /* no --config */
+	pid_t pid = t_daemon_spawn(&d);
 	shmbus_bus_t *bus;
 	CHECK_RC(shmbus_bus_open(&bus, NULL), 0);
 	CHECK(strstr(shmbus_bus_path(bus), "/defroot/default") != NULL);
 	shmbus_daemon_info_t info;
-	dt_ready(bus, pid, DT_DEADLINE_MS, &info);
+	t_daemon_ready(&d, bus, &info);
 	if (info.config[0] != '\0' || info.clients != 0)
 		FAIL("defaults: the daemon says config '%s', %u clients", info.config,
 		     info.clients);
 	shmbus_topic_opts_t o;
-	int rc = shmbus_topic_info(bus, DT_LOG_TOPIC, &o);
+	int rc = shmbus_topic_info(bus, T_LOG_TOPIC, &o);
 	if (rc != 0 || o.policy != SHMBUS_OVERWRITE || o.capacity != 1u << 20)
-		FAIL("defaults: %s: %d (%s)", DT_LOG_TOPIC, rc, shmbus_errmsg());
+		FAIL("defaults: %s: %d (%s)", T_LOG_TOPIC, rc, shmbus_errmsg());
 	/* A client registers with it. */
 	unsetenv("SHMBUS_NO_DAEMON");
 	shmbus_bus_t *reg;
@@ -432,7 +436,7 @@ static void defaults(const char *installed)
 	if (shmbus_bus_supervised(reg) != 1)
 		FAIL("defaults: a client did not register");
 	shmbus_bus_close(reg);
-	int st = dt_stop(pid, DT_DEADLINE_MS);
+	int st = t_daemon_stop(&d);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		FAIL("defaults: SIGTERM: wait status 0x%x", st);
 	shmbus_bus_close(bus);
@@ -448,7 +452,7 @@ static void packaged(const char *path)
 	int had_root = exists(sysroot), had_bus = exists(sysbus);
 	struct run r;
 	const char *args[] = { "--check", "--config", path, NULL };
-	int rc = run(&r, args, DT_DEADLINE_MS);
+	int rc = run(&r, args, T_WAIT_MS);
 	if (!had_bus && exists(sysbus)) {
 		fprintf(stderr, "note: --check created %s (removed again)\n", sysbus);
 		rmdir(sysbus);
@@ -478,8 +482,8 @@ int main(int argc, char **argv)
 	int untried = too_big();
 	defaults(argv[3]);
 	packaged(argv[2]);
-	if (dt_failures) {
-		fprintf(stderr, "%d case(s) failed\n", dt_failures);
+	if (t_failures) {
+		fprintf(stderr, "%d case(s) failed\n", t_failures);
 		return 1;
 	}
 	/* Everything else passed; the one case this machine cannot refuse is a skip. */

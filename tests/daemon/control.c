@@ -16,11 +16,12 @@
  *
  * usage: daemon_control SHMBUSD
  */
-#include "tests/daemon/run.h"
+#include "tests/lib/daemon.h"
 
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "bus/proto.h"
@@ -45,6 +46,7 @@
 #define RSS_GROWTH_MAX_KB 2048
 
 static shmbus_bus_t *bus;
+static struct t_daemon shmbusd;
 static pid_t dpid;
 static char sock_path[108];
 static double worst_ping_ms;
@@ -80,7 +82,7 @@ static ssize_t raw_recv(int fd, void *buf, size_t len, int timeout_ms)
 {
 	uint64_t t0 = t_now_ns();
 	for (;;) {
-		double left = timeout_ms - dt_ms_since(t0);
+		double left = timeout_ms - t_ms_since(t0);
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int rc = poll(&p, 1, left > 0 ? (int)left + 1 : 0);
 		if (rc < 0 && errno == EINTR)
@@ -117,7 +119,7 @@ static void expect_error(int fd, int err, const char *what)
 		struct shmbus_p_error e;
 		char raw[SHMBUS_PROTO_MAX];
 	} in;
-	ssize_t n = raw_recv(fd, &in, sizeof(in), DT_DEADLINE_MS);
+	ssize_t n = raw_recv(fd, &in, sizeof(in), T_WAIT_MS);
 	if (n <= 0 || !shmbus_p_check(&in, (size_t)n, SHMBUS_P_ERROR, sizeof(in.e)) ||
 	    in.e.err != err || in.e.text[sizeof(in.e.text) - 1] != '\0') {
 		fprintf(stderr, "%s: wanted an ERROR %d (%s), got %zd bytes (type %u, err %d)\n",
@@ -146,7 +148,7 @@ static void healthy(const char *after, shmbus_daemon_info_t *out)
 	shmbus_daemon_info_t info;
 	uint64_t t0 = t_now_ns();
 	int rc = shmbus_daemon_ping(bus, 1000, &info);
-	double ms = dt_ms_since(t0);
+	double ms = t_ms_since(t0);
 	if (rc != 0 || info.pid != dpid || ms > 1000) {
 		fprintf(stderr, "after %s: ping returned %d in %.1f ms (pid %d, want %d): %s\n",
 			after, rc, ms, rc == 0 ? info.pid : 0, (int)dpid, shmbus_errmsg());
@@ -154,7 +156,7 @@ static void healthy(const char *after, shmbus_daemon_info_t *out)
 	}
 	if (ms > worst_ping_ms)
 		worst_ping_ms = ms;
-	if (!dt_alive(dpid)) {
+	if (!t_daemon_alive(&shmbusd)) {
 		fprintf(stderr, "after %s: the daemon is gone\n", after);
 		exit(1);
 	}
@@ -171,9 +173,9 @@ static void clients_become(uint32_t want, int timeout_ms, const char *what)
 		healthy(what, &info);
 		if (info.clients == want)
 			return;
-		if (dt_ms_since(t0) > timeout_ms)
+		if (t_ms_since(t0) > timeout_ms)
 			break;
-		dt_sleep_ms(5);
+		usleep(5000); /* poll interval */
 	}
 	fprintf(stderr, "%s: the daemon counts %u clients after %d ms, wanted %u\n", what,
 		info.clients, timeout_ms, want);
@@ -195,7 +197,7 @@ static void expect_welcome(int fd, const char *what)
 		struct shmbus_p_welcome w;
 		char raw[SHMBUS_PROTO_MAX];
 	} in;
-	ssize_t n = raw_recv(fd, &in, sizeof(in), DT_DEADLINE_MS);
+	ssize_t n = raw_recv(fd, &in, sizeof(in), T_WAIT_MS);
 	if (n <= 0 || !shmbus_p_check(&in, (size_t)n, SHMBUS_P_WELCOME, sizeof(in.w)) ||
 	    in.w.daemon_pid != dpid || in.w.client_id == 0) {
 		fprintf(stderr, "%s: wanted a WELCOME from %d, got %zd bytes\n", what, (int)dpid,
@@ -266,15 +268,14 @@ int main(int argc, char **argv)
 		CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
 	}
 
-	char conf[512];
-	snprintf(conf, sizeof(conf), "%s/shmbusd.conf", dir);
-	dt_write(conf,
-		 "[bus]\n"
-		 "name = t\n"
-		 "dir = %s\n"
-		 "[limits]\n"
-		 "idle_timeout_ms = %d\n",
-		 dir, IDLE_MS);
+	t_daemon_init(&shmbusd, argv[1]);
+	t_daemon_config(&shmbusd,
+			"[bus]\n"
+			"name = t\n"
+			"dir = %s\n"
+			"[limits]\n"
+			"idle_timeout_ms = %d\n",
+			dir, IDLE_MS);
 	CHECK(strlen(dir) + 3 + strlen(SHMBUS_SOCK_NAME) < sizeof(sock_path));
 	snprintf(sock_path, sizeof(sock_path), "%.80s/t/%s", dir, SHMBUS_SOCK_NAME);
 #ifdef T_ASAN
@@ -283,19 +284,20 @@ int main(int argc, char **argv)
 	 * use-after-free. For the daemon only: this process has read its options. */
 	char asan[512];
 	const char *old = getenv("ASAN_OPTIONS");
-	snprintf(asan, sizeof(asan), "%s%squarantine_size_mb=1", old ? old : "",
+	snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%squarantine_size_mb=1", old ? old : "",
 		 old && *old ? ":" : "");
-	setenv("ASAN_OPTIONS", asan, 1);
+	const char *env[] = { asan, NULL };
+	shmbusd.env = env;
 #endif
 	uint64_t t0 = t_now_ns();
-	dpid = dt_start(argv[1], conf);
+	dpid = t_daemon_spawn(&shmbusd);
 	CHECK_RC(shmbus_bus_open(&bus, "t"), 0);
 	CHECK(shmbus_bus_supervised(bus) == 0);
 	shmbus_daemon_info_t info;
-	dt_ready(bus, dpid, DT_DEADLINE_MS, &info);
-	printf("daemon %d answered after %.0f ms\n", (int)dpid, dt_ms_since(t0));
+	t_daemon_ready(&shmbusd, bus, &info);
+	printf("daemon %d answered after %.0f ms\n", (int)dpid, t_ms_since(t0));
 	CHECK(info.clients == 0);
-	CHECK(!strcmp(info.config, conf));
+	CHECK(!strcmp(info.config, shmbusd.conf));
 	CHECK(!strcmp(info.version, SHMBUS_VERSION));
 
 	/* ---- malformed datagrams ---- */
@@ -399,11 +401,11 @@ int main(int argc, char **argv)
 			struct shmbus_p_pong p;
 			char raw[SHMBUS_PROTO_MAX];
 		} in;
-		ssize_t n = raw_recv(fd, &in, sizeof(in), DT_DEADLINE_MS);
+		ssize_t n = raw_recv(fd, &in, sizeof(in), T_WAIT_MS);
 		CHECK(n > 0 && shmbus_p_check(&in, (size_t)n, SHMBUS_P_PONG, sizeof(in.p)));
 		CHECK(in.p.pid == dpid && in.p.clients == 1);
 		close(fd);
-		clients_become(0, DT_DEADLINE_MS, "closing a registered connection");
+		clients_become(0, T_WAIT_MS, "closing a registered connection");
 	}
 
 	/* ---- a client that never speaks ---- */
@@ -411,11 +413,11 @@ int main(int argc, char **argv)
 		int fd = raw_connect();
 		uint64_t c0 = t_now_ns();
 		char buf[SHMBUS_PROTO_MAX];
-		ssize_t n = raw_recv(fd, buf, sizeof(buf), DT_DEADLINE_MS);
-		double ms = dt_ms_since(c0);
+		ssize_t n = raw_recv(fd, buf, sizeof(buf), T_WAIT_MS);
+		double ms = t_ms_since(c0);
 		if (n != 0) {
 			fprintf(stderr, "a silent client was not dropped within %d ms (%zd)\n",
-				DT_DEADLINE_MS, n);
+				T_WAIT_MS, n);
 			return 1;
 		}
 		/* Not before its time either: the daemon measures from its accept. */
@@ -436,7 +438,7 @@ int main(int argc, char **argv)
 		}
 		for (int i = 0; i < NCONN; i++)
 			expect_welcome(fds[i], "one of 500 connections");
-		printf("%d connections registered in %.0f ms\n", NCONN, dt_ms_since(c0));
+		printf("%d connections registered in %.0f ms\n", NCONN, t_ms_since(c0));
 		/* One process, however many connections. */
 		clients_become(1, 0, "500 connections");
 		/* Registered connections outlive the idle timeout: nothing may arrive on any
@@ -449,7 +451,7 @@ int main(int argc, char **argv)
 		healthy("500 connections held open", NULL);
 		for (int i = 0; i < NCONN; i++)
 			close(fds[i]);
-		clients_become(0, DT_DEADLINE_MS, "closing 500 connections");
+		clients_become(0, T_WAIT_MS, "closing 500 connections");
 	}
 
 	/* ---- connect / garbage / close, and memory ---- */
@@ -463,7 +465,7 @@ int main(int argc, char **argv)
 		long rss1 = vm_rss_kb(dpid);
 		printf("%d cycles in %.0f ms; daemon VmRSS %ld kB after %d, %ld kB after %d more "
 		       "(%+ld kB)\n",
-		       CYCLES_WARM + CYCLES, dt_ms_since(c0), rss0, CYCLES_WARM, rss1, CYCLES,
+		       CYCLES_WARM + CYCLES, t_ms_since(c0), rss0, CYCLES_WARM, rss1, CYCLES,
 		       rss1 - rss0);
 		CHECK(rss1 - rss0 <= RSS_GROWTH_MAX_KB);
 		clients_become(0, 0, "garbage cycles");
@@ -476,14 +478,14 @@ int main(int argc, char **argv)
 		CHECK_RC(shmbus_bus_open(&reg, "t"), 0);
 		CHECK(shmbus_bus_supervised(reg) == 1);
 		CHECK(shmbus_bus_supervised(bus) == 0);
-		clients_become(1, DT_DEADLINE_MS, "shmbus_bus_open");
+		clients_become(1, T_WAIT_MS, "shmbus_bus_open");
 		shmbus_bus_close(reg);
-		clients_become(0, DT_DEADLINE_MS, "shmbus_bus_close");
+		clients_become(0, T_WAIT_MS, "shmbus_bus_close");
 		setenv("SHMBUS_NO_DAEMON", "1", 1);
 	}
 
 	printf("slowest ping %.1f ms\n", worst_ping_ms);
-	int st = dt_stop(dpid, DT_DEADLINE_MS);
+	int st = t_daemon_stop(&shmbusd);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "shmbusd did not exit 0 on SIGTERM: %s %d\n",
 			WIFSIGNALED(st) ? "signal" : "status",

@@ -20,9 +20,11 @@
  *
  * usage: daemon_detach SHMBUSD
  */
-#include "tests/daemon/run.h"
+#include "tests/lib/daemon.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "bus/proto.h"
 
@@ -36,7 +38,7 @@ static void kill_daemon(void)
 {
 	if (daemon_pidfd >= 0) {
 		syscall(SYS_pidfd_send_signal, daemon_pidfd, SIGKILL, NULL, 0);
-		dt_pidfd_wait(daemon_pidfd, DT_DEADLINE_MS);
+		t_pidfd_wait(daemon_pidfd, T_WAIT_MS);
 		close(daemon_pidfd);
 		daemon_pidfd = -1;
 	}
@@ -48,55 +50,9 @@ static void kill_daemon(void)
  */
 static int start_detached(const char *conf, int *out)
 {
-	int p[2];
-	CHECK(pipe2(p, O_CLOEXEC) == 0);
-	pid_t pid = dt_fork();
-	if (pid == 0) {
-		if (dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
-			_exit(127);
-		execl(exe, exe, "--config", conf, (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	int st;
-	if (dt_wait(pid, DT_DEADLINE_MS, &st) < 0) {
-		fprintf(stderr, "shmbusd (%s) did not return within %d ms\n", conf, DT_DEADLINE_MS);
-		kill(pid, SIGKILL);
-		exit(1);
-	}
-	*out = p[0];
-	return st;
-}
-
-/*
- * Read the pipe fd until its end, at most DT_DEADLINE_MS, into buf. Returns the bytes
- * read (the end came), or -ETIMEDOUT (someone still holds its write end). With stop_early,
- * returns at the first byte: one is enough to fail.
- */
-static ssize_t read_to_end(int fd, char *buf, size_t len, int stop_early)
-{
-	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
-	size_t n = 0;
-	for (;;) {
-		uint64_t now = t_now_ns();
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int rc = poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		CHECK(rc >= 0);
-		if (rc == 0)
-			continue;
-		ssize_t r = read(fd, buf + n, len - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		CHECK(r >= 0);
-		n += (size_t)r;
-		buf[n] = '\0';
-		if (r == 0 || n == len - 1 || (stop_early && n > 0))
-			return (ssize_t)n;
-	}
+	char *argv[] = { (char *)exe, (char *)"--config", (char *)conf, NULL };
+	pid_t pid = t_spawn(&(struct t_cmd){ .argv = argv, .out_pipe = out, .err_to_out = 1 });
+	return t_reap(pid, T_WAIT_MS, "shmbusd (detaching)");
 }
 
 /* Where fd n of pid points ("/dev/null", a file's path, "pipe:[...]"). */
@@ -116,25 +72,25 @@ static unsigned nseen;
 /* Read $sys.log until the event name for pid (0: any) comes, keeping what is read. */
 static void wait_event(shmbus_sub_t *log, const char *name, pid_t pid, char *ev, size_t len)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+	uint64_t deadline = t_deadline(T_WAIT_MS);
 	char got[64], v[32], want[32];
 	snprintf(want, sizeof(want), "%d", (int)pid);
-	while (dt_next_event(log, deadline, ev, len, got, sizeof(got)) == 0) {
+	while (t_event_next(log, deadline, ev, len, got, sizeof(got)) == 0) {
 		CHECK(nseen < 64 && strlen(ev) < sizeof(seen[0]));
 		snprintf(seen[nseen++], sizeof(seen[0]), "%s", ev);
 		if (!strcmp(got, name) &&
-		    (!pid || (dt_json_get(ev, "pid", v, sizeof(v)) == 0 && !strcmp(v, want))))
+		    (!pid || (t_json_get(ev, "pid", v, sizeof(v)) == 0 && !strcmp(v, want))))
 			return;
 	}
 	fprintf(stderr, "no '%s' event for pid %d on %s within %d ms\n", name, (int)pid,
-		DT_LOG_TOPIC, DT_DEADLINE_MS);
+		T_LOG_TOPIC, T_WAIT_MS);
 	exit(1);
 }
 
 static void expect_member(const char *ev, const char *key, const char *want)
 {
 	char v[1024];
-	if (dt_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want)) {
+	if (t_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want)) {
 		fprintf(stderr, "event %s: wanted \"%s\": %s\n", ev, key, want);
 		exit(1);
 	}
@@ -143,7 +99,7 @@ static void expect_member(const char *ev, const char *key, const char *want)
 /* A client process opens the bus (registering with the daemon), closes it and exits. */
 static pid_t client(const char *busname)
 {
-	pid_t pid = dt_fork();
+	pid_t pid = t_fork();
 	if (pid == 0) {
 		unsetenv("SHMBUS_NO_DAEMON");
 		shmbus_bus_t *b;
@@ -152,9 +108,7 @@ static pid_t client(const char *busname)
 		shmbus_bus_close(b);
 		_exit(0);
 	}
-	int st;
-	CHECK(dt_wait(pid, DT_DEADLINE_MS, &st) == 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(t_exited(t_reap(pid, T_WAIT_MS, "the client"), 0));
 	return pid;
 }
 
@@ -183,13 +137,13 @@ static void detached(const char *busname, const char *log_file)
 	snprintf(conf, sizeof(conf), "%s/%s.conf", dir, busname);
 	snprintf(bus_dir, sizeof(bus_dir), "%s/%s", dir, busname);
 	/* A declared topic: its "topic_created" is logged before the fork. */
-	dt_write(conf, "[bus]\nname = %s\ndir = %s\n%s%s\n[topic t]\ncapacity = 64K\n", busname,
-		 dir, log_file ? "log_file = " : "", log_file ? log_file : "");
+	t_write(conf, "[bus]\nname = %s\ndir = %s\n%s%s\n[topic t]\ncapacity = 64K\n", busname, dir,
+		log_file ? "log_file = " : "", log_file ? log_file : "");
 
 	int out;
 	int st = start_detached(conf, &out);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		read_to_end(out, buf, sizeof(buf), 0);
+		t_read_to_end(out, buf, sizeof(buf), T_WAIT_MS, 0);
 		fprintf(stderr, "shmbusd (detaching) returned 0x%x: %s\n", st, buf);
 		exit(1);
 	}
@@ -197,9 +151,9 @@ static void detached(const char *busname, const char *log_file)
 	shmbus_bus_t *bus;
 	CHECK_RC(shmbus_bus_open(&bus, busname), 0);
 	shmbus_daemon_info_t info;
-	CHECK_RC(shmbus_daemon_ping(bus, DT_DEADLINE_MS, &info), 0);
+	CHECK_RC(shmbus_daemon_ping(bus, T_WAIT_MS, &info), 0);
 	pid_t dpid = info.pid;
-	daemon_pidfd = dt_pidfd(dpid);
+	daemon_pidfd = t_pidfd(dpid);
 	shmbus_bus_stats_t bs;
 	CHECK_RC(shmbus_bus_stats(bus, &bs), 0);
 	CHECK(bs.daemon_pid == dpid && bs.daemon_running == 1);
@@ -207,7 +161,7 @@ static void detached(const char *busname, const char *log_file)
 
 	/* Events: a client comes and goes. */
 	shmbus_sub_t *log;
-	CHECK_RC(shmbus_sub_open(&log, bus, DT_LOG_TOPIC, NULL, SHMBUS_SUB_EARLIEST), 0);
+	CHECK_RC(shmbus_sub_open(&log, bus, T_LOG_TOPIC, NULL, SHMBUS_SUB_EARLIEST), 0);
 	nseen = 0;
 	wait_event(log, "topic_created", 0, ev, sizeof(ev));
 	expect_member(ev, "topic", "t");
@@ -218,13 +172,13 @@ static void detached(const char *busname, const char *log_file)
 	wait_event(log, "exit", c, ev, sizeof(ev));
 
 	/* The pipe: its end, with nothing before it. */
-	ssize_t n = read_to_end(out, buf, sizeof(buf), 1);
+	ssize_t n = t_read_to_end(out, buf, sizeof(buf), T_WAIT_MS, 1);
 	if (n != 0) {
 		if (n < 0)
 			fprintf(stderr,
 				"%s: the pipe did not end within %d ms: the daemon holds "
 				"it\n",
-				busname, DT_DEADLINE_MS);
+				busname, T_WAIT_MS);
 		else
 			fprintf(stderr, "%s: the detached daemon wrote to the terminal: %s\n",
 				busname, buf);
@@ -273,7 +227,7 @@ static void detached(const char *busname, const char *log_file)
 	if (!log_file) {
 		int out2;
 		st = start_detached(conf, &out2);
-		n = read_to_end(out2, buf, sizeof(buf), 0);
+		n = t_read_to_end(out2, buf, sizeof(buf), T_WAIT_MS, 0);
 		close(out2);
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || n <= 0 ||
 		    !strstr(buf, "another daemon serves")) {
@@ -283,7 +237,7 @@ static void detached(const char *busname, const char *log_file)
 			exit(1);
 		}
 		printf("%s: a second start exits 1: %s", busname, buf);
-		CHECK_RC(shmbus_daemon_ping(bus, DT_DEADLINE_MS, &info), 0);
+		CHECK_RC(shmbus_daemon_ping(bus, T_WAIT_MS, &info), 0);
 		CHECK(info.pid == dpid);
 		CHECK_RC(shmbus_bus_stats(bus, &bs), 0);
 		if (bs.daemon_pid != dpid || bs.daemon_running != 1) {
@@ -295,9 +249,9 @@ static void detached(const char *busname, const char *log_file)
 
 	/* Stopped by its pid. */
 	CHECK(kill(dpid, SIGTERM) == 0);
-	if (dt_pidfd_wait(daemon_pidfd, DT_DEADLINE_MS) < 0) {
+	if (t_pidfd_wait(daemon_pidfd, T_WAIT_MS) < 0) {
 		fprintf(stderr, "%s: the daemon did not end within %d ms of SIGTERM\n", busname,
-			DT_DEADLINE_MS);
+			T_WAIT_MS);
 		exit(1);
 	}
 	close(daemon_pidfd);
@@ -313,7 +267,7 @@ static void detached(const char *busname, const char *log_file)
 		/* Its exit status is not ours to see (not our child): a sanitizer's report at
 		 * its exit would be in the log. */
 		char text[1 << 16];
-		dt_read(log_file, text, sizeof(text));
+		t_read(log_file, text, sizeof(text));
 		if (strstr(text, "Sanitizer") || strstr(text, "runtime error")) {
 			fprintf(stderr, "%s: the daemon's log has a sanitizer report:\n%s\n",
 				busname, text);
@@ -332,11 +286,11 @@ static void bad_log(void)
 	char conf[300], bus_dir[300], buf[4096];
 	snprintf(conf, sizeof(conf), "%s/badlog.conf", dir);
 	snprintf(bus_dir, sizeof(bus_dir), "%s/badlog", dir);
-	dt_write(conf, "[bus]\nname = badlog\ndir = %s\nlog_file = %s/no/such/dir/x.log\n", dir,
-		 dir);
+	t_write(conf, "[bus]\nname = badlog\ndir = %s\nlog_file = %s/no/such/dir/x.log\n", dir,
+		dir);
 	int out;
 	int st = start_detached(conf, &out);
-	ssize_t n = read_to_end(out, buf, sizeof(buf), 0);
+	ssize_t n = t_read_to_end(out, buf, sizeof(buf), T_WAIT_MS, 0);
 	close(out);
 	struct stat sb;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 1 || n <= 0 || !strstr(buf, "x.log") ||

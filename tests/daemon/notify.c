@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "tests/daemon/run.h"
+#include "tests/lib/daemon.h"
 
 /* Receive one datagram on fd within ms; 0 and the text in buf, or -1. */
 static int recv_within(int fd, char *buf, size_t len, int ms)
@@ -36,15 +36,17 @@ int main(int argc, char **argv)
 	int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	CHECK(nfd >= 0);
 	CHECK(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	char env_notify[sizeof(sa.sun_path) + 16], buf[4200];
+	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", sa.sun_path);
+	const char *env[] = { env_notify, NULL };
 
-	char conf[300], buf[4200];
-	snprintf(conf, sizeof(conf), "%s/shmbusd.conf", dir);
-	dt_write(conf, "[bus]\nname = n\ndir = %s\n", dir);
-	pid_t d = dt_start(argv[1], conf);
-	unsetenv("NOTIFY_SOCKET");
-	if (recv_within(nfd, buf, sizeof(buf), DT_DEADLINE_MS) < 0) {
-		fprintf(stderr, "no readiness notification within %d ms\n", DT_DEADLINE_MS);
+	struct t_daemon d;
+	t_daemon_init(&d, argv[1]);
+	d.env = env;
+	t_daemon_config(&d, "[bus]\nname = n\ndir = %s\n", dir);
+	t_daemon_spawn(&d);
+	if (recv_within(nfd, buf, sizeof(buf), T_WAIT_MS) < 0) {
+		fprintf(stderr, "no readiness notification within %d ms\n", T_WAIT_MS);
 		return 1;
 	}
 	printf("notify: %s\n", buf);
@@ -54,29 +56,29 @@ int main(int argc, char **argv)
 	CHECK_RC(shmbus_bus_open(&bus, "n"), 0);
 	shmbus_daemon_info_t info;
 	CHECK_RC(shmbus_daemon_ping(bus, 1000, &info), 0);
-	CHECK(info.pid == d);
+	CHECK(info.pid == d.pid);
 
 	/* Topics made and removed by a client, not by the config. */
 	shmbus_sub_t *log;
-	CHECK_RC(shmbus_sub_open(&log, bus, DT_LOG_TOPIC, NULL, SHMBUS_SUB_EARLIEST), 0);
+	CHECK_RC(shmbus_sub_open(&log, bus, T_LOG_TOPIC, NULL, SHMBUS_SUB_EARLIEST), 0);
 	shmbus_topic_opts_t o;
 	shmbus_topic_opts_init(&o);
 	o.capacity = 8192;
 	o.policy = SHMBUS_OVERWRITE;
 	CHECK_RC(shmbus_topic_create(bus, "made.here", &o), 0);
 	char v[64];
-	CHECK(dt_wait_event(log, "topic_created", buf, sizeof(buf), DT_DEADLINE_MS) == 0);
+	CHECK(t_event_wait(log, "topic_created", buf, sizeof(buf), T_WAIT_MS) == 0);
 	printf("$sys.log: %s\n", buf);
-	CHECK(dt_json_get(buf, "topic", v, sizeof(v)) == 0 && !strcmp(v, "made.here"));
-	CHECK(dt_json_get(buf, "capacity", v, sizeof(v)) == 0 && !strcmp(v, "8192"));
-	CHECK(dt_json_get(buf, "policy", v, sizeof(v)) == 0 && !strcmp(v, "overwrite"));
+	CHECK(t_json_get(buf, "topic", v, sizeof(v)) == 0 && !strcmp(v, "made.here"));
+	CHECK(t_json_get(buf, "capacity", v, sizeof(v)) == 0 && !strcmp(v, "8192"));
+	CHECK(t_json_get(buf, "policy", v, sizeof(v)) == 0 && !strcmp(v, "overwrite"));
 	CHECK_RC(shmbus_topic_remove(bus, "made.here"), 0);
-	CHECK(dt_wait_event(log, "topic_removed", buf, sizeof(buf), DT_DEADLINE_MS) == 0);
+	CHECK(t_event_wait(log, "topic_removed", buf, sizeof(buf), T_WAIT_MS) == 0);
 	printf("$sys.log: %s\n", buf);
-	CHECK(dt_json_get(buf, "topic", v, sizeof(v)) == 0 && !strcmp(v, "made.here"));
+	CHECK(t_json_get(buf, "topic", v, sizeof(v)) == 0 && !strcmp(v, "made.here"));
 	shmbus_sub_close(log);
 
-	int st = dt_stop(d, DT_DEADLINE_MS);
+	int st = t_daemon_stop(&d);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	CHECK(recv_within(nfd, buf, sizeof(buf), 1000) == 0);
 	printf("notify: %s\n", buf);

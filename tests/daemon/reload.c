@@ -14,23 +14,25 @@
  *
  * usage: daemon_reload SHMBUSD
  */
-#include "tests/daemon/run.h"
+#include "tests/lib/daemon.h"
 
+static const char *dir;
 static shmbus_bus_t *bus;
 static shmbus_sub_t *log_sub;
+static struct t_daemon shmbusd;
 static pid_t dpid;
 
 /* Does the event ev have member key with (raw) value want? */
 static int field_is(const char *ev, const char *key, const char *want)
 {
 	char v[1024];
-	return dt_json_get(ev, key, v, sizeof(v)) == 0 && !strcmp(v, want);
+	return t_json_get(ev, key, v, sizeof(v)) == 0 && !strcmp(v, want);
 }
 
 static void expect_field(const char *ev, const char *key, const char *want)
 {
 	char v[1024] = "";
-	if (dt_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want))
+	if (t_json_get(ev, key, v, sizeof(v)) < 0 || strcmp(v, want))
 		FAIL("event %s: wanted \"%s\": %s, got %s", ev, key, want, v);
 }
 
@@ -38,20 +40,27 @@ static void expect_field(const char *ev, const char *key, const char *want)
  * "topic_created" on the way is appended to created (names, space-separated). */
 static int until_reload(char *ev, size_t len, int timeout_ms, char *created, size_t clen)
 {
-	uint64_t deadline = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t deadline = t_deadline(timeout_ms);
 	created[0] = '\0';
 	for (;;) {
 		char name[64], topic[200];
-		if (dt_next_event(log_sub, deadline, ev, len, name, sizeof(name)) < 0)
+		if (t_event_next(log_sub, deadline, ev, len, name, sizeof(name)) < 0)
 			return -ETIMEDOUT;
 		if (!strcmp(name, "topic_created") &&
-		    dt_json_get(ev, "topic", topic, sizeof(topic)) == 0) {
+		    t_json_get(ev, "topic", topic, sizeof(topic)) == 0) {
 			size_t o = strlen(created);
 			snprintf(created + o, clen - o, "%s%s", o ? " " : "", topic);
 		}
 		if (!strcmp(name, "reload") || !strcmp(name, "reload_failed"))
 			return 0;
 	}
+}
+
+/* Write the daemon's config: bus t in the private directory, then topics (so that a line
+ * of topics is line 3 + its line in topics). */
+static void config(const char *topics)
+{
+	t_daemon_config(&shmbusd, "[bus]\nname = t\ndir = %s\n%s", dir, topics);
 }
 
 /* Publish one message on topic and receive it back on a fresh subscriber. */
@@ -74,11 +83,11 @@ static void ping_ok(const char *when)
 	shmbus_daemon_info_t info;
 	uint64_t t0 = t_now_ns();
 	int rc = shmbus_daemon_ping(bus, 1000, &info);
-	if (rc != 0 || info.pid != dpid || dt_ms_since(t0) > 1000) {
+	if (rc != 0 || info.pid != dpid || t_ms_since(t0) > 1000) {
 		fprintf(stderr, "%s: ping: %d (%s)\n", when, rc, shmbus_errmsg());
 		exit(1);
 	}
-	if (!dt_alive(dpid)) {
+	if (!t_daemon_alive(&shmbusd)) {
 		fprintf(stderr, "%s: the daemon is gone\n", when);
 		exit(1);
 	}
@@ -90,25 +99,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s SHMBUSD\n", argv[0]);
 		return 1;
 	}
-	const char *dir = t_private_dir("daemon_reload");
+	dir = t_private_dir("daemon_reload");
 	setenv("SHMBUS_NO_DAEMON", "1", 1);
 	unsetenv("SHMBUSD_CONFIG");
-	char conf[300], bus_dir[300], ev[4200], want[600], created[600];
-	snprintf(conf, sizeof(conf), "%s/shmbusd.conf", dir);
+	char bus_dir[300], ev[4200], want[600], created[600];
 	snprintf(bus_dir, sizeof(bus_dir), "%s/t", dir);
-	dt_write(conf,
-		 "[bus]\n"
-		 "name = t\n"
-		 "dir = %s\n"
-		 "[topic a]\n"
-		 "capacity = 64K\n"
-		 "policy = block\n",
-		 dir);
-	dpid = dt_start(argv[1], conf);
+	t_daemon_init(&shmbusd, argv[1]);
+	const char *conf = shmbusd.conf;
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "policy = block\n");
+	dpid = t_daemon_spawn(&shmbusd);
 	CHECK_RC(shmbus_bus_open(&bus, "t"), 0);
-	shmbus_daemon_info_t info;
-	dt_ready(bus, dpid, DT_DEADLINE_MS, &info);
-	CHECK_RC(shmbus_sub_open(&log_sub, bus, DT_LOG_TOPIC, NULL, SHMBUS_SUB_EARLIEST), 0);
+	t_daemon_ready(&shmbusd, bus, NULL);
+	log_sub = t_events_open(bus);
 	shmbus_topic_opts_t o;
 	CHECK_RC(shmbus_topic_info(bus, "a", &o), 0);
 	CHECK(o.capacity == 65536 && o.policy == SHMBUS_BLOCK);
@@ -116,11 +120,11 @@ int main(int argc, char **argv)
 	/* ---- start: "start" and "topic_created" a, in either order ---- */
 	{
 		int got_start = 0, got_a = 0;
-		uint64_t deadline = t_now_ns() + (uint64_t)DT_DEADLINE_MS * 1000000u;
+		uint64_t deadline = t_deadline(T_WAIT_MS);
 		char name[64], v[64];
 		while ((!got_start || !got_a) &&
-		       dt_next_event(log_sub, deadline, ev, sizeof(ev), name, sizeof(name)) == 0) {
-			CHECK(dt_json_get(ev, "ts", v, sizeof(v)) == 0 && strlen(v) == 27 &&
+		       t_event_next(log_sub, deadline, ev, sizeof(ev), name, sizeof(name)) == 0) {
+			CHECK(t_json_get(ev, "ts", v, sizeof(v)) == 0 && strlen(v) == 27 &&
 			      v[26] == 'Z');
 			if (!strcmp(name, "start")) {
 				got_start = 1;
@@ -138,33 +142,28 @@ int main(int argc, char **argv)
 			}
 		}
 		if (!got_start)
-			FAIL("no \"start\" event on %s within %d ms", DT_LOG_TOPIC, DT_DEADLINE_MS);
+			FAIL("no \"start\" event on %s within %d ms", T_LOG_TOPIC, T_WAIT_MS);
 		if (!got_a)
 			FAIL("no \"topic_created\" event for topic a (made at start) on %s within "
 			     "%d ms",
-			     DT_LOG_TOPIC, DT_DEADLINE_MS);
+			     T_LOG_TOPIC, T_WAIT_MS);
 	}
 
 	/* ---- a good reload adds topic b ---- */
-	dt_write(conf,
-		 "[bus]\n"
-		 "name = t\n"
-		 "dir = %s\n"
-		 "[topic a]\n"
-		 "capacity = 64K\n"
-		 "policy = block\n"
-		 "\n"
-		 "[topic b]\n"
-		 "capacity = 128K\n"
-		 "policy = overwrite\n",
-		 dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "policy = block\n"
+	       "\n"
+	       "[topic b]\n"
+	       "capacity = 128K\n"
+	       "policy = overwrite\n");
 	CHECK(kill(dpid, SIGHUP) == 0);
 	uint64_t t0 = t_now_ns();
 	/* The daemon logs "reload" once the new topics exist. */
-	if (until_reload(ev, sizeof(ev), DT_DEADLINE_MS, created, sizeof(created)) < 0) {
-		FAIL("no \"reload\" event within %d ms of SIGHUP", DT_DEADLINE_MS);
+	if (until_reload(ev, sizeof(ev), T_WAIT_MS, created, sizeof(created)) < 0) {
+		FAIL("no \"reload\" event within %d ms of SIGHUP", T_WAIT_MS);
 	} else {
-		printf("reload logged %.1f ms after SIGHUP\n", dt_ms_since(t0));
+		printf("reload logged %.1f ms after SIGHUP\n", t_ms_since(t0));
 		if (!field_is(ev, "event", "reload"))
 			FAIL("a good reload logged %s", ev);
 		expect_field(ev, "topics", "2");
@@ -176,23 +175,18 @@ int main(int argc, char **argv)
 	ping_ok("after a good reload");
 
 	/* ---- a bad file is refused; the daemon runs on ---- */
-	dt_write(conf,
-		 "[bus]\n"
-		 "name = t\n"
-		 "dir = %s\n"
-		 "[topic a]\n"
-		 "capacity = 64K\n"
-		 "policy block\n"
-		 "[topic c]\n"
-		 "capacity = 64K\n",
-		 dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "policy block\n"
+	       "[topic c]\n"
+	       "capacity = 64K\n");
 	CHECK(kill(dpid, SIGHUP) == 0);
-	if (until_reload(ev, sizeof(ev), DT_DEADLINE_MS, created, sizeof(created)) < 0) {
+	if (until_reload(ev, sizeof(ev), T_WAIT_MS, created, sizeof(created)) < 0) {
 		FAIL("no \"reload_failed\" event within %d ms of SIGHUP with a syntax error",
-		     DT_DEADLINE_MS);
+		     T_WAIT_MS);
 	} else {
 		char err[2048] = "";
-		dt_json_get(ev, "error", err, sizeof(err));
+		t_json_get(ev, "error", err, sizeof(err));
 		snprintf(want, sizeof(want), "%s:6: syntax error", conf);
 		if (!field_is(ev, "event", "reload_failed") || strncmp(err, want, strlen(want)))
 			FAIL("wanted \"reload_failed\" with \"%s...\", got %s", want, ev);
@@ -205,20 +199,15 @@ int main(int argc, char **argv)
 	topic_works("b", "b too");
 
 	/* ---- and a good file after that is applied again ---- */
-	dt_write(conf,
-		 "[bus]\n"
-		 "name = t\n"
-		 "dir = %s\n"
-		 "[topic a]\n"
-		 "capacity = 64K\n"
-		 "[topic b]\n"
-		 "capacity = 128K\n"
-		 "policy = overwrite\n"
-		 "[topic c]\n"
-		 "capacity = 64K\n",
-		 dir);
+	config("[topic a]\n"
+	       "capacity = 64K\n"
+	       "[topic b]\n"
+	       "capacity = 128K\n"
+	       "policy = overwrite\n"
+	       "[topic c]\n"
+	       "capacity = 64K\n");
 	CHECK(kill(dpid, SIGHUP) == 0);
-	if (until_reload(ev, sizeof(ev), DT_DEADLINE_MS, created, sizeof(created)) < 0 ||
+	if (until_reload(ev, sizeof(ev), T_WAIT_MS, created, sizeof(created)) < 0 ||
 	    !field_is(ev, "event", "reload") || !field_is(ev, "topics", "3") ||
 	    strcmp(created, "c"))
 		FAIL("the reload after a failed one: %s (created '%s')", ev, created);
@@ -226,10 +215,10 @@ int main(int argc, char **argv)
 	topic_works("c", "c works");
 
 	/* ---- SIGTERM ---- */
-	int st = dt_stop(dpid, DT_DEADLINE_MS);
+	int st = t_daemon_stop(&shmbusd);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		FAIL("SIGTERM: wait status 0x%x, wanted exit 0", st);
-	if (dt_wait_event(log_sub, "stop", ev, sizeof(ev), DT_DEADLINE_MS) < 0) {
+	if (t_event_wait(log_sub, "stop", ev, sizeof(ev), T_WAIT_MS) < 0) {
 		FAIL("no \"stop\" event");
 	} else {
 		char v[32];
@@ -241,8 +230,8 @@ int main(int argc, char **argv)
 	}
 	shmbus_sub_close(log_sub);
 	shmbus_bus_close(bus);
-	if (dt_failures) {
-		fprintf(stderr, "%d check(s) failed\n", dt_failures);
+	if (t_failures) {
+		fprintf(stderr, "%d check(s) failed\n", t_failures);
 		return 1;
 	}
 	return 0;

@@ -16,7 +16,7 @@
  *    gives a 101 that the client side accepts with the same key.
  * ITERS rounds per codec; the seed is printed (SHMBUS_TEST_SEED=<seed> replays a run).
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <hiredis/hiredis.h>
 

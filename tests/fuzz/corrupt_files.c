@@ -24,7 +24,7 @@
  * A watchdog (alarm) turns a hang into a failure that names the case and the seed.
  * SHMBUS_TEST_SEED=<seed> replays a run.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <fcntl.h>
 #include <signal.h>

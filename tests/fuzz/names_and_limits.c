@@ -19,7 +19,7 @@
  *  - a topic larger than /dev/shm → -ENOSPC at create, no file left (not even a
  *    temporary one), no SIGBUS.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <dirent.h>
 #include <sys/stat.h>

@@ -6,7 +6,7 @@
  */
 #include <pthread.h>
 
-#include "../helpers.h"
+#include "tests/lib/test.h"
 #include "ring/clock.h"
 
 /* Error allowed: the rate is measured to ~10 ppm over the first ~2 ms and ~1 ppm over

@@ -14,11 +14,10 @@
  *    the member's process died and its slot was freed, until it expires;
  * and observers: readers that never hold publishers back, and count what they lost.
  */
-#include <sys/wait.h>
 
 #include "bus/intree.h"
 #include "ring/record.h"
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 /* The lease of case_lease(): the checks made while it holds take far less. */
 #define LEASE_MS 1000
@@ -111,14 +110,12 @@ static void case_commit_and_resume(void)
 	shmbus_sub_close(other);
 	shmbus_sub_close(d);
 	/* ... a dead one is freed. */
-	pid_t pid = fork();
-	CHECK(pid >= 0);
+	pid_t pid = t_fork();
 	if (pid == 0) {
 		shmbus_sub_t *c;
 		_exit(shmbus_sub_open(&c, bus, "d.block", "bridge-x", 0) == 0 ? 0 : 1);
 	}
-	int st;
-	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(t_exited(t_reap(pid, T_WAIT_MS, "the member that dies"), 0));
 	CHECK_RC(shmbus_sub_open_durable(&d, bus, "d.block", "bridge-x", 0), 0);
 	CHECK_RC(shmbus_recv(d, &m, 0), 0);
 	CHECK(body(&m) == 7);
@@ -176,8 +173,7 @@ static void case_lease(void)
 	 * us when it took the lease (the lease runs out LEASE_MS after that, or later). */
 	int tp[2];
 	CHECK(pipe(tp) == 0);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
+	pid_t pid = t_fork();
 	if (pid == 0) {
 		shmbus_sub_t *c;
 		if (shmbus_sub_open_durable(&c, bus, "d.lease", "bridge-l", 0) < 0)
@@ -186,8 +182,7 @@ static void case_lease(void)
 		shmbus_sub_lease(c, LEASE_MS);
 		_exit(write(tp[1], &t, sizeof(t)) == sizeof(t) ? 0 : 1);
 	}
-	int st;
-	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(t_exited(t_reap(pid, T_WAIT_MS, "the lease holder"), 0));
 	uint64_t t0;
 	CHECK(read(tp[0], &t0, sizeof(t0)) == sizeof(t0));
 	close(tp[0]);

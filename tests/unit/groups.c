@@ -5,7 +5,7 @@
  * new member resumes where the group was; group names are validated; EARLIEST applies when
  * the call creates the group.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 static shmbus_bus_t *bus;
 

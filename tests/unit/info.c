@@ -3,7 +3,7 @@
  * bus/info: listing a bus's topics, and snapshots of a topic's readers and groups with
  * their lag, as `shmbus stat` shows them.
  */
-#include "../helpers.h"
+#include "tests/lib/test.h"
 
 struct names {
 	char buf[8][64];

@@ -17,7 +17,7 @@
 #include "bus/intree.h"
 #include "ring/clock.h"
 #include "ring/wake.h"
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 static shmbus_bus_t *bus;
 

@@ -6,9 +6,8 @@
  * reader has no position yet (the moment inside shmbus_sub_open between the two) is not a
  * reader; neither is a slot its reader gave back or that was reclaimed.
  */
-#include <unistd.h>
+#include "tests/lib/test.h"
 
-#include "../helpers.h"
 #include "bus/intree.h"
 #include "ring/atomic.h"
 #include "shm/layout.h"

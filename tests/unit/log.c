@@ -7,9 +7,7 @@
  * that straddles a lap end (padding + record): two pieces, the claim's sequence burned by
  * the last, the slot freed, readers go on.
  */
-#include "tests/helpers.h"
-
-#include <sys/wait.h>
+#include "tests/lib/proc.h"
 
 #include "ring/writer.h"
 #include "shm/proc.h"
@@ -127,8 +125,7 @@ static void repair_across_lap(void)
 	CHECK_RC(shmbus_release(sub, &m), 0);
 
 	/* A child claims a 500-byte message (pad 128 + record 544) and is killed. */
-	pid_t c = fork();
-	CHECK(c >= 0);
+	pid_t c = t_fork();
 	if (c == 0) {
 		shmbus_bus_t *b2;
 		shmbus_pub_t *p2;
@@ -141,10 +138,9 @@ static void repair_across_lap(void)
 	}
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "rp"), 0);
-	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t end = t_deadline(T_WAIT_MS);
 	while (sb_ld_acquire(&s.hdr->tail[0]) != 3968 + 128 + 544) {
-		int st;
-		if (waitpid(c, &st, WNOHANG) == c || t_now_ns() > end) {
+		if (t_wait(c, 0, NULL) == 0 || t_now_ns() > end) {
 			fprintf(stderr, "the child made no claim within %d ms\n", T_WAIT_MS);
 			exit(1);
 		}
@@ -152,8 +148,7 @@ static void repair_across_lap(void)
 	}
 	CHECK_RC(shmbus_publish(pub, "after", 5, 77), 0);
 	CHECK_RC(shmbus_recv(sub, &m, 20), -EAGAIN); /* waits for the live claimant */
-	CHECK(kill(c, SIGKILL) == 0);
-	CHECK(waitpid(c, NULL, 0) == c);
+	t_kill(c);
 	uint64_t t0 = t_now_ns();
 	CHECK_RC(shmbus_recv(sub, &m, T_WAIT_MS), 0);
 	printf("repair: %.3f ms after the death\n", (double)(t_now_ns() - t0) / 1e6);

@@ -8,7 +8,7 @@
  * sixteen times a lap, not once a message (which put both in lockstep, a futex syscall
  * each per message), and the publisher still gets everything through.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 #include <pthread.h>
 
@@ -161,7 +161,7 @@ static void *wh_publisher(void *arg)
 /* The slow reader's pause: until the publisher sleeps for space, or is done. */
 static void wh_pause(struct shmbus_seg *s)
 {
-	uint64_t end = t_now_ns() + (uint64_t)T_WAIT_MS * 1000000ull;
+	uint64_t end = t_deadline(T_WAIT_MS);
 	while (!sb_ld_acquire(&s->hdr->pub_waiters) && !__atomic_load_n(&wh_done, __ATOMIC_ACQUIRE)) {
 		if (t_now_ns() > end) {
 			fprintf(stderr,

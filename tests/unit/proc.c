@@ -3,10 +3,7 @@
  * shm/proc: a process is alive only if its pid exists, is not a zombie, and started at the
  * recorded time; start time 0 means "pid alone"; bad pids are dead.
  */
-#include "tests/helpers.h"
-
-#include <signal.h>
-#include <sys/wait.h>
+#include "tests/lib/proc.h"
 
 #include "shm/proc.h"
 
@@ -30,8 +27,7 @@ int main(void)
 	/* A child: alive while it runs, dead as a zombie, dead once reaped. */
 	int pfd[2];
 	CHECK(pipe(pfd) == 0);
-	pid_t c = fork();
-	CHECK(c >= 0);
+	pid_t c = t_fork();
 	if (c == 0) {
 		char b;
 		close(pfd[1]);
@@ -44,18 +40,15 @@ int main(void)
 	CHECK_RC(shmbus_proc_starttime(c, &cst), 0);
 	CHECK(shmbus_proc_alive(c, cst) == 1);
 	CHECK(write(pfd[1], "x", 1) == 1);
-	/* Wait until it is a zombie (not reaped yet). */
-	siginfo_t si;
-	CHECK(waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT) == 0);
+	t_wait_zombie(c, T_WAIT_MS, "the child told to exit");
 	CHECK(shmbus_proc_alive(c, cst) == 0);
 	CHECK(shmbus_proc_alive(c, 0) == 0);
-	CHECK(waitpid(c, NULL, 0) == c);
+	t_reap(c, T_WAIT_MS, "the zombie");
 	CHECK(shmbus_proc_alive(c, cst) == 0);
 	CHECK_RC(shmbus_proc_starttime(c, &cst), -ESRCH);
 
 	/* After fork the cached identity follows the new process. */
-	c = fork();
-	CHECK(c >= 0);
+	c = t_fork();
 	if (c == 0) {
 		pid_t p;
 		uint64_t s;
@@ -63,9 +56,7 @@ int main(void)
 			_exit(1);
 		_exit(0);
 	}
-	int status;
-	CHECK(waitpid(c, &status, 0) == c);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(t_exited(t_reap(c, T_WAIT_MS, "the forked child"), 0));
 	printf("ok\n");
 	return 0;
 }

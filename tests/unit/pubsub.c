@@ -5,7 +5,7 @@
  * seen; a view stays valid until the next recv/release; fan-out readers each get
  * everything published after they joined; SHMBUS_SUB_EARLIEST; recv timeouts; stats.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 static shmbus_bus_t *bus;
 

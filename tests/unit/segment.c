@@ -4,10 +4,9 @@
  * fully allocated, ready set), opens back with the same options, and a half-built file
  * (no ready word) is refused with -EPROTO and a message; creation races end with one file.
  */
-#include "tests/helpers.h"
+#include "tests/lib/proc.h"
 
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "ring/atomic.h"
 #include "shm/err.h"
@@ -74,8 +73,7 @@ int main(void)
 	/* Eight processes race to create one topic: one 0, the rest 1, one file. */
 	pid_t kids[8];
 	for (int i = 0; i < 8; i++) {
-		kids[i] = fork();
-		CHECK(kids[i] >= 0);
+		kids[i] = t_fork();
 		if (kids[i] == 0) {
 			int rc = shmbus_seg_create(dir, "race", &o);
 			_exit(rc == 0 ? 10 : rc == 1 ? 11 : 1);
@@ -83,8 +81,7 @@ int main(void)
 	}
 	int created = 0, existed = 0;
 	for (int i = 0; i < 8; i++) {
-		int st;
-		CHECK(waitpid(kids[i], &st, 0) == kids[i]);
+		int st = t_reap(kids[i], T_WAIT_MS, "a creator");
 		CHECK(WIFEXITED(st));
 		created += WEXITSTATUS(st) == 10;
 		existed += WEXITSTATUS(st) == 11;

@@ -6,7 +6,7 @@
  * whatever A then writes lands only in its own record; after A commits, B goes on. The
  * reader gets only intact messages and counts the rest as lost, exactly.
  */
-#include "tests/helpers.h"
+#include "tests/lib/test.h"
 
 int main(void)
 {
