@@ -34,24 +34,7 @@ pid_t redis_pid(void)
 
 double redis_cpu_s(void)
 {
-	char path[64], buf[1024];
-	unsigned long ut = 0, st = 0;
-
-	if (rpid <= 0)
-		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)rpid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	/* Fields 14 and 15 (utime, stime) come after the ')' that ends the name. */
-	char *p = strrchr(buf, ')');
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	return pid_cpu_s(rpid);
 }
 
 void redis_stop(void)

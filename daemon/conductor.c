@@ -302,6 +302,14 @@ static void proc_report(struct daemon *d, struct proc *p)
  * (they end at once: the kernel closed the sockets), or one housekeeping tick. */
 static void proc_died(struct daemon *d, struct proc *p)
 {
+	/* The kernel notifies pidfds a moment before /proc shows the process as a zombie, and
+	 * the repairs ask /proc whether a slot's owner is dead (a live one is never robbed):
+	 * let /proc catch up, for at most 20 ms, or a publisher slot is left to the next scan
+	 * and the crash counted twice. */
+	for (int i = 0; i < 1000 && shmbus_proc_alive(p->pid, p->starttime); i++) {
+		struct timespec ts = { 0, 20000 };
+		nanosleep(&ts, NULL);
+	}
 	struct reaped r;
 	reap(d, p->pid, p->starttime, &r);
 	state_reaped(d, &r);
