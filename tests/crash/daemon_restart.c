@@ -53,9 +53,25 @@ static void publisher(void *arg, int fd)
 	_exit(0);
 }
 
+/* The parent's go-ahead pipe: the subscriber stops reading at HOLD1 and at HOLD2 until it
+ * reads a byte, so that the ring is full and the publisher held back, with messages still
+ * to come, when the daemon is killed and while none runs: under traffic whatever the
+ * machine's speed. It also keeps its slot at the end until told, so that its count stays
+ * readable. */
+#define HOLD1 (N / 4)
+#define HOLD2 (N / 4 + 20000)
+static int go[2];
+
+static void go_wait(void)
+{
+	char c;
+	t_read_within(go[0], &c, 1, 6 * T_WAIT_MS, "subscriber: the test's go-ahead");
+}
+
 static void subscriber(void *arg, int ready)
 {
 	(void)arg;
+	close(go[1]);
 	shmbus_bus_t *b = child_bus();
 	shmbus_sub_t *s;
 	if (shmbus_sub_open(&s, b, "t", NULL, 0) < 0)
@@ -63,6 +79,8 @@ static void subscriber(void *arg, int ready)
 	CHECK(write(ready, "r", 1) == 1);
 	uint8_t want[SIZE];
 	for (uint32_t i = 0; i < N; i++) {
+		if (i == HOLD1 || i == HOLD2)
+			go_wait();
 		shmbus_msg_t m;
 		int rc = shmbus_recv(s, &m, 20000);
 		if (rc < 0) {
@@ -76,6 +94,7 @@ static void subscriber(void *arg, int ready)
 			_exit(6);
 		}
 	}
+	go_wait();
 	shmbus_sub_close(s);
 	shmbus_bus_close(b);
 	_exit(0);
@@ -180,11 +199,13 @@ int main(int argc, char **argv)
 	t_daemon_start(&d, bus);
 	pid_t idle = client(idler, 1);
 	pid_t zombie = client(idler, 1), gone = client(idler, 1);
+	CHECK(pipe(go) == 0);
 	pid_t sub = client(subscriber, 1);
+	close(go[0]);
 	pid_t pub = client(publisher, 0);
 
-	/* Under traffic: a quarter through. */
-	consumed_reaches(N / 4, "before the daemon is killed");
+	/* Under traffic: a quarter through, the subscriber holding, the ring full. */
+	consumed_reaches(HOLD1, "before the daemon is killed");
 	t_daemon_kill(&d);
 	uint64_t at_kill = consumed();
 	printf("daemon killed after %llu of %u messages\n", (unsigned long long)at_kill, N);
@@ -194,6 +215,7 @@ int main(int argc, char **argv)
 	t_wait_zombie(zombie, T_WAIT_MS, "a client killed with SIGKILL");
 	t_reap(gone, T_WAIT_MS, "a client killed with SIGKILL");
 	/* The clients go on without it. */
+	CHECK(write(go[1], "g", 1) == 1);
 	consumed_reaches(at_kill + 10000, "while no daemon runs");
 
 	pid_t d2 = t_daemon_start(&d, bus);
@@ -245,6 +267,9 @@ int main(int argc, char **argv)
 
 	/* Nothing lost, nobody stuck (the rest of the 400,000 messages, in an ASan build on a
 	 * busy machine: three deadlines). */
+	CHECK(write(go[1], "g", 1) == 1);
+	consumed_reaches(N, "after the new daemon started");
+	CHECK(write(go[1], "g", 1) == 1);
 	CHECK(t_exited(t_reap(pub, 3 * T_WAIT_MS, "the publisher"), 0));
 	CHECK(t_exited(t_reap(sub, 3 * T_WAIT_MS, "the subscriber"), 0));
 	printf("publisher and subscriber finished: all %u messages, in order\n", N);
