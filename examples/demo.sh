@@ -93,25 +93,31 @@ DEADLINE=60
 
 now_ns() { date +%s%N; }
 
-# wait_for WHAT PID COMMAND...: until COMMAND succeeds, poll it every 10 ms; fail, saying
-# that WHAT did not happen, if process PID (the one that should make it happen) exits
-# first or DEADLINE seconds pass.
-wait_for() {
+# wait_line WHAT PID FILE GREP_ARGS...: block until FILE has a line that grep GREP_ARGS
+# matches; tail -f follows the file and is woken by each write (inotify). Fails, saying
+# that WHAT did not happen, if process PID (the one that writes it) ends first or
+# DEADLINE seconds pass.
+wait_line() {
 	what=$1
 	pid=$2
-	shift 2
-	end=$(($(date +%s) + DEADLINE))
-	until "$@"; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			echo "demo: $what: process $pid exited first" >&2
-			return 1
-		fi
-		if [ "$(date +%s)" -ge "$end" ]; then
-			echo "demo: $what: not within $DEADLINE s" >&2
-			return 1
-		fi
-		sleep 0.01 # one poll interval: the condition is checked again up to the deadline
-	done
+	file=$3
+	shift 3
+	fifo="$DIR/wait-line.fifo"
+	rm -f "$fifo"
+	mkfifo "$fifo" || return 1
+	tail -n +1 -f --pid="$pid" "$file" >"$fifo" 2>/dev/null &
+	tpid=$!
+	timeout "$DEADLINE" grep -q -m 1 "$@" <"$fifo"
+	rc=$?
+	kill "$tpid" 2>/dev/null
+	wait "$tpid" 2>/dev/null
+	rm -f "$fifo"
+	case $rc in
+	0) return 0 ;;
+	124) echo "demo: $what: not within $DEADLINE s" >&2 ;;
+	*) echo "demo: $what: process $pid ended first" >&2 ;;
+	esac
+	return 1
 }
 
 FAILED=0
@@ -146,8 +152,8 @@ if [ -n "$DAEMON" ]; then
 	SHMBUSD_CONFIG="" "$DAEMON" --foreground 2>"$DIR/daemon.log" &
 	DPID=$!
 	PIDS="$DPID"
-	if ! wait_for "shmbusd's control socket" "$DPID" test -S "$DIR/$SHMBUS_BUS/control.sock"
-	then
+	# Its start event is logged once its control socket listens.
+	if ! wait_line "shmbusd's start" "$DPID" "$DIR/daemon.log" -F '"event":"start"'; then
 		echo "demo: shmbusd did not start:" >&2
 		cat "$DIR/daemon.log" >&2
 		exit 1
@@ -184,6 +190,7 @@ WAIT_READERS=$READERS
 if [ -n "$DAEMON" ] && [ "$NPUB" -gt 0 ]; then
 	# Once messages of every publisher reached it, it stops reading (holding the
 	# publishers back) and says so in victim.ready.
+	: >"$DIR/victim.ready"
 	"$SUB" -n victim -t $((DEADLINE * 1000)) -S "$NPUB" -r "$DIR/victim.ready" "$TOPIC" \
 		"$TOTAL" >"$DIR/victim.out" 2>"$DIR/victim.err" &
 	VICTIM=$!
@@ -205,14 +212,14 @@ PIDS="$PIDS $PUB_PIDS"
 if [ -n "$VICTIM" ]; then
 	# Killed only once every publisher is past its wait for readers: killed sooner, the
 	# victim would be missing from the count a publisher still waits for.
-	if wait_for "the victim stalling" "$VICTIM" grep -qsx stalled "$DIR/victim.ready"; then
+	if wait_line "the victim stalling" "$VICTIM" "$DIR/victim.ready" -x stalled; then
 		kill -KILL "$VICTIM"
 		wait "$VICTIM" 2>/dev/null
 		echo "demo: killed subscriber $VICTIM with SIGKILL; it had stopped reading, which" \
 			"holds the publishers back until its slot is freed"
 		# The daemon frees its slot at once; the publishers go on meanwhile.
-		wait_for "shmbusd's crash event for $VICTIM" "$DPID" \
-			grep -q "\"event\":\"crash\",\"pid\":$VICTIM," "$DIR/daemon.log" ||
+		wait_line "shmbusd's crash event for $VICTIM" "$DPID" "$DIR/daemon.log" \
+			-F "\"event\":\"crash\",\"pid\":$VICTIM," ||
 			BAD="$BAD no-crash-event-for-$VICTIM"
 	else
 		show victim

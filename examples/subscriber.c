@@ -13,6 +13,8 @@
  *   subscriber [options] TOPIC COUNT
  */
 #include <getopt.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -42,6 +44,12 @@ static struct pub_track *track(uint32_t id)
 
 /* Count a bad message, and describe the first few. */
 static uint64_t errors;
+
+/* SIGALRM ends a stall that nobody ended (see --stall). */
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
 
 static void bad(const char *name, const shmbus_msg_t *m, const char *what, uint64_t got,
 		uint64_t want)
@@ -230,12 +238,13 @@ int main(int argc, char **argv)
 		if (stall && npubs > known && npubs == stall) {
 			if (ready)
 				fprintf(ready, "stalled\n");
-			/* The stall is the point: this reader holds its place, unread, until
-			 * it is killed; the timeout only ends it if nobody does. */
-			struct timespec ts = { .tv_sec = (time_t)(timeout_ms / 1000),
-					       .tv_nsec = (long)(timeout_ms % 1000) * 1000000 };
-			while (nanosleep(&ts, &ts) && errno == EINTR)
-				;
+			/* The stall is the point: this reader holds its place, unread, and
+			 * waits for the signal that ends it (SIGKILL, from the script that
+			 * asked for the stall); SIGALRM after the timeout only ends it if
+			 * nobody does. */
+			signal(SIGALRM, on_alarm);
+			alarm((unsigned)((timeout_ms + 999) / 1000));
+			pause();
 			why = "stalled on purpose and was not killed";
 			break;
 		}
