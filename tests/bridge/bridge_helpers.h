@@ -123,37 +123,20 @@ static inline void bt_redis_start(struct bt_redis *r)
 		argv[n++] = (char *)"--requirepass";
 		argv[n++] = r->pass;
 	}
+	/* It says when it accepts connections: READY=1 on a socket standing in for systemd. */
+	argv[n++] = (char *)"--supervised";
+	argv[n++] = (char *)"systemd";
 	argv[n] = NULL;
-	r->pid = t_spawn(&(struct t_cmd){ .argv = argv });
-	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
-	for (;;) {
-		if (t_wait(r->pid, 0, NULL) == 0) {
-			fprintf(stderr, "redis-server on port %d exited at start; its log: %s\n",
-				r->port, log);
-			exit(1);
-		}
-		redisContext *c = bt_connect(r->port);
-		if (c) {
-			redisReply *rep = r->pass[0] ? redisCommand(c, "AUTH %s", r->pass) : NULL;
-			if (rep)
-				freeReplyObject(rep);
-			rep = redisCommand(c, "PING");
-			int ok = rep && rep->type == REDIS_REPLY_STATUS &&
-				 !strcmp(rep->str, "PONG");
-			if (rep)
-				freeReplyObject(rep);
-			redisFree(c);
-			if (ok)
-				return;
-		}
-		if (t_now_ns() > deadline) {
-			fprintf(stderr,
-				"redis-server on port %d did not answer PING within %d ms; "
-				"its log: %s\n",
-				r->port, BT_DEADLINE_MS, log);
-			exit(1);
-		}
-		usleep(5000); /* poll interval */
+	char env_notify[200], msg[256];
+	int nfd = t_notify_open(r->dir, "notify.sock", env_notify, sizeof(env_notify));
+	const char *env[] = { env_notify, NULL };
+	r->pid = t_spawn(&(struct t_cmd){ .argv = argv, .env = env });
+	int rc = t_notify_wait(nfd, r->pid, "READY=1", BT_DEADLINE_MS, msg, sizeof(msg));
+	close(nfd);
+	if (rc < 0) {
+		fprintf(stderr, "redis-server on port %d %s; its log: %s\n", r->port,
+			rc == -ESRCH ? "exited at start" : "was not ready in time", log);
+		exit(1);
 	}
 }
 
@@ -203,14 +186,30 @@ static inline long long bt_xlen(redisContext *c, const char *key)
 	return n;
 }
 
-/* Wait until XLEN key reaches n (at most timeout_ms); returns the length seen last. */
+/*
+ * Wait until XLEN key reaches n (at most timeout_ms); returns the length seen last. Woken
+ * by each entry added: the newest entry's id is read before the length, and XREAD BLOCK
+ * returns as soon as an entry comes after it (or at once if one came meanwhile).
+ */
 static inline long long bt_wait_xlen(redisContext *c, const char *key, long long n, int timeout_ms)
 {
 	uint64_t deadline = t_deadline(timeout_ms);
-	long long have;
-	while ((have = bt_xlen(c, key)) < n && t_now_ns() < deadline)
-		usleep(20000); /* poll interval */
-	return have;
+	for (;;) {
+		char last[64] = "0-0"; /* no stream yet: any entry */
+		redisReply *r = bt_cmd(c, "XREVRANGE %s + - COUNT 1", key);
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+		    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements >= 1 &&
+		    r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+			snprintf(last, sizeof(last), "%s", r->element[0]->element[0]->str);
+		freeReplyObject(r);
+		long long have = bt_xlen(c, key);
+		int left = t_ms_left(deadline);
+		if (have >= n || left <= 0)
+			return have;
+		/* Blocks at most 10 s at a time: well within the client's command timeout. */
+		freeReplyObject(bt_cmd(c, "XREAD COUNT 1 BLOCK %d STREAMS %s %s",
+				       left < 10000 ? left : 10000, key, last));
+	}
 }
 
 /* Wait until XLEN key reaches n, then check it is exactly n; fail the test saying so if not. */

@@ -5,22 +5,8 @@
  * (not only by its config) on $sys.log.
  * usage: daemon_notify SHMBUSD
  */
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "tests/lib/daemon.h"
-
-/* Receive one datagram on fd within ms; 0 and the text in buf, or -1. */
-static int recv_within(int fd, char *buf, size_t len, int ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-	CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
-	ssize_t n = recv(fd, buf, len - 1, 0);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -30,14 +16,8 @@ int main(int argc, char **argv)
 	unsetenv("SHMBUSD_CONFIG");
 
 	/* Stand in for systemd: a datagram socket named by NOTIFY_SOCKET. */
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	CHECK(strlen(dir) + 13 < sizeof(sa.sun_path));
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/notify.sock", dir);
-	int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	CHECK(nfd >= 0);
-	CHECK(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	char env_notify[sizeof(sa.sun_path) + 16], buf[4200];
-	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", sa.sun_path);
+	char env_notify[200], buf[4200];
+	int nfd = t_notify_open(dir, "notify.sock", env_notify, sizeof(env_notify));
 	const char *env[] = { env_notify, NULL };
 
 	struct t_daemon d;
@@ -45,7 +25,7 @@ int main(int argc, char **argv)
 	d.env = env;
 	t_daemon_config(&d, "[bus]\nname = n\ndir = %s\n", dir);
 	t_daemon_spawn(&d);
-	if (recv_within(nfd, buf, sizeof(buf), T_WAIT_MS) < 0) {
+	if (t_notify_wait(nfd, 0, NULL, T_WAIT_MS, buf, sizeof(buf)) < 0) {
 		fprintf(stderr, "no readiness notification within %d ms\n", T_WAIT_MS);
 		return 1;
 	}
@@ -80,7 +60,7 @@ int main(int argc, char **argv)
 
 	int st = t_daemon_stop(&d);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	CHECK(recv_within(nfd, buf, sizeof(buf), 1000) == 0);
+	CHECK(t_notify_wait(nfd, 0, NULL, 1000, buf, sizeof(buf)) == 0);
 	printf("notify: %s\n", buf);
 	CHECK(strstr(buf, "STOPPING=1") != NULL);
 	close(nfd);

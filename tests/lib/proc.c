@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 
 #include "tests/lib/internal.h"
 
@@ -328,4 +330,49 @@ ssize_t t_read_to_end(int fd, char *buf, size_t len, int timeout_ms, int stop_ea
 		if (r == 0 || n == len - 1 || (stop_early && n > 0))
 			return (ssize_t)n;
 	}
+}
+
+int t_notify_open(const char *dir, const char *name, char *env, size_t env_len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int w = snprintf(sa.sun_path, sizeof(sa.sun_path), "%.80s/%.24s", dir, name);
+	CHECK(w > 0 && (size_t)w == strlen(dir) + strlen(name) + 1);
+	unlink(sa.sun_path);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	snprintf(env, env_len, "NOTIFY_SOCKET=%s", sa.sun_path);
+	return fd;
+}
+
+int t_notify_wait(int fd, pid_t pid, const char *want, int ms, char *buf, size_t len)
+{
+	uint64_t deadline = t_deadline(ms);
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+			       { .fd = pid > 0 ? t_pidfd(pid) : -1, .events = POLLIN } };
+	int rc;
+	for (;;) {
+		int left = t_ms_left(deadline);
+		int n = left > 0 ? poll(p, 2, left) : 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		ssize_t got = recv(fd, buf, len - 1, MSG_DONTWAIT);
+		if (got >= 0) {
+			buf[got] = '\0';
+			if (!want || strstr(buf, want)) {
+				rc = 0;
+				break;
+			}
+		} else if (p[1].revents) {
+			rc = -ESRCH; /* ended, and said nothing more */
+			break;
+		}
+	}
+	if (p[1].fd >= 0)
+		close(p[1].fd);
+	return rc;
 }

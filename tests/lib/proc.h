@@ -40,6 +40,18 @@ struct t_cmd {
 	int *out_pipe;		/* stdout to a new pipe, its read end here (out unused) */
 };
 
+/*
+ * Stand in for systemd's notification socket, for a daemon that says when it is ready
+ * (shmbusd, redis-server --supervised systemd): a datagram socket at dir/name. Writes
+ * "NOTIFY_SOCKET=path" into env (for the child's environment). Returns the socket.
+ */
+int t_notify_open(const char *dir, const char *name, char *env, size_t env_len);
+
+/* Wait up to ms for a datagram on fd that contains want (NULL: any), the ones before it
+ * read and dropped; 0 with the text in buf, -ETIMEDOUT, or, with pid > 0 (the process
+ * that should send it), -ESRCH as soon as that process ends first. */
+int t_notify_wait(int fd, pid_t pid, const char *want, int ms, char *buf, size_t len);
+
 /* Run cmd in a child that dies with the test (exec failing: exit 127). Returns its pid. */
 pid_t t_spawn(const struct t_cmd *cmd);
 
