@@ -164,22 +164,34 @@ static void healthy(const char *after, shmbus_daemon_info_t *out)
 		*out = info;
 }
 
-/* Poll the daemon's client count until it is want (at most timeout_ms). */
-static void clients_become(uint32_t want, int timeout_ms, const char *what)
+/* The daemon counts want clients now (each caller has waited for the event that makes
+ * it so: a welcome, the daemon's end of a connection, a detach in $sys.log). */
+static void clients_are(uint32_t want, const char *what)
 {
-	uint64_t t0 = t_now_ns();
 	shmbus_daemon_info_t info;
-	for (;;) {
-		healthy(what, &info);
-		if (info.clients == want)
-			return;
-		if (t_ms_since(t0) > timeout_ms)
-			break;
-		usleep(5000); /* poll interval */
+	healthy(what, &info);
+	if (info.clients != want) {
+		fprintf(stderr, "%s: the daemon counts %u clients, wanted %u\n", what,
+			info.clients, want);
+		exit(1);
 	}
-	fprintf(stderr, "%s: the daemon counts %u clients after %d ms, wanted %u\n", what,
-		info.clients, timeout_ms, want);
-	exit(1);
+}
+
+/* Hang up as a client may (no goodbye) and wait for the daemon's end: it closes its side
+ * of the connection, which our recv reads as the end, once it has forgotten it. */
+static void hang_up(int fd, const char *what)
+{
+	CHECK(shutdown(fd, SHUT_WR) == 0);
+	char buf[SHMBUS_PROTO_MAX];
+	ssize_t n;
+	while ((n = raw_recv(fd, buf, sizeof(buf), T_WAIT_MS)) > 0)
+		; /* whatever it still had to say */
+	if (n != 0) {
+		fprintf(stderr, "%s: the daemon did not close its end within %d ms\n", what,
+			T_WAIT_MS);
+		exit(1);
+	}
+	close(fd);
 }
 
 static void make_hello(struct shmbus_p_hello *h, pid_t pid, uint64_t st)
@@ -379,12 +391,12 @@ int main(int argc, char **argv)
 	make_hello(&hello, getppid(), parent_st);
 	refused(&hello, sizeof(hello), EPERM, "a HELLO naming the parent's pid");
 	healthy("a HELLO with a foreign pid", NULL);
-	clients_become(0, 0, "a HELLO with a foreign pid");
+	clients_are(0, "a HELLO with a foreign pid");
 
 	make_hello(&hello, self, self_st + 1);
 	refused(&hello, sizeof(hello), ESRCH, "a HELLO with the wrong start time");
 	healthy("a HELLO with the wrong start time", NULL);
-	clients_become(0, 0, "a HELLO with the wrong start time");
+	clients_are(0, "a HELLO with the wrong start time");
 
 	{
 		/* Twice on one connection: the second is refused, the first registration holds
@@ -395,7 +407,7 @@ int main(int argc, char **argv)
 		expect_welcome(fd, "the first HELLO");
 		raw_send(fd, &hello, sizeof(hello));
 		expect_error(fd, EALREADY, "the second HELLO");
-		clients_become(1, 0, "a second HELLO");
+		clients_are(1, "a second HELLO");
 		raw_send(fd, &ping, sizeof(ping));
 		union {
 			struct shmbus_p_pong p;
@@ -404,8 +416,8 @@ int main(int argc, char **argv)
 		ssize_t n = raw_recv(fd, &in, sizeof(in), T_WAIT_MS);
 		CHECK(n > 0 && shmbus_p_check(&in, (size_t)n, SHMBUS_P_PONG, sizeof(in.p)));
 		CHECK(in.p.pid == dpid && in.p.clients == 1);
-		close(fd);
-		clients_become(0, T_WAIT_MS, "closing a registered connection");
+		hang_up(fd, "closing a registered connection");
+		clients_are(0, "closing a registered connection");
 	}
 
 	/* ---- a client that never speaks ---- */
@@ -440,7 +452,7 @@ int main(int argc, char **argv)
 			expect_welcome(fds[i], "one of 500 connections");
 		printf("%d connections registered in %.0f ms\n", NCONN, t_ms_since(c0));
 		/* One process, however many connections. */
-		clients_become(1, 0, "500 connections");
+		clients_are(1, "500 connections");
 		/* Registered connections outlive the idle timeout: nothing may arrive on any
 		 * of them (no ERROR, no end) for 2.5 idle timeouts. */
 		static struct pollfd pfd[NCONN];
@@ -450,8 +462,8 @@ int main(int argc, char **argv)
 		CHECK(ready == 0);
 		healthy("500 connections held open", NULL);
 		for (int i = 0; i < NCONN; i++)
-			close(fds[i]);
-		clients_become(0, T_WAIT_MS, "closing 500 connections");
+			hang_up(fds[i], "closing 500 connections");
+		clients_are(0, "closing 500 connections");
 	}
 
 	/* ---- connect / garbage / close, and memory ---- */
@@ -468,7 +480,7 @@ int main(int argc, char **argv)
 		       CYCLES_WARM + CYCLES, t_ms_since(c0), rss0, CYCLES_WARM, rss1, CYCLES,
 		       rss1 - rss0);
 		CHECK(rss1 - rss0 <= RSS_GROWTH_MAX_KB);
-		clients_become(0, 0, "garbage cycles");
+		clients_are(0, "garbage cycles");
 	}
 
 	/* ---- a real registration ---- */
@@ -478,9 +490,15 @@ int main(int argc, char **argv)
 		CHECK_RC(shmbus_bus_open(&reg, "t"), 0);
 		CHECK(shmbus_bus_supervised(reg) == 1);
 		CHECK(shmbus_bus_supervised(bus) == 0);
-		clients_become(1, T_WAIT_MS, "shmbus_bus_open");
+		/* Registered before the welcome that shmbus_bus_open waits for. */
+		clients_are(1, "shmbus_bus_open");
+		shmbus_sub_t *log = t_events_open(bus);
 		shmbus_bus_close(reg);
-		clients_become(0, T_WAIT_MS, "shmbus_bus_close");
+		char ev[4096];
+		/* The detach is logged once the daemon has forgotten the connection. */
+		CHECK(t_event_wait(log, "detach", ev, sizeof(ev), T_WAIT_MS) == 0);
+		shmbus_sub_close(log);
+		clients_are(0, "shmbus_bus_close");
 		setenv("SHMBUS_NO_DAEMON", "1", 1);
 	}
 
