@@ -52,21 +52,6 @@ void redis_stop(void)
 static redisContext *dctx; /* the driver's own connection */
 static int rport;	   /* where the redis-server listens */
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	if (fd < 0)
-		return -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
 static redisContext *connect_to(int port)
 {
 	struct timeval tv = { .tv_sec = 5 };
@@ -99,7 +84,7 @@ int redis_start(char *why, size_t n)
 	}
 	snprintf(log, sizeof(log), "%s/redis.log", cfg.dir);
 	for (int attempt = 0; attempt < 3; attempt++) {
-		int port = free_port();
+		int port = loopback_free_port();
 		pid_t parent = getpid();
 
 		if (port < 0) {

@@ -88,3 +88,10 @@ int shmbus_proc_alive(pid_t pid, uint64_t starttime)
 		return 1; /* cannot tell: assume alive, never reclaim a live process's slot */
 	return starttime == 0 || st == starttime;
 }
+
+char shmbus_proc_state(pid_t pid)
+{
+	uint64_t st;
+	char state = 0;
+	return proc_stat(pid, &st, &state) == 0 ? state : 0;
+}

@@ -22,4 +22,8 @@ int shmbus_proc_self(pid_t *pid, uint64_t *starttime);
  */
 int shmbus_proc_alive(pid_t pid, uint64_t starttime);
 
+/* The state letter of /proc/<pid>/stat (R, S, D, Z, ...; a thread's tid works too), or 0
+ * if it cannot be read (gone). */
+char shmbus_proc_state(pid_t pid);
+
 #endif

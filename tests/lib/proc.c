@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 
+#include "shm/proc.h"
 #include "tests/lib/internal.h"
 
 extern char **environ;
@@ -238,16 +239,7 @@ void t_wait_zombie(pid_t pid, int timeout_ms, const char *what)
 
 char t_proc_state(pid_t tid)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *e = strrchr(buf, ')');
-	return e && e[1] == ' ' ? e[2] : 0;
+	return shmbus_proc_state(tid);
 }
 
 void t_wait_asleep(pid_t tid, int timeout_ms, const char *what)
