@@ -126,6 +126,39 @@ static inline int held_back_by(shmbus_bus_t *bus, const char *topic, pid_t pid, 
 }
 
 /*
+ * Wait until publisher process pub (id 1, n messages in all) waits for space behind the
+ * reader slot of process holder (held_back_by), asleep; what (e.g. "the held message")
+ * names the holder in a failure. idle(arg), if given, runs between looks (to drain a
+ * child's reports). Fails if the publisher finishes first or T_WAIT_MS passes.
+ */
+static inline void pl_wait_held_back(shmbus_bus_t *bus, const char *topic, pid_t holder,
+				     pid_t pub, uint64_t cap, size_t max, uint64_t n,
+				     const char *what, void (*idle)(void *), void *arg)
+{
+	uint64_t give_up = t_deadline(T_WAIT_MS);
+	while (!held_back_by(bus, topic, holder, cap, 1, max)) {
+		if (idle)
+			idle(arg);
+		shmbus_topic_stats_t st;
+		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
+		if (st.published >= n) {
+			fprintf(stderr, "the publisher never waited: %s did not hold the ring\n",
+				what);
+			exit(1);
+		}
+		if (t_now_ns() > give_up) {
+			fprintf(stderr,
+				"the publisher is not held back by %s after %d ms (%" PRIu64
+				" published)\n",
+				what, T_WAIT_MS, st.published);
+			exit(1);
+		}
+		usleep(1000); /* poll interval */
+	}
+	t_wait_asleep(pub, T_WAIT_MS, "the publisher waiting for space");
+}
+
+/*
  * SIGKILL the reader process pid (who: what it is) that holds back the topic's publisher,
  * which has published last messages; it is not reaped (a zombie must count as dead). The
  * publisher must commit again within bound_ms of the kill (polled every 0.1 ms: when it

@@ -89,25 +89,9 @@ int main(void)
 
 	/* Wait until P waits for space behind K (its next message does not fit before K's
 	 * position, which stays where it is), asleep. */
+	pl_wait_held_back(bus, topic, k, p, o.capacity, MAXMSG, N, "the stopped subscriber", NULL,
+			  NULL);
 	shmbus_topic_stats_t st;
-	uint64_t give_up = t_deadline(T_WAIT_MS);
-	while (!held_back_by(bus, topic, k, o.capacity, 1, MAXMSG)) {
-		CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
-		if (st.published >= N) {
-			fprintf(stderr, "the publisher never waited: the stopped subscriber did "
-				"not hold the ring\n");
-			exit(1);
-		}
-		if (t_now_ns() > give_up) {
-			fprintf(stderr,
-				"the publisher is not held back by the stopped subscriber "
-				"after %d ms (%" PRIu64 " published)\n",
-				T_WAIT_MS, st.published);
-			exit(1);
-		}
-		usleep(1000); /* poll interval */
-	}
-	t_wait_asleep(p, T_WAIT_MS, "the publisher waiting for space");
 	CHECK_RC(shmbus_topic_stats(bus, topic, &st), 0);
 	uint64_t last = st.published;
 	printf("publisher waits at %" PRIu64 " published, %" PRIu64 " backpressure waits, %u "
