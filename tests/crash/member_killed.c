@@ -116,7 +116,6 @@ static void drain_m2(void *arg)
 	drain(a->fd, a->seen, a->count, NULL);
 }
 
-
 /* Reap pid within T_WAIT_MS while draining a report pipe (it must not fill). */
 static int reap_draining(pid_t pid, const char *what, int fd, uint8_t *seen, uint32_t *count)
 {
