@@ -38,7 +38,7 @@ SHMBUS_API int shmbus_release(shmbus_sub_t *sb, shmbus_msg_t *msg)
 
 SHMBUS_API int shmbus_sub_set_spin(shmbus_sub_t *sb, unsigned spin_us)
 {
-	sb->rd.spin_ns = (uint64_t)spin_us * 1000ull;
+	shmbus_ring_reader_set_spin(&sb->rd, (uint64_t)spin_us * 1000ull, 1);
 	return 0;
 }
 

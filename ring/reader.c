@@ -125,7 +125,7 @@ int shmbus_ring_reader_init(struct shmbus_ring_reader *rd)
 	if (!rd->buf)
 		return -ENOMEM;
 	rd->copy_all = s->opts.policy == SHMBUS_OVERWRITE;
-	rd->spin_ns = READER_SPIN_NS;
+	shmbus_ring_reader_set_spin(rd, READER_SPIN_NS, 0);
 	rd->held = SHMBUS_NOPOS;
 	rd->next_seq = SHMBUS_NOSEQ;
 	return 0;
@@ -133,7 +133,6 @@ int shmbus_ring_reader_init(struct shmbus_ring_reader *rd)
 
 void shmbus_ring_reader_fini(struct shmbus_ring_reader *rd)
 {
-	shmbus_ring_reader_sleep_done(rd);
 	if (rd->slot) {
 		shmbus_ring_reader_release(rd);
 		/* Seq_cst: writers stop counting our position before the slot is free. */
@@ -393,37 +392,31 @@ static inline int read_one(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uin
 /* ---- the reader's half of the sleep/wake handshake ------------------------------------- */
 
 /*
- * Count ourselves among the sleepers before the last re-check (docs/algorithm.md, "Waking
- * readers"). Returns 1 if the global barrier ran (writers that skip their fence rely on it
- * on their CPUs), 0 if not (then a sleep must be bounded).
+ * Arm the wake word before the last re-check (docs/algorithm.md, "Waking readers"): the
+ * seq_cst RMW and the fence order it before the re-check's loads; a publisher reads the
+ * word after its claim's CAS and before its commit (ring/record.h). So either the re-check
+ * finds the tail past our position (a claim: the record, or one being written), or that
+ * claim's publisher finds us armed and wakes us after its commit. Returns the value to
+ * sleep on: a waker changes it (ring/writer.c, shmbus_ring_wake_sleepers()).
  */
-static int sleep_announce(struct shmbus_topic_hdr *h)
+static uint32_t sleep_arm(struct shmbus_topic_hdr *h, uint32_t bit)
 {
-	/* Seq_cst, before the re-check's loads: pairs with the writer's fence between its
-	 * commit and reading sleepers (ring/writer.h): either we see the commit or it sees
-	 * us. */
-	__atomic_fetch_add(&h->sleepers, 1, __ATOMIC_SEQ_CST);
-	return shmbus_membarrier_global();
-}
-
-static void sleep_withdraw(struct shmbus_topic_hdr *h)
-{
-	__atomic_fetch_sub(&h->sleepers, 1, __ATOMIC_SEQ_CST);
+	uint32_t v = __atomic_or_fetch(&h->wake, bit, __ATOMIC_SEQ_CST);
+	sb_fence_seqcst();
+	return v;
 }
 
 int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val)
 {
 	struct shmbus_topic_hdr *h = rd->seg.hdr;
-	if (!rd->asleep) {
-		sleep_announce(h);
-		rd->asleep = 1;
-	}
-	/* Acquire: read before the re-check, so a commit after it changes the word. */
-	uint32_t v = sb_ld_acquire(&h->wake);
-	if (shmbus_ring_reader_ready(rd)) {
-		shmbus_ring_reader_sleep_done(rd);
+	if (shmbus_ring_reader_ready(rd))
 		return 0;
-	}
+	uint32_t v = sleep_arm(h, SHMBUS_WAKE_NOW);
+	if (shmbus_ring_reader_ready(rd))
+		return 0;
+	/* A claim being written at our position (the tail is past it) is almost always
+	 * woken for by its publisher; the caller's periodic shmbus_ring_reader_stuck()
+	 * check covers the rest (a publisher that read the word just before we armed). */
 	*word = &h->wake;
 	*val = v;
 	return 1;
@@ -431,24 +424,60 @@ int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **w
 
 void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd)
 {
-	if (rd->asleep) {
-		sleep_withdraw(rd->seg.hdr);
-		rd->asleep = 0;
-	}
+	/* Nothing to undo: an armed bit nobody sleeps on costs the next publisher one
+	 * wake. Kept so callers need not know. */
+	(void)rd;
+}
+
+/* ---- spinning that pays ------------------------------------------------------------------ */
+
+/* Spin at least this long after a spin that paid, and no less than this after ones that
+ * did not (so that a change in the publisher's pace is noticed). */
+#define SPIN_FLOOR_DIV 16u
+
+static void spin_set(struct shmbus_ring_reader *rd, uint64_t ns)
+{
+	uint64_t floor = rd->spin_ns / SPIN_FLOOR_DIV;
+	rd->spin_cur = ns > rd->spin_ns ? rd->spin_ns : ns < floor ? floor : ns;
+}
+
+void shmbus_ring_reader_set_spin(struct shmbus_ring_reader *rd, uint64_t ns, int fixed)
+{
+	rd->spin_ns = ns;
+	rd->spin_cur = ns;
+	rd->spin_fixed = fixed;
+}
+
+/* A message came waited ns after the reader found nothing (spinning or asleep): had the
+ * spin lasted twice that, it would have paid. */
+static void spin_paid(struct shmbus_ring_reader *rd, uint64_t waited)
+{
+	if (!rd->spin_fixed && waited < rd->spin_ns && 2 * waited > rd->spin_cur)
+		spin_set(rd, 2 * waited);
+}
+
+/* The reader spun its whole budget and sleeps: spin half as long next time. */
+static void spin_wasted(struct shmbus_ring_reader *rd)
+{
+	if (!rd->spin_fixed)
+		spin_set(rd, rd->spin_cur / 2);
 }
 
 /* Everything but the fast path: other kinds of reader and record, spinning, sleeping. */
 int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, int timeout_ms)
 {
 	struct shmbus_topic_hdr *h = rd->seg.hdr;
-	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0;
+	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0, budget = 0;
 	for (unsigned spins = 0;; spins++) {
 		/* Every 64th pass tells empty from stuck and lapped (the first, too, for a
 		 * poll): reading the tail costs the next writer a cache miss. */
 		rd->cheap = (spins & 63) != 0 || (spins == 0 && timeout_ms != 0);
 		int rc = read_one(rd, msg, &waitpos);
-		if (rc == R_GOT)
+		if (rc == R_GOT) {
+			if (start)
+				spin_paid(rd, shmbus_now_ns() - start);
 			return 0;
+		}
 		if (rc < 0)
 			return rc;
 		if (rd->cheap && rc == R_EMPTY) {
@@ -462,6 +491,11 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 			start = now;
 			deadline = shmbus_deadline(now, timeout_ms);
 			next_repair = timeout_ms == 0 ? now : now + REPAIR_FIRST_NS;
+			/* No spin while the CPUs are crowded (the publisher may need ours),
+			 * unless the caller fixed the spin. */
+			if (timeout_ms != 0 && rd->spin_cur &&
+			    (rd->spin_fixed || !shmbus_cpus_crowded()))
+				budget = rd->spin_cur;
 		}
 		if (rc == R_STUCK && now >= next_repair) {
 			/* A claim below the tail is not committed: if its writer died,
@@ -474,26 +508,34 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 			publish_wait_pos(rd);
 			return -EAGAIN;
 		}
-		if (now - start < rd->spin_ns) {
+		if (now - start < budget) {
 			shmbus_pause();
 			continue;
 		}
+		if (budget) {
+			spin_wasted(rd);
+			budget = 0;
+		}
 		publish_wait_pos(rd);
 		rd->cheap = 0;
-		/* Announce the sleep, then re-check; without the barrier, sleep at most 1 ms
-		 * at a time. */
-		int barrier = sleep_announce(h);
-		uint32_t w = sb_ld_acquire(&h->wake);
+		/* A reader that drained a batch since it last slept, on crowded CPUs, sleeps
+		 * lazily: woken when the log crosses a sixteenth of the ring, or after
+		 * SHMBUS_WAKE_LAZY_NS. Fewer, fuller wake-ups, and a publisher that is not
+		 * preempted for every message it publishes. */
+		int lazy = rc == R_EMPTY && rd->consumed - rd->consumed_slept >= 2 &&
+			   shmbus_cpus_crowded();
+		uint32_t w = sleep_arm(h, lazy ? SHMBUS_WAKE_LAZY : SHMBUS_WAKE_NOW);
 		rc = read_one(rd, msg, &waitpos);
-		if (rc == R_GOT || rc < 0) {
-			sleep_withdraw(h);
-			return rc < 0 ? rc : 0;
-		}
+		if (rc == R_GOT)
+			return 0;
+		if (rc < 0)
+			return rc;
 		int64_t nap = deadline == UINT64_MAX ? -1 : (int64_t)(deadline - now);
-		if ((rc == R_STUCK || !barrier) && (nap < 0 || nap > (int64_t)REPAIR_POLL_NS))
-			nap = (int64_t)REPAIR_POLL_NS;
+		uint64_t most = rc == R_STUCK ? REPAIR_POLL_NS : lazy ? SHMBUS_WAKE_LAZY_NS : 0;
+		if (most && (nap < 0 || nap > (int64_t)most))
+			nap = (int64_t)most;
+		rd->consumed_slept = rd->consumed;
 		int wr = shmbus_futex_wait(&h->wake, w, nap);
-		sleep_withdraw(h);
 		if (wr == -EINTR)
 			return -EINTR;
 	}

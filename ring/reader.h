@@ -40,15 +40,17 @@ struct shmbus_ring_reader {
 	uint64_t held_end;  /* group: the end of that message's record */
 	uint64_t safe_from; /* positions below this are read by copy + validation */
 	uint8_t *buf;	    /* copy buffer (max_message bytes) */
-	uint64_t spin_ns;
+	uint64_t spin_ns;   /* spin at most this long before sleeping (the caller's choice) */
+	uint64_t spin_cur;  /* and this long now: what spinning paid of late */
+	int spin_fixed;	    /* spin_ns every time (shmbus_sub_set_spin()) */
 	uint64_t consumed;
+	uint64_t consumed_slept; /* consumed when the reader last slept */
 	uint64_t lost;
 	int copy_all;	    /* overwrite policy: every read is copy + validation */
 	int durable;	    /* a group of one whose cursor moves by shmbus_ring_reader_commit() */
 	int observer;	    /* a fan-out reader that never holds writers back */
 	uint64_t lost_seen; /* durable: losses counted up to this sequence */
 	int cheap;	    /* spinning: an uncommitted record means "empty" (no tail read) */
-	int asleep; /* counted in the topic's sleepers by shmbus_ring_reader_sleep_prepare() */
 };
 
 /* ---- setting up ------------------------------------------------------------------------ */
@@ -60,8 +62,7 @@ struct shmbus_ring_reader {
  */
 int shmbus_ring_reader_init(struct shmbus_ring_reader *rd);
 
-/* Release what the reader holds, stop publishing a position, leave the sleepers (an armed
- * external wait), free the copy buffer. The slot stays owned (the caller gives it back);
+/* Release what the reader holds, stop publishing a position, free the copy buffer. The slot stays owned (the caller gives it back);
  * rd->seg stays mapped. */
 void shmbus_ring_reader_fini(struct shmbus_ring_reader *rd);
 
@@ -80,6 +81,11 @@ void shmbus_ring_reader_join_group(struct shmbus_ring_reader *rd, uint32_t g);
  * (a damaged one is reset to the tail).
  */
 void shmbus_ring_reader_make_durable(struct shmbus_ring_reader *rd);
+
+/* Spin at most ns before sleeping when nothing is there (0: never spin). Unless fixed,
+ * spins are shortened while they do not pay (to no less than a sixteenth of ns) and
+ * skipped while the CPUs are crowded; fixed, the reader spins ns every time. */
+void shmbus_ring_reader_set_spin(struct shmbus_ring_reader *rd, uint64_t ns, int fixed);
 
 /* ---- reading --------------------------------------------------------------------------- */
 
@@ -105,7 +111,7 @@ static inline void shmbus_ring_wake_publishers(struct shmbus_seg *s)
  */
 static inline int shmbus_ring_wake_due(const struct shmbus_seg *s, uint64_t from, uint64_t to)
 {
-	return (from ^ to) > (s->mask >> 4);
+	return shmbus_ring_crosses_16th(s, from, to);
 }
 
 /* Let writers have what this reader no longer needs (the message handed out last). */
@@ -233,14 +239,14 @@ int shmbus_ring_reader_stuck(struct shmbus_ring_reader *rd);
 
 /*
  * The reader's half of the sleep/wake handshake for a caller that waits on its own (the
- * bridge's io_uring FUTEX_WAIT). Counts the reader among the topic's sleepers (once) and
- * re-checks: 0 when something is there already (nothing to wait for, nothing to undo), 1
- * when armed: wait while *(*word) == *val, then call shmbus_ring_reader_sleep_done().
+ * bridge's io_uring FUTEX_WAIT). Arms the topic's wake word and re-checks: 0 when
+ * something is there already (nothing to wait for), 1 when armed: wait while
+ * *(*word) == *val, then call shmbus_ring_reader_sleep_done(). The caller also checks
+ * shmbus_ring_reader_stuck() now and then (docs/algorithm.md, "Waking readers").
  */
 int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val);
 
-/* The wait is over (woken, cancelled, or given up): no longer count among the sleepers.
- * Does nothing when not armed. */
+/* The wait is over (woken, cancelled, or given up). Nothing to undo today; call it. */
 void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd);
 
 /* ---- durable readers --------------------------------------------------------------------- */

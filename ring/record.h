@@ -86,6 +86,13 @@ static inline uint64_t shmbus_lap_resume(const struct shmbus_seg *s, uint64_t t)
 	return (t - s->cap + s->mask) & ~s->mask;
 }
 
+/* Does [from, to) cross a sixteenth of the ring (or a lap)? Such a step wakes lazily
+ * sleeping readers (ring/writer.h) and publishers waiting for space (ring/reader.h). */
+static inline int shmbus_ring_crosses_16th(const struct shmbus_seg *s, uint64_t from, uint64_t to)
+{
+	return (from ^ to) > (s->mask >> 4);
+}
+
 /* ---- reading ------------------------------------------------------------------------- */
 
 /* A record's header fields as a reader took them, to validate before use. */
@@ -129,27 +136,39 @@ static inline void shmbus_rec_copy_small(uint8_t *d, const uint8_t *src, uint32_
 	}
 }
 
-/* Fill the header of r (the record at pos), whose payload is in place, and commit it. */
-static inline void shmbus_rec_seal(const struct shmbus_seg *s, struct shmbus_rec *r, uint64_t pos,
-				   uint32_t len, uint32_t type, uint64_t seq, uint64_t ts)
+/*
+ * Fill the header of r (the record at pos), whose payload is in place, and commit it.
+ * Returns the topic's wake word as read just before the commit store and after the claim's
+ * CAS: the publisher's half of the sleep/wake handshake (ring/writer.h,
+ * shmbus_ring_wake_after()).
+ */
+static inline uint32_t shmbus_rec_seal(const struct shmbus_seg *s, struct shmbus_rec *r,
+				       uint64_t pos, uint32_t len, uint32_t type, uint64_t seq,
+				       uint64_t ts)
 {
 	r->len = len;
 	r->type = type;
 	r->seq = seq;
 	r->ts = ts;
+	/* Seq_cst, after the claim's CAS (docs/algorithm.md, "Waking readers"); a load is
+	 * never reordered after the release store below. */
+	uint32_t wake = sb_ld_seqcst(&s->hdr->wake);
 	/* Release (I1): the header and payload are visible to whoever acquires the word. */
 	sb_st_release(&r->commit, shmbus_rec_stamp(s, pos));
+	return wake;
 }
 
-/* Fill the header of the record at pos, whose payload is in place, and commit it. */
-static inline void shmbus_rec_commit(const struct shmbus_seg *s, uint64_t pos, uint32_t len,
-				     uint32_t type, uint64_t seq, uint64_t ts)
+/* Fill the header of the record at pos, whose payload is in place, and commit it (the
+ * wake word as shmbus_rec_seal() read it). */
+static inline uint32_t shmbus_rec_commit(const struct shmbus_seg *s, uint64_t pos, uint32_t len,
+					 uint32_t type, uint64_t seq, uint64_t ts)
 {
-	shmbus_rec_seal(s, shmbus_rec_at(s, pos), pos, len, type, seq, ts);
+	return shmbus_rec_seal(s, shmbus_rec_at(s, pos), pos, len, type, seq, ts);
 }
 
-/* Write and commit one message at pos; small: len <= SHMBUS_REC_SMALL_MAX, copied inline. */
-static inline __attribute__((always_inline)) void
+/* Write and commit one message at pos; small: len <= SHMBUS_REC_SMALL_MAX, copied inline.
+ * Returns the wake word as shmbus_rec_seal() read it. */
+static inline __attribute__((always_inline)) uint32_t
 shmbus_rec_write(const struct shmbus_seg *s, uint64_t pos, const void *data, uint32_t len,
 		 uint32_t type, uint64_t seq, uint64_t ts, int small)
 {
@@ -158,15 +177,15 @@ shmbus_rec_write(const struct shmbus_seg *s, uint64_t pos, const void *data, uin
 		shmbus_rec_copy_small((uint8_t *)(r + 1), data, len);
 	else if (len)
 		memcpy(r + 1, data, len);
-	shmbus_rec_seal(s, r, pos, len, type, seq, ts);
+	return shmbus_rec_seal(s, r, pos, len, type, seq, ts);
 }
 
 /* Write and commit a padding record of size bytes at pos that burns `burned` sequence
  * numbers (an aborted reservation, a dead publisher's claim; 0 at a lap end). */
-static inline void shmbus_rec_write_pad(const struct shmbus_seg *s, uint64_t pos, uint64_t size,
-					uint64_t burned)
+static inline uint32_t shmbus_rec_write_pad(const struct shmbus_seg *s, uint64_t pos, uint64_t size,
+					    uint64_t burned)
 {
-	shmbus_rec_commit(s, pos, SHMBUS_REC_PAD | (uint32_t)size, (uint32_t)burned, 0, 0);
+	return shmbus_rec_commit(s, pos, SHMBUS_REC_PAD | (uint32_t)size, (uint32_t)burned, 0, 0);
 }
 
 #endif

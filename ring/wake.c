@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* Futexes on shared words, and membarrier (ring/wake.h). */
+/* Futexes on shared words, and whether the CPUs are crowded (ring/wake.h). */
 #include "ring/wake.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <linux/futex.h>
-#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "ring/clock.h"
 
 int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns)
 {
@@ -34,39 +39,70 @@ void shmbus_futex_wake(uint32_t *word, int n)
 	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-static int membarrier_state; /* 0 unknown, 1 registered, -1 unavailable */
+/* ---- crowded CPUs ------------------------------------------------------------------ */
 
-static int membarrier_query(void)
+#define CROWDED_CACHE_NS 2000000ull
+
+static struct {
+	int forced; /* -1 not forced, else the answer */
+	int fd;	    /* /proc/loadavg, or -1 */
+	int ncpu;
+	int last;
+	uint64_t checked_ns;
+} crowd = { .forced = -2 };
+
+static void crowd_init(void)
 {
-	long mask = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-	return mask > 0 && (mask & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
-	       (mask & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+	const char *e = getenv("SHMBUS_CROWDED");
+	int forced = -1;
+	if (e && (*e == '0' || *e == '1'))
+		forced = *e - '0';
+	cpu_set_t set;
+	int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+	if (n <= 0)
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	crowd.ncpu = n > 0 ? n : 1;
+	crowd.fd = forced < 0 ? open("/proc/loadavg", O_RDONLY | O_CLOEXEC) : -1;
+	__atomic_store_n(&crowd.forced, forced, __ATOMIC_RELEASE);
 }
 
-int shmbus_membarrier_register(void)
+/* The fourth field of /proc/loadavg, "running/total": running tasks, this one included. */
+static int running_tasks(int fd)
 {
-	int st = __atomic_load_n(&membarrier_state, __ATOMIC_ACQUIRE);
-	if (st)
-		return st > 0;
-	st = -1;
-	if (!getenv("SHMBUS_NO_MEMBARRIER") && membarrier_query() &&
-	    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
-		st = 1;
-	__atomic_store_n(&membarrier_state, st, __ATOMIC_RELEASE);
-	return st > 0;
-}
-
-int shmbus_membarrier_global(void)
-{
-	static int avail; /* 0 unknown, 1 yes, -1 no */
-	int a = __atomic_load_n(&avail, __ATOMIC_RELAXED);
-	if (a < 0)
-		return 0;
-	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0) {
-		if (!a)
-			__atomic_store_n(&avail, 1, __ATOMIC_RELAXED);
-		return 1;
+	char buf[128];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	const char *p = buf;
+	for (int field = 0; field < 3; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
 	}
-	__atomic_store_n(&avail, -1, __ATOMIC_RELAXED);
-	return 0;
+	return atoi(p);
+}
+
+int shmbus_cpus_crowded(void)
+{
+	int forced = __atomic_load_n(&crowd.forced, __ATOMIC_ACQUIRE);
+	if (forced == -2) {
+		static pthread_once_t once = PTHREAD_ONCE_INIT;
+		pthread_once(&once, crowd_init);
+		forced = __atomic_load_n(&crowd.forced, __ATOMIC_ACQUIRE);
+	}
+	if (forced >= 0)
+		return forced;
+	if (crowd.fd < 0)
+		return 0;
+	uint64_t now = shmbus_now_ns();
+	/* Relaxed: a race between threads only reads the file twice. */
+	if (now - __atomic_load_n(&crowd.checked_ns, __ATOMIC_RELAXED) < CROWDED_CACHE_NS)
+		return __atomic_load_n(&crowd.last, __ATOMIC_RELAXED);
+	int r = running_tasks(crowd.fd);
+	int v = r > crowd.ncpu;
+	__atomic_store_n(&crowd.last, v, __ATOMIC_RELAXED);
+	__atomic_store_n(&crowd.checked_ns, now, __ATOMIC_RELAXED);
+	return v;
 }

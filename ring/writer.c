@@ -29,8 +29,6 @@
 #define POLL_NS 1000000ull	/* writers waiting for space re-check liveness every 1 ms */
 #define WRITER_SPIN_NS 20000ull /* and spin this long before they sleep */
 
-int shmbus_ring_fence_free;
-
 int shmbus_ring_writer_init(struct shmbus_ring_writer *w)
 {
 	uint32_t ng = w->seg.opts.max_groups ? w->seg.opts.max_groups : 1;
@@ -44,8 +42,6 @@ int shmbus_ring_writer_init(struct shmbus_ring_writer *w)
 		w->ghas = NULL;
 		return -ENOMEM;
 	}
-	if (shmbus_membarrier_register())
-		__atomic_store_n(&shmbus_ring_fence_free, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -73,9 +69,16 @@ void shmbus_ring_writer_fini(struct shmbus_ring_writer *w)
 void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
-	__atomic_fetch_add(&h->wake, 1, __ATOMIC_SEQ_CST);
-	shmbus_futex_wake(&h->wake, INT_MAX);
-	sb_add_relaxed(&h->wakeups, 1);
+	uint32_t v = sb_ld_relaxed(&h->wake);
+	/* One waker per arming: who clears the bits makes the syscall; a CAS that fails
+	 * because another cleared them leaves the loop with nothing to do. */
+	while (v & SHMBUS_WAKE_ARMED) {
+		if (sb_cas_u32(&h->wake, &v, (v | SHMBUS_WAKE_ARMED) + 1)) {
+			shmbus_futex_wake(&h->wake, INT_MAX);
+			sb_add_relaxed(&h->wakeups, 1);
+			return;
+		}
+	}
 }
 
 uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas)
@@ -174,7 +177,9 @@ static int wait_space(struct shmbus_ring_writer *w, uint64_t end, int timeout_ms
 				continue;
 			next_poll = now + POLL_NS;
 		}
-		if (now - start < w->spin_ns) {
+		/* Spin only while the CPUs are not crowded: otherwise the readers we wait
+		 * for may need this one. */
+		if (now - start < w->spin_ns && !shmbus_cpus_crowded()) {
 			shmbus_pause();
 			continue;
 		}
@@ -245,8 +250,8 @@ int shmbus_ring_write(struct shmbus_ring_writer *w, const void *data, uint32_t l
 		return claim_failed(w, rc);
 	if (c.waited)
 		ts = shmbus_stamp_ns();
-	shmbus_rec_write(&w->seg, c.rec, data, len, type, c.seq, ts, 0);
-	shmbus_ring_claim_done(w, w->slot, 1, len);
+	uint32_t wake = shmbus_rec_write(&w->seg, c.rec, data, len, type, c.seq, ts, 0);
+	shmbus_ring_claim_done(w, w->slot, 1, len, wake, c.start, c.end);
 	return 0;
 }
 
@@ -281,10 +286,11 @@ int shmbus_ring_write_batch(struct shmbus_ring_writer *w, const shmbus_iov_t *ms
 			pos += shmbus_rec_stride(m->len);
 			bytes += m->len;
 		}
-		shmbus_rec_write(s, c.rec, msgs[done].data, (uint32_t)msgs[done].len,
-				 msgs[done].type, c.seq, ts, 0);
+		uint32_t wake = shmbus_rec_write(s, c.rec, msgs[done].data,
+						 (uint32_t)msgs[done].len, msgs[done].type, c.seq,
+						 ts, 0);
 		bytes += msgs[done].len;
-		shmbus_ring_claim_done(w, w->slot, k, bytes);
+		shmbus_ring_claim_done(w, w->slot, k, bytes, wake, c.start, c.end);
 		done += k;
 	}
 	return (int)done;
@@ -310,10 +316,11 @@ int shmbus_ring_commit(struct shmbus_ring_writer *w, uint32_t type)
 {
 	if (!w->reserved)
 		return -EINVAL;
-	shmbus_rec_commit(&w->seg, w->res_rec, (uint32_t)w->res_len, type, w->res_seq,
-			  shmbus_stamp_ns());
+	uint32_t wake = shmbus_rec_commit(&w->seg, w->res_rec, (uint32_t)w->res_len, type,
+					  w->res_seq, shmbus_stamp_ns());
 	w->reserved = 0;
-	shmbus_ring_claim_done(w, w->slot, 1, w->res_len);
+	uint64_t end = w->res_rec + shmbus_rec_stride(w->res_len);
+	shmbus_ring_claim_done(w, w->slot, 1, w->res_len, wake, w->res_rec, end);
 	return 0;
 }
 

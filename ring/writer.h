@@ -20,6 +20,7 @@
 
 #include "ring/atomic.h"
 #include "ring/record.h"
+#include "ring/wake.h"
 #include "shm/segment.h"
 
 /* One writer: the mapped topic, its publisher slot, what it caches, what it holds. */
@@ -42,8 +43,7 @@ struct shmbus_ring_writer {
 
 /*
  * Set up a writer on a mapped topic (w->seg, the rest zeroed); the caller then gives it the
- * publisher slot it took (w->slot) before it writes. Registers the process for membarrier
- * (see shmbus_ring_wake_readers()). Returns 0 or -ENOMEM.
+ * publisher slot it took (w->slot) before it writes. Returns 0 or -ENOMEM.
  */
 int shmbus_ring_writer_init(struct shmbus_ring_writer *w);
 
@@ -140,39 +140,48 @@ static inline __attribute__((always_inline)) int shmbus_ring_claim_try(struct sh
 int shmbus_ring_claim(struct shmbus_ring_writer *w, uint64_t size, uint64_t nmsg, int timeout_ms,
 		      struct shmbus_claim *c);
 
-/* Set once per process when membarrier registration succeeded (see ring/wake.h). */
-extern int shmbus_ring_fence_free;
-
-/* The futex wake of shmbus_ring_wake_readers (there are sleepers). */
+/* The futex wake of shmbus_ring_wake_after(): clear the armed bits, count, FUTEX_WAKE. */
 void shmbus_ring_wake_sleepers(struct shmbus_seg *s);
 
-/* After commits: wake sleeping readers if there are any (one fence, usually no syscall).
- * The writer's half of the sleep/wake handshake; the reader's is in ring/reader.c. */
-static inline void shmbus_ring_wake_readers(struct shmbus_seg *s)
+/*
+ * After the last commit of the claim [start, end), whose seal read the wake word as wake:
+ * the publisher's half of the sleep/wake handshake (docs/algorithm.md, "Waking readers").
+ * A reader that armed before that read is woken (lazily armed ones only when the claim
+ * crosses a sixteenth of the ring); one that armed after it found the tail past its
+ * position, so it does not sleep unbounded. No fence, and no syscall while no reader is
+ * armed: the word is read, not written.
+ */
+static inline void shmbus_ring_wake_after(struct shmbus_seg *s, uint32_t wake, uint64_t start,
+					  uint64_t end)
 {
-	/* Orders our commit stores before reading sleepers; pairs with the reader's
-	 * increment of sleepers before its last re-check (Dekker): either it sees our
-	 * commit or we see it asleep. With membarrier the reader's global barrier does
-	 * our half, and we spare the fence (it would wait for the commit's cache line). */
-	if (shmbus_ring_fence_free)
-		__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	else
-		sb_fence_seqcst();
-	if (sb_ld_relaxed(&s->hdr->sleepers))
+	if (__builtin_expect(wake & SHMBUS_WAKE_ARMED, 0) &&
+	    ((wake & SHMBUS_WAKE_NOW) || shmbus_ring_crosses_16th(s, start, end)))
 		shmbus_ring_wake_sleepers(s);
 }
 
-/* After the last commit of a claim of n messages, bytes of payload: the slot (w->slot)
- * names no claim any more, the counters move, sleeping readers are woken. */
+/* Wake every armed reader after a commit made outside a claim's handshake (a repair's
+ * padding, an aborted reservation): the fence orders the commit before reading the word
+ * (Dekker against the reader's arming, then its re-check). */
+static inline void shmbus_ring_wake_readers(struct shmbus_seg *s)
+{
+	sb_fence_seqcst();
+	if (sb_ld_relaxed(&s->hdr->wake) & SHMBUS_WAKE_ARMED)
+		shmbus_ring_wake_sleepers(s);
+}
+
+/* After the last commit of the claim [start, end) of n messages, bytes of payload, whose
+ * seal read the wake word as wake: the slot (w->slot) names no claim any more, the
+ * counters move, armed readers are woken. */
 static inline void shmbus_ring_claim_done(struct shmbus_ring_writer *w,
-					  struct shmbus_pub_slot *slot, uint64_t n, uint64_t bytes)
+					  struct shmbus_pub_slot *slot, uint64_t n, uint64_t bytes,
+					  uint32_t wake, uint64_t start, uint64_t end)
 {
 	sb_st_relaxed(&slot->claim_pos, SHMBUS_NOPOS);
 	w->published += n;
 	w->bytes += bytes;
 	sb_st_relaxed(&slot->published, w->published);
 	sb_st_relaxed(&slot->bytes, w->bytes);
-	shmbus_ring_wake_readers(&w->seg);
+	shmbus_ring_wake_after(&w->seg, wake, start, end);
 }
 
 /*
@@ -192,8 +201,8 @@ shmbus_ring_write_fast(struct shmbus_ring_writer *w, const void *data, uint32_t 
 	struct shmbus_claim c;
 	if (shmbus_ring_claim_try(w, t, shmbus_rec_stride(len), 1, 1, &c) != 1)
 		return 0;
-	shmbus_rec_write(&w->seg, c.rec, data, len, type, c.seq, ts, small);
-	shmbus_ring_claim_done(w, slot, 1, len);
+	uint32_t wake = shmbus_rec_write(&w->seg, c.rec, data, len, type, c.seq, ts, small);
+	shmbus_ring_claim_done(w, slot, 1, len, wake, c.start, c.end);
 	return 1;
 }
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define SHMBUS_MAGIC 0x53554254424d4853ull /* "SHMBTBUS" little-endian */
-#define SHMBUS_LAYOUT_VERSION 1u
+#define SHMBUS_LAYOUT_VERSION 2u
 #define SHMBUS_READY 0x52454459u /* "YDER": written last, with a release store */
 
 #define SHMBUS_CACHELINE 64
@@ -130,9 +130,10 @@ struct shmbus_topic_hdr {
 	uint64_t tail[2] __attribute__((aligned(128)));
 	uint8_t pad1_[128 - 16];
 
-	/* readers' sleep word and the count of sleeping readers */
+	/* readers' sleep word: armed bits (a reader sleeps, now or lazily) and a wake count
+	 * (ring/wake.h) */
 	uint32_t wake;
-	uint32_t sleepers;
+	uint32_t pad_wake_;
 	uint8_t pad2_[128 - 8];
 
 	/* publishers' sleep word (block mode) and the count of waiting publishers */

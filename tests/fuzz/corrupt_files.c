@@ -433,7 +433,7 @@ static const struct field fields[] = {
 	F(stamp_key), F(pubs_off), F(readers_off), F(groups_off), F(log_off), F(created_ns),
 	{ "tail[0]", offsetof(struct shmbus_topic_hdr, tail), 8 },
 	{ "tail[1]", offsetof(struct shmbus_topic_hdr, tail) + 8, 8 },
-	F(wake), F(sleepers), F(space), F(pub_waiters), F(published), F(aborted),
+	F(wake), F(space), F(pub_waiters), F(published), F(aborted),
 	F(readers_reclaimed),
 };
 #undef F
