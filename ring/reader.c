@@ -19,6 +19,8 @@
 #define READER_SPIN_NS 20000ull
 #define REPAIR_FIRST_NS 50000ull
 #define REPAIR_POLL_NS 1000000ull
+#define LAZY_AFTER 4u
+#define STUCK_NAP_NS 50000ull
 
 enum { R_EMPTY = 0, R_GOT = 1, R_STUCK = 2 };
 
@@ -468,10 +470,14 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 {
 	struct shmbus_topic_hdr *h = rd->seg.hdr;
 	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0, budget = 0;
+	uint64_t stuck_nap = STUCK_NAP_NS;
+	/* No spin while the CPUs are crowded (the publisher may need ours), unless the
+	 * caller fixed the spin. */
+	int spin = timeout_ms != 0 && rd->spin_cur && (rd->spin_fixed || !shmbus_cpus_crowded());
 	for (unsigned spins = 0;; spins++) {
-		/* Every 64th pass tells empty from stuck and lapped (the first, too, for a
-		 * poll): reading the tail costs the next writer a cache miss. */
-		rd->cheap = (spins & 63) != 0 || (spins == 0 && timeout_ms != 0);
+		/* Spinning, every 64th pass tells empty from stuck and lapped: reading the
+		 * tail costs the next writer a cache miss. Not spinning, every pass does. */
+		rd->cheap = spin && ((spins & 63) != 0 || spins == 0);
 		int rc = read_one(rd, msg, &waitpos);
 		if (rc == R_GOT) {
 			if (start)
@@ -491,10 +497,7 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 			start = now;
 			deadline = shmbus_deadline(now, timeout_ms);
 			next_repair = timeout_ms == 0 ? now : now + REPAIR_FIRST_NS;
-			/* No spin while the CPUs are crowded (the publisher may need ours),
-			 * unless the caller fixed the spin. */
-			if (timeout_ms != 0 && rd->spin_cur &&
-			    (rd->spin_fixed || !shmbus_cpus_crowded()))
+			if (spin)
 				budget = rd->spin_cur;
 		}
 		if (rc == R_STUCK && now >= next_repair) {
@@ -518,12 +521,15 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		}
 		publish_wait_pos(rd);
 		rd->cheap = 0;
-		/* A reader that drained a batch since it last slept, on crowded CPUs, sleeps
-		 * lazily: woken when the log crosses a sixteenth of the ring, or after
-		 * SHMBUS_WAKE_LAZY_NS. Fewer, fuller wake-ups, and a publisher that is not
-		 * preempted for every message it publishes. */
-		int lazy = rc == R_EMPTY && rd->consumed - rd->consumed_slept >= 2 &&
+		/* On crowded CPUs, a reader of a topic that streams (LAZY_AFTER messages or
+		 * more were published since it last slept) sleeps lazily: woken when the log
+		 * crosses a sixteenth of the ring, or after SHMBUS_WAKE_LAZY_NS. Fewer,
+		 * fuller wake-ups, and a publisher that is not preempted for every message
+		 * it publishes; a trickle still wakes its readers at once. */
+		uint64_t tseq = sb_ld_relaxed(&h->tail[1]);
+		int lazy = rc == R_EMPTY && tseq - rd->seq_slept >= LAZY_AFTER &&
 			   shmbus_cpus_crowded();
+		rd->seq_slept = tseq;
 		uint32_t w = sleep_arm(h, lazy ? SHMBUS_WAKE_LAZY : SHMBUS_WAKE_NOW);
 		rc = read_one(rd, msg, &waitpos);
 		if (rc == R_GOT)
@@ -531,10 +537,16 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		if (rc < 0)
 			return rc;
 		int64_t nap = deadline == UINT64_MAX ? -1 : (int64_t)(deadline - now);
-		uint64_t most = rc == R_STUCK ? REPAIR_POLL_NS : lazy ? SHMBUS_WAKE_LAZY_NS : 0;
+		/* At a claim being written (the tail is past us): its publisher wakes us
+		 * unless it read the wake word just before we armed, so the nap is short at
+		 * first; a dead publisher's claim is repaired at the REPAIR_POLL_NS pace. */
+		uint64_t most = lazy ? SHMBUS_WAKE_LAZY_NS : 0;
+		if (rc == R_STUCK) {
+			most = stuck_nap;
+			stuck_nap = stuck_nap * 2 > REPAIR_POLL_NS ? REPAIR_POLL_NS : stuck_nap * 2;
+		}
 		if (most && (nap < 0 || nap > (int64_t)most))
 			nap = (int64_t)most;
-		rd->consumed_slept = rd->consumed;
 		int wr = shmbus_futex_wait(&h->wake, w, nap);
 		if (wr == -EINTR)
 			return -EINTR;

@@ -44,7 +44,7 @@ struct shmbus_ring_reader {
 	uint64_t spin_cur;  /* and this long now: what spinning paid of late */
 	int spin_fixed;	    /* spin_ns every time (shmbus_sub_set_spin()) */
 	uint64_t consumed;
-	uint64_t consumed_slept; /* consumed when the reader last slept */
+	uint64_t seq_slept;	 /* the topic's next sequence when the reader last slept */
 	uint64_t lost;
 	int copy_all;	    /* overwrite policy: every read is copy + validation */
 	int durable;	    /* a group of one whose cursor moves by shmbus_ring_reader_commit() */
