@@ -112,7 +112,7 @@ struct target {
 	char context[200]; /* what else this run says about it */
 };
 
-#define MAX_TARGETS 32
+#define MAX_TARGETS 48
 /* The targets of this run, in the order the report lists them. */
 struct targets {
 	struct target t[MAX_TARGETS];
