@@ -90,6 +90,32 @@ static void section_spsc(const struct report *rp)
 		    " Lost messages, where a peer may lose them, are in results.jsonl.)\n");
 }
 
+/* The fan-out cases of this size whose publisher keeps a rate: what it kept, what each
+ * reader got, what they lost. */
+static void fanout_paced(const struct report *rp, uint32_t size)
+{
+	const struct suite *s = rp->s;
+
+	for (int i = 0; i < s->n; i++) {
+		const struct casedef *c = &s->cases[i];
+		const char *st = case_status(s, i);
+
+		if (c->sc != SC_FANOUT || c->size != size || !c->rate)
+			continue;
+		rprintf(rp, "paced, %s to %d subscribers at %s msg/s: ", peers[c->peer]->label,
+			c->nsub, fmt_msgs(c->rate).s);
+		if (st) {
+			rprintf(rp, "%s\n", st);
+			continue;
+		}
+		rprintf(rp,
+			"the publisher kept %s msg/s, each subscriber read %s msg/s, lost %.4f%%\n",
+			fmt_msgs(case_med(s, i, MT_PUB, NULL, NULL)).s,
+			fmt_msgs(case_med(s, i, MT_MSGS, NULL, NULL)).s,
+			100 * case_med(s, i, MT_LOST, NULL, NULL));
+	}
+}
+
 /* MPSC, fan-out, group: for each size, rows of process counts, columns of peers. */
 static void section_multi(const struct report *rp, enum scenario sc)
 {
@@ -172,6 +198,8 @@ static void section_multi(const struct report *rp, enum scenario sc)
 			}
 			rprintf(rp, "\n");
 		}
+		if (sc == SC_FANOUT)
+			fanout_paced(rp, sizes[k]);
 	}
 }
 
