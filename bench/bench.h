@@ -128,10 +128,15 @@ struct casedef {
 	uint32_t size;	/* payload bytes */
 	uint8_t npub;	/* publisher processes */
 	uint8_t nsub;	/* subscribers, or group members */
-	uint32_t rate;	/* one-way and syscalls: messages per second (0: as fast as it goes) */
+	uint32_t rate;	/* one-way, syscalls, a paced fan-out: messages per second (0: as fast
+			 * as it goes) */
 	uint8_t rounds; /* how many of the rounds run this case */
 	uint8_t pin;	/* enum pin */
 };
+
+/* The paced fan-out's rate (shmbus overwrite, 64 B): one its readers can keep up with on
+ * 2 CPUs, so a message lost there is one the policy need not have lost. */
+#define PACED_FANOUT_RATE 200000
 
 /* Where a run's workers may run. */
 enum pin {

@@ -68,19 +68,40 @@ ALWAYS_INLINE void send_now(const struct ops *o, void *h, const uint8_t *buf, ui
 		o->flush(h);
 }
 
-/* Throughput publisher: as fast as the channel takes messages, until told to stop. */
+/* When message i of a paced run is due. */
+ALWAYS_INLINE uint64_t due_at(uint64_t t0, uint64_t i, uint64_t rate)
+{
+	return t0 + (uint64_t)((double)i * 1e9 / (double)rate);
+}
+
+/*
+ * Throughput publisher: as fast as the channel takes messages, until told to stop. With a
+ * rate (a paced fan-out: do readers that could keep up lose anything?), message n is due at
+ * t_go + n/rate and the publisher sleeps until then: it leaves the CPUs to the readers, as
+ * a publisher with other work would, and the timer's slack makes it send what fell due
+ * meanwhile in bursts of a few, which keeps the rate on average. (The one-way sender below
+ * waits busily instead: it measures latency from each due time.)
+ */
 ALWAYS_INLINE void tpl_producer(struct run *r, int idx, const struct ops *o)
 {
 	void *h = o->open_tx(r, 0, idx);
 	const uint32_t size = r->size;
+	const uint64_t rate = r->c->rate;
 	uint8_t *buf = msg_buf(size);
 	uint64_t *cnt = &ctl->w[idx].count;
 
 	worker_ready_wait();
+	const uint64_t t0 = ctl->t_go;
 	msg_stamp(buf, size, TAG(idx, 0), 0);
 	for (uint64_t n = 0;; n++) {
 		if ((n & 63) == 0 && stopped())
 			break;
+		if (rate) {
+			uint64_t due = due_at(t0, n, rate);
+
+			if (now_ns() < due)
+				sleep_until(due);
+		}
 		o->send(h, buf, size);
 		/* Relaxed: the driver samples the count twice; nothing else depends on it. */
 		__atomic_store_n(cnt, n + 1, __ATOMIC_RELAXED);
@@ -248,12 +269,6 @@ ALWAYS_INLINE void tpl_ponger(struct run *r, int idx, const struct ops *o)
  * actually sent, so a channel that holds the sender up is charged for the messages that
  * waited behind (no coordinated omission). A sender more than a second behind stops.
  */
-/* When message i of a paced run is due. */
-ALWAYS_INLINE uint64_t due_at(uint64_t t0, uint64_t i, uint64_t rate)
-{
-	return t0 + (uint64_t)((double)i * 1e9 / (double)rate);
-}
-
 ALWAYS_INLINE void tpl_paced_tx(struct run *r, int idx, const struct ops *o)
 {
 	void *tx = o->open_tx(r, 0, idx);

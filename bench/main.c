@@ -155,21 +155,26 @@ static void build_cases(enum mode mode)
 
 			if (mode == M_SMOKE && n == 4)
 				continue;
-			add(SC_FANOUT, PEER_SHMBUS, s, 1, n, 0, s == 64 && n != 2 ? R : one);
+			add(SC_FANOUT, PEER_SHMBUS, s, 1, n, 0, s == 64 ? R : one);
 			add(SC_FANOUT, PEER_SHMBUS_OVW, s, 1, n, 0, one);
-			add(SC_FANOUT, PEER_ZMQ, s, 1, n, 0, one);
+			add(SC_FANOUT, PEER_ZMQ, s, 1, n, 0, s == 64 && n > 1 ? R : one);
 			add(SC_FANOUT, PEER_ICEORYX, s, 1, n, 0, one);
 			add(SC_FANOUT, PEER_NATS, s, 1, n, 0, one);
 			add(SC_FANOUT, PEER_REDIS_PUB_PIPE, s, 1, n, 0, one);
 		}
+		/* Overwrite with the publisher paced at a rate its readers can keep up with
+		 * (4 of them on 2 CPUs): they should lose nothing. */
+		if (s == 64)
+			add(SC_FANOUT, PEER_SHMBUS_OVW, s, 1, mode == M_SMOKE ? 2 : 4,
+			    PACED_FANOUT_RATE, R);
 		for (int k = 1; k < 3; k++) {
 			int n = ns[k];
 
 			if (mode == M_SMOKE && n == 4)
 				continue;
-			add(SC_GROUP, PEER_SHMBUS, s, 1, n, 0, one);
+			add(SC_GROUP, PEER_SHMBUS, s, 1, n, 0, s == 64 ? R : one);
 			add(SC_GROUP, PEER_SHMBUS_OVW, s, 1, n, 0, one);
-			add(SC_GROUP, PEER_ZMQ, s, 1, n, 0, one);
+			add(SC_GROUP, PEER_ZMQ, s, 1, n, 0, s == 64 ? R : one);
 			add(SC_GROUP, PEER_REDIS_XADD_PIPE, s, 1, n, 0, one);
 		}
 		add(SC_PINGPONG, PEER_SHMBUS, s, 1, 1, 0, s == 64 ? R : one);
@@ -235,11 +240,14 @@ static void progress(const struct casedef *c, int i, int round, const struct cas
 			 r->saturated ? " (saturated)" : "");
 	else
 		fmt_rate(v, sizeof(v), r->msgs);
+	if (r->ok && c->sc == SC_FANOUT && c->rate)
+		snprintf(v + strlen(v), sizeof(v) - strlen(v), ", lost %.4f%%", 100 * r->lost);
 	fprintf(stderr, "  [r%d %3d/%d] %-8s %7u B  %dx%d%s %-24s %s\n", round + 1, i + 1, S.n,
 		scenario_names[c->sc], c->size, c->npub, c->nsub,
-		c->pin == PIN_SAME  ? " 1cpu" :
-		c->pin == PIN_SPLIT ? " 2cpu" :
-				      "",
+		c->pin == PIN_SAME	      ? " 1cpu" :
+		c->pin == PIN_SPLIT	      ? " 2cpu" :
+		c->sc == SC_FANOUT && c->rate ? " paced" :
+						"",
 		peers[c->peer]->label, v);
 }
 

@@ -105,6 +105,7 @@ int report(struct suite *s, FILE *out)
 
 	opening(rp);
 	tables_print(rp);
+	summary_print(rp);
 	int missed = targets_print(rp, &tg);
 	tables_print_absent(rp);
 

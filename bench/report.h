@@ -4,7 +4,8 @@
  *
  *   report.c          report(): the opening lines, the order of the parts, the list of files
  *   report_figures.c  a case's figures: looking cases up, medians, paired ratios, number formats
- *   report_tables.c   the table's sections: throughput, latency, syscalls, instructions, absent
+ *   report_tables.c   the table's sections: throughput, latency, syscalls, instructions, absent,
+ *                     and the summary (a row a scenario, a column a peer)
  *   report_targets.c  the targets: built from the figures, printed MET / MISSED / UNKNOWN
  *   report_json.c     results.jsonl: one JSON object per case and per target
  *   report_plots.c    the plots: data files and gnuplot script in data/, gnuplot run, PNGs
@@ -93,6 +94,30 @@ void tables_print(const struct report *rp);
 /* What could not run here, and the cases that failed. */
 void tables_print_absent(const struct report *rp);
 
+/* ---- the summary (report_tables.c) ---------------------------------------------------------- */
+
+/* The summary: one row a scenario at 64 B with its figure, one column a peer; printed
+ * before the targets, and a line of results.jsonl. */
+#define NSUM_ROWS 8
+#define NSUM_COLS 9
+struct sum_row {
+	const char *what, *key; /* the table's, the JSON's */
+	enum scenario sc;
+	int nsub;
+	enum pin pin;
+	enum metric m; /* MT_MSGS, MT_PUB or MT_P50 */
+};
+struct sum_col {
+	const char *name, *key;
+	/* The peer's case in each scenario: Redis takes a different form in some. */
+	enum peer_id peer, in_group, in_pingpong;
+};
+extern const struct sum_row sum_rows[NSUM_ROWS];
+extern const struct sum_col sum_cols[NSUM_COLS];
+/* The case of row r in column c in this run, or -1. */
+int sum_case(const struct suite *s, int r, int c);
+void summary_print(const struct report *rp);
+
 /* ---- targets (report_targets.c) ------------------------------------------------------------- */
 
 struct target {
@@ -112,7 +137,7 @@ struct target {
 	char context[200]; /* what else this run says about it */
 };
 
-#define MAX_TARGETS 32
+#define MAX_TARGETS 48
 /* The targets of this run, in the order the report lists them. */
 struct targets {
 	struct target t[MAX_TARGETS];

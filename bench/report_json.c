@@ -2,7 +2,7 @@
 /*
  * results.jsonl: one JSON object a line, for each case (its parameters, status, the
  * medians and spread of its rounds, each round's figures, the machine it ran on), for the
- * callgrind counts, and for each target of this run.
+ * callgrind counts, the summary table, and for each target of this run.
  */
 #include <math.h>
 
@@ -207,12 +207,66 @@ static void json_target(FILE *f, const struct suite *s, const struct target *t)
 				"missed");
 }
 
+/*
+ * The summary table as one line: for each of its rows this run has, the row's scenario
+ * and figure, and per column (a peer) the case's peer, status and median figure.
+ */
+static void json_summary(FILE *f, const struct suite *s)
+{
+	static const char *const st[] = { "not_run", "ok", "absent", "failed" };
+	int any = 0;
+
+	for (int r = 0; r < NSUM_ROWS; r++) {
+		const struct sum_row *w = &sum_rows[r];
+		int first = 1;
+
+		for (int c = 0; c < NSUM_COLS; c++) {
+			int i = sum_case(s, r, c);
+
+			if (i < 0)
+				continue;
+			if (!any) {
+				fprintf(f, "{\"type\":\"summary\",");
+				json_common(f, s);
+				fprintf(f, ",\"size\":64,\"rows\":[");
+			}
+			if (first) {
+				fprintf(f, "%s{\"row\":\"%s\",\"what\":", any ? "," : "", w->key);
+				json_str(f, w->what);
+				fprintf(f,
+					",\"scenario\":\"%s\",\"subscribers\":%d,\"pinned\":\"%s\","
+					"\"figure\":\"%s\",\"cells\":{",
+					scenario_names[w->sc], w->nsub,
+					w->pin == PIN_SPLIT ? "split" :
+					w->pin == PIN_SAME  ? "same_cpu" :
+							      "no",
+					w->m == MT_P50 ? "p50_ns" :
+					w->m == MT_PUB ? "pub_msgs_per_s" :
+							 "msgs_per_s");
+			}
+			any = 1;
+			fprintf(f, "%s\"%s\":{\"peer\":\"%s\",\"status\":\"%s\"", first ? "" : ",",
+				sum_cols[c].key, peers[s->cases[i].peer]->id, st[s->res[i].status]);
+			first = 0;
+			json_field(f, "value", case_med(s, i, w->m, NULL, NULL));
+			if (w->m != MT_P50)
+				json_field(f, "lost_fraction", case_med(s, i, MT_LOST, NULL, NULL));
+			fprintf(f, "}");
+		}
+		if (!first)
+			fprintf(f, "}}");
+	}
+	if (any)
+		fprintf(f, "]}\n");
+}
+
 void json_write(FILE *f, const struct suite *s, const struct targets *tg)
 {
 	for (int i = 0; i < s->n; i++)
 		json_case(f, s, i);
 	if (s->cpu_ok || strcmp(s->cpu_why, "not selected"))
 		json_cpu(f, s);
+	json_summary(f, s);
 	for (int k = 0; k < tg->n; k++)
 		if (tg->t[k].a >= 0 && tg->t[k].b != -1) /* not part of this run otherwise */
 			json_target(f, s, &tg->t[k]);

@@ -90,6 +90,32 @@ static void section_spsc(const struct report *rp)
 		    " Lost messages, where a peer may lose them, are in results.jsonl.)\n");
 }
 
+/* The fan-out cases of this size whose publisher keeps a rate: what it kept, what each
+ * reader got, what they lost. */
+static void fanout_paced(const struct report *rp, uint32_t size)
+{
+	const struct suite *s = rp->s;
+
+	for (int i = 0; i < s->n; i++) {
+		const struct casedef *c = &s->cases[i];
+		const char *st = case_status(s, i);
+
+		if (c->sc != SC_FANOUT || c->size != size || !c->rate)
+			continue;
+		rprintf(rp, "paced, %s to %d subscribers at %s msg/s: ", peers[c->peer]->label,
+			c->nsub, fmt_msgs(c->rate).s);
+		if (st) {
+			rprintf(rp, "%s\n", st);
+			continue;
+		}
+		rprintf(rp,
+			"the publisher kept %s msg/s, each subscriber read %s msg/s, lost %.4f%%\n",
+			fmt_msgs(case_med(s, i, MT_PUB, NULL, NULL)).s,
+			fmt_msgs(case_med(s, i, MT_MSGS, NULL, NULL)).s,
+			100 * case_med(s, i, MT_LOST, NULL, NULL));
+	}
+}
+
 /* MPSC, fan-out, group: for each size, rows of process counts, columns of peers. */
 static void section_multi(const struct report *rp, enum scenario sc)
 {
@@ -172,6 +198,8 @@ static void section_multi(const struct report *rp, enum scenario sc)
 			}
 			rprintf(rp, "\n");
 		}
+		if (sc == SC_FANOUT)
+			fanout_paced(rp, sizes[k]);
 	}
 }
 
@@ -391,6 +419,153 @@ void tables_print(const struct report *rp)
 	section_wakeup(rp);
 	section_syscalls(rp);
 	section_cpu(rp);
+}
+
+/* ---- the summary ---------------------------------------------------------------------------- */
+
+const struct sum_row sum_rows[NSUM_ROWS] = {
+	{ "SPSC, msg/s", "spsc", SC_SPSC, 1, PIN_NONE, MT_MSGS },
+	{ "fan-out to 2, publisher msg/s", "fanout2", SC_FANOUT, 2, PIN_NONE, MT_PUB },
+	{ "fan-out to 4, publisher msg/s", "fanout4", SC_FANOUT, 4, PIN_NONE, MT_PUB },
+	{ "group of 2, msg/s", "group2", SC_GROUP, 2, PIN_NONE, MT_MSGS },
+	{ "group of 4, msg/s", "group4", SC_GROUP, 4, PIN_NONE, MT_MSGS },
+	{ "ping-pong round trip, p50", "pingpong", SC_PINGPONG, 1, PIN_NONE, MT_P50 },
+	{ "wake-up round trip, 2 CPUs, p50", "wakeup_2cpu", SC_WAKEUP, 1, PIN_SPLIT, MT_P50 },
+	{ "wake-up round trip, 1 CPU, p50", "wakeup_1cpu", SC_WAKEUP, 1, PIN_SAME, MT_P50 },
+};
+
+const struct sum_col sum_cols[NSUM_COLS] = {
+	{ "shmbus (block)", "shmbus", PEER_SHMBUS, PEER_SHMBUS, PEER_SHMBUS },
+	{ "bare ring", "bare_ring", PEER_RING, PEER_RING, PEER_RING },
+	{ "raw futex", "raw_futex", PEER_FUTEX, PEER_FUTEX, PEER_FUTEX },
+	{ "ZeroMQ ipc", "zeromq_ipc", PEER_ZMQ, PEER_ZMQ, PEER_ZMQ },
+	{ "iceoryx", "iceoryx", PEER_ICEORYX, PEER_ICEORYX, PEER_ICEORYX },
+	{ "NATS", "nats", PEER_NATS, PEER_NATS, PEER_NATS },
+	{ "Redis", "redis", PEER_REDIS_PUB_PIPE, PEER_REDIS_XADD_PIPE, PEER_REDIS_PUB },
+	{ "Unix socket", "unix_socket", PEER_UNIX, PEER_UNIX, PEER_UNIX },
+	{ "pipe", "pipe", PEER_PIPE, PEER_PIPE, PEER_PIPE },
+};
+
+int sum_case(const struct suite *s, int r, int c)
+{
+	const struct sum_row *w = &sum_rows[r];
+	const struct sum_col *k = &sum_cols[c];
+	enum peer_id p = w->sc == SC_GROUP    ? k->in_group :
+			 w->sc == SC_PINGPONG ? k->in_pingpong :
+						k->peer;
+
+	return case_find_pin(s, w->sc, p, 64, 1, w->nsub, 0, w->pin);
+}
+
+/* Nanoseconds in three digits at most: 382ns, 3.12us, 41.2us, 138us, 1.25ms. */
+static struct cell fmt_ns3(double v)
+{
+	struct cell b;
+	const char *unit = "ns";
+	double x = v;
+	int prec = 0;
+
+	if (isnan(v))
+		return fmt_ns(v);
+	if (v >= 999.5e3) {
+		x = v / 1e6;
+		unit = "ms";
+	} else if (v >= 999.5) {
+		x = v / 1e3;
+		unit = "us";
+	}
+	if (unit[0] != 'n')
+		prec = x < 9.995 ? 2 : x < 99.95 ? 1 : 0;
+	snprintf(b.s, sizeof(b.s), "%.*f%s", prec, x, unit);
+	return b;
+}
+
+/* A summary cell: the median of the rounds, "-" where the peer has no such case here, why
+ * where it has no figure; a '*' where it lost messages. */
+static struct cell sum_cell(const struct suite *s, int r, int c)
+{
+	int i = sum_case(s, r, c);
+	const char *st = case_status(s, i);
+	struct cell b;
+
+	if (st) {
+		snprintf(b.s, sizeof(b.s), "%s", st);
+		return b;
+	}
+	double v = case_med(s, i, sum_rows[r].m, NULL, NULL);
+	if (sum_rows[r].m == MT_P50)
+		return fmt_ns3(v);
+	b = fmt_msgs(v);
+	if (case_med(s, i, MT_LOST, NULL, NULL) > 0.0005)
+		strcat(b.s, "*");
+	return b;
+}
+
+void summary_print(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	int rows[NSUM_ROWS], cols[NSUM_COLS], nr = 0, nc = 0, wr = 4;
+	int width[NSUM_COLS];
+
+	/* The rows and columns this run has a case in. */
+	for (int r = 0; r < NSUM_ROWS; r++)
+		for (int c = 0; c < NSUM_COLS; c++)
+			if (sum_case(s, r, c) >= 0) {
+				rows[nr++] = r;
+				break;
+			}
+	for (int c = 0; c < NSUM_COLS; c++)
+		for (int r = 0; r < NSUM_ROWS; r++)
+			if (sum_case(s, r, c) >= 0) {
+				cols[nc++] = c;
+				break;
+			}
+	if (!nr)
+		return;
+	for (int j = 0; j < nr; j++)
+		if ((int)strlen(sum_rows[rows[j]].what) > wr)
+			wr = (int)strlen(sum_rows[rows[j]].what);
+	for (int k = 0; k < nc; k++) {
+		width[k] = (int)strlen(sum_cols[cols[k]].name);
+		for (int j = 0; j < nr; j++) {
+			int n = (int)strlen(sum_cell(s, rows[j], cols[k]).s);
+
+			if (n > width[k])
+				width[k] = n;
+		}
+	}
+	rprintf(rp,
+		"\n== Summary, 64 B: the median of the rounds (throughput in msg/s, latency the "
+		"p50 round trip) ==\n");
+	rprintf(rp, "| %-*s |", wr, "64 B");
+	for (int k = 0; k < nc; k++)
+		rprintf(rp, " %*s |", width[k], sum_cols[cols[k]].name);
+	rprintf(rp, "\n|:");
+	for (int n = 0; n < wr + 1; n++)
+		rprintf(rp, "-");
+	rprintf(rp, "|");
+	for (int k = 0; k < nc; k++) {
+		for (int n = 0; n < width[k] + 1; n++)
+			rprintf(rp, "-");
+		rprintf(rp, ":|");
+	}
+	rprintf(rp, "\n");
+	for (int j = 0; j < nr; j++) {
+		rprintf(rp, "| %-*s |", wr, sum_rows[rows[j]].what);
+		for (int k = 0; k < nc; k++)
+			rprintf(rp, " %*s |", width[k], sum_cell(s, rows[j], cols[k]).s);
+		rprintf(rp, "\n");
+	}
+	rprintf(rp,
+		"(fan-out: each subscriber reads every message; group: each message to one member, "
+		"msg/s all members took;\n"
+		" ping-pong: shmbus, the ring and iceoryx busy-wait, the others block in the kernel; "
+		"wake-up: both sides asleep\n"
+		" between messages, pinned to different CPUs or to one. Redis: pipelined PUBLISH, "
+		"for groups pipelined XADD\n"
+		" read with XREADGROUP, for ping-pong one PUBLISH per message. Unix socket: "
+		"seqpacket. -: no such case; *: lost\n"
+		" messages (the fan-out and group tables say how many).)\n");
 }
 
 void tables_print_absent(const struct report *rp)

@@ -5,13 +5,24 @@
  * or UNKNOWN, with what else the run says about each (how far the bare ring gets).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "report.h"
+
+/* The next target of the list: a list longer than MAX_TARGETS is this file's bug. */
+static struct target *target_next(struct targets *tg)
+{
+	if (tg->n == MAX_TARGETS) {
+		fprintf(stderr, "shmbus-bench: more targets than MAX_TARGETS (report.h)\n");
+		abort();
+	}
+	return &tg->t[tg->n++];
+}
 
 static void target_ratio(struct targets *tg, const struct suite *s, const char *id,
 			 const char *what, int a, int b, enum metric m, int at_most, double want)
 {
-	struct target *t = &tg->t[tg->n++];
+	struct target *t = target_next(tg);
 
 	*t = (struct target){
 		.id = id, .what = what, .a = a, .b = b, .m = m, .at_most = at_most, .want = want
@@ -29,7 +40,7 @@ static void target_ratio(struct targets *tg, const struct suite *s, const char *
 static void target_abs(struct targets *tg, const struct suite *s, const char *id, const char *what,
 		       int a, enum metric m, double want)
 {
-	struct target *t = &tg->t[tg->n++];
+	struct target *t = target_next(tg);
 
 	*t = (struct target){
 		.id = id, .what = what, .a = a, .b = -1, .m = m, .at_most = 1, .want = want
@@ -71,7 +82,7 @@ int target_met(const struct target *t)
 /* Instructions per message against the bare ring's: from callgrind, not from a case. */
 static void target_cpu(struct targets *tg, const struct suite *s)
 {
-	struct target *t = &tg->t[tg->n++];
+	struct target *t = target_next(tg);
 
 	*t = (struct target){ .id = "instructions_vs_bare_ring",
 			      .what = "instructions per 64 B publish + recv, shmbus over the bare "
@@ -91,6 +102,106 @@ static void target_cpu(struct targets *tg, const struct suite *s)
 	} else if (strcmp(s->cpu_why, "not selected")) {
 		t->a = 0;
 		t->why_unknown = s->cpu_why;
+	}
+}
+
+/*
+ * Where a wake-up target compares shmbus with a peer, what the diagnostic row with
+ * SHMBUS_NO_MEMBARRIER=1 gets against the same peer: how much of the gap the membarrier a
+ * reader issues before it sleeps accounts for.
+ */
+static void context_nomb(const struct suite *s, struct target *t, enum pin pin)
+{
+	int nomb = case_find_pin(s, SC_WAKEUP, PEER_SHMBUS_NOMB, 64, 1, 1, 0, pin), pairs;
+
+	if (nomb < 0 || t->b < 0 || case_status(s, nomb) || case_status(s, t->b))
+		return;
+	double r = case_ratio(s, nomb, t->b, MT_P50, &pairs, NULL, NULL);
+	if (!isnan(r))
+		snprintf(t->context, sizeof(t->context),
+			 "with SHMBUS_NO_MEMBARRIER=1 shmbus gets %s here", fmt_ratio(r).s);
+}
+
+/*
+ * Where a fan-out or group target compares shmbus with a peer, what shmbus spent on each
+ * message it published in that case: futex wakes and CPU (all its processes').
+ */
+static void context_cost(const struct suite *s, struct target *t)
+{
+	if (t->a < 0 || case_status(s, t->a))
+		return;
+	double w = case_med(s, t->a, MT_WAKEUPS, NULL, NULL),
+	       cpu = case_med(s, t->a, MT_CPU, NULL, NULL);
+	if (!isnan(w) && w >= 0 && !isnan(cpu))
+		snprintf(t->context, sizeof(t->context),
+			 "shmbus: %.3f futex wakes per message published, %s of CPU per message "
+			 "read",
+			 w, fmt_ns(cpu).s);
+}
+
+/*
+ * Many readers on few CPUs (issue 13): fan-out to 2 and 4 subscribers and groups of 2 and
+ * 4 members against ZeroMQ in the same run, each in the metric its table prints (the
+ * publisher's msg/s for fan-out, what all members took for a group); and the overwrite
+ * policy, its publisher paced at a rate the readers can keep up with, losing nothing.
+ */
+static void targets_many_readers(struct targets *tg, const struct suite *s)
+{
+	static const struct {
+		enum scenario sc;
+		int n;
+		enum metric m;
+		const char *id, *what;
+	} mr[] = {
+		{ SC_FANOUT, 2, MT_PUB, "fanout2_vs_zeromq",
+		  "fan-out 64 B to 2 subscribers, shmbus publisher msg/s over ZeroMQ ipc's" },
+		{ SC_FANOUT, 4, MT_PUB, "fanout4_vs_zeromq",
+		  "fan-out 64 B to 4 subscribers, shmbus publisher msg/s over ZeroMQ ipc's" },
+		{ SC_GROUP, 2, MT_MSGS, "group2_vs_zeromq",
+		  "group of 2 members, 64 B, shmbus msg/s taken by all members over ZeroMQ ipc's" },
+		{ SC_GROUP, 4, MT_MSGS, "group4_vs_zeromq",
+		  "group of 4 members, 64 B, shmbus msg/s taken by all members over ZeroMQ ipc's" },
+	};
+	for (size_t k = 0; k < sizeof(mr) / sizeof(mr[0]); k++) {
+		target_ratio(tg, s, mr[k].id, mr[k].what,
+			     case_find(s, mr[k].sc, PEER_SHMBUS, 64, 1, mr[k].n, 0),
+			     case_find(s, mr[k].sc, PEER_ZMQ, 64, 1, mr[k].n, 0), mr[k].m, 0, 3);
+		context_cost(s, &tg->t[tg->n - 1]);
+	}
+	_Static_assert(PACED_FANOUT_RATE == 200000, "the target's text says 200 k msg/s");
+	int paced = case_find(s, SC_FANOUT, PEER_SHMBUS_OVW, 64, 1, 4, PACED_FANOUT_RATE);
+	target_abs(tg, s, "overwrite_fanout4_paced_lost",
+		   "fan-out 64 B to 4 subscribers, overwrite policy, publisher paced at 200 k "
+		   "msg/s: fraction of the messages lost",
+		   paced, MT_LOST, 0);
+	if (paced >= 0 && !case_status(s, paced)) {
+		struct target *t = &tg->t[tg->n - 1];
+
+		snprintf(t->context, sizeof(t->context),
+			 "the publisher kept %s msg/s; each subscriber read %s msg/s",
+			 fmt_msgs(case_med(s, paced, MT_PUB, NULL, NULL)).s,
+			 fmt_msgs(case_med(s, paced, MT_MSGS, NULL, NULL)).s);
+	}
+}
+
+/* Blocking ping-pong against iceoryx (its readers on a wait set), both pinnings. */
+static void targets_wakeup_iceoryx(struct targets *tg, const struct suite *s)
+{
+	static const struct {
+		enum pin pin;
+		const char *id, *what;
+	} wi[] = {
+		{ PIN_SPLIT, "wakeup_vs_iceoryx",
+		  "wake-up on different CPUs, shmbus blocking round trip p50 over iceoryx's" },
+		{ PIN_SAME, "wakeup_same_cpu_vs_iceoryx",
+		  "wake-up on one CPU, shmbus blocking round trip p50 over iceoryx's" },
+	};
+	for (int k = 0; k < 2; k++) {
+		target_ratio(tg, s, wi[k].id, wi[k].what,
+			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wi[k].pin),
+			     case_find_pin(s, SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, wi[k].pin),
+			     MT_P50, 1, 1);
+		context_nomb(s, &tg->t[tg->n - 1], wi[k].pin);
 	}
 }
 
@@ -155,6 +266,7 @@ void targets_build(struct targets *tg, const struct suite *s)
 		snprintf(tg->t[tg->n - 1].context, sizeof(tg->t[tg->n - 1].context),
 			 "5 busy processes share %ld CPUs: 4 readers each read every message",
 			 s->m.nproc);
+	targets_many_readers(tg, s);
 	static const struct {
 		enum pin pin;
 		const char *id, *what;
@@ -166,11 +278,14 @@ void targets_build(struct targets *tg, const struct suite *s)
 		  "wake-up on one CPU, shmbus blocking round trip p50 over a raw futex "
 		  "ping-pong's" },
 	};
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 2; k++) {
 		target_ratio(tg, s, wake[k].id, wake[k].what,
 			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wake[k].pin),
 			     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, wake[k].pin),
-			     MT_P50, 1, 1.5);
+			     MT_P50, 1, 1.2);
+		context_nomb(s, &tg->t[tg->n - 1], wake[k].pin);
+	}
+	targets_wakeup_iceoryx(tg, s);
 	static const struct {
 		uint32_t rate;
 		const char *id, *what;
@@ -207,7 +322,9 @@ int targets_print(const struct report *rp, const struct targets *tg)
 			missed++;
 			continue;
 		}
-		if (t->b == -2)
+		if (t->b == -2 && t->got > 0 && t->got < 0.0005)
+			snprintf(got, sizeof(got), "%.2g", t->got); /* not 0.0000 when not 0 */
+		else if (t->b == -2)
 			snprintf(got, sizeof(got), "%.4f", t->got);
 		else
 			snprintf(got, sizeof(got), "%s", fmt_ratio(t->got).s);
