@@ -68,7 +68,6 @@ enum peer_id {
 	PEER_SHMBUS,	  /* block policy */
 	PEER_SHMBUS_OVW,  /* overwrite policy */
 	PEER_SHMBUS_SPIN, /* block, subscriber never sleeps (one-way latency) */
-	PEER_SHMBUS_NOMB, /* block, SHMBUS_NO_MEMBARRIER=1 (wake-up: a diagnostic) */
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */
@@ -114,7 +113,7 @@ struct peer {
 };
 
 extern const struct peer *const peers[NPEERS];
-extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_nomb;
+extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
 extern const struct peer peer_zmq, peer_iceoryx, peer_nats;

@@ -31,7 +31,6 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_SHMBUS] = &peer_shmbus,
 	[PEER_SHMBUS_OVW] = &peer_shmbus_ovw,
 	[PEER_SHMBUS_SPIN] = &peer_shmbus_spin,
-	[PEER_SHMBUS_NOMB] = &peer_shmbus_nomb,
 	[PEER_RING] = &peer_ring,
 	[PEER_MEMCPY] = &peer_memcpy,
 	[PEER_MEMCPY_DRAM] = &peer_memcpy_dram,
@@ -202,7 +201,6 @@ static void build_cases(enum mode mode)
 	for (int pin = PIN_SPLIT; pin <= PIN_SAME; pin++) {
 		add_pinned(SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, R, pin);
 		add_pinned(SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, R, pin);
-		add_pinned(SC_WAKEUP, PEER_SHMBUS_NOMB, 64, 1, 1, 0, R, pin);
 		add_pinned(SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, R, pin);
 	}
 	static const uint32_t srates[] = { 0, 1000000, 100000, 10000 };

@@ -1,15 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shmbus itself, through its public API only, as a user would call it: shmbus_publish()
- * from a buffer, shmbus_recv() into a view. Four rows:
- *   shmbus (block)      the default policy, subscribers wait the default way (spin 20 us,
- *                       then sleep on the futex)
+ * from a buffer, shmbus_recv() into a view. Three rows:
+ *   shmbus (block)      the default policy, subscribers wait the default way (spin up to
+ *                       20 us while it pays and the CPUs are not crowded, then sleep on
+ *                       the futex)
  *   shmbus (overwrite)  the overwrite policy (readers copy each message out, and count
  *                       what they lose)
  *   shmbus (spin)       block, the subscriber never sleeps (one-way latency)
- *   shmbus (no membarrier)  block with SHMBUS_NO_MEMBARRIER=1: publishers fence after
- *                       each commit, and a reader going to sleep forces no barrier on
- *                       other CPUs (wake-up cost: a diagnostic, not a peer)
  * Each run gets fresh topics, removed afterwards; the driver and the workers use the bus
  * "bench" in the suite's private directory ($SHMBUS_DIR), with no daemon.
  */
@@ -101,8 +99,6 @@ static void *sb_open_tx(struct run *r, int chan, int idx)
 	shmbus_pub_t *p;
 
 	(void)idx;
-	if (r->c->peer == PEER_SHMBUS_NOMB)
-		setenv("SHMBUS_NO_MEMBARRIER", "1", 1);
 	int rc = shmbus_pub_open(&p, worker_bus(), chan ? r->b : r->a);
 	if (rc < 0)
 		wfail("pub open: %s (%s)", strerror(-rc), shmbus_errmsg());
@@ -116,8 +112,6 @@ static void *sb_open_rx(struct run *r, int chan, int idx)
 	shmbus_sub_t *s;
 
 	(void)idx;
-	if (r->c->peer == PEER_SHMBUS_NOMB)
-		setenv("SHMBUS_NO_MEMBARRIER", "1", 1);
 	int rc = shmbus_sub_open(&s, worker_bus(), chan ? r->b : r->a,
 				 r->c->sc == SC_GROUP ? "workers" : NULL, 0);
 	if (rc < 0)
@@ -174,4 +168,3 @@ LOOPS_DEFINE(sb, &sb_ops)
 SHMBUS_PEER(peer_shmbus, "shmbus", "shmbus (block)", 0);
 SHMBUS_PEER(peer_shmbus_ovw, "shmbus_overwrite", "shmbus (overwrite)", PF_REPORTS_LOSS);
 SHMBUS_PEER(peer_shmbus_spin, "shmbus_spin", "shmbus (reader spins)", 0);
-SHMBUS_PEER(peer_shmbus_nomb, "shmbus_no_membarrier", "shmbus (no membarrier)", 0);

@@ -297,8 +297,7 @@ static void section_oneway(const struct report *rp)
 static void section_wakeup(const struct report *rp)
 {
 	const struct suite *s = rp->s;
-	static const enum peer_id wp[] = { PEER_FUTEX, PEER_SHMBUS, PEER_SHMBUS_NOMB,
-					   PEER_ICEORYX };
+	static const enum peer_id wp[] = { PEER_FUTEX, PEER_SHMBUS, PEER_ICEORYX };
 	static const char *const where[] = {
 		[PIN_SPLIT] = "on different CPUs (each wake-up reaches an idle CPU)",
 		[PIN_SAME] = "on the same CPU (each wake-up is a context switch)",
@@ -335,10 +334,7 @@ static void section_wakeup(const struct report *rp)
 	}
 	rprintf(rp,
 		"(Before each round trip the pinger waits 20 us, so the other side is surely asleep;\n"
-		" syscalls/trip: both processes' syscalls per round trip, counted by perf.\n"
-		" shmbus (no membarrier): SHMBUS_NO_MEMBARRIER=1, a diagnostic: publishers fence after "
-		"each\n commit instead of relying on the membarrier() a reader issues before it "
-		"sleeps.)\n");
+		" syscalls/trip: both processes' syscalls per round trip, counted by perf.)\n");
 }
 
 static void section_syscalls(const struct report *rp)

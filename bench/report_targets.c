@@ -106,23 +106,6 @@ static void target_cpu(struct targets *tg, const struct suite *s)
 }
 
 /*
- * Where a wake-up target compares shmbus with a peer, what the diagnostic row with
- * SHMBUS_NO_MEMBARRIER=1 gets against the same peer: how much of the gap the membarrier a
- * reader issues before it sleeps accounts for.
- */
-static void context_nomb(const struct suite *s, struct target *t, enum pin pin)
-{
-	int nomb = case_find_pin(s, SC_WAKEUP, PEER_SHMBUS_NOMB, 64, 1, 1, 0, pin), pairs;
-
-	if (nomb < 0 || t->b < 0 || case_status(s, nomb) || case_status(s, t->b))
-		return;
-	double r = case_ratio(s, nomb, t->b, MT_P50, &pairs, NULL, NULL);
-	if (!isnan(r))
-		snprintf(t->context, sizeof(t->context),
-			 "with SHMBUS_NO_MEMBARRIER=1 shmbus gets %s here", fmt_ratio(r).s);
-}
-
-/*
  * Where a fan-out or group target compares shmbus with a peer, what shmbus spent on each
  * message it published in that case: futex wakes and CPU (all its processes').
  */
@@ -201,7 +184,6 @@ static void targets_wakeup_iceoryx(struct targets *tg, const struct suite *s)
 			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wi[k].pin),
 			     case_find_pin(s, SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, wi[k].pin),
 			     MT_P50, 1, 1);
-		context_nomb(s, &tg->t[tg->n - 1], wi[k].pin);
 	}
 }
 
@@ -283,7 +265,6 @@ void targets_build(struct targets *tg, const struct suite *s)
 			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wake[k].pin),
 			     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, wake[k].pin),
 			     MT_P50, 1, 1.2);
-		context_nomb(s, &tg->t[tg->n - 1], wake[k].pin);
 	}
 	targets_wakeup_iceoryx(tg, s);
 	static const struct {
