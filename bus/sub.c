@@ -21,10 +21,25 @@
 
 SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 {
+	if (__builtin_expect(sb->rd.pending != 0, 0))
+		return shmbus_ring_reader_pending(&sb->rd);
 	shmbus_ring_reader_release(&sb->rd);
 	if (shmbus_ring_reader_next_fast(&sb->rd, msg))
 		return 0;
 	return shmbus_ring_reader_next(&sb->rd, msg, timeout_ms);
+}
+
+SHMBUS_API int shmbus_recv_batch(shmbus_sub_t *sb, shmbus_msg_t *msgs, unsigned max, int timeout_ms)
+{
+	if (!msgs || !max)
+		return -EINVAL;
+	int rc = shmbus_recv(sb, &msgs[0], timeout_ms);
+	if (rc < 0)
+		return rc;
+	unsigned n = 1;
+	while (n < max && shmbus_ring_reader_more(&sb->rd, &msgs[n]))
+		n++;
+	return (int)n;
 }
 
 SHMBUS_API int shmbus_release(shmbus_sub_t *sb, shmbus_msg_t *msg)
@@ -58,8 +73,10 @@ static int group_lock(struct shmbus_seg *s)
 		if (!shmbus_proc_alive((pid_t)v, 0) && sb_cas_u32(l, &v, me))
 			return 0;
 		if (shmbus_now_ns() - t0 > 2000000000ull)
-			return shmbus_err(-EBUSY, "topic '%s': group table locked by pid %u for "
-					  "2 s", s->name, v);
+			return shmbus_err(-EBUSY,
+					  "topic '%s': group table locked by pid %u for "
+					  "2 s",
+					  s->name, v);
 		usleep(50);
 	}
 }

@@ -267,7 +267,21 @@ SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sub);
 SHMBUS_API int shmbus_recv(shmbus_sub_t *sub, shmbus_msg_t *msg, int timeout_ms);
 
 /*
- * Say that this subscriber is done with msg, so publishers may reuse its space.
+ * Receive up to max messages in one call: wait as shmbus_recv() for the first, then take
+ * those that are there already, without waiting. Fills msgs[0..n) in order and returns n
+ * (1 <= n <= max), or what shmbus_recv() returns when nothing came (-EAGAIN, -EINTR,
+ * -EBADMSG); -EINVAL for max 0. Every view stays valid until the next receive or
+ * release on this subscriber (so in SHMBUS_BLOCK mode the whole batch holds its space;
+ * release it with the last message). Where messages are copied out (SHMBUS_OVERWRITE,
+ * or a reader's first lap after joining from the earliest) a batch holds one message.
+ * Damage met after the first message ends the batch; the next receive reports it.
+ */
+SHMBUS_API int shmbus_recv_batch(shmbus_sub_t *sub, shmbus_msg_t *msgs, unsigned max,
+				 int timeout_ms);
+
+/*
+ * Say that this subscriber is done with msg, so publishers may reuse its space (after
+ * shmbus_recv_batch(): the batch's last message releases the whole batch).
  * Returns 0 or -EINVAL (msg is not the one last received).
  */
 SHMBUS_API int shmbus_release(shmbus_sub_t *sub, shmbus_msg_t *msg);

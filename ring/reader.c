@@ -306,7 +306,9 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 			return -EBADMSG;
 		}
 		int copy = rd->copy_all || p < rd->safe_from;
-		if (!copy && sb_ld_relaxed(&rd->slot->pos) != p) {
+		uint64_t hold = sb_ld_relaxed(&rd->slot->pos);
+		/* A batch keeps its first hold: it protects every later record as well. */
+		if (!copy && hold != p && !(rd->batching && hold != SHMBUS_NOPOS && hold < p)) {
 			/* Hold p before reading it (seq_cst, before the cursor re-check): a
 			 * publisher that sees the cursor moved past p also sees this hold. (A
 			 * hold already on p, with the cursor still there, is as good.) */
@@ -590,6 +592,37 @@ void shmbus_ring_reader_rewind(struct shmbus_ring_reader *rd)
 {
 	if (rd->durable)
 		durable_load(rd);
+}
+
+int shmbus_ring_reader_more(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
+{
+	if (rd->copy_all || rd->observer || rd->durable || rd->held == SHMBUS_NOPOS)
+		return 0;
+	uint64_t waitpos;
+	int rc;
+	if (takes_from_cursor(rd)) {
+		/* The backlog a member joined with is copied out: not in a batch. */
+		if (sb_ld_acquire(&rd->grp->cursor[0]) < rd->safe_from)
+			return 0;
+		rd->batching = 1;
+		rc = read_group(rd, msg, &waitpos);
+		rd->batching = 0;
+	} else {
+		if (rd->pos < rd->safe_from)
+			return 0;
+		rd->cheap = 1; /* an uncommitted record ends the batch: no tail read */
+		rc = read_fanout(rd, msg, &waitpos);
+	}
+	if (rc < 0)
+		rd->pending = rc;
+	return rc == R_GOT;
+}
+
+int shmbus_ring_reader_pending(struct shmbus_ring_reader *rd)
+{
+	int rc = rd->pending;
+	rd->pending = 0;
+	return rc;
 }
 
 /* Where this reader's next message is. */

@@ -44,13 +44,15 @@ struct shmbus_ring_reader {
 	uint64_t spin_cur;  /* and this long now: what spinning paid of late */
 	int spin_fixed;	    /* spin_ns every time (shmbus_sub_set_spin()) */
 	uint64_t consumed;
-	uint64_t seq_slept;	 /* the topic's next sequence when the reader last slept */
+	uint64_t seq_slept; /* the topic's next sequence when the reader last slept */
 	uint64_t lost;
 	int copy_all;	    /* overwrite policy: every read is copy + validation */
 	int durable;	    /* a group of one whose cursor moves by shmbus_ring_reader_commit() */
 	int observer;	    /* a fan-out reader that never holds writers back */
 	uint64_t lost_seen; /* durable: losses counted up to this sequence */
 	int cheap;	    /* spinning: an uncommitted record means "empty" (no tail read) */
+	int batching;	    /* taking more messages while holding the ones taken before */
+	int pending;	    /* an error met while batching, for the next receive */
 };
 
 /* ---- setting up ------------------------------------------------------------------------ */
@@ -226,6 +228,17 @@ static inline int shmbus_ring_reader_next_fast(struct shmbus_ring_reader *rd, sh
  * resynchronised at the tail).
  */
 int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, int timeout_ms);
+
+/*
+ * A batch: after a message was received (and not released), the next one if it is there
+ * now and can be handed out in place, keeping everything received since the last release
+ * held. 1: *msg filled; 0: none (nothing there, or a message that is copied out; damage
+ * is kept for shmbus_ring_reader_pending()).
+ */
+int shmbus_ring_reader_more(struct shmbus_ring_reader *rd, shmbus_msg_t *msg);
+
+/* The error a batch met (rd->pending, cleared): what the next receive returns. */
+int shmbus_ring_reader_pending(struct shmbus_ring_reader *rd);
 
 /* Would shmbus_ring_reader_next() find something (a record, padding, a lap, damage) now?
  * No side effects. */
