@@ -167,24 +167,32 @@ static void targets_many_readers(struct targets *tg, const struct suite *s)
 	}
 }
 
-/* Blocking ping-pong against iceoryx (its readers on a wait set), both pinnings. */
-static void targets_wakeup_iceoryx(struct targets *tg, const struct suite *s)
+/* Blocking wake-ups against a raw futex ping-pong and against iceoryx (its readers on a
+ * wait set), both pinnings. */
+static void targets_wakeup(struct targets *tg, const struct suite *s)
 {
 	static const struct {
 		enum pin pin;
+		enum peer_id peer;
+		double want;
 		const char *id, *what;
-	} wi[] = {
-		{ PIN_SPLIT, "wakeup_vs_iceoryx",
+	} w[] = {
+		{ PIN_SPLIT, PEER_FUTEX, 1.2, "wakeup_vs_raw_futex",
+		  "wake-up on different CPUs, shmbus blocking round trip p50 over a raw futex "
+		  "ping-pong's" },
+		{ PIN_SAME, PEER_FUTEX, 1.2, "wakeup_same_cpu_vs_raw_futex",
+		  "wake-up on one CPU, shmbus blocking round trip p50 over a raw futex "
+		  "ping-pong's" },
+		{ PIN_SPLIT, PEER_ICEORYX, 1, "wakeup_vs_iceoryx",
 		  "wake-up on different CPUs, shmbus blocking round trip p50 over iceoryx's" },
-		{ PIN_SAME, "wakeup_same_cpu_vs_iceoryx",
+		{ PIN_SAME, PEER_ICEORYX, 1, "wakeup_same_cpu_vs_iceoryx",
 		  "wake-up on one CPU, shmbus blocking round trip p50 over iceoryx's" },
 	};
-	for (int k = 0; k < 2; k++) {
-		target_ratio(tg, s, wi[k].id, wi[k].what,
-			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wi[k].pin),
-			     case_find_pin(s, SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, wi[k].pin),
-			     MT_P50, 1, 1);
-	}
+	for (int k = 0; k < (int)(sizeof(w) / sizeof(w[0])); k++)
+		target_ratio(tg, s, w[k].id, w[k].what,
+			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, w[k].pin),
+			     case_find_pin(s, SC_WAKEUP, w[k].peer, 64, 1, 1, 0, w[k].pin), MT_P50,
+			     1, w[k].want);
 }
 
 void targets_build(struct targets *tg, const struct suite *s)
@@ -249,24 +257,7 @@ void targets_build(struct targets *tg, const struct suite *s)
 			 "5 busy processes share %ld CPUs: 4 readers each read every message",
 			 s->m.nproc);
 	targets_many_readers(tg, s);
-	static const struct {
-		enum pin pin;
-		const char *id, *what;
-	} wake[] = {
-		{ PIN_SPLIT, "wakeup_vs_raw_futex",
-		  "wake-up on different CPUs, shmbus blocking round trip p50 over a raw futex "
-		  "ping-pong's" },
-		{ PIN_SAME, "wakeup_same_cpu_vs_raw_futex",
-		  "wake-up on one CPU, shmbus blocking round trip p50 over a raw futex "
-		  "ping-pong's" },
-	};
-	for (int k = 0; k < 2; k++) {
-		target_ratio(tg, s, wake[k].id, wake[k].what,
-			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, wake[k].pin),
-			     case_find_pin(s, SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, wake[k].pin),
-			     MT_P50, 1, 1.2);
-	}
-	targets_wakeup_iceoryx(tg, s);
+	targets_wakeup(tg, s);
 	static const struct {
 		uint32_t rate;
 		const char *id, *what;
