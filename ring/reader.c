@@ -473,13 +473,12 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 	struct shmbus_topic_hdr *h = rd->seg.hdr;
 	uint64_t start = 0, deadline = UINT64_MAX, next_repair = 0, waitpos = 0, budget = 0;
 	uint64_t stuck_nap = STUCK_NAP_NS;
-	/* No spin while the CPUs are crowded (the publisher may need ours), unless the
-	 * caller fixed the spin. */
-	int spin = timeout_ms != 0 && rd->spin_cur && (rd->spin_fixed || !shmbus_cpus_crowded());
+	int spin = -1; /* decided when nothing is there at once */
 	for (unsigned spins = 0;; spins++) {
-		/* Spinning, every 64th pass tells empty from stuck and lapped: reading the
-		 * tail costs the next writer a cache miss. Not spinning, every pass does. */
-		rd->cheap = spin && ((spins & 63) != 0 || spins == 0);
+		/* Spinning, every 64th pass tells empty from stuck and lapped (the first, too,
+		 * for a poll): reading the tail costs the next writer a cache miss. Not
+		 * spinning, every pass does. */
+		rd->cheap = spin != 0 && ((spins & 63) != 0 || (spins == 0 && timeout_ms != 0));
 		int rc = read_one(rd, msg, &waitpos);
 		if (rc == R_GOT) {
 			if (start)
@@ -488,6 +487,14 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		}
 		if (rc < 0)
 			return rc;
+		if (spin < 0) {
+			/* No spin while the CPUs are crowded (the publisher may need ours),
+			 * unless the caller fixed the spin. */
+			spin = timeout_ms != 0 && rd->spin_cur &&
+			       (rd->spin_fixed || !shmbus_cpus_crowded());
+			if (!spin && rd->cheap)
+				continue; /* look once more, at the tail too */
+		}
 		if (rd->cheap && rc == R_EMPTY) {
 			/* The tight part of the spin: no clock read (it costs as much as
 			 * the check), the time is looked at every 64th pass. */
@@ -524,15 +531,19 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		publish_wait_pos(rd);
 		rd->cheap = 0;
 		/* On crowded CPUs, a reader of a topic that streams (LAZY_AFTER messages or
-		 * more were published since it last slept) sleeps lazily: woken when the log
-		 * crosses a sixteenth of the ring, or after SHMBUS_WAKE_LAZY_NS. Fewer,
-		 * fuller wake-ups, and a publisher that is not preempted for every message
-		 * it publishes; a trickle still wakes its readers at once. */
+		 * more were published since it last slept, or its last lazy sleep did not
+		 * time out idle) sleeps lazily: woken when the log crosses a sixteenth of
+		 * the ring, or after SHMBUS_WAKE_LAZY_NS. Fewer, fuller wake-ups, and a
+		 * publisher that is not preempted for every message it publishes; a
+		 * trickle still wakes its readers at once. */
 		uint64_t tseq = sb_ld_relaxed(&h->tail[1]);
-		int lazy = rc == R_EMPTY && tseq - rd->seq_slept >= LAZY_AFTER &&
+		int lazy = rc == R_EMPTY && (tseq - rd->seq_slept >= LAZY_AFTER || rd->lazy_mode) &&
 			   shmbus_cpus_crowded();
 		rd->seq_slept = tseq;
-		uint32_t w = sleep_arm(h, lazy ? SHMBUS_WAKE_LAZY : SHMBUS_WAKE_NOW);
+		int member = takes_from_cursor(rd);
+		uint32_t w = sleep_arm(h, !lazy	 ? SHMBUS_WAKE_NOW :
+					  member ? SHMBUS_WAKE_LAZY_ONE :
+						   SHMBUS_WAKE_LAZY);
 		rc = read_one(rd, msg, &waitpos);
 		if (rc == R_GOT)
 			return 0;
@@ -549,9 +560,13 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		}
 		if (most && (nap < 0 || nap > (int64_t)most))
 			nap = (int64_t)most;
-		int wr = shmbus_futex_wait(&h->wake, w, nap);
+		int wr = shmbus_futex_wait_set(
+			&h->wake, w, nap, member ? SHMBUS_WAKE_SET_MEMBER : SHMBUS_WAKE_SET_ALL);
 		if (wr == -EINTR)
 			return -EINTR;
+		/* Lazy until a lazy sleep times out on a topic that went quiet. */
+		rd->lazy_mode = lazy && (wr != -ETIMEDOUT ||
+					 sb_ld_relaxed(&h->tail[1]) - tseq >= LAZY_AFTER);
 	}
 }
 

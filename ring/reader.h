@@ -45,6 +45,7 @@ struct shmbus_ring_reader {
 	int spin_fixed;	    /* spin_ns every time (shmbus_sub_set_spin()) */
 	uint64_t consumed;
 	uint64_t seq_slept; /* the topic's next sequence when the reader last slept */
+	int lazy_mode;	    /* its last sleep was lazy, and the topic did not go quiet */
 	uint64_t lost;
 	int copy_all;	    /* overwrite policy: every read is copy + validation */
 	int durable;	    /* a group of one whose cursor moves by shmbus_ring_reader_commit() */

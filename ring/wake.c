@@ -34,6 +34,31 @@ int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns)
 	return 0; /* EAGAIN: the value had changed already */
 }
 
+int shmbus_futex_wait_set(uint32_t *word, uint32_t val, int64_t timeout_ns, uint32_t set)
+{
+	struct timespec ts, *tp = NULL;
+	if (timeout_ns >= 0) {
+		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+		uint64_t at = shmbus_now_ns() + (uint64_t)timeout_ns;
+		ts.tv_sec = (time_t)(at / 1000000000);
+		ts.tv_nsec = (long)(at % 1000000000);
+		tp = &ts;
+	}
+	long rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, val, tp, NULL, set);
+	if (rc == 0)
+		return 0;
+	if (errno == ETIMEDOUT)
+		return -ETIMEDOUT;
+	if (errno == EINTR)
+		return -EINTR;
+	return 0; /* EAGAIN: the value had changed already */
+}
+
+void shmbus_futex_wake_set(uint32_t *word, int n, uint32_t set)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_BITSET, n, NULL, NULL, set);
+}
+
 void shmbus_futex_wake(uint32_t *word, int n)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);

@@ -14,15 +14,23 @@
 
 /*
  * The topic's wake word (shm/layout.h, hdr->wake): bit 0 says a reader sleeps (or is
- * about to) and wants the next commit to wake it; bit 1 says a reader sleeps lazily and
- * wants to be woken when the log crosses a sixteenth of the ring (it also wakes by itself
- * after SHMBUS_WAKE_LAZY_NS); the bits above count the wakes. A waker clears both bits
- * and adds one to the count in one CAS, so the word changes and every sleeper returns.
+ * about to) and wants the next commit to wake it; bit 1 says a fan-out reader sleeps
+ * lazily and wants to be woken when the log crosses a sixteenth of the ring, bit 2 that a
+ * group member does, and one of them is enough (a lazy sleeper also wakes by itself after
+ * SHMBUS_WAKE_LAZY_NS); the bits above count the wakes. A waker clears the bits and adds
+ * one to the count in one CAS, so the word changes for every sleeper.
+ *
+ * Sleepers wait with a futex bitset: fan-out readers SHMBUS_WAKE_SET_ALL, members
+ * SHMBUS_WAKE_SET_MEMBER. A wake for bit 0 wakes every sleeper; for bit 1 every fan-out
+ * reader; for bit 2 one member (the one that waited longest).
  */
 #define SHMBUS_WAKE_NOW 1u
 #define SHMBUS_WAKE_LAZY 2u
-#define SHMBUS_WAKE_ARMED (SHMBUS_WAKE_NOW | SHMBUS_WAKE_LAZY)
+#define SHMBUS_WAKE_LAZY_ONE 4u
+#define SHMBUS_WAKE_ARMED (SHMBUS_WAKE_NOW | SHMBUS_WAKE_LAZY | SHMBUS_WAKE_LAZY_ONE)
 #define SHMBUS_WAKE_LAZY_NS 1000000ull
+#define SHMBUS_WAKE_SET_ALL 1u
+#define SHMBUS_WAKE_SET_MEMBER 2u
 
 /* Sleep while *word == val, at most timeout_ns (< 0: forever). Returns 0 (woken or value
  * changed), -ETIMEDOUT, -EINTR. */
@@ -30,6 +38,11 @@ int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns);
 
 /* Wake up to n sleepers on word. */
 void shmbus_futex_wake(uint32_t *word, int n);
+
+/* The same with a futex bitset: a waiter in set, and a wake of up to n waiters whose set
+ * meets set (a plain wake meets every set). */
+int shmbus_futex_wait_set(uint32_t *word, uint32_t val, int64_t timeout_ns, uint32_t set);
+void shmbus_futex_wake_set(uint32_t *word, int n, uint32_t set);
 
 /*
  * Are there more runnable tasks on the machine than CPUs this process may use? Then a

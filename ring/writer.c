@@ -74,7 +74,17 @@ void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 	 * because another cleared them leaves the loop with nothing to do. */
 	while (v & SHMBUS_WAKE_ARMED) {
 		if (sb_cas_u32(&h->wake, &v, (v | SHMBUS_WAKE_ARMED) + 1)) {
-			shmbus_futex_wake(&h->wake, INT_MAX);
+			if (v & SHMBUS_WAKE_NOW) {
+				shmbus_futex_wake(&h->wake, INT_MAX);
+			} else {
+				/* Lazy: every fan-out reader, one member (the others
+				 * wake by their own timeouts if there is more). */
+				if (v & SHMBUS_WAKE_LAZY)
+					shmbus_futex_wake_set(&h->wake, INT_MAX,
+							      SHMBUS_WAKE_SET_ALL);
+				if (v & SHMBUS_WAKE_LAZY_ONE)
+					shmbus_futex_wake_set(&h->wake, 1, SHMBUS_WAKE_SET_MEMBER);
+			}
 			sb_add_relaxed(&h->wakeups, 1);
 			return;
 		}
