@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * asyncio: Subscriber.recv_async() and `async for msg in sub`.
+ * asyncio: Subscriber.recv_async(), recv_batch_async() and `async for msg in sub`.
  *
  * shmbus has no file descriptor to hand to the event loop: a reader sleeps on a futex in
  * shared memory. So each subscriber used from asyncio gets one helper thread (a daemon
@@ -16,8 +16,15 @@
  *    the handle then (recv() waits for it, close() defers the C close to it).
  *  - The result goes to `aresult` and a callback on the loop (`_async_deliver`) sets it on
  *    whatever future is pending *when the callback runs*. If that future was cancelled
- *    meanwhile, a message is kept in `astash` and returned by the next recv or
- *    recv_async: cancelling (asyncio.wait_for, task.cancel) never loses a message.
+ *    meanwhile, the messages are kept in `astash` and returned by the next receives of
+ *    any kind: cancelling (asyncio.wait_for, task.cancel) never loses a message.
+ *  - A batch (recv_batch_async) is one result, a list. Whoever takes messages of it from
+ *    the stash, or a pending future of another kind (a recv_async() that replaced a
+ *    cancelled recv_batch_async(), or the other way round), takes what it asked for
+ *    from the front (one message, or up to max) and leaves the rest stashed, in order.
+ *    Handing out message i of the stashed batch lets go of those before it (their data
+ *    dies, as at any recv, BufferError if a buffer of one is alive); the batch stays
+ *    held in the ring until the stash is used up and the next receive lets it go.
  *  - Between slices the helper looks whether the future is done (cancelled) or the
  *    subscriber closed, and then stops waiting without consuming anything.
  * All of the state lives in the subscriber and is touched only with the GIL held.
@@ -170,14 +177,66 @@ static int helper_start(pysb_sub *s)
 	return 0;
 }
 
-/* Keep a result nobody awaits: a message for the next recv, nothing else. Steals res. */
+static int is_messages(PyObject *res)
+{
+	return res && (Py_IS_TYPE(res, &pysb_MsgType) || PyList_CheckExact(res));
+}
+
+/* Keep a result nobody awaits: messages (a Message or a list of them) go to the end of
+ * the stash for the next receives; anything else is dropped. Steals res. */
 static void keep_for_next(pysb_sub *s, PyObject *res)
 {
-	if (Py_IS_TYPE(res, &pysb_MsgType) && !s->closed) {
-		Py_XSETREF(s->astash, res);
+	if (!is_messages(res) || s->closed) {
+		Py_DECREF(res);
 		return;
 	}
+	if (!s->astash && PyList_CheckExact(res)) {
+		s->astash = res;
+	} else {
+		if (!s->astash && !(s->astash = PyList_New(0)))
+			goto lost;
+		int rc = PyList_CheckExact(res) ?
+				 PyList_SetSlice(s->astash, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, res) :
+				 PyList_Append(s->astash, res);
+		if (rc < 0)
+			goto lost;
+		Py_DECREF(res);
+	}
+	if (PyList_GET_SIZE(s->astash) == 0)
+		Py_CLEAR(s->astash);
+	return;
+lost:
+	/* Out of memory: nothing better to do than to say so where nobody listens. */
+	PyErr_WriteUnraisable((PyObject *)s);
 	Py_DECREF(res);
+}
+
+/* Take the front of the stash for a receive that wants one Message (max 0) or a list of
+ * up to max: *out is it (new reference), or NULL if the stash is empty. Messages of the
+ * stashed batch before the first one handed out are let go. 0, or -1 with an exception
+ * set (BufferError: a buffer of an earlier message is alive; nothing taken). */
+static int stash_take(pysb_sub *s, unsigned max, PyObject **out)
+{
+	*out = NULL;
+	if (!s->astash)
+		return 0;
+	PyObject *st = s->astash;
+	Py_ssize_t n = PyList_GET_SIZE(st);
+	pysb_msg *first = (pysb_msg *)PyList_GET_ITEM(st, 0);
+	if (pysb_sub_let_go_before(s, first->idx) < 0)
+		return -1;
+	Py_ssize_t k = max ? (n < (Py_ssize_t)max ? n : (Py_ssize_t)max) : 1;
+	PyObject *res = max ? PyList_GetSlice(st, 0, k) : Py_NewRef(first);
+	if (!res)
+		return -1;
+	if (k == n) {
+		Py_CLEAR(s->astash);
+	} else if (PyList_SetSlice(st, 0, k, NULL) < 0) {
+		Py_DECREF(res);
+		return -1;
+	}
+	*out = res;
+	return 0;
 }
 
 /* Hand res (stolen) to the pending future through its loop's callback queue; callable
@@ -214,7 +273,7 @@ static void schedule(pysb_sub *s, PyObject *res)
 
 /* The result of a failed wait, as an exception object (new reference, never NULL unless
  * memory ran out). */
-static PyObject *wait_exception(pysb_sub *s, int rc)
+static PyObject *wait_exception(pysb_sub *s, const char *op, int rc)
 {
 	char msg[256];
 	const char *topic = PyUnicode_AsUTF8(s->topic);
@@ -223,10 +282,9 @@ static PyObject *wait_exception(pysb_sub *s, int rc)
 		topic = "?";
 	}
 	if (rc == -EAGAIN)
-		snprintf(msg, sizeof(msg), "recv_async on '%s': no message within the timeout",
-			 topic);
+		snprintf(msg, sizeof(msg), "%s on '%s': no message within the timeout", op, topic);
 	else
-		snprintf(msg, sizeof(msg), "recv_async on '%s': %s", topic, strerror(-rc));
+		snprintf(msg, sizeof(msg), "%s on '%s': %s", op, topic, strerror(-rc));
 	PyObject *exc = pysb_exc_new(rc, msg);
 	if (!exc) {
 		PyObject *t, *v, *tb;
@@ -242,7 +300,12 @@ static PyObject *wait_exception(pysb_sub *s, int rc)
 /* Serve the pending request of s: wait for a message in slices, then deliver. */
 static void serve(struct pysb_helper *h, pysb_sub *s)
 {
-	shmbus_msg_t m;
+	/* One message (recv_async), or a batch of up to hmax into s->bmsgs, which nothing
+	 * else touches while ahelper is set. */
+	unsigned hmax = s->ahmax;
+	const char *op = hmax ? "recv_batch_async" : "recv_async";
+	shmbus_msg_t one;
+	shmbus_msg_t *msgs = hmax ? s->bmsgs : &one;
 	int rc;
 	for (;;) {
 		if (s->closed) {
@@ -268,28 +331,41 @@ static void serve(struct pysb_helper *h, pysb_sub *s)
 		}
 		shmbus_sub_t *hd = s->sub;
 		Py_BEGIN_ALLOW_THREADS
-			rc = shmbus_recv(hd, &m, slice);
+			rc = pysb_take(hd, msgs, hmax ? hmax : 1, slice);
 		Py_END_ALLOW_THREADS
-		if (rc == 0 || (rc != -EAGAIN && rc != -EINTR))
+		if (rc != -EAGAIN && rc != -EINTR)
 			break;
 	}
-	/* Done with the handle; from here a new request may be queued (h->sub again). */
-	s->ahelper = 0;
+	/* Done with the handle. No request is queued to this thread from here (h->sub
+	 * again) until ahelper is cleared: until then a new one takes the pending one's
+	 * place, and a synchronous recv waits. Wrapping may run Python code (the GC) and let
+	 * other threads in: the result is in hand before they may look for it. */
 	h->sub = NULL;
 	PyObject *res = NULL;
-	if (rc == 0 && !s->closed) {
-		res = pysb_sub_wrap(s, &m);
-		if (!res)
-			res = wait_exception(s, -ENOMEM);
+	if (rc > 0 && !s->closed) {
+		res = hmax ? pysb_sub_wrap_batch(s, msgs, (unsigned)rc) : pysb_sub_wrap(s, msgs);
+		if (!res) {
+			PyErr_Clear();
+			res = wait_exception(s, op, -ENOMEM);
+		}
 	} else if (rc == RC_CANCELLED) {
-		/* Nothing consumed; forget the cancelled future. */
-		Py_CLEAR(s->afut);
-		Py_CLEAR(s->aloop);
-	} else if (rc != RC_CLOSED && rc != 0) {
-		res = wait_exception(s, rc);
+		/* Nothing consumed; forget the cancelled future. Its finalizer may run Python
+		 * code: a request made meanwhile starts afresh. */
+		PyObject *fut = s->afut, *loop = s->aloop;
+		s->afut = NULL;
+		s->aloop = NULL;
+		s->ahelper = 0;
+		Py_XDECREF(fut);
+		Py_XDECREF(loop);
+	} else if (rc != RC_CLOSED && rc <= 0) {
+		res = wait_exception(s, op, rc);
 	}
-	/* (closed: close() already scheduled the closing exception; the message, if any,
-	 * goes with the handle) */
+	s->ahelper = 0;
+	/* (closed, even while wrapping: close() already scheduled the closing exception; the
+	 * messages, if any, go with the handle) */
+	if (res && s->closed)
+		Py_CLEAR(res);
+	/* schedule() puts res in place before it runs any Python code */
 	if (res)
 		schedule(s, res);
 	pysb_sub_maybe_finish(s);
@@ -343,6 +419,25 @@ PyObject *pysb_sub_async_deliver(pysb_sub *s, PyObject *unused)
 	}
 	s->afut = NULL;
 	Py_CLEAR(s->aloop);
+	if (is_messages(res)) {
+		/* What this future asked for, from the front; the rest stays stashed. */
+		keep_for_next(s, res);
+		if (stash_take(s, s->amax, &res) < 0) {
+			PyObject *t, *v, *tb;
+			PyErr_Fetch(&t, &v, &tb);
+			PyErr_NormalizeException(&t, &v, &tb);
+			Py_XDECREF(t);
+			Py_XDECREF(tb);
+			res = v;
+		} else if (!res) {
+			res = PyObject_CallFunction(PyExc_ValueError, "s",
+						    "operation on a closed shmbus.Subscriber");
+		}
+		if (!res) {
+			Py_DECREF(fut);
+			return NULL;
+		}
+	}
 	PyObject *r = PyObject_CallMethodOneArg(
 		fut, PyExceptionInstance_Check(res) ? str_set_exception : str_set_result, res);
 	Py_DECREF(fut);
@@ -362,8 +457,9 @@ static int complete(PyObject *fut, PyObject *res)
 	return 0;
 }
 
-PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
+PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsigned max)
 {
+	const char *op = max ? "recv_batch_async" : "recv_async";
 	if (s->closed || !s->sub) {
 		if (aiter) {
 			PyErr_SetNone(PyExc_StopAsyncIteration);
@@ -382,8 +478,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 	if (!fut)
 		goto fail;
 	int64_t deadline = pysb_deadline(timeout_ms);
-	if (s->afut && !s->ahelper &&
-	    (!s->adeliver || (s->aresult && !Py_IS_TYPE(s->aresult, &pysb_MsgType)))) {
+	if (s->afut && !s->ahelper && (!s->adeliver || (s->aresult && !is_messages(s->aresult)))) {
 		/* A cancelled future's outcome is on its way, but it is not a message (a
 		 * timeout, an error): nothing for the new future to inherit; start afresh. The
 		 * queued callback will find nothing to deliver. (With neither a helper nor a
@@ -411,12 +506,14 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 		Py_XSETREF(s->afut, Py_NewRef(fut));
 		Py_XSETREF(s->aloop, loop);
 		s->aiter = aiter;
+		s->amax = max;
 		s->adeadline = deadline;
 		return fut;
 	}
 	if (s->astash) {
-		PyObject *msg = s->astash;
-		s->astash = NULL;
+		PyObject *msg;
+		if (stash_take(s, max, &msg) < 0)
+			goto fail;
 		int rc = complete(fut, msg);
 		Py_DECREF(msg);
 		if (rc < 0)
@@ -426,10 +523,15 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 	}
 	if (pysb_sub_let_go(s) < 0)
 		goto fail;
-	shmbus_msg_t m;
-	int rc = pysb_sub_poll(s, &m);
-	if (rc == 0) {
-		PyObject *msg = pysb_sub_wrap(s, &m);
+	int cap = max ? pysb_sub_batch_room(s, max) : 1;
+	if (cap < 0)
+		goto fail;
+	shmbus_msg_t one;
+	shmbus_msg_t *msgs = max ? s->bmsgs : &one;
+	int rc = pysb_sub_poll(s, msgs, (unsigned)cap);
+	if (rc > 0) {
+		PyObject *msg = max ? pysb_sub_wrap_batch(s, msgs, (unsigned)rc) :
+				      pysb_sub_wrap(s, msgs);
 		if (!msg)
 			goto fail;
 		if (++s->astreak < FAIR_STREAK) {
@@ -445,6 +547,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 		s->afut = Py_NewRef(fut);
 		s->aloop = loop;
 		s->aiter = aiter;
+		s->amax = max;
 		s->aresult = msg;
 		s->adeliver = 1;
 		PyObject *cb = PyObject_GetAttr((PyObject *)s, str_async_deliver);
@@ -465,7 +568,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 	}
 	s->astreak = 0;
 	if (rc != -EAGAIN) {
-		PyObject *exc = wait_exception(s, rc);
+		PyObject *exc = wait_exception(s, op, rc);
 		if (exc) {
 			PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
 			Py_DECREF(exc);
@@ -473,7 +576,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 		goto fail;
 	}
 	if (timeout_ms == 0) {
-		pysb_raise(-EAGAIN, "recv_async on '%U': no message (timeout 0)", s->topic);
+		pysb_raise(-EAGAIN, "%s on '%U': no message (timeout 0)", op, s->topic);
 		goto fail;
 	}
 	if (!s->helper && helper_start(s) < 0)
@@ -481,8 +584,10 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter)
 	s->afut = Py_NewRef(fut);
 	s->aloop = loop;
 	s->aiter = aiter;
+	s->amax = max;
 	s->adeadline = deadline;
 	s->ahelper = 1;
+	s->ahmax = max ? (unsigned)cap : 0;
 	s->helper->sub = (pysb_sub *)Py_NewRef(s);
 	sem_post(&s->helper->wake);
 	return fut;
@@ -492,7 +597,7 @@ fail:
 	return NULL;
 }
 
-int pysb_sub_async_settle(pysb_sub *s, PyObject **out)
+int pysb_sub_async_settle(pysb_sub *s, unsigned max, PyObject **out)
 {
 	*out = NULL;
 	if (s->afut) {
@@ -521,11 +626,7 @@ int pysb_sub_async_settle(pysb_sub *s, PyObject **out)
 		s->aresult = NULL;
 		keep_for_next(s, res);
 	}
-	if (s->astash) {
-		*out = s->astash;
-		s->astash = NULL;
-	}
-	return 0;
+	return stash_take(s, max, out);
 }
 
 void pysb_sub_async_close(pysb_sub *s)

@@ -10,9 +10,10 @@
  *    inside shmbus_recv() on it, and no buffer exported from ring memory is alive
  *    (exports). Whichever of those ends last runs the close.
  *  - Ring memory reaches Python only through buffers exported by a Message (read-only) or a
- *    Reservation (writable). The memoryview we hand out is released before the memory may
- *    change (next recv, commit, abort, close); if anything else still holds a buffer of it,
- *    the operation refuses with BufferError rather than let that buffer see other bytes.
+ *    Reservation (writable). The memoryviews we hand out are released before the memory
+ *    may change (next recv, commit, abort, close; for a batch of messages, the next recv
+ *    lets all of them go); if anything else still holds a buffer of it, the operation
+ *    refuses with BufferError rather than let that buffer see other bytes.
  */
 #ifndef SHMBUS_PY_PYSHMBUS_H
 #define SHMBUS_PY_PYSHMBUS_H
@@ -156,6 +157,16 @@ PyObject *pysb_pub_open(pysb_bus *bus, PyObject *topic);
 
 struct pysb_helper;
 
+/* The most messages one recv_batch() takes (a list of Message objects is the cost). */
+#define PYSB_BATCH_MAX 65536
+
+/* One message of the batch a subscriber holds. */
+struct pysb_held {
+	PyObject *view;	    /* the memoryview handed out as its .data (strong), or NULL */
+	Py_ssize_t exports; /* buffers of its data alive (memoryviews and others) */
+	uint64_t seq;
+};
+
 typedef struct pysb_sub {
 	PyObject_HEAD shmbus_sub_t *sub; /* NULL once closed in C */
 	pysb_bus *bus;			 /* strong */
@@ -166,23 +177,35 @@ typedef struct pysb_sub {
 	int closed;
 	int busy;	/* a call uses the handle with the GIL released */
 	int nogil_poll; /* overwrite topics with large messages: copies happen in recv */
-	/* The message the C handle holds: valid while held and gen matches. */
-	int held;
-	uint64_t gen; /* bumped each time the held message is let go */
-	shmbus_msg_t msg;
-	Py_ssize_t exports; /* buffers of the held message alive (memoryviews and others) */
-	PyObject *view;	    /* the memoryview handed out as .data (strong), or NULL */
+	/* The messages the C handle holds: the batch of `held` (0: none; 1 after recv) that
+	 * one receive returned, all let go together. Message i of it is valid while gen
+	 * matches and i >= hfirst (those before hfirst were let go early: a batch handed out
+	 * piecemeal from the asyncio stash, see async.c). */
+	unsigned held;
+	unsigned hfirst;
+	uint64_t gen;		/* bumped each time the held batch is let go */
+	struct pysb_held *hold; /* [hcap]: &hold1, or allocated for batches */
+	shmbus_msg_t *bmsgs;	/* [hcap]: what a batch receive fills: &bmsg1, or allocated */
+	unsigned hcap;
+	unsigned batch_max; /* the most messages one batch can take here (ring, policy) */
+	struct pysb_held hold1;
+	shmbus_msg_t bmsg1;
+	Py_ssize_t exports; /* buffers of held messages alive, summed over the batch */
 	uint64_t lost;	    /* messages lost so far (overwrite), summed over recv */
 	uint64_t received;
-	unsigned spin_us;    /* what shmbus_sub_set_spin() was given (the library's default 20) */
+	unsigned spin_us; /* what shmbus_sub_set_spin() was given (the library's default 20) */
 	/* asyncio (async.c); all of it is read and written with the GIL held */
-	PyObject *afut;	   /* the pending future of recv_async()/__anext__, or NULL */
+	PyObject *afut;	   /* the pending future of recv_async()/recv_batch_async()/__anext__ */
 	PyObject *aloop;   /* its event loop */
-	PyObject *aresult; /* a Message or exception waiting to be delivered, or NULL */
-	PyObject *astash;  /* a Message received for a future that was cancelled: the next
-	                      * recv or recv_async returns it (nothing is lost) */
+	PyObject *aresult; /* a Message, a list of them, or an exception waiting to be
+	                    * delivered, or NULL */
+	PyObject *astash;  /* a list of the messages received for futures that were cancelled
+	                    * (one batch, in order): the next receives return them (nothing
+	                    * is lost) */
 	int aiter;	   /* the pending future is __anext__'s (closing ends iteration) */
+	unsigned amax;	   /* what it wants: 0 one Message, else a list of up to amax */
 	int ahelper;	   /* the helper thread is inside shmbus_recv() on this handle */
+	unsigned ahmax;	   /* what the helper takes: 0 one message, else up to ahmax */
 	int adeliver;	   /* a delivery callback is scheduled on aloop */
 	int64_t adeadline; /* pysb_now_ms() deadline, or -1 */
 	unsigned astreak;  /* futures completed at once in a row (fairness) */
@@ -193,6 +216,7 @@ typedef struct pysb_sub {
 typedef struct pysb_msg {
 	PyObject_HEAD pysb_sub *sub; /* strong */
 	uint64_t gen;		     /* sub->gen when it was received */
+	unsigned idx;		     /* its index in the batch it came in (0 for recv) */
 	const void *data;
 	uint32_t len;
 	uint32_t type;
@@ -206,31 +230,53 @@ extern PyTypeObject pysb_SubType, pysb_MsgType;
 /* Open a subscriber (bus.subscriber()). New reference or NULL. */
 PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags);
 
-/* Let go of the held message before the C handle may release it: invalidate its Python
- * views. 0, or -1 with BufferError set if a buffer of it is still alive (then nothing
- * changed and the message stays held). */
+/* Let go of the held messages before the C handle may release them: invalidate their
+ * Python views. 0, or -1 with BufferError set if a buffer of one is still alive (then
+ * nothing was consumed and the messages stay held). */
 int pysb_sub_let_go(pysb_sub *s);
+/* The same for the held messages with an index below idx only: the others stay valid
+ * (handing out message idx of a stashed batch). */
+int pysb_sub_let_go_before(pysb_sub *s, unsigned idx);
 
-/* One look for a message without waiting (shmbus_recv() with timeout 0), without the GIL
- * when that may copy a large payload. The held message must have been let go. */
-int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *m);
+/* Receive into msgs[0..max) from handle h (shmbus_recv() for max 1, shmbus_recv_batch()
+ * otherwise): the number received (>= 1) or -errno. */
+static inline int pysb_take(shmbus_sub_t *h, shmbus_msg_t *msgs, unsigned max, int timeout_ms)
+{
+	if (max > 1)
+		return shmbus_recv_batch(h, msgs, max, timeout_ms);
+	int rc = shmbus_recv(h, msgs, timeout_ms);
+	return rc < 0 ? rc : 1;
+}
 
-/* Wrap the message the C handle just returned (s->msg is filled by the caller's
- * shmbus_recv()). New reference, or NULL (the message stays held). */
+/* Make room in s->bmsgs for a batch of up to max (>= 1) messages, the held ones let go
+ * and no helper inside the handle. Returns how many one receive may take (max, capped by
+ * PYSB_BATCH_MAX and by what the topic gives in one batch), or -1 (MemoryError). */
+int pysb_sub_batch_room(pysb_sub *s, Py_ssize_t max);
+
+/* One look for messages without waiting (pysb_take() with timeout 0), without the GIL
+ * when that may copy a large payload. The held messages must have been let go. */
+int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *msgs, unsigned max);
+
+/* Wrap the message the C handle just returned (held until let go). New reference, or
+ * NULL (the message stays held). */
 PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m);
+/* Wrap the batch msgs[0..n) the C handle just returned, as a list of Messages. */
+PyObject *pysb_sub_wrap_batch(pysb_sub *s, const shmbus_msg_t *msgs, unsigned n);
 
 /* Close the C handle now if nothing uses it any more (see the rules above). */
 void pysb_sub_maybe_finish(pysb_sub *s);
 
 /* ---- asyncio (async.c) ---------------------------------------------------------------- */
 
-/* recv_async(timeout) and __anext__ (aiter = 1). New reference (a Future) or NULL. */
-PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter);
+/* recv_async(timeout) (max 0), __anext__ (max 0, aiter 1) and recv_batch_async(max,
+ * timeout). New reference (a Future) or NULL. */
+PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsigned max);
 /* sub._async_deliver(): the callback the helper schedules on the event loop. */
 PyObject *pysb_sub_async_deliver(pysb_sub *s, PyObject *unused);
-/* A synchronous recv() is about to run: settle what asyncio left (a cancelled future's
- * message is taken over into *out). 0, or -1 with an exception set. */
-int pysb_sub_async_settle(pysb_sub *s, PyObject **out);
+/* A synchronous receive is about to run: settle what asyncio left. Messages a cancelled
+ * future left are taken over into *out: one Message for max 0, else a list of up to max.
+ * 0, or -1 with an exception set. */
+int pysb_sub_async_settle(pysb_sub *s, unsigned max, PyObject **out);
 /* close(): resolve a pending future (StopAsyncIteration for __anext__, ValueError for
  * recv_async), drop a stashed message, stop the helper thread. */
 void pysb_sub_async_close(pysb_sub *s);

@@ -282,10 +282,25 @@ class Subscriber:
         """The next message, waiting up to timeout seconds (None: forever, 0: only look),
         then Timeout. Releases the previous message's data first; BufferError, consuming
         nothing, if a buffer of it is still alive."""
+    def recv_batch(
+        self, max_messages: int = 64, timeout: float | None = None
+    ) -> list[Message]:
+        """Up to max_messages messages, in order: the first waited for as recv() does
+        (then Timeout), the rest only if already there. Every message of the batch is
+        valid until the next recv of any kind or close, as one recv()'s message is (a
+        buffer of any of them alive then: BufferError, nothing consumed); on a 'block'
+        topic the batch holds its ring space until then. 'overwrite' topics give
+        batches of one."""
     def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
         """Up to max_messages payloads (copies): the first waited for, the rest if there."""
     def recv_async(self, timeout: float | None = None) -> asyncio.Future[Message]:
         """An asyncio Future of the next message (await it). Cancelling loses nothing."""
+    def recv_batch_async(
+        self, max_messages: int = 64, timeout: float | None = None
+    ) -> asyncio.Future[list[Message]]:
+        """recv_batch() for asyncio: a Future of a list of up to max_messages messages.
+        Cancelling loses nothing: what came for a cancelled future goes to the next
+        receives, in order."""
     def close(self) -> None: ...
     def __iter__(self) -> Subscriber: ...
     def __next__(self) -> Message: ...

@@ -5,16 +5,20 @@
  * recv() first polls with the GIL held (a message that is there costs no GIL round trip),
  * then waits with the GIL released in slices of PYSB_SLICE_MS, checking for signals
  * between them, so Ctrl-C ends a blocking recv within a slice (at once, in fact, when the
- * signal interrupts the futex sleep in the main thread).
+ * signal interrupts the futex sleep in the main thread). recv_batch() and recv_many() do
+ * the same with shmbus_recv_batch(): the wait is for the first message, the rest are
+ * taken in the same call if they are there.
  *
  * A Message's payload stays in the ring (block policy) or in the subscriber's copy buffer
  * (overwrite), and is valid until the subscriber's next recv or close. The Message is the
- * buffer exporter of that memory; every buffer taken from it is counted in the
- * subscriber's `exports`. Before the library may let go of the memory, pysb_sub_let_go()
- * releases the memoryview handed out as .data (any later use raises ValueError) and checks
- * that no other buffer is alive; if one is (a slice of .data kept across recv, a numpy
- * array made with asarray), recv raises BufferError and nothing is consumed. A Message
- * whose generation is past refuses new buffers, so .data of an old message raises too.
+ * buffer exporter of that memory; every buffer taken from it is counted, per message of
+ * the held batch (`hold[i].exports`) and in all (`exports`). A recv_batch() holds a batch
+ * of messages, all with the same lifetime as one recv()'s: before the library may let go
+ * of the memory, pysb_sub_let_go() releases the memoryview handed out as .data of each
+ * (any later use raises ValueError) and checks that no other buffer of any is alive; if
+ * one is (a slice of .data kept across recv, a numpy array made with asarray), recv
+ * raises BufferError naming that message and nothing is consumed. A Message whose
+ * generation is past refuses new buffers, so .data of an old message raises too.
  */
 #include <errno.h>
 #include <string.h>
@@ -81,53 +85,118 @@ PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int fla
 	/* On an overwrite topic recv copies the payload out of the ring: with large messages
 	 * that copy should not hold the GIL, so even the first poll runs without it. */
 	s->nogil_poll = o.policy == SHMBUS_OVERWRITE && o.max_message >= PYSB_NOGIL_COPY;
+	s->hold = &s->hold1;
+	s->bmsgs = &s->bmsg1;
+	s->hcap = 1;
+	/* A batch is what is in the ring (records of at least 32 bytes, docs/layout.md);
+	 * overwrite topics copy each message out, one per batch. */
+	uint64_t most = o.policy == SHMBUS_OVERWRITE ? 1 : o.capacity / 32;
+	s->batch_max = most < 1 ? 1 : most > PYSB_BATCH_MAX ? PYSB_BATCH_MAX : (unsigned)most;
 	pysb_bus_hold(bus);
 	return (PyObject *)s;
+}
+
+/* Let go of the held messages with an index below upto (all of them: the C handle may
+ * release the batch at its next receive). */
+static int let_go_upto(pysb_sub *s, unsigned upto)
+{
+	if (upto > s->held)
+		upto = s->held;
+	/* First every .data memoryview we handed out, then what else holds their memory. */
+	unsigned refused = upto;
+	for (unsigned i = s->hfirst; i < upto; i++)
+		if (pysb_view_drop(&s->hold[i].view) < 0 && refused == upto)
+			refused = i;
+	if (refused < upto) {
+		PyErr_Format(PyExc_BufferError,
+			     "message seq %llu: its .data memoryview is exported (something holds "
+			     "a buffer of it): release that, or copy with .bytes(), before the "
+			     "next recv",
+			     (unsigned long long)s->hold[refused].seq);
+		return -1;
+	}
+	for (unsigned i = s->hfirst; i < upto; i++) {
+		Py_ssize_t n = s->hold[i].exports;
+		if (n > 0) {
+			PyErr_Format(
+				PyExc_BufferError,
+				"message seq %llu: %zd buffer%s of its data %s still alive (a "
+				"slice or memoryview of msg.data, a numpy array, ...): release "
+				"%s, or copy with .bytes(), before the next recv",
+				(unsigned long long)s->hold[i].seq, n, n == 1 ? "" : "s",
+				n == 1 ? "is" : "are", n == 1 ? "it" : "them");
+			return -1;
+		}
+	}
+	if (upto < s->held) {
+		if (upto > s->hfirst)
+			s->hfirst = upto;
+		return 0;
+	}
+	s->held = 0;
+	s->hfirst = 0;
+	s->gen++;
+	return 0;
 }
 
 int pysb_sub_let_go(pysb_sub *s)
 {
 	if (!s->held)
 		return 0;
-	if (pysb_view_drop(&s->view) < 0) {
-		PyErr_Format(PyExc_BufferError,
-			     "message seq %llu: its .data memoryview is exported (something holds "
-			     "a buffer of it): release that, or copy with .bytes(), before the "
-			     "next recv",
-			     (unsigned long long)s->msg.seq);
-		return -1;
-	}
-	if (s->exports > 0) {
-		PyErr_Format(PyExc_BufferError,
-			     "message seq %llu: %zd buffer%s of its data %s still alive (a slice "
-			     "or memoryview of msg.data, a numpy array, ...): release %s, or copy "
-			     "with .bytes(), before the next recv",
-			     (unsigned long long)s->msg.seq, s->exports, s->exports == 1 ? "" : "s",
-			     s->exports == 1 ? "is" : "are", s->exports == 1 ? "it" : "them");
-		return -1;
-	}
-	s->held = 0;
-	s->gen++;
-	return 0;
+	return let_go_upto(s, s->held);
 }
 
-/* The C handle just returned m: it is held until let go, and counted. */
-static void sub_hold(pysb_sub *s, const shmbus_msg_t *m)
+int pysb_sub_let_go_before(pysb_sub *s, unsigned idx)
 {
-	s->msg = *m;
-	s->held = 1;
-	s->received++;
-	s->lost += m->lost;
+	if (idx <= s->hfirst || idx >= s->held)
+		return 0;
+	return let_go_upto(s, idx);
 }
 
-PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m)
+int pysb_sub_batch_room(pysb_sub *s, Py_ssize_t max)
 {
-	sub_hold(s, m);
+	unsigned n = max > (Py_ssize_t)s->batch_max ? s->batch_max : (unsigned)max;
+	if (n <= s->hcap)
+		return (int)n;
+	/* Nothing held: no view or buffer refers to the old array. */
+	struct pysb_held *hold = PyMem_Calloc(n, sizeof(*hold));
+	shmbus_msg_t *bmsgs = PyMem_Calloc(n, sizeof(*bmsgs));
+	if (!hold || !bmsgs) {
+		PyMem_Free(hold);
+		PyMem_Free(bmsgs);
+		PyErr_NoMemory();
+		return -1;
+	}
+	if (s->hold != &s->hold1)
+		PyMem_Free(s->hold);
+	if (s->bmsgs != &s->bmsg1)
+		PyMem_Free(s->bmsgs);
+	s->hold = hold;
+	s->bmsgs = bmsgs;
+	s->hcap = n;
+	return (int)n;
+}
+
+/* The C handle just returned msgs[0..n): held as one batch until let go, and counted. */
+static void sub_hold(pysb_sub *s, const shmbus_msg_t *msgs, unsigned n)
+{
+	s->held = n;
+	s->hfirst = 0;
+	s->received += n;
+	for (unsigned i = 0; i < n; i++) {
+		s->hold[i].seq = msgs[i].seq;
+		s->lost += msgs[i].lost;
+	}
+}
+
+static PyObject *msg_new(pysb_sub *s, const shmbus_msg_t *m, unsigned idx)
+{
 	pysb_msg *o = PyObject_GC_New(pysb_msg, &pysb_MsgType);
 	if (!o)
 		return NULL;
 	o->sub = (pysb_sub *)Py_NewRef(s);
 	o->gen = s->gen;
+	o->idx = idx;
 	o->data = m->data;
 	o->len = m->len;
 	o->type = m->type;
@@ -138,24 +207,47 @@ PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m)
 	return (PyObject *)o;
 }
 
+PyObject *pysb_sub_wrap(pysb_sub *s, const shmbus_msg_t *m)
+{
+	sub_hold(s, m, 1);
+	return msg_new(s, m, 0);
+}
+
+PyObject *pysb_sub_wrap_batch(pysb_sub *s, const shmbus_msg_t *msgs, unsigned n)
+{
+	sub_hold(s, msgs, n);
+	PyObject *list = PyList_New(n);
+	if (!list)
+		return NULL;
+	for (unsigned i = 0; i < n; i++) {
+		PyObject *o = msg_new(s, &msgs[i], i);
+		if (!o) {
+			Py_DECREF(list);
+			return NULL;
+		}
+		PyList_SET_ITEM(list, i, o);
+	}
+	return list;
+}
+
 /* ---- recv ------------------------------------------------------------------------------- */
 
-int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *m)
+int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *msgs, unsigned max)
 {
 	if (!s->nogil_poll)
-		return shmbus_recv(s->sub, m, 0);
+		return pysb_take(s->sub, msgs, max, 0);
 	shmbus_sub_t *h = s->sub;
 	int rc;
 	s->busy = 1;
 	Py_BEGIN_ALLOW_THREADS
-		rc = shmbus_recv(h, m, 0);
+		rc = pysb_take(h, msgs, max, 0);
 	Py_END_ALLOW_THREADS
 	s->busy = 0;
 	return rc;
 }
 
-/* Wait for a message, GIL released, in slices; signals are checked between them. */
-static int recv_wait(pysb_sub *s, shmbus_msg_t *m, int64_t timeout_ms)
+/* Wait for messages, GIL released, in slices; signals are checked between them. */
+static int recv_wait(pysb_sub *s, shmbus_msg_t *msgs, unsigned max, int64_t timeout_ms)
 {
 	int64_t deadline = pysb_deadline(timeout_ms);
 	shmbus_sub_t *h = s->sub;
@@ -164,7 +256,7 @@ static int recv_wait(pysb_sub *s, shmbus_msg_t *m, int64_t timeout_ms)
 	for (;;) {
 		int slice = pysb_slice_ms(deadline);
 		Py_BEGIN_ALLOW_THREADS
-			rc = shmbus_recv(h, m, slice);
+			rc = pysb_take(h, msgs, max, slice);
 		Py_END_ALLOW_THREADS
 		if (rc != -EAGAIN && rc != -EINTR)
 			break;
@@ -173,27 +265,46 @@ static int recv_wait(pysb_sub *s, shmbus_msg_t *m, int64_t timeout_ms)
 			break;
 	}
 	s->busy = 0;
-	if (rc == 0 && s->closed) {
-		/* closed by another thread meanwhile: the message goes with the handle */
+	if (rc > 0 && s->closed) {
+		/* closed by another thread meanwhile: the messages go with the handle */
 		rc = PYSB_RC_PYERR;
 		pysb_closed("Subscriber");
 	}
 	return rc;
 }
 
-static PyObject *recv_error(pysb_sub *s, int rc, int64_t timeout_ms)
+static PyObject *recv_error(pysb_sub *s, const char *op, int rc, int64_t timeout_ms)
 {
 	if (rc == PYSB_RC_PYERR)
 		return NULL;
 	if (rc == -EAGAIN)
-		return pysb_raise(rc, "recv on '%U': no message within %lld ms", s->topic,
+		return pysb_raise(rc, "%s on '%U': no message within %lld ms", op, s->topic,
 				  (long long)timeout_ms);
 	if (rc == -EBADMSG)
 		return pysb_raise(rc,
-				  "recv on '%U': the ring holds a record that fails "
+				  "%s on '%U': the ring holds a record that fails "
 				  "validation (the topic is corrupt)",
-				  s->topic);
-	return pysb_raise(rc, "recv on '%U'", s->topic);
+				  op, s->topic);
+	return pysb_raise(rc, "%s on '%U'", op, s->topic);
+}
+
+/* Before a synchronous receive: the handle usable, what asyncio left settled (messages
+ * a cancelled future left come back in *got: one Message for max 0, else a list of up to
+ * max), the held messages let go. 0, or -1 with an exception set. */
+static int recv_begin(pysb_sub *s, unsigned max, PyObject **got)
+{
+	*got = NULL;
+	if (!sub_handle(s))
+		return -1;
+	if (s->afut || s->aresult || s->astash || s->ahelper) {
+		if (pysb_sub_async_settle(s, max, got) < 0)
+			return -1;
+		if (*got)
+			return 0;
+		if (!sub_handle(s))
+			return -1;
+	}
+	return pysb_sub_let_go(s);
 }
 
 /* recv(timeout) and __next__ (iter: closed ends the iteration instead of raising). */
@@ -201,28 +312,38 @@ static PyObject *recv_impl(pysb_sub *s, int64_t timeout_ms, int iter)
 {
 	if (iter && (s->closed || !s->sub))
 		return NULL; /* StopIteration */
-	if (!sub_handle(s))
+	PyObject *got;
+	if (recv_begin(s, 0, &got) < 0)
 		return NULL;
-	if (s->afut || s->aresult || s->astash || s->ahelper) {
-		PyObject *got = NULL;
-		if (pysb_sub_async_settle(s, &got) < 0)
-			return NULL;
-		if (got)
-			return got;
-		if (!sub_handle(s))
-			return NULL;
-	}
-	if (pysb_sub_let_go(s) < 0)
-		return NULL;
+	if (got)
+		return got;
 	shmbus_msg_t m;
-	int rc = pysb_sub_poll(s, &m);
+	int rc = pysb_sub_poll(s, &m, 1);
 	if (rc == -EAGAIN && timeout_ms != 0)
-		rc = recv_wait(s, &m, timeout_ms);
+		rc = recv_wait(s, &m, 1, timeout_ms);
 	if (rc < 0) {
 		pysb_sub_maybe_finish(s);
-		return recv_error(s, rc, timeout_ms);
+		return recv_error(s, "recv", rc, timeout_ms);
 	}
 	return pysb_sub_wrap(s, &m);
+}
+
+/* The first message waited for as recv() does, then those already there: up to max into
+ * s->bmsgs. The number received, or -1 with an exception set. */
+static int recv_batch_take(pysb_sub *s, const char *op, Py_ssize_t max, int64_t timeout_ms)
+{
+	int cap = pysb_sub_batch_room(s, max);
+	if (cap < 0)
+		return -1;
+	int rc = pysb_sub_poll(s, s->bmsgs, (unsigned)cap);
+	if (rc == -EAGAIN && timeout_ms != 0)
+		rc = recv_wait(s, s->bmsgs, (unsigned)cap, timeout_ms);
+	if (rc < 0) {
+		pysb_sub_maybe_finish(s);
+		recv_error(s, op, rc, timeout_ms);
+		return -1;
+	}
+	return rc;
 }
 
 static PyObject *sub_recv(pysb_sub *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -254,54 +375,92 @@ static PyObject *sub_iternext(pysb_sub *s)
 	return recv_impl(s, -1, 1);
 }
 
+/* The max_messages and timeout arguments of recv_many() and recv_batch(). */
+static int batch_args(PyObject *max_o, PyObject *timeout, Py_ssize_t *max, int64_t *ms)
+{
+	*max = PyNumber_AsSsize_t(max_o, PyExc_OverflowError);
+	if (*max == -1 && PyErr_Occurred())
+		return -1;
+	if (pysb_timeout_ms(timeout, ms) < 0)
+		return -1;
+	if (*max < 1) {
+		PyErr_SetString(PyExc_ValueError, "max_messages must be >= 1");
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *sub_recv_batch(pysb_sub *s, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "max_messages", "timeout", NULL };
+	PyObject *max_o = NULL, *timeout = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:recv_batch", kwlist, &max_o, &timeout))
+		return NULL;
+	Py_ssize_t max = 64;
+	int64_t ms;
+	if (max_o ? batch_args(max_o, timeout, &max, &ms) < 0 : pysb_timeout_ms(timeout, &ms) < 0)
+		return NULL;
+	PyObject *got;
+	unsigned umax = max > PYSB_BATCH_MAX ? PYSB_BATCH_MAX : (unsigned)max;
+	if (recv_begin(s, umax, &got) < 0)
+		return NULL;
+	if (got)
+		return got;
+	int n = recv_batch_take(s, "recv_batch", max, ms);
+	if (n < 0)
+		return NULL;
+	return pysb_sub_wrap_batch(s, s->bmsgs, (unsigned)n);
+}
+
+/* Copies of the payloads of a list of Messages (taken over from asyncio). Steals list. */
+static PyObject *copies_of(PyObject *list)
+{
+	Py_ssize_t n = PyList_GET_SIZE(list);
+	PyObject *out = PyList_New(n);
+	for (Py_ssize_t i = 0; out && i < n; i++) {
+		pysb_msg *m = (pysb_msg *)PyList_GET_ITEM(list, i);
+		PyObject *b = PyBytes_FromStringAndSize(m->data, m->len);
+		if (!b)
+			Py_CLEAR(out);
+		else
+			PyList_SET_ITEM(out, i, b);
+	}
+	Py_DECREF(list);
+	return out;
+}
+
 static PyObject *sub_recv_many(pysb_sub *s, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "max_messages", "timeout", NULL };
+	PyObject *max_o, *timeout = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:recv_many", kwlist, &max_o, &timeout))
+		return NULL;
 	Py_ssize_t max;
-	PyObject *timeout = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "n|O:recv_many", kwlist, &max, &timeout))
-		return NULL;
 	int64_t ms;
-	if (pysb_timeout_ms(timeout, &ms) < 0)
+	if (batch_args(max_o, timeout, &max, &ms) < 0)
 		return NULL;
-	if (max < 1) {
-		PyErr_SetString(PyExc_ValueError, "max_messages must be >= 1");
+	PyObject *got;
+	unsigned umax = max > PYSB_BATCH_MAX ? PYSB_BATCH_MAX : (unsigned)max;
+	if (recv_begin(s, umax, &got) < 0)
 		return NULL;
+	if (got)
+		return copies_of(got);
+	int n = recv_batch_take(s, "recv_many", max, ms);
+	if (n < 0)
+		return NULL;
+	/* Counted as received, copied, and released at once: no Message refers to them. */
+	sub_hold(s, s->bmsgs, (unsigned)n);
+	PyObject *list = PyList_New(n);
+	for (int i = 0; list && i < n; i++) {
+		PyObject *b = PyBytes_FromStringAndSize(s->bmsgs[i].data, s->bmsgs[i].len);
+		if (!b)
+			Py_CLEAR(list);
+		else
+			PyList_SET_ITEM(list, i, b);
 	}
-	/* The first as recv() does (waiting up to the timeout), the rest only if there. */
-	PyObject *first = recv_impl(s, ms, 0);
-	if (!first)
-		return NULL;
-	PyObject *list = PyList_New(0);
-	pysb_msg *m = (pysb_msg *)first;
-	PyObject *b = list ? PyBytes_FromStringAndSize(m->data, m->len) : NULL;
-	Py_DECREF(first);
-	if (!b || PyList_Append(list, b) < 0) {
-		Py_XDECREF(b);
-		Py_XDECREF(list);
-		return NULL;
-	}
-	Py_DECREF(b);
-	while (PyList_GET_SIZE(list) < max) {
-		if (pysb_sub_let_go(s) < 0)
-			break;
-		shmbus_msg_t mm;
-		int rc = pysb_sub_poll(s, &mm);
-		if (rc < 0)
-			break; /* nothing more now (or an error, which the next recv reports) */
-		sub_hold(s, &mm);
-		b = PyBytes_FromStringAndSize(mm.data, mm.len);
-		if (!b || PyList_Append(list, b) < 0) {
-			Py_XDECREF(b);
-			Py_DECREF(list);
-			return NULL;
-		}
-		Py_DECREF(b);
-	}
-	if (PyErr_Occurred()) {
-		Py_DECREF(list);
-		return NULL;
-	}
+	shmbus_release(s->sub, &s->bmsgs[n - 1]);
+	s->held = 0;
+	s->gen++;
 	return list;
 }
 
@@ -318,8 +477,9 @@ static PyObject *sub_close(pysb_sub *s, PyObject *unused)
 	 * within a slice: wait, so that the reader slot is free when close() returns. */
 	while (s->busy || s->ahelper)
 		pysb_nap();
-	if (pysb_view_drop(&s->view) < 0)
-		Py_CLEAR(s->view); /* exported: the C close waits for its release */
+	for (unsigned i = 0; i < s->hcap; i++)
+		if (pysb_view_drop(&s->hold[i].view) < 0)
+			Py_CLEAR(s->hold[i].view); /* exported: the C close waits for its release */
 	/* Old messages refuse new buffers from now on. */
 	s->gen++;
 	pysb_sub_maybe_finish(s);
@@ -342,14 +502,16 @@ static PyObject *sub_exit(pysb_sub *s, PyObject *args)
 
 static int sub_traverse(pysb_sub *s, visitproc visit, void *arg)
 {
-	Py_VISIT(s->view);
+	for (unsigned i = 0; i < s->hcap; i++)
+		Py_VISIT(s->hold[i].view);
 	return pysb_sub_async_traverse(s, visit, arg);
 }
 
 static int sub_clear(pysb_sub *s)
 {
 	/* Breaks subscriber -> memoryview -> its buffer -> message -> subscriber. */
-	Py_CLEAR(s->view);
+	for (unsigned i = 0; i < s->hcap; i++)
+		Py_CLEAR(s->hold[i].view);
 	pysb_sub_async_clear(s);
 	return 0;
 }
@@ -360,10 +522,15 @@ static void sub_dealloc(pysb_sub *s)
 	if (s->weakrefs)
 		PyObject_ClearWeakRefs((PyObject *)s);
 	s->closed = 1;
-	Py_CLEAR(s->view);
+	for (unsigned i = 0; i < s->hcap; i++)
+		Py_CLEAR(s->hold[i].view);
 	pysb_sub_async_clear(s);
 	/* Every buffer and the helper thread hold references: nothing uses the handle. */
 	pysb_sub_maybe_finish(s);
+	if (s->hold != &s->hold1)
+		PyMem_Free(s->hold);
+	if (s->bmsgs != &s->bmsg1)
+		PyMem_Free(s->bmsgs);
 	Py_XDECREF(s->bus);
 	Py_XDECREF(s->topic);
 	Py_XDECREF(s->group);
@@ -390,7 +557,21 @@ static PyObject *sub_recv_async(pysb_sub *s, PyObject *args, PyObject *kw)
 	int64_t ms;
 	if (pysb_timeout_ms(timeout, &ms) < 0)
 		return NULL;
-	return pysb_sub_recv_async(s, ms, 0);
+	return pysb_sub_recv_async(s, ms, 0, 0);
+}
+
+static PyObject *sub_recv_batch_async(pysb_sub *s, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "max_messages", "timeout", NULL };
+	PyObject *max_o = NULL, *timeout = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:recv_batch_async", kwlist, &max_o,
+					 &timeout))
+		return NULL;
+	Py_ssize_t max = 64;
+	int64_t ms;
+	if (max_o ? batch_args(max_o, timeout, &max, &ms) < 0 : pysb_timeout_ms(timeout, &ms) < 0)
+		return NULL;
+	return pysb_sub_recv_async(s, ms, 0, max > PYSB_BATCH_MAX ? PYSB_BATCH_MAX : (unsigned)max);
 }
 
 static PyObject *sub_aiter(PyObject *s)
@@ -400,7 +581,7 @@ static PyObject *sub_aiter(PyObject *s)
 
 static PyObject *sub_anext(pysb_sub *s)
 {
-	return pysb_sub_recv_async(s, -1, 1);
+	return pysb_sub_recv_async(s, -1, 1, 0);
 }
 
 /* ---- attributes ------------------------------------------------------------------------ */
@@ -481,17 +662,33 @@ static PyMethodDef sub_methods[] = {
 	  "look), then raise Timeout. The previous message's data is released first: its .data "
 	  "memoryview raises ValueError from now on. Raises BufferError, consuming nothing, if "
 	  "a buffer of the previous message's data is still alive." },
+	{ "recv_batch", (PyCFunction)(void (*)(void))sub_recv_batch, METH_VARARGS | METH_KEYWORDS,
+	  "recv_batch($self, /, max_messages=64, timeout=None)\n--\n\n"
+	  "Receive up to max_messages messages as a list of Message, in order: the first "
+	  "waited for as recv() does (up to timeout seconds, then Timeout), the others only if "
+	  "already there (shmbus_recv_batch()). Every message of the batch is valid until the "
+	  "subscriber's next recv of any kind or close, as one recv()'s message is; a buffer "
+	  "of any of them still alive then makes that recv raise BufferError, consuming "
+	  "nothing. On a block topic the whole batch holds its ring space until then. "
+	  "Overwrite topics give batches of one." },
 	{ "recv_many", (PyCFunction)(void (*)(void))sub_recv_many, METH_VARARGS | METH_KEYWORDS,
 	  "recv_many($self, /, max_messages, timeout=None)\n--\n\n"
 	  "Receive up to max_messages payloads as a list of bytes (copies): the first waiting "
-	  "as recv() does, the others only if already there. Types and sequence numbers are "
-	  "not returned; losses add up in .lost." },
+	  "as recv() does, the others only if already there (one shmbus_recv_batch(), its "
+	  "ring space released at once). Types and sequence numbers are not returned; losses "
+	  "add up in .lost." },
 	{ "recv_async", (PyCFunction)(void (*)(void))sub_recv_async, METH_VARARGS | METH_KEYWORDS,
 	  "recv_async($self, /, timeout=None)\n--\n\n"
 	  "recv() for asyncio: returns a Future for the next message. A message already there "
 	  "completes it at once; otherwise the subscriber's helper thread waits (the GIL "
 	  "released) and completes it through loop.call_soon_threadsafe(). Cancelling it loses "
 	  "nothing: a message that arrives for a cancelled future goes to the next recv." },
+	{ "recv_batch_async", (PyCFunction)(void (*)(void))sub_recv_batch_async,
+	  METH_VARARGS | METH_KEYWORDS,
+	  "recv_batch_async($self, /, max_messages=64, timeout=None)\n--\n\n"
+	  "recv_batch() for asyncio: returns a Future for a list of up to max_messages "
+	  "messages, waited for as recv_async() does. Cancelling it loses nothing: messages "
+	  "that arrive for a cancelled future go to the next receives, in order." },
 	{ "close", (PyCFunction)sub_close, METH_NOARGS,
 	  "close($self, /)\n--\n\nClose the subscriber, releasing its reader slot; ends iteration over "
 	  "it. Closing again does nothing." },
@@ -550,7 +747,7 @@ PyTypeObject pysb_SubType = {
 static inline int msg_valid(const pysb_msg *m)
 {
 	const pysb_sub *s = m->sub;
-	return s->held && m->gen == s->gen && s->sub && !s->closed;
+	return s->held && m->gen == s->gen && m->idx >= s->hfirst && s->sub && !s->closed;
 }
 
 static PyObject *msg_invalid(const pysb_msg *m)
@@ -568,12 +765,13 @@ static PyObject *msg_get_data(pysb_msg *m, void *c)
 	pysb_sub *s = m->sub;
 	if (!msg_valid(m))
 		return msg_invalid(m);
-	if (!s->view) {
-		s->view = PyMemoryView_FromObject((PyObject *)m);
-		if (!s->view)
+	PyObject **view = &s->hold[m->idx].view;
+	if (!*view) {
+		*view = PyMemoryView_FromObject((PyObject *)m);
+		if (!*view)
 			return NULL;
 	}
-	return Py_NewRef(s->view);
+	return Py_NewRef(*view);
 }
 
 static int msg_getbuffer(pysb_msg *m, Py_buffer *view, int flags)
@@ -587,6 +785,7 @@ static int msg_getbuffer(pysb_msg *m, Py_buffer *view, int flags)
 	if (PyBuffer_FillInfo(view, (PyObject *)m, (void *)m->data, m->len, 1, flags) < 0)
 		return -1;
 	m->sub->exports++;
+	m->sub->hold[m->idx].exports++;
 	return 0;
 }
 
@@ -594,6 +793,7 @@ static void msg_releasebuffer(pysb_msg *m, Py_buffer *view)
 {
 	(void)view;
 	pysb_sub *s = m->sub;
+	s->hold[m->idx].exports--;
 	if (--s->exports == 0 && s->closed)
 		pysb_sub_maybe_finish(s);
 }

@@ -140,7 +140,8 @@ def test_closed_objects(bus_name, topic):
     assert pub.closed and sub.closed
     for call in (lambda: pub.publish(b"x"), lambda: pub.reserve(1),
                  lambda: pub.publish_batch([b"x"]), lambda: sub.recv(timeout=0),
-                 lambda: sub.recv_many(1), lambda: pub.__enter__(), lambda: sub.__enter__(),
+                 lambda: sub.recv_many(1), lambda: sub.recv_batch(timeout=0),
+                 lambda: sub.recv_batch_async(), lambda: pub.__enter__(), lambda: sub.__enter__(),
                  lambda: b.__enter__()):
         with pytest.raises(ValueError, match="closed"):
             call()

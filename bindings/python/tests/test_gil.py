@@ -34,6 +34,16 @@ def test_recv_wait_releases_the_gil(bus, topic):
         assert n > 10_000, n  # with the GIL held the loop would not have run at all
 
 
+def test_recv_batch_wait_releases_the_gil(bus, topic):
+    with bus.publisher(topic) as pub, bus.subscriber(topic) as sub:
+        got = []
+        n = progress_while(
+            lambda: got.extend(m.bytes() for m in sub.recv_batch(8, timeout=WAIT_S)),
+            lambda: pub.publish_batch([b"go", b"on"]))
+        assert got == [b"go", b"on"]
+        assert n > 10_000, n
+
+
 def test_publish_wait_releases_the_gil(bus):
     bus.create_topic("small", capacity=4096, max_message=512)
     with bus.publisher("small") as pub, bus.subscriber("small") as sub:

@@ -24,6 +24,8 @@ try:
         print("ready", flush=True); sub.recv()
     elif what == "recv_timeout":
         print("ready", flush=True); sub.recv(timeout=3600)
+    elif what == "recv_batch":
+        print("ready", flush=True); sub.recv_batch()
     elif what == "iterate":
         print("ready", flush=True)
         for m in sub: pass
@@ -38,6 +40,11 @@ try:
             print("ready", flush=True)
             await sub.recv_async()
         asyncio.run(main())
+    elif what == "asyncio_batch":
+        async def main():
+            print("ready", flush=True)
+            await sub.recv_batch_async()
+        asyncio.run(main())
 except KeyboardInterrupt:
     print("KeyboardInterrupt", flush=True)
     sys.exit(42)
@@ -45,7 +52,8 @@ print("returned", flush=True)
 """
 
 
-@pytest.mark.parametrize("what", ["recv", "recv_timeout", "iterate", "publish", "asyncio"])
+@pytest.mark.parametrize("what", ["recv", "recv_timeout", "recv_batch", "iterate", "publish",
+                                  "asyncio", "asyncio_batch"])
 def test_sigint_interrupts(bus, what):
     bus.create_topic("t", capacity=1 << 16)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(shmbus.__file__))
@@ -57,7 +65,8 @@ def test_sigint_interrupts(bus, what):
         # asyncio, the loop blocked in epoll: CPython's asyncio.run() sets no signal
         # wakeup fd, so a SIGINT that lands as the loop goes to sleep is not seen until
         # something else wakes it (on a loaded machine, a window of a whole preemption)
-        wait_until(lambda: all_asleep(p.pid) and (what != "asyncio" or in_epoll(p.pid)),
+        loop = what.startswith("asyncio")
+        wait_until(lambda: all_asleep(p.pid) and (not loop or in_epoll(p.pid)),
                    f"the child blocked in {what}")
         t0 = time.monotonic()
         p.send_signal(signal.SIGINT)
