@@ -21,6 +21,7 @@
 #define REPAIR_POLL_NS 1000000ull
 #define LAZY_AFTER 4u
 #define STUCK_NAP_NS 50000ull
+#define SLEEP_MAX_NS 100000000ull
 
 enum { R_EMPTY = 0, R_GOT = 1, R_STUCK = 2 };
 
@@ -109,13 +110,29 @@ static void fanout_lapped(struct shmbus_ring_reader *rd)
 	fanout_jump(rd, shmbus_lap_resume(&rd->seg, sb_ld_acquire(&rd->seg.hdr->tail[0])));
 }
 
-/* A record failed validation: resynchronise at the tail (always a record boundary). */
+/* A record failed validation: resynchronise at the tail (a record boundary: made one if
+ * damage left it unaligned). */
 static int fanout_corrupt(struct shmbus_ring_reader *rd)
 {
-	uint64_t t = sb_ld_acquire(&rd->seg.hdr->tail[0]);
-	fanout_jump(rd, t);
+	fanout_jump(rd, shmbus_ring_fix_tail(&rd->seg));
 	rd->next_seq = SHMBUS_NOSEQ;
 	return -EBADMSG;
+}
+
+/*
+ * The commit word of the record at p, below the tail, was damaged (no claim covers p):
+ * where to go on. The next record, if p's length word gives a size that ends on a
+ * committed record or on the tail; else the tail.
+ */
+static uint64_t skip_damaged(struct shmbus_seg *s, uint64_t p)
+{
+	uint64_t t = shmbus_ring_fix_tail(s);
+	uint32_t len = __atomic_load_n(&shmbus_rec_at(s, p)->len, __ATOMIC_RELAXED);
+	uint64_t size = shmbus_rec_size(len);
+	if (p < t && !shmbus_rec_bad_size(s, p, size) && size <= t - p &&
+	    (p + size == t || shmbus_rec_committed(s, p + size)))
+		return p + size;
+	return t;
 }
 
 /* ---- setting up ------------------------------------------------------------------------ */
@@ -301,8 +318,7 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 		uint64_t sq = sb_ld_acquire(&g->cursor[1]);
 		if (p & (SHMBUS_REC_ALIGN - 1)) {
 			/* A damaged cursor: resynchronise at the tail. */
-			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
-			cursor_move(g, p, sq, t, SHMBUS_NOSEQ);
+			cursor_move(g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_NOSEQ);
 			return -EBADMSG;
 		}
 		int copy = rd->copy_all || p < rd->safe_from;
@@ -328,7 +344,7 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 			}
 			if (p > t) {
 				/* A cursor beyond the tail is damage: resynchronise at the tail. */
-				cursor_move(g, p, sq, t, SHMBUS_NOSEQ);
+				cursor_move(g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_NOSEQ);
 				return -EBADMSG;
 			}
 			*waitpos = p;
@@ -349,7 +365,7 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 		if (bad) {
 			if (sb_ld_acquire(&g->cursor[0]) != p)
 				continue;
-			cursor_move(g, p, sq, sb_ld_acquire(&s->hdr->tail[0]), SHMBUS_NOSEQ);
+			cursor_move(g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_NOSEQ);
 			return -EBADMSG;
 		}
 		if (v.len & SHMBUS_REC_PAD) {
@@ -467,6 +483,22 @@ static void spin_wasted(struct shmbus_ring_reader *rd)
 		spin_set(rd, rd->spin_cur / 2);
 }
 
+/* The record at p has a damaged commit word: go on past it, say so. */
+static int resync_damaged(struct shmbus_ring_reader *rd, uint64_t p)
+{
+	struct shmbus_seg *s = &rd->seg;
+	uint64_t to = skip_damaged(s, p);
+	if (takes_from_cursor(rd)) {
+		uint64_t sq = sb_ld_acquire(&rd->grp->cursor[1]);
+		cursor_move(rd->grp, p, sq, to, SHMBUS_NOSEQ);
+	} else if (rd->pos == p) {
+		fanout_jump(rd, to);
+		rd->next_seq = SHMBUS_NOSEQ;
+	}
+	publish_wait_pos(rd);
+	return -EBADMSG;
+}
+
 /* Everything but the fast path: other kinds of reader and record, spinning, sleeping. */
 int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, int timeout_ms)
 {
@@ -511,9 +543,13 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		}
 		if (rc == R_STUCK && now >= next_repair) {
 			/* A claim below the tail is not committed: if its writer died,
-			 * cover it with padding (bounded: see docs/algorithm.md). */
-			if (shmbus_ring_repair(&rd->seg, waitpos))
+			 * cover it with padding; if no claim covers it, its commit word was
+			 * damaged (bounded: see docs/algorithm.md). */
+			int r = shmbus_ring_repair(&rd->seg, waitpos);
+			if (r > 0)
 				continue;
+			if (r < 0)
+				return resync_damaged(rd, waitpos);
 			next_repair = now + REPAIR_POLL_NS;
 		}
 		if (now >= deadline) {
@@ -558,7 +594,11 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 			most = stuck_nap;
 			stuck_nap = stuck_nap * 2 > REPAIR_POLL_NS ? REPAIR_POLL_NS : stuck_nap * 2;
 		}
-		if (most && (nap < 0 || nap > (int64_t)most))
+		/* Every sleep is bounded: a wake-up lost to a damaged wake word costs at
+		 * most SLEEP_MAX_NS. */
+		if (!most || most > SLEEP_MAX_NS)
+			most = SLEEP_MAX_NS;
+		if (nap < 0 || nap > (int64_t)most)
 			nap = (int64_t)most;
 		int wr = shmbus_futex_wait_set(
 			&h->wake, w, nap, member ? SHMBUS_WAKE_SET_MEMBER : SHMBUS_WAKE_SET_ALL);

@@ -9,6 +9,7 @@
  */
 #include "ring/repair.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 #include <shmbus.h>
@@ -165,8 +166,11 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 		}
 		nbest++;
 	}
-	if (!nbest)
-		return 0;
+	if (!nbest) {
+		/* Acquire loads of the slots above: a claim cleared since was committed
+		 * first, so its commit is visible now. */
+		return shmbus_rec_committed(s, p) ? 1 : -EBADMSG;
+	}
 	struct shmbus_pub_slot *ps = &s->pubs[best.idx];
 	uint64_t o = best.owner;
 	if (!sb_cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, getpid())))
@@ -180,6 +184,19 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 	free_pub_slot(s, ps);
 	shmbus_ring_wake_readers(s);
 	return shmbus_rec_committed(s, p);
+}
+
+uint64_t shmbus_ring_fix_tail(struct shmbus_seg *s)
+{
+	uint64_t t[2];
+	sb_ld_pair(s->hdr->tail, t);
+	while (t[0] & (SHMBUS_REC_ALIGN - 1)) {
+		uint64_t want[2] = { (t[0] + SHMBUS_REC_ALIGN - 1) & ~(uint64_t)(SHMBUS_REC_ALIGN - 1),
+				     t[1] };
+		if (sb_cas_pair(s->hdr->tail, t, want))
+			return want[0];
+	}
+	return t[0];
 }
 
 /* Is the claim [cp, ce) of a dead publisher finished (nothing uncommitted below the tail)?

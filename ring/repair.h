@@ -14,12 +14,22 @@
 #include "shm/segment.h"
 
 /*
- * A reader is stuck at pos p: the tail is past it but no record is committed there.
- * If the publisher whose claim covers p is dead, cover the rest of its claim with
- * padding (counted as aborted) and free its slot. Returns 1 when p is now committed,
- * 0 when the claimant is alive or not found (wait and call again).
+ * A reader is stuck at pos p: the tail was past it (the caller read it before this call)
+ * but no record is committed there. If the publisher whose claim covers p is dead, cover
+ * the rest of its claim with padding (counted as aborted) and free its slot. Returns 1
+ * when p is now committed, 0 when its claimant is alive (wait and call again), -EBADMSG
+ * when no publisher names a claim covering p and p is still not committed: the commit
+ * word was damaged (I3: a claim is named in its slot before the CAS that moves the tail
+ * past it, and cleared only after its commits).
  */
 int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p);
+
+/*
+ * The tail's position, made a record boundary first if damage left it unaligned (moved up
+ * to the next boundary by CAS: nothing is written in between, and a reader waiting below
+ * finds no claim covering its position, which shmbus_ring_repair() reports as damage).
+ */
+uint64_t shmbus_ring_fix_tail(struct shmbus_seg *s);
 
 /*
  * Free publisher slots of dead processes whose claims are resolved (repairing those that

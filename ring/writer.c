@@ -219,12 +219,20 @@ int shmbus_ring_claim(struct shmbus_ring_writer *w, uint64_t size, uint64_t nmsg
 	/* A guess; the CAS corrects it (and fails if the two halves were inconsistent). */
 	uint64_t t[2] = { sb_ld_relaxed(&h->tail[0]), sb_ld_relaxed(&h->tail[1]) };
 	c->waited = 0;
+	int fixes = 0;
 	for (;;) {
 		int rc = shmbus_ring_claim_try(w, t, size, nmsg, 0, c);
 		if (rc == 1)
 			break;
-		if (rc == -EBADMSG)
-			return rc;
+		if (rc == -EBADMSG) {
+			/* An unaligned tail is damage: make it a boundary and go on. */
+			if (++fixes > 3)
+				return rc;
+			shmbus_ring_fix_tail(&w->seg);
+			t[0] = sb_ld_relaxed(&h->tail[0]);
+			t[1] = sb_ld_relaxed(&h->tail[1]);
+			continue;
+		}
 		if (rc == -ENOSPC) {
 			/* A stale candidate of ours must not hold the others back. */
 			sb_st_relaxed(&w->slot->claim_pos, SHMBUS_NOPOS);

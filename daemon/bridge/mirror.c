@@ -403,10 +403,12 @@ void mirror_tick(struct mirror *m)
 	if (m->c.state == BC_OPEN && m->pq_len &&
 	    b->now_ms - m->last_progress_ms > m->d->peer.timing.timeout_ms)
 		bconn_fail(&m->c, "no reply for %u ms", m->d->peer.timing.timeout_ms);
-	/* A topic stuck behind a claim that is never committed (its publisher died):
-	 * a receive with no wait repairs it. */
+	/* A topic stuck behind a claim that is never committed (its publisher died, or a
+	 * damaged commit word): a receive with no wait repairs it or resynchronises. One
+	 * with something to read while its wait is armed lost its wake-up (a damaged wake
+	 * word): look now. */
 	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (t->w.armed && shmbus_sub_stuck(t->sub))
+		if (t->w.armed && (shmbus_sub_stuck(t->sub) || shmbus_sub_ready(t->sub)))
 			br_wait_cancel(b, &t->w);
 	if (m->ops->tick)
 		m->ops->tick(m);

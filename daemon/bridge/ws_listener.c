@@ -649,10 +649,17 @@ void wss_tick(struct wss *s)
 				ws_frame_flush(cl->ws, &cl->c);
 			}
 		}
-		/* Idle subscriptions without futex waits are polled. */
-		if (!s->b->futex_ok)
-			for (struct wssub *x = cl->subs; x; x = x->next)
+		/* Idle subscriptions without futex waits are polled. With them, a wait at a
+		 * claim that never commits (a dead publisher, a damaged commit word), or one
+		 * with something to read (a wake-up lost to a damaged wake word), is ended:
+		 * the next read repairs, resynchronises or reads. */
+		for (struct wssub *x = cl->subs; x; x = x->next) {
+			if (!s->b->futex_ok)
 				x->idle = 0;
+			else if (x->w.armed && !x->gone &&
+				 (shmbus_sub_stuck(x->sub) || shmbus_sub_ready(x->sub)))
+				br_wait_cancel(s->b, &x->w);
+		}
 	}
 }
 
