@@ -91,6 +91,23 @@ void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 	}
 }
 
+/*
+ * Is the claim that starts at cp (named in a publisher's slot) written? Its first record is
+ * committed last (a batch commits the rest first); a claim that starts with padding to the
+ * lap end has its first record at the next lap start. So a slot that still names a written
+ * claim (a publisher between its last commit and clearing the slot, or a damaged slot)
+ * does not hold the others back.
+ */
+static int claim_done(struct shmbus_seg *s, uint64_t cp)
+{
+	if ((cp & (SHMBUS_REC_ALIGN - 1)) || !shmbus_rec_committed(s, cp))
+		return 0;
+	uint32_t len = __atomic_load_n(&shmbus_rec_at(s, cp)->len, __ATOMIC_RELAXED);
+	if (!(len & SHMBUS_REC_PAD) || ((cp + shmbus_rec_size(len)) & s->mask))
+		return 1; /* a record, or padding that does not end the lap */
+	return shmbus_rec_committed(s, cp + shmbus_rec_size(len));
+}
+
 uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas)
 {
 	struct shmbus_topic_hdr *h = s->hdr;
@@ -105,7 +122,7 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 		struct shmbus_pub_slot *ps = &s->pubs[i];
 		uint64_t cp = sb_ld_seqcst(&ps->claim_pos);
 		if (cp != SHMBUS_NOPOS && cp <= tail && tail - cp <= s->cap && cp < min &&
-		    sb_ld_relaxed(&ps->owner))
+		    sb_ld_relaxed(&ps->owner) && !claim_done(s, cp))
 			min = cp;
 	}
 	if (s->opts.policy != SHMBUS_BLOCK)

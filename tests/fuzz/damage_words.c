@@ -11,7 +11,9 @@
  *  2. the tail moved off a record boundary (+8): the next publish succeeds (the tail is
  *     made a boundary again), the subscriber reports -EBADMSG once and then reads on;
  *  3. the wake word's armed bits cleared while a reader sleeps in shmbus_recv(-1): the
- *     next message still reaches it, within the reader's bounded sleep (100 ms).
+ *     next message still reaches it, within the reader's bounded sleep (100 ms);
+ *  4. a live publisher's slot left naming a claim it finished (a damaged claim_pos): the
+ *     other publishers are not held back by it (I5 waits only for claims being written).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -210,6 +212,44 @@ static void case_wake_word(void)
 	shmbus_pub_close(pub);
 }
 
+static void case_claim_pos(void)
+{
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = 1 << 12;
+	o.max_message = 256;
+	o.policy = SHMBUS_OVERWRITE;
+	CHECK_RC(shmbus_topic_create(bus, "dmg-claim", &o), 0);
+	shmbus_pub_t *a, *b;
+	CHECK_RC(shmbus_pub_open(&a, bus, "dmg-claim"), 0);
+	CHECK_RC(shmbus_pub_open(&b, bus, "dmg-claim"), 0);
+	publish_u64(a, 0, 1000);
+	struct shmbus_seg seg;
+	CHECK_RC(shmbus_topic_open_seg(bus, "dmg-claim", &seg), 0);
+	/* a's slot (the one that published) names its finished claim at 0 again. */
+	int found = 0;
+	for (uint32_t i = 0; i < seg.opts.max_publishers; i++) {
+		struct shmbus_pub_slot *ps = &seg.pubs[i];
+		if (__atomic_load_n(&ps->owner, __ATOMIC_ACQUIRE) &&
+		    __atomic_load_n(&ps->published, __ATOMIC_RELAXED) == 1) {
+			__atomic_store_n(&ps->claim_end, shmbus_rec_stride(sizeof(uint64_t)),
+					 __ATOMIC_RELAXED);
+			__atomic_store_n(&ps->claim_pos, 0, __ATOMIC_SEQ_CST);
+			found = 1;
+		}
+	}
+	CHECK(found);
+	/* b goes round the ring three times, never waiting for a's non-claim. */
+	uint64_t n = 3 * (1 << 12) / shmbus_rec_stride(sizeof(uint64_t));
+	for (uint64_t i = 1; i <= n; i++)
+		publish_u64(b, i, 1000);
+	printf("dmg-claim: a finished claim named again did not hold %llu messages back\n",
+	       (unsigned long long)n);
+	shmbus_seg_close(&seg);
+	shmbus_pub_close(a);
+	shmbus_pub_close(b);
+}
+
 int main(void)
 {
 	t_private_dir("dmg");
@@ -218,6 +258,7 @@ int main(void)
 	case_commit_word(1);
 	case_tail();
 	case_wake_word();
+	case_claim_pos();
 	shmbus_bus_close(bus);
 	if (t_failures)
 		return 1;
