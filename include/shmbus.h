@@ -261,7 +261,10 @@ SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sub);
  * spins briefly, then sleeps on a shared futex until a publisher wakes it.
  * The previous message of this subscriber is released first. msg->data stays valid
  * until the next shmbus_recv()/shmbus_release() on this subscriber.
- * Returns 0; -EAGAIN if nothing came in time; -EINTR if a signal interrupted the sleep;
+ * Returns 0; -EAGAIN if nothing came in time; -EINTR if a signal interrupted the sleep
+ * (the wait is made of sleeps of at most 100 ms, so that a wake-up lost to a damaged file
+ * costs at most that: a signal that lands in the few microseconds between two of them
+ * runs its handler without ending the wait);
  * -EBADMSG if the ring holds a record that fails validation (the topic is corrupt).
  */
 SHMBUS_API int shmbus_recv(shmbus_sub_t *sub, shmbus_msg_t *msg, int timeout_ms);
