@@ -520,7 +520,9 @@ static PyMethodDef bus_methods[] = {
 	  "largest payload (0: capacity/8); policy 'block' (publishers wait for readers) or "
 	  "'overwrite' (readers that fall a lap behind lose messages, counted); 0 for the "
 	  "max_* counts takes the library's defaults. Raises Exists if the topic exists with "
-	  "other options, Error (EINVAL) for a bad name or option." },
+	  "other options, Error (EINVAL) for a bad name or option, OverflowError for an int "
+	  "that does not fit its C field (negative, or beyond 64 bits for capacity, 32 for the "
+	  "others), ValueError for a name containing NUL." },
 	{ "remove_topic", (PyCFunction)bus_remove_topic, METH_O,
 	  "remove_topic($self, name, /)\n--\n\nRemove a topic. Handles open on it keep working on the "
 	  "orphaned ring until closed. Raises NotFound if there is no such topic." },
