@@ -45,8 +45,11 @@ static shmbus_bus_t *handle(pysb_bus *b)
 static PyObject *bus_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "name", NULL };
+	PyObject *name_o = Py_None;
 	const char *name = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|z:Bus", kwlist, &name))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:Bus", kwlist, &name_o))
+		return NULL;
+	if (name_o != Py_None && pysb_name_arg(name_o, "bus name", &name) < 0)
 		return NULL;
 	pysb_bus *b = (pysb_bus *)type->tp_alloc(type, 0);
 	if (!b)
@@ -138,8 +141,7 @@ static int parse_policy(const char *s, uint32_t *out)
 static shmbus_bus_t *topic_call(pysb_bus *b, PyObject *arg, const char **name,
 				struct pysb_errsnap *snap)
 {
-	*name = PyUnicode_AsUTF8(arg);
-	if (!*name)
+	if (pysb_name_arg(arg, "topic name", name) < 0)
 		return NULL;
 	shmbus_bus_t *h = handle(b);
 	if (h)
@@ -153,25 +155,41 @@ static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
 				  "policy",	"max_readers", "max_publishers",
 				  "max_groups", "system",      NULL };
 	const char *name, *policy = "block";
-	unsigned long long capacity = 1u << 20;
-	unsigned int max_message = 0, max_readers = 0, max_publishers = 0, max_groups = 0;
+	PyObject *name_o, *policy_o = NULL, *capacity_o = NULL, *max_message_o = NULL,
+			  *max_readers_o = NULL, *max_publishers_o = NULL, *max_groups_o = NULL;
 	int system = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|KIs$IIIp:create_topic", kwlist, &name,
-					 &capacity, &max_message, &policy, &max_readers,
-					 &max_publishers, &max_groups, &system))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO$OOOp:create_topic", kwlist, &name_o,
+					 &capacity_o, &max_message_o, &policy_o, &max_readers_o,
+					 &max_publishers_o, &max_groups_o, &system))
+		return NULL;
+	/* Each checked against its C field's width: ints are never wrapped (capacity=2**70
+	 * must not become 1 MiB); the library then checks what the values mean. */
+	uint64_t capacity = 1u << 20, max_message = 0, max_readers = 0, max_publishers = 0,
+		 max_groups = 0;
+	if (pysb_name_arg(name_o, "topic name", &name) < 0 ||
+	    (policy_o && pysb_name_arg(policy_o, "policy", &policy) < 0) ||
+	    (capacity_o && pysb_uint_arg(capacity_o, "capacity", UINT64_MAX, &capacity) < 0) ||
+	    (max_message_o &&
+	     pysb_uint_arg(max_message_o, "max_message", UINT32_MAX, &max_message) < 0) ||
+	    (max_readers_o &&
+	     pysb_uint_arg(max_readers_o, "max_readers", UINT32_MAX, &max_readers) < 0) ||
+	    (max_publishers_o &&
+	     pysb_uint_arg(max_publishers_o, "max_publishers", UINT32_MAX, &max_publishers) < 0) ||
+	    (max_groups_o &&
+	     pysb_uint_arg(max_groups_o, "max_groups", UINT32_MAX, &max_groups) < 0))
 		return NULL;
 	shmbus_topic_opts_t o;
 	shmbus_topic_opts_init(&o);
 	o.capacity = capacity;
-	o.max_message = max_message;
+	o.max_message = (uint32_t)max_message;
 	if (parse_policy(policy, &o.policy) < 0)
 		return NULL;
 	if (max_readers)
-		o.max_readers = max_readers;
+		o.max_readers = (uint32_t)max_readers;
 	if (max_publishers)
-		o.max_publishers = max_publishers;
+		o.max_publishers = (uint32_t)max_publishers;
 	if (max_groups)
-		o.max_groups = max_groups;
+		o.max_groups = (uint32_t)max_groups;
 	if (system)
 		o.flags |= SHMBUS_TOPIC_SYSTEM;
 	shmbus_bus_t *h = handle(b);
@@ -430,9 +448,9 @@ static PyObject *bus_daemon_ping(pysb_bus *b, PyObject *args, PyObject *kw)
 
 static PyObject *bus_publisher(pysb_bus *b, PyObject *arg)
 {
-	if (!PyUnicode_Check(arg))
-		return PyErr_Format(PyExc_TypeError, "topic must be a str, not %.100s",
-				    Py_TYPE(arg)->tp_name);
+	const char *name;
+	if (pysb_name_arg(arg, "topic", &name) < 0)
+		return NULL;
 	if (!handle(b))
 		return NULL;
 	return pysb_pub_open(b, arg);
@@ -446,9 +464,14 @@ static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Op:subscriber", kwlist, &topic, &group,
 					 &earliest))
 		return NULL;
+	const char *name;
+	if (pysb_name_arg(topic, "topic", &name) < 0)
+		return NULL;
 	if (group != Py_None && !PyUnicode_Check(group))
 		return PyErr_Format(PyExc_TypeError, "group must be a str or None, not %.100s",
 				    Py_TYPE(group)->tp_name);
+	if (group != Py_None && pysb_name_arg(group, "group", &name) < 0)
+		return NULL;
 	if (!handle(b))
 		return NULL;
 	return pysb_sub_open(b, topic, group, earliest ? SHMBUS_SUB_EARLIEST : 0);
@@ -497,7 +520,9 @@ static PyMethodDef bus_methods[] = {
 	  "largest payload (0: capacity/8); policy 'block' (publishers wait for readers) or "
 	  "'overwrite' (readers that fall a lap behind lose messages, counted); 0 for the "
 	  "max_* counts takes the library's defaults. Raises Exists if the topic exists with "
-	  "other options, Error (EINVAL) for a bad name or option." },
+	  "other options, Error (EINVAL) for a bad name or option, OverflowError for an int "
+	  "that does not fit its C field (negative, or beyond 64 bits for capacity, 32 for the "
+	  "others), ValueError for a name containing NUL." },
 	{ "remove_topic", (PyCFunction)bus_remove_topic, METH_O,
 	  "remove_topic($self, name, /)\n--\n\nRemove a topic. Handles open on it keep working on the "
 	  "orphaned ring until closed. Raises NotFound if there is no such topic." },

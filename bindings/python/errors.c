@@ -185,6 +185,72 @@ PyObject *pysb_busy(const char *what)
 	return NULL;
 }
 
+int pysb_uint_arg(PyObject *o, const char *name, uint64_t max, uint64_t *out)
+{
+	if (!PyIndex_Check(o)) {
+		PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", name,
+			     Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	PyObject *i = PyNumber_Index(o);
+	if (!i)
+		return -1;
+	int over = 0;
+	long long v = PyLong_AsLongLongAndOverflow(i, &over);
+	unsigned long long u = (unsigned long long)v;
+	if (v == -1 && !over && PyErr_Occurred()) {
+		Py_DECREF(i);
+		return -1;
+	}
+	if (over > 0) {
+		/* Above LLONG_MAX: it may still fit in 64 bits. */
+		u = PyLong_AsUnsignedLongLong(i);
+		if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+			Py_DECREF(i);
+			PyErr_Clear();
+			PyErr_Format(PyExc_OverflowError,
+				     "%s must be at most %llu, not a number beyond 64 bits", name,
+				     (unsigned long long)max);
+			return -1;
+		}
+	}
+	Py_DECREF(i);
+	if (over < 0 || (!over && v < 0)) {
+		if (over)
+			PyErr_Format(PyExc_OverflowError, "%s must be >= 0, not a negative number",
+				     name);
+		else
+			PyErr_Format(PyExc_OverflowError, "%s must be >= 0, not %lld", name, v);
+		return -1;
+	}
+	if (u > max) {
+		PyErr_Format(PyExc_OverflowError, "%s must be at most %llu, not %llu", name,
+			     (unsigned long long)max, u);
+		return -1;
+	}
+	*out = u;
+	return 0;
+}
+
+int pysb_name_arg(PyObject *o, const char *what, const char **out)
+{
+	if (!PyUnicode_Check(o)) {
+		PyErr_Format(PyExc_TypeError, "%s must be a str, not %.100s", what,
+			     Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	Py_ssize_t len;
+	const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+	if (!s)
+		return -1;
+	if (strlen(s) != (size_t)len) {
+		PyErr_Format(PyExc_ValueError, "%s must not contain a NUL character: %R", what, o);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
 int pysb_timeout_ms(PyObject *o, int64_t *ms)
 {
 	if (!o || o == Py_None) {
@@ -192,8 +258,21 @@ int pysb_timeout_ms(PyObject *o, int64_t *ms)
 		return 0;
 	}
 	double secs = PyFloat_AsDouble(o);
-	if (secs == -1.0 && PyErr_Occurred())
+	if (secs == -1.0 && PyErr_Occurred()) {
+		if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+			/* An int too large for a double: not made "forever" behind the caller's
+			 * back, as None says that. */
+			PyErr_Clear();
+			PyErr_SetString(PyExc_OverflowError,
+					"timeout is too large (None waits forever)");
+		} else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+			PyErr_Clear();
+			PyErr_Format(PyExc_TypeError,
+				     "timeout must be None or a number of seconds, not %.100s",
+				     Py_TYPE(o)->tp_name);
+		}
 		return -1;
+	}
 	if (!(secs >= 0)) {
 		PyErr_SetString(PyExc_ValueError, "timeout must be None or a number >= 0");
 		return -1;

@@ -56,8 +56,8 @@ static void pub_maybe_finish(pysb_pub *p)
 
 PyObject *pysb_pub_open(pysb_bus *bus, PyObject *topic)
 {
-	const char *name = PyUnicode_AsUTF8(topic);
-	if (!name)
+	const char *name;
+	if (pysb_name_arg(topic, "topic", &name) < 0)
 		return NULL;
 	struct pysb_errsnap snap;
 	pysb_errsnap_take(&snap);
@@ -188,13 +188,9 @@ static int parse_type(PyObject *o, uint32_t *type)
 		*type = 0;
 		return 0;
 	}
-	unsigned long v = PyLong_AsUnsignedLong(o);
-	if (v == (unsigned long)-1 && PyErr_Occurred())
+	uint64_t v;
+	if (pysb_uint_arg(o, "type", UINT32_MAX, &v) < 0)
 		return -1;
-	if (v > UINT32_MAX) {
-		PyErr_SetString(PyExc_OverflowError, "type must fit in 32 bits");
-		return -1;
-	}
 	*type = (uint32_t)v;
 	return 0;
 }
@@ -401,13 +397,25 @@ static PyObject *pub_reserve(pysb_pub *p, PyObject *const *args, Py_ssize_t narg
 	if (fast_args("reserve", args, nargs, kwnames, names, 3, 1, a) < 0 ||
 	    parse_type(a[1], &type) < 0 || pysb_timeout_ms(a[2], &timeout_ms) < 0)
 		return NULL;
-	Py_ssize_t size = PyLong_AsSsize_t(a[0]);
-	if (size == -1 && PyErr_Occurred())
+	/* A negative size stays a ValueError (as it always was); a size beyond what a
+	 * buffer can hold is an OverflowError, never wrapped. */
+	if (!PyIndex_Check(a[0]))
+		return PyErr_Format(PyExc_TypeError, "size must be an int, not %.100s",
+				    Py_TYPE(a[0])->tp_name);
+	int over = 0;
+	PyObject *size_i = PyNumber_Index(a[0]);
+	if (!size_i)
 		return NULL;
-	if (size < 0) {
-		PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+	long long size_ll = PyLong_AsLongLongAndOverflow(size_i, &over);
+	Py_DECREF(size_i);
+	if (size_ll == -1 && !over && PyErr_Occurred())
 		return NULL;
-	}
+	if (over < 0 || (!over && size_ll < 0))
+		return PyErr_Format(PyExc_ValueError, "size must be >= 0");
+	if (over > 0 || size_ll > PY_SSIZE_T_MAX)
+		return PyErr_Format(PyExc_OverflowError, "size must be at most %zd",
+				    PY_SSIZE_T_MAX);
+	Py_ssize_t size = (Py_ssize_t)size_ll;
 	shmbus_pub_t *h = pub_handle(p);
 	if (!h)
 		return NULL;

@@ -80,6 +80,16 @@ PyObject *pysb_closed(const char *what);
 /* RuntimeError: another thread is using a handle that is not thread-safe. NULL. */
 PyObject *pysb_busy(const char *what);
 
+/* An int argument (name: the argument's name, in the error) for an unsigned C field of at
+ * most max: TypeError if it is not an int, OverflowError if it is negative or above max
+ * (never wrapped). 0 or -1 (exception set). */
+int pysb_uint_arg(PyObject *o, const char *name, uint64_t max, uint64_t *out);
+
+/* A name argument (a bus, topic or group name) as the C string the library gets:
+ * TypeError if it is not a str, ValueError if it contains a NUL character (the library
+ * would see only what comes before it). *out lives as long as o. 0 or -1. */
+int pysb_name_arg(PyObject *o, const char *what, const char **out);
+
 /* A timeout argument in seconds: None means forever (-1), otherwise a number >= 0,
  * rounded up to whole milliseconds. 0 or -1 (exception set). */
 int pysb_timeout_ms(PyObject *o, int64_t *ms);

@@ -146,7 +146,8 @@ class Bus:
         system: bool = False,
     ) -> bool:
         """Create a topic: True if created, False if it existed with the same options.
-        Raises Exists if it exists with other options."""
+        Raises Exists if it exists with other options, OverflowError for an int that does
+        not fit its C field (never wrapped), ValueError for a name containing NUL."""
     def remove_topic(self, name: str, /) -> None:
         """Remove a topic (open handles keep the orphaned ring). Raises NotFound."""
     def topic_info(self, name: str, /) -> _TopicInfo:

@@ -51,11 +51,9 @@ void pysb_sub_maybe_finish(pysb_sub *s)
 
 PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags)
 {
-	const char *name = PyUnicode_AsUTF8(topic);
-	const char *gname = NULL;
-	if (!name)
-		return NULL;
-	if (group != Py_None && !(gname = PyUnicode_AsUTF8(group)))
+	const char *name, *gname = NULL;
+	if (pysb_name_arg(topic, "topic", &name) < 0 ||
+	    (group != Py_None && pysb_name_arg(group, "group", &gname) < 0))
 		return NULL;
 	struct pysb_errsnap snap;
 	pysb_errsnap_take(&snap);
@@ -378,15 +376,31 @@ static PyObject *sub_iternext(pysb_sub *s)
 /* The max_messages and timeout arguments of recv_many() and recv_batch(). */
 static int batch_args(PyObject *max_o, PyObject *timeout, Py_ssize_t *max, int64_t *ms)
 {
-	*max = PyNumber_AsSsize_t(max_o, PyExc_OverflowError);
-	if (*max == -1 && PyErr_Occurred())
+	if (!PyIndex_Check(max_o)) {
+		PyErr_Format(PyExc_TypeError, "max_messages must be an int, not %.100s",
+			     Py_TYPE(max_o)->tp_name);
+		return -1;
+	}
+	PyObject *i = PyNumber_Index(max_o);
+	if (!i)
+		return -1;
+	int over = 0;
+	long long v = PyLong_AsLongLongAndOverflow(i, &over);
+	Py_DECREF(i);
+	if (v == -1 && !over && PyErr_Occurred())
 		return -1;
 	if (pysb_timeout_ms(timeout, ms) < 0)
 		return -1;
-	if (*max < 1) {
+	if (over < 0 || (!over && v < 1)) {
 		PyErr_SetString(PyExc_ValueError, "max_messages must be >= 1");
 		return -1;
 	}
+	if (over > 0 || v > PY_SSIZE_T_MAX) {
+		PyErr_Format(PyExc_OverflowError, "max_messages must be at most %zd",
+			     PY_SSIZE_T_MAX);
+		return -1;
+	}
+	*max = (Py_ssize_t)v;
 	return 0;
 }
 
@@ -641,8 +655,8 @@ static int sub_set_spin_us(pysb_sub *s, PyObject *v, void *c)
 		PyErr_SetString(PyExc_AttributeError, "spin_us cannot be deleted");
 		return -1;
 	}
-	unsigned long us = PyLong_AsUnsignedLong(v);
-	if (us == (unsigned long)-1 && PyErr_Occurred())
+	uint64_t us;
+	if (pysb_uint_arg(v, "spin_us", UINT64_MAX, &us) < 0)
 		return -1;
 	if (us > 1000000) {
 		PyErr_SetString(PyExc_ValueError, "spin_us must be at most 1000000 (1 s)");
