@@ -18,7 +18,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "bus/internal.h"
 #include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 
@@ -104,26 +103,27 @@ static int log_open(struct daemon *d)
 	return 0;
 }
 
-/* The $sys.log publisher, abandoned after a fault in its mapping: its memory is freed
- * without a look into the file (the library's close would fault again). */
+/* The $sys.log publisher, abandoned after a fault in its mapping: the mapping is
+ * removed without a look into the file (the library's close would fault again) and the
+ * handle kept, never used again (a few hundred bytes each time $sys.log is truncated:
+ * only the library could free them, and reaching into its handle is for bus/ alone). */
 static void log_drop(struct daemon *d, void *addr)
 {
 	shmbus_pub_t *p = d->log;
 	d->log = NULL;
 	if (!p)
 		return;
-	if (p->w.seg.base)
-		munmap(p->w.seg.base, p->w.seg.size);
-	else
-		guard_unmap(addr, d->bus_dir);
-	free(p->w.gcur);
-	free(p->w.ghas);
-	free(p);
+	guard_unmap(addr, d->bus_dir);
+	void *nn = realloc(d->dropped, (d->ndropped + 1) * sizeof(*d->dropped));
+	if (nn) {
+		d->dropped = nn;
+		d->dropped[d->ndropped++] = p;
+	}
 }
 
 /* Faulted while opening or publishing on $sys.log: someone shrank the file under us.
  * Drop it, remove it if it is still the file we had, and make a new one. The reason is
- * the first event on it. */
+ * logged after the events that waited for the new file. */
 static void log_damaged(struct daemon *d, void *addr, const char *during)
 {
 	static int again;

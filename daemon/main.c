@@ -427,6 +427,7 @@ int main(int argc, char **argv)
 	free(d.alarmed);
 	free(d.selfmade);
 	free(d.lost);
+	free(d.dropped);
 	shmbus_bus_close(d.bus);
 	if (d.log_fd >= 0)
 		close(d.log_fd);

@@ -67,8 +67,10 @@ struct daemon {
 	char cfg_path[4096];   /* as given on the command line, "" for the default */
 	char bus_dir[4096];
 	shmbus_bus_t *bus;
-	shmbus_pub_t *log; /* $sys.log (NULL while it cannot be opened: events wait) */
-	ino_t log_ino;	   /* its file's, when opened */
+	shmbus_pub_t *log;	/* $sys.log (NULL while it cannot be opened: events wait) */
+	ino_t log_ino;		/* its file's, when opened */
+	shmbus_pub_t **dropped; /* $sys.log handles given up after a fault (events.c) */
+	size_t ndropped;
 	/* Detached: where stderr and the event lines go (log_file, else /dev/null), opened
 	 * before the fork; fd 2 is made a copy of it once the daemon is ready. -1 in the
 	 * foreground, where stderr stays the caller's. */
