@@ -427,7 +427,7 @@ int main(int argc, char **argv)
 	free(d.alarmed);
 	free(d.selfmade);
 	free(d.lost);
-	free(d.dropped);
+	/* d.dropped stays: the handles it holds cannot be closed (events.c). */
 	shmbus_bus_close(d.bus);
 	if (d.log_fd >= 0)
 		close(d.log_fd);
