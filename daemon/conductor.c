@@ -36,15 +36,26 @@
 #define TICK_NS 100000000ll /* housekeeping every 100 ms */
 #define RING_ENTRIES 256
 
-int state_open(struct daemon *d)
+static int state_make(struct daemon *d)
 {
 	char path[sizeof(d->bus_dir) + 32];
 	snprintf(path, sizeof(path), "%s/%s", d->bus_dir, SHMBUS_STATE_NAME);
-	void *m = statefile_map(path, 4096, d->cfg.mode & 0666, 0, "shmbusd");
-	if (!m)
+	/* Always a new file, renamed over whatever was there: a file left by anyone else
+	 * (another owner, another type, more links, a wider mode) is never written to. */
+	int fd = statefile_create(path, 4096, d->cfg.mode, "shmbusd");
+	if (fd < 0)
 		return -1;
-	d->state = m;
-	struct shmbus_daemon_state *s = d->state;
+	if (d->state_fd >= 0)
+		close(d->state_fd);
+	d->state_fd = fd;
+	return 0;
+}
+
+int state_open(struct daemon *d)
+{
+	if (state_make(d) < 0)
+		return -1;
+	struct shmbus_daemon_state *s = &d->state;
 	/* A new incarnation: the counters start again. */
 	memset(s, 0, sizeof(*s));
 	pid_t pid;
@@ -54,41 +65,64 @@ int state_open(struct daemon *d)
 	s->starttime = st;
 	s->started_ns = shmbus_wall_ns();
 	s->version = SHMBUS_STATE_VERSION;
-	__atomic_store_n(&s->magic, SHMBUS_STATE_MAGIC, __ATOMIC_RELEASE);
+	s->magic = SHMBUS_STATE_MAGIC;
 	state_update(d);
 	return 0;
 }
 
+/* The file as it is now: truncated (by root: nobody else can write it) or removed, it is
+ * said so and made whole again. Never fatal: the counters live here, not in the file. */
+static void state_check(struct daemon *d)
+{
+	struct stat sb;
+	if (fstat(d->state_fd, &sb) < 0)
+		return;
+	if (sb.st_nlink == 0) {
+		event(d, "state_damaged", "\"file\":\"%s\",\"damage\":\"removed\"",
+		      SHMBUS_STATE_NAME);
+		state_make(d);
+	} else if (sb.st_size < (off_t)sizeof(d->state)) {
+		event(d, "state_damaged", "\"file\":\"%s\",\"damage\":\"truncated\",\"size\":%lld",
+		      SHMBUS_STATE_NAME, (long long)sb.st_size);
+		if (ftruncate(d->state_fd, 4096) < 0) {
+			/* the pwrite below extends it enough */
+		}
+	}
+}
+
 void state_update(struct daemon *d)
 {
-	struct shmbus_daemon_state *s = d->state;
-	if (!s)
+	struct shmbus_daemon_state *s = &d->state;
+	if (d->state_fd < 0)
 		return;
 	unsigned clients = 0;
 	for (struct proc *q = d->procs; q; q = q->next)
 		clients += q->nconn > 0;
-	__atomic_store_n(&s->clients, clients, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->watched, d->nprocs, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->crashes, d->crashes, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->updated_ns, shmbus_wall_ns(), __ATOMIC_RELAXED);
+	s->clients = clients;
+	s->watched = d->nprocs;
+	s->crashes = d->crashes;
+	s->updated_ns = shmbus_wall_ns();
+	state_check(d);
+	if (pwrite(d->state_fd, s, sizeof(*s), 0) != (ssize_t)sizeof(*s)) {
+		/* ENOSPC and the like: tried again at the next update */
+	}
 }
 
 void state_close(struct daemon *d)
 {
-	if (d->state)
-		statefile_unmap(d->state, 4096);
-	d->state = NULL;
+	if (d->state_fd >= 0)
+		close(d->state_fd);
+	d->state_fd = -1;
 }
 
 /* Count a reaping into the shared counters. */
 void state_reaped(struct daemon *d, const struct reaped *r)
 {
-	struct shmbus_daemon_state *s = d->state;
-	if (!s)
-		return;
-	__atomic_fetch_add(&s->readers_reclaimed, r->readers, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->publishers_reclaimed, r->publishers, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->aborted, r->aborted, __ATOMIC_RELAXED);
+	struct shmbus_daemon_state *s = &d->state;
+	s->readers_reclaimed += r->readers;
+	s->publishers_reclaimed += r->publishers;
+	s->aborted += r->aborted;
+	state_update(d);
 }
 
 static struct io_uring_sqe *sqe_get(struct daemon *d)
@@ -174,7 +208,7 @@ static void on_inotify(struct daemon *d, int res)
 			continue;
 		if (ev->mask & (IN_MOVED_TO | IN_CREATE)) {
 			shmbus_topic_opts_t o;
-			if (shmbus_topic_info(d->bus, name, &o) == 0)
+			if (topic_info_guarded(d, name, &o) == 0)
 				event(d, "topic_created",
 				      "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"%s\"", esc,
 				      (unsigned long long)o.capacity,
@@ -292,8 +326,8 @@ static void proc_report(struct daemon *d, struct proc *p)
 	event(d, crashed ? "crash" : "exit",
 	      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"readers_freed\":%u,"
 	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
-	      (int)p->pid, p->uid_known ? (int)p->uid : -1, prog, p->r_readers,
-	      p->r_publishers, (unsigned long long)p->r_aborted, p->r_topics);
+	      (int)p->pid, p->uid_known ? (int)p->uid : -1, prog, p->r_readers, p->r_publishers,
+	      (unsigned long long)p->r_aborted, p->r_topics);
 	proc_free(d, p);
 }
 
@@ -407,9 +441,8 @@ static void handle_hello(struct daemon *d, struct conn *c, const struct shmbus_p
 	send(c->fd, &w, sizeof(w), MSG_DONTWAIT | MSG_NOSIGNAL);
 	char prog[160];
 	event(d, "attach", "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"client\":%llu", (int)p->pid,
-	      (int)c->peer_uid, json_str(prog, sizeof(prog), h->prog[sizeof(h->prog) - 1]
-									? "?"
-									: h->prog),
+	      (int)c->peer_uid,
+	      json_str(prog, sizeof(prog), h->prog[sizeof(h->prog) - 1] ? "?" : h->prog),
 	      (unsigned long long)c->id);
 }
 
@@ -487,8 +520,7 @@ static void on_accept(struct daemon *d, int res)
 	c->next = d->conns;
 	d->conns = c;
 	d->nconns++;
-	if (d->state)
-		__atomic_fetch_add(&d->state->connections, 1, __ATOMIC_RELAXED);
+	d->state.connections++; /* in the file at the next update */
 	arm_recv(d, c);
 }
 
@@ -537,6 +569,9 @@ static void housekeeping(struct daemon *d)
 	static uint64_t last_adopt;
 	if (now - last_adopt >= 1000) {
 		last_adopt = now;
+		/* $sys.log lost to damage and not made again: try again. */
+		if (!d->log)
+			events_open(d);
 		adopt(d);
 	}
 }

@@ -15,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 
 #define LOG_TOPIC "$sys.log"
@@ -57,7 +61,9 @@ const char *events_whoami(struct daemon *d, char *buf, size_t len)
 	return buf;
 }
 
-int events_open(struct daemon *d)
+/* Create (if missing) and open $sys.log, and publish what waited. Inside a guard: a
+ * client may truncate the file meanwhile. */
+static int log_open(struct daemon *d)
 {
 	shmbus_topic_opts_t o;
 	shmbus_topic_opts_init(&o);
@@ -66,7 +72,10 @@ int events_open(struct daemon *d)
 	o.policy = SHMBUS_OVERWRITE;
 	o.flags = SHMBUS_TOPIC_SYSTEM;
 	int rc = shmbus_topic_create(d->bus, LOG_TOPIC, &o);
-	if (rc == -EEXIST) {
+	if (rc == 0) {
+		/* Ours: the bus's group and mode (its watchers take a reader slot in it). */
+		topic_own(d, LOG_TOPIC);
+	} else if (rc == -EEXIST) {
 		/* Made by another configuration: use it as it is. */
 		rc = 0;
 	}
@@ -79,13 +88,80 @@ int events_open(struct daemon *d)
 		fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC, shmbus_errmsg());
 		return -1;
 	}
-	for (size_t i = 0; i < d->npending; i++) {
-		if (d->pending[i])
-			shmbus_publish(d->log, d->pending[i], strlen(d->pending[i]), LOG_TYPE);
-		free(d->pending[i]);
+	struct stat sb;
+	char path[sizeof(d->bus_dir) + 32];
+	snprintf(path, sizeof(path), "%s/%s.topic", d->bus_dir, LOG_TOPIC);
+	d->log_ino = stat(path, &sb) == 0 ? sb.st_ino : 0;
+	while (d->npending) {
+		char *m = d->pending[0];
+		/* Off the list before the publish: a fault in it must not see it twice. */
+		memmove(d->pending, d->pending + 1, --d->npending * sizeof(d->pending[0]));
+		if (m)
+			shmbus_publish(d->log, m, strlen(m), LOG_TYPE);
+		free(m);
 	}
-	d->npending = 0;
 	return 0;
+}
+
+/* The $sys.log publisher, abandoned after a fault in its mapping: the mapping is
+ * removed without a look into the file (the library's close would fault again) and the
+ * handle kept, never used again (a few hundred bytes each time $sys.log is truncated:
+ * only the library could free them, and reaching into its handle is for bus/ alone). */
+static void log_drop(struct daemon *d, void *addr)
+{
+	shmbus_pub_t *p = d->log;
+	d->log = NULL;
+	if (!p)
+		return;
+	guard_unmap(addr, d->bus_dir);
+	void *nn = realloc(d->dropped, (d->ndropped + 1) * sizeof(*d->dropped));
+	if (nn) {
+		d->dropped = nn;
+		d->dropped[d->ndropped++] = p;
+	}
+}
+
+/* Faulted while opening or publishing on $sys.log: someone shrank the file under us.
+ * Drop it, remove it if it is still the file we had, and make a new one. The reason is
+ * logged after the events that waited for the new file. */
+static void log_damaged(struct daemon *d, void *addr, const char *during)
+{
+	static int again;
+	char path[sizeof(d->bus_dir) + 32], line[512];
+	snprintf(path, sizeof(path), "%s/%s.topic", d->bus_dir, LOG_TOPIC);
+	ino_t ino = d->log_ino;
+	log_drop(d, addr);
+	struct stat sb;
+	off_t size = -1;
+	if (stat(path, &sb) == 0) {
+		size = sb.st_size;
+		if (sb.st_ino == ino || !ino)
+			unlink(path);
+	}
+	snprintf(line, sizeof(line),
+		 "\"topic\":\"%s\",\"during\":\"%s\",\"error\":\"SIGBUS: the file "
+		 "was truncated (now %lld bytes)\",\"action\":\"recreated\"",
+		 "$sys.log", during, (long long)size);
+	if (again++ == 0) {
+		/* Once: a second fault while recreating leaves $sys.log closed (events wait,
+		 * and housekeeping tries again). */
+		events_open(d);
+	}
+	event(d, "log_damaged", "%s", line);
+	again--;
+}
+
+int events_open(struct daemon *d)
+{
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		log_damaged(d, g.addr, "open");
+		return d->log ? 0 : -1;
+	}
+	int rc = log_open(d);
+	guard_leave(&g);
+	return rc;
 }
 
 void events_close(struct daemon *d)
@@ -153,7 +229,17 @@ void event(struct daemon *d, const char *name, const char *fmt, ...)
 			d->pending[d->npending++] = strdup(msg);
 		return;
 	}
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		/* Keep this event for the new $sys.log, after the reason. */
+		if (d->npending < sizeof(d->pending) / sizeof(d->pending[0]))
+			d->pending[d->npending++] = strdup(msg);
+		log_damaged(d, g.addr, "publish");
+		return;
+	}
 	int rc = shmbus_publish(d->log, msg, n, LOG_TYPE);
+	guard_leave(&g);
 	if (rc < 0)
 		fprintf(stderr, "shmbusd: cannot publish to %s: %s\n", LOG_TOPIC, strerror(-rc));
 }

@@ -30,6 +30,7 @@
 #include "bus/intree.h"
 #include "daemon/bridge/bridge.h"
 #include "daemon/clock.h"
+#include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 
 #ifndef SHMBUSD_DEFAULT_CONFIG
@@ -86,6 +87,67 @@ static int section_line(const char *path, const char *name)
 	return found;
 }
 
+int topic_own(struct daemon *d, const char *name)
+{
+	char path[sizeof(d->bus_dir) + SHMBUS_TOPIC_NAME_MAX + 16];
+	snprintf(path, sizeof(path), "%s/%s.topic", d->bus_dir, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	struct stat sb;
+	int rc = -1;
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		fprintf(stderr, "shmbusd: %s: %s\n", path, strerror(errno));
+	} else if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
+		/* Replaced by someone else since we made it: not ours to change. */
+		fprintf(stderr, "shmbusd: %s: not a file of ours (uid %d, mode %04o): left as is\n",
+			path, (int)sb.st_uid, (unsigned)sb.st_mode & 07777);
+	} else if (fchmod(fd, d->cfg.mode & 0666) < 0 ||
+		   (d->cfg.has_gid && fchown(fd, (uid_t)-1, d->cfg.gid) < 0)) {
+		fprintf(stderr, "shmbusd: %s: chmod/chgrp: %s\n", path, strerror(errno));
+	} else {
+		rc = 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/*
+ * The bus directory: ours (or root's when we are root; anything else may be a squatter's,
+ * who could swap files under us: refused), the config's group, mode rwx where the config
+ * gives rw, plus sticky (a group member deletes only its own files: not the daemon's,
+ * $sys.log, control.sock or other members' topics) and setgid (every file made in it,
+ * by anyone, gets the bus's group). 0, or -1 with the reason in err.
+ */
+static int bus_dir_own(struct daemon *d, char *err, size_t errlen)
+{
+	int fd = open(d->bus_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		snprintf(err, errlen, "%.1500s: %s", d->bus_dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
+		snprintf(err, errlen,
+			 "%.1500s belongs to uid %d (mode %04o), not to us (uid %d) or root: "
+			 "refusing to serve a bus in a directory someone else controls",
+			 d->bus_dir, (int)sb.st_uid, (unsigned)sb.st_mode & 07777, (int)geteuid());
+		close(fd);
+		return -1;
+	}
+	mode_t m = d->cfg.mode & 0777;
+	m |= (m & 0444) >> 2; /* x where r: the directory can be searched */
+	m |= S_ISVTX | S_ISGID;
+	if (d->cfg.has_gid && fchown(fd, (uid_t)-1, d->cfg.gid) < 0)
+		fprintf(stderr, "shmbusd: chgrp %s: %s\n", d->bus_dir, strerror(errno));
+	if ((sb.st_mode & 07777) != m && fchmod(fd, m) < 0)
+		fprintf(stderr, "shmbusd: chmod %04o %s: %s\n", (unsigned)m, d->bus_dir,
+			strerror(errno));
+	close(fd);
+	return 0;
+}
+
 int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->ntopics > cfg->max_topics) {
@@ -105,7 +167,7 @@ int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, 
 			return -1;
 		}
 		shmbus_topic_opts_t have;
-		if (shmbus_topic_info(d->bus, t->name, &have) == -ENOENT)
+		if (topic_info_guarded(d, t->name, &have) == -ENOENT)
 			need += size;
 	}
 	struct statvfs vfs;
@@ -113,22 +175,24 @@ int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, 
 		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 		uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 		if (need > avail) {
-			snprintf(err, errlen,
-				 "the topics need %llu MiB but %s has %llu MiB free (of %llu MiB). "
-				 "Grow it: 'mount -o remount,size=%lluM /dev/shm' on the host, or "
-				 "'docker run --shm-size=%lluM' in a container (Docker's default is "
-				 "64 MB), or declare smaller topics",
-				 (unsigned long long)(need >> 20), d->bus_dir,
-				 (unsigned long long)(avail >> 20), (unsigned long long)(total >> 20),
-				 (unsigned long long)((total - avail + need) >> 20) + 64,
-				 (unsigned long long)((total - avail + need) >> 20) + 64);
+			snprintf(
+				err, errlen,
+				"the topics need %llu MiB but %s has %llu MiB free (of %llu MiB). "
+				"Grow it: 'mount -o remount,size=%lluM /dev/shm' on the host, or "
+				"'docker run --shm-size=%lluM' in a container (Docker's default is "
+				"64 MB), or declare smaller topics",
+				(unsigned long long)(need >> 20), d->bus_dir,
+				(unsigned long long)(avail >> 20),
+				(unsigned long long)(total >> 20),
+				(unsigned long long)((total - avail + need) >> 20) + 64,
+				(unsigned long long)((total - avail + need) >> 20) + 64);
 			return -1;
 		}
 	}
 	for (size_t i = 0; i < cfg->ntopics; i++) {
 		const struct topic_decl *t = &cfg->topics[i];
 		shmbus_topic_opts_t have;
-		int existed = shmbus_topic_info(d->bus, t->name, &have) == 0;
+		int existed = topic_info_guarded(d, t->name, &have) == 0;
 		int rc = shmbus_topic_create(d->bus, t->name, &t->opts);
 		char esc[2 * SHMBUS_TOPIC_NAME_MAX + 2], why[600];
 		if (rc == -EEXIST) {
@@ -151,6 +215,8 @@ int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, 
 					 t->name);
 			}
 		}
+		if (!existed)
+			topic_own(d, t->name);
 		if (!existed)
 			event(d, "topic_created",
 			      "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"%s\"",
@@ -241,8 +307,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!cfg_path || !*cfg_path)
-		cfg_path = access(SHMBUSD_DEFAULT_CONFIG, F_OK) == 0 ? SHMBUSD_DEFAULT_CONFIG
-								    : NULL;
+		cfg_path = access(SHMBUSD_DEFAULT_CONFIG, F_OK) == 0 ? SHMBUSD_DEFAULT_CONFIG :
+								       NULL;
 	char err[2048];
 	if (config_load(cfg_path, &d.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "shmbusd: %s\n", err);
@@ -271,6 +337,13 @@ int main(int argc, char **argv)
 	d.signal_fd = -1;
 	d.inotify_fd = -1;
 	d.log_fd = -1;
+	d.state_fd = -1;
+	/* A client that truncates a topic file the daemon has mapped costs that topic, not
+	 * the daemon (daemon/guard.h). */
+	if (guard_init() < 0) {
+		perror("shmbusd: sigaction SIGBUS");
+		return 1;
+	}
 	d.started_ms = shmbusd_now_ms();
 	/* Opened before anything is made: a log that cannot be written refuses the start.
 	 * Events go there from now on (topics made below); messages still to stderr. */
@@ -291,8 +364,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(d.bus_dir, sizeof(d.bus_dir), "%s", shmbus_bus_path(d.bus));
-	if (d.cfg.has_gid && chown(d.bus_dir, (uid_t)-1, d.cfg.gid) < 0)
-		fprintf(stderr, "shmbusd: chgrp %s: %s\n", d.bus_dir, strerror(errno));
+	if (bus_dir_own(&d, err, sizeof(err)) < 0) {
+		fprintf(stderr, "shmbusd: %s\n", err);
+		return 1;
+	}
 	if (apply_topics(&d, &d.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "shmbusd: %s\n", err);
 		return 1;
@@ -352,6 +427,7 @@ int main(int argc, char **argv)
 	free(d.alarmed);
 	free(d.selfmade);
 	free(d.lost);
+	/* d.dropped stays: the handles it holds cannot be closed (events.c). */
 	shmbus_bus_close(d.bus);
 	if (d.log_fd >= 0)
 		close(d.log_fd);

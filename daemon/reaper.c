@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "bus/intree.h"
+#include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 #include "ring/atomic.h"
 #include "ring/repair.h"
@@ -42,7 +43,31 @@ static unsigned count_pubs(struct shmbus_seg *seg, pid_t pid, uint64_t st)
 	return n;
 }
 
-static int reap_topic(const char *name, void *arg)
+void topic_damaged(struct daemon *d, const char *name, void *addr, const char *during)
+{
+	/* The library's mapping of it, which the abandoned call can no longer unmap. */
+	guard_unmap(addr, d->bus_dir);
+	char esc[2 * SHMBUS_TOPIC_NAME_MAX + 2];
+	event(d, "topic_damaged",
+	      "\"topic\":\"%s\",\"during\":\"%s\",\"error\":\"SIGBUS: the file was "
+	      "truncated while mapped\"",
+	      json_str(esc, sizeof(esc), name), during);
+}
+
+int topic_info_guarded(struct daemon *d, const char *name, shmbus_topic_opts_t *o)
+{
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		topic_damaged(d, name, g.addr, "topic info");
+		return -EIO;
+	}
+	int rc = shmbus_topic_info(d->bus, name, o);
+	guard_leave(&g);
+	return rc;
+}
+
+static int reap_topic_(const char *name, void *arg)
 {
 	struct reap_arg *a = arg;
 	struct shmbus_seg seg;
@@ -73,6 +98,21 @@ static int reap_topic(const char *name, void *arg)
 	return 0;
 }
 
+/* Each topic's reaping under a guard: a client may truncate the file meanwhile. */
+static int reap_topic(const char *name, void *arg)
+{
+	struct reap_arg *a = arg;
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		topic_damaged(a->d, name, g.addr, "reap");
+		return 0;
+	}
+	reap_topic_(name, arg);
+	guard_leave(&g);
+	return 0;
+}
+
 void reap(struct daemon *d, pid_t pid, uint64_t st, struct reaped *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -82,7 +122,7 @@ void reap(struct daemon *d, pid_t pid, uint64_t st, struct reaped *out)
 
 /* ---- adoption ------------------------------------------------------------------------ */
 
-static int adopt_topic(const char *name, void *arg)
+static int adopt_topic_(const char *name, void *arg)
 {
 	struct daemon *d = arg;
 	struct shmbus_seg seg;
@@ -127,6 +167,19 @@ static int adopt_topic(const char *name, void *arg)
 		}
 	}
 	shmbus_seg_close(&seg);
+	return 0;
+}
+
+static int adopt_topic(const char *name, void *arg)
+{
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		topic_damaged(arg, name, g.addr, "adopt");
+		return 0;
+	}
+	adopt_topic_(name, arg);
+	guard_leave(&g);
 	return 0;
 }
 
@@ -175,7 +228,7 @@ static void check_overflow(struct daemon *d, const char *topic, const shmbus_rea
 	ls->lost = r->lost;
 }
 
-static int lag_topic(const char *name, void *arg)
+static int lag_topic_(const char *name, void *arg)
 {
 	struct daemon *d = arg;
 	if (!strncmp(name, "$sys.", 5))
@@ -218,6 +271,19 @@ static int lag_topic(const char *name, void *arg)
 			      json_str(esc, sizeof(esc), name), ri[i].pid, ri[i].slot);
 		}
 	}
+	return 0;
+}
+
+static int lag_topic(const char *name, void *arg)
+{
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		topic_damaged(arg, name, g.addr, "lag check");
+		return 0;
+	}
+	lag_topic_(name, arg);
+	guard_leave(&g);
 	return 0;
 }
 

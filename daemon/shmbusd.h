@@ -33,10 +33,10 @@ struct proc {
 	int pidfd;
 	uid_t uid;
 	int uid_known;
-	unsigned nconn;  /* registered connections open now */
-	int registered;    /* it said hello at least once (else found in a topic's slots) */
+	unsigned nconn;	   /* registered connections open now */
+	int registered;	   /* it said hello at least once (else found in a topic's slots) */
 	int died_attached; /* a connection ended without a goodbye */
-	int dead;          /* its pidfd fired: reaped, its event waits for its connections */
+	int dead;	   /* its pidfd fired: reaped, its event waits for its connections */
 	uint64_t dead_ms;
 	unsigned r_readers, r_publishers, r_topics; /* what was reaped */
 	uint64_t r_aborted;
@@ -64,10 +64,13 @@ struct bridge;
 struct daemon {
 	struct shmbusd_config cfg;
 	struct bridge *bridge; /* the bridge thread (daemon/bridge/bridge.h), NULL if none */
-	char cfg_path[4096]; /* as given on the command line, "" for the default */
+	char cfg_path[4096];   /* as given on the command line, "" for the default */
 	char bus_dir[4096];
 	shmbus_bus_t *bus;
-	shmbus_pub_t *log; /* $sys.log */
+	shmbus_pub_t *log;	/* $sys.log (NULL while it cannot be opened: events wait) */
+	ino_t log_ino;		/* its file's, when opened */
+	shmbus_pub_t **dropped; /* $sys.log handles given up after a fault (events.c) */
+	size_t ndropped;
 	/* Detached: where stderr and the event lines go (log_file, else /dev/null), opened
 	 * before the fork; fd 2 is made a copy of it once the daemon is ready. -1 in the
 	 * foreground, where stderr stays the caller's. */
@@ -78,7 +81,7 @@ struct daemon {
 	int listen_fd;
 	int signal_fd;
 	struct op accept_op, signal_op, timer_op, inotify_op;
-	int inotify_fd;   /* the bus directory: topics created and removed by anyone */
+	int inotify_fd; /* the bus directory: topics created and removed by anyone */
 	char (*selfmade)[SHMBUS_TOPIC_NAME_MAX + 1]; /* created by us, reported already */
 	size_t nselfmade;
 	uint8_t inbuf[4096] __attribute__((aligned(8)));
@@ -92,7 +95,10 @@ struct daemon {
 	uint64_t next_conn_id;
 	uint64_t started_ms;
 	uint64_t crashes;
-	struct shmbus_daemon_state *state; /* daemon.state, mapped */
+	/* daemon.state: what it holds, written whole with pwrite() to state_fd (-1: none);
+	 * never mapped, so that a truncation of the file cannot fault the daemon. */
+	struct shmbus_daemon_state state;
+	int state_fd;
 	int stop;
 	int reload;
 	/* lag alarms: topic name + reader slot already alarmed (cleared when it recovers) */
@@ -103,7 +109,7 @@ struct daemon {
 		char key[SHMBUS_TOPIC_NAME_MAX + 32];
 		uint64_t lost;
 		int live; /* seen in this sweep */
-	} *lost;
+	} * lost;
 	size_t nlost;
 };
 
@@ -118,7 +124,9 @@ struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st);
  * Returns 1 with both filled, else 0 (*uid -1, prog ""). */
 int proc_ident(pid_t pid, uint64_t st, int *uid, char *prog, size_t len);
 
-/* Map daemon.state and fill in who we are; publish the counters into it. */
+/* Make daemon.state (a new file, mode at most 0644) and fill in who we are; publish the
+ * counters into it. state_update also notices a truncated or removed file ("state_damaged"
+ * on $sys.log) and writes it whole again. */
 int state_open(struct daemon *d);
 void state_update(struct daemon *d);
 void state_close(struct daemon *d);
@@ -132,14 +140,21 @@ struct reaped {
 };
 /* Add a reaping to the shared counters (conductor.c). */
 void state_reaped(struct daemon *d, const struct reaped *r);
-/* Free everything pid (start time st) held in every topic of the bus. */
+/* A SIGBUS in a guarded access to topic name (daemon/guard.h) at addr: unmap what faulted
+ * and say so ("topic_damaged" on $sys.log). The file itself is left to its owner. */
+void topic_damaged(struct daemon *d, const char *name, void *addr, const char *during);
+/* shmbus_topic_info() under a guard: -EIO after a fault. */
+int topic_info_guarded(struct daemon *d, const char *name, shmbus_topic_opts_t *o);
+/* Free everything pid (start time st) held in every topic of the bus (each topic under a
+ * guard). */
 void reap(struct daemon *d, pid_t pid, uint64_t st, struct reaped *out);
 /* Watch every live owner of a slot in any topic; reap the dead ones (adoption). */
 void adopt(struct daemon *d);
 /* Publish lag alarms for readers past the configured share of their topic. */
 void check_lag(struct daemon *d);
 
-/* events.c: one JSON object per message on $sys.log, and a line on stderr (a detached
+/* events.c: one JSON object per message on $sys.log (the publishing is guarded: a
+ * truncated $sys.log is dropped, removed and made again, "log_damaged"), and a line on stderr (a detached
  * daemon's log_fd). */
 int events_open(struct daemon *d);
 void events_close(struct daemon *d);
@@ -162,6 +177,9 @@ size_t event_vline(char *msg, size_t len, const char *name, const char *fmt, va_
 /* Escape s for a JSON string (into buf, always terminated). Thread-safe. */
 const char *json_str(char *buf, size_t len, const char *s);
 
+/* main.c: give a topic file the daemon made the bus's group and mode ([bus] group, mode:
+ * the library makes it 0660 less the umask). 0 or -1 (said on stderr). */
+int topic_own(struct daemon *d, const char *name);
 /* main.c: create the configured topics (checking /dev/shm has room). 0 or -1. */
 int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, size_t errlen);
 

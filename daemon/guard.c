@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/guard.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+__thread struct guard *guard_top;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	struct guard *g = guard_top;
+	if (!g) {
+		/* Not ours to survive: die of it as without a handler (the access faults
+		 * again on return, now with the default action). */
+		signal(sig, SIG_DFL);
+		return;
+	}
+	guard_top = g->prev;
+	g->addr = si->si_addr;
+	siglongjmp(g->env, 1);
+}
+
+int guard_init(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	/* NODEFER: the jump leaves the handler, so SIGBUS must not stay blocked (and
+	 * sigsetjmp need not save the mask: no syscall per guard). */
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGBUS, &sa, NULL);
+}
+
+int guard_unmap(void *addr, const char *dir)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -1;
+	char line[4096 + 256];
+	size_t dlen = strlen(dir);
+	int rc = -1;
+	while (rc < 0 && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		int off = 0;
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || !off)
+			continue;
+		if ((uintptr_t)addr < lo || (uintptr_t)addr >= hi)
+			continue;
+		char *path = line + off;
+		path[strcspn(path, "\n")] = '\0';
+		/* Only a file of the bus: never anything else the process holds. */
+		if (!strncmp(path, dir, dlen) && path[dlen] == '/')
+			rc = munmap((void *)lo, hi - lo);
+		break;
+	}
+	fclose(f);
+	return rc;
+}
