@@ -119,7 +119,13 @@ SHMBUS_API const char *shmbus_errmsg(void);
  * Open (creating its directory if needed) the bus called name. The directory is
  * $SHMBUS_DIR/<name> ($SHMBUS_DIR defaults to /dev/shm/shmbus); a NULL name means
  * $SHMBUS_BUS, or "default". Bus names follow the rules of one topic token.
- * Returns 0, -EINVAL (bad name), -ENOMEM, or the error of mkdir/open on the directory.
+ * The root and the bus directory are opened O_DIRECTORY|O_NOFOLLOW and must belong to the
+ * caller or root; group write only for their owner or a member of their group; write for
+ * everyone never, except on a sticky root (as /dev/shm). Created ones are made 0755 (the
+ * root and its parents) and 0770 (the bus directory), less the umask, then checked alike.
+ * Returns 0, -EINVAL (bad name), -ENOMEM, -EPERM (a root or bus directory that is a
+ * symlink or that another user controls: the message names the path, owner and mode; see
+ * docs/security.md), or the error of mkdir/open on the directory.
  * Thread-safety: any thread; the handle may then be shared by threads.
  */
 SHMBUS_API int shmbus_bus_open(shmbus_bus_t **out, const char *name);
@@ -167,7 +173,10 @@ SHMBUS_API int shmbus_topic_name_check(const char *name, int system);
  * -ENOSPC, never later with SIGBUS.
  * Returns 0 when created, 1 when it existed with the same options; -EEXIST if it exists
  * with other options, -EINVAL for a bad name or option, -ENOSPC, -EACCES, -EPROTO or
- * -EBADMSG if a file of that name exists but is not a valid topic.
+ * -EBADMSG if a file of that name exists but is not a valid topic (-EPROTO at once for
+ * anything that is not a regular file at least a header long: a FIFO, a symlink, even to
+ * a good topic, is never opened through or waited on). Bus-level refusals (-EPERM) come
+ * from shmbus_bus_open().
  * Thread-safety: any thread or process, concurrently with anything.
  */
 SHMBUS_API int shmbus_topic_create(shmbus_bus_t *bus, const char *name,
