@@ -61,8 +61,10 @@ static const char *user_name(uid_t uid, char *buf, size_t len)
 static int dir_refuse(const char *bus, const char *path, const struct stat *sb, const char *why)
 {
 	char owner[160], me[160];
-	return shmbus_err(-EPERM, "bus '%s': refusing %s (owner %s, group %u, mode %04o): %s; "
-			  "you are %s", bus, path, user_name(sb->st_uid, owner, sizeof(owner)),
+	return shmbus_err(-EPERM,
+			  "bus '%s': refusing %s (owner %s, group %u, mode %04o): %s; "
+			  "you are %s",
+			  bus, path, user_name(sb->st_uid, owner, sizeof(owner)),
 			  (unsigned)sb->st_gid, (unsigned)(sb->st_mode & 07777), why,
 			  user_name(geteuid(), me, sizeof(me)));
 }
@@ -76,14 +78,15 @@ static int dir_trusted(int fd, const char *bus, const char *path, int is_root)
 				  strerror(errno));
 	uid_t me = geteuid();
 	if (sb.st_uid != me && sb.st_uid != 0)
-		return dir_refuse(bus, path, &sb, "it belongs to another user, who could swap "
+		return dir_refuse(bus, path, &sb,
+				  "it belongs to another user, who could swap "
 				  "the files in it (it must belong to you or root)");
 	if ((sb.st_mode & S_IWGRP) && sb.st_uid != me && !in_group(sb.st_gid))
 		return dir_refuse(bus, path, &sb, "it is writable by a group you are not in");
 	if ((sb.st_mode & S_IWOTH) && !(is_root && (sb.st_mode & S_ISVTX)))
-		return dir_refuse(bus, path, &sb, is_root ?
-				  "it is writable by everyone and not sticky" :
-				  "it is writable by everyone");
+		return dir_refuse(bus, path, &sb,
+				  is_root ? "it is writable by everyone and not sticky" :
+					    "it is writable by everyone");
 	return 0;
 }
 
@@ -92,8 +95,8 @@ static int dir_trusted(int fd, const char *bus, const char *path, int is_root)
  * following a symlink, creating it with mode first unless look. Returns the fd or -errno
  * with a message; ENOENT is only reported when look.
  */
-static int dir_open(int dirfd, const char *name, const char *path, const char *bus,
-		    mode_t mode, int look)
+static int dir_open(int dirfd, const char *name, const char *path, const char *bus, mode_t mode,
+		    int look)
 {
 	if (!look && mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
 		return shmbus_err(-errno, "bus '%s': cannot create directory %s: %s", bus, path,
@@ -105,7 +108,8 @@ static int dir_open(int dirfd, const char *name, const char *path, const char *b
 	struct stat sb;
 	if ((e == ENOTDIR || e == ELOOP) && fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISLNK(sb.st_mode))
-		return dir_refuse(bus, path, &sb, "it is a symbolic link (a bus directory and "
+		return dir_refuse(bus, path, &sb,
+				  "it is a symbolic link (a bus directory and "
 				  "its root are never followed through one)");
 	return shmbus_err(-e, "bus '%s': cannot open directory %s: %s", bus, path, strerror(e));
 }

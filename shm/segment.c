@@ -117,29 +117,27 @@ const char *shmbus_seg_ftype(mode_t m)
  * terminal; then only a regular file is kept. Returns the fd, -ENOENT (message set), or
  * -EPROTO for anything that is not a regular file, or another -errno, with a message.
  */
-static int open_regular(int dirfd, const char *dir, const char *fname, const char *name,
-			int flags)
+static int open_regular(int dirfd, const char *dir, const char *fname, const char *name, int flags)
 {
 	int fd = openat(dirfd, fname, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	struct stat sb;
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT)
-			return shmbus_err(-ENOENT, "topic '%s' does not exist (no %s/%s)", name, dir,
-					  fname);
+			return shmbus_err(-ENOENT, "topic '%s' does not exist (no %s/%s)", name,
+					  dir, fname);
 		/* ELOOP: a symlink; ENXIO: a socket, or a FIFO opened to write; and so on. */
 		if (fstatat(dirfd, fname, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
-			return shmbus_err(-EPROTO, "topic '%s': %s/%s is a %s, not a topic file; "
-					  "remove it", name, dir, fname,
-					  shmbus_seg_ftype(sb.st_mode));
-		return shmbus_err(-e, "topic '%s': open %s/%s: %s", name, dir, fname,
-				  strerror(e));
+			return shmbus_err(-EPROTO,
+					  "topic '%s': %s/%s is a %s, not a topic file; "
+					  "remove it",
+					  name, dir, fname, shmbus_seg_ftype(sb.st_mode));
+		return shmbus_err(-e, "topic '%s': open %s/%s: %s", name, dir, fname, strerror(e));
 	}
 	if (fstat(fd, &sb) < 0) {
 		int e = errno;
 		close(fd);
-		return shmbus_err(-e, "topic '%s': fstat %s/%s: %s", name, dir, fname,
-				  strerror(e));
+		return shmbus_err(-e, "topic '%s': fstat %s/%s: %s", name, dir, fname, strerror(e));
 	}
 	if (!S_ISREG(sb.st_mode)) {
 		close(fd);
@@ -163,12 +161,15 @@ int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h
 {
 	/* Before any field is believed: a file shorter than a header is no topic. */
 	if (size < SHMBUS_HEADER_SIZE)
-		return shmbus_err(-EPROTO, "topic '%s': file is %" PRIu64 " bytes, shorter than "
-				  "a topic header (%u): not a topic file, or truncated", name, size,
-				  (unsigned)SHMBUS_HEADER_SIZE);
+		return shmbus_err(-EPROTO,
+				  "topic '%s': file is %" PRIu64 " bytes, shorter than "
+				  "a topic header (%u): not a topic file, or truncated",
+				  name, size, (unsigned)SHMBUS_HEADER_SIZE);
 	if (h->magic != SHMBUS_MAGIC)
-		return shmbus_err(-EPROTO, "topic '%s': not a shmbus topic file (bad magic "
-				  "0x%016" PRIx64 ")", name, h->magic);
+		return shmbus_err(-EPROTO,
+				  "topic '%s': not a shmbus topic file (bad magic "
+				  "0x%016" PRIx64 ")",
+				  name, h->magic);
 	if (h->version != SHMBUS_LAYOUT_VERSION)
 		return shmbus_err(-EPROTO, "topic '%s': file is layout version %u, this library "
 				  "reads version %u", name, h->version, SHMBUS_LAYOUT_VERSION);
