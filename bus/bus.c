@@ -24,9 +24,10 @@
  *  - the owner is the caller (euid) or root: nobody else could have set its mode and group;
  *  - group write only if the caller owns it (its group was its owner's choice) or is in
  *    that group (a root-owned bus directory shared with a group by shmbusd's `group =`);
- *  - write for others: never for a bus directory; the root may have it only with the
- *    sticky bit (as /dev/shm: others may add buses, but cannot rename or remove ours, and
- *    each bus directory passes this check on its own).
+ *  - write for others: never for a bus directory; the root may have it (and group write
+ *    for any group) only with the sticky bit, as /dev/shm has: others may add buses
+ *    there, but cannot rename or remove ours, and each bus directory passes this check
+ *    on its own.
  * A refusal is -EPERM with a message naming the path, its owner and its mode.
  */
 static int in_group(gid_t g)
@@ -81,9 +82,12 @@ static int dir_trusted(int fd, const char *bus, const char *path, int is_root)
 		return dir_refuse(bus, path, &sb,
 				  "it belongs to another user, who could swap "
 				  "the files in it (it must belong to you or root)");
+	/* Sticky (the root only): others may add entries but not rename or remove ours. */
+	if (is_root && (sb.st_mode & S_ISVTX))
+		return 0;
 	if ((sb.st_mode & S_IWGRP) && sb.st_uid != me && !in_group(sb.st_gid))
 		return dir_refuse(bus, path, &sb, "it is writable by a group you are not in");
-	if ((sb.st_mode & S_IWOTH) && !(is_root && (sb.st_mode & S_ISVTX)))
+	if (sb.st_mode & S_IWOTH)
 		return dir_refuse(bus, path, &sb,
 				  is_root ? "it is writable by everyone and not sticky" :
 					    "it is writable by everyone");
