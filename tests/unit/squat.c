@@ -47,8 +47,8 @@ static int count_entries(const char *dir)
 
 /* Open bus in SHMBUS_DIR=root with flags: want the rc, and for -EPERM a message naming
  * path, owner and mode. */
-static void expect_open(const char *root, const char *bus, int flags, int want,
-			const char *path, const char *owner, const char *mode)
+static void expect_open(const char *root, const char *bus, int flags, int want, const char *path,
+			const char *owner, const char *mode)
 {
 	setenv("SHMBUS_DIR", root, 1);
 	shmbus_bus_t *b = NULL;
