@@ -10,11 +10,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bus/internal.h"
 #include "bus/proto.h"
 #include "shm/proc.h"
 #include "shm/err.h"
+
+/*
+ * A file of the bus opened for reading as the topics are: relative to the bus directory,
+ * never through a symlink, never waiting on a FIFO, and only if it is a regular file.
+ * Returns the fd or -errno (-EPROTO: not a regular file), without a message.
+ */
+static int open_bus_file(shmbus_bus_t *bus, const char *fname)
+{
+	int fd = openat(bus->dirfd, fname,
+			O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return errno == ELOOP || errno == ENXIO ? -EPROTO : -errno;
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return -EPROTO;
+	}
+	return fd;
+}
 
 static int cmp_names(const void *a, const void *b)
 {
@@ -24,9 +44,14 @@ static int cmp_names(const void *a, const void *b)
 SHMBUS_API int shmbus_topic_foreach(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg),
 				    void *arg)
 {
-	DIR *d = opendir(bus->path);
+	/* The bus's own directory, not whatever its path names now; a descriptor of our
+	 * own for the DIR, whose position is then ours alone. */
+	int dfd = openat(bus->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
 	if (!d) {
 		int e = errno;
+		if (dfd >= 0)
+			close(dfd);
 		return shmbus_err(-e, "bus '%s': cannot read %s: %s", bus->name, bus->path,
 				  strerror(e));
 	}
@@ -39,6 +64,15 @@ SHMBUS_API int shmbus_topic_foreach(shmbus_bus_t *bus, int (*fn)(const char *nam
 		/* NAME.topic; temporary files of a creation in progress start with '.' */
 		if (de->d_name[0] == '.' || len <= 6 || strcmp(de->d_name + len - 6, ".topic"))
 			continue;
+		/* Only regular files are topics: a FIFO, symlink or directory named like one
+		 * is not listed (`shmbus doctor` reports it), and the others still are. */
+		if (de->d_type != DT_REG) {
+			struct stat sb;
+			if (de->d_type != DT_UNKNOWN ||
+			    fstatat(bus->dirfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(sb.st_mode))
+				continue;
+		}
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			char **nn = realloc(names, cap * sizeof(*names));
@@ -217,11 +251,9 @@ SHMBUS_API int shmbus_bus_stats(shmbus_bus_t *bus, shmbus_bus_stats_t *st)
 	int rc = shmbus_topic_foreach(bus, sum_topic, &a);
 	if (rc < 0)
 		return rc;
-	char path[PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/%s", bus->path, SHMBUS_STATE_NAME);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open_bus_file(bus, SHMBUS_STATE_NAME);
 	if (fd < 0)
-		return 0; /* no daemon ever ran here */
+		return 0; /* no daemon ever ran here (or not a file of one: ignored) */
 	struct shmbus_daemon_state ds;
 	ssize_t n = pread(fd, &ds, sizeof(ds), 0);
 	close(fd);
@@ -245,7 +277,10 @@ SHMBUS_API int shmbus_bridge_stats(shmbus_bus_t *bus, shmbus_bridge_info_t *out,
 {
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/%s", bus->path, SHMBUS_BRIDGE_STATE_NAME);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open_bus_file(bus, SHMBUS_BRIDGE_STATE_NAME);
+	if (fd == -EPROTO)
+		return shmbus_err(-EPROTO, "%s is not a regular file; not a bridge state file",
+				  path);
 	if (fd < 0)
 		return shmbus_err(-ENOENT, "bus '%s': no bridge has run here (%s)", bus->name,
 				  path);

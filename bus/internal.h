@@ -20,6 +20,9 @@
 struct shmbus_bus {
 	char path[PATH_MAX];
 	char name[SHMBUS_TOPIC_NAME_MAX + 1];
+	/* The bus directory, checked when opened (bus/bus.c); the bus's files are opened
+	 * relative to it, never by path. */
+	int dirfd;
 	int daemon_fd;      /* registered with the bus's daemon: the connection, else -1 */
 	uint64_t client_id; /* the daemon's id for this registration */
 };

@@ -4,6 +4,7 @@
  * the slots of its two tables, which publishers and subscribers take when they open.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -127,7 +128,7 @@ SHMBUS_API int shmbus_topic_create(shmbus_bus_t *bus, const char *name,
 	rc = shmbus_topic_name_check(name, (int)(o.flags & SHMBUS_TOPIC_SYSTEM));
 	if (rc < 0)
 		return rc;
-	return shmbus_seg_create(bus->path, name, &o);
+	return shmbus_seg_create_at(bus->dirfd, bus->path, name, &o);
 }
 
 SHMBUS_API int shmbus_topic_remove(shmbus_bus_t *bus, const char *name)
@@ -136,13 +137,15 @@ SHMBUS_API int shmbus_topic_remove(shmbus_bus_t *bus, const char *name)
 	int rc = shmbus_topic_name_check(name, 1);
 	if (rc < 0)
 		return rc;
-	char path[PATH_MAX + 200];
-	snprintf(path, sizeof(path), "%s/%s.topic", bus->path, name);
-	if (unlink(path) < 0) {
+	char fname[SHMBUS_TOPIC_NAME_MAX + 8];
+	snprintf(fname, sizeof(fname), "%s.topic", name);
+	/* Whatever is there goes, a FIFO or symlink in the way too (never followed). */
+	if (unlinkat(bus->dirfd, fname, 0) < 0) {
 		int e = errno;
 		if (e == ENOENT)
 			return shmbus_err(-ENOENT, "topic '%s' does not exist", name);
-		return shmbus_err(-e, "topic '%s': unlink %s: %s", name, path, strerror(e));
+		return shmbus_err(-e, "topic '%s': unlink %s/%s: %s", name, bus->path, fname,
+				  strerror(e));
 	}
 	return 0;
 }
@@ -153,7 +156,7 @@ int shmbus_topic_open_seg(shmbus_bus_t *bus, const char *name, struct shmbus_seg
 	int rc = shmbus_topic_name_check(name, 1);
 	if (rc < 0)
 		return rc;
-	return shmbus_seg_open(seg, bus->path, name);
+	return shmbus_seg_open_at(seg, bus->dirfd, bus->path, name);
 }
 
 SHMBUS_API int shmbus_topic_info(shmbus_bus_t *bus, const char *name, shmbus_topic_opts_t *opts)
@@ -210,7 +213,7 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 
 uint64_t shmbus_topic_generation(shmbus_bus_t *bus, const char *name)
 {
-	return shmbus_seg_generation(bus->path, name);
+	return shmbus_seg_generation_at(bus->dirfd, name);
 }
 
 /* ---- slots ------------------------------------------------------------------------------ */

@@ -328,7 +328,8 @@ typedef struct shmbus_topic_stats {
 SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_topic_stats_t *st);
 
 /*
- * Call fn(name, arg) for each topic of the bus (files NAME.topic in its directory), in
+ * Call fn(name, arg) for each topic of the bus (regular files NAME.topic in its directory;
+ * a FIFO, symlink or directory of such a name is skipped, `shmbus doctor` reports it), in
  * name order, "$sys." topics included. Stops at the first nonzero return of fn and
  * returns it; 0 when all were visited; -errno if the directory cannot be read.
  * Thread-safe. A topic created or removed meanwhile may or may not be seen.

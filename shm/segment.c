@@ -87,23 +87,89 @@ int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size)
 	return 0;
 }
 
-static void seg_path(char *buf, size_t len, const char *dir, const char *name)
+static void seg_fname(char *buf, size_t len, const char *name)
 {
-	snprintf(buf, len, "%s/%s.topic", dir, name);
+	snprintf(buf, len, "%s.topic", name);
+}
+
+const char *shmbus_seg_ftype(mode_t m)
+{
+	if (S_ISREG(m))
+		return "regular file";
+	if (S_ISDIR(m))
+		return "directory";
+	if (S_ISLNK(m))
+		return "symbolic link";
+	if (S_ISFIFO(m))
+		return "FIFO";
+	if (S_ISSOCK(m))
+		return "socket";
+	if (S_ISCHR(m))
+		return "character device";
+	if (S_ISBLK(m))
+		return "block device";
+	return "special file";
+}
+
+/*
+ * Open dirfd/fname without following a symlink, without blocking (a FIFO named like a
+ * topic would block an open for reading until a writer came) and without taking a
+ * terminal; then only a regular file is kept. Returns the fd, -ENOENT (message set), or
+ * -EPROTO for anything that is not a regular file, or another -errno, with a message.
+ */
+static int open_regular(int dirfd, const char *dir, const char *fname, const char *name, int flags)
+{
+	int fd = openat(dirfd, fname, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	struct stat sb;
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return shmbus_err(-ENOENT, "topic '%s' does not exist (no %s/%s)", name,
+					  dir, fname);
+		/* ELOOP: a symlink; ENXIO: a socket, or a FIFO opened to write; and so on. */
+		if (fstatat(dirfd, fname, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
+			return shmbus_err(-EPROTO,
+					  "topic '%s': %s/%s is a %s, not a topic file; "
+					  "remove it",
+					  name, dir, fname, shmbus_seg_ftype(sb.st_mode));
+		return shmbus_err(-e, "topic '%s': open %s/%s: %s", name, dir, fname, strerror(e));
+	}
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+		close(fd);
+		return shmbus_err(-e, "topic '%s': fstat %s/%s: %s", name, dir, fname, strerror(e));
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return shmbus_err(-EPROTO, "topic '%s': %s/%s is a %s, not a topic file; remove it",
+				  name, dir, fname, shmbus_seg_ftype(sb.st_mode));
+	}
+	return fd;
+}
+
+/* The directory of a path-based call, as the bus opens its own: never through a symlink. */
+static int open_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return shmbus_err(-errno, "cannot open directory %s: %s", dir, strerror(errno));
+	return fd;
 }
 
 int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h,
 			uint64_t size, const char *name)
 {
-	if (size < sizeof(h->magic))
-		return shmbus_err(-EBADMSG, "topic '%s': file is %" PRIu64 " bytes, too short to "
-				  "be a topic", name, size);
-	if (h->magic != SHMBUS_MAGIC)
-		return shmbus_err(-EPROTO, "topic '%s': not a shmbus topic file (bad magic "
-				  "0x%016" PRIx64 ")", name, h->magic);
+	/* Before any field is believed: a file shorter than a header is no topic. */
 	if (size < SHMBUS_HEADER_SIZE)
-		return shmbus_err(-EBADMSG, "topic '%s': file truncated to %" PRIu64 " bytes, "
-				  "shorter than its header", name, size);
+		return shmbus_err(-EPROTO,
+				  "topic '%s': file is %" PRIu64 " bytes, shorter than "
+				  "a topic header (%u): not a topic file, or truncated",
+				  name, size, (unsigned)SHMBUS_HEADER_SIZE);
+	if (h->magic != SHMBUS_MAGIC)
+		return shmbus_err(-EPROTO,
+				  "topic '%s': not a shmbus topic file (bad magic "
+				  "0x%016" PRIx64 ")",
+				  name, h->magic);
 	if (h->version != SHMBUS_LAYOUT_VERSION)
 		return shmbus_err(-EPROTO, "topic '%s': file is layout version %u, this library "
 				  "reads version %u", name, h->version, SHMBUS_LAYOUT_VERSION);
@@ -158,27 +224,26 @@ static int read_validate(int fd, struct shmbus_seg *seg, const char *name)
 	if (fstat(fd, &sb) < 0)
 		return shmbus_err(-errno, "topic '%s': fstat: %s", name, strerror(errno));
 	if (!S_ISREG(sb.st_mode))
-		return shmbus_err(-EPROTO, "topic '%s': not a regular file", name);
+		return shmbus_err(-EPROTO, "topic '%s': a %s, not a topic file", name,
+				  shmbus_seg_ftype(sb.st_mode));
 	struct shmbus_topic_hdr h;
 	memset(&h, 0, sizeof(h));
 	ssize_t n = pread(fd, &h, sizeof(h), 0);
 	if (n < 0)
 		return shmbus_err(-errno, "topic '%s': read: %s", name, strerror(errno));
+	/* The size the header is checked against is the one fstat saw; a file that shrank
+	 * since reads short, and the zeros left in h fail the checks. */
 	return shmbus_seg_validate(seg, &h, (uint64_t)sb.st_size, name);
 }
 
-int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name)
+int shmbus_seg_open_at(struct shmbus_seg *seg, int dirfd, const char *dir, const char *name)
 {
-	char path[4096];
+	char fname[256];
 	memset(seg, 0, sizeof(*seg));
-	seg_path(path, sizeof(path), dir, name);
-	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		int e = errno;
-		if (e == ENOENT)
-			return shmbus_err(-ENOENT, "topic '%s' does not exist (no %s)", name, path);
-		return shmbus_err(-e, "topic '%s': open %s: %s", name, path, strerror(e));
-	}
+	seg_fname(fname, sizeof(fname), name);
+	int fd = open_regular(dirfd, dir, fname, name, O_RDWR);
+	if (fd < 0)
+		return fd;
 	int rc = read_validate(fd, seg, name);
 	if (rc < 0)
 		goto out;
@@ -190,7 +255,6 @@ int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name)
 	}
 	seg->base = m;
 	seg->hdr = m;
-	seg->pubs = (struct shmbus_pub_slot *)(seg->base + SHMBUS_HEADER_SIZE);
 	uint64_t off[4], fs;
 	layout(seg->opts.max_publishers, seg->opts.max_readers, seg->opts.max_groups,
 	       seg->cap, off, &fs);
@@ -204,11 +268,22 @@ out:
 	return rc;
 }
 
-uint64_t shmbus_seg_generation(const char *dir, const char *name)
+int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name)
 {
-	char path[4096];
-	seg_path(path, sizeof(path), dir, name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	memset(seg, 0, sizeof(*seg));
+	int dfd = open_dir(dir);
+	if (dfd < 0)
+		return dfd;
+	int rc = shmbus_seg_open_at(seg, dfd, dir, name);
+	close(dfd);
+	return rc;
+}
+
+uint64_t shmbus_seg_generation_at(int dirfd, const char *name)
+{
+	char fname[256];
+	seg_fname(fname, sizeof(fname), name);
+	int fd = openat(dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return 0;
 	/* The header checked as an open would check it: a damaged file is no topic. */
@@ -217,6 +292,16 @@ uint64_t shmbus_seg_generation(const char *dir, const char *name)
 	int rc = read_validate(fd, &seg, name);
 	close(fd);
 	return rc < 0 ? 0 : seg.generation;
+}
+
+uint64_t shmbus_seg_generation(const char *dir, const char *name)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return 0;
+	uint64_t g = shmbus_seg_generation_at(dfd, name);
+	close(dfd);
+	return g;
 }
 
 void shmbus_seg_close(struct shmbus_seg *seg)
@@ -285,18 +370,18 @@ static int opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_o
 	       a->flags == b->flags;
 }
 
-/* A topic file exists at path: same options → 1, other → -EEXIST, invalid → error. */
-static int compare_existing(const char *path, const char *name, const struct shmbus_seg_opts *o)
+/* A topic file exists as fname: same options → 1, other → -EEXIST, invalid → error. */
+static int compare_existing(int dirfd, const char *dir, const char *fname, const char *name,
+			    const struct shmbus_seg_opts *o)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open_regular(dirfd, dir, fname, name, O_RDONLY);
 	if (fd < 0)
-		return shmbus_err(-errno, "topic '%s': open %s: %s", name, path, strerror(errno));
+		return fd;
 	struct shmbus_seg s;
 	memset(&s, 0, sizeof(s));
-	int rc = 0;
 	/* A creator between link() and nothing else is impossible (we link complete files),
 	 * so a not-ready file is genuinely damaged. */
-	rc = read_validate(fd, &s, name);
+	int rc = read_validate(fd, &s, name);
 	close(fd);
 	if (rc < 0)
 		return rc;
@@ -309,19 +394,22 @@ static int compare_existing(const char *path, const char *name, const struct shm
 	return 1;
 }
 
-int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg_opts *o)
+int shmbus_seg_create_at(int dirfd, const char *dir, const char *name,
+			 const struct shmbus_seg_opts *o)
 {
 	uint64_t size;
 	int rc = shmbus_seg_opts_check(o, &size);
 	if (rc < 0)
 		return rc;
-	char path[4096], tmp[4200];
-	seg_path(path, sizeof(path), dir, name);
-	if (access(path, F_OK) == 0)
-		return compare_existing(path, name, o);
+	char fname[256], tmp[320];
+	seg_fname(fname, sizeof(fname), name);
+	struct stat sb;
+	/* Anything of that name (a symlink too, not followed) is looked at, never replaced. */
+	if (fstatat(dirfd, fname, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+		return compare_existing(dirfd, dir, fname, name, o);
 
 	struct statvfs vfs;
-	if (statvfs(dir, &vfs) == 0 && vfs.f_blocks != 0) {
+	if (fstatvfs(dirfd, &vfs) == 0 && vfs.f_blocks != 0) {
 		uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 		if (size > avail)
 			return shmbus_err(-ENOSPC, "topic '%s' needs %" PRIu64 " bytes but %s has "
@@ -329,12 +417,12 @@ int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg
 					  "remount,size=... /dev/shm, or docker run --shm-size)",
 					  name, size, dir, avail);
 	}
-	snprintf(tmp, sizeof(tmp), "%s/.%s.%d.%08x.tmp", dir, name, (int)getpid(),
-		 (unsigned)rand64());
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
+	snprintf(tmp, sizeof(tmp), ".%s.%d.%08x.tmp", name, (int)getpid(), (unsigned)rand64());
+	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
 	if (fd < 0) {
 		int e = errno;
-		return shmbus_err(-e, "topic '%s': cannot create %s: %s", name, tmp, strerror(e));
+		return shmbus_err(-e, "topic '%s': cannot create %s/%s: %s", name, dir, tmp,
+				  strerror(e));
 	}
 	uint8_t *m = MAP_FAILED;
 	if (ftruncate(fd, (off_t)size) < 0) {
@@ -357,19 +445,29 @@ int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg
 	}
 	seg_init(m, name, o, size);
 	munmap(m, size);
-	if (link(tmp, path) < 0) {
+	if (linkat(dirfd, tmp, dirfd, fname, 0) < 0) {
 		e = errno;
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
 		close(fd);
 		if (e == EEXIST)
-			return compare_existing(path, name, o);
-		return shmbus_err(-e, "topic '%s': link %s: %s", name, path, strerror(e));
+			return compare_existing(dirfd, dir, fname, name, o);
+		return shmbus_err(-e, "topic '%s': link %s/%s: %s", name, dir, fname, strerror(e));
 	}
-	unlink(tmp);
+	unlinkat(dirfd, tmp, 0);
 	close(fd);
 	return 0;
 fail:
-	unlink(tmp);
+	unlinkat(dirfd, tmp, 0);
 	close(fd);
+	return rc;
+}
+
+int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg_opts *o)
+{
+	int dfd = open_dir(dir);
+	if (dfd < 0)
+		return dfd;
+	int rc = shmbus_seg_create_at(dfd, dir, name, o);
+	close(dfd);
 	return rc;
 }

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "shm/layout.h"
 
@@ -50,13 +51,24 @@ struct shmbus_seg {
 int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size);
 
 /*
- * Create the topic file dir/name.topic. Returns 0 created, 1 existed with the same
+ * Files are opened relative to the directory's fd (dirfd; dir is its path, for messages),
+ * with O_NOFOLLOW|O_NONBLOCK, and kept only if fstat shows a regular file at least a
+ * header long: a symlink, FIFO, socket or device named like a topic is -EPROTO at once
+ * (no open ever waits for a FIFO's writer). The forms without _at open dir themselves
+ * (O_DIRECTORY|O_NOFOLLOW) and are for tests and tools that hold a path only.
+ */
+
+/*
+ * Create the topic file name.topic in dirfd. Returns 0 created, 1 existed with the same
  * options, -EEXIST (other options), -ENOSPC, -EACCES, -EPROTO/-EBADMSG (a file that is
  * not a valid topic is in the way), or another -errno; with a message.
  */
+int shmbus_seg_create_at(int dirfd, const char *dir, const char *name,
+			 const struct shmbus_seg_opts *o);
 int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg_opts *o);
 
-/* Open and map dir/name.topic read-write after validating it. 0 or -errno with message. */
+/* Open and map name.topic in dirfd read-write after validating it. 0 or -errno, message. */
+int shmbus_seg_open_at(struct shmbus_seg *seg, int dirfd, const char *dir, const char *name);
 int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name);
 
 /* Unmap. */
@@ -67,7 +79,11 @@ void shmbus_seg_close(struct shmbus_seg *seg);
  * validated without mapping the file; 0 if there is no such file or it is not a valid
  * topic. Cheap enough to poll: a topic removed and created again has another.
  */
+uint64_t shmbus_seg_generation_at(int dirfd, const char *name);
 uint64_t shmbus_seg_generation(const char *dir, const char *name);
+
+/* What a file of mode m is, for messages ("FIFO", "symbolic link", "regular file"...). */
+const char *shmbus_seg_ftype(mode_t m);
 
 /*
  * Validate a header against the file size it came from; on success fill seg's view

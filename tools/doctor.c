@@ -201,6 +201,39 @@ static void check_topics(struct doctor *d)
 		report(d, OK, "no topics on the bus");
 }
 
+/*
+ * Entries named like a topic that are no regular file (a FIFO, a symlink, a directory):
+ * the library's listing skips them and refuses to open them, so say so here, with what
+ * to do. A symlink is looked at, never followed.
+ */
+static void check_strays(struct doctor *d)
+{
+	const char *path = shmbus_bus_path(d->bus);
+	DIR *dir = opendir(path);
+
+	if (!dir)
+		return; /* check_tmp reports it */
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		size_t len = strlen(de->d_name);
+		struct stat sb;
+		if (de->d_name[0] == '.' || len <= 6 || strcmp(de->d_name + len - 6, ".topic") ||
+		    fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    S_ISREG(sb.st_mode))
+			continue;
+		const char *type = S_ISFIFO(sb.st_mode) ? "FIFO" :
+				   S_ISLNK(sb.st_mode)	? "symbolic link" :
+				   S_ISDIR(sb.st_mode)	? "directory" :
+				   S_ISSOCK(sb.st_mode) ? "socket" :
+							  "special file";
+		report(d, FAIL,
+		       "%s/%s is a %s, not a topic file (topics are regular files; it is not "
+		       "listed and cannot be opened); remove it with shmbus rm %.*s",
+		       path, de->d_name, type, (int)(len - 6), de->d_name);
+	}
+	closedir(dir);
+}
+
 /* Temporary files of topic creations (".NAME.PID.RAND.tmp") older than a minute. */
 static void check_tmp(struct doctor *d)
 {
@@ -302,6 +335,12 @@ int tool_doctor(int argc, char **argv)
 		       "%s; check the bus name (--bus, SHMBUS_BUS) and SHMBUS_DIR (a bus is made "
 		       "when a program first opens it)",
 		       tool_why(rc));
+	} else if (rc == -EPERM) {
+		/* A bus directory or root that another user controls, or a symlink. */
+		report(&d, FAIL,
+		       "%s; have its owner or root remove it, or set SHMBUS_DIR to a directory "
+		       "of your own",
+		       tool_why(rc));
 	} else if (rc < 0) {
 		report(&d, FAIL, "%s; set SHMBUS_DIR to a directory you may create or write",
 		       tool_why(rc));
@@ -309,6 +348,7 @@ int tool_doctor(int argc, char **argv)
 		check_dir(&d);
 		check_fs(&d);
 		check_topics(&d);
+		check_strays(&d);
 		check_tmp(&d);
 		check_daemon(&d);
 		shmbus_bus_close(d.bus);
