@@ -24,10 +24,12 @@
  *  - the owner is the caller (euid) or root: nobody else could have set its mode and group;
  *  - group write only if the caller owns it (its group was its owner's choice) or is in
  *    that group (a root-owned bus directory shared with a group by shmbusd's `group =`);
- *  - write for others: never for a bus directory; the root may have it (and group write
- *    for any group) only with the sticky bit, as /dev/shm has: others may add buses
- *    there, but cannot rename or remove ours, and each bus directory passes this check
- *    on its own.
+ *  - write for others: the root may have it (and group write for any group) only with
+ *    the sticky bit, as /dev/shm has: others may add buses there, but cannot rename or
+ *    remove ours, and each bus directory passes this check on its own. A bus directory
+ *    may have it only with the sticky bit too: a bus its owner (the caller, or root, as
+ *    shmbusd with `mode = 0666`) shares with everyone, where anyone may add a topic but
+ *    nobody can remove or rename another's (docs/security.md says what that leaves).
  * A refusal is -EPERM with a message naming the path, its owner and its mode.
  */
 static int in_group(gid_t g)
@@ -87,10 +89,8 @@ static int dir_trusted(int fd, const char *bus, const char *path, int is_root)
 		return 0;
 	if ((sb.st_mode & S_IWGRP) && sb.st_uid != me && !in_group(sb.st_gid))
 		return dir_refuse(bus, path, &sb, "it is writable by a group you are not in");
-	if (sb.st_mode & S_IWOTH)
-		return dir_refuse(bus, path, &sb,
-				  is_root ? "it is writable by everyone and not sticky" :
-					    "it is writable by everyone");
+	if ((sb.st_mode & S_IWOTH) && !(sb.st_mode & S_ISVTX))
+		return dir_refuse(bus, path, &sb, "it is writable by everyone and not sticky");
 	return 0;
 }
 
