@@ -23,6 +23,7 @@
 #include "ring/clock.h"
 #include "ring/record.h"
 #include "ring/wake.h"
+#include "tests/lib/proc.h"
 #include "tests/lib/test.h"
 
 #define MS 1000000ull
@@ -150,21 +151,6 @@ struct sleeper {
 	uint64_t got_ns;
 };
 
-/* Is thread tid of this process asleep (state S)? */
-static int asleep(pid_t tid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] == 'S';
-}
-
 static void *sleeper_main(void *arg)
 {
 	struct sleeper *sl = arg;
@@ -192,7 +178,7 @@ static void case_wake_word(void)
 	 * bits (the damage): nothing will wake it but its own bound. */
 	uint64_t t0 = shmbus_now_ns();
 	while (!(__atomic_load_n(&seg.hdr->wake, __ATOMIC_SEQ_CST) & SHMBUS_WAKE_ARMED) ||
-	       !sl.tid || !asleep(sl.tid)) {
+	       !sl.tid || t_proc_state(sl.tid) != 'S') {
 		if (shmbus_now_ns() - t0 > (uint64_t)T_WAIT_MS * MS) {
 			fprintf(stderr, "the reader never went to sleep armed\n");
 			exit(1);

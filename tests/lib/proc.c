@@ -3,6 +3,7 @@
 #include "tests/lib/proc.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -235,6 +236,26 @@ void t_wait_zombie(pid_t pid, int timeout_ms, const char *what)
 	memset(&si, 0, sizeof(si));
 	CHECK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0);
 	CHECK(si.si_pid == pid);
+}
+
+static int entries_seen;
+
+static int count_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)path;
+	(void)sb;
+	(void)type;
+	if (ftw->level > 0)
+		entries_seen++;
+	return 0;
+}
+
+int t_count_entries(const char *dir)
+{
+	entries_seen = 0;
+	if (nftw(dir, count_one, 16, FTW_PHYS) != 0)
+		return -1;
+	return entries_seen;
 }
 
 char t_proc_state(pid_t tid)

@@ -93,6 +93,9 @@ int t_pidfd_wait(int pidfd, int timeout_ms);
  * Any process or thread may call it. */
 char t_proc_state(pid_t tid);
 
+/* How many files and directories are below dir (dir itself not counted; -1: unreadable). */
+int t_count_entries(const char *dir);
+
 /*
  * Wait until process or thread tid is asleep (state S: in a futex or other interruptible
  * wait), or fail after timeout_ms saying what was awaited. Any thread may call it.

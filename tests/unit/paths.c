@@ -27,18 +27,6 @@ static void path_of(char *buf, size_t len, const char *rel)
 	snprintf(buf, len, "%s/%s", root, rel);
 }
 
-static int count_entries(const char *dir)
-{
-	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "find '%s' -mindepth 1 | wc -l", dir);
-	FILE *p = popen(cmd, "r");
-	CHECK(p != NULL);
-	int n = -1;
-	CHECK(fscanf(p, "%d", &n) == 1);
-	pclose(p);
-	return n;
-}
-
 static void expect_refused(const char *dir, const char *bus, int flags, const char *needle)
 {
 	setenv("SHMBUS_DIR", dir, 1);
@@ -75,14 +63,14 @@ static void case_symlinks(void)
 	expect_refused(real, "alias", SHMBUS_BUS_LOOK, bdir);
 	CHECK(strstr(shmbus_errmsg(), "symbolic link") != NULL);
 	path_of(bdir, sizeof(bdir), "real/good");
-	CHECK(count_entries(bdir) == 0); /* nothing made through the link */
+	CHECK(t_count_entries(bdir) == 0); /* nothing made through the link */
 	/* The root a symlink to a good root, with and without a trailing slash. */
 	CHECK(symlink(real, link) == 0);
 	expect_refused(link, "good", 0, link);
 	snprintf(lslash, sizeof(lslash), "%s//", link);
 	expect_refused(lslash, "good", 0, link);
 	expect_refused(link, "good", SHMBUS_BUS_LOOK, link);
-	CHECK(count_entries(bdir) == 0);
+	CHECK(t_count_entries(bdir) == 0);
 }
 
 static void case_modes(void)
@@ -93,7 +81,7 @@ static void case_modes(void)
 	CHECK(chmod(ww, 0777) == 0);
 	expect_refused(ww, "b", 0, ww);
 	CHECK(strstr(shmbus_errmsg(), "0777") != NULL);
-	CHECK(count_entries(ww) == 0);
+	CHECK(t_count_entries(ww) == 0);
 	/* Sticky, as /dev/shm: others cannot rename or remove what is ours in it. */
 	CHECK(chmod(ww, 01777) == 0);
 	shmbus_bus_t *b = open_ok(ww, "b");

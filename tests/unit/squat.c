@@ -33,18 +33,6 @@ static void become_nobody(void)
 	umask(022);
 }
 
-static int count_entries(const char *dir)
-{
-	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "find '%s' -mindepth 1 | wc -l", dir);
-	FILE *p = popen(cmd, "r");
-	CHECK(p != NULL);
-	int n = -1;
-	CHECK(fscanf(p, "%d", &n) == 1);
-	pclose(p);
-	return n;
-}
-
 /* Open bus in SHMBUS_DIR=root with flags: want the rc, and for -EPERM a message naming
  * path, owner and mode. */
 static void expect_open(const char *root, const char *bus, int flags, int want, const char *path,
@@ -103,11 +91,11 @@ static void case_root_squatted(void)
 	expect_open(root, "default", 0, -EPERM, root, "uid 65534", "mode 0755");
 	expect_open(root, "default", SHMBUS_BUS_LOOK, -EPERM, root, "uid 65534", "mode 0755");
 	expect_open(root, "other", 0, -EPERM, root, "uid 65534", "mode 0755");
-	CHECK(count_entries(root) == 1); /* its own "default", still empty: nothing made */
+	CHECK(t_count_entries(root) == 1); /* its own "default", still empty: nothing made */
 	/* Inviting root in changes nothing. */
 	CHECK(chmod(root, 0777) == 0 && chmod(bdir, 0777) == 0);
 	expect_open(root, "default", 0, -EPERM, root, "uid 65534", "mode 0777");
-	CHECK(count_entries(root) == 1);
+	CHECK(t_count_entries(root) == 1);
 }
 
 static void case_bus_dir_squatted(void)
@@ -120,7 +108,7 @@ static void case_bus_dir_squatted(void)
 	as_nobody(mkdirs_as_nobody, &m, "nobody making the bus directory");
 	expect_open(root, "default", 0, -EPERM, bdir, "uid 65534", "mode 0777");
 	expect_open(root, "default", SHMBUS_BUS_LOOK, -EPERM, bdir, "uid 65534", "mode 0777");
-	CHECK(count_entries(bdir) == 0);
+	CHECK(t_count_entries(bdir) == 0);
 	/* Root's own bus in the same sticky root is fine. */
 	setenv("SHMBUS_DIR", root, 1);
 	shmbus_bus_t *b;
