@@ -165,11 +165,11 @@ uint64_t hist_bucket_width(unsigned i);
 struct result {
 	int ok;
 	int unmeasurable; /* not ok because the machine could not measure it (perf) */
-	double value;	 /* what ratios use: msg/s delivered, or p50 in ns */
-	double msgs;	 /* msg/s delivered: per subscriber (fan-out), all members (group) */
-	double pub_msgs; /* msg/s published, all publishers */
-	double lost;	 /* fraction of the published messages some reader did not get */
-	double cpu_s;	 /* CPU seconds of the workers (and of the servers) in the run */
+	double value;	  /* what ratios use: msg/s delivered, or p50 in ns */
+	double msgs;	  /* msg/s delivered: per subscriber (fan-out), all members (group) */
+	double pub_msgs;  /* msg/s published, all publishers */
+	double lost;	  /* fraction of the published messages some reader did not get */
+	double cpu_s;	  /* CPU seconds of the workers (and of the servers) in the run */
 	double cpu_ns_per_msg;
 	uint64_t p50, p90, p99, p999, max, samples;
 	double achieved; /* one-way: the rate the sender kept up (msg/s) */
@@ -231,6 +231,8 @@ struct config {
 	uint64_t pp_warm; /* warm-up round trips (at most: also at most cfg.warm seconds) */
 	double pp_secs;	  /* a ping-pong run records for this long at most */
 	int rounds;
+	int wake_rounds;       /* the wake-up cases' rounds (>= rounds): their ratios spread
+				* most from round to round (a halted vCPU's wake-up) */
 	const char *mode;      /* "quick", "full", "smoke" */
 	char dir[64];	       /* private directory under /dev/shm for topics, rings, sockets */
 	uint64_t llc;	       /* last-level cache bytes */

@@ -199,9 +199,9 @@ static void build_cases(enum mode mode)
 	 * halted vCPU: the hypervisor's cost) or on the waker's (a context switch). Both,
 	 * pinned, so each run measures one of them. */
 	for (int pin = PIN_SPLIT; pin <= PIN_SAME; pin++) {
-		add_pinned(SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, R, pin);
-		add_pinned(SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, R, pin);
-		add_pinned(SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, R, pin);
+		add_pinned(SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, cfg.wake_rounds, pin);
+		add_pinned(SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, cfg.wake_rounds, pin);
+		add_pinned(SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, cfg.wake_rounds, pin);
 	}
 	static const uint32_t srates[] = { 0, 1000000, 100000, 10000 };
 	for (int i = 0; i < 4; i++) {
@@ -290,8 +290,9 @@ static struct result run_measured(const struct casedef *c, int i, int round, cha
 static void run_rounds(void)
 {
 	t_suite = now_ns();
-	for (int round = 0; round < cfg.rounds; round++) {
-		fprintf(stderr, "shmbus-bench: round %d/%d\n", round + 1, cfg.rounds);
+	int nrounds = cfg.wake_rounds > cfg.rounds ? cfg.wake_rounds : cfg.rounds;
+	for (int round = 0; round < nrounds; round++) {
+		fprintf(stderr, "shmbus-bench: round %d/%d\n", round + 1, nrounds);
 		for (int i = 0; i < S.n; i++) {
 			const struct casedef *c = &S.cases[i];
 			struct caseres *cr = &S.res[i];
@@ -326,7 +327,8 @@ static void run_rounds(void)
 			} else if (cr->r[round].unmeasurable && cr->status != CS_FAILED) {
 				if (cr->status != CS_OK)
 					cr->status = CS_ABSENT;
-				snprintf(cr->why, sizeof(cr->why), "not measured here: %.200s", err);
+				snprintf(cr->why, sizeof(cr->why), "not measured here: %.200s",
+					 err);
 			} else {
 				cr->runs_failed++;
 				cr->status = CS_FAILED;
@@ -380,7 +382,8 @@ static void usage(FILE *f)
 		"  -f, --full           every scenario at every size, 5 rounds (20-30 min)\n"
 		"      --smoke          one size, one round, tiny runs (a few seconds)\n"
 		"  -o, --out DIR        results directory (default ./bench-results)\n"
-		"  -r, --rounds N       rounds (default 3 quick, 5 full, 1 smoke; at most %d)\n"
+		"  -r, --rounds N       rounds (default 3 quick, 5 full, 1 smoke; wake-ups 7 quick,\n"
+		"                       9 full; at most %d)\n"
 		"      --secs S         measured seconds per throughput or paced run\n"
 		"  -s, --scenario NAME  only these scenarios (repeatable): spsc mpsc fanout group\n"
 		"                       pingpong oneway wakeup syscalls cpu\n"
@@ -515,6 +518,7 @@ int main(int argc, char **argv)
 				       .pp_warm = 2000,
 				       .pp_secs = 0.25,
 				       .rounds = 3,
+				       .wake_rounds = 7,
 				       .mode = "quick",
 				       .retries = 1,
 				       .retry_budget_s = 80 };
@@ -526,6 +530,7 @@ int main(int argc, char **argv)
 				       .pp_warm = 20000,
 				       .pp_secs = 1.5,
 				       .rounds = 5,
+				       .wake_rounds = 9,
 				       .mode = "full",
 				       .retries = 2,
 				       .retry_budget_s = 3600 };
@@ -537,11 +542,12 @@ int main(int argc, char **argv)
 				       .pp_warm = 100,
 				       .pp_secs = 0.05,
 				       .rounds = 1,
+				       .wake_rounds = 1,
 				       .mode = "smoke" };
 		break;
 	}
 	if (rounds)
-		cfg.rounds = rounds;
+		cfg.rounds = cfg.wake_rounds = rounds;
 	if (secs > 0)
 		cfg.secs = secs;
 
@@ -636,9 +642,10 @@ int main(int argc, char **argv)
 
 	shmbus_peer_init_driver();
 	fprintf(stderr,
-		"shmbus-bench: %s mode, %d cases, up to %d rounds, %.2f s + %.2f s warm-up per "
-		"run; %s, %ld CPUs, %s\n",
-		cfg.mode, S.n, cfg.rounds, cfg.secs, cfg.warm, S.m.model, S.m.nproc, S.m.kernel);
+		"shmbus-bench: %s mode, %d cases, up to %d rounds (wake-ups %d), %.2f s + %.2f s "
+		"warm-up per run; %s, %ld CPUs, %s\n",
+		cfg.mode, S.n, cfg.rounds, cfg.wake_rounds, cfg.secs, cfg.warm, S.m.model,
+		S.m.nproc, S.m.kernel);
 	uint64_t t_start = now_ns();
 	double busy0, steal0, own0 = own_cpu();
 	machine_cpu(&busy0, &steal0);

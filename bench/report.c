@@ -53,9 +53,9 @@ static void opening(const struct report *rp)
 			"paired ratios suffer less.\n");
 	rprintf(rp, "command: %s\n", s->command);
 	rprintf(rp,
-		"runs: %.2f s measured after %.2f s warm-up; up to %d rounds, cases interleaved; "
-		"nothing pinned; %.0f s in all\n",
-		cfg.secs, cfg.warm, cfg.rounds, s->elapsed);
+		"runs: %.2f s measured after %.2f s warm-up; up to %d rounds (wake-ups %d), cases "
+		"interleaved; nothing pinned; %.0f s in all\n",
+		cfg.secs, cfg.warm, cfg.rounds, cfg.wake_rounds, s->elapsed);
 	int again = 0, disturbed = 0, runs = 0;
 	for (int i = 0; i < s->n; i++)
 		for (int k = 0; k < MAX_ROUNDS; k++)
