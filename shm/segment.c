@@ -418,11 +418,31 @@ int shmbus_seg_create_at(int dirfd, const char *dir, const char *name,
 					  name, size, dir, avail);
 	}
 	snprintf(tmp, sizeof(tmp), ".%s.%d.%08x.tmp", name, (int)getpid(), (unsigned)rand64());
-	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0660);
+	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		int e = errno;
 		return shmbus_err(-e, "topic '%s': cannot create %s/%s: %s", name, dir, tmp,
 				  strerror(e));
+	}
+	/* The file's mode follows the bus directory's, whatever the creator's umask: read and
+	 * write for whom the directory lets add files (its group, or everyone with the sticky
+	 * bit: shmbusd's `mode`), owner read-write always. A topic one member makes is for
+	 * the others too; its group is the directory's when that is setgid (shmbusd's
+	 * `group`). */
+	struct stat ds;
+	if (fstat(dirfd, &ds) == 0) {
+		mode_t fm = 0600;
+		if (ds.st_mode & S_IWGRP)
+			fm |= 0060;
+		if ((ds.st_mode & S_IWOTH) && (ds.st_mode & S_ISVTX))
+			fm |= 0006;
+		if (fchmod(fd, fm) < 0) {
+			rc = shmbus_err(-errno, "topic '%s': chmod %04o: %s", name, (unsigned)fm,
+					strerror(errno));
+			unlinkat(dirfd, tmp, 0);
+			close(fd);
+			return rc;
+		}
 	}
 	uint8_t *m = MAP_FAILED;
 	if (ftruncate(fd, (off_t)size) < 0) {

@@ -159,7 +159,20 @@ static void nobody_group_bus(void *arg, int fd)
 		CHECK(strstr(shmbus_errmsg(), "group you are not in") != NULL);
 		return;
 	}
+	/* A member's topic is for the group whatever the member's umask: its mode follows
+	 * the bus directory's. */
+	mode_t um = umask(077);
 	CHECK_RC(shmbus_topic_create(b, "by_member", NULL), 0);
+	umask(um);
+	struct stat sb;
+	char f[800];
+	snprintf(f, sizeof(f), "%s/d/by_member.topic", getenv("SHMBUS_DIR"));
+	CHECK(stat(f, &sb) == 0);
+	if ((sb.st_mode & 0777) != 0660) {
+		fprintf(stderr, "a member's topic in a group bus: mode %04o, wanted 0660\n",
+			(unsigned)(sb.st_mode & 0777));
+		exit(1);
+	}
 	shmbus_pub_t *p;
 	CHECK_RC(shmbus_pub_open(&p, b, "by_daemon"), 0);
 	CHECK_RC(shmbus_publish(p, "x", 1, 0), 0);
@@ -184,7 +197,7 @@ static void case_daemon_group(void)
 	as_nobody(nobody_group_bus, refused, "nobody and a bus writable by a group not its own");
 	CHECK(chown(bdir, (uid_t)-1, NOBODY) == 0);
 	CHECK(chmod(bdir, 0770) == 0);
-	old = umask(0); /* the daemon's umask: topic files 0660 */
+	old = umask(077); /* any umask: the file's mode follows the directory's */
 	CHECK_RC(shmbus_topic_create(b, "by_daemon", NULL), 0);
 	umask(old);
 	/* The daemon's topic files get the group too (not the library's business here). */
