@@ -483,15 +483,19 @@ static void spin_wasted(struct shmbus_ring_reader *rd)
 		spin_set(rd, rd->spin_cur / 2);
 }
 
-/* The record at p has a damaged commit word: go on past it, say so. */
+/* The record at p has a damaged commit word: go on past it and say so (-EBADMSG), or 0
+ * when another member of the group moved the cursor meanwhile (look again). */
 static int resync_damaged(struct shmbus_ring_reader *rd, uint64_t p)
 {
 	struct shmbus_seg *s = &rd->seg;
 	uint64_t to = skip_damaged(s, p);
 	if (takes_from_cursor(rd)) {
 		uint64_t sq = sb_ld_acquire(&rd->grp->cursor[1]);
-		cursor_move(rd->grp, p, sq, to, SHMBUS_NOSEQ);
-	} else if (rd->pos == p) {
+		if (!cursor_move(rd->grp, p, sq, to, SHMBUS_NOSEQ))
+			return 0;
+	} else {
+		if (rd->pos != p)
+			return 0;
 		fanout_jump(rd, to);
 		rd->next_seq = SHMBUS_NOSEQ;
 	}
@@ -548,8 +552,10 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 			int r = shmbus_ring_repair(&rd->seg, waitpos);
 			if (r > 0)
 				continue;
+			if (r < 0 && resync_damaged(rd, waitpos) < 0)
+				return -EBADMSG;
 			if (r < 0)
-				return resync_damaged(rd, waitpos);
+				continue;
 			next_repair = now + REPAIR_POLL_NS;
 		}
 		if (now >= deadline) {

@@ -169,7 +169,15 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 	if (!nbest) {
 		/* Acquire loads of the slots above: a claim cleared since was committed
 		 * first, so its commit is visible now. */
-		return shmbus_rec_committed(s, p) ? 1 : -EBADMSG;
+		if (shmbus_rec_committed(s, p))
+			return 1;
+		/* Overwritten by a later lap since the caller looked (overwrite mode, or a
+		 * position nobody held): not damage; the reader's next look jumps ahead. */
+		uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+		uint64_t later = sb_ld_acquire(&shmbus_rec_at(s, p)->commit) ^ s->key;
+		if (p >= t || t - p > s->cap || (later > p && ((later - p) & s->mask) == 0))
+			return 0;
+		return -EBADMSG;
 	}
 	struct shmbus_pub_slot *ps = &s->pubs[best.idx];
 	uint64_t o = best.owner;
