@@ -66,15 +66,15 @@ uint64_t shmbus_msg_end(const shmbus_msg_t *m);
 /*
  * Waiting for a subscriber in someone else's event loop (the bridge's io_uring
  * FUTEX_WAIT), with the same sleep/wake handshake as shmbus_recv() (docs/algorithm.md,
- * "Waking readers"): shmbus_sub_sleep_prepare() counts the reader among the topic's
- * sleepers and re-checks. It returns 0 when a receive would find something now (nothing
- * armed, nothing to undo), 1 when armed: wait on the shared futex word *word while it
- * equals *expected (FUTEX_WAIT without the private flag), then, woken, cancelled or given
- * up, call shmbus_sub_sleep_done() before receiving. Calling prepare again while armed is
- * a re-check; done when not armed does nothing; shmbus_sub_close() ends an armed wait.
+ * "Waking readers"): shmbus_sub_sleep_prepare() arms the topic's wake word and
+ * re-checks. It returns 0 when a receive would find something now (nothing armed), 1
+ * when armed: wait on the shared futex word *word while it equals *expected (FUTEX_WAIT
+ * without the private flag), then receive. Nothing is to be undone after the wait; an
+ * armed bit nobody waits on costs the next publisher one spare wake. Calling prepare
+ * again while armed is a re-check. The caller also checks shmbus_sub_stuck() and
+ * shmbus_sub_ready() now and then (a claim being written when it armed, a damaged word).
  */
 int shmbus_sub_sleep_prepare(shmbus_sub_t *sub, uint32_t **word, uint32_t *expected);
-void shmbus_sub_sleep_done(shmbus_sub_t *sub);
 
 /* The random id of the topic file incarnation the subscriber has mapped (a topic removed
  * and created again has another). */

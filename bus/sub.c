@@ -308,11 +308,6 @@ int shmbus_sub_sleep_prepare(shmbus_sub_t *sb, uint32_t **word, uint32_t *expect
 	return shmbus_ring_reader_sleep_prepare(&sb->rd, word, expected);
 }
 
-void shmbus_sub_sleep_done(shmbus_sub_t *sb)
-{
-	shmbus_ring_reader_sleep_done(&sb->rd);
-}
-
 uint64_t shmbus_sub_generation(const shmbus_sub_t *sb)
 {
 	return sb->rd.seg.generation;

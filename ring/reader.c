@@ -398,7 +398,7 @@ static void publish_wait_pos(struct shmbus_ring_reader *rd)
 	} else if (sb_ld_relaxed(&rd->slot->pos) != rd->pos) {
 		sb_st_release(&rd->slot->pos, rd->pos);
 	}
-	/* And the wakes that releases put off (shmbus_ring_wake_due()): waiting writers get
+	/* And the wakes that releases put off (shmbus_ring_crosses_16th()): waiting writers get
 	 * all we released now (one load when none waits). */
 	if (rd->seg.opts.policy == SHMBUS_BLOCK)
 		shmbus_ring_wake_publishers(&rd->seg);
@@ -440,13 +440,6 @@ int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **w
 	*word = &h->wake;
 	*val = v;
 	return 1;
-}
-
-void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd)
-{
-	/* Nothing to undo: an armed bit nobody sleeps on costs the next publisher one
-	 * wake. Kept so callers need not know. */
-	(void)rd;
 }
 
 /* ---- spinning that pays ------------------------------------------------------------------ */

@@ -106,18 +106,12 @@ static inline void shmbus_ring_wake_publishers(struct shmbus_seg *s)
 }
 
 /*
- * Does releasing the record [from, to) cross a sixteenth of the ring? Only then does a
- * release wake waiting writers (and before the reader sleeps): once a block-mode ring is
- * full, a wake per message would put the writer and the reader in lockstep, a futex
- * syscall each for every message. With this, a woken writer finds at least a sixteenth
- * of the ring free.
+ * Let writers have what this reader no longer needs (the message handed out last). Only a
+ * release that crosses a sixteenth of the ring wakes waiting writers (and the one before
+ * the reader sleeps): once a block-mode ring is full, a wake per message would put the
+ * writer and the reader in lockstep, a futex syscall each for every message; so a woken
+ * writer finds at least a sixteenth of the ring free.
  */
-static inline int shmbus_ring_wake_due(const struct shmbus_seg *s, uint64_t from, uint64_t to)
-{
-	return shmbus_ring_crosses_16th(s, from, to);
-}
-
-/* Let writers have what this reader no longer needs (the message handed out last). */
 static inline void shmbus_ring_reader_release(struct shmbus_ring_reader *rd)
 {
 	struct shmbus_seg *s = &rd->seg;
@@ -130,7 +124,7 @@ static inline void shmbus_ring_reader_release(struct shmbus_ring_reader *rd)
 	if (rd->grp) {
 		if (rd->held != SHMBUS_NOPOS || sb_ld_relaxed(&rd->slot->pos) != SHMBUS_NOPOS) {
 			int due = rd->held == SHMBUS_NOPOS ||
-				  shmbus_ring_wake_due(s, rd->held, rd->held_end);
+				  shmbus_ring_crosses_16th(s, rd->held, rd->held_end);
 			/* Release: our reads of the record happen before its reuse. */
 			sb_st_release(&rd->slot->pos, SHMBUS_NOPOS);
 			rd->held = SHMBUS_NOPOS;
@@ -140,7 +134,7 @@ static inline void shmbus_ring_reader_release(struct shmbus_ring_reader *rd)
 		return;
 	}
 	if (rd->held != SHMBUS_NOPOS) {
-		int due = shmbus_ring_wake_due(s, rd->held, rd->pos);
+		int due = shmbus_ring_crosses_16th(s, rd->held, rd->pos);
 		rd->held = SHMBUS_NOPOS;
 		/* Release: our reads of the record happen before its reuse. */
 		sb_st_release(&rd->slot->pos, rd->pos);
@@ -255,13 +249,10 @@ int shmbus_ring_reader_stuck(struct shmbus_ring_reader *rd);
  * The reader's half of the sleep/wake handshake for a caller that waits on its own (the
  * bridge's io_uring FUTEX_WAIT). Arms the topic's wake word and re-checks: 0 when
  * something is there already (nothing to wait for), 1 when armed: wait while
- * *(*word) == *val, then call shmbus_ring_reader_sleep_done(). The caller also checks
+ * *(*word) == *val; nothing to undo after. The caller also checks
  * shmbus_ring_reader_stuck() now and then (docs/algorithm.md, "Waking readers").
  */
 int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val);
-
-/* The wait is over (woken, cancelled, or given up). Nothing to undo today; call it. */
-void shmbus_ring_reader_sleep_done(struct shmbus_ring_reader *rd);
 
 /* ---- durable readers --------------------------------------------------------------------- */
 

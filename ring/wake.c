@@ -15,25 +15,6 @@
 
 #include "ring/clock.h"
 
-int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns)
-{
-	struct timespec ts, *tp = NULL;
-	if (timeout_ns >= 0) {
-		ts.tv_sec = timeout_ns / 1000000000;
-		ts.tv_nsec = timeout_ns % 1000000000;
-		tp = &ts;
-	}
-	/* FUTEX_WAIT without FUTEX_PRIVATE_FLAG: the word is in a shared file mapping. */
-	long rc = syscall(SYS_futex, word, FUTEX_WAIT, val, tp, NULL, 0);
-	if (rc == 0)
-		return 0;
-	if (errno == ETIMEDOUT)
-		return -ETIMEDOUT;
-	if (errno == EINTR)
-		return -EINTR;
-	return 0; /* EAGAIN: the value had changed already */
-}
-
 int shmbus_futex_wait_set(uint32_t *word, uint32_t val, int64_t timeout_ns, uint32_t set)
 {
 	struct timespec ts, *tp = NULL;
@@ -57,6 +38,11 @@ int shmbus_futex_wait_set(uint32_t *word, uint32_t val, int64_t timeout_ns, uint
 void shmbus_futex_wake_set(uint32_t *word, int n, uint32_t set)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_BITSET, n, NULL, NULL, set);
+}
+
+int shmbus_futex_wait(uint32_t *word, uint32_t val, int64_t timeout_ns)
+{
+	return shmbus_futex_wait_set(word, val, timeout_ns, FUTEX_BITSET_MATCH_ANY);
 }
 
 void shmbus_futex_wake(uint32_t *word, int n)

@@ -270,10 +270,6 @@ static void teardown(struct bridge *b)
 	if (!drained)
 		fprintf(stderr, "shmbusd: bridge: %llu operations still in flight at exit\n",
 			(unsigned long long)b->inflight);
-	for (size_t i = 0; i < b->nmirrors; i++)
-		mirror_forget_waits(b->mirrors[i]);
-	if (b->ws)
-		wss_forget_waits(b->ws);
 	io_uring_queue_exit(&b->ring);
 	if (!drained)
 		return; /* the kernel may still own buffers: leak rather than free them */

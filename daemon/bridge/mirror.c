@@ -439,12 +439,6 @@ void mirror_stop(struct mirror *m)
 		br_wait_cancel(m->b, &t->w);
 }
 
-void mirror_forget_waits(struct mirror *m)
-{
-	for (struct mtopic *t = m->topics; t; t = t->next)
-		br_wait_forget(&t->w);
-}
-
 void mirror_free(struct mirror *m)
 {
 	mirror_commit(m);

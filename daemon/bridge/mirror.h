@@ -140,9 +140,6 @@ unsigned mirror_expect(const struct mirror *m);
 /* The bridge stops: goodbye, close the connection, cancel the waits. */
 void mirror_stop(struct mirror *m);
 
-/* After the ring is drained: give back the topics' sleeper counts. */
-void mirror_forget_waits(struct mirror *m);
-
 /* Commit what was confirmed, close the readers, free m. */
 void mirror_free(struct mirror *m);
 

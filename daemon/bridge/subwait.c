@@ -62,15 +62,9 @@ void br_wait_done(struct bwait *w, int res)
 {
 	(void)res; /* 0 woken, -EAGAIN the word had changed, -ECANCELED: all mean "look" */
 	w->armed = 0;
-	shmbus_sub_sleep_done(w->sub);
 	w->woken = 1;
 	if (w->fn)
 		w->fn(w);
-}
-
-void br_wait_forget(struct bwait *w)
-{
-	shmbus_sub_sleep_done(w->sub);
 }
 
 int br_wait_probe(struct bridge *b)

@@ -39,7 +39,4 @@ void br_wait_cancel(struct bridge *b, struct bwait *w);
 /* The wait's completion (BOP_FUTEX) with its result: w is woken, w->fn called. */
 void br_wait_done(struct bwait *w, int res);
 
-/* Give back the sleeper count (at shutdown, when the ring's waits are gone). */
-void br_wait_forget(struct bwait *w);
-
 #endif

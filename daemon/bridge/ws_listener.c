@@ -754,10 +754,3 @@ void wss_free(struct wss *s)
 	}
 	free(s);
 }
-
-void wss_forget_waits(struct wss *s)
-{
-	for (struct wsc *cl = s->clients; cl; cl = cl->next)
-		for (struct wssub *x = cl->subs; x; x = x->next)
-			br_wait_forget(&x->w);
-}

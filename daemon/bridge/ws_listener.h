@@ -32,8 +32,7 @@ void wss_poll(struct wss *s);
 /* The bridge stops: close the listener and the clients, cancel their waits. */
 void wss_stop(struct wss *s);
 
-/* After the ring is drained: give back the sleeper counts (wss_forget_waits), free. */
-void wss_forget_waits(struct wss *s);
+/* After the ring is drained: free. */
 void wss_free(struct wss *s);
 
 #endif
