@@ -13,11 +13,13 @@
 
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "ring/wake.h"
 #include "tests/lib/daemon.h"
 
 #define BT_REDIS "/usr/bin/redis-server"
@@ -289,24 +291,35 @@ static inline void bt_stats_fail_(const char *file, int line, const char *name, 
 		}                                                                            \
 	} while (0)
 
+/* A publisher thread's count of what it published: stored, and its waiter woken. */
+static inline void bt_published_set(uint64_t *published, uint64_t n)
+{
+	__atomic_store_n(published, n, __ATOMIC_RELEASE);
+	/* The low half is the futex word (little-endian x86_64 and arm64). */
+	shmbus_futex_wake((uint32_t *)published, INT_MAX);
+}
+
 /*
  * Wait (at most BT_DEADLINE_MS) until a publisher thread's count of what it published
- * reaches n; it is held back while the mirror name does not confirm. Fails the test
- * showing the mirror's counters.
+ * (bt_published_set()) reaches n; it is held back while the mirror name does not confirm.
+ * Fails the test showing the mirror's counters.
  */
-static inline void bt_wait_published(shmbus_bus_t *bus, const char *name,
-				     const volatile uint64_t *published, uint64_t n)
+static inline void bt_wait_published(shmbus_bus_t *bus, const char *name, uint64_t *published,
+				     uint64_t n)
 {
 	uint64_t deadline = t_deadline(BT_DEADLINE_MS);
-	while (__atomic_load_n(published, __ATOMIC_ACQUIRE) < n) {
-		if (t_now_ns() > deadline) {
+	for (;;) {
+		uint64_t got = __atomic_load_n(published, __ATOMIC_ACQUIRE);
+		if (got >= n)
+			return;
+		uint64_t now = t_now_ns();
+		if (now > deadline) {
 			fprintf(stderr, "%llu published after %d ms, waiting for %llu\n",
-				(unsigned long long)__atomic_load_n(published, __ATOMIC_ACQUIRE),
-				BT_DEADLINE_MS, (unsigned long long)n);
+				(unsigned long long)got, BT_DEADLINE_MS, (unsigned long long)n);
 			bt_show(bus, name);
 			exit(1);
 		}
-		usleep(500); /* poll interval */
+		shmbus_futex_wait((uint32_t *)published, (uint32_t)got, (int64_t)(deadline - now));
 	}
 }
 

@@ -24,7 +24,7 @@
 static const char *topics[2] = { "orders.eu", "orders.us" };
 static shmbus_bus_t *bus;
 static volatile int paused, pausing_done;
-static volatile uint64_t published;
+static uint64_t published;
 
 /* Message i on both topics: the publisher thread and publish_burst() send the same. */
 static void publish_both(shmbus_pub_t *p[2], uint64_t i)
@@ -55,7 +55,7 @@ static void *publisher(void *arg)
 		if (i >= N)
 			break;
 		publish_both(p, i);
-		__atomic_store_n(&published, i + 1, __ATOMIC_RELEASE);
+		bt_published_set(&published, i + 1);
 	}
 	for (int k = 0; k < 2; k++)
 		shmbus_pub_close(p[k]);
@@ -135,7 +135,7 @@ static void publish_burst(int n)
 	uint64_t from = __atomic_load_n(&published, __ATOMIC_ACQUIRE);
 	for (uint64_t i = from; i < from + (uint64_t)n && i < N; i++) {
 		publish_both(p, i);
-		__atomic_store_n(&published, i + 1, __ATOMIC_RELEASE);
+		bt_published_set(&published, i + 1);
 	}
 	for (int k = 0; k < 2; k++)
 		shmbus_pub_close(p[k]);

@@ -24,7 +24,7 @@
 #define NBIG 600  /* 19 MB: more than the sockets hold, more than the mirror's buffer */
 
 static shmbus_bus_t *bus;
-static volatile uint64_t published;
+static uint64_t published;
 
 static void *publisher(void *arg)
 {
@@ -40,7 +40,7 @@ static void *publisher(void *arg)
 			size_t len = bt_payload(buf, 5 + (uint32_t)k, i);
 			CHECK_RC(shmbus_publish(p[k], buf, len, 2), 0);
 		}
-		__atomic_store_n(&published, i + 1, __ATOMIC_RELEASE);
+		bt_published_set(&published, i + 1);
 	}
 	shmbus_pub_close(p[0]);
 	shmbus_pub_close(p[1]);

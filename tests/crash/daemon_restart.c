@@ -247,22 +247,18 @@ int main(int argc, char **argv)
 	/* Adopted: the idler registered with the first daemon only. */
 	uint64_t t0 = t_now_ns();
 	CHECK(kill(idle, SIGKILL) == 0);
-	/* Polled every 0.2 ms: the time to reclaim is what is measured. */
-	for (;;) {
-		shmbus_topic_stats_t st;
-		CHECK_RC(shmbus_topic_stats(bus, "t2", &st), 0);
-		if (st.readers == 0)
-			break;
-		CHECK(t_now_ns() - t0 < 2000000000ull);
-		usleep(200); /* poll interval */
-	}
-	uint64_t dt = t_now_ns() - t0;
-	t_reap(idle, T_WAIT_MS, "the adopted client");
-	printf("adopted client reaped %.2f ms after SIGKILL\n", dt / 1e6);
-	CHECK(dt <= 100000000ull);
+	/* The daemon logs the death once the slot is reclaimed: the time to that event is
+	 * what is measured. */
 	snprintf(pidstr, sizeof(pidstr), "\"pid\":%d,", (int)idle);
 	const char *crash[] = { "\"event\":\"crash\"", pidstr, "\"readers_freed\":1,", NULL };
 	CHECK(t_event_find(log, ev, sizeof(ev), T_WAIT_MS, crash) == 0);
+	uint64_t dt = t_now_ns() - t0;
+	shmbus_topic_stats_t st;
+	CHECK_RC(shmbus_topic_stats(bus, "t2", &st), 0);
+	CHECK(st.readers == 0);
+	t_reap(idle, T_WAIT_MS, "the adopted client");
+	printf("adopted client reaped %.2f ms after SIGKILL\n", dt / 1e6);
+	CHECK(dt <= 100000000ull);
 	printf("$sys.log: %s\n", ev);
 
 	/* Nothing lost, nobody stuck (the rest of the 400,000 messages, in an ASan build on a
