@@ -62,7 +62,7 @@ SHMBUS_API int shmbus_sub_set_spin(shmbus_sub_t *sb, unsigned spin_us)
 /* The group-creation lock (a pid; a dead holder's lock is taken over). */
 static int group_lock(struct shmbus_seg *s)
 {
-	uint32_t *l = &s->hdr->group_lock;
+	uint32_t *l = &s->rt->group_lock;
 	/* A thread id, not the pid: threads of one process must exclude each other too. */
 	uint32_t me = (uint32_t)gettid();
 	uint64_t t0 = shmbus_now_ns();
@@ -83,7 +83,7 @@ static int group_lock(struct shmbus_seg *s)
 
 static int find_group(struct shmbus_seg *s, const char *name)
 {
-	uint32_t n = sb_ld_acquire(&s->hdr->groups_hwm);
+	uint32_t n = sb_ld_acquire(&s->rt->groups_hwm);
 	if (n > s->opts.max_groups)
 		n = s->opts.max_groups;
 	for (uint32_t g = 0; g < n; g++)
@@ -127,14 +127,14 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest)
 		sb_st_relaxed(&gs->lost, 0);
 		sb_st_relaxed(&gs->abandoned, 0);
 		sb_st_relaxed(&gs->lease_ns, 0);
-		sb_max_u32(&s->hdr->groups_hwm, i + 1);
+		sb_max_u32(&s->rt->groups_hwm, i + 1);
 		/* Seq_cst: the cursor and name are set before anyone sees the group. */
 		sb_st_seqcst(&gs->state, SHMBUS_GROUP_ACTIVE);
 		g = (int)i;
 		break;
 	}
 out:
-	sb_st_release(&s->hdr->group_lock, 0);
+	sb_st_release(&s->rt->group_lock, 0);
 	return g >= 0 ? g : rc;
 }
 

@@ -202,7 +202,7 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 	st->aborted = sb_ld_relaxed(&h->aborted);
 	st->backpressure_waits = sb_ld_relaxed(&h->backpressure_waits);
 	st->wakeups = sb_ld_relaxed(&h->wakeups);
-	st->readers_reclaimed = sb_ld_relaxed(&h->readers_reclaimed);
+	st->readers_reclaimed = sb_ld_relaxed(&seg.rt->readers_reclaimed);
 	uint64_t t[2];
 	sb_ld_pair(h->tail, t);
 	st->tail = t[0];
@@ -265,7 +265,7 @@ int shmbus_slot_take(struct shmbus_seg *s, enum shmbus_table t)
 			slot_reset(s, t, i);
 			/* Seq_cst: writers and repairers scan up to the mark before the slot
 			 * counts (a claim it names, a position it holds). */
-			sb_max_u32(readers ? &s->hdr->readers_hwm : &s->hdr->pubs_hwm, i + 1);
+			sb_max_u32(readers ? &s->rt->readers_hwm : &s->hdr->pubs_hwm, i + 1);
 			return (int)i;
 		}
 		/* All taken: free those of dead processes (repairing their claims), once. */

@@ -230,9 +230,9 @@ void shmbus_ring_reader_make_durable(struct shmbus_ring_reader *rd)
 
 void shmbus_ring_wake_waiting_publishers(struct shmbus_seg *s)
 {
-	struct shmbus_topic_hdr *h = s->hdr;
-	__atomic_fetch_add(&h->space, 1, __ATOMIC_SEQ_CST);
-	shmbus_futex_wake(&h->space, INT_MAX);
+	struct shmbus_rtab_hdr *rt = s->rt;
+	__atomic_fetch_add(&rt->space, 1, __ATOMIC_SEQ_CST);
+	shmbus_futex_wake(&rt->space, INT_MAX);
 }
 
 static int read_fanout(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t *waitpos)
@@ -419,25 +419,25 @@ static inline int read_one(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uin
  * claim's publisher finds us armed and wakes us after its commit. Returns the value to
  * sleep on: a waker changes it (ring/writer.c, shmbus_ring_wake_sleepers()).
  */
-static uint32_t sleep_arm(struct shmbus_topic_hdr *h, uint32_t bit)
+static uint32_t sleep_arm(struct shmbus_rtab_hdr *rt, uint32_t bit)
 {
-	uint32_t v = __atomic_or_fetch(&h->wake, bit, __ATOMIC_SEQ_CST);
+	uint32_t v = __atomic_or_fetch(&rt->wake, bit, __ATOMIC_SEQ_CST);
 	sb_fence_seqcst();
 	return v;
 }
 
 int shmbus_ring_reader_sleep_prepare(struct shmbus_ring_reader *rd, uint32_t **word, uint32_t *val)
 {
-	struct shmbus_topic_hdr *h = rd->seg.hdr;
+	struct shmbus_rtab_hdr *rt = rd->seg.rt;
 	if (shmbus_ring_reader_ready(rd))
 		return 0;
-	uint32_t v = sleep_arm(h, SHMBUS_WAKE_NOW);
+	uint32_t v = sleep_arm(rt, SHMBUS_WAKE_NOW);
 	if (shmbus_ring_reader_ready(rd))
 		return 0;
 	/* A claim being written at our position (the tail is past it) is almost always
 	 * woken for by its publisher; the caller's periodic shmbus_ring_reader_stuck()
 	 * check covers the rest (a publisher that read the word just before we armed). */
-	*word = &h->wake;
+	*word = &rt->wake;
 	*val = v;
 	return 1;
 }
@@ -576,7 +576,7 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 			   shmbus_cpus_crowded();
 		rd->seq_slept = tseq;
 		int member = takes_from_cursor(rd);
-		uint32_t w = sleep_arm(h, !lazy	 ? SHMBUS_WAKE_NOW :
+		uint32_t w = sleep_arm(rd->seg.rt, !lazy	 ? SHMBUS_WAKE_NOW :
 					  member ? SHMBUS_WAKE_LAZY_ONE :
 						   SHMBUS_WAKE_LAZY);
 		rc = read_one(rd, msg, &waitpos);
@@ -600,7 +600,7 @@ int shmbus_ring_reader_next(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, in
 		if (nap < 0 || nap > (int64_t)most)
 			nap = (int64_t)most;
 		int wr = shmbus_futex_wait_set(
-			&h->wake, w, nap, member ? SHMBUS_WAKE_SET_MEMBER : SHMBUS_WAKE_SET_ALL);
+			&rd->seg.rt->wake, w, nap, member ? SHMBUS_WAKE_SET_MEMBER : SHMBUS_WAKE_SET_ALL);
 		if (wr == -EINTR)
 			return -EINTR;
 		/* Lazy until a lazy sleep times out on a topic that went quiet. */

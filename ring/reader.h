@@ -101,7 +101,7 @@ static inline void shmbus_ring_wake_publishers(struct shmbus_seg *s)
 {
 	/* No fence here (it would cost every release): a writer that misses this wake
 	 * re-checks within its 1 ms poll. */
-	if (sb_ld_relaxed(&s->hdr->pub_waiters))
+	if (sb_ld_relaxed(&s->rt->pub_waiters))
 		shmbus_ring_wake_waiting_publishers(s);
 }
 

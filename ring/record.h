@@ -152,7 +152,7 @@ static inline uint32_t shmbus_rec_seal(const struct shmbus_seg *s, struct shmbus
 	r->ts = ts;
 	/* Seq_cst, after the claim's CAS (docs/algorithm.md, "Waking readers"); a load is
 	 * never reordered after the release store below. */
-	uint32_t wake = sb_ld_seqcst(&s->hdr->wake);
+	uint32_t wake = sb_ld_seqcst(&s->rt->wake);
 	/* Release (I1): the header and payload are visible to whoever acquires the word. */
 	sb_st_release(&r->commit, shmbus_rec_stamp(s, pos));
 	return wake;

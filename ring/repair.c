@@ -36,7 +36,7 @@ int shmbus_ring_reclaim_reader(struct shmbus_seg *s, uint32_t idx, uint64_t owne
 	sb_st_relaxed(&r->group, 0);
 	sb_st_relaxed(&r->flags, 0);
 	sb_st_relaxed(&r->starttime, 0);
-	sb_add_relaxed(&s->hdr->readers_reclaimed, 1);
+	sb_add_relaxed(&s->rt->readers_reclaimed, 1);
 	sb_st_release(&r->owner, 0);
 	shmbus_ring_wake_publishers(s);
 	return 1;
@@ -50,7 +50,7 @@ static int owner_dead(uint64_t o, uint64_t st)
 
 int shmbus_ring_reclaim_readers(struct shmbus_seg *s, uint64_t minpos)
 {
-	uint32_t nr = sb_ld_acquire(&s->hdr->readers_hwm);
+	uint32_t nr = sb_ld_acquire(&s->rt->readers_hwm);
 	if (nr > s->opts.max_readers)
 		nr = s->opts.max_readers;
 	int n = 0;
@@ -179,6 +179,10 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 			return 0;
 		return -EBADMSG;
 	}
+	/* A reader given the log read-only (brokered mode) cannot cover the claim: the daemon,
+	 * which reaps every death at once, or the next publisher does. It waits. */
+	if (s->log_ro)
+		return 0;
 	struct shmbus_pub_slot *ps = &s->pubs[best.idx];
 	uint64_t o = best.owner;
 	if (!sb_cas_u64(&ps->owner, &o, SHMBUS_OWNER(SHMBUS_SLOT_RECLAIM, getpid())))
@@ -197,6 +201,11 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p)
 uint64_t shmbus_ring_fix_tail(struct shmbus_seg *s)
 {
 	uint64_t t[2];
+	if (s->log_ro) {
+		/* Read-only: the boundary the repair would move it to (a publisher does). */
+		uint64_t p = sb_ld_acquire(&s->hdr->tail[0]);
+		return (p + SHMBUS_REC_ALIGN - 1) & ~(uint64_t)(SHMBUS_REC_ALIGN - 1);
+	}
 	sb_ld_pair(s->hdr->tail, t);
 	while (t[0] & (SHMBUS_REC_ALIGN - 1)) {
 		uint64_t want[2] = { (t[0] + SHMBUS_REC_ALIGN - 1) & ~(uint64_t)(SHMBUS_REC_ALIGN - 1),

@@ -20,7 +20,9 @@
  * when p is now committed, 0 when its claimant is alive (wait and call again), -EBADMSG
  * when no publisher names a claim covering p and p is still not committed: the commit
  * word was damaged (I3: a claim is named in its slot before the CAS that moves the tail
- * past it, and cleared only after its commits).
+ * past it, and cleared only after its commits). On a topic whose log is mapped read-only
+ * (s->log_ro: a brokered subscriber) nothing is written: a dead claimant's claim is left
+ * to the daemon or a publisher (0), damage is still reported.
  */
 int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p);
 
@@ -28,6 +30,7 @@ int shmbus_ring_repair(struct shmbus_seg *s, uint64_t p);
  * The tail's position, made a record boundary first if damage left it unaligned (moved up
  * to the next boundary by CAS: nothing is written in between, and a reader waiting below
  * finds no claim covering its position, which shmbus_ring_repair() reports as damage).
+ * With s->log_ro, only the boundary is computed.
  */
 uint64_t shmbus_ring_fix_tail(struct shmbus_seg *s);
 

@@ -68,24 +68,24 @@ void shmbus_ring_writer_fini(struct shmbus_ring_writer *w)
 
 void shmbus_ring_wake_sleepers(struct shmbus_seg *s)
 {
-	struct shmbus_topic_hdr *h = s->hdr;
-	uint32_t v = sb_ld_relaxed(&h->wake);
+	struct shmbus_rtab_hdr *rt = s->rt;
+	uint32_t v = sb_ld_relaxed(&rt->wake);
 	/* One waker per arming: who clears the bits makes the syscall; a CAS that fails
 	 * because another cleared them leaves the loop with nothing to do. */
 	while (v & SHMBUS_WAKE_ARMED) {
-		if (sb_cas_u32(&h->wake, &v, (v | SHMBUS_WAKE_ARMED) + 1)) {
+		if (sb_cas_u32(&rt->wake, &v, (v | SHMBUS_WAKE_ARMED) + 1)) {
 			if (v & SHMBUS_WAKE_NOW) {
-				shmbus_futex_wake(&h->wake, INT_MAX);
+				shmbus_futex_wake(&rt->wake, INT_MAX);
 			} else {
 				/* Lazy: every fan-out reader, one member (the others
 				 * wake by their own timeouts if there is more). */
 				if (v & SHMBUS_WAKE_LAZY)
-					shmbus_futex_wake_set(&h->wake, INT_MAX,
+					shmbus_futex_wake_set(&rt->wake, INT_MAX,
 							      SHMBUS_WAKE_SET_ALL);
 				if (v & SHMBUS_WAKE_LAZY_ONE)
-					shmbus_futex_wake_set(&h->wake, 1, SHMBUS_WAKE_SET_MEMBER);
+					shmbus_futex_wake_set(&rt->wake, 1, SHMBUS_WAKE_SET_MEMBER);
 			}
-			sb_add_relaxed(&h->wakeups, 1);
+			sb_add_relaxed(&s->hdr->wakeups, 1);
 			return;
 		}
 	}
@@ -127,10 +127,10 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 	}
 	if (s->opts.policy != SHMBUS_BLOCK)
 		return min;
-	uint32_t ng = sb_ld_seqcst(&h->groups_hwm);
+	uint32_t ng = sb_ld_seqcst(&s->rt->groups_hwm);
 	if (ng > s->opts.max_groups)
 		ng = s->opts.max_groups;
-	uint32_t nr = sb_ld_seqcst(&h->readers_hwm);
+	uint32_t nr = sb_ld_seqcst(&s->rt->readers_hwm);
 	if (nr > s->opts.max_readers)
 		nr = s->opts.max_readers;
 	/* Group cursors first, then reader slots: a member publishes its hold (seq_cst)
@@ -212,8 +212,8 @@ static int wait_space(struct shmbus_ring_writer *w, uint64_t end, int timeout_ms
 		}
 		/* Announce ourselves, then re-check, then sleep: a reader that frees space
 		 * after our re-check sees pub_waiters (or we time out within 1 ms). */
-		__atomic_fetch_add(&h->pub_waiters, 1, __ATOMIC_SEQ_CST);
-		uint32_t v = sb_ld_acquire(&h->space);
+		__atomic_fetch_add(&s->rt->pub_waiters, 1, __ATOMIC_SEQ_CST);
+		uint32_t v = sb_ld_acquire(&s->rt->space);
 		min = shmbus_ring_min_pos(s, w->gcur, w->ghas);
 		w->limit = min + s->cap;
 		if (end > w->limit) {
@@ -223,9 +223,9 @@ static int wait_space(struct shmbus_ring_writer *w, uint64_t end, int timeout_ms
 				nap = left;
 			if (nap < 20000)
 				nap = 20000;
-			shmbus_futex_wait(&h->space, v, (int64_t)nap);
+			shmbus_futex_wait(&s->rt->space, v, (int64_t)nap);
 		}
-		__atomic_fetch_sub(&h->pub_waiters, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_sub(&s->rt->pub_waiters, 1, __ATOMIC_SEQ_CST);
 	}
 }
 

@@ -165,7 +165,7 @@ static inline void shmbus_ring_wake_after(struct shmbus_seg *s, uint32_t wake, u
 static inline void shmbus_ring_wake_readers(struct shmbus_seg *s)
 {
 	sb_fence_seqcst();
-	if (sb_ld_relaxed(&s->hdr->wake) & SHMBUS_WAKE_ARMED)
+	if (sb_ld_relaxed(&s->rt->wake) & SHMBUS_WAKE_ARMED)
 		shmbus_ring_wake_sleepers(s);
 }
 

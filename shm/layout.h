@@ -4,10 +4,15 @@
  * these offsets, so each is pinned with a _Static_assert. Only fixed-width integers and
  * fixed arrays: no pointers, no size_t, no bool. See docs/layout.md.
  *
- *   [ header: 4 KiB ][ publisher slots ][ reader slots ][ group slots ][ log (capacity) ]
+ *   part A (the log):     [ header: 4 KiB ][ publisher slots ][ log (capacity) ]
+ *   part B (the readers): [ reader table header: 4 KiB ][ reader slots ][ group slots ]
  *
- * All regions start on a 4 KiB boundary; the log is a power of two. The format of the records
- * in the log is the ring's: ring/record.h.
+ * All regions start on a 4 KiB boundary; the log is a power of two. Part A is written by
+ * publishers only, part B by readers too: so that a subscriber can be given part A
+ * read-only (brokered mode: two sealed memfds, mapped side by side), everything a reader
+ * writes (its slot, its group's cursor, the wake and space words, the table marks) is in
+ * part B. In file mode both parts are one file, A then B. The format of the records in the
+ * log is the ring's: ring/record.h.
  */
 #ifndef SHMBUS_SHM_LAYOUT_H
 #define SHMBUS_SHM_LAYOUT_H
@@ -16,7 +21,8 @@
 #include <stdint.h>
 
 #define SHMBUS_MAGIC 0x53554254424d4853ull /* "SHMBTBUS" little-endian */
-#define SHMBUS_LAYOUT_VERSION 2u
+#define SHMBUS_LAYOUT_VERSION 3u
+#define SHMBUS_RTAB_MAGIC 0x42415452424d4853ull /* "SHMBRTAB": part B's header */
 #define SHMBUS_READY 0x52454459u /* "YDER": written last, with a release store */
 
 #define SHMBUS_CACHELINE 64
@@ -119,27 +125,18 @@ struct shmbus_topic_hdr {
 	uint64_t log_off;
 	uint64_t created_ns;
 	char name[128];
-	/* rarely written: scan bounds of the tables (highest slot ever used + 1), and the
-	 * thread id holding the group-creation lock (0 = free) */
+	/* rarely written: scan bound of the publisher table (highest slot ever used + 1) */
 	uint32_t pubs_hwm;
-	uint32_t readers_hwm;
-	uint32_t groups_hwm;
-	uint32_t group_lock;
+	uint32_t pad0_;
+	uint64_t rtab_off; /* where part B (the reader table header) starts */
 
 	/* claim tail: {position, next sequence}, moved by one 16-byte CAS per claim */
 	uint64_t tail[2] __attribute__((aligned(128)));
 	uint8_t pad1_[128 - 16];
 
-	/* readers' sleep word: armed bits (a reader sleeps, now or lazily) and a wake count
-	 * (ring/wake.h) */
-	uint32_t wake;
-	uint32_t pad_wake_;
-	uint8_t pad2_[128 - 8];
-
-	/* publishers' sleep word (block mode) and the count of waiting publishers */
-	uint32_t space;
-	uint32_t pub_waiters;
-	uint8_t pad3_[128 - 8];
+	/* (version 2 had the readers' wake word here, and the publishers' space word: both
+	 * are written by readers, and are in part B from version 3) */
+	uint8_t pad2_[256];
 
 	/* counters, written with relaxed atomic adds on slow-ish paths */
 	uint64_t published;
@@ -147,7 +144,7 @@ struct shmbus_topic_hdr {
 	uint64_t aborted;
 	uint64_t backpressure_waits;
 	uint64_t wakeups;
-	uint64_t readers_reclaimed;
+	uint64_t pad_reclaimed_; /* version 2's readers_reclaimed: in part B now */
 	uint64_t pubs_reclaimed;
 	uint8_t pad4_[4096 - 640 - 56];
 };
@@ -156,9 +153,44 @@ _Static_assert(offsetof(struct shmbus_topic_hdr, version) == 8, "version offset"
 _Static_assert(offsetof(struct shmbus_topic_hdr, ready) == 12, "ready offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, name) == 112, "name offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, tail) == 256, "tail offset");
-_Static_assert(offsetof(struct shmbus_topic_hdr, wake) == 384, "wake offset");
-_Static_assert(offsetof(struct shmbus_topic_hdr, space) == 512, "space offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, rtab_off) == 248, "rtab offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, published) == 640, "counters offset");
 _Static_assert(sizeof(struct shmbus_topic_hdr) == SHMBUS_HEADER_SIZE, "header size");
+
+/*
+ * The reader table header: the first 4 KiB of part B. What readers write that is not their
+ * own slot or their group's: the table marks, the group-creation lock, the wake words.
+ */
+struct shmbus_rtab_hdr {
+	uint64_t magic;	     /* SHMBUS_RTAB_MAGIC */
+	uint64_t generation; /* equals the header's: the two parts belong together */
+	/* rarely written: scan bounds of the tables (highest slot ever used + 1), and the
+	 * thread id holding the group-creation lock (0 = free) */
+	uint32_t readers_hwm;
+	uint32_t groups_hwm;
+	uint32_t group_lock;
+	uint32_t pad0_;
+	uint64_t readers_reclaimed; /* reader slots freed after their process died */
+	uint8_t pad1_[128 - 40];
+
+	/* readers' sleep word: armed bits (a reader sleeps, now or lazily) and a wake count
+	 * (ring/wake.h) */
+	uint32_t wake;
+	uint32_t pad_wake_;
+	uint8_t pad2_[128 - 8];
+
+	/* publishers' sleep word (block mode; readers bump it when they free space) and the
+	 * count of waiting publishers */
+	uint32_t space;
+	uint32_t pub_waiters;
+	uint8_t pad3_[128 - 8];
+
+	uint8_t pad4_[4096 - 384];
+};
+_Static_assert(offsetof(struct shmbus_rtab_hdr, readers_hwm) == 16, "rtab hwm offset");
+_Static_assert(offsetof(struct shmbus_rtab_hdr, readers_reclaimed) == 32, "rtab reclaimed");
+_Static_assert(offsetof(struct shmbus_rtab_hdr, wake) == 128, "rtab wake offset");
+_Static_assert(offsetof(struct shmbus_rtab_hdr, space) == 256, "rtab space offset");
+_Static_assert(sizeof(struct shmbus_rtab_hdr) == SHMBUS_HEADER_SIZE, "rtab header size");
 
 #endif /* SHMBUS_SHM_LAYOUT_H */

@@ -32,6 +32,8 @@
 #define SLOTS_MAX 4096u
 #define GROUPS_MAX 1024u
 
+enum { OFF_PUBS, OFF_LOG, OFF_RTAB, OFF_READERS, OFF_GROUPS, SEG_NOFF };
+
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) & ~(a - 1);
@@ -42,18 +44,22 @@ static int is_pow2(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
-/* Region offsets for a set of table sizes (all fit easily in 64 bits: tables <= 4096). */
+/* Region offsets for a set of table sizes (all fit easily in 64 bits: tables <= 4096): part
+ * A (header, publisher slots, log), then part B (reader table header, reader slots, group
+ * slots), each region on a page, so each part can be mapped from its own descriptor. */
 static void layout(uint32_t npubs, uint32_t nreaders, uint32_t ngroups, uint64_t cap,
-		   uint64_t off[4], uint64_t *file_size)
+		   uint64_t off[SEG_NOFF], uint64_t *file_size)
 {
-	off[0] = SHMBUS_HEADER_SIZE;
-	off[1] = align_up(off[0] + (uint64_t)npubs * sizeof(struct shmbus_pub_slot),
-			  SHMBUS_REGION_ALIGN);
-	off[2] = align_up(off[1] + (uint64_t)nreaders * sizeof(struct shmbus_reader_slot),
-			  SHMBUS_REGION_ALIGN);
-	off[3] = align_up(off[2] + (uint64_t)ngroups * sizeof(struct shmbus_group_slot),
-			  SHMBUS_REGION_ALIGN);
-	*file_size = off[3] + cap;
+	off[OFF_PUBS] = SHMBUS_HEADER_SIZE;
+	off[OFF_LOG] = align_up(off[OFF_PUBS] + (uint64_t)npubs * sizeof(struct shmbus_pub_slot),
+				SHMBUS_REGION_ALIGN);
+	off[OFF_RTAB] = off[OFF_LOG] + cap;
+	off[OFF_READERS] = off[OFF_RTAB] + SHMBUS_HEADER_SIZE;
+	off[OFF_GROUPS] = align_up(off[OFF_READERS] +
+				   (uint64_t)nreaders * sizeof(struct shmbus_reader_slot),
+				   SHMBUS_REGION_ALIGN);
+	*file_size = align_up(off[OFF_GROUPS] + (uint64_t)ngroups * sizeof(struct shmbus_group_slot),
+			      SHMBUS_REGION_ALIGN);
 }
 
 int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size)
@@ -82,7 +88,7 @@ int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size)
 				  GROUPS_MAX);
 	if (o->flags & ~1u)
 		return shmbus_err(-EINVAL, "unknown flags 0x%x", o->flags & ~1u);
-	uint64_t off[4];
+	uint64_t off[SEG_NOFF];
 	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, file_size);
 	return 0;
 }
@@ -195,14 +201,16 @@ int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h
 		snprintf(why, sizeof(why), "%s", shmbus_errmsg());
 		return shmbus_err(-EBADMSG, "topic '%s': damaged header: %s", name, why);
 	}
-	uint64_t off[4];
+	uint64_t off[SEG_NOFF];
 	layout(o.max_publishers, o.max_readers, o.max_groups, o.capacity, off, &fs);
-	if (h->pubs_off != off[0] || h->readers_off != off[1] || h->groups_off != off[2] ||
-	    h->log_off != off[3] || fs != size)
+	if (h->pubs_off != off[OFF_PUBS] || h->log_off != off[OFF_LOG] ||
+	    h->rtab_off != off[OFF_RTAB] || h->readers_off != off[OFF_READERS] ||
+	    h->groups_off != off[OFF_GROUPS] || fs != size)
 		return shmbus_err(-EBADMSG, "topic '%s': damaged header: region offsets "
-				  "%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 " do not match its "
-				  "tables and a %" PRIu64 "-byte file", name, h->pubs_off,
-				  h->readers_off, h->groups_off, h->log_off, size);
+				  "%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
+				  " do not match its tables and a %" PRIu64 "-byte topic",
+				  name, h->pubs_off, h->log_off, h->rtab_off, h->readers_off,
+				  h->groups_off, size);
 	if (h->stamp_key == 0)
 		return shmbus_err(-EBADMSG, "topic '%s': damaged header: zero stamp key", name);
 	if (seg) {
@@ -212,8 +220,24 @@ int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h
 		seg->key = h->stamp_key;
 		seg->generation = h->generation;
 		seg->size = size;
+		seg->rtab_off = h->rtab_off;
 		snprintf(seg->name, sizeof(seg->name), "%s", name);
 	}
+	return 0;
+}
+
+/* Part B's header, at off in fd, must belong to the topic whose header is h. */
+static int rtab_validate(int fd, uint64_t off, const struct shmbus_topic_hdr *h, const char *name)
+{
+	struct shmbus_rtab_hdr r;
+	memset(&r, 0, sizeof(r));
+	ssize_t n = pread(fd, &r, sizeof(r), (off_t)off);
+	if (n < 0)
+		return shmbus_err(-errno, "topic '%s': read: %s", name, strerror(errno));
+	if (r.magic != SHMBUS_RTAB_MAGIC || r.generation != h->generation)
+		return shmbus_err(-EBADMSG, "topic '%s': damaged reader table header (magic "
+				  "0x%016" PRIx64 ", generation %016" PRIx64 " for %016" PRIx64 ")",
+				  name, r.magic, r.generation, h->generation);
 	return 0;
 }
 
@@ -233,7 +257,25 @@ static int read_validate(int fd, struct shmbus_seg *seg, const char *name)
 		return shmbus_err(-errno, "topic '%s': read: %s", name, strerror(errno));
 	/* The size the header is checked against is the one fstat saw; a file that shrank
 	 * since reads short, and the zeros left in h fail the checks. */
-	return shmbus_seg_validate(seg, &h, (uint64_t)sb.st_size, name);
+	int rc = shmbus_seg_validate(seg, &h, (uint64_t)sb.st_size, name);
+	if (rc < 0)
+		return rc;
+	return rtab_validate(fd, h.rtab_off, &h, name);
+}
+
+/* Point seg's views into the mapping at m (seg's options are validated). */
+static void seg_view(struct shmbus_seg *seg, void *m)
+{
+	seg->base = m;
+	seg->hdr = m;
+	uint64_t off[SEG_NOFF], fs;
+	layout(seg->opts.max_publishers, seg->opts.max_readers, seg->opts.max_groups,
+	       seg->cap, off, &fs);
+	seg->pubs = (struct shmbus_pub_slot *)(seg->base + off[OFF_PUBS]);
+	seg->log = seg->base + off[OFF_LOG];
+	seg->rt = (struct shmbus_rtab_hdr *)(seg->base + off[OFF_RTAB]);
+	seg->readers = (struct shmbus_reader_slot *)(seg->base + off[OFF_READERS]);
+	seg->groups = (struct shmbus_group_slot *)(seg->base + off[OFF_GROUPS]);
 }
 
 int shmbus_seg_open_at(struct shmbus_seg *seg, int dirfd, const char *dir, const char *name)
@@ -253,15 +295,7 @@ int shmbus_seg_open_at(struct shmbus_seg *seg, int dirfd, const char *dir, const
 				strerror(errno));
 		goto out;
 	}
-	seg->base = m;
-	seg->hdr = m;
-	uint64_t off[4], fs;
-	layout(seg->opts.max_publishers, seg->opts.max_readers, seg->opts.max_groups,
-	       seg->cap, off, &fs);
-	seg->pubs = (struct shmbus_pub_slot *)(seg->base + off[0]);
-	seg->readers = (struct shmbus_reader_slot *)(seg->base + off[1]);
-	seg->groups = (struct shmbus_group_slot *)(seg->base + off[2]);
-	seg->log = seg->base + off[3];
+	seg_view(seg, m);
 	rc = 0;
 out:
 	close(fd);
@@ -327,7 +361,7 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 		     uint64_t size)
 {
 	struct shmbus_topic_hdr *h = (void *)base;
-	uint64_t off[4], fs;
+	uint64_t off[SEG_NOFF], fs;
 	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, &fs);
 	h->magic = SHMBUS_MAGIC;
 	h->version = SHMBUS_LAYOUT_VERSION;
@@ -343,18 +377,22 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 	/* Never zero, and far above any position a log reaches, so a zeroed or stale
 	 * commit word can never equal position ^ key. */
 	h->stamp_key = rand64() | (1ull << 63);
-	h->pubs_off = off[0];
-	h->readers_off = off[1];
-	h->groups_off = off[2];
-	h->log_off = off[3];
+	h->pubs_off = off[OFF_PUBS];
+	h->log_off = off[OFF_LOG];
+	h->rtab_off = off[OFF_RTAB];
+	h->readers_off = off[OFF_READERS];
+	h->groups_off = off[OFF_GROUPS];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	h->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	snprintf(h->name, sizeof(h->name), "%s", name);
-	struct shmbus_pub_slot *ps = (void *)(base + off[0]);
+	struct shmbus_rtab_hdr *rt = (void *)(base + off[OFF_RTAB]);
+	rt->magic = SHMBUS_RTAB_MAGIC;
+	rt->generation = h->generation;
+	struct shmbus_pub_slot *ps = (void *)(base + off[OFF_PUBS]);
 	for (uint32_t i = 0; i < o->max_publishers; i++)
 		ps[i].claim_pos = SHMBUS_NOPOS;
-	struct shmbus_reader_slot *rs = (void *)(base + off[1]);
+	struct shmbus_reader_slot *rs = (void *)(base + off[OFF_READERS]);
 	for (uint32_t i = 0; i < o->max_readers; i++)
 		rs[i].pos = SHMBUS_NOPOS;
 	/* Release: everything above is visible before anyone who sees ready (acquire) reads
@@ -490,4 +528,134 @@ int shmbus_seg_create(const char *dir, const char *name, const struct shmbus_seg
 	int rc = shmbus_seg_create_at(dfd, dir, name, o);
 	close(dfd);
 	return rc;
+}
+
+/* ---- brokered mode: two sealed memfds ---------------------------------------------- */
+
+#define SEALS_NEEDED (F_SEAL_SHRINK | F_SEAL_GROW)
+
+static int memfd_part(const char *name, const char *part, uint64_t size)
+{
+	char mname[160];
+	snprintf(mname, sizeof(mname), "shmbus:%s:%s", name, part);
+	int fd = memfd_create(mname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return shmbus_err(-errno, "topic '%s': memfd_create: %s", name, strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int e = errno;
+		close(fd);
+		return shmbus_err(-e, "topic '%s': ftruncate memfd to %" PRIu64 ": %s", name, size,
+				  strerror(e));
+	}
+	int e = posix_fallocate(fd, 0, (off_t)size);
+	if (e) {
+		close(fd);
+		return shmbus_err(-e, "topic '%s': cannot reserve %" PRIu64 " bytes: %s", name,
+				  size, strerror(e));
+	}
+	return fd;
+}
+
+/* Map part A of fda and part B of fdb side by side: a reservation of the whole size first,
+ * so that the two fixed mappings land on address space that is ours. */
+static void *map_parts(int fda, int fdb, uint64_t rtab_off, uint64_t size, int log_ro)
+{
+	void *m = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return m;
+	int pa = log_ro ? PROT_READ : PROT_READ | PROT_WRITE;
+	if (mmap(m, rtab_off, pa, MAP_SHARED | MAP_FIXED, fda, 0) == MAP_FAILED ||
+	    mmap((uint8_t *)m + rtab_off, size - rtab_off, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, fdb, 0) == MAP_FAILED) {
+		int e = errno;
+		munmap(m, size);
+		errno = e;
+		return MAP_FAILED;
+	}
+	return m;
+}
+
+static int seal(int fd, const char *name)
+{
+	if (fcntl(fd, F_ADD_SEALS, SEALS_NEEDED | F_SEAL_SEAL) < 0)
+		return shmbus_err(-errno, "topic '%s': sealing memfd: %s", name, strerror(errno));
+	return 0;
+}
+
+int shmbus_seg_create_memfds(const char *name, const struct shmbus_seg_opts *o, int *fda,
+			     int *fdb)
+{
+	uint64_t size, off[SEG_NOFF];
+	int rc = shmbus_seg_opts_check(o, &size);
+	if (rc < 0)
+		return rc;
+	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, &size);
+	int a = memfd_part(name, "log", off[OFF_RTAB]);
+	if (a < 0)
+		return a;
+	int b = memfd_part(name, "readers", size - off[OFF_RTAB]);
+	if (b < 0) {
+		close(a);
+		return b;
+	}
+	void *m = map_parts(a, b, off[OFF_RTAB], size, 0);
+	if (m == MAP_FAILED) {
+		rc = shmbus_err(-errno, "topic '%s': mmap: %s", name, strerror(errno));
+		goto fail;
+	}
+	seg_init(m, name, o, size);
+	munmap(m, size);
+	if ((rc = seal(a, name)) < 0 || (rc = seal(b, name)) < 0)
+		goto fail;
+	*fda = a;
+	*fdb = b;
+	return 0;
+fail:
+	close(a);
+	close(b);
+	return rc;
+}
+
+/* fd's size, and that it cannot shrink. */
+static int part_check(int fd, const char *name, const char *part, uint64_t *size)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) < 0)
+		return shmbus_err(-errno, "topic '%s': fstat of its %s: %s", name, part,
+				  strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return shmbus_err(-EPROTO, "topic '%s': its %s is a %s, not memory", name, part,
+				  shmbus_seg_ftype(sb.st_mode));
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & SEALS_NEEDED) != SEALS_NEEDED)
+		return shmbus_err(-EPERM, "topic '%s': its %s is not sealed against shrinking "
+				  "(a mapping of it could fault); refusing it", name, part);
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+int shmbus_seg_open_fds(struct shmbus_seg *seg, int fda, int fdb, int log_ro, const char *name)
+{
+	memset(seg, 0, sizeof(*seg));
+	uint64_t sa, sbsz;
+	int rc = part_check(fda, name, "log", &sa);
+	if (rc < 0 || (rc = part_check(fdb, name, "reader table", &sbsz)) < 0)
+		return rc;
+	struct shmbus_topic_hdr h;
+	memset(&h, 0, sizeof(h));
+	if (pread(fda, &h, sizeof(h), 0) < 0)
+		return shmbus_err(-errno, "topic '%s': read: %s", name, strerror(errno));
+	if (h.rtab_off != sa)
+		return shmbus_err(-EBADMSG, "topic '%s': its log is %" PRIu64 " bytes, the header "
+				  "says %" PRIu64, name, sa, h.rtab_off);
+	if ((rc = shmbus_seg_validate(seg, &h, sa + sbsz, name)) < 0 ||
+	    (rc = rtab_validate(fdb, 0, &h, name)) < 0)
+		return rc;
+	void *m = map_parts(fda, fdb, sa, seg->size, log_ro);
+	if (m == MAP_FAILED)
+		return shmbus_err(-errno, "topic '%s': mmap of %zu bytes: %s", name, seg->size,
+				  strerror(errno));
+	seg_view(seg, m);
+	seg->log_ro = log_ro;
+	return 0;
 }

@@ -30,9 +30,12 @@ struct shmbus_seg {
 	size_t size;
 	struct shmbus_topic_hdr *hdr;
 	struct shmbus_pub_slot *pubs;
+	uint8_t *log;
+	struct shmbus_rtab_hdr *rt; /* part B: the reader table header */
 	struct shmbus_reader_slot *readers;
 	struct shmbus_group_slot *groups;
-	uint8_t *log;
+	uint64_t rtab_off; /* where part B starts */
+	int log_ro;	   /* part A is mapped read-only (a brokered subscriber) */
 	uint64_t cap;
 	uint64_t mask;
 	uint64_t key;
@@ -73,6 +76,25 @@ int shmbus_seg_open(struct shmbus_seg *seg, const char *dir, const char *name);
 
 /* Unmap. */
 void shmbus_seg_close(struct shmbus_seg *seg);
+
+/*
+ * Brokered mode: build a topic in two sealed memfds instead of a file, part A (header,
+ * publisher slots, log) in *fda and part B (reader table) in *fdb, both read-write and
+ * sealed against shrinking and growing (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL), so that
+ * nobody holding them can ever make a mapping of them fault. 0 or -errno with a message.
+ */
+int shmbus_seg_create_memfds(const char *name, const struct shmbus_seg_opts *o, int *fda,
+			     int *fdb);
+
+/*
+ * Map a topic from its two parts' descriptors (shmbus_seg_create_memfds(), passed on),
+ * side by side so that the view is the same as a file's. With log_ro, part A is mapped
+ * read-only (fda may be read-only): the caller must never write it (seg->log_ro tells the
+ * ring code). Both descriptors must be sealed against shrinking (a descriptor that is not
+ * could fault: -EPERM), of the sizes the header names. The descriptors are not kept (the
+ * caller closes them). 0 or -errno with a message.
+ */
+int shmbus_seg_open_fds(struct shmbus_seg *seg, int fda, int fdb, int log_ro, const char *name);
 
 /*
  * The generation (random incarnation id) in the header of dir/name.topic, read and

@@ -304,8 +304,9 @@ static void fixed_cases(void)
 		{ "100 bytes", 100 },
 		{ "header minus one byte", SHMBUS_HEADER_SIZE - 1 },
 		{ "header only", SHMBUS_HEADER_SIZE },
-		{ "header and tables, no log", (size_t)log_off },
+		{ "header and publishers, no log", (size_t)log_off },
 		{ "log cut in half", (size_t)(log_off + cap / 2) },
+		{ "log, no reader table", (size_t)(log_off + cap) },
 		{ "last page missing", orig_size - 4096 },
 		{ "one byte short", orig_size - 1 },
 		{ "one page too long", orig_size + 4096 },
@@ -376,6 +377,9 @@ static void fixed_cases(void)
 	BAD(log_off, log_off + 32, "log unaligned and beyond the file");
 	BAD(log_off, S, "log at the end of the file");
 	BAD(log_off, h->groups_off, "log over the group table");
+	BAD(rtab_off, log_off, "reader table header over the log");
+	BAD(rtab_off, S, "reader table header at the end of the file");
+	BAD(rtab_off, 0, "reader table header over the header");
 	BAD(max_message, (uint32_t)cap, "max_message > capacity");
 	BAD(max_message, (uint32_t)cap / 2, "max_message > capacity/2 - 64");
 	BAD(max_message, 0xffffffffu, "max_message absurd");
@@ -425,18 +429,23 @@ static void fixed_cases(void)
 struct field {
 	const char *name;
 	size_t off, size;
+	int rtab; /* in part B's header: off is from rtab_off */
 };
-#define F(x) { #x, offsetof(struct shmbus_topic_hdr, x), sizeof(((struct shmbus_topic_hdr *)0)->x) }
+#define F(x) { #x, offsetof(struct shmbus_topic_hdr, x), sizeof(((struct shmbus_topic_hdr *)0)->x), 0 }
+#define R(x) { #x, offsetof(struct shmbus_rtab_hdr, x), sizeof(((struct shmbus_rtab_hdr *)0)->x), 1 }
 static const struct field fields[] = {
 	F(magic), F(version), F(ready), F(file_size), F(capacity), F(max_message), F(policy),
 	F(max_readers), F(max_groups), F(max_publishers), F(flags), F(generation),
-	F(stamp_key), F(pubs_off), F(readers_off), F(groups_off), F(log_off), F(created_ns),
-	{ "tail[0]", offsetof(struct shmbus_topic_hdr, tail), 8 },
-	{ "tail[1]", offsetof(struct shmbus_topic_hdr, tail) + 8, 8 },
-	F(wake), F(space), F(pub_waiters), F(published), F(aborted),
-	F(readers_reclaimed),
+	F(stamp_key), F(pubs_off), F(readers_off), F(groups_off), F(log_off), F(rtab_off),
+	F(created_ns), F(pubs_hwm),
+	{ "tail[0]", offsetof(struct shmbus_topic_hdr, tail), 8, 0 },
+	{ "tail[1]", offsetof(struct shmbus_topic_hdr, tail) + 8, 8, 0 },
+	F(published), F(aborted),
+	R(magic), R(generation), R(readers_hwm), R(groups_hwm), R(group_lock),
+	R(readers_reclaimed), R(wake), R(space), R(pub_waiters),
 };
 #undef F
+#undef R
 
 static uint64_t interesting(uint64_t old)
 {
@@ -491,8 +500,8 @@ static void header_garbage(void)
 		const struct field *f = NULL;
 		for (int j = 0; j < k; j++) {
 			f = &fields[t_rand(&rs) % (sizeof(fields) / sizeof(fields[0]))];
-			put_field(b, f->off, f->size,
-				  interesting(get_field(b, f->off, f->size)));
+			size_t off = f->off + (f->rtab ? HDR(orig)->rtab_off : 0);
+			put_field(b, off, f->size, interesting(get_field(b, off, f->size)));
 		}
 		snprintf(what, sizeof(what), "%d fields (last %s)", k, f->name);
 		damaged(what, b, orig_size, 0, 0, 0);
@@ -721,7 +730,7 @@ int main(void)
 	printf("topic file %zu bytes: pubs@%" PRIu64 " readers@%" PRIu64 " groups@%" PRIu64
 	       " log@%" PRIu64 ", tail %" PRIu64 "\n", orig_size, h->pubs_off, h->readers_off,
 	       h->groups_off, h->log_off, h->tail[0]);
-	CHECK(h->log_off + h->capacity == orig_size);
+	CHECK(h->log_off + h->capacity == h->rtab_off && h->file_size == orig_size);
 
 	/* The saved file itself is fine. */
 	damaged("the original", orig, orig_size, 0, 0, 0);

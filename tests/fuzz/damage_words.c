@@ -177,7 +177,7 @@ static void case_wake_word(void)
 	/* Wait until it armed the wake word and sleeps in the kernel, then clear the armed
 	 * bits (the damage): nothing will wake it but its own bound. */
 	uint64_t t0 = shmbus_now_ns();
-	while (!(__atomic_load_n(&seg.hdr->wake, __ATOMIC_SEQ_CST) & SHMBUS_WAKE_ARMED) ||
+	while (!(__atomic_load_n(&seg.rt->wake, __ATOMIC_SEQ_CST) & SHMBUS_WAKE_ARMED) ||
 	       !sl.tid || t_proc_state(sl.tid) != 'S') {
 		if (shmbus_now_ns() - t0 > (uint64_t)T_WAIT_MS * MS) {
 			fprintf(stderr, "the reader never went to sleep armed\n");
@@ -185,7 +185,7 @@ static void case_wake_word(void)
 		}
 		sched_yield();
 	}
-	__atomic_and_fetch(&seg.hdr->wake, ~SHMBUS_WAKE_ARMED, __ATOMIC_SEQ_CST);
+	__atomic_and_fetch(&seg.rt->wake, ~SHMBUS_WAKE_ARMED, __ATOMIC_SEQ_CST);
 	uint64_t sent = shmbus_now_ns();
 	publish_u64(pub, 42, 1000);
 	CHECK(pthread_join(th, NULL) == 0);

@@ -27,7 +27,7 @@ static uint32_t armed(const char *topic)
 {
 	struct shmbus_seg seg;
 	CHECK_RC(shmbus_topic_open_seg(bus, topic, &seg), 0);
-	uint32_t n = __atomic_load_n(&seg.hdr->wake, __ATOMIC_SEQ_CST) & SHMBUS_WAKE_ARMED;
+	uint32_t n = __atomic_load_n(&seg.rt->wake, __ATOMIC_SEQ_CST) & SHMBUS_WAKE_ARMED;
 	shmbus_seg_close(&seg);
 	return n;
 }

@@ -162,7 +162,7 @@ static void *wh_publisher(void *arg)
 static void wh_pause(struct shmbus_seg *s)
 {
 	uint64_t end = t_deadline(T_WAIT_MS);
-	while (!sb_ld_acquire(&s->hdr->pub_waiters) && !__atomic_load_n(&wh_done, __ATOMIC_ACQUIRE)) {
+	while (!sb_ld_acquire(&s->rt->pub_waiters) && !__atomic_load_n(&wh_done, __ATOMIC_ACQUIRE)) {
 		if (t_now_ns() > end) {
 			fprintf(stderr,
 				"wake hysteresis: the publisher neither waited for space "
@@ -188,7 +188,7 @@ static void wake_hysteresis(void)
 	CHECK_RC(shmbus_pub_open(&pub, bus, "wh"), 0);
 	struct shmbus_seg s;
 	CHECK_RC(shmbus_seg_open(&s, shmbus_bus_path(bus), "wh"), 0);
-	uint32_t wakes0 = sb_ld_relaxed(&s.hdr->space);
+	uint32_t wakes0 = sb_ld_relaxed(&s.rt->space);
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, wh_publisher, pub) == 0);
 	/* A slow reader: a pause every 64 messages, until the ring is full and the publisher
@@ -202,7 +202,7 @@ static void wake_hysteresis(void)
 			wh_pause(&s);
 	}
 	CHECK(pthread_join(th, NULL) == 0);
-	uint32_t wakes = sb_ld_relaxed(&s.hdr->space) - wakes0;
+	uint32_t wakes = sb_ld_relaxed(&s.rt->space) - wakes0;
 	/* One wake per sixteenth of the ring read, and a few for the reader's sleeps. */
 	uint64_t bytes = (uint64_t)WH_N * shmbus_rec_stride(WH_LEN);
 	uint64_t bound = bytes / (o.capacity / 16) + 32;

@@ -33,11 +33,15 @@ int main(void)
 	struct shmbus_topic_hdr *h = s.hdr;
 	CHECK(h->magic == SHMBUS_MAGIC && h->version == SHMBUS_LAYOUT_VERSION);
 	CHECK(h->ready == SHMBUS_READY);
+	/* Part A: header, publishers, log; part B: reader table header, readers, groups. */
 	CHECK(h->pubs_off == 4096);
-	CHECK(h->readers_off == 4096 + 8192); /* 70 x 64 B rounds up to two pages */
+	CHECK(h->log_off == 4096 + 8192); /* 70 x 64 B rounds up to two pages */
+	CHECK(h->rtab_off == h->log_off + (1 << 16));
+	CHECK(h->readers_off == h->rtab_off + 4096);
 	CHECK(h->groups_off == h->readers_off + 4096);
-	CHECK(h->log_off == h->groups_off + 4096);
-	CHECK(h->file_size == h->log_off + (1 << 16));
+	CHECK(h->file_size == h->groups_off + 4096);
+	CHECK(s.rt->magic == SHMBUS_RTAB_MAGIC && s.rt->generation == h->generation);
+	CHECK((uint8_t *)s.rt == s.base + h->rtab_off && !s.log_ro);
 	CHECK(s.cap == 1 << 16 && s.mask == s.cap - 1);
 	CHECK(h->stamp_key >> 63);
 	CHECK(s.opts.max_message == 1000 && s.opts.policy == 1 && s.opts.max_publishers == 70);
