@@ -223,8 +223,9 @@ SHMBUS_API int shmbus_bus_open_flags(shmbus_bus_t **out, const char *name, int f
 		return rc;
 	}
 	/* Looking is not using: a looker is no client of the daemon (nothing is logged). */
-	if (!(flags & SHMBUS_BUS_LOOK))
-		shmbus_client_register(b);
+	b->look = (flags & SHMBUS_BUS_LOOK) != 0;
+	pthread_mutex_init(&b->lock, NULL);
+	shmbus_client_register(b);
 	*out = b;
 	return 0;
 }
@@ -241,6 +242,7 @@ SHMBUS_API void shmbus_bus_close(shmbus_bus_t *bus)
 	shmbus_client_unregister(bus);
 	if (bus->dirfd >= 0)
 		close(bus->dirfd);
+	pthread_mutex_destroy(&bus->lock);
 	free(bus);
 }
 

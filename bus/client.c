@@ -6,6 +6,7 @@
  * the daemon to work; the daemon only supervises).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +22,16 @@
 #include "shm/proc.h"
 
 #define REGISTER_TIMEOUT_MS 500
+/* A brokered request: the daemon answers at once unless it is stopped or swamped. */
+#define BROKER_TIMEOUT_MS 5000
 
-/* Connect to the bus's control socket. Returns the fd or -errno (-ENOENT: none). */
+/* Connect to the bus's control socket. Returns the fd or -errno (-ENOENT: none). The
+ * socket is found through the bus directory's descriptor (the one checked when the bus was
+ * opened), not by its path, which may name another directory by now. */
 static int control_connect(const shmbus_bus_t *bus)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", bus->path,
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", bus->dirfd,
 			     SHMBUS_SOCK_NAME) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -73,21 +78,34 @@ static ssize_t recv_timeout(int fd, void *buf, size_t len, int timeout_ms)
 	}
 }
 
-void shmbus_client_register(shmbus_bus_t *bus)
+/* Does daemon.state say the bus is brokered? (A daemon's word even when it is not running:
+ * a brokered bus has no topic files, and must not get any.) */
+static int state_brokered(const shmbus_bus_t *bus)
 {
-	bus->daemon_fd = -1;
-	const char *off = getenv("SHMBUS_NO_DAEMON");
-	if (off && *off && strcmp(off, "0") != 0)
-		return;
+	int fd = openat(bus->dirfd, SHMBUS_STATE_NAME,
+			O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return 0;
+	struct shmbus_daemon_state ds;
+	ssize_t n = pread(fd, &ds, sizeof(ds), 0);
+	close(fd);
+	return n == (ssize_t)sizeof(ds) && ds.magic == SHMBUS_STATE_MAGIC &&
+	       ds.access == SHMBUS_STATE_BROKERED;
+}
+
+/* Connect and say hello. Returns the fd (welcome's flags in *flags) or -errno. */
+static int hello(shmbus_bus_t *bus, uint32_t *flags)
+{
 	int fd = control_connect(bus);
 	if (fd < 0)
-		return;
+		return fd;
 	struct shmbus_p_hello hello;
 	memset(&hello, 0, sizeof(hello));
 	shmbus_p_init(&hello.h, SHMBUS_P_HELLO, sizeof(hello));
 	pid_t pid;
 	uint64_t st;
-	if (shmbus_proc_self(&pid, &st) < 0)
+	int rc = shmbus_proc_self(&pid, &st);
+	if (rc < 0)
 		goto fail;
 	hello.pid = pid;
 	hello.starttime = st;
@@ -99,6 +117,7 @@ void shmbus_client_register(shmbus_bus_t *bus)
 		fclose(f);
 	}
 	snprintf(hello.prog, sizeof(hello.prog), "%s", comm);
+	rc = -EPROTO;
 	if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
 		goto fail;
 	union {
@@ -108,11 +127,30 @@ void shmbus_client_register(shmbus_bus_t *bus)
 	ssize_t n = recv_timeout(fd, &in, sizeof(in), REGISTER_TIMEOUT_MS);
 	if (n < 0 || !shmbus_p_check(&in, (size_t)n, SHMBUS_P_WELCOME, sizeof(in.w)))
 		goto fail;
-	bus->daemon_fd = fd;
 	bus->client_id = in.w.client_id;
-	return;
+	*flags = in.w.flags;
+	return fd;
 fail:
 	close(fd);
+	return rc;
+}
+
+void shmbus_client_register(shmbus_bus_t *bus)
+{
+	bus->daemon_fd = -1;
+	/* A brokered bus is used through its daemon or not at all. */
+	bus->brokered = state_brokered(bus);
+	if (bus->look)
+		return; /* a looker connects on its first request, without registering */
+	const char *off = getenv("SHMBUS_NO_DAEMON");
+	if (off && *off && strcmp(off, "0") != 0 && !bus->brokered)
+		return;
+	uint32_t flags = 0;
+	int fd = hello(bus, &flags);
+	if (fd < 0)
+		return;
+	bus->daemon_fd = fd;
+	bus->brokered = (flags & SHMBUS_P_BROKERED) != 0;
 }
 
 void shmbus_client_unregister(shmbus_bus_t *bus)
@@ -180,4 +218,229 @@ SHMBUS_API int shmbus_daemon_ping(shmbus_bus_t *bus, int timeout_ms, shmbus_daem
 out:
 	close(fd);
 	return rc;
+}
+
+/* ---- brokered topics ------------------------------------------------------------------ */
+
+void shmbus_bus_set_broker(shmbus_bus_t *bus, const struct shmbus_broker *b)
+{
+	bus->broker = b;
+	bus->brokered = b != NULL;
+}
+
+int shmbus_bus_brokered(const shmbus_bus_t *bus)
+{
+	return bus->brokered;
+}
+
+/* The connection requests go on: the registration's; a looker's own, made on first use
+ * (a looker is no client: it is not registered, so nothing of it is reaped or logged).
+ * Called with bus->lock held. */
+static int broker_conn(shmbus_bus_t *bus)
+{
+	if (bus->daemon_fd >= 0)
+		return bus->daemon_fd;
+	int fd;
+	if (bus->look) {
+		fd = control_connect(bus);
+	} else {
+		uint32_t flags = 0;
+		fd = hello(bus, &flags);
+	}
+	if (fd < 0)
+		return shmbus_err(-ENOTCONN, "bus '%s' is brokered (its topics are handed out by "
+				  "shmbusd) and its daemon does not answer on %s/%s: %s",
+				  bus->name, bus->path, SHMBUS_SOCK_NAME, strerror(-fd));
+	bus->daemon_fd = fd;
+	return fd;
+}
+
+/*
+ * One request, one answer of type want (or ERROR), with up to two descriptors. Returns the
+ * answer's size or -errno with a message; a connection that fails is dropped (the next
+ * request makes a new one).
+ */
+static ssize_t broker_call(shmbus_bus_t *bus, const void *req, size_t len, void *resp,
+			   size_t resplen, uint16_t want, int fds[2], int *nfds)
+{
+	*nfds = 0;
+	int fd = broker_conn(bus);
+	if (fd < 0)
+		return fd;
+	ssize_t n;
+	if (send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		n = shmbus_err(-errno, "bus '%s': cannot talk to the daemon: %s", bus->name,
+			       strerror(errno));
+		goto drop;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int prc;
+	uint64_t deadline = mono_ms() + BROKER_TIMEOUT_MS;
+	do {
+		uint64_t now = mono_ms();
+		prc = poll(&p, 1, now >= deadline ? 0 : (int)(deadline - now));
+	} while (prc < 0 && errno == EINTR);
+	if (prc <= 0) {
+		n = shmbus_err(-ETIMEDOUT, "bus '%s': the daemon did not answer within %d ms",
+			       bus->name, BROKER_TIMEOUT_MS);
+		goto drop;
+	}
+	union {
+		struct cmsghdr c;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} cbuf;
+	struct iovec iov = { .iov_base = resp, .iov_len = resplen };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+			     .msg_controllen = sizeof(cbuf.buf) };
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		n = shmbus_err(n < 0 ? -errno : -ECONNRESET, "bus '%s': no answer from the "
+			       "daemon: %s", bus->name, n < 0 ? strerror(errno) : "it closed");
+		goto drop;
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		int *in = (int *)(void *)CMSG_DATA(c);
+		for (int i = 0; i < k; i++) {
+			if (*nfds < 2)
+				fds[(*nfds)++] = in[i];
+			else
+				close(in[i]);
+		}
+	}
+	const struct shmbus_p_hdr *h = resp;
+	if (shmbus_p_check(resp, (size_t)n, SHMBUS_P_ERROR, sizeof(struct shmbus_p_error))) {
+		const struct shmbus_p_error *e = resp;
+		char text[sizeof(e->text) + 1];
+		memcpy(text, e->text, sizeof(e->text));
+		text[sizeof(e->text)] = '\0';
+		n = shmbus_err(e->err > 0 ? -e->err : -EPROTO, "bus '%s': %s", bus->name, text);
+		goto close_fds;
+	}
+	if ((size_t)n < sizeof(*h) || h->magic != SHMBUS_PROTO_MAGIC || h->type != want ||
+	    h->len != (size_t)n) {
+		n = shmbus_err(-EPROTO, "bus '%s': the daemon's answer is malformed", bus->name);
+		goto close_fds;
+	}
+	return n;
+drop:
+	close(fd);
+	bus->daemon_fd = -1;
+close_fds:
+	for (int i = 0; i < *nfds; i++)
+		close(fds[i]);
+	*nfds = 0;
+	return n;
+}
+
+int shmbus_broker_open(shmbus_bus_t *bus, const char *name, int role,
+		       const struct shmbus_seg_opts *create, int fd[2], uint64_t *generation)
+{
+	if (bus->broker)
+		return bus->broker->open(bus->broker->ctx, name, role, create, fd, generation);
+	struct shmbus_p_open req;
+	memset(&req, 0, sizeof(req));
+	shmbus_p_init(&req.h, SHMBUS_P_OPEN, sizeof(req));
+	snprintf(req.name, sizeof(req.name), "%s", name);
+	req.role = (uint32_t)role;
+	if (create) {
+		req.create = 1;
+		req.capacity = create->capacity;
+		req.max_message = create->max_message;
+		req.policy = create->policy;
+		req.max_readers = create->max_readers;
+		req.max_groups = create->max_groups;
+		req.max_publishers = create->max_publishers;
+		req.flags = create->flags;
+	}
+	union {
+		struct shmbus_p_opened o;
+		char raw[SHMBUS_PROTO_MAX];
+	} in;
+	int got[2], ngot = 0;
+	pthread_mutex_lock(&bus->lock);
+	ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_OPENED, got,
+				&ngot);
+	pthread_mutex_unlock(&bus->lock);
+	if (n < 0)
+		return (int)n;
+	int want = role == SHMBUS_ROLE_CREATE ? 0 : 2;
+	if ((size_t)n != sizeof(in.o) || in.o.nfds != (uint32_t)want || ngot != want) {
+		for (int i = 0; i < ngot; i++)
+			close(got[i]);
+		return shmbus_err(-EPROTO, "bus '%s': the daemon's answer for topic '%s' is "
+				  "malformed", bus->name, name);
+	}
+	if (want) {
+		fd[0] = got[0];
+		fd[1] = got[1];
+	}
+	if (generation)
+		*generation = in.o.generation;
+	return in.o.created ? 1 : 0;
+}
+
+int shmbus_broker_remove(shmbus_bus_t *bus, const char *name)
+{
+	if (bus->broker)
+		return bus->broker->remove(bus->broker->ctx, name);
+	struct shmbus_p_name req;
+	memset(&req, 0, sizeof(req));
+	shmbus_p_init(&req.h, SHMBUS_P_REMOVE, sizeof(req));
+	snprintf(req.name, sizeof(req.name), "%s", name);
+	union {
+		struct shmbus_p_done d;
+		char raw[SHMBUS_PROTO_MAX];
+	} in;
+	int got[2], ngot = 0;
+	pthread_mutex_lock(&bus->lock);
+	ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_DONE, got, &ngot);
+	pthread_mutex_unlock(&bus->lock);
+	for (int i = 0; i < ngot; i++)
+		close(got[i]);
+	if (n < 0)
+		return (int)n;
+	return 0;
+}
+
+int shmbus_broker_list(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg), void *arg)
+{
+	if (bus->broker)
+		return bus->broker->list(bus->broker->ctx, fn, arg);
+	struct shmbus_p_name req;
+	memset(&req, 0, sizeof(req));
+	shmbus_p_init(&req.h, SHMBUS_P_LIST, sizeof(req));
+	for (;;) {
+		union {
+			struct shmbus_p_names l;
+			char raw[SHMBUS_PROTO_MAX];
+		} in;
+		int got[2], ngot = 0;
+		pthread_mutex_lock(&bus->lock);
+		ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_NAMES,
+					got, &ngot);
+		pthread_mutex_unlock(&bus->lock);
+		for (int i = 0; i < ngot; i++)
+			close(got[i]);
+		if (n < 0)
+			return (int)n;
+		if ((size_t)n != sizeof(in.l) || in.l.names[sizeof(in.l.names) - 1])
+			return shmbus_err(-EPROTO, "bus '%s': the daemon's topic list is malformed",
+					  bus->name);
+		const char *p = in.l.names, *last = NULL;
+		for (uint32_t i = 0; i < in.l.n && p < in.l.names + sizeof(in.l.names); i++) {
+			int rc = fn(p, arg);
+			if (rc)
+				return rc;
+			last = p;
+			p += strlen(p) + 1;
+		}
+		if (!in.l.more || !last)
+			return 0;
+		snprintf(req.name, sizeof(req.name), "%s", last);
+	}
 }

@@ -44,6 +44,8 @@ static int cmp_names(const void *a, const void *b)
 SHMBUS_API int shmbus_topic_foreach(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg),
 				    void *arg)
 {
+	if (bus->brokered)
+		return shmbus_broker_list(bus, fn, arg);
 	/* The bus's own directory, not whatever its path names now; a descriptor of our
 	 * own for the DIR, whose position is then ours alone. */
 	int dfd = openat(bus->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

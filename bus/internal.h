@@ -7,6 +7,7 @@
 #define SHMBUS_BUS_INTERNAL_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,12 @@ struct shmbus_bus {
 	int dirfd;
 	int daemon_fd;      /* registered with the bus's daemon: the connection, else -1 */
 	uint64_t client_id; /* the daemon's id for this registration */
+	int look;	    /* opened with SHMBUS_BUS_LOOK: no registration */
+	/* A brokered bus: topics are opened through the daemon (bus/client.c), or, in the
+	 * daemon itself, through its in-process broker. */
+	int brokered;
+	const struct shmbus_broker *broker;
+	pthread_mutex_t lock; /* one request at a time on daemon_fd */
 };
 
 /* A publisher: a writer on the topic (which maps it) and the slot it took. */
@@ -57,8 +64,25 @@ int shmbus_slot_take(struct shmbus_seg *s, enum shmbus_table t);
 /* Give back a slot taken with shmbus_slot_take() (its user has cleared what it wrote). */
 void shmbus_slot_put(struct shmbus_seg *s, enum shmbus_table t, uint32_t idx);
 
-/* Register with the bus's daemon if one runs (best effort; sets daemon_fd or -1). */
+/* Register with the bus's daemon if one runs (best effort; sets daemon_fd or -1). Learns
+ * whether the bus is brokered (from the daemon, or from daemon.state when none answers). */
 void shmbus_client_register(shmbus_bus_t *bus);
 void shmbus_client_unregister(shmbus_bus_t *bus);
+
+/*
+ * A brokered bus's topics, through the in-process broker or the daemon (bus/proto.h):
+ * open hands out the two parts' descriptors for role (SHMBUS_ROLE_*; for
+ * SHMBUS_ROLE_CREATE none, and with create NULL it only tells whether the topic exists
+ * and its generation). Returns 1 when this call created the topic, 0 when it existed,
+ * or -errno with a message (-EACCES refused by the daemon's ACL, -ENOTCONN no daemon).
+ */
+/* Open a topic's view for role (SHMBUS_ROLE_PUB, _SUB, _LOOK): its file, or on a brokered
+ * bus the descriptors the daemon hands out (part A read-only unless PUB). */
+int shmbus_topic_open_role(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg, int role);
+
+int shmbus_broker_open(shmbus_bus_t *bus, const char *name, int role,
+		       const struct shmbus_seg_opts *create, int fd[2], uint64_t *generation);
+int shmbus_broker_remove(shmbus_bus_t *bus, const char *name);
+int shmbus_broker_list(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg), void *arg);
 
 #endif

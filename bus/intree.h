@@ -105,4 +105,24 @@ int shmbus_opts_resolve(const shmbus_topic_opts_t *in, struct shmbus_seg_opts *o
  * itself (the daemon's reaper). Close with shmbus_seg_close(). */
 int shmbus_topic_open_seg(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg);
 
+/*
+ * The daemon's side of a brokered bus, in its own process: the bus handle the daemon opens
+ * calls these instead of asking itself over the control socket. Same contracts as
+ * shmbus_broker_open() and friends (bus/internal.h); called from any thread. Descriptors
+ * returned are the caller's to close; the daemon's own views are always read-write.
+ */
+struct shmbus_broker {
+	int (*open)(void *ctx, const char *name, int role, const struct shmbus_seg_opts *create,
+		    int fd[2], uint64_t *generation);
+	int (*remove)(void *ctx, const char *name);
+	int (*list)(void *ctx, int (*fn)(const char *name, void *arg), void *arg);
+	void *ctx;
+};
+
+/* Make bus brokered through b (NULL: a file-mode bus, whatever daemon.state said). */
+void shmbus_bus_set_broker(shmbus_bus_t *bus, const struct shmbus_broker *b);
+
+/* Is bus brokered (topics through the daemon, none as files)? */
+int shmbus_bus_brokered(const shmbus_bus_t *bus);
+
 #endif

@@ -14,6 +14,21 @@
  *   client -> daemon   PING                                 anyone, registered or not
  *   daemon -> client   PONG {daemon info}
  *   daemon -> client   ERROR {errno, text}                  a request it refused
+ *
+ * On a brokered bus (shmbusd's `access = brokered`; WELCOME says so) topics are not files:
+ * the daemon holds each as two sealed memfds and hands them out, checked against its ACL
+ * with the peer's SO_PEERCRED and SO_PEERGROUPS, never with anything the message claims:
+ *
+ *   client -> daemon   OPEN {name, role, create?, opts}     a publisher's, a subscriber's or a
+ *                                                           looker's view of a topic
+ *   daemon -> client   OPENED {created, generation}         + SCM_RIGHTS: part A (read-only
+ *                                                           unless the role is PUB), part B
+ *   client -> daemon   REMOVE {name}
+ *   daemon -> client   DONE {0}
+ *   client -> daemon   LIST {after}                         the topics the peer may use,
+ *   daemon -> client   NAMES {n, more, names}               sorted, a page at a time
+ *
+ * Requests on one connection are answered in order, one answer each.
  */
 #ifndef SHMBUS_BUS_PROTO_H
 #define SHMBUS_BUS_PROTO_H
@@ -32,6 +47,23 @@ enum shmbus_proto_type {
 	SHMBUS_P_PONG = 4,
 	SHMBUS_P_ERROR = 5,
 	SHMBUS_P_BYE = 6,
+	SHMBUS_P_OPEN = 7,
+	SHMBUS_P_OPENED = 8,
+	SHMBUS_P_REMOVE = 9,
+	SHMBUS_P_DONE = 10,
+	SHMBUS_P_LIST = 11,
+	SHMBUS_P_NAMES = 12,
+};
+
+/* WELCOME flags. */
+#define SHMBUS_P_BROKERED 1u /* topics are opened through the daemon (OPEN), not as files */
+
+/* OPEN roles: what the view is for; each needs its right (daemon/acl.h). */
+enum shmbus_p_role {
+	SHMBUS_ROLE_CREATE = 0, /* make the topic only; no descriptors */
+	SHMBUS_ROLE_PUB = 1,	/* part A read-write: publishing */
+	SHMBUS_ROLE_SUB = 2,	/* part A read-only: subscribing */
+	SHMBUS_ROLE_LOOK = 3,	/* part A read-only: stats, listings (publish or subscribe) */
 };
 
 struct shmbus_p_hdr {
@@ -53,9 +85,50 @@ struct shmbus_p_hello {
 struct shmbus_p_welcome {
 	struct shmbus_p_hdr h;
 	int32_t daemon_pid;
-	uint32_t pad;
+	uint32_t flags; /* SHMBUS_P_BROKERED */
 	uint64_t client_id;
 };
+
+struct shmbus_p_open {
+	struct shmbus_p_hdr h;
+	char name[128];
+	uint32_t role;	 /* enum shmbus_p_role */
+	uint32_t create; /* 1: create the topic with the options below if it does not exist */
+	uint64_t capacity;
+	uint32_t max_message;
+	uint32_t policy;
+	uint32_t max_readers;
+	uint32_t max_groups;
+	uint32_t max_publishers;
+	uint32_t flags;
+};
+
+struct shmbus_p_opened {
+	struct shmbus_p_hdr h;
+	int32_t created; /* 1: this request made the topic */
+	uint32_t nfds;	 /* descriptors passed with it: 0, or 2 (part A, part B) */
+	uint64_t generation;
+};
+
+/* REMOVE {name}; LIST {name: list the names after this one, "" from the start}. */
+struct shmbus_p_name {
+	struct shmbus_p_hdr h;
+	char name[128];
+};
+
+struct shmbus_p_done {
+	struct shmbus_p_hdr h;
+	int32_t result;
+	uint32_t pad;
+};
+
+struct shmbus_p_names {
+	struct shmbus_p_hdr h;
+	uint32_t n;    /* names in names[], each NUL-terminated */
+	uint32_t more; /* 1: ask again after the last one */
+	char names[960];
+};
+_Static_assert(sizeof(struct shmbus_p_names) <= SHMBUS_PROTO_MAX, "names fits a datagram");
 
 struct shmbus_p_pong {
 	struct shmbus_p_hdr h;
@@ -98,8 +171,11 @@ struct shmbus_daemon_state {
 	uint64_t publishers_reclaimed;
 	uint64_t aborted;
 	uint64_t connections; /* accepted since start */
-	uint64_t pad_[5];
+	uint32_t access;      /* SHMBUS_STATE_BROKERED: topics only through the daemon */
+	uint32_t pad0_;
+	uint64_t pad_[4];
 };
+#define SHMBUS_STATE_BROKERED 1u
 _Static_assert(sizeof(struct shmbus_daemon_state) == 128, "daemon state size");
 
 /*

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "bus/internal.h"
+#include "bus/proto.h"
 #include "ring/clock.h"
 #include "shm/err.h"
 
@@ -19,7 +20,7 @@ SHMBUS_API int shmbus_pub_open(shmbus_pub_t **out, shmbus_bus_t *bus, const char
 	if (!p)
 		return shmbus_err(-ENOMEM, "out of memory");
 	struct shmbus_seg *s = &p->w.seg;
-	int rc = shmbus_topic_open_seg(bus, topic, s);
+	int rc = shmbus_topic_open_role(bus, topic, s, SHMBUS_ROLE_PUB);
 	if (rc < 0) {
 		free(p);
 		return rc;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bus/internal.h"
+#include "bus/proto.h"
 #include "ring/clock.h"
 #include "ring/repair.h"
 #include "shm/err.h"
@@ -187,7 +188,7 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 		return shmbus_err(-ENOMEM, "out of memory");
 	struct shmbus_ring_reader *rd = &sb->rd;
 	struct shmbus_seg *s = &rd->seg;
-	int rc = shmbus_topic_open_seg(bus, topic, s);
+	int rc = shmbus_topic_open_role(bus, topic, s, SHMBUS_ROLE_SUB);
 	if (rc < 0) {
 		free(sb);
 		return rc;

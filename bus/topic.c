@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "bus/internal.h"
+#include "bus/proto.h"
 #include "ring/repair.h"
 #include "shm/err.h"
 #include "shm/proc.h"
@@ -128,6 +129,11 @@ SHMBUS_API int shmbus_topic_create(shmbus_bus_t *bus, const char *name,
 	rc = shmbus_topic_name_check(name, (int)(o.flags & SHMBUS_TOPIC_SYSTEM));
 	if (rc < 0)
 		return rc;
+	if (bus->brokered) {
+		/* 1 created → 0; 0 existed (with the same options) → 1. */
+		rc = shmbus_broker_open(bus, name, SHMBUS_ROLE_CREATE, &o, NULL, NULL);
+		return rc < 0 ? rc : !rc;
+	}
 	return shmbus_seg_create_at(bus->dirfd, bus->path, name, &o);
 }
 
@@ -137,6 +143,8 @@ SHMBUS_API int shmbus_topic_remove(shmbus_bus_t *bus, const char *name)
 	int rc = shmbus_topic_name_check(name, 1);
 	if (rc < 0)
 		return rc;
+	if (bus->brokered)
+		return shmbus_broker_remove(bus, name);
 	char fname[SHMBUS_TOPIC_NAME_MAX + 8];
 	snprintf(fname, sizeof(fname), "%s.topic", name);
 	/* Whatever is there goes, a FIFO or symlink in the way too (never followed). */
@@ -150,13 +158,29 @@ SHMBUS_API int shmbus_topic_remove(shmbus_bus_t *bus, const char *name)
 	return 0;
 }
 
-int shmbus_topic_open_seg(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg)
+int shmbus_topic_open_role(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg, int role)
 {
 	shmbus_err_clear();
 	int rc = shmbus_topic_name_check(name, 1);
 	if (rc < 0)
 		return rc;
-	return shmbus_seg_open_at(seg, bus->dirfd, bus->path, name);
+	if (!bus->brokered)
+		return shmbus_seg_open_at(seg, bus->dirfd, bus->path, name);
+	int fd[2];
+	rc = shmbus_broker_open(bus, name, role, NULL, fd, NULL);
+	if (rc < 0)
+		return rc;
+	/* Only a publisher writes the log; the daemon's own views are all read-write. */
+	rc = shmbus_seg_open_fds(seg, fd[0], fd[1], role != SHMBUS_ROLE_PUB && !bus->broker,
+				 name);
+	close(fd[0]);
+	close(fd[1]);
+	return rc;
+}
+
+int shmbus_topic_open_seg(shmbus_bus_t *bus, const char *name, struct shmbus_seg *seg)
+{
+	return shmbus_topic_open_role(bus, name, seg, SHMBUS_ROLE_LOOK);
 }
 
 SHMBUS_API int shmbus_topic_info(shmbus_bus_t *bus, const char *name, shmbus_topic_opts_t *opts)
@@ -213,6 +237,10 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 
 uint64_t shmbus_topic_generation(shmbus_bus_t *bus, const char *name)
 {
+	if (bus->brokered) {
+		uint64_t g = 0;
+		return shmbus_broker_open(bus, name, SHMBUS_ROLE_CREATE, NULL, NULL, &g) < 0 ? 0 : g;
+	}
 	return shmbus_seg_generation_at(bus->dirfd, name);
 }
 
