@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "daemon/bridge/bridge.h"
+#include "daemon/broker.h"
 #include "daemon/clock.h"
 #include "daemon/shmbusd.h"
 #include "daemon/statefile.h"
@@ -42,7 +43,10 @@ static int state_make(struct daemon *d)
 	snprintf(path, sizeof(path), "%s/%s", d->bus_dir, SHMBUS_STATE_NAME);
 	/* Always a new file, renamed over whatever was there: a file left by anyone else
 	 * (another owner, another type, more links, a wider mode) is never written to. */
-	int fd = statefile_create(path, 4096, d->cfg.mode, "shmbusd");
+	/* Brokered: everyone may read it (it says the bus is brokered, for clients that find
+	 * no daemon). */
+	int brokered = d->cfg.access == SHMBUSD_ACCESS_BROKERED;
+	int fd = statefile_create(path, 4096, brokered ? 0644 : d->cfg.mode, "shmbusd");
 	if (fd < 0)
 		return -1;
 	if (d->state_fd >= 0)
@@ -65,6 +69,7 @@ int state_open(struct daemon *d)
 	s->starttime = st;
 	s->started_ns = shmbus_wall_ns();
 	s->version = SHMBUS_STATE_VERSION;
+	s->access = d->cfg.access == SHMBUSD_ACCESS_BROKERED ? SHMBUS_STATE_BROKERED : 0;
 	s->magic = SHMBUS_STATE_MAGIC;
 	state_update(d);
 	return 0;
@@ -438,6 +443,7 @@ static void handle_hello(struct daemon *d, struct conn *c, const struct shmbus_p
 	shmbus_p_init(&w.h, SHMBUS_P_WELCOME, sizeof(w));
 	w.daemon_pid = getpid();
 	w.client_id = c->id;
+	w.flags = shmbus_bus_brokered(d->bus) ? SHMBUS_P_BROKERED : 0;
 	send(c->fd, &w, sizeof(w), MSG_DONTWAIT | MSG_NOSIGNAL);
 	char prog[160];
 	event(d, "attach", "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"client\":%llu", (int)p->pid,
@@ -479,6 +485,8 @@ static void handle_msg(struct daemon *d, struct conn *c, size_t n)
 		handle_ping(d, c);
 	else if (h->type == SHMBUS_P_BYE && n == sizeof(struct shmbus_p_hdr))
 		c->bye = 1;
+	else if (broker_handle(d, c, c->buf, n))
+		;
 	else {
 		send_error(c, EPROTO, "unknown request");
 		conn_close(c);
@@ -516,6 +524,11 @@ static void on_accept(struct daemon *d, int res)
 	c->id = ++d->next_conn_id;
 	c->peer_pid = cred.pid;
 	c->peer_uid = cred.uid;
+	c->peer_gid = cred.gid;
+	/* The supplementary groups as the kernel has them (for the ACL's group: entries). */
+	socklen_t gl = sizeof(c->groups);
+	if (getsockopt(res, SOL_SOCKET, SO_PEERGROUPS, c->groups, &gl) == 0)
+		c->ngroups = (int)(gl / sizeof(gid_t));
 	c->since_ms = shmbusd_now_ms();
 	c->next = d->conns;
 	d->conns = c;
@@ -687,7 +700,10 @@ int conductor_init(struct daemon *d)
 		close(probe);
 	}
 	unlink(sa.sun_path);
-	mode_t old = umask((0777 & ~d->cfg.mode) | 0111);
+	/* Brokered: anyone may connect; each request is checked against the ACL with the
+	 * kernel's word on who asks. */
+	mode_t sockmode = d->cfg.access == SHMBUSD_ACCESS_BROKERED ? 0666 : d->cfg.mode;
+	mode_t old = umask((0777 & ~sockmode) | 0111);
 	rc = bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (rc < 0 || listen(d->listen_fd, 128) < 0) {

@@ -29,6 +29,7 @@
 
 #include "bus/intree.h"
 #include "daemon/bridge/bridge.h"
+#include "daemon/broker.h"
 #include "daemon/clock.h"
 #include "daemon/guard.h"
 #include "daemon/shmbusd.h"
@@ -89,6 +90,8 @@ static int section_line(const char *path, const char *name)
 
 int topic_own(struct daemon *d, const char *name)
 {
+	if (shmbus_bus_brokered(d->bus))
+		return 0; /* no file: the ACL is checked on every open */
 	char path[sizeof(d->bus_dir) + SHMBUS_TOPIC_NAME_MAX + 16];
 	snprintf(path, sizeof(path), "%s/%s.topic", d->bus_dir, name);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
@@ -139,6 +142,10 @@ static int bus_dir_own(struct daemon *d, char *err, size_t errlen)
 	mode_t m = d->cfg.mode & 0777;
 	m |= (m & 0444) >> 2; /* x where r: the directory can be searched */
 	m |= S_ISVTX | S_ISGID;
+	/* Brokered: nobody but the daemon writes the bus directory (it holds no topics,
+	 * only control.sock and daemon.state, which everyone may reach). */
+	if (d->cfg.access == SHMBUSD_ACCESS_BROKERED)
+		m = 0755;
 	if (d->cfg.has_gid && fchown(fd, (uid_t)-1, d->cfg.gid) < 0)
 		fprintf(stderr, "shmbusd: chgrp %s: %s\n", d->bus_dir, strerror(errno));
 	if ((sb.st_mode & 07777) != m && fchmod(fd, m) < 0)
@@ -363,6 +370,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shmbusd: %s\n", shmbus_errmsg());
 		return 1;
 	}
+	/* Brokered: topics are memfds handed out over the control socket from here on (and
+	 * the daemon's own handle reaches them in-process); else files, whatever an earlier
+	 * daemon's daemon.state said. */
+	if (d.cfg.access == SHMBUSD_ACCESS_BROKERED)
+		broker_init(&d);
+	else
+		shmbus_bus_set_broker(d.bus, NULL);
 	snprintf(d.bus_dir, sizeof(d.bus_dir), "%s", shmbus_bus_path(d.bus));
 	if (bus_dir_own(&d, err, sizeof(err)) < 0) {
 		fprintf(stderr, "shmbusd: %s\n", err);
@@ -422,6 +436,7 @@ int main(int argc, char **argv)
 	event(&d, "stop", "%s", events_whoami(&d, who, sizeof(who)));
 	events_close(&d);
 	conductor_fini(&d);
+	broker_fini();
 	state_close(&d);
 	config_free(&d.cfg);
 	free(d.alarmed);

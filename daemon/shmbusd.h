@@ -51,6 +51,9 @@ struct conn {
 	uint64_t id;
 	pid_t peer_pid;
 	uid_t peer_uid;
+	gid_t peer_gid;
+	gid_t groups[64]; /* SO_PEERGROUPS: the peer's supplementary groups (ACL checks) */
+	int ngroups;
 	uint64_t since_ms;
 	struct proc *proc; /* after HELLO */
 	int closing;
