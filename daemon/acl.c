@@ -304,7 +304,8 @@ static int apply_at(struct daemon *d, const struct shmbusd_config *c, int dirfd,
 	    !strncmp(fname, "$sys.", 5) || n - 6 > SHMBUS_TOPIC_NAME_MAX)
 		return 0;
 	char topic[SHMBUS_TOPIC_NAME_MAX + 1], why[1024] = "";
-	snprintf(topic, sizeof(topic), "%.*s", (int)(n - 6), fname);
+	memcpy(topic, fname, n - 6);
+	topic[n - 6] = '\0';
 	int fd = openat(dirfd, fname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	struct stat sb;
 	int rc = 0;
