@@ -313,8 +313,8 @@ static int apply_at(struct daemon *d, const struct shmbusd_config *c, int dirfd,
 		rc = -errno;
 		if (rc == -ENOENT)
 			return 0; /* removed meanwhile: nothing to protect */
-		snprintf(why, sizeof(why), "%s", rc == -ELOOP ? "a symlink: left as is" :
-								 strerror(-rc));
+		snprintf(why, sizeof(why), "%s",
+			 rc == -ELOOP ? "a symlink: left as is" : strerror(-rc));
 	} else if (fstat(fd, &sb) < 0) {
 		rc = -errno;
 		snprintf(why, sizeof(why), "fstat: %s", strerror(-rc));
@@ -375,8 +375,8 @@ void acl_apply_all(struct daemon *d)
 	close(dirfd);
 }
 
-void acl_denied_event(struct daemon *d, const char *topic, const struct acl_peer *p,
-		      unsigned want, const char *why)
+void acl_denied_event(struct daemon *d, const char *topic, const struct acl_peer *p, unsigned want,
+		      const char *why)
 {
 	char esc[2 * SHMBUS_TOPIC_NAME_MAX + 2], wesc[4096], what[64] = "";
 	struct out o = { what, sizeof(what), 0 };

@@ -72,7 +72,7 @@ int acl_apply_file(struct daemon *d, const struct shmbusd_config *c, const char 
 void acl_apply_all(struct daemon *d);
 
 /* Say on $sys.log that peer was refused want on topic ("access_denied", with why). */
-void acl_denied_event(struct daemon *d, const char *topic, const struct acl_peer *p,
-		      unsigned want, const char *why);
+void acl_denied_event(struct daemon *d, const char *topic, const struct acl_peer *p, unsigned want,
+		      const char *why);
 
 #endif

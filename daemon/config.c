@@ -332,8 +332,7 @@ static int group_id(const char *s, gid_t *out)
 }
 
 /* "user:alice, group:staff uid:1001,gid:10" into l. 1, or config_fail()'s 0. */
-static int parse_list(struct config_ctx *x, const char *key, const char *value,
-		      struct acl_list *l)
+static int parse_list(struct config_ctx *x, const char *key, const char *value, struct acl_list *l)
 {
 	l->set = 1;
 	l->text = strdup(value);
@@ -397,8 +396,7 @@ static int parse_list(struct config_ctx *x, const char *key, const char *value,
 	return 1;
 }
 
-static int access_key(struct config_ctx *x, const char *pattern, const char *key,
-		      const char *value)
+static int access_key(struct config_ctx *x, const char *pattern, const char *key, const char *value)
 {
 	struct shmbusd_config *c = x->c;
 	char why[256];

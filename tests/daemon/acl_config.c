@@ -80,8 +80,9 @@ static void errors(void)
 {
 	expect_error("[access a.>]\npublish = user:no-such-user-x\n", 2,
 		     "publish: user 'no-such-user-x' does not exist");
-	expect_error("[bus]\nname = t\n\n[access a.>]\nmode = 0640\nsubscribe = group:no-such-grp\n",
-		     6, "subscribe: group 'no-such-grp' does not exist");
+	expect_error(
+		"[bus]\nname = t\n\n[access a.>]\nmode = 0640\nsubscribe = group:no-such-grp\n", 6,
+		"subscribe: group 'no-such-grp' does not exist");
 	expect_error("[access a.>]\nowner = no-such-user-x\n", 2, "owner: user 'no-such-user-x'");
 	expect_error("[access a.>]\ngroup = no-such-grp\n", 2, "group: group 'no-such-grp'");
 	expect_error("[access a.>]\ncreate = uid:12x\n", 2, "create: uid '12x' is not a number");
@@ -100,27 +101,27 @@ static void errors(void)
 
 /* ---- B, C, D ---- */
 
-static const char good[] = "[bus]\n"			/* 1 */
-			   "name = t\n"			/* 2 */
-			   "access = brokered\n"	/* 3 */
-			   "\n"				/* 4 */
-			   "[access orders.special]\n"	/* 5 */
-			   "owner = 1000\n"		/* 6 */
-			   "mode = 0600\n"		/* 7 */
-			   "subscribe = uid:2000\n"	/* 8 */
-			   "\n"				/* 9 */
-			   "[access  orders.>]\n"	/* 10 */
-			   "owner = %s\n"		/* 11 */
-			   "group = 3000\n"		/* 12 */
-			   "mode = 0640\n"		/* 13 */
+static const char good[] = "[bus]\n"			    /* 1 */
+			   "name = t\n"			    /* 2 */
+			   "access = brokered\n"	    /* 3 */
+			   "\n"				    /* 4 */
+			   "[access orders.special]\n"	    /* 5 */
+			   "owner = 1000\n"		    /* 6 */
+			   "mode = 0600\n"		    /* 7 */
+			   "subscribe = uid:2000\n"	    /* 8 */
+			   "\n"				    /* 9 */
+			   "[access  orders.>]\n"	    /* 10 */
+			   "owner = %s\n"		    /* 11 */
+			   "group = 3000\n"		    /* 12 */
+			   "mode = 0640\n"		    /* 13 */
 			   "publish = uid:2000, gid:4242\n" /* 14 */
-			   "create = uid:2001\n"	/* 15 */
-			   "[access open.*]\n"		/* 16 */
-			   "mode = 0666\n"		/* 17 */
-			   "[access wide.>]\n"		/* 18 */
-			   "mode = 0666\n"		/* 19 */
-			   "[access wide.narrow]\n"	/* 20 */
-			   "mode = 0600\n";		/* 21 */
+			   "create = uid:2001\n"	    /* 15 */
+			   "[access open.*]\n"		    /* 16 */
+			   "mode = 0666\n"		    /* 17 */
+			   "[access wide.>]\n"		    /* 18 */
+			   "mode = 0666\n"		    /* 19 */
+			   "[access wide.narrow]\n"	    /* 20 */
+			   "mode = 0600\n";		    /* 21 */
 
 struct who {
 	const char *name;
@@ -211,8 +212,7 @@ static void evaluate(const struct shmbusd_config *c)
 		 user1000);
 	snprintf(sect, sizeof(sect), "[access orders.>] at %s:10: ", conf);
 	const char *pub[] = { "uid 65534 (nobody) may not publish to 'orders.x' (", sect,
-			      user1000_owner,
-			      "publish = uid:2000, gid:4242)", NULL };
+			      user1000_owner, "publish = uid:2000, gid:4242)", NULL };
 	why_has(c, "orders.x", &nobody, P, pub);
 	const char *two[] = { "may not subscribe to or publish to 'orders.x'", NULL };
 	why_has(c, "orders.x", &nobody, S | P, two);
@@ -264,8 +264,8 @@ static void apply(const struct shmbusd_config *c)
 	CHECK(acl);
 	char *text = acl_to_any_text(acl, NULL, ',', TEXT_NUMERIC_IDS);
 	CHECK(text);
-	const char *want[] = { "user::rw-", "user:2000:rw-", "group::r--", "group:4242:rw-",
-			       "mask::rw-", "other::---" };
+	const char *want[] = { "user::rw-",	 "user:2000:rw-", "group::r--",
+			       "group:4242:rw-", "mask::rw-",	  "other::---" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		if (!strstr(text, want[i]))
 			FAIL("orders.x ACL lacks %s: %s", want[i], text);
@@ -307,8 +307,11 @@ int main(void)
 	apply(&c);
 
 	acl_denied_event(NULL, "orders.x", &nobody.p, S | P, "a \"reason\"");
-	const char *ev[] = { "access_denied {", "\"topic\":\"orders.x\"", "\"uid\":65534",
-			     "\"pid\":16", "\"want\":\"subscribe,publish\"",
+	const char *ev[] = { "access_denied {",
+			     "\"topic\":\"orders.x\"",
+			     "\"uid\":65534",
+			     "\"pid\":16",
+			     "\"want\":\"subscribe,publish\"",
 			     "\"reason\":\"a \\\"reason\\\"\"" };
 	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
 		if (!strstr(last_event, ev[i]))
