@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/acl.h"
 #include "daemon/bridge/bridge.h"
 #include "daemon/broker.h"
 #include "daemon/clock.h"
@@ -212,6 +213,10 @@ static void on_inotify(struct daemon *d, int res)
 		if (ours && (ev->mask & (IN_MOVED_TO | IN_CREATE)))
 			continue;
 		if (ev->mask & (IN_MOVED_TO | IN_CREATE)) {
+			/* Before the event: whoever waits for it finds the file's access set. In
+			 * brokered mode clients do not make files. */
+			if (d->cfg.access == SHMBUSD_ACCESS_FILE)
+				acl_apply_file(d, &d->cfg, ev->name);
 			shmbus_topic_opts_t o;
 			if (topic_info_guarded(d, name, &o) == 0)
 				event(d, "topic_created",
@@ -636,6 +641,8 @@ static int reload(struct daemon *d)
 	d->cfg = next;
 	if (log_changed)
 		events_reopen(d);
+	/* [access] sections may have changed: every topic file gets them again. */
+	acl_apply_all(d);
 	event(d, "reload", "\"topics\":%zu,\"bridge_restarted\":%s", d->cfg.ntopics,
 	      bridge_changed ? "true" : "false");
 	return 0;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,8 @@ static char *read_line(char *str, int num, void *stream)
 	size_t skip = strspn(str, " \t");
 	if (skip && str[skip] != '\n' && str[skip] != '\0')
 		memmove(str, str + skip, strlen(str + skip) + 1);
+	if (str[0] == '[')
+		x->section_line = x->line;
 	return r;
 }
 
@@ -175,6 +179,14 @@ static int bus_key(struct config_ctx *x, const char *key, const char *value)
 				x, "log_capacity '%s' is not a power of two from 64K to 1G%s",
 				value, "");
 		c->log_capacity = v;
+	} else if (!strcmp(key, "access")) {
+		if (!strcmp(value, "file"))
+			c->access = SHMBUSD_ACCESS_FILE;
+		else if (!strcmp(value, "brokered"))
+			c->access = SHMBUSD_ACCESS_BROKERED;
+		else
+			return config_fail(x, "access '%s' is neither 'file' nor 'brokered'%s",
+					   value, "");
 	} else if (!strcmp(key, "log_file")) {
 		/* Absolute: a detached daemon runs in /, and reopens it there on SIGHUP. */
 		if (value[0] != '/')
@@ -185,7 +197,7 @@ static int bus_key(struct config_ctx *x, const char *key, const char *value)
 	} else {
 		return config_fail(x,
 				   "unknown key '%s' in [bus] (known: name, dir, mode, group, "
-				   "log_capacity, log_file)%s",
+				   "log_capacity, log_file, access)%s",
 				   key, "");
 	}
 	return 1;
@@ -280,8 +292,166 @@ static int topic_key(struct config_ctx *x, const char *name, const char *key, co
 	return 1;
 }
 
-static const char sections_help[] =
-	"sections: [bus], [limits], [topic NAME], [mirror NAME], [import NAME], [websocket]";
+/* A decimal id, or -1. */
+static long parse_id(const char *s)
+{
+	if (!*s || strlen(s) > 10 || strspn(s, "0123456789") != strlen(s))
+		return -1;
+	unsigned long v = strtoul(s, NULL, 10);
+	/* (uid_t)-1 means "no change" to chown(): not an id anyone can have. */
+	return v >= UINT32_MAX ? -1 : (long)v;
+}
+
+/* A user by name or number (*out), or -1. */
+static int user_id(const char *s, uid_t *out)
+{
+	long v = parse_id(s);
+	if (v >= 0) {
+		*out = (uid_t)v;
+		return 0;
+	}
+	struct passwd *pw = getpwnam(s);
+	if (!pw)
+		return -1;
+	*out = pw->pw_uid;
+	return 0;
+}
+
+static int group_id(const char *s, gid_t *out)
+{
+	long v = parse_id(s);
+	if (v >= 0) {
+		*out = (gid_t)v;
+		return 0;
+	}
+	struct group *g = getgrnam(s);
+	if (!g)
+		return -1;
+	*out = g->gr_gid;
+	return 0;
+}
+
+/* "user:alice, group:staff uid:1001,gid:10" into l. 1, or config_fail()'s 0. */
+static int parse_list(struct config_ctx *x, const char *key, const char *value, struct acl_list *l)
+{
+	l->set = 1;
+	l->text = strdup(value);
+	if (!l->text)
+		return config_fail(x, "out of memory%s%s", "", "");
+	const char *p = value;
+	while (*p) {
+		p += strspn(p, ", \t");
+		size_t n = strcspn(p, ", \t");
+		if (!n)
+			break;
+		char tok[256];
+		if (n >= sizeof(tok))
+			return config_fail(x, "%s: principal '%.100s...' is too long", key, p);
+		memcpy(tok, p, n);
+		tok[n] = '\0';
+		p += n;
+		char *colon = strchr(tok, ':');
+		if (!colon || !colon[1])
+			return config_fail(x,
+					   "%s: '%s' is not a principal (user:NAME, group:NAME, "
+					   "uid:N or gid:N)",
+					   key, tok);
+		*colon = '\0';
+		const char *kind = tok, *what = colon + 1;
+		struct acl_principal pr = { .is_group = !strcmp(kind, "group") ||
+							!strcmp(kind, "gid") };
+		int ok, number = !strcmp(kind, "uid") || !strcmp(kind, "gid");
+		if (number) {
+			long v = parse_id(what);
+			ok = v >= 0;
+			pr.id = (uint32_t)v;
+		} else if (!strcmp(kind, "user")) {
+			uid_t u = 0;
+			ok = user_id(what, &u) == 0;
+			pr.id = u;
+		} else if (!strcmp(kind, "group")) {
+			gid_t g = 0;
+			ok = group_id(what, &g) == 0;
+			pr.id = g;
+		} else {
+			*colon = ':';
+			return config_fail(x,
+					   "%s: '%s' is not a principal (user:NAME, group:NAME, "
+					   "uid:N or gid:N)",
+					   key, tok);
+		}
+		if (!ok) {
+			/* key and kind are words of ours: safe in a format */
+			char fmt[320];
+			snprintf(fmt, sizeof(fmt), "%s: %s '%%s' %s%%s", key, kind,
+				 number ? "is not a number" : "does not exist");
+			return config_fail(x, fmt, what, "");
+		}
+		struct acl_principal *np = realloc(l->p, (l->n + 1) * sizeof(*np));
+		if (!np)
+			return config_fail(x, "out of memory%s%s", "", "");
+		l->p = np;
+		l->p[l->n++] = pr;
+	}
+	return 1;
+}
+
+static int access_key(struct config_ctx *x, const char *pattern, const char *key, const char *value)
+{
+	struct shmbusd_config *c = x->c;
+	char why[256];
+	if (br_pattern_check(pattern, why, sizeof(why)) < 0)
+		return config_fail(x, "[access %s]: %s", pattern, why);
+	if (!strncmp(pattern, "$sys.", 5))
+		return config_fail(x,
+				   "[access %s]: the bus's own topics ($sys.*) keep the daemon's "
+				   "access%s",
+				   pattern, "");
+	int fresh = 0;
+	struct access_decl *a = config_find_or_append((void **)&c->access_rules, &c->naccess,
+						      sizeof(*a), sizeof(a->pattern), pattern,
+						      &fresh);
+	if (!a)
+		return config_fail(x, "out of memory%s%s", "", "");
+	if (fresh)
+		a->line = x->section_line ? x->section_line : x->line;
+	if (!strcmp(key, "owner")) {
+		if (user_id(value, &a->owner) < 0)
+			return config_fail(x, "owner: user '%s' does not exist%s", value, "");
+		a->has_owner = 1;
+	} else if (!strcmp(key, "group")) {
+		if (group_id(value, &a->group) < 0)
+			return config_fail(x, "group: group '%s' does not exist%s", value, "");
+		a->has_group = 1;
+	} else if (!strcmp(key, "mode")) {
+		char *end;
+		errno = 0;
+		unsigned long m = strtoul(value, &end, 8);
+		if (errno || end == value || *end || !isdigit((unsigned char)value[0]) ||
+		    (m & ~0666ul) || (m & 0600) != 0600)
+			return config_fail(x,
+					   "mode '%s' is not an octal mode of r and w bits with "
+					   "owner read and write (e.g. 0640)%s",
+					   value, "");
+		a->mode = (mode_t)m;
+		a->has_mode = 1;
+	} else if (!strcmp(key, "publish")) {
+		return parse_list(x, key, value, &a->publish);
+	} else if (!strcmp(key, "subscribe")) {
+		return parse_list(x, key, value, &a->subscribe);
+	} else if (!strcmp(key, "create")) {
+		return parse_list(x, key, value, &a->create);
+	} else {
+		return config_fail(x,
+				   "unknown key '%s' in an [access] section (known: owner, group, "
+				   "mode, publish, subscribe, create)%s",
+				   key, "");
+	}
+	return 1;
+}
+
+static const char sections_help[] = "sections: [bus], [limits], [topic NAME], [access PATTERN], "
+				    "[mirror NAME], [import NAME], [websocket]";
 
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
@@ -289,7 +459,7 @@ static int handler(void *user, const char *section, const char *key, const char 
 	/* [topic a] and [topic  a] are one section (and so for mirror, import). */
 	char canon[SHMBUS_TOPIC_NAME_MAX + 16];
 	const char *name = NULL;
-	static const char *const named[] = { "topic ", "mirror ", "import " };
+	static const char *const named[] = { "topic ", "mirror ", "import ", "access " };
 	snprintf(canon, sizeof(canon), "%s", section);
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
 		size_t n = strlen(named[i]);
@@ -306,6 +476,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 		return limits_key(x, key, value);
 	if (!strncmp(section, "topic ", 6))
 		return topic_key(x, name, key, value);
+	if (!strncmp(section, "access ", 7))
+		return access_key(x, name, key, value);
 	if (!strncmp(section, "mirror ", 7) || !strncmp(section, "import ", 7) ||
 	    !strcmp(section, "websocket"))
 		return bridge_config_key(x, canon, name, key, value);
@@ -386,8 +558,22 @@ int config_load(const char *path, struct shmbusd_config *c, char *err, size_t er
 	return 0;
 }
 
+static void list_free(struct acl_list *l)
+{
+	free(l->p);
+	free(l->text);
+}
+
 void config_free(struct shmbusd_config *c)
 {
+	for (size_t i = 0; i < c->naccess; i++) {
+		list_free(&c->access_rules[i].publish);
+		list_free(&c->access_rules[i].subscribe);
+		list_free(&c->access_rules[i].create);
+	}
+	free(c->access_rules);
+	c->access_rules = NULL;
+	c->naccess = 0;
 	free(c->topics);
 	c->topics = NULL;
 	c->ntopics = 0;

@@ -4,12 +4,16 @@
  * the first problem is reported as "FILE:LINE: reason" and the file is refused whole.
  *
  *   [bus]     name, dir, mode (octal, for topic files and the socket), group,
- *             log_capacity (size of $sys.log), log_file (a detached daemon's stderr)
+ *             log_capacity (size of $sys.log), log_file (a detached daemon's stderr),
+ *             access (file | brokered: how clients reach topic files)
  *   [limits]  max_clients, max_topics, idle_timeout_ms (a connection that never says
  *             hello), lag_alarm (percent of a topic's capacity a reader may lag before
  *             an alarm goes to $sys.log; 0 = off)
  *   [topic NAME]  capacity, max_message, policy (block | overwrite), max_readers,
  *             max_publishers, max_groups
+ *   [access PATTERN]  owner, group, mode, publish, subscribe, create: who may do what
+ *             with the topics PATTERN matches (daemon/acl.h); the first section in file
+ *             order whose pattern matches a topic decides
  *   [mirror NAME], [import NAME], [websocket]: the bridge's, parsed and checked by
  *             daemon/bridge/config.c (docs/bridge.md lists their keys)
  * Sizes take K, M, G suffixes (powers of 1024).
@@ -32,6 +36,36 @@ struct topic_decl {
 	int line; /* where its section starts */
 };
 
+/* How clients reach topic files: they open them in the bus directory themselves, the kernel
+ * checking each file's owner, mode and ACL (file), or they get descriptors from the
+ * daemon over control.sock (brokered). */
+enum shmbusd_access { SHMBUSD_ACCESS_FILE = 0, SHMBUSD_ACCESS_BROKERED = 1 };
+
+/* One principal of an [access] list: a user or a group, by id (names resolved at load). */
+struct acl_principal {
+	int is_group;
+	uint32_t id;
+};
+
+struct acl_list {
+	struct acl_principal *p;
+	size_t n;
+	int set;    /* the key was given (an empty create list is "nobody", not the default) */
+	char *text; /* as written, for reasons ("user:alice, gid:10") */
+};
+
+/* An [access PATTERN] section. Unset keys take their defaults when evaluated (daemon/acl.c),
+ * so that [bus] may come after it. */
+struct access_decl {
+	char pattern[SHMBUS_TOPIC_NAME_MAX + 1]; /* first: config_find_or_append() */
+	int line;				 /* of its section header */
+	uid_t owner;
+	gid_t group;
+	mode_t mode;
+	int has_owner, has_group, has_mode;
+	struct acl_list publish, subscribe, create;
+};
+
 struct shmbusd_config {
 	char path[PATH_MAX]; /* the file read, "" for the built-in defaults */
 	char bus[SHMBUS_TOPIC_NAME_MAX + 1];
@@ -45,6 +79,9 @@ struct shmbusd_config {
 	uint32_t max_topics;
 	uint32_t idle_timeout_ms;
 	uint32_t lag_alarm_pct;
+	enum shmbusd_access access;
+	struct access_decl *access_rules; /* in file order */
+	size_t naccess;
 	struct topic_decl *topics;
 	size_t ntopics;
 	struct mirror_decl *mirrors;
@@ -82,6 +119,7 @@ struct config_ctx {
 	struct shmbusd_config *c;
 	FILE *f;
 	int line;     /* lines read so far (the handler is called for the last one) */
+	int section_line; /* the last line that opened a section */
 	int why_line; /* where why was found, 0 if nowhere */
 	char why[1024];
 	/* keys seen, to refuse one set twice: "section\nkey" */

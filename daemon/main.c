@@ -28,6 +28,7 @@
 #endif
 
 #include "bus/intree.h"
+#include "daemon/acl.h"
 #include "daemon/bridge/bridge.h"
 #include "daemon/broker.h"
 #include "daemon/clock.h"
@@ -222,8 +223,16 @@ int apply_topics(struct daemon *d, const struct shmbusd_config *cfg, char *err, 
 					 t->name);
 			}
 		}
-		if (!existed)
-			topic_own(d, t->name);
+		if (!existed) {
+			/* File mode: the [access] section's owner, group, mode and lists (the
+			 * config being applied: on reload, the new one). */
+			char fname[SHMBUS_TOPIC_NAME_MAX + 8];
+			snprintf(fname, sizeof(fname), "%s.topic", t->name);
+			if (cfg->access == SHMBUSD_ACCESS_FILE)
+				acl_apply_file(d, cfg, fname);
+			else
+				topic_own(d, t->name);
+		}
 		if (!existed)
 			event(d, "topic_created",
 			      "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"%s\"",
@@ -386,6 +395,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shmbusd: %s\n", err);
 		return 1;
 	}
+	/* Topic files made before we started (by clients, or under another config). */
+	acl_apply_all(&d);
 	int ready_fd = -1;
 	if (!foreground && (ready_fd = daemonize()) < 0) {
 		perror("shmbusd: cannot detach");

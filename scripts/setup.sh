@@ -7,8 +7,9 @@
 set -eu
 
 # build: meson ninja-build pkg-config gcc libc6-dev (gcc only recommends it) and the
-#   libraries (libck-dev; liburing-dev, libjemalloc-dev, libinih-dev and libsystemd-dev
-#   (readiness notification) for the daemon).
+#   libraries (libck-dev; liburing-dev, libjemalloc-dev, libinih-dev, libacl1-dev (POSIX
+#   ACLs on topic files, for [access] sections) and libsystemd-dev (readiness
+#   notification) for the daemon).
 # tests: python3-pytest (bindings); clang + libclang-rt-14-dev for sanitizer builds with clang
 #   (gcc-12's own libasan8/libubsan1/libtsan2 come with gcc through libgcc-12-dev);
 #   procps (ps, pgrep in tests and scripts); util-linux (setarch, for TSan).
@@ -36,7 +37,7 @@ set -eu
 #   fetched from the npm registry into the build tree by bench/node-ws.sh) needs them; the
 #   tests and scripts/main.sh do not, and without them that peer is reported as skipped.
 PACKAGES="meson ninja-build pkg-config gcc libc6-dev libck-dev liburing-dev libjemalloc-dev
-libinih-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
+libinih-dev libacl1-dev libsystemd-dev python3-pytest clang libclang-rt-14-dev procps util-linux
 libhiredis-dev libwslay-dev redis-server python3-websockets
 libzmq3-dev iceoryx libiceoryx-binding-c-dev nats-server libnats-dev
 valgrind linux-perf gnuplot-nox

@@ -637,6 +637,8 @@ int bridge_config_copy(struct shmbusd_config *dst, const struct shmbusd_config *
 	*dst = *src;
 	dst->topics = NULL;
 	dst->ntopics = 0;
+	dst->access_rules = NULL; /* the daemon's, freed with its config */
+	dst->naccess = 0;
 	dst->mirrors = NULL;
 	dst->imports = NULL;
 	dst->bridge_text = NULL;
