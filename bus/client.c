@@ -150,6 +150,7 @@ void shmbus_client_register(shmbus_bus_t *bus)
 	if (fd < 0)
 		return;
 	bus->daemon_fd = fd;
+	bus->registered = 1;
 	bus->brokered = (flags & SHMBUS_P_BROKERED) != 0;
 }
 
@@ -234,18 +235,24 @@ int shmbus_bus_brokered(const shmbus_bus_t *bus)
 }
 
 /* The connection requests go on: the registration's; a looker's own, made on first use
- * (a looker is no client: it is not registered, so nothing of it is reaped or logged).
- * Called with bus->lock held. */
-static int broker_conn(shmbus_bus_t *bus)
+ * (a looker is no client: it is not registered, so nothing of it is reaped or logged),
+ * until it opens a publisher or subscriber (need_reg): that takes slots, which the daemon
+ * frees when the process dies, so it registers then. Called with bus->lock held. */
+static int broker_conn(shmbus_bus_t *bus, int need_reg)
 {
-	if (bus->daemon_fd >= 0)
+	if (bus->daemon_fd >= 0 && (bus->registered || !need_reg))
 		return bus->daemon_fd;
+	if (bus->daemon_fd >= 0) {
+		close(bus->daemon_fd);
+		bus->daemon_fd = -1;
+	}
 	int fd;
-	if (bus->look) {
+	if (bus->look && !need_reg) {
 		fd = control_connect(bus);
 	} else {
 		uint32_t flags = 0;
 		fd = hello(bus, &flags);
+		bus->registered = fd >= 0;
 	}
 	if (fd < 0)
 		return shmbus_err(-ENOTCONN, "bus '%s' is brokered (its topics are handed out by "
@@ -261,10 +268,10 @@ static int broker_conn(shmbus_bus_t *bus)
  * request makes a new one).
  */
 static ssize_t broker_call(shmbus_bus_t *bus, const void *req, size_t len, void *resp,
-			   size_t resplen, uint16_t want, int fds[2], int *nfds)
+			   size_t resplen, uint16_t want, int fds[2], int *nfds, int need_reg)
 {
 	*nfds = 0;
-	int fd = broker_conn(bus);
+	int fd = broker_conn(bus, need_reg);
 	if (fd < 0)
 		return fd;
 	ssize_t n;
@@ -330,6 +337,7 @@ static ssize_t broker_call(shmbus_bus_t *bus, const void *req, size_t len, void 
 drop:
 	close(fd);
 	bus->daemon_fd = -1;
+	bus->registered = 0;
 close_fds:
 	for (int i = 0; i < *nfds; i++)
 		close(fds[i]);
@@ -364,7 +372,7 @@ int shmbus_broker_open(shmbus_bus_t *bus, const char *name, int role,
 	int got[2], ngot = 0;
 	pthread_mutex_lock(&bus->lock);
 	ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_OPENED, got,
-				&ngot);
+				&ngot, role == SHMBUS_ROLE_PUB || role == SHMBUS_ROLE_SUB);
 	pthread_mutex_unlock(&bus->lock);
 	if (n < 0)
 		return (int)n;
@@ -398,7 +406,8 @@ int shmbus_broker_remove(shmbus_bus_t *bus, const char *name)
 	} in;
 	int got[2], ngot = 0;
 	pthread_mutex_lock(&bus->lock);
-	ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_DONE, got, &ngot);
+	ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_DONE, got, &ngot,
+				0);
 	pthread_mutex_unlock(&bus->lock);
 	for (int i = 0; i < ngot; i++)
 		close(got[i]);
@@ -422,7 +431,7 @@ int shmbus_broker_list(shmbus_bus_t *bus, int (*fn)(const char *name, void *arg)
 		int got[2], ngot = 0;
 		pthread_mutex_lock(&bus->lock);
 		ssize_t n = broker_call(bus, &req, sizeof(req), &in, sizeof(in), SHMBUS_P_NAMES,
-					got, &ngot);
+					got, &ngot, 0);
 		pthread_mutex_unlock(&bus->lock);
 		for (int i = 0; i < ngot; i++)
 			close(got[i]);

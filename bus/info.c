@@ -104,15 +104,10 @@ out:
 	return rc;
 }
 
-/* The tail as a pair without writing to it (two loads; the second confirms the first). */
+/* The tail as a pair without writing to it. */
 static void tail_snapshot(struct shmbus_topic_hdr *h, uint64_t t[2])
 {
-	for (;;) {
-		t[0] = sb_ld_acquire(&h->tail[0]);
-		t[1] = sb_ld_acquire(&h->tail[1]);
-		if (sb_ld_acquire(&h->tail[0]) == t[0])
-			return;
-	}
+	sb_ld_pair_ro(h->tail, t);
 }
 
 SHMBUS_API int shmbus_topic_readers(shmbus_bus_t *bus, const char *topic,

@@ -27,6 +27,7 @@ struct shmbus_bus {
 	int daemon_fd;      /* registered with the bus's daemon: the connection, else -1 */
 	uint64_t client_id; /* the daemon's id for this registration */
 	int look;	    /* opened with SHMBUS_BUS_LOOK: no registration */
+	int registered;	    /* daemon_fd said hello (else a looker's plain connection) */
 	/* A brokered bus: topics are opened through the daemon (bus/client.c), or, in the
 	 * daemon itself, through its in-process broker. */
 	int brokered;

@@ -115,7 +115,7 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest)
 		memset(gs->name, 0, sizeof(gs->name));
 		snprintf(gs->name, sizeof(gs->name), "%s", name);
 		uint64_t t[2];
-		sb_ld_pair(s->hdr->tail, t);
+		sb_ld_pair_ro(s->hdr->tail, t);
 		uint64_t c[2] = { t[0], t[1] };
 		if (earliest) {
 			c[0] = t[0] >= s->cap ? shmbus_lap_resume(s, t[0]) : 0;

@@ -228,7 +228,7 @@ SHMBUS_API int shmbus_topic_stats(shmbus_bus_t *bus, const char *name, shmbus_to
 	st->wakeups = sb_ld_relaxed(&h->wakeups);
 	st->readers_reclaimed = sb_ld_relaxed(&seg.rt->readers_reclaimed);
 	uint64_t t[2];
-	sb_ld_pair(h->tail, t);
+	sb_ld_pair_ro(h->tail, t);
 	st->tail = t[0];
 	st->next_seq = t[1];
 	shmbus_seg_close(&seg);

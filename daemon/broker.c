@@ -26,6 +26,7 @@
 
 #include "bus/intree.h"
 #include "daemon/acl.h"
+#include "daemon/clock.h"
 #include "shm/err.h"
 
 struct btopic {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "daemon/acl.h"
+#include "bus/intree.h"
 #include "daemon/bridge/bridge.h"
 #include "daemon/broker.h"
 #include "daemon/clock.h"

@@ -84,6 +84,23 @@ static inline int sb_cas_pair(uint64_t w[2], uint64_t expect[2], const uint64_t 
 }
 #endif
 
+/*
+ * A 16-byte pair that only grows (the claim tail: position and sequence move up together,
+ * by one CAS) read without writing to it: what a reader with the log mapped read-only must
+ * use (sb_ld_pair's CAS would fault there). [1] is read between two reads of [0] that
+ * agree; as [0] never returns to a value, no CAS came between, and [1] is [0]'s. Seq_cst,
+ * as a CAS is: callers order it after a store of their own.
+ */
+static inline void sb_ld_pair_ro(uint64_t w[2], uint64_t out[2])
+{
+	for (;;) {
+		out[0] = __atomic_load_n(&w[0], __ATOMIC_SEQ_CST);
+		out[1] = __atomic_load_n(&w[1], __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&w[0], __ATOMIC_SEQ_CST) == out[0])
+			return;
+	}
+}
+
 /* Atomic 16-byte load (a CAS that writes back what it found). */
 static inline void sb_ld_pair(uint64_t w[2], uint64_t out[2])
 {

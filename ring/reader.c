@@ -166,7 +166,7 @@ void shmbus_ring_reader_join(struct shmbus_ring_reader *rd, int earliest, int ob
 {
 	struct shmbus_seg *s = &rd->seg;
 	uint64_t t[2];
-	sb_ld_pair(s->hdr->tail, t);
+	sb_ld_pair_ro(s->hdr->tail, t);
 	uint64_t from = t[0];
 	if (earliest)
 		from = t[0] >= s->cap ? shmbus_lap_resume(s, t[0]) : 0;
@@ -181,7 +181,7 @@ void shmbus_ring_reader_join(struct shmbus_ring_reader *rd, int earliest, int ob
 		sb_st_seqcst(&rd->slot->pos, from);
 	}
 	uint64_t t2[2];
-	sb_ld_pair(s->hdr->tail, t2);
+	sb_ld_pair_ro(s->hdr->tail, t2);
 	if (earliest) {
 		rd->pos = from;
 		rd->next_seq = from == 0 ? 0 : SHMBUS_NOSEQ;
