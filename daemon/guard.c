@@ -70,15 +70,17 @@ int guard_detach(void *addr, const char *dir)
 		return -1;
 	char line[4096 + 256], dev[32] = "", rdev[32] = "";
 	size_t dlen = strlen(dir);
-	unsigned long run_lo = 0, run_hi = 0, run_ino = 0;
+	unsigned long run_lo = 0, run_hi = 0, run_ino = 0, run_end = 0;
 	int found = 0, ours = 0;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi, ino;
+		unsigned long lo, hi, fo, ino;
 		int off = 0;
-		if (sscanf(line, "%lx-%lx %*s %*s %31s %lu %n", &lo, &hi, dev, &ino, &off) < 4)
+		if (sscanf(line, "%lx-%lx %*s %lx %31s %lu %n", &lo, &hi, &fo, dev, &ino, &off) < 5)
 			continue;
-		/* A file's mapping may show as several lines: one run of the same inode. */
-		if (!(ino && ino == run_ino && !strcmp(dev, rdev) && lo == run_hi)) {
+		/* One mapping may show as several lines: the same inode, contiguous in memory
+		 * and in the file. Another mapping of the same file placed right next to it
+		 * starts again at its offset 0, and is another handle's: left alone. */
+		if (!(ino && ino == run_ino && !strcmp(dev, rdev) && lo == run_hi && fo == run_end)) {
 			if (found)
 				break;
 			run_lo = lo;
@@ -86,6 +88,7 @@ int guard_detach(void *addr, const char *dir)
 			memcpy(rdev, dev, sizeof(rdev));
 		}
 		run_hi = hi;
+		run_end = fo + (hi - lo);
 		if ((uintptr_t)addr >= lo && (uintptr_t)addr < hi) {
 			char *path = line + off;
 			found = 1;
