@@ -4,9 +4,10 @@
  * it takes a reader slot) can also truncate it, and the next access to the pages past the
  * new end raises SIGBUS in whoever has it mapped. The daemon brackets every access to a
  * client-writable mapping (its library calls on topics: reaping, adoption, lag checks,
- * publishing on $sys.log) with a guard; a SIGBUS inside one jumps back to where the guard
- * was taken, which then drops what it mapped and reports the damage. A SIGBUS outside any
- * guard (the bridge thread, or a bug) still kills the process, as it should.
+ * publishing on $sys.log; the bridge thread's reading, publishing and cursor moves) with a
+ * guard; a SIGBUS inside one jumps back to where the guard was taken, which then drops what
+ * it mapped and reports the damage. A SIGBUS outside any guard (a bug) still kills the
+ * process, as it should.
  *
  *	struct guard g;
  *	if (guard_enter(&g)) {
@@ -53,5 +54,15 @@ static inline void guard_leave(struct guard *g)
  * file in dir. 0, or -1 if none was found.
  */
 int guard_unmap(void *addr, const char *dir);
+
+/*
+ * Put private zeroed memory in place of the file mapping that holds addr (and the mappings
+ * of the same file adjoining it), if it is a mapping of a file in dir. The file is never
+ * read or written through it again, yet the handle that owned it can still be closed by
+ * the library, whose close then writes into zeros and unmaps them: nothing of the handle
+ * is leaked (the bridge, which drops handles each time a topic is truncated, needs that).
+ * 0, or -1 if none was found (the handle must then be kept, never used).
+ */
+int guard_detach(void *addr, const char *dir);
 
 #endif

@@ -203,7 +203,8 @@ static int setup(struct bridge *b)
 		fprintf(stderr, "shmbusd: bridge: %s\n", shmbus_errmsg());
 		return -1;
 	}
-	if (shmbus_pub_open(&b->log, b->bus, "$sys.log") < 0)
+	br_log_open(b);
+	if (!b->log)
 		fprintf(stderr, "shmbusd: bridge: no $sys.log: %s\n", shmbus_errmsg());
 	char host[64] = "localhost";
 	gethostname(host, sizeof(host) - 1);
@@ -373,8 +374,7 @@ int bridge_config_changed(const struct shmbusd_config *a, const struct shmbusd_c
 static void bridge_free(struct bridge *b)
 {
 	if (b->bus) {
-		if (b->log)
-			shmbus_pub_close(b->log);
+		br_pub_close(b, b->log);
 		shmbus_bus_close(b->bus);
 	}
 	if (b->wake_fd >= 0)

@@ -13,6 +13,7 @@
 
 #include "bus/intree.h"
 #include "daemon/bridge/stats.h"
+#include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 
 #define OUT_MAX (1u << 20) /* bytes formatted ahead of the socket, per mirror */
@@ -58,6 +59,69 @@ void pq_pop(struct mirror *m)
 	m->last_progress_ms = m->b->now_ms;
 }
 
+/* ---- truncated topics (ring.h) ------------------------------------------------------------ */
+
+/* A SIGBUS at addr while using t: its handle goes, it is read no more, and it leaves once a
+ * topic of another generation takes its name (mirror_reap). */
+static void topic_lost(struct mtopic *t, void *addr, const char *during)
+{
+	struct mirror *m = t->m;
+	char why[128];
+	if (br_topic_damaged(m->b, t->name, addr, during, "mirror", m->d->name, why, sizeof(why)))
+		br_sub_close(m->b, t->sub);
+	else
+		br_keep(t->sub);
+	t->sub = NULL;
+	t->w.sub = NULL;
+	t->damaged = 1;
+	t->gone = 1;
+	t->idle = 0;
+	t->conf_dirty = 0;
+	/* Its wait completes (cancelled, or EFAULT) before t may be freed. */
+	br_wait_cancel(m->b, &t->w);
+	m->ntopics--;
+	BR_SET(m->st, topics, m->ntopics);
+	BR_ADD(m->st, errors, 1);
+	br_slot_error(m->st, why);
+}
+
+/*
+ * fn(t, arg) under one guard for all it does with t's mapping (a batch, not a message).
+ * After a SIGBUS in it, t is dropped (topic_lost) and -EIO returned; a damaged t is not
+ * touched. What fn changed in memory before the fault stays; its own locals are gone.
+ */
+static int guarded(struct mtopic *t, const char *during, void (*fn)(struct mtopic *, void *),
+		   void *arg)
+{
+	if (t->damaged)
+		return -EIO;
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		topic_lost(t, g.addr, during);
+		return -EIO;
+	}
+	fn(t, arg);
+	guard_leave(&g);
+	return 0;
+}
+
+static void cursor_topic(struct mtopic *t, void *arg)
+{
+	uint64_t *seq = arg;
+	if (!shmbus_sub_cursor_seq(t->sub, &seq[1]))
+		seq[0] = 0;
+}
+
+int mirror_cursor_seq(struct mtopic *t, uint64_t *seq)
+{
+	uint64_t r[2] = { 1, 0 };
+	if (guarded(t, "cursor", cursor_topic, r) < 0 || !r[0])
+		return 0;
+	*seq = r[1];
+	return 1;
+}
+
 void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq)
 {
 	if (!t->conf_dirty || end > t->conf_pos) {
@@ -67,13 +131,19 @@ void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq)
 	t->conf_dirty = 1;
 }
 
+static void commit_topic(struct mtopic *t, void *arg)
+{
+	(void)arg;
+	shmbus_sub_commit(t->sub, t->conf_pos, t->conf_seq);
+}
+
 void mirror_commit(struct mirror *m)
 {
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		if (!t->conf_dirty)
 			continue;
 		t->conf_dirty = 0;
-		shmbus_sub_commit(t->sub, t->conf_pos, t->conf_seq);
+		guarded(t, "commit", commit_topic, NULL);
 	}
 }
 
@@ -104,45 +174,77 @@ static void topic_woken(struct bwait *w)
 	t->idle = 0;
 }
 
+struct fill {
+	uint32_t window;
+	int progress;
+	int stop; /* 1: the window or the buffer is full; 2: the connection failed */
+};
+
+/*
+ * A burst of t's messages into the connection (guarded). A fault in it comes from the read
+ * or from the kind's copy of the payload, which formats into memory of its own (hiredis's
+ * command, the scratch buffer, wslay's copy) before anything reaches the connection's
+ * buffer: what is there is whole, and the kind's half-made copy is all that is lost.
+ */
+static void fill_topic(struct mtopic *t, void *arg)
+{
+	struct fill *f = arg;
+	struct mirror *m = t->m;
+	for (int k = 0; k < READ_BURST; k++) {
+		if (m->pq_len >= f->window || m->c.out.len >= OUT_MAX) {
+			f->stop = 1;
+			return;
+		}
+		shmbus_msg_t msg;
+		int rc = mirror_read(m, t, &msg);
+		if (rc == -EAGAIN) {
+			t->idle = 1;
+			return;
+		}
+		if (rc < 0)
+			return;
+		f->progress = 1;
+		if (m->ops->emit(m, t, &msg) < 0 || m->c.state != BC_OPEN) {
+			f->stop = 2;
+			return;
+		}
+	}
+}
+
+static void arm_topic(struct mtopic *t, void *arg)
+{
+	int *again = arg;
+	if (br_wait_arm(t->m->b, &t->w))
+		return;
+	t->idle = 0;
+	*again = 1;
+}
+
 void mirror_fill(struct mirror *m)
 {
 	if (!m->up || m->c.state != BC_OPEN)
 		return;
-	uint32_t window = m->d->window;
+	struct fill f = { .window = m->d->window };
 	for (int pass = 0; pass < 4; pass++) {
-		int progress;
 		do {
-			progress = 0;
+			f.progress = 0;
 			for (struct mtopic *t = m->topics; t; t = t->next) {
-				if (t->state != MT_READY || t->w.armed || t->idle)
+				if (t->state != MT_READY || t->w.armed || t->idle || t->damaged)
 					continue;
-				for (int k = 0; k < READ_BURST; k++) {
-					if (m->pq_len >= window || m->c.out.len >= OUT_MAX)
-						goto full;
-					shmbus_msg_t msg;
-					int rc = mirror_read(m, t, &msg);
-					if (rc == -EAGAIN) {
-						t->idle = 1;
-						break;
-					}
-					if (rc < 0)
-						break;
-					progress = 1;
-					if (m->ops->emit(m, t, &msg) < 0 || m->c.state != BC_OPEN)
-						return;
-				}
+				guarded(t, "read", fill_topic, &f);
+				if (f.stop == 1)
+					goto full;
+				if (f.stop == 2)
+					return;
 			}
-		} while (progress);
+		} while (f.progress);
 		/* Everything readable was read: wait on the idle topics. A topic whose
 		 * re-check finds something is read in the next pass. */
 		int again = 0;
 		for (struct mtopic *t = m->topics; t; t = t->next) {
 			if (!t->idle || t->state != MT_READY || t->gone)
 				continue;
-			if (br_wait_arm(m->b, &t->w))
-				continue;
-			t->idle = 0;
-			again = 1;
+			guarded(t, "wait", arm_topic, &again);
 		}
 		if (!again)
 			break;
@@ -160,6 +262,12 @@ void mirror_start(struct mirror *m)
 	bconn_connect(&m->c);
 }
 
+static void rewind_topic(struct mtopic *t, void *arg)
+{
+	(void)arg;
+	shmbus_sub_rewind(t->sub);
+}
+
 /* The connection closed (c->why says why): everything unconfirmed will be sent again. */
 static void went_down(struct mirror *m)
 {
@@ -170,7 +278,8 @@ static void went_down(struct mirror *m)
 	m->up = 0;
 	for (struct mtopic *t = m->topics; t; t = t->next) {
 		t->inflight = 0;
-		shmbus_sub_rewind(t->sub);
+		if (guarded(t, "rewind", rewind_topic, NULL) < 0)
+			continue;
 		/* What was in flight is to be read again: a wait for new messages must not
 		 * hold it back until something else is published. */
 		br_wait_cancel(m->b, &t->w);
@@ -260,18 +369,62 @@ static void mtopic_key(struct mirror *m, struct mtopic *t)
 	t->keylen = o;
 }
 
+/* Open t's durable reader (guarded): t->sub is set once it is open. */
+static int open_topic(struct mirror *m, struct mtopic *t)
+{
+	char group[SHMBUS_GROUP_NAME_MAX + 1];
+	snprintf(group, sizeof(group), "bridge-%s", m->d->name);
+	int rc = shmbus_sub_open_durable(&t->sub, m->b->bus, t->name, group,
+					 m->d->peer.start_latest ? 0 : SHMBUS_SUB_EARLIEST);
+	if (rc < 0)
+		return rc;
+	t->gen = shmbus_sub_generation(t->sub);
+	t->created_ms = shmbus_sub_created_ns(t->sub) / 1000000u;
+	/* Block topics keep what this mirror has not confirmed even while the daemon is
+	 * down, for hold_ms: renewed at every tick. */
+	shmbus_sub_lease(t->sub, m->d->hold_ms);
+	return 0;
+}
+
 static void attach(struct mirror *m, const char *name)
 {
 	struct bridge *b = m->b;
-	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (!strcmp(t->name, name) && !t->gone)
+	for (struct mtopic *t = m->topics; t; t = t->next) {
+		if (strcmp(t->name, name))
+			continue;
+		if (!t->gone)
 			return;
-	char group[SHMBUS_GROUP_NAME_MAX + 1];
-	snprintf(group, sizeof(group), "bridge-%s", m->d->name);
-	shmbus_sub_t *sub;
-	int rc = shmbus_sub_open_durable(&sub, b->bus, name, group,
-					 m->d->peer.start_latest ? 0 : SHMBUS_SUB_EARLIEST);
+		if (t->damaged) {
+			/* Read, not mapped: the truncated file has no generation. */
+			uint64_t gen = shmbus_topic_generation(b->bus, name);
+			if (!gen || gen == t->gen)
+				return;
+		}
+	}
+	struct mtopic *t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	t->m = m;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		/* Truncated while being opened: the next scan sees a file that is no topic. */
+		char why[128];
+		if (br_topic_damaged(b, name, g.addr, "attach", "mirror", m->d->name, why,
+				     sizeof(why)))
+			br_sub_close(b, t->sub);
+		else if (t->sub)
+			br_keep(t->sub);
+		BR_ADD(m->st, errors, 1);
+		br_slot_error(m->st, why);
+		free(t);
+		return;
+	}
+	int rc = open_topic(m, t);
+	guard_leave(&g);
 	if (rc < 0) {
+		free(t);
 		/* Said once per scan at most every 10 s, not at every scan. */
 		if (!m->scan_fail_ms || b->now_ms - m->scan_fail_ms > 10000) {
 			char esc[600];
@@ -284,25 +437,12 @@ static void attach(struct mirror *m, const char *name)
 		}
 		return;
 	}
-	struct mtopic *t = calloc(1, sizeof(*t));
-	if (!t) {
-		shmbus_sub_close(sub);
-		return;
-	}
-	t->m = m;
-	snprintf(t->name, sizeof(t->name), "%s", name);
-	t->sub = sub;
-	t->gen = shmbus_sub_generation(sub);
-	t->created_ms = shmbus_sub_created_ns(sub) / 1000000u;
 	if (!t->created_ms)
 		t->created_ms = 1;
 	snprintf(t->genhex, sizeof(t->genhex), "%016llx", (unsigned long long)t->gen);
 	mtopic_key(m, t);
 	t->state = m->query_first ? MT_QUERY : MT_READY;
-	br_wait_init(&t->w, sub, topic_woken);
-	/* Block topics keep what this mirror has not confirmed even while the daemon is
-	 * down, for hold_ms: renewed at every tick. */
-	shmbus_sub_lease(sub, m->d->hold_ms);
+	br_wait_init(&t->w, t->sub, topic_woken);
 	t->next = m->topics;
 	m->topics = t;
 	m->ntopics++;
@@ -319,10 +459,12 @@ static void detach(struct mirror *m, struct mtopic *t)
 			break;
 		}
 	}
-	m->ntopics--;
-	BR_SET(m->st, topics, m->ntopics);
+	if (!t->damaged) {
+		m->ntopics--;
+		BR_SET(m->st, topics, m->ntopics);
+	}
 	mirror_commit(m);
-	shmbus_sub_close(t->sub);
+	br_sub_close(m->b, t->sub);
 	free(t);
 }
 
@@ -344,6 +486,20 @@ void mirror_mark_gone(struct mirror *m)
 
 /* Gone topics leave once nothing of theirs is in flight and nothing is left to send (or
  * the peer is down: the file was removed, what it held cannot be kept). */
+static void ready_topic(struct mtopic *t, void *arg)
+{
+	*(int *)arg = shmbus_sub_ready(t->sub);
+}
+
+/* Has a topic of another generation taken damaged t's name? */
+static int replaced(const struct mirror *m, const struct mtopic *t)
+{
+	for (const struct mtopic *o = m->topics; o; o = o->next)
+		if (!o->gone && !strcmp(o->name, t->name))
+			return 1;
+	return 0;
+}
+
 void mirror_reap(struct mirror *m)
 {
 	struct mtopic *next;
@@ -355,22 +511,33 @@ void mirror_reap(struct mirror *m)
 			br_wait_cancel(m->b, &t->w);
 			continue;
 		}
-		if (m->up && shmbus_sub_ready(t->sub))
+		int ready = 0;
+		if (!t->damaged && m->up && guarded(t, "reap", ready_topic, &ready) == 0 && ready)
+			continue;
+		if (t->damaged && !replaced(m, t))
 			continue;
 		detach(m, t);
 	}
 }
 
-static void lag_update(struct mirror *m)
+/* A stuck or lost wake-up ends the wait (mirror_tick). */
+static void check_topic(struct mtopic *t, void *arg)
 {
-	uint64_t lag = 0;
-	for (struct mtopic *t = m->topics; t; t = t->next) {
-		/* Not known until the group's first message is read. */
-		uint64_t tail = shmbus_sub_tail_seq(t->sub), cur;
-		if (shmbus_sub_cursor_seq(t->sub, &cur) && cur <= tail)
-			lag += tail - cur;
-	}
-	BR_SET(m->st, lag, lag);
+	(void)arg;
+	if (shmbus_sub_stuck(t->sub) || shmbus_sub_ready(t->sub))
+		br_wait_cancel(t->m->b, &t->w);
+}
+
+/* The lease renewed, t's lag added to *arg. */
+static void keep_topic(struct mtopic *t, void *arg)
+{
+	uint64_t *lag = arg;
+	if (!t->gone)
+		shmbus_sub_lease(t->sub, t->m->d->hold_ms);
+	/* Not known until the group's first message is read. */
+	uint64_t tail = shmbus_sub_tail_seq(t->sub), cur;
+	if (shmbus_sub_cursor_seq(t->sub, &cur) && cur <= tail)
+		*lag += tail - cur;
 }
 
 /* ---- the loop's ------------------------------------------------------------------------- */
@@ -408,14 +575,14 @@ void mirror_tick(struct mirror *m)
 	 * with something to read while its wait is armed lost its wake-up (a damaged wake
 	 * word): look now. */
 	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (t->w.armed && (shmbus_sub_stuck(t->sub) || shmbus_sub_ready(t->sub)))
-			br_wait_cancel(b, &t->w);
+		if (t->w.armed)
+			guarded(t, "wait check", check_topic, NULL);
 	if (m->ops->tick)
 		m->ops->tick(m);
+	uint64_t lag = 0;
 	for (struct mtopic *t = m->topics; t; t = t->next)
-		if (!t->gone)
-			shmbus_sub_lease(t->sub, m->d->hold_ms);
-	lag_update(m);
+		guarded(t, "lease", keep_topic, &lag);
+	BR_SET(m->st, lag, lag);
 }
 
 void mirror_poll(struct mirror *m)
@@ -445,7 +612,7 @@ void mirror_free(struct mirror *m)
 	while (m->topics) {
 		struct mtopic *t = m->topics;
 		m->topics = t->next;
-		shmbus_sub_close(t->sub);
+		br_sub_close(m->b, t->sub);
 		free(t);
 	}
 	free(m->pq);

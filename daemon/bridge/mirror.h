@@ -47,6 +47,11 @@ struct mtopic {
 	int conf_dirty;
 	int idle; /* the last read found nothing */
 	int gone; /* removed or recreated: finish and detach */
+	/* Its file was truncated under us (a SIGBUS in a guarded access, ring.h): its handle
+	 * is closed and sub is NULL; what is in flight is let go. It stays, gone, until a
+	 * topic of another generation under its name is attached (so that the truncated file
+	 * is not opened and refused at every scan), then leaves. */
+	int damaged;
 	struct bwait w;
 };
 
@@ -155,6 +160,9 @@ void mirror_confirm(struct mtopic *t, uint64_t end, uint64_t seq);
 
 /* Move the durable cursors to what was confirmed. */
 void mirror_commit(struct mirror *m);
+
+/* shmbus_sub_cursor_seq() of t, guarded: 0 also when t is (or just became) damaged. */
+int mirror_cursor_seq(struct mtopic *t, uint64_t *seq);
 
 /* The peer answered the handshake: up, in the counters and on $sys.log (detail: more
  * JSON members). */

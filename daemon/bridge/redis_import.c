@@ -16,7 +16,9 @@
 
 #include "daemon/bridge/link.h"
 #include "daemon/bridge/redis_conn.h"
+#include "bus/intree.h"
 #include "daemon/bridge/stats.h"
+#include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 #include "daemon/statefile.h"
 
@@ -46,7 +48,8 @@ struct import {
 	int reading;	 /* an XREAD is outstanding */
 	unsigned npend;	 /* replies expected */
 	uint8_t pend[8]; /* their kinds (AUTH, SELECT, XREAD) */
-	shmbus_pub_t *pub;
+	shmbus_pub_t *pub; /* NULL after its file was truncated, until it is made again */
+	uint64_t gen;	   /* the generation of the topic file pub maps */
 	struct import_state *ps;
 	char last_id[BR_ID_MAX]; /* the last entry published ("0-0", or "$" to start) */
 	redisReply *batch;	 /* an XREAD answer being published */
@@ -132,8 +135,9 @@ static void drop_batch(struct import *im)
 	im->batch = NULL;
 }
 
-/* Publish what is left of the batch. Stops when the local topic is full. */
-static void import_publish(struct import *im)
+/* Publish what is left of the batch (guarded by import_publish). Stops when the local
+ * topic is full. */
+static void publish_batch(struct import *im)
 {
 	const redisReply *r = im->batch;
 	/* [[key, [[id, [field, value, ...]], ...]]] (checked when it came) */
@@ -194,6 +198,83 @@ static void import_publish(struct import *im)
 	im->next = 0;
 }
 
+/*
+ * The batch under one guard. After a SIGBUS (the topic's file was truncated) the publisher
+ * is dropped and the connection closed saying why (down, last_error, the retry's backoff):
+ * the entries from the last one published are read again once the topic is there again
+ * (import_timer). -1 then, else 0.
+ */
+static int import_publish(struct import *im)
+{
+	if (!im->pub)
+		return -1;
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		char why[128];
+		if (br_topic_damaged(im->b, im->d->topic, g.addr, "publish", "import", im->d->name,
+				     why, sizeof(why)))
+			br_pub_close(im->b, im->pub);
+		else
+			br_keep(im->pub);
+		im->pub = NULL;
+		bconn_fail(&im->c, "%s", why);
+		return -1;
+	}
+	publish_batch(im);
+	guard_leave(&g);
+	return 0;
+}
+
+/* The publisher on the topic (guarded). 0 or -errno. */
+static int pub_open(struct import *im)
+{
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		/* Truncated while being opened: what the open had made is lost with it. */
+		guard_detach(g.addr, im->b->bus_dir);
+		im->pub = NULL;
+		return -EIO;
+	}
+	int rc = shmbus_pub_open(&im->pub, im->b->bus, im->d->topic);
+	guard_leave(&g);
+	if (rc == 0)
+		im->gen = shmbus_topic_generation(im->b->bus, im->d->topic);
+	return rc;
+}
+
+/* The topic made if it is missing, as at the start. 0, or -1 with shmbus_errmsg(). */
+static int topic_make(struct import *im)
+{
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	int rc = shmbus_topic_create(im->b->bus, im->d->topic, NULL);
+	if (rc < 0 && rc != -EEXIST)
+		return -1;
+	if (rc == 0) {
+		char esc[300];
+		br_event(im->b, "topic_created",
+			 "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"block\","
+			 "\"by\":\"import %s\"",
+			 json_str(esc, sizeof(esc), im->d->topic), (unsigned long long)o.capacity,
+			 im->d->name);
+	}
+	return 0;
+}
+
+/* After the topic's file was truncated: a valid file of another generation under its name
+ * (made again by anyone, or by us once the damaged one was removed) is published to. */
+static int topic_again(struct import *im)
+{
+	if (topic_make(im) < 0)
+		return -1;
+	uint64_t gen = shmbus_topic_generation(im->b->bus, im->d->topic);
+	if (!gen || gen == im->gen)
+		return -1; /* the truncated file is still there: left to its owner */
+	return pub_open(im);
+}
+
 static void import_announce_up(struct import *im);
 
 /* The answer to XREVRANGE ... COUNT 1 (start = latest): the stream's last ID, saved. */
@@ -244,8 +325,7 @@ static int on_batch(struct import *im, redisReply *r)
 	}
 	im->batch = r;
 	im->next = 0;
-	import_publish(im);
-	return 0;
+	return import_publish(im);
 }
 
 /* A reply for the oldest command in flight (redis_replies). */
@@ -285,10 +365,11 @@ static void import_data(struct bconn *c, const uint8_t *data, size_t n)
 
 void import_work(struct import *im)
 {
-	if (!im->up || im->c.state != BC_OPEN)
+	if (!im->up || im->c.state != BC_OPEN || !im->pub)
 		return;
 	if (im->batch) {
-		import_publish(im);
+		if (import_publish(im) < 0)
+			return;
 		if (im->batch) {
 			br_poll_soon(im->b);
 			return;
@@ -351,8 +432,14 @@ static void import_closed(struct bconn *c)
 static void import_timer(struct bconn *c)
 {
 	struct import *im = c->owner;
-	if (!im->b->stop)
-		bconn_connect(c);
+	if (im->b->stop)
+		return;
+	if (!im->pub && topic_again(im) < 0) {
+		/* No topic to publish to yet: look again after the backoff. */
+		bconn_timer(c, im->link.backoff_ms);
+		return;
+	}
+	bconn_connect(c);
 }
 
 static const struct bconn_ops import_ops = {
@@ -369,23 +456,12 @@ static int import_init(struct import *im)
 	im->st = br_slot(im->b, im->d->name, "import", peer);
 	bconn_init(&im->c, im->b, &import_ops, im, im->d->from.host, im->d->from.port,
 		   im->d->peer.timing.connect_timeout_ms);
-	shmbus_topic_opts_t o;
-	shmbus_topic_opts_init(&o);
-	int rc = shmbus_topic_create(im->b->bus, im->d->topic, NULL);
-	if (rc < 0 && rc != -EEXIST) {
+	if (topic_make(im) < 0) {
 		fprintf(stderr, "shmbusd: [import %s]: topic '%s': %s\n", im->d->name, im->d->topic,
 			shmbus_errmsg());
 		return -1;
 	}
-	if (rc == 0) {
-		char esc[300];
-		br_event(im->b, "topic_created",
-			 "\"topic\":\"%s\",\"capacity\":%llu,\"policy\":\"block\","
-			 "\"by\":\"import %s\"",
-			 json_str(esc, sizeof(esc), im->d->topic), (unsigned long long)o.capacity,
-			 im->d->name);
-	}
-	if (shmbus_pub_open(&im->pub, im->b->bus, im->d->topic) < 0) {
+	if (pub_open(im) < 0) {
 		fprintf(stderr, "shmbusd: [import %s]: %s\n", im->d->name, shmbus_errmsg());
 		return -1;
 	}
@@ -413,10 +489,8 @@ void import_stop(struct import *im)
 	bconn_cancel_timer(&im->c);
 	bconn_fail(&im->c, "the bridge stops");
 	drop_batch(im);
-	if (im->pub) {
-		shmbus_pub_close(im->pub);
-		im->pub = NULL;
-	}
+	br_pub_close(im->b, im->pub);
+	im->pub = NULL;
 	statefile_unmap(im->ps, IMPORT_STATE_SIZE);
 	im->ps = NULL;
 }

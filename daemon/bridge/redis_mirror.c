@@ -146,7 +146,7 @@ static int on_query(struct mirror *m, struct mtopic *t, const redisReply *r, cha
 			/* Did the stream lose entries it had confirmed (a restart from an old
 			 * snapshot)? They cannot be sent again: say so. */
 			uint64_t cur;
-			if (shmbus_sub_cursor_seq(t->sub, &cur) && cur > seq + 1) {
+			if (mirror_cursor_seq(t, &cur) && cur > seq + 1) {
 				BR_ADD(m->st, errors, 1);
 				br_event(m->b, "bridge_peer_behind",
 					 "\"mirror\":\"%s\",\"topic\":\"%s\",\"key\":\"%s\","

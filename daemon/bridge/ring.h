@@ -63,7 +63,8 @@ struct bridge {
 	uint64_t wake_buf;
 	int start_pipe[2];
 	shmbus_bus_t *bus;
-	shmbus_pub_t *log;
+	shmbus_pub_t *log; /* $sys.log; NULL after a fault in it, until it is made again */
+	uint64_t log_gen;  /* the generation of the $sys.log file opened last */
 	struct io_uring ring;
 	int futex_ok;	   /* IORING_OP_FUTEX_WAIT works here */
 	uint64_t inflight; /* SQEs whose completion has not come */
@@ -120,8 +121,38 @@ void br_cancel(struct bridge *b, struct br_op *target, unsigned flags);
 /* Have the loop look again at idle readers in a few ms (a timed poll). */
 void br_poll_soon(struct bridge *b);
 
-/* A JSON event on $sys.log (and stderr), as the conductor's. */
+/* A JSON event on $sys.log (and stderr), as the conductor's. The publishing is guarded: a
+ * truncated $sys.log is dropped, and opened again once the conductor has made it anew. */
 void br_event(struct bridge *b, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Open $sys.log (guarded) unless it is open, or is still the file given up on. */
+void br_log_open(struct bridge *b);
+
+/*
+ * Truncated topics. Whoever maps a topic file can be killed by SIGBUS when a client
+ * truncates it, so each part of the bridge runs its accesses to a topic (reading and
+ * formatting a batch, publishing a batch, moving a cursor, renewing a lease, arming a wait)
+ * under a guard of daemon/guard.h, one per topic visit, never one per message. After a
+ * fault the part calls br_topic_damaged(), drops the handle (closing it if that returns 1,
+ * else br_keep()), never touches that topic again, and attaches anew once a valid file of
+ * another generation is under the name (a topic removed and made again).
+ *
+ * br_topic_damaged: the fault at addr while using topic name (during: what was being done;
+ * who and id: "mirror" and its name, "import" and its name, "client" and its address):
+ * the mapping is detached (guard_detach), "topic_damaged" goes to $sys.log as the
+ * conductor's does, and the text for the stats slot's last_error is in why. Returns 1 when
+ * the handle may be closed (its memory is zeros now), 0 when it must be kept.
+ */
+int br_topic_damaged(struct bridge *b, const char *name, void *addr, const char *during,
+		     const char *who, const char *id, char *why, size_t whylen);
+
+/* A handle whose mapping could not be detached: kept for good, never used nor freed. */
+void br_keep(void *handle);
+
+/* Close a subscriber or a publisher under a guard: one whose file was truncated meanwhile
+ * is closed against zeros once its mapping is detached (or kept). NULL: nothing. */
+void br_sub_close(struct bridge *b, shmbus_sub_t *s);
+void br_pub_close(struct bridge *b, shmbus_pub_t *p);
 
 #endif

@@ -34,7 +34,7 @@ int br_wait_arm(struct bridge *b, struct bwait *w)
 {
 	if (w->armed)
 		return 1;
-	if (!b->futex_ok) {
+	if (!b->futex_ok || w->efault) {
 		if (shmbus_sub_ready(w->sub))
 			return 0;
 		br_poll_soon(b);
@@ -60,7 +60,12 @@ void br_wait_cancel(struct bridge *b, struct bwait *w)
 
 void br_wait_done(struct bwait *w, int res)
 {
-	(void)res; /* 0 woken, -EAGAIN the word had changed, -ECANCELED: all mean "look" */
+	/* 0 woken, -EAGAIN the word had changed, -ECANCELED: all mean "look". -EFAULT: the
+	 * word's page is gone (the file was truncated): the look, guarded like every access,
+	 * finds the damage; should it not (the file grew back), this wait polls from now on
+	 * rather than fail again at once, in a loop. */
+	if (res == -EFAULT)
+		w->efault = 1;
 	w->armed = 0;
 	w->woken = 1;
 	if (w->fn)

@@ -21,6 +21,7 @@ struct bwait {
 	shmbus_sub_t *sub;
 	int armed;		     /* a futex wait is in flight */
 	int woken;		     /* its completion came: read the topic */
+	int efault;		     /* the kernel could not read the word: poll instead */
 	void (*fn)(struct bwait *w); /* called when woken */
 };
 

@@ -24,6 +24,7 @@
 #include "daemon/bridge/stats.h"
 #include "daemon/bridge/subwait.h"
 #include "daemon/bridge/ws_frame.h"
+#include "daemon/guard.h"
 #include "daemon/shmbusd.h"
 #include "ring/clock.h"
 
@@ -42,6 +43,9 @@ struct wssub {
 	int idle;
 	int gone;
 	int started; /* a message was delivered (a lap after that is a cut-off) */
+	/* Its file was truncated (ring.h): sub closed, NULL; freed once its wait is back. A
+	 * topic made again under the name is attached anew (wss_rescan). */
+	int damaged;
 };
 
 enum { WC_HS, WC_OPEN, WC_CLOSING, WC_DEAD };
@@ -150,18 +154,100 @@ static void sub_woken(struct bwait *w)
 	x->idle = 0;
 }
 
+/* ---- truncated topics (ring.h) ------------------------------------------------------------ */
+
+/* A SIGBUS at addr while using x: its handle goes and it is read no more. */
+static void sub_lost(struct wssub *x, void *addr, const char *during)
+{
+	struct wss *s = x->cl->s;
+	char why[128];
+	if (br_topic_damaged(s->b, x->topic, addr, during, "client", x->cl->peer, why, sizeof(why)))
+		br_sub_close(s->b, x->sub);
+	else
+		br_keep(x->sub);
+	x->sub = NULL;
+	x->w.sub = NULL;
+	x->damaged = 1;
+	x->gone = 1;
+	x->idle = 0;
+	br_wait_cancel(s->b, &x->w);
+	BR_ADD(s->st, errors, 1);
+	br_slot_error(s->st, why);
+}
+
+/* fn(x, arg) under one guard for all it does with x's mapping; -EIO after a fault (x is
+ * dropped) or if x was dropped before. */
+static int sub_guarded(struct wssub *x, const char *during, void (*fn)(struct wssub *, void *),
+		       void *arg)
+{
+	if (x->damaged)
+		return -EIO;
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		sub_lost(x, g.addr, during);
+		return -EIO;
+	}
+	fn(x, arg);
+	guard_leave(&g);
+	return 0;
+}
+
+/* fn(arg) under a guard, for calls that map a topic and keep no handle of it (opening,
+ * topic info): its result, or -EIO after a fault (the mapping detached). */
+static int call_guarded(struct wss *s, int (*fn)(void *), void *arg)
+{
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		guard_detach(g.addr, s->b->bus_dir);
+		return -EIO;
+	}
+	int rc = fn(arg);
+	guard_leave(&g);
+	return rc;
+}
+
+struct open_arg {
+	struct wsc *cl;
+	const char *topic;
+	shmbus_sub_t *sub;
+	shmbus_pub_t *pub;
+	shmbus_topic_opts_t o;
+};
+
+static int open_observer(void *arg)
+{
+	struct open_arg *a = arg;
+	return shmbus_sub_open_observer(&a->sub, a->cl->s->b->bus, a->topic,
+					a->cl->has_from ? SHMBUS_SUB_EARLIEST : 0);
+}
+
+static int open_pub(void *arg)
+{
+	struct open_arg *a = arg;
+	return shmbus_pub_open(&a->pub, a->cl->s->b->bus, a->topic);
+}
+
+static int topic_info(void *arg)
+{
+	struct open_arg *a = arg;
+	return shmbus_topic_info(a->cl->s->b->bus, a->topic, &a->o);
+}
+
 static void sub_attach(struct wsc *cl, const char *topic)
 {
 	for (struct wssub *x = cl->subs; x; x = x->next)
 		if (!strcmp(x->topic, topic) && !x->gone)
 			return;
-	shmbus_sub_t *sub;
-	if (shmbus_sub_open_observer(&sub, cl->s->b->bus, topic,
-				     cl->has_from ? SHMBUS_SUB_EARLIEST : 0) < 0)
+	/* A damaged file is refused by the open (it reads the header, maps nothing). */
+	struct open_arg a = { .cl = cl, .topic = topic };
+	if (call_guarded(cl->s, open_observer, &a) < 0)
 		return;
+	shmbus_sub_t *sub = a.sub;
 	struct wssub *x = calloc(1, sizeof(*x));
 	if (!x) {
-		shmbus_sub_close(sub);
+		br_sub_close(cl->s->b, sub);
 		return;
 	}
 	x->cl = cl;
@@ -258,10 +344,14 @@ static int route(struct wsc *cl, const char *target, char *why, size_t whylen)
 			snprintf(why, whylen, "publishing to '%.128s' is not allowed here", topic);
 			return -403;
 		}
-		if (shmbus_pub_open(&cl->pub, cl->s->b->bus, topic) < 0) {
-			snprintf(why, whylen, "%s", shmbus_errmsg());
+		struct open_arg a = { .cl = cl, .topic = topic };
+		int rc = call_guarded(cl->s, open_pub, &a);
+		if (rc < 0) {
+			snprintf(why, whylen, "%s",
+				 rc == -EIO ? "the topic's file is damaged" : shmbus_errmsg());
 			return -404;
 		}
+		cl->pub = a.pub;
 		snprintf(cl->pub_topic, sizeof(cl->pub_topic), "%.127s", topic);
 		return 0;
 	}
@@ -269,10 +359,35 @@ static int route(struct wsc *cl, const char *target, char *why, size_t whylen)
 	return -404;
 }
 
+/* A publishing client's shmbus_publish_timeout(..., 0), guarded: -EIO after a fault, the
+ * publisher dropped (the client is then closed with 1011). */
+static int client_publish(struct wsc *cl, const void *p, size_t n, uint32_t type)
+{
+	if (!cl->pub)
+		return -EIO;
+	struct guard g;
+	if (guard_enter(&g)) {
+		guard_leave(&g);
+		char why[128];
+		if (br_topic_damaged(cl->s->b, cl->pub_topic, g.addr, "publish", "client", cl->peer,
+				     why, sizeof(why)))
+			br_pub_close(cl->s->b, cl->pub);
+		else
+			br_keep(cl->pub);
+		cl->pub = NULL;
+		BR_ADD(cl->s->st, errors, 1);
+		br_slot_error(cl->s->st, why);
+		return -EIO;
+	}
+	int rc = shmbus_publish_timeout(cl->pub, p, n, type, 0);
+	guard_leave(&g);
+	return rc;
+}
+
 /* A message from a publishing client: into its topic, or held while the topic is full. */
 static int wc_publish(struct wsc *cl, const uint8_t *p, size_t n, uint32_t type)
 {
-	int rc = shmbus_publish_timeout(cl->pub, p, n, type, 0);
+	int rc = client_publish(cl, p, n, type);
 	if (rc == -EAGAIN) {
 		/* Block policy, no room: keep it, read nothing more from this client (TCP
 		 * pushes back on it), try again soon. Never wait here. */
@@ -302,7 +417,9 @@ static void wc_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	if (cl->state != WC_OPEN)
 		return;
 	if (!cl->pub) {
-		wc_close(cl, 1008, "this connection subscribes; publish on /publish/TOPIC");
+		wc_close(cl, 1008,
+			 cl->subscriber ? "this connection subscribes; publish on /publish/TOPIC" :
+					  "the topic's file was damaged");
 		return;
 	}
 	if (arg->opcode == WSLAY_TEXT_FRAME && !ws_utf8_valid(arg->msg, arg->msg_length)) {
@@ -313,6 +430,8 @@ static void wc_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 	int rc = wc_publish(cl, arg->msg, arg->msg_length, arg->opcode == WSLAY_TEXT_FRAME);
 	if (rc == -EMSGSIZE) {
 		wc_close(cl, 1009, "larger than the topic's largest message");
+	} else if (rc == -EIO) {
+		wc_close(cl, 1011, "the topic's file was damaged");
 	} else if (rc < 0) {
 		BR_ADD(cl->s->st, errors, 1);
 		wc_close(cl, 1011, "cannot publish");
@@ -374,9 +493,9 @@ static void wc_upgrade(struct wsc *cl, const struct ws_request *req, size_t cons
 	}
 	uint32_t max = cl->s->d->max_message;
 	if (cl->pub) {
-		shmbus_topic_opts_t o;
-		if (shmbus_topic_info(cl->s->b->bus, cl->pub_topic, &o) == 0 && o.max_message < max)
-			max = o.max_message;
+		struct open_arg a = { .cl = cl, .topic = cl->pub_topic };
+		if (call_guarded(cl->s, topic_info, &a) == 0 && a.o.max_message < max)
+			max = a.o.max_message;
 	}
 	wslay_event_config_set_max_recv_msg_length(cl->ws, max);
 	char resp[512];
@@ -459,13 +578,12 @@ static void wc_free(struct wsc *cl)
 	while (cl->subs) {
 		struct wssub *x = cl->subs;
 		cl->subs = x->next;
-		shmbus_sub_close(x->sub);
+		br_sub_close(cl->s->b, x->sub);
 		free(x);
 	}
 	if (cl->ws)
 		wslay_event_context_free(cl->ws);
-	if (cl->pub)
-		shmbus_pub_close(cl->pub);
+	br_pub_close(cl->s->b, cl->pub);
 	bbuf_free(&cl->io.in);
 	bbuf_free(&cl->scratch);
 	bbuf_free(&cl->held);
@@ -526,9 +644,14 @@ void wss_accept(struct wss *s, int res)
 /* Retry a held publish; resume reading the client once it went in. */
 static void wc_retry(struct wsc *cl)
 {
-	int rc = shmbus_publish_timeout(cl->pub, cl->held.p, cl->held.len, cl->held_type, 0);
+	int rc = client_publish(cl, cl->held.p, cl->held.len, cl->held_type);
 	if (rc == -EAGAIN) {
 		br_poll_soon(cl->s->b);
+		return;
+	}
+	if (rc == -EIO) {
+		cl->has_held = 0;
+		wc_close(cl, 1011, "the topic's file was damaged");
 		return;
 	}
 	cl->has_held = 0;
@@ -540,63 +663,102 @@ static void wc_retry(struct wsc *cl)
 	wc_pump(cl);
 }
 
+struct fill {
+	uint64_t room;
+	int stop; /* 1: the client's queue is full; 2: it is being closed */
+};
+
+/* A burst of x's messages to its client (guarded). As for mirrors (mirror.c), a fault
+ * while a payload is copied leaves the connection's buffer whole. */
+static void fill_sub(struct wssub *x, void *arg)
+{
+	struct fill *f = arg;
+	struct wsc *cl = x->cl;
+	struct wss *s = cl->s;
+	for (int k = 0; k < 64; k++) {
+		if (backlog(cl) >= f->room) {
+			f->stop = 1;
+			return;
+		}
+		shmbus_msg_t msg;
+		int rc = shmbus_recv(x->sub, &msg, 0);
+		if (rc == -EAGAIN) {
+			x->idle = 1;
+			return;
+		}
+		if (rc < 0)
+			return;
+		if (cl->has_from && msg.seq < cl->from)
+			continue; /* older than asked for */
+		uint64_t lost = 0;
+		if (!x->started && cl->has_from) {
+			/* Asked for older messages than the ring keeps: said, not fatal. */
+			x->started = 1;
+			if (msg.seq > cl->from)
+				lost = msg.seq - cl->from;
+		} else if (msg.lost) {
+			/* Lapped: it cannot have everything it subscribed to. */
+			char esc[400];
+			BR_ADD(s->st, dropped, 1);
+			snprintf(esc, sizeof(esc),
+				 "client %s cut off: %" PRIu64
+				 " messages of %s lost while its queue was full",
+				 cl->peer, msg.lost, x->topic);
+			br_slot_error(s->st, esc);
+			br_event(s->b, "ws_slow_client",
+				 "\"client\":\"%s\",\"topic\":\"%s\",\"lost\":%" PRIu64
+				 ",\"max_queue\":%u",
+				 cl->peer, x->topic, msg.lost, s->d->max_queue);
+			wc_close(cl, 1013, "too slow: messages were lost");
+			f->stop = 2;
+			return;
+		}
+		if (ws_frame_message(cl->ws, &cl->c, &cl->scratch, cl->json, x->topic, &msg, lost) <
+		    0) {
+			f->stop = 2;
+			return;
+		}
+		x->started = 1;
+		BR_ADD(s->st, sent, 1);
+		BR_ADD(s->st, bytes, msg.len);
+	}
+}
+
+static void arm_sub(struct wssub *x, void *arg)
+{
+	(void)arg;
+	if (!br_wait_arm(x->cl->s->b, &x->w))
+		x->idle = 0;
+}
+
 /* Send what the client's topics hold, as long as its queue has room. */
 static void wc_fill(struct wsc *cl)
 {
-	struct wss *s = cl->s;
-	uint64_t room = s->d->max_queue / 2;
+	/* Subscriptions dropped for a truncated file go once their wait is back. */
+	for (struct wssub **pp = &cl->subs; *pp;) {
+		struct wssub *x = *pp;
+		if (x->damaged && !x->w.armed) {
+			*pp = x->next;
+			free(x);
+		} else {
+			pp = &x->next;
+		}
+	}
+	struct fill f = { .room = cl->s->d->max_queue / 2 };
 	for (struct wssub *x = cl->subs; x; x = x->next) {
 		if (x->idle || x->w.armed || x->gone)
 			continue;
-		for (int k = 0; k < 64; k++) {
-			if (backlog(cl) >= room)
-				goto full;
-			shmbus_msg_t msg;
-			int rc = shmbus_recv(x->sub, &msg, 0);
-			if (rc == -EAGAIN) {
-				x->idle = 1;
-				break;
-			}
-			if (rc < 0)
-				break;
-			if (cl->has_from && msg.seq < cl->from)
-				continue; /* older than asked for */
-			uint64_t lost = 0;
-			if (!x->started && cl->has_from) {
-				/* Asked for older messages than the ring keeps: said, not fatal. */
-				x->started = 1;
-				if (msg.seq > cl->from)
-					lost = msg.seq - cl->from;
-			} else if (msg.lost) {
-				/* Lapped: it cannot have everything it subscribed to. */
-				char esc[400];
-				BR_ADD(s->st, dropped, 1);
-				snprintf(esc, sizeof(esc),
-					 "client %s cut off: %" PRIu64
-					 " messages of %s lost while its queue was full",
-					 cl->peer, msg.lost, x->topic);
-				br_slot_error(s->st, esc);
-				br_event(s->b, "ws_slow_client",
-					 "\"client\":\"%s\",\"topic\":\"%s\",\"lost\":%" PRIu64
-					 ",\"max_queue\":%u",
-					 cl->peer, x->topic, msg.lost, s->d->max_queue);
-				wc_close(cl, 1013, "too slow: messages were lost");
-				return;
-			}
-			if (ws_frame_message(cl->ws, &cl->c, &cl->scratch, cl->json, x->topic, &msg,
-					     lost) < 0)
-				return;
-			x->started = 1;
-			BR_ADD(s->st, sent, 1);
-			BR_ADD(s->st, bytes, msg.len);
-		}
+		sub_guarded(x, "read", fill_sub, &f);
+		if (f.stop == 1)
+			break;
+		if (f.stop == 2)
+			return;
 	}
-full:
 	bconn_kick(&cl->c);
 	/* Idle topics: wait on them (a wait that finds something is read next turn). */
 	for (struct wssub *x = cl->subs; x; x = x->next)
-		if (x->idle && !x->gone && !br_wait_arm(s->b, &x->w))
-			x->idle = 0;
+		if (x->idle && !x->gone)
+			sub_guarded(x, "wait", arm_sub, NULL);
 }
 
 void wss_work(struct wss *s)
@@ -628,6 +790,13 @@ void wss_work(struct wss *s)
 		arm_accept(s);
 }
 
+static void check_sub(struct wssub *x, void *arg)
+{
+	(void)arg;
+	if (shmbus_sub_stuck(x->sub) || shmbus_sub_ready(x->sub))
+		br_wait_cancel(x->cl->s->b, &x->w);
+}
+
 void wss_tick(struct wss *s)
 {
 	uint64_t now = s->b->now_ms;
@@ -656,9 +825,8 @@ void wss_tick(struct wss *s)
 		for (struct wssub *x = cl->subs; x; x = x->next) {
 			if (!s->b->futex_ok)
 				x->idle = 0;
-			else if (x->w.armed && !x->gone &&
-				 (shmbus_sub_stuck(x->sub) || shmbus_sub_ready(x->sub)))
-				br_wait_cancel(s->b, &x->w);
+			else if (x->w.armed && !x->gone)
+				sub_guarded(x, "wait check", check_sub, NULL);
 		}
 	}
 }
