@@ -135,9 +135,24 @@ fail:
 	return rc;
 }
 
+/* The in-process broker of this process (the daemon's), and the bus directory it serves:
+ * every handle on that bus opened in this process (the bridge thread's too) uses it. */
+static pthread_mutex_t proc_broker_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct shmbus_broker *proc_broker;
+static char proc_broker_path[PATH_MAX];
+
 void shmbus_client_register(shmbus_bus_t *bus)
 {
 	bus->daemon_fd = -1;
+	pthread_mutex_lock(&proc_broker_lock);
+	const struct shmbus_broker *pb = proc_broker && !strcmp(proc_broker_path, bus->path) ?
+						 proc_broker : NULL;
+	pthread_mutex_unlock(&proc_broker_lock);
+	if (pb) {
+		bus->broker = pb;
+		bus->brokered = 1;
+		return;
+	}
 	/* A brokered bus is used through its daemon or not at all. */
 	bus->brokered = state_brokered(bus);
 	if (bus->look)
@@ -227,6 +242,10 @@ void shmbus_bus_set_broker(shmbus_bus_t *bus, const struct shmbus_broker *b)
 {
 	bus->broker = b;
 	bus->brokered = b != NULL;
+	pthread_mutex_lock(&proc_broker_lock);
+	proc_broker = b;
+	snprintf(proc_broker_path, sizeof(proc_broker_path), "%s", b ? bus->path : "");
+	pthread_mutex_unlock(&proc_broker_lock);
 }
 
 int shmbus_bus_brokered(const shmbus_bus_t *bus)

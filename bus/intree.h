@@ -119,7 +119,8 @@ struct shmbus_broker {
 	void *ctx;
 };
 
-/* Make bus brokered through b (NULL: a file-mode bus, whatever daemon.state said). */
+/* Make bus brokered through b (NULL: a file-mode bus, whatever daemon.state said); every
+ * handle on the same bus this process opens from now on (the bridge thread's) uses b too. */
 void shmbus_bus_set_broker(shmbus_bus_t *bus, const struct shmbus_broker *b);
 
 /* Is bus brokered (topics through the daemon, none as files)? */

@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "bus/internal.h"
+#include "bus/intree.h"
 
 #define ROOT 0
 #define USER 1000
