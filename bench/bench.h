@@ -18,6 +18,7 @@
  *   peer_*.c     the peers: shmbus, the bare ring / memcpy / futex, pipes and Unix
  *                sockets, ZeroMQ, iceoryx, NATS, Redis
  *   daemon.c     the servers some peers need (nats-server, iox-roudi): start and stop
+ *   brokered.c   the brokered bus's shmbusd (access = brokered, issue 14)
  *   run.c        one run of one case: fork, measure, collect, count syscalls
  *   cpu.c        instructions per message under callgrind
  *   report*.c    the table, the targets, JSON, the plots (report.h says which file holds
