@@ -70,7 +70,7 @@ enum peer_id {
 	PEER_SHMBUS,	  /* block policy */
 	PEER_SHMBUS_OVW,  /* overwrite policy */
 	PEER_SHMBUS_SPIN, /* block, subscriber never sleeps (one-way latency) */
-	PEER_SHMBUS_BROKERED, /* block, on a bus a shmbusd brokers (access = brokered) */
+	PEER_BROKERED,	  /* block, on a bus a shmbusd brokers (access = brokered) */
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */

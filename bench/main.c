@@ -34,7 +34,7 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_SHMBUS] = &peer_shmbus,
 	[PEER_SHMBUS_OVW] = &peer_shmbus_ovw,
 	[PEER_SHMBUS_SPIN] = &peer_shmbus_spin,
-	[PEER_SHMBUS_BROKERED] = &peer_shmbus_brokered,
+	[PEER_BROKERED] = &peer_shmbus_brokered,
 	[PEER_RING] = &peer_ring,
 	[PEER_MEMCPY] = &peer_memcpy,
 	[PEER_MEMCPY_DRAM] = &peer_memcpy_dram,
@@ -68,15 +68,15 @@ static uint32_t want_size;
 static int only_brokered;
 
 /* --brokered: the brokered cases and the file-mode cases they are compared with. */
-static int brokered_section(enum scenario sc, enum peer_id peer, uint32_t size, int npub,
-			    int nsub, uint32_t rate, enum pin pin)
+static int brokered_section(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
+			    uint32_t rate, enum pin pin)
 {
-	if (peer == PEER_SHMBUS_BROKERED)
+	if (peer == PEER_BROKERED)
 		return 1;
 	if (peer != PEER_SHMBUS || size != 64 || rate)
 		return 0;
-	return sc == SC_OPEN || (sc == SC_SPSC && npub == 1 && nsub == 1) ||
-	       sc == SC_PINGPONG || (sc == SC_WAKEUP && pin == PIN_SPLIT);
+	return sc == SC_OPEN || (sc == SC_SPSC && npub == 1 && nsub == 1) || sc == SC_PINGPONG ||
+	       (sc == SC_WAKEUP && pin == PIN_SPLIT);
 }
 
 static void add_pinned(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
@@ -137,7 +137,7 @@ static void build_cases(enum mode mode)
 		add(SC_SPSC, PEER_SHMBUS, s, 1, 1, 0, key ? RB : big ? R : one);
 		/* Brokered mode (issue 14) next to the file-mode case it is compared with. */
 		if (key)
-			add(SC_SPSC, PEER_SHMBUS_BROKERED, s, 1, 1, 0, RB);
+			add(SC_SPSC, PEER_BROKERED, s, 1, 1, 0, RB);
 		add(SC_SPSC, PEER_SHMBUS_OVW, s, 1, 1, 0, one);
 		add(SC_SPSC, PEER_RING, s, 1, 1, 0, key ? R : one);
 		add(SC_SPSC, PEER_MEMCPY, s, 1, 0, 0, big ? R : one);
@@ -204,7 +204,7 @@ static void build_cases(enum mode mode)
 		}
 		add(SC_PINGPONG, PEER_SHMBUS, s, 1, 1, 0, s == 64 ? R : one);
 		if (s == 64)
-			add(SC_PINGPONG, PEER_SHMBUS_BROKERED, s, 1, 1, 0, R);
+			add(SC_PINGPONG, PEER_BROKERED, s, 1, 1, 0, R);
 		add(SC_PINGPONG, PEER_RING, s, 1, 1, 0, s == 64 ? R : one);
 		add(SC_PINGPONG, PEER_UNIX, s, 1, 1, 0, one);
 		add(SC_PINGPONG, PEER_PIPE, s, 1, 1, 0, one);
@@ -230,8 +230,7 @@ static void build_cases(enum mode mode)
 		add_pinned(SC_WAKEUP, PEER_FUTEX, 64, 1, 1, 0, cfg.wake_rounds, pin);
 		add_pinned(SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, cfg.wake_rounds, pin);
 		if (pin == PIN_SPLIT)
-			add_pinned(SC_WAKEUP, PEER_SHMBUS_BROKERED, 64, 1, 1, 0, cfg.wake_rounds,
-				   pin);
+			add_pinned(SC_WAKEUP, PEER_BROKERED, 64, 1, 1, 0, cfg.wake_rounds, pin);
 		add_pinned(SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, cfg.wake_rounds, pin);
 	}
 	static const uint32_t srates[] = { 0, 1000000, 100000, 10000 };
@@ -244,7 +243,7 @@ static void build_cases(enum mode mode)
 	 * bus and on the file-mode one. */
 	for (int sub = 0; sub < 2; sub++) {
 		add(SC_OPEN, PEER_SHMBUS, 64, !sub, sub, 0, R);
-		add(SC_OPEN, PEER_SHMBUS_BROKERED, 64, !sub, sub, 0, R);
+		add(SC_OPEN, PEER_BROKERED, 64, !sub, sub, 0, R);
 	}
 }
 
@@ -643,7 +642,7 @@ int main(int argc, char **argv)
 		want_redis |= p >= PEER_REDIS_PUB;
 		want_nats |= p == PEER_NATS;
 		want_iox |= p == PEER_ICEORYX;
-		want_brokered |= p == PEER_SHMBUS_BROKERED;
+		want_brokered |= p == PEER_BROKERED;
 		want_perf |= S.cases[i].sc == SC_SYSCALLS || S.cases[i].sc == SC_WAKEUP;
 	}
 	if (any_peer && !want_peer[PEER_SHMBUS] && !want_peer[PEER_RING])
@@ -673,7 +672,7 @@ int main(int argc, char **argv)
 		int (*start)(char *why, size_t n);
 	} servers[] = { { want_nats, PEER_NATS, nats_start },
 			{ want_iox, PEER_ICEORYX, iox_start },
-			{ want_brokered, PEER_SHMBUS_BROKERED, brokered_start } };
+			{ want_brokered, PEER_BROKERED, brokered_start } };
 	for (size_t k = 0; k < sizeof(servers) / sizeof(servers[0]); k++) {
 		enum peer_id p = servers[k].p;
 

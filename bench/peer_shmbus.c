@@ -27,7 +27,7 @@ static shmbus_bus_t *driver_bus, *driver_bus_b, *worker_bus_h;
 
 static int brokered(const struct run *r)
 {
-	return r->c->peer == PEER_SHMBUS_BROKERED;
+	return r->c->peer == PEER_BROKERED;
 }
 
 void shmbus_peer_init_driver(void)
@@ -219,8 +219,8 @@ static void sb_opener(struct run *r, int idx)
 			       shmbus_sub_open(&s, bus, r->a, NULL, 0);
 
 		if (rc < 0)
-			wfail("%s open %" PRIu64 ": %s (%s)", pub ? "pub" : "sub", i,
-			      strerror(-rc), shmbus_errmsg());
+			wfail("%s open %" PRIu64 ": %s (%s)", pub ? "pub" : "sub", i, strerror(-rc),
+			      shmbus_errmsg());
 		if (pub)
 			shmbus_pub_close(p);
 		else
@@ -240,15 +240,15 @@ static void sb_opener(struct run *r, int idx)
 }
 
 #define SHMBUS_PEER(var, id_, label_, flags_, avail_) \
-	const struct peer var = {              \
-		.id = id_,                     \
-		.label = label_,               \
-		.flags = PF_SHMBUS | (flags_), \
-		.prepare = sb_prepare,         \
-		.cleanup = sb_cleanup,         \
-		LOOPS_ROLES(sb),               \
-		.opener = sb_opener,           \
-		.available = (avail_),         \
+	const struct peer var = {                     \
+		.id = id_,                            \
+		.label = label_,                      \
+		.flags = PF_SHMBUS | (flags_),        \
+		.prepare = sb_prepare,                \
+		.cleanup = sb_cleanup,                \
+		LOOPS_ROLES(sb),                      \
+		.opener = sb_opener,                  \
+		.available = (avail_),                \
 	}
 
 /* The brokered peer runs if its daemon does: main.c starts it (brokered_start()). */
@@ -268,9 +268,7 @@ static int sb_brokered_available(char *why, size_t n)
 	return rc == 0;
 }
 
-
 SHMBUS_PEER(peer_shmbus, "shmbus", "shmbus (block)", 0, NULL);
 SHMBUS_PEER(peer_shmbus_ovw, "shmbus_overwrite", "shmbus (overwrite)", PF_REPORTS_LOSS, NULL);
 SHMBUS_PEER(peer_shmbus_spin, "shmbus_spin", "shmbus (reader spins)", 0, NULL);
-SHMBUS_PEER(peer_shmbus_brokered, "shmbus_brokered", "shmbus (brokered)", 0,
-	    sb_brokered_available);
+SHMBUS_PEER(peer_shmbus_brokered, "shmbus_brokered", "shmbus (brokered)", 0, sb_brokered_available);

@@ -90,8 +90,7 @@ static void json_case(FILE *f, const struct suite *s, int i)
 				      "no",
 		st[cr->status]);
 	if (p->flags & PF_SHMBUS)
-		fprintf(f, ",\"access\":\"%s\"",
-			c->peer == PEER_SHMBUS_BROKERED ? "brokered" : "file");
+		fprintf(f, ",\"access\":\"%s\"", c->peer == PEER_BROKERED ? "brokered" : "file");
 	if (cr->status == CS_ABSENT || cr->status == CS_FAILED) {
 		fprintf(f, ",\"reason\":");
 		json_str(f, cr->why);

@@ -435,15 +435,16 @@ static void section_brokered(const struct report *rp)
 	int any = 0;
 
 	for (int i = 0; i < s->n; i++)
-		any |= s->cases[i].peer == PEER_SHMBUS_BROKERED;
+		any |= s->cases[i].peer == PEER_BROKERED;
 	if (!any)
 		return;
 	rprintf(rp,
-		"\n== Brokered mode (issue 14): bus '" BROKERED_BUS "' under a shmbusd with access = "
+		"\n== Brokered mode (issue 14): bus '" BROKERED_BUS
+		"' under a shmbusd with access = "
 		"brokered (topics are memfds it\n   hands out over control.sock) against the "
 		"file-mode bus, same cases, side by side in each round;\n   brokered / file: the "
 		"median of the per-round ratios (lowest .. highest) ==\n");
-	int fs = case_find_spsc(s, PEER_SHMBUS, 64), bs = case_find_spsc(s, PEER_SHMBUS_BROKERED, 64);
+	int fs = case_find_spsc(s, PEER_SHMBUS, 64), bs = case_find_spsc(s, PEER_BROKERED, 64);
 	if (bs >= 0) {
 		rprintf(rp, "SPSC 64 B, msg/s%10s %12s %12s  %s\n", "", "median", "lowest",
 			"brokered / file");
@@ -471,12 +472,13 @@ static void section_brokered(const struct report *rp)
 		enum pin pin;
 		const char *title;
 	} lat[] = {
-		{ SC_PINGPONG, PIN_NONE, "Ping-pong round trip 64 B, block policy, readers busy-wait" },
+		{ SC_PINGPONG, PIN_NONE,
+		  "Ping-pong round trip 64 B, block policy, readers busy-wait" },
 		{ SC_WAKEUP, PIN_SPLIT, "Wake-up round trip 64 B, both sides asleep, 2 CPUs" },
 	};
 	for (int k = 0; k < (int)(sizeof(lat) / sizeof(lat[0])); k++) {
 		int f = case_find_pin(s, lat[k].sc, PEER_SHMBUS, 64, 1, 1, 0, lat[k].pin),
-		    b = case_find_pin(s, lat[k].sc, PEER_SHMBUS_BROKERED, 64, 1, 1, 0, lat[k].pin);
+		    b = case_find_pin(s, lat[k].sc, PEER_BROKERED, 64, 1, 1, 0, lat[k].pin);
 
 		if (b < 0)
 			continue;
@@ -493,8 +495,8 @@ static void section_brokered(const struct report *rp)
 		}
 		rprintf(rp, "\n");
 	}
-	if (case_find(s, SC_OPEN, PEER_SHMBUS_BROKERED, 64, 1, 0, 0) < 0 &&
-	    case_find(s, SC_OPEN, PEER_SHMBUS_BROKERED, 64, 0, 1, 0) < 0)
+	if (case_find(s, SC_OPEN, PEER_BROKERED, 64, 1, 0, 0) < 0 &&
+	    case_find(s, SC_OPEN, PEER_BROKERED, 64, 0, 1, 0) < 0)
 		return;
 	rprintf(rp, "Open + close, %" PRIu64 " timed pairs per round (the bus already open):\n",
 		cfg.open_n);
@@ -505,7 +507,7 @@ static void section_brokered(const struct report *rp)
 			{ "subscriber, file bus", "subscriber, brokered bus" },
 		};
 		int f = case_find(s, SC_OPEN, PEER_SHMBUS, 64, !sub, sub, 0),
-		    b = case_find(s, SC_OPEN, PEER_SHMBUS_BROKERED, 64, !sub, sub, 0);
+		    b = case_find(s, SC_OPEN, PEER_BROKERED, 64, !sub, sub, 0);
 
 		if (f >= 0) {
 			latency_row_as(rp, f, label[sub][0]);

@@ -202,16 +202,16 @@ static void targets_wakeup(struct targets *tg, const struct suite *s)
  */
 static void targets_brokered(struct targets *tg, const struct suite *s)
 {
-	int pp = case_find(s, SC_PINGPONG, PEER_SHMBUS_BROKERED, 64, 1, 1, 0),
+	int pp = case_find(s, SC_PINGPONG, PEER_BROKERED, 64, 1, 1, 0),
 	    ppf = case_find(s, SC_PINGPONG, PEER_SHMBUS, 64, 1, 1, 0);
 
 	target_ratio(tg, s, "brokered_spsc_vs_file",
 		     "SPSC 64 B, shmbus msg/s on a brokered bus over on a file-mode bus",
-		     case_find_spsc(s, PEER_SHMBUS_BROKERED, 64), case_find_spsc(s, PEER_SHMBUS, 64),
+		     case_find_spsc(s, PEER_BROKERED, 64), case_find_spsc(s, PEER_SHMBUS, 64),
 		     MT_MSGS, 0, 0.9);
 	target_ratio(tg, s, "brokered_pingpong_p50_vs_file",
-		     "ping-pong 64 B, shmbus p50 on a brokered bus over on a file-mode bus", pp, ppf,
-		     MT_P50, 1, 1.1);
+		     "ping-pong 64 B, shmbus p50 on a brokered bus over on a file-mode bus", pp,
+		     ppf, MT_P50, 1, 1.1);
 	if (pp >= 0 && ppf >= 0 && !case_status(s, pp) && !case_status(s, ppf)) {
 		int pairs;
 		double r = case_ratio(s, pp, ppf, MT_P99, &pairs, NULL, NULL);
@@ -223,8 +223,8 @@ static void targets_brokered(struct targets *tg, const struct suite *s)
 	/* The open: the worse of the publisher's and the subscriber's (each the median of
 	 * the rounds' p99), in ms. */
 	struct target *t = target_next(tg);
-	int ob[2] = { case_find(s, SC_OPEN, PEER_SHMBUS_BROKERED, 64, 1, 0, 0),
-		      case_find(s, SC_OPEN, PEER_SHMBUS_BROKERED, 64, 0, 1, 0) };
+	int ob[2] = { case_find(s, SC_OPEN, PEER_BROKERED, 64, 1, 0, 0),
+		      case_find(s, SC_OPEN, PEER_BROKERED, 64, 0, 1, 0) };
 	int of[2] = { case_find(s, SC_OPEN, PEER_SHMBUS, 64, 1, 0, 0),
 		      case_find(s, SC_OPEN, PEER_SHMBUS, 64, 0, 1, 0) };
 	double p99[2] = { NAN, NAN }, lo[2] = { NAN, NAN }, hi[2] = { NAN, NAN };
@@ -357,7 +357,11 @@ int targets_print(const struct report *rp, const struct targets *tg)
 		if (t->a < 0 || t->b == -1)
 			continue; /* its cases were not part of this run */
 		snprintf(want, sizeof(want), "%s %g%s%s", t->at_most ? "at most" : "at least",
-			 t->want, t->unit ? " " : t->b == -2 ? "" : "x", t->unit ? t->unit : "");
+			 t->want,
+			 t->unit    ? " " :
+			 t->b == -2 ? "" :
+				      "x",
+			 t->unit ? t->unit : "");
 		if (!t->known) {
 			rprintf(rp, "UNKNOWN  %s: not measured (%s); target %s\n", t->what,
 				t->why_unknown ? t->why_unknown : "no figure", want);

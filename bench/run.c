@@ -463,8 +463,9 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 
 	role_fn tx = opens ? p->opener : paced ? p->paced_tx : roundtrip ? p->pinger : p->producer;
 	role_fn rx = opens ? NULL : paced ? p->paced_rx : roundtrip ? p->ponger : p->consumer;
-	int ntx = paced || roundtrip ? 1 : c->npub,
-	    nrx = opens ? 0 : paced || roundtrip ? 1 : c->nsub;
+	int ntx = paced || roundtrip ? 1 : c->npub, nrx = paced || roundtrip ? 1 : c->nsub;
+	if (opens)
+		nrx = 0; /* the opener works alone */
 	if (!tx || (nrx && !rx)) {
 		snprintf(err, errlen, "%s has no role in this scenario", p->id);
 		goto out;
