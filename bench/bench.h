@@ -18,6 +18,7 @@
  *   peer_*.c     the peers: shmbus, the bare ring / memcpy / futex, pipes and Unix
  *                sockets, ZeroMQ, iceoryx, NATS, Redis
  *   daemon.c     the servers some peers need (nats-server, iox-roudi): start and stop
+ *   brokered.c   the brokered bus's shmbusd (access = brokered, issue 14)
  *   run.c        one run of one case: fork, measure, collect, count syscalls
  *   cpu.c        instructions per message under callgrind
  *   report*.c    the table, the targets, JSON, the plots (report.h says which file holds
@@ -59,6 +60,7 @@ enum scenario {
 	SC_WAKEUP,   /* round trips with both sides asleep: the blocking path */
 	SC_SYSCALLS, /* syscalls per message (perf), shmbus alone */
 	SC_CPU,	     /* instructions per message (callgrind), in one process */
+	SC_OPEN,     /* open + close of a publisher (1x0) or a subscriber (0x1): latency */
 	NSCENARIOS
 };
 /* Each scenario's name, as --scenario takes it and the JSON and the report print it. */
@@ -68,6 +70,7 @@ enum peer_id {
 	PEER_SHMBUS,	  /* block policy */
 	PEER_SHMBUS_OVW,  /* overwrite policy */
 	PEER_SHMBUS_SPIN, /* block, subscriber never sleeps (one-way latency) */
+	PEER_BROKERED,	  /* block, on a bus a shmbusd brokers (access = brokered) */
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */
@@ -110,10 +113,11 @@ struct peer {
 	role_fn producer, consumer; /* throughput scenarios */
 	role_fn pinger, ponger;	    /* ping-pong and wake-up */
 	role_fn paced_tx, paced_rx; /* one-way latency at a rate */
+	role_fn opener;		    /* open + close latency, alone (shmbus only) */
 };
 
 extern const struct peer *const peers[NPEERS];
-extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin;
+extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_brokered;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
 extern const struct peer peer_zmq, peer_iceoryx, peer_nats;
@@ -230,6 +234,7 @@ struct config {
 	uint64_t pp_n;	  /* recorded round trips per ping-pong run (at most) */
 	uint64_t pp_warm; /* warm-up round trips (at most: also at most cfg.warm seconds) */
 	double pp_secs;	  /* a ping-pong run records for this long at most */
+	uint64_t open_n;  /* recorded open + close pairs per open run */
 	int rounds;
 	int wake_rounds;       /* the wake-up cases' rounds (>= rounds): their ratios spread
 				* most from round to round (a halted vCPU's wake-up) */
@@ -414,6 +419,15 @@ int iox_start(char *why, size_t n);
 void iox_stop(void);
 void iox_kill(void);
 double iox_cpu_s(void);
+
+/* The brokered bus (brokered.c): a private shmbusd with access = brokered on the bus
+ * BROKERED_BUS in the suite's directory, started and waited for (its ping answers): 0, or
+ * -1 with why. */
+#define BROKERED_BUS "brokered"
+int brokered_start(char *why, size_t n);
+void brokered_stop(void);
+void brokered_kill(void);
+double brokered_cpu_s(void);
 
 /* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver. */
 struct sb_counts {

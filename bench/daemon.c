@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The servers some peers need (nats-server, iceoryx's iox-roudi), started by the driver
- * once per invocation and stopped when the suite ends, however it ends: the driver stops
- * them at the end (and from atexit), kills them from its signal handlers, and each dies
- * with the driver if the driver itself is killed (PR_SET_PDEATHSIG).
+ * The servers some peers need (nats-server, iceoryx's iox-roudi, shmbusd for the brokered
+ * bus: brokered.c), started by the driver once per invocation and stopped when the suite
+ * ends, however it ends: the driver stops them at the end (and from atexit), kills them
+ * from its signal handlers, and each dies with the driver if the driver itself is killed
+ * (PR_SET_PDEATHSIG).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -123,7 +124,7 @@ int loopback_free_port(void)
 
 double daemons_cpu_s(void)
 {
-	return redis_cpu_s() + nats_cpu_s() + iox_cpu_s();
+	return redis_cpu_s() + nats_cpu_s() + iox_cpu_s() + brokered_cpu_s();
 }
 
 void daemons_stop(void)
@@ -131,6 +132,7 @@ void daemons_stop(void)
 	redis_stop();
 	nats_stop();
 	iox_stop();
+	brokered_stop();
 }
 
 void daemons_kill(void)
@@ -141,4 +143,5 @@ void daemons_kill(void)
 		kill(p, SIGKILL);
 	nats_kill();
 	iox_kill();
+	brokered_kill();
 }

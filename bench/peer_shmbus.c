@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shmbus itself, through its public API only, as a user would call it: shmbus_publish()
- * from a buffer, shmbus_recv() into a view. Three rows:
+ * from a buffer, shmbus_recv() into a view. Four rows:
  *   shmbus (block)      the default policy, subscribers wait the default way (spin up to
  *                       20 us while it pays and the CPUs are not crowded, then sleep on
  *                       the futex)
  *   shmbus (overwrite)  the overwrite policy (readers copy each message out, and count
  *                       what they lose)
  *   shmbus (spin)       block, the subscriber never sleeps (one-way latency)
+ *   shmbus (brokered)   block, on the brokered bus (brokered.c): topics are memfds a
+ *                       shmbusd hands out; once open, the same hot path as shmbus (block)
  * Each run gets fresh topics, removed afterwards; the driver and the workers use the bus
- * "bench" in the suite's private directory ($SHMBUS_DIR), with no daemon.
+ * "bench" in the suite's private directory ($SHMBUS_DIR), with no daemon, or the brokered
+ * one (BROKERED_BUS) through its daemon. Both also time open + close (SC_OPEN).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,7 +21,14 @@
 
 #include "loops.h"
 
-static shmbus_bus_t *driver_bus, *worker_bus_h;
+/* The driver's handles on the file-mode bus and on the brokered one (opened on first use,
+ * once its daemon runs); a worker's on the one bus of its peer. */
+static shmbus_bus_t *driver_bus, *driver_bus_b, *worker_bus_h;
+
+static int brokered(const struct run *r)
+{
+	return r->c->peer == PEER_BROKERED;
+}
 
 void shmbus_peer_init_driver(void)
 {
@@ -34,13 +44,31 @@ void shmbus_peer_init_driver(void)
 void shmbus_peer_fini_driver(void)
 {
 	shmbus_bus_close(driver_bus);
-	driver_bus = NULL;
+	shmbus_bus_close(driver_bus_b);
+	driver_bus = driver_bus_b = NULL;
 }
 
-static shmbus_bus_t *worker_bus(void)
+/* The driver's handle on r's bus; NULL with r->err set. */
+static shmbus_bus_t *driver_bus_of(struct run *r)
+{
+	if (!brokered(r))
+		return driver_bus;
+	if (!driver_bus_b) {
+		int rc = shmbus_bus_open(&driver_bus_b, BROKERED_BUS);
+
+		if (rc < 0) {
+			snprintf(r->err, sizeof(r->err), "bus %s open: %s (%s)", BROKERED_BUS,
+				 strerror(-rc), shmbus_errmsg());
+			driver_bus_b = NULL;
+		}
+	}
+	return driver_bus_b;
+}
+
+static shmbus_bus_t *worker_bus(const struct run *r)
 {
 	if (!worker_bus_h) {
-		int rc = shmbus_bus_open(&worker_bus_h, NULL);
+		int rc = shmbus_bus_open(&worker_bus_h, brokered(r) ? BROKERED_BUS : NULL);
 
 		if (rc < 0)
 			wfail("bus open: %s (%s)", strerror(-rc), shmbus_errmsg());
@@ -56,7 +84,10 @@ static int sb_make_topic(struct run *r, const char *name)
 	o.capacity = r->capacity;
 	o.max_message = r->size < 64 ? 64 : r->size;
 	o.policy = r->c->peer == PEER_SHMBUS_OVW ? SHMBUS_OVERWRITE : SHMBUS_BLOCK;
-	int rc = shmbus_topic_create(driver_bus, name, &o);
+	shmbus_bus_t *bus = driver_bus_of(r);
+	if (!bus)
+		return -ENOTCONN;
+	int rc = shmbus_topic_create(bus, name, &o);
 	if (rc < 0) {
 		snprintf(r->err, sizeof(r->err), "create topic %s: %s (%s)", name, strerror(-rc),
 			 shmbus_errmsg());
@@ -77,14 +108,21 @@ static int sb_prepare(struct run *r)
 
 static void sb_cleanup(struct run *r)
 {
-	shmbus_topic_remove(driver_bus, r->a);
-	shmbus_topic_remove(driver_bus, r->b);
+	shmbus_bus_t *bus = driver_bus_of(r);
+
+	if (!bus)
+		return;
+	shmbus_topic_remove(bus, r->a);
+	shmbus_topic_remove(bus, r->b);
 }
 
 int shmbus_peer_counts(const struct run *r, struct sb_counts *k)
 {
 	shmbus_topic_stats_t st;
-	int rc = shmbus_topic_stats(driver_bus, r->a, &st);
+	shmbus_bus_t *bus = brokered(r) ? driver_bus_b : driver_bus;
+	if (!bus)
+		return -ENOTCONN;
+	int rc = shmbus_topic_stats(bus, r->a, &st);
 
 	if (rc < 0)
 		return rc;
@@ -99,7 +137,7 @@ static void *sb_open_tx(struct run *r, int chan, int idx)
 	shmbus_pub_t *p;
 
 	(void)idx;
-	int rc = shmbus_pub_open(&p, worker_bus(), chan ? r->b : r->a);
+	int rc = shmbus_pub_open(&p, worker_bus(r), chan ? r->b : r->a);
 	if (rc < 0)
 		wfail("pub open: %s (%s)", strerror(-rc), shmbus_errmsg());
 	/* A stalled reader shows up as an error instead of a hang. */
@@ -112,7 +150,7 @@ static void *sb_open_rx(struct run *r, int chan, int idx)
 	shmbus_sub_t *s;
 
 	(void)idx;
-	int rc = shmbus_sub_open(&s, worker_bus(), chan ? r->b : r->a,
+	int rc = shmbus_sub_open(&s, worker_bus(r), chan ? r->b : r->a,
 				 r->c->sc == SC_GROUP ? "workers" : NULL, 0);
 	if (rc < 0)
 		wfail("sub open: %s (%s)", strerror(-rc), shmbus_errmsg());
@@ -155,16 +193,82 @@ static const struct ops sb_ops = {
 
 LOOPS_DEFINE(sb, &sb_ops)
 
-#define SHMBUS_PEER(var, id_, label_, flags_)  \
-	const struct peer var = {              \
-		.id = id_,                     \
-		.label = label_,               \
-		.flags = PF_SHMBUS | (flags_), \
-		.prepare = sb_prepare,         \
-		.cleanup = sb_cleanup,         \
-		LOOPS_ROLES(sb),               \
+/*
+ * Open latency (SC_OPEN): open and close a publisher (a 1x0 case) or a subscriber (0x1)
+ * on topic a, cfg.open_n times after a short warm-up, each pair timed; the bus handle is
+ * opened before (a process opens its bus once). On the brokered bus an open is a request
+ * to the daemon and two descriptors back (SCM_RIGHTS), then the mapping; on the file bus,
+ * an open of the topic file and the mapping.
+ */
+static void sb_opener(struct run *r, int idx)
+{
+	shmbus_bus_t *bus = worker_bus(r);
+	const int pub = r->c->npub > 0;
+	const uint64_t warm = cfg.open_n / 10 < 100 ? cfg.open_n / 10 : 100;
+	/* A machine so slow that the run would take minutes stops early. */
+	const uint64_t limit_ns = 5000000000ull;
+	uint64_t t_end = 0;
+
+	(void)idx;
+	worker_ready_wait();
+	for (uint64_t i = 0;; i++) {
+		shmbus_pub_t *p = NULL;
+		shmbus_sub_t *s = NULL;
+		uint64_t t0 = now_ns();
+		int rc = pub ? shmbus_pub_open(&p, bus, r->a) :
+			       shmbus_sub_open(&s, bus, r->a, NULL, 0);
+
+		if (rc < 0)
+			wfail("%s open %" PRIu64 ": %s (%s)", pub ? "pub" : "sub", i, strerror(-rc),
+			      shmbus_errmsg());
+		if (pub)
+			shmbus_pub_close(p);
+		else
+			shmbus_sub_close(s);
+		uint64_t t1 = now_ns();
+
+		__atomic_store_n(&ctl->w[0].count, i + 1, __ATOMIC_RELAXED);
+		if (i < warm)
+			continue;
+		if (!t_end)
+			t_end = t1 + limit_ns;
+		hist_add(&ctl->h, t1 - t0);
+		if (ctl->h.n >= cfg.open_n || t1 > t_end)
+			break;
+	}
+	_exit(0);
+}
+
+#define SHMBUS_PEER(var, id_, label_, flags_, avail_) \
+	const struct peer var = {                     \
+		.id = id_,                            \
+		.label = label_,                      \
+		.flags = PF_SHMBUS | (flags_),        \
+		.prepare = sb_prepare,                \
+		.cleanup = sb_cleanup,                \
+		LOOPS_ROLES(sb),                      \
+		.opener = sb_opener,                  \
+		.available = (avail_),                \
 	}
 
-SHMBUS_PEER(peer_shmbus, "shmbus", "shmbus (block)", 0);
-SHMBUS_PEER(peer_shmbus_ovw, "shmbus_overwrite", "shmbus (overwrite)", PF_REPORTS_LOSS);
-SHMBUS_PEER(peer_shmbus_spin, "shmbus_spin", "shmbus (reader spins)", 0);
+/* The brokered peer runs if its daemon does: main.c starts it (brokered_start()). */
+static int sb_brokered_available(char *why, size_t n)
+{
+	shmbus_bus_t *bus;
+	shmbus_daemon_info_t info;
+
+	if (shmbus_bus_open_flags(&bus, BROKERED_BUS, SHMBUS_BUS_LOOK) < 0) {
+		snprintf(why, n, "no shmbusd with access = brokered running (not started)");
+		return 0;
+	}
+	int rc = shmbus_daemon_ping(bus, 1000, &info);
+	shmbus_bus_close(bus);
+	if (rc < 0)
+		snprintf(why, n, "the brokered bus's shmbusd does not answer: %s", strerror(-rc));
+	return rc == 0;
+}
+
+SHMBUS_PEER(peer_shmbus, "shmbus", "shmbus (block)", 0, NULL);
+SHMBUS_PEER(peer_shmbus_ovw, "shmbus_overwrite", "shmbus (overwrite)", PF_REPORTS_LOSS, NULL);
+SHMBUS_PEER(peer_shmbus_spin, "shmbus_spin", "shmbus (reader spins)", 0, NULL);
+SHMBUS_PEER(peer_shmbus_brokered, "shmbus_brokered", "shmbus (brokered)", 0, sb_brokered_available);

@@ -134,6 +134,7 @@ struct target {
 	double lo, hi;
 	int known;
 	const char *why_unknown;
+	const char *unit;  /* an absolute figure's unit ("ms"); NULL: none */
 	char context[200]; /* what else this run says about it */
 };
 

@@ -89,6 +89,8 @@ static void json_case(FILE *f, const struct suite *s, int i)
 		c->pin == PIN_SAME  ? "same_cpu" :
 				      "no",
 		st[cr->status]);
+	if (p->flags & PF_SHMBUS)
+		fprintf(f, ",\"access\":\"%s\"", c->peer == PEER_BROKERED ? "brokered" : "file");
 	if (cr->status == CS_ABSENT || cr->status == CS_FAILED) {
 		fprintf(f, ",\"reason\":");
 		json_str(f, cr->why);
@@ -107,7 +109,8 @@ static void json_case(FILE *f, const struct suite *s, int i)
 	}
 	double lo, hi;
 	double msgs = case_med(s, i, MT_MSGS, &lo, &hi);
-	int lat = c->sc == SC_PINGPONG || c->sc == SC_WAKEUP || c->sc == SC_ONEWAY;
+	int lat = c->sc == SC_PINGPONG || c->sc == SC_WAKEUP || c->sc == SC_ONEWAY ||
+		  c->sc == SC_OPEN;
 	if (!lat) {
 		json_field(f, "msgs_per_s", msgs);
 		json_field(f, "bytes_per_s", msgs * c->size);
@@ -200,6 +203,8 @@ static void json_target(FILE *f, const struct suite *s, const struct target *t)
 	fprintf(f, ",\"target\":\"%s\",\"what\":", t->id);
 	json_str(f, t->what);
 	fprintf(f, ",\"op\":\"%s\",\"want\":%g", t->at_most ? "<=" : ">=", t->want);
+	if (t->unit)
+		fprintf(f, ",\"unit\":\"%s\"", t->unit);
 	json_field(f, "value", t->known ? t->got : NAN);
 	fprintf(f, ",\"paired_rounds\":%d,\"status\":\"%s\"}\n", t->pairs,
 		!t->known     ? "unknown" :

@@ -18,7 +18,7 @@ static struct cell line_style(enum peer_id p)
 {
 	static const char *const color[NPEERS] = {
 		[PEER_SHMBUS] = "#d62728",	[PEER_SHMBUS_OVW] = "#ff7f0e",
-		[PEER_SHMBUS_SPIN] = "#8b0000",
+		[PEER_SHMBUS_SPIN] = "#8b0000", [PEER_BROKERED] = "#e7969c",
 		[PEER_RING] = "#1f77b4",	[PEER_MEMCPY] = "#7f7f7f",
 		[PEER_MEMCPY_DRAM] = "#bcbd22", [PEER_FUTEX] = "#000000",
 		[PEER_PIPE] = "#8c564b",	[PEER_UNIX] = "#9467bd",
@@ -31,7 +31,9 @@ static struct cell line_style(enum peer_id p)
 
 	snprintf(b.s, sizeof(b.s), "lc rgb '%s' lw %d dt %d", color[p],
 		 (peers[p]->flags & PF_SHMBUS) ? 3 : 2,
-		 p == PEER_SHMBUS_OVW ? 2 : 1);
+		 p == PEER_SHMBUS_OVW ? 2 :
+		 p == PEER_BROKERED   ? 3 :
+					1);
 	return b;
 }
 

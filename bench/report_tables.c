@@ -209,13 +209,13 @@ static void latency_header(const struct report *rp, const char *extra)
 		"max", "samples", extra);
 }
 
-/* One latency row from the merged histogram of the rounds. */
-static int latency_row(const struct report *rp, int i)
+/* One latency row from the merged histogram of the rounds, labelled so. */
+static int latency_row_as(const struct report *rp, int i, const char *label)
 {
 	const struct suite *s = rp->s;
 	const char *st = case_status(s, i);
 
-	rprintf(rp, "%-26s", peers[s->cases[i].peer]->label);
+	rprintf(rp, "%-26s", label);
 	if (st || !s->res[i].h) {
 		rprintf(rp, " %8s\n", st ? st : "-");
 		return 0;
@@ -225,6 +225,12 @@ static int latency_row(const struct report *rp, int i)
 		fmt_ns((double)hist_quantile(h, 0.9)).s, fmt_ns((double)hist_quantile(h, 0.99)).s,
 		fmt_ns((double)hist_quantile(h, 0.999)).s, fmt_ns((double)h->max).s, h->n);
 	return 1;
+}
+
+/* The same, labelled with the case's peer. */
+static int latency_row(const struct report *rp, int i)
+{
+	return latency_row_as(rp, i, peers[rp->s->cases[i].peer]->label);
 }
 
 static void section_pingpong(const struct report *rp)
@@ -404,6 +410,119 @@ static void section_cpu(const struct report *rp)
 			fmt_ratio(s->cpu[0].per_msg / s->cpu[1].per_msg).s);
 }
 
+/*
+ * Brokered mode (issue 14): each brokered case next to the same case on the suite's
+ * file-mode bus, with the ratio of the two taken round by round (they ran side by side in
+ * each round).
+ */
+static void brokered_ratio(const struct report *rp, int b, int f, enum metric m)
+{
+	const struct suite *s = rp->s;
+	int pairs;
+	double lo = NAN, hi = NAN;
+
+	if (b < 0 || f < 0 || case_status(s, b) || case_status(s, f))
+		return;
+	double r = case_ratio(s, b, f, m, &pairs, &lo, &hi);
+	rprintf(rp, "  %s", fmt_ratio(r).s);
+	if (pairs > 1)
+		rprintf(rp, " (%s .. %s)", fmt_ratio(lo).s, fmt_ratio(hi).s);
+}
+
+static void section_brokered(const struct report *rp)
+{
+	const struct suite *s = rp->s;
+	int any = 0;
+
+	for (int i = 0; i < s->n; i++)
+		any |= s->cases[i].peer == PEER_BROKERED;
+	if (!any)
+		return;
+	rprintf(rp,
+		"\n== Brokered mode (issue 14): bus '" BROKERED_BUS
+		"' under a shmbusd with access = "
+		"brokered (topics are memfds it\n   hands out over control.sock) against the "
+		"file-mode bus, same cases, side by side in each round;\n   brokered / file: the "
+		"median of the per-round ratios (lowest .. highest) ==\n");
+	int fs = case_find_spsc(s, PEER_SHMBUS, 64), bs = case_find_spsc(s, PEER_BROKERED, 64);
+	if (bs >= 0) {
+		rprintf(rp, "SPSC 64 B, msg/s%10s %12s %12s  %s\n", "", "median", "lowest",
+			"brokered / file");
+		for (int k = 0; k < 2; k++) {
+			int i = k ? bs : fs;
+			double lo, hi;
+
+			if (i < 0)
+				continue;
+			const char *st = case_status(s, i);
+			rprintf(rp, "%-26s", k ? "brokered bus" : "file bus");
+			if (st) {
+				rprintf(rp, " %12s\n", st);
+				continue;
+			}
+			double med = case_med(s, i, MT_MSGS, &lo, &hi);
+			rprintf(rp, " %12s %12s", fmt_msgs(med).s, fmt_msgs(lo).s);
+			if (k)
+				brokered_ratio(rp, bs, fs, MT_MSGS);
+			rprintf(rp, "\n");
+		}
+	}
+	static const struct {
+		enum scenario sc;
+		enum pin pin;
+		const char *title;
+	} lat[] = {
+		{ SC_PINGPONG, PIN_NONE,
+		  "Ping-pong round trip 64 B, block policy, readers busy-wait" },
+		{ SC_WAKEUP, PIN_SPLIT, "Wake-up round trip 64 B, both sides asleep, 2 CPUs" },
+	};
+	for (int k = 0; k < (int)(sizeof(lat) / sizeof(lat[0])); k++) {
+		int f = case_find_pin(s, lat[k].sc, PEER_SHMBUS, 64, 1, 1, 0, lat[k].pin),
+		    b = case_find_pin(s, lat[k].sc, PEER_BROKERED, 64, 1, 1, 0, lat[k].pin);
+
+		if (b < 0)
+			continue;
+		rprintf(rp, "%s:\n", lat[k].title);
+		latency_header(rp, "  brokered / file p50; p99");
+		if (f >= 0) {
+			latency_row_as(rp, f, "file bus");
+			rprintf(rp, "\n");
+		}
+		if (latency_row_as(rp, b, "brokered bus")) {
+			brokered_ratio(rp, b, f, MT_P50);
+			rprintf(rp, ";");
+			brokered_ratio(rp, b, f, MT_P99);
+		}
+		rprintf(rp, "\n");
+	}
+	if (case_find(s, SC_OPEN, PEER_BROKERED, 64, 1, 0, 0) < 0 &&
+	    case_find(s, SC_OPEN, PEER_BROKERED, 64, 0, 1, 0) < 0)
+		return;
+	rprintf(rp, "Open + close, %" PRIu64 " timed pairs per round (the bus already open):\n",
+		cfg.open_n);
+	latency_header(rp, "  brokered / file p50; p99");
+	for (int sub = 0; sub < 2; sub++) {
+		static const char *const label[2][2] = {
+			{ "publisher, file bus", "publisher, brokered bus" },
+			{ "subscriber, file bus", "subscriber, brokered bus" },
+		};
+		int f = case_find(s, SC_OPEN, PEER_SHMBUS, 64, !sub, sub, 0),
+		    b = case_find(s, SC_OPEN, PEER_BROKERED, 64, !sub, sub, 0);
+
+		if (f >= 0) {
+			latency_row_as(rp, f, label[sub][0]);
+			rprintf(rp, "\n");
+		}
+		if (b >= 0 && latency_row_as(rp, b, label[sub][1])) {
+			brokered_ratio(rp, b, f, MT_P50);
+			rprintf(rp, ";");
+			brokered_ratio(rp, b, f, MT_P99);
+		}
+		if (b >= 0)
+			rprintf(rp, "\n");
+	}
+}
+
 void tables_print(const struct report *rp)
 {
 	section_spsc(rp);
@@ -415,6 +534,7 @@ void tables_print(const struct report *rp)
 	section_wakeup(rp);
 	section_syscalls(rp);
 	section_cpu(rp);
+	section_brokered(rp);
 }
 
 /* ---- the summary ---------------------------------------------------------------------------- */

@@ -195,6 +195,75 @@ static void targets_wakeup(struct targets *tg, const struct suite *s)
 			     1, w[k].want);
 }
 
+/*
+ * Brokered mode (issue 14), against the same cases on the file-mode bus in the same run:
+ * SPSC throughput and ping-pong latency within noise of file mode, and an open (publisher
+ * or subscriber, with its close) within 1 ms at p99.
+ */
+static void targets_brokered(struct targets *tg, const struct suite *s)
+{
+	int pp = case_find(s, SC_PINGPONG, PEER_BROKERED, 64, 1, 1, 0),
+	    ppf = case_find(s, SC_PINGPONG, PEER_SHMBUS, 64, 1, 1, 0);
+
+	target_ratio(tg, s, "brokered_spsc_vs_file",
+		     "SPSC 64 B, shmbus msg/s on a brokered bus over on a file-mode bus",
+		     case_find_spsc(s, PEER_BROKERED, 64), case_find_spsc(s, PEER_SHMBUS, 64),
+		     MT_MSGS, 0, 0.9);
+	target_ratio(tg, s, "brokered_pingpong_p50_vs_file",
+		     "ping-pong 64 B, shmbus p50 on a brokered bus over on a file-mode bus", pp,
+		     ppf, MT_P50, 1, 1.1);
+	if (pp >= 0 && ppf >= 0 && !case_status(s, pp) && !case_status(s, ppf)) {
+		int pairs;
+		double r = case_ratio(s, pp, ppf, MT_P99, &pairs, NULL, NULL);
+
+		snprintf(tg->t[tg->n - 1].context, sizeof(tg->t[tg->n - 1].context),
+			 "p99: brokered over file %s", fmt_ratio(r).s);
+	}
+
+	/* The open: the worse of the publisher's and the subscriber's (each the median of
+	 * the rounds' p99), in ms. */
+	struct target *t = target_next(tg);
+	int ob[2] = { case_find(s, SC_OPEN, PEER_BROKERED, 64, 1, 0, 0),
+		      case_find(s, SC_OPEN, PEER_BROKERED, 64, 0, 1, 0) };
+	int of[2] = { case_find(s, SC_OPEN, PEER_SHMBUS, 64, 1, 0, 0),
+		      case_find(s, SC_OPEN, PEER_SHMBUS, 64, 0, 1, 0) };
+	double p99[2] = { NAN, NAN }, lo[2] = { NAN, NAN }, hi[2] = { NAN, NAN };
+
+	*t = (struct target){ .id = "brokered_open_p99_ms",
+			      .what = "open + close of a publisher or a subscriber on a brokered "
+				      "bus, p99 (the worse of the two)",
+			      .a = ob[0] >= 0 ? ob[0] : ob[1],
+			      .b = -2,
+			      .at_most = 1,
+			      .want = 1,
+			      .unit = "ms" };
+	if (t->a < 0)
+		return;
+	for (int k = 0; k < 2; k++) {
+		if (ob[k] < 0)
+			continue;
+		if (case_status(s, ob[k])) {
+			t->a = ob[k];
+			t->why_unknown = s->res[ob[k]].why;
+			return;
+		}
+		p99[k] = case_med(s, ob[k], MT_P99, &lo[k], &hi[k]) / 1e6;
+	}
+	int w = isnan(p99[0]) || (!isnan(p99[1]) && p99[1] > p99[0]);
+	t->a = ob[w];
+	t->got = p99[w];
+	t->lo = lo[w] / 1e6;
+	t->hi = hi[w] / 1e6;
+	t->known = !isnan(t->got);
+	int n = snprintf(t->context, sizeof(t->context), "p99 publisher %s, subscriber %s",
+			 fmt_ns(p99[0] * 1e6).s, fmt_ns(p99[1] * 1e6).s);
+	if (of[0] >= 0 && of[1] >= 0 && !case_status(s, of[0]) && !case_status(s, of[1]) && n > 0)
+		snprintf(t->context + n, sizeof(t->context) - (size_t)n,
+			 "; on the file-mode bus %s, %s",
+			 fmt_ns(case_med(s, of[0], MT_P99, NULL, NULL)).s,
+			 fmt_ns(case_med(s, of[1], MT_P99, NULL, NULL)).s);
+}
+
 void targets_build(struct targets *tg, const struct suite *s)
 {
 	tg->n = 0;
@@ -258,6 +327,7 @@ void targets_build(struct targets *tg, const struct suite *s)
 			 s->m.nproc);
 	targets_many_readers(tg, s);
 	targets_wakeup(tg, s);
+	targets_brokered(tg, s);
 	static const struct {
 		uint32_t rate;
 		const char *id, *what;
@@ -286,8 +356,12 @@ int targets_print(const struct report *rp, const struct targets *tg)
 
 		if (t->a < 0 || t->b == -1)
 			continue; /* its cases were not part of this run */
-		snprintf(want, sizeof(want), "%s %g%s", t->at_most ? "at most" : "at least",
-			 t->want, t->b == -2 ? "" : "x");
+		snprintf(want, sizeof(want), "%s %g%s%s", t->at_most ? "at most" : "at least",
+			 t->want,
+			 t->unit    ? " " :
+			 t->b == -2 ? "" :
+				      "x",
+			 t->unit ? t->unit : "");
 		if (!t->known) {
 			rprintf(rp, "UNKNOWN  %s: not measured (%s); target %s\n", t->what,
 				t->why_unknown ? t->why_unknown : "no figure", want);
@@ -300,6 +374,8 @@ int targets_print(const struct report *rp, const struct targets *tg)
 			snprintf(got, sizeof(got), "%.4f", t->got);
 		else
 			snprintf(got, sizeof(got), "%s", fmt_ratio(t->got).s);
+		if (t->unit)
+			snprintf(got + strlen(got), sizeof(got) - strlen(got), " %s", t->unit);
 		if (target_met(t)) {
 			rprintf(rp, "MET      %s: %s (target %s)", t->what, got, want);
 		} else {

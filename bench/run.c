@@ -11,6 +11,8 @@
  *               for every message published (received, or reported lost) before it ends
  *               the readers: a message missing from a lossless channel fails the run.
  *   round trip  the pinger measures and exits; the ponger is ended.
+ *   opens       one worker opens and closes a publisher or a subscriber, timing each
+ *               pair, and exits (measured like a round trip, alone).
  *   paced       the receiver measures from each message's intended send time and exits
  *               when the sender's end marker comes.
  *
@@ -434,7 +436,9 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		.fd_b = { -1, -1 },
 	};
 	const int paced = c->sc == SC_ONEWAY || (c->sc == SC_SYSCALLS && c->rate);
-	const int roundtrip = c->sc == SC_PINGPONG || c->sc == SC_WAKEUP;
+	const int opens = c->sc == SC_OPEN;
+	/* Measured like a round trip: the measuring worker fills ctl->h and exits. */
+	const int roundtrip = c->sc == SC_PINGPONG || c->sc == SC_WAKEUP || opens;
 	/* Syscalls: the scenario's figure; per round trip of a wake-up, a diagnostic. */
 	const int count_syscalls = c->sc == SC_SYSCALLS || (c->sc == SC_WAKEUP && cfg.perf_ok);
 	int rc, prepared = 0;
@@ -457,14 +461,16 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 	}
 	prepared = 1;
 
-	role_fn tx = paced ? p->paced_tx : roundtrip ? p->pinger : p->producer;
-	role_fn rx = paced ? p->paced_rx : roundtrip ? p->ponger : p->consumer;
+	role_fn tx = opens ? p->opener : paced ? p->paced_tx : roundtrip ? p->pinger : p->producer;
+	role_fn rx = opens ? NULL : paced ? p->paced_rx : roundtrip ? p->ponger : p->consumer;
 	int ntx = paced || roundtrip ? 1 : c->npub, nrx = paced || roundtrip ? 1 : c->nsub;
+	if (opens)
+		nrx = 0; /* the opener works alone */
 	if (!tx || (nrx && !rx)) {
 		snprintf(err, errlen, "%s has no role in this scenario", p->id);
 		goto out;
 	}
-	if (paced || roundtrip)
+	if (paced || (roundtrip && !opens))
 		r.npub = r.nsub = 1;
 	/* The pinger and the paced receiver measure and end by themselves; the driver ends
 	 * the others. */
