@@ -262,16 +262,6 @@ void broker_fini(void)
 
 /* ---- requests on the control socket ----------------------------------------------------- */
 
-static void send_err(struct conn *c, int err, const char *text)
-{
-	struct shmbus_p_error e;
-	memset(&e, 0, sizeof(e));
-	shmbus_p_init(&e.h, SHMBUS_P_ERROR, sizeof(e));
-	e.err = err;
-	snprintf(e.text, sizeof(e.text), "%s", text);
-	send(c->fd, &e, sizeof(e), MSG_DONTWAIT | MSG_NOSIGNAL);
-}
-
 static void peer_of(const struct conn *c, struct acl_peer *p)
 {
 	p->uid = c->peer_uid;
@@ -295,7 +285,7 @@ static int allowed(struct daemon *d, struct conn *c, const char *name, unsigned 
 	unsigned refused = want ? want & ~got : any;
 	if (!why[0])
 		snprintf(why, sizeof(why), "uid %d may not use topic '%s'", (int)p.uid, name);
-	send_err(c, EACCES, why);
+	send_error(c, EACCES, why);
 	acl_denied_event(d, name, &p, refused, why);
 	return 0;
 }
@@ -304,13 +294,13 @@ static int allowed(struct daemon *d, struct conn *c, const char *name, unsigned 
 static int name_ok(struct conn *c, const char *field, size_t len, int empty_ok)
 {
 	if (!memchr(field, '\0', len)) {
-		send_err(c, EINVAL, "topic name not terminated");
+		send_error(c, EINVAL, "topic name not terminated");
 		return 0;
 	}
 	if (empty_ok && !*field)
 		return 1;
 	if (shmbus_topic_name_check(field, 1) < 0) {
-		send_err(c, EINVAL, shmbus_errmsg());
+		send_error(c, EINVAL, shmbus_errmsg());
 		return 0;
 	}
 	return 1;
@@ -323,13 +313,13 @@ static void handle_open(struct daemon *d, struct conn *c, const struct shmbus_p_
 	int role = (int)r->role;
 	if (role != SHMBUS_ROLE_CREATE && role != SHMBUS_ROLE_PUB && role != SHMBUS_ROLE_SUB &&
 	    role != SHMBUS_ROLE_LOOK) {
-		send_err(c, EINVAL, "unknown role");
+		send_error(c, EINVAL, "unknown role");
 		return;
 	}
 	/* Publishers and subscribers take slots: the daemon must watch them, to free the slots
 	 * when they die, so they say hello first. */
 	if ((role == SHMBUS_ROLE_PUB || role == SHMBUS_ROLE_SUB) && !c->proc) {
-		send_err(c, EPERM, "register (HELLO) before opening a topic to publish or "
+		send_error(c, EPERM, "register (HELLO) before opening a topic to publish or "
 				   "subscribe");
 		return;
 	}
@@ -344,12 +334,12 @@ static void handle_open(struct daemon *d, struct conn *c, const struct shmbus_p_
 	};
 	uint64_t size;
 	if (r->create && shmbus_seg_opts_check(&o, &size) < 0) {
-		send_err(c, EINVAL, shmbus_errmsg());
+		send_error(c, EINVAL, shmbus_errmsg());
 		return;
 	}
 	if (r->create && (o.flags & SHMBUS_TOPIC_SYSTEM) && c->peer_uid != 0 &&
 	    c->peer_uid != geteuid()) {
-		send_err(c, EACCES, "only the daemon makes $sys topics");
+		send_error(c, EACCES, "only the daemon makes $sys topics");
 		return;
 	}
 	/* Rights: publish or subscribe for what the role does; creating needs create, and
@@ -368,7 +358,7 @@ static void handle_open(struct daemon *d, struct conn *c, const struct shmbus_p_
 	int fd[2] = { -1, -1 };
 	int rc = reg_open(r->name, role, r->create ? &o : NULL, role != SHMBUS_ROLE_PUB, fd, &gen);
 	if (rc < 0) {
-		send_err(c, -rc, shmbus_errmsg());
+		send_error(c, -rc, shmbus_errmsg());
 		return;
 	}
 	struct shmbus_p_opened a;
@@ -413,12 +403,12 @@ static void handle_remove(struct daemon *d, struct conn *c, const struct shmbus_
 	if (!name_ok(c, r->name, sizeof(r->name), 0) || !allowed(d, c, r->name, ACL_REMOVE, 0))
 		return;
 	if (!strncmp(r->name, "$sys.", 5)) {
-		send_err(c, EACCES, "the daemon's $sys topics cannot be removed");
+		send_error(c, EACCES, "the daemon's $sys topics cannot be removed");
 		return;
 	}
 	int rc = reg_remove(r->name);
 	if (rc < 0) {
-		send_err(c, -rc, shmbus_errmsg());
+		send_error(c, -rc, shmbus_errmsg());
 		return;
 	}
 	struct shmbus_p_done a;
@@ -448,7 +438,7 @@ static void handle_list(struct daemon *d, struct conn *c, const struct shmbus_p_
 		int more;
 		char **v = reg_names(after, 64, &n, &more);
 		if (!v) {
-			send_err(c, ENOMEM, "out of memory");
+			send_error(c, ENOMEM, "out of memory");
 			return;
 		}
 		size_t i = 0;

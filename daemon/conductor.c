@@ -406,7 +406,7 @@ static void conn_free(struct daemon *d, struct conn *c)
 		proc_report(d, p);
 }
 
-static void send_error(struct conn *c, int err, const char *text)
+void send_error(struct conn *c, int err, const char *text)
 {
 	struct shmbus_p_error e;
 	memset(&e, 0, sizeof(e));

@@ -120,6 +120,10 @@ struct daemon {
 int conductor_init(struct daemon *d);
 int conductor_run(struct daemon *d);
 void conductor_fini(struct daemon *d);
+/* Answer a request on c with ERROR {err, text} (non-blocking: a client that does not read
+ * loses it, not us). */
+void send_error(struct conn *c, int err, const char *text);
+
 /* Watch pid (start time st) through a pidfd; NULL if it is dead already or on error. */
 struct proc *conductor_watch(struct daemon *d, pid_t pid, uint64_t st);
 /* The uid and program name (comm) of pid, if it is still the process started at st (0:
