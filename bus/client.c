@@ -383,6 +383,7 @@ int shmbus_broker_open(shmbus_bus_t *bus, const char *name, int role,
 		req.max_groups = create->max_groups;
 		req.max_publishers = create->max_publishers;
 		req.flags = create->flags;
+		req.max_pending = create->max_pending;
 	}
 	union {
 		struct shmbus_p_opened o;

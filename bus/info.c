@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 
 #include "bus/internal.h"
+#include "ring/ack.h"
+#include "ring/clock.h"
 #include "bus/proto.h"
 #include "shm/proc.h"
 #include "shm/err.h"
@@ -209,6 +211,17 @@ SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 				gi->lag_msgs = t[1] - cs;
 			gi->lost = sb_ld_relaxed(&gs->lost);
 			gi->abandoned = sb_ld_relaxed(&gs->abandoned);
+			uint64_t oldest = 0;
+			gi->pending = shmbus_ack_pending(&seg, g, &oldest);
+			if (oldest) {
+				uint64_t now = shmbus_now_ns();
+				gi->oldest_pending_ms = now > oldest ? (now - oldest) / 1000000 : 0;
+			}
+			gi->max_deliver = sb_ld_relaxed(&gs->max_deliver);
+			gi->ack_wait_ms = sb_ld_relaxed(&gs->ack_wait_ms);
+			gi->redelivered = sb_ld_relaxed(&gs->redelivered);
+			gi->dead_lettered = sb_ld_relaxed(&gs->dead_lettered);
+			memcpy(gi->dead_letter, gs->dead_letter, sizeof(gi->dead_letter) - 1);
 			for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
 				struct shmbus_reader_slot *r = &seg.readers[i];
 				if (SHMBUS_OWNER_STATE(sb_ld_acquire(&r->owner)) ==

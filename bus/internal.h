@@ -46,6 +46,11 @@ struct shmbus_pub {
 struct shmbus_sub {
 	struct shmbus_ring_reader rd;
 	uint32_t slot_idx;
+	/* an acknowledging member: where dead letters go (opened on first use) */
+	shmbus_bus_t *bus;
+	shmbus_pub_t *dead_pub;
+	shmbus_pub_t *log_pub;
+	int log_tried;
 };
 
 /* Validate a name for a bus or a group: one topic token of at most max bytes. */

@@ -101,6 +101,8 @@ struct shmbus_p_open {
 	uint32_t max_groups;
 	uint32_t max_publishers;
 	uint32_t flags;
+	uint32_t max_pending;
+	uint32_t pad;
 };
 
 struct shmbus_p_opened {

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bus/internal.h"
 #include "bus/proto.h"
 #include "ring/clock.h"
+#include "ring/ack.h"
 #include "ring/repair.h"
 #include "shm/err.h"
 #include "shm/proc.h"
@@ -94,7 +96,8 @@ static int find_group(struct shmbus_seg *s, const char *name)
 	return -1;
 }
 
-static int open_group(struct shmbus_seg *s, const char *name, int earliest)
+static int open_group(struct shmbus_seg *s, const char *name, int earliest,
+		      const shmbus_group_opts_t *gopts)
 {
 	int g = find_group(s, name);
 	if (g >= 0)
@@ -128,6 +131,7 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest)
 		sb_st_relaxed(&gs->lost, 0);
 		sb_st_relaxed(&gs->abandoned, 0);
 		sb_st_relaxed(&gs->lease_ns, 0);
+		shmbus_group_opts_store(gs, gopts, s->name);
 		sb_max_u32(&s->rt->groups_hwm, i + 1);
 		/* Seq_cst: the cursor and name are set before anyone sees the group. */
 		sb_st_seqcst(&gs->state, SHMBUS_GROUP_ACTIVE);
@@ -140,6 +144,67 @@ out:
 }
 
 enum sub_kind { SUB_PLAIN, SUB_DURABLE, SUB_OBSERVER };
+
+static const char *const dead_reasons[] = { "nack", "nack", "timeout", "crash" };
+
+/* A "dead_letter" event on $sys.log, best effort (where the bus has one we may write). */
+static void dead_event(struct shmbus_sub *sb, const shmbus_dead_letter_t *h, const char *to)
+{
+	if (!sb->log_pub && !sb->log_tried) {
+		sb->log_tried = 1;
+		if (shmbus_pub_open(&sb->log_pub, sb->bus, "$sys.log") < 0)
+			sb->log_pub = NULL;
+	}
+	if (!sb->log_pub)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[40], line[600];
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* Names are topic tokens: nothing in them needs escaping in JSON. */
+	int n = snprintf(line, sizeof(line),
+			 "{\"ts\":\"%s.%06ldZ\",\"event\":\"dead_letter\",\"topic\":\"%s\","
+			 "\"group\":\"%s\",\"seq\":%llu,\"deliveries\":%u,\"reason\":\"%s\","
+			 "\"dead_letter\":\"%s\",\"pid\":%d}",
+			 when, ts.tv_nsec / 1000, h->topic, h->group, (unsigned long long)h->seq,
+			 h->deliveries, dead_reasons[h->reason & 3], to, (int)getpid());
+	if (n > 0 && (size_t)n < sizeof(line))
+		shmbus_publish_timeout(sb->log_pub, line, (size_t)n, 1, 0);
+}
+
+/* Publish a message given up on to the group's dead-letter topic (made if missing, with
+ * the defaults). 0, or < 0 to try again later (the entry stays ready). */
+static int sub_dead(void *arg, const shmbus_dead_letter_t *h, const void *data, uint32_t len,
+		    uint32_t type)
+{
+	struct shmbus_sub *sb = arg;
+	char to[SHMBUS_TOPIC_NAME_MAX + 1];
+	snprintf(to, sizeof(to), "%.*s", (int)sizeof(sb->rd.grp->dead_letter) - 1,
+		 sb->rd.grp->dead_letter);
+	if (!sb->dead_pub) {
+		int rc = shmbus_topic_create(sb->bus, to, NULL);
+		if (rc < 0 && rc != -EEXIST)
+			return rc;
+		rc = shmbus_pub_open(&sb->dead_pub, sb->bus, to);
+		if (rc < 0) {
+			sb->dead_pub = NULL;
+			return rc;
+		}
+	}
+	void *buf;
+	int rc = shmbus_reserve(sb->dead_pub, sizeof(*h) + len, &buf);
+	if (rc < 0)
+		return rc;
+	memcpy(buf, h, sizeof(*h));
+	memcpy((char *)buf + sizeof(*h), data, len);
+	rc = shmbus_commit_type(sb->dead_pub, type);
+	if (rc < 0)
+		return rc;
+	dead_event(sb, h, to);
+	return 0;
+}
 
 /* The other live members of group g besides our own slot; dead ones are freed. */
 static int other_members(struct shmbus_sub *sb, uint32_t g, int32_t *pid)
@@ -166,6 +231,7 @@ static int other_members(struct shmbus_sub *sb, uint32_t g, int32_t *pid)
 static void sub_stop(struct shmbus_sub *sb)
 {
 	struct shmbus_seg *s = &sb->rd.seg;
+	shmbus_ring_ack_leave(&sb->rd);
 	shmbus_ring_reader_fini(&sb->rd);
 	shmbus_slot_put(s, SHMBUS_TABLE_READERS, sb->slot_idx);
 	if (s->opts.policy == SHMBUS_BLOCK)
@@ -173,7 +239,7 @@ static void sub_stop(struct shmbus_sub *sb)
 }
 
 static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, const char *group,
-		    int flags, enum sub_kind kind)
+		    int flags, enum sub_kind kind, const shmbus_group_opts_t *gopts)
 {
 	*out = NULL;
 	if (group) {
@@ -181,8 +247,14 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 		if (rc < 0)
 			return rc;
 	}
-	if (flags & ~SHMBUS_SUB_EARLIEST)
+	if (flags & ~(SHMBUS_SUB_EARLIEST | SHMBUS_SUB_ACK))
 		return shmbus_err(-EINVAL, "unknown subscriber flags 0x%x", flags);
+	if ((flags & SHMBUS_SUB_ACK) && (!group || kind != SUB_PLAIN))
+		return shmbus_err(-EINVAL, "SHMBUS_SUB_ACK is for a group member");
+	shmbus_group_opts_t dflt;
+	shmbus_group_opts_init(&dflt);
+	if (!gopts)
+		gopts = &dflt;
 	struct shmbus_sub *sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return shmbus_err(-ENOMEM, "out of memory");
@@ -205,7 +277,12 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 	rd->slot = &s->readers[rc];
 	int earliest = flags & SHMBUS_SUB_EARLIEST;
 	if (group) {
-		int g = open_group(s, group, earliest);
+		rc = shmbus_group_opts_check(gopts, s);
+		if (rc == 0 && gopts->dead_letter && *gopts->dead_letter)
+			rc = shmbus_topic_name_check(gopts->dead_letter, 0);
+		if (rc < 0)
+			goto fail_slot;
+		int g = open_group(s, group, earliest, gopts);
 		if (g < 0) {
 			rc = g;
 			goto fail_slot;
@@ -222,6 +299,12 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 				goto fail_slot;
 			}
 			shmbus_ring_reader_make_durable(rd);
+		}
+		if (flags & SHMBUS_SUB_ACK) {
+			shmbus_ring_ack_join(rd, sb->slot_idx);
+			sb->bus = bus;
+			rd->dead = sub_dead;
+			rd->dead_arg = sb;
 		}
 	} else {
 		shmbus_ring_reader_join(rd, earliest, kind == SUB_OBSERVER);
@@ -247,6 +330,8 @@ SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sb)
 	if (!sb)
 		return;
 	sub_stop(sb);
+	shmbus_pub_close(sb->dead_pub);
+	shmbus_pub_close(sb->log_pub);
 	shmbus_seg_close(&sb->rd.seg);
 	free(sb);
 }
@@ -254,7 +339,32 @@ SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sb)
 SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
 			       const char *group, int flags)
 {
-	return sub_open(out, bus, topic, group, flags, SUB_PLAIN);
+	return sub_open(out, bus, topic, group, flags, SUB_PLAIN, NULL);
+}
+
+SHMBUS_API int shmbus_sub_open_group(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
+				     const char *group, int flags,
+				     const shmbus_group_opts_t *opts)
+{
+	if (!group) {
+		*out = NULL;
+		return shmbus_err(-EINVAL, "shmbus_sub_open_group needs a group name");
+	}
+	return sub_open(out, bus, topic, group, flags, SUB_PLAIN, opts);
+}
+
+SHMBUS_API int shmbus_ack(shmbus_sub_t *sb, const shmbus_msg_t *msg)
+{
+	if (!sb->rd.ack)
+		return -EINVAL;
+	return shmbus_ring_ack(&sb->rd, msg);
+}
+
+SHMBUS_API int shmbus_nack(shmbus_sub_t *sb, const shmbus_msg_t *msg, uint32_t delay_ms)
+{
+	if (!sb->rd.ack)
+		return -EINVAL;
+	return shmbus_ring_nack(&sb->rd, msg, delay_ms);
 }
 
 /* ---- in-tree users (bus/intree.h) --------------------------------------------------------- */
@@ -266,12 +376,12 @@ int shmbus_sub_open_durable(shmbus_sub_t **out, shmbus_bus_t *bus, const char *t
 		*out = NULL;
 		return shmbus_err(-EINVAL, "a durable reader needs a group name");
 	}
-	return sub_open(out, bus, topic, group, flags, SUB_DURABLE);
+	return sub_open(out, bus, topic, group, flags, SUB_DURABLE, NULL);
 }
 
 int shmbus_sub_open_observer(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, int flags)
 {
-	return sub_open(out, bus, topic, NULL, flags, SUB_OBSERVER);
+	return sub_open(out, bus, topic, NULL, flags, SUB_OBSERVER, NULL);
 }
 
 int shmbus_sub_commit(shmbus_sub_t *sb, uint64_t pos, uint64_t seq)

@@ -26,6 +26,7 @@ SHMBUS_API void shmbus_topic_opts_init(shmbus_topic_opts_t *opts)
 	opts->max_readers = 64;
 	opts->max_groups = 16;
 	opts->max_publishers = 64;
+	opts->max_pending = 256;
 }
 
 static int tok_char(unsigned char c)
@@ -114,6 +115,7 @@ int shmbus_opts_resolve(const shmbus_topic_opts_t *in, struct shmbus_seg_opts *o
 	out->max_groups = in->max_groups ? in->max_groups : d.max_groups;
 	out->max_publishers = in->max_publishers ? in->max_publishers : d.max_publishers;
 	out->flags = in->flags;
+	out->max_pending = in->max_pending ? in->max_pending : d.max_pending;
 	uint64_t size;
 	return shmbus_seg_opts_check(out, &size);
 }
@@ -197,6 +199,7 @@ SHMBUS_API int shmbus_topic_info(shmbus_bus_t *bus, const char *name, shmbus_top
 	opts->max_groups = seg.opts.max_groups;
 	opts->max_publishers = seg.opts.max_publishers;
 	opts->flags = seg.opts.flags;
+	opts->max_pending = seg.opts.max_pending;
 	shmbus_seg_close(&seg);
 	return 0;
 }

@@ -67,7 +67,7 @@ static int opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_o
 	return a->capacity == b->capacity && a->max_message == b->max_message &&
 	       a->policy == b->policy && a->max_readers == b->max_readers &&
 	       a->max_groups == b->max_groups && a->max_publishers == b->max_publishers &&
-	       a->flags == b->flags;
+	       a->flags == b->flags && a->max_pending == b->max_pending;
 }
 
 /* Make name with o at insertion point at. With reg.lock held. 0 or -errno + message. */
@@ -331,6 +331,7 @@ static void handle_open(struct daemon *d, struct conn *c, const struct shmbus_p_
 		.max_groups = r->max_groups,
 		.max_publishers = r->max_publishers,
 		.flags = r->flags,
+		.max_pending = r->max_pending,
 	};
 	uint64_t size;
 	if (r->create && shmbus_seg_opts_check(&o, &size) < 0) {

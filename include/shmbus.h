@@ -75,7 +75,9 @@ typedef struct shmbus_topic_opts {
 	uint32_t max_groups;     /* group slots, 0..1024 (0 takes the default, 16) */
 	uint32_t max_publishers; /* publisher slots, 1..4096; default 64 */
 	uint32_t flags;          /* SHMBUS_TOPIC_* */
-	uint32_t reserved[8];    /* must be zero */
+	uint32_t max_pending;    /* pending entries per group (messages acknowledging members
+	                          * took and did not ack yet), 1..65536; default 256 */
+	uint32_t reserved[7];    /* must be zero */
 } shmbus_topic_opts_t;
 
 /* A message returned by shmbus_recv(). */
@@ -88,7 +90,11 @@ typedef struct shmbus_msg {
 	uint64_t timestamp_ns; /* CLOCK_REALTIME at publish, in ns (read through the TSC where
 	                        * it is invariant: within a few us of clock_gettime) */
 	uint64_t lost;         /* messages this reader lost just before this one (overwrite) */
+	uint32_t deliveries;   /* an acknowledging member (SHMBUS_SUB_ACK): 1 the first time
+	                        * this message is delivered, 2 the next...; else 1 */
+	uint32_t _flags;       /* private */
 	uint64_t _pos;         /* private */
+	uint64_t _pend;        /* private: its pending entry (SHMBUS_SUB_ACK) */
 } shmbus_msg_t;
 
 /* One message of a batch (shmbus_publish_batch()). */
@@ -103,7 +109,47 @@ enum {
 	/* Start from the earliest message still in the ring, not from the next one
 	 * published. For a group, applies only when this call creates the group. */
 	SHMBUS_SUB_EARLIEST = 1u << 0,
+	/* A group member that acknowledges (docs/acks.md): each message it receives stays
+	 * pending for the group until shmbus_ack(); shmbus_nack(), a timeout (the group's
+	 * ack_wait_ms) or the member's death hands it back for redelivery, to any member, up
+	 * to the group's max_deliver deliveries; then it goes to the dead-letter topic. */
+	SHMBUS_SUB_ACK = 1u << 1,
 };
+
+/*
+ * Options of a group, fixed when the group is created (shmbus_sub_open_group(); a later
+ * member's options are ignored). Initialise with shmbus_group_opts_init().
+ */
+typedef struct shmbus_group_opts {
+	uint32_t max_pending;	     /* messages pending for the group at most; 0 = the topic's
+				      * max_pending (and at most that) */
+	uint32_t max_pending_member; /* pending for one member at most; 0 = max_pending */
+	uint32_t ack_wait_ms;	     /* a message not acked within this is redelivered;
+				      * default 30000 */
+	uint32_t max_deliver;	     /* deliveries before the dead-letter topic; default 5 */
+	const char *dead_letter;     /* NULL: "<topic>.dead"; "": none (dropped, counted) */
+	uint32_t reserved[8];	     /* must be zero */
+} shmbus_group_opts_t;
+
+/* Reasons a message went to the dead-letter topic (shmbus_dead_letter_t.reason). */
+enum shmbus_dead_reason {
+	SHMBUS_DEAD_NACK = 1,	 /* its last delivery was nacked */
+	SHMBUS_DEAD_TIMEOUT = 2, /* ... not acked within ack_wait_ms */
+	SHMBUS_DEAD_CRASH = 3,	 /* ... held by a member that died or closed */
+};
+
+/*
+ * The header of a dead-letter message: the message's payload follows it; the dead letter's
+ * type is the message's type.
+ */
+typedef struct shmbus_dead_letter {
+	char topic[SHMBUS_TOPIC_NAME_MAX + 1]; /* where it was published */
+	char group[SHMBUS_GROUP_NAME_MAX + 1]; /* the group that gave up on it */
+	uint64_t seq;			       /* its sequence number there */
+	uint64_t timestamp_ns;		       /* when it was published */
+	uint32_t deliveries;		       /* how often it was delivered */
+	uint32_t reason;		       /* enum shmbus_dead_reason */
+} shmbus_dead_letter_t;
 
 /* ---- errors ------------------------------------------------------------------------ */
 
@@ -262,7 +308,36 @@ SHMBUS_API int shmbus_abort(shmbus_pub_t *pub);
 SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
 			       const char *group, int flags);
 
-/* Close a reader, releasing its slot (and any held message). NULL is a no-op. */
+/* Defaults for group options. */
+SHMBUS_API void shmbus_group_opts_init(shmbus_group_opts_t *opts);
+
+/*
+ * shmbus_sub_open() for a group member, with the group's options for when this call
+ * creates the group (opts NULL: the defaults). Returns as shmbus_sub_open(), and -EINVAL
+ * for bad options or SHMBUS_SUB_ACK without a group.
+ */
+SHMBUS_API int shmbus_sub_open_group(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
+				     const char *group, int flags,
+				     const shmbus_group_opts_t *opts);
+
+/*
+ * An acknowledging member (SHMBUS_SUB_ACK) is done with msg: it is no longer pending, and
+ * never delivered again. msg may be any message this member received and has not acked
+ * or nacked (not only the last one; its data need not be valid any more). Returns 0, or
+ * -ESTALE if it is not pending for this member any more (its ack_wait_ms expired and it
+ * was handed back, it was redelivered to another member, or it is not this member's),
+ * which changes nothing; -EINVAL for a subscriber that does not acknowledge.
+ */
+SHMBUS_API int shmbus_ack(shmbus_sub_t *sub, const shmbus_msg_t *msg);
+
+/*
+ * Hand msg back for redelivery, to any member, not before delay_ms; if it was delivered
+ * max_deliver times already it goes to the dead-letter topic now. Returns as shmbus_ack().
+ */
+SHMBUS_API int shmbus_nack(shmbus_sub_t *sub, const shmbus_msg_t *msg, uint32_t delay_ms);
+
+/* Close a reader, releasing its slot (and any held message). NULL is a no-op. An
+ * acknowledging member's pending messages are handed back for redelivery at once. */
 SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sub);
 
 /*
@@ -380,6 +455,15 @@ typedef struct shmbus_group_info {
 	uint64_t lag_msgs;  /* messages published that the group has not handed out */
 	uint64_t lost;      /* messages the group lost to overwrite */
 	uint64_t abandoned; /* messages held by members that died (not redelivered) */
+	/* acknowledging members (SHMBUS_SUB_ACK) */
+	uint32_t pending;	   /* messages delivered and not acked now */
+	uint32_t max_deliver;	   /* the group's options */
+	uint32_t ack_wait_ms;
+	uint32_t pad_;
+	uint64_t redelivered;	   /* deliveries after the first */
+	uint64_t dead_lettered;	   /* messages given up after max_deliver deliveries */
+	uint64_t oldest_pending_ms; /* age of the oldest pending message, 0 if none */
+	char dead_letter[SHMBUS_TOPIC_NAME_MAX + 1]; /* "" for none */
 } shmbus_group_info_t;
 
 /* Like shmbus_topic_readers(), for the topic's groups (durable: a group stays when its

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ring/clock.h"
+#include "ring/ack.h"
 #include "ring/repair.h"
 #include "ring/wake.h"
 
@@ -312,6 +313,16 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 	struct shmbus_seg *s = &rd->seg;
 	struct shmbus_group_slot *g = rd->grp;
 	int block = s->opts.policy == SHMBUS_BLOCK;
+	if (rd->ack) {
+		/* Messages handed back first, then a new one if the limits allow. */
+		int r = shmbus_ring_ack_redeliver(rd, msg);
+		if (r > 0)
+			return R_GOT;
+		if (shmbus_ring_ack_reserve(rd) < 0) {
+			*waitpos = sb_ld_acquire(&g->cursor[0]);
+			return R_EMPTY; /* at a pending limit: wait as for nothing */
+		}
+	}
 	for (;;) {
 		/* Two loads, maybe of different moves: the CAS below fails if they disagree. */
 		uint64_t p = sb_ld_acquire(&g->cursor[0]);
@@ -372,6 +383,8 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 			cursor_move(g, p, sq, p + size, sq == SHMBUS_NOSEQ ? sq : sq + v.type);
 			continue;
 		}
+		if (rd->ack)
+			shmbus_ring_ack_name(rd, p, v.seq);
 		if (!cursor_move(g, p, sq, p + size, v.seq + 1))
 			continue;
 		uint64_t lost = 0;
@@ -383,8 +396,40 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 		rd->held_end = p + size;
 		const void *data = copy ? (const void *)rd->buf : (const void *)(r + 1);
 		shmbus_ring_reader_deliver(rd, msg, p, &v, data, lost);
+		if (rd->ack)
+			shmbus_ring_ack_taken(rd, msg);
 		return R_GOT;
 	}
+}
+
+int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint64_t seq,
+			       shmbus_msg_t *msg)
+{
+	struct shmbus_seg *s = &rd->seg;
+	if (pos & (SHMBUS_REC_ALIGN - 1))
+		return 0;
+	uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
+	if (pos >= t || t - pos > s->cap)
+		return 0;
+	/* In block mode the pending entry keeps writers off the record: read in place. */
+	int copy = rd->copy_all || s->opts.policy != SHMBUS_BLOCK;
+	struct shmbus_rec *r = shmbus_rec_at(s, pos);
+	if (sb_ld_acquire(&r->commit) != shmbus_rec_stamp(s, pos))
+		return 0;
+	struct shmbus_rec_view v;
+	rec_view(r, copy, &v);
+	uint64_t size = shmbus_rec_size(v.len);
+	if ((v.len & SHMBUS_REC_PAD) || v.len > s->opts.max_message || v.seq != seq ||
+	    shmbus_rec_bad_size(s, pos, size))
+		return 0;
+	if (copy) {
+		copy_racy(rd->buf, r + 1, v.len);
+		if (overrun(rd, pos))
+			return 0;
+	}
+	rd->held = SHMBUS_NOPOS; /* the entry protects it, not a hold */
+	shmbus_ring_reader_deliver(rd, msg, pos, &v, copy ? (const void *)rd->buf : (const void *)(r + 1), 0);
+	return 1;
 }
 
 /* Before sleeping or giving up: hold nothing beyond what we wait for. */
@@ -395,6 +440,8 @@ static void publish_wait_pos(struct shmbus_ring_reader *rd)
 	if (rd->grp) {
 		if (sb_ld_relaxed(&rd->slot->pos) != SHMBUS_NOPOS)
 			sb_st_release(&rd->slot->pos, SHMBUS_NOPOS);
+		if (rd->ack)
+			shmbus_ring_ack_idle(rd);
 	} else if (sb_ld_relaxed(&rd->slot->pos) != rd->pos) {
 		sb_st_release(&rd->slot->pos, rd->pos);
 	}

@@ -54,6 +54,21 @@ struct shmbus_ring_reader {
 	int cheap;	    /* spinning: an uncommitted record means "empty" (no tail read) */
 	int batching;	    /* taking more messages while holding the ones taken before */
 	int pending;	    /* an error met while batching, for the next receive */
+	/* an acknowledging member (ring/ack.c) */
+	int ack;
+	uint32_t gidx;		  /* its group's index */
+	uint32_t slot_idx;	  /* its reader slot's */
+	struct shmbus_pend *pend; /* its group's pending entries */
+	int64_t res;		  /* entry reserved for the next take, or -1 */
+	uint32_t hint, rhint;	  /* where to look next for a free / a ready entry */
+	uint64_t next_scan_ns;	  /* the next look for timed-out entries */
+	uint64_t next_gone_ns;	  /* ... and for entries of holders that are gone */
+	uint32_t ack_calls;	  /* receives since the clock was last read */
+	/* A message delivered max_deliver times: publish it to the dead-letter topic (the
+	 * subscriber's, bus/sub.c). 0 done; < 0 not now (it stays ready, tried again). */
+	int (*dead)(void *arg, const shmbus_dead_letter_t *h, const void *data, uint32_t len,
+		    uint32_t type);
+	void *dead_arg;
 };
 
 /* ---- setting up ------------------------------------------------------------------------ */
@@ -64,6 +79,48 @@ struct shmbus_ring_reader {
  * one of the joins below. Returns 0 or -ENOMEM.
  */
 int shmbus_ring_reader_init(struct shmbus_ring_reader *rd);
+
+/*
+ * Read the message at pos, sequence seq (a pending entry's), into msg: in place where
+ * block mode protects it, else copied and validated. 1 got; 0 it is not there any more
+ * (overwritten, or damaged). Counts it as consumed. For ring/ack.c.
+ */
+int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint64_t seq,
+			       shmbus_msg_t *msg);
+
+/* ---- acknowledging members (ring/ack.c) ---- */
+
+/* Make a group member (joined already) acknowledge; slot_idx: its reader slot. */
+void shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx);
+
+/* Reserve an entry for the next take: 0, or -EAGAIN at a pending limit. */
+int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd);
+
+/* The reserved entry now names p (seq sq): before the cursor CAS that takes it. */
+static inline void shmbus_ring_ack_name(struct shmbus_ring_reader *rd, uint64_t p, uint64_t sq)
+{
+	struct shmbus_pend *e = &rd->pend[rd->res];
+	sb_st_relaxed(&e->seq, sq);
+	/* Seq_cst, before the cursor CAS: a publisher that sees the cursor moved past p
+	 * sees this entry name p (as a member's hold, ring/writer.c). */
+	sb_st_seqcst(&e->pos, p);
+}
+
+/* The cursor CAS took the message the reserved entry names: it is held, msg says so. */
+void shmbus_ring_ack_taken(struct shmbus_ring_reader *rd, shmbus_msg_t *msg);
+
+/* Going to sleep: the reserved entry names nothing (it would hold publishers back). */
+void shmbus_ring_ack_idle(struct shmbus_ring_reader *rd);
+
+/* A ready entry due now, delivered again into msg: 1; 0 none; the periodic scans too. */
+int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg);
+
+/* shmbus_ack(), shmbus_nack(): 0, -ESTALE. */
+int shmbus_ring_ack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg);
+int shmbus_ring_nack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uint32_t delay_ms);
+
+/* Closing: every entry this member holds is handed back, the reserved one freed. */
+void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd);
 
 /* Release what the reader holds, stop publishing a position, free the copy buffer. The slot stays owned (the caller gives it back);
  * rd->seg stays mapped. */
@@ -154,7 +211,10 @@ static inline void shmbus_ring_reader_deliver(struct shmbus_ring_reader *rd, shm
 	msg->seq = v->seq;
 	msg->timestamp_ns = v->ts;
 	msg->lost = lost;
+	msg->deliveries = 1;
+	msg->_flags = 0;
 	msg->_pos = p;
+	msg->_pend = 0;
 	rd->consumed++;
 	sb_st_relaxed(&rd->slot->consumed, rd->consumed);
 	if (!rd->grp)

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "ring/clock.h"
+#include "ring/ack.h"
 #include "ring/repair.h"
 #include "ring/wake.h"
 
@@ -154,6 +155,9 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 		if (p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
 			min = p;
 	}
+	/* Then pending entries (ring/ack.h): named (seq_cst) before the cursor CAS that takes
+	 * their message, as a hold is. A pending message counts as unread, member or not. */
+	min = shmbus_ack_min_pos(s, ng, tail, min);
 	/* A group without a live member still holds publishers while its lease runs (a
 	 * durable group whose daemon restarts). The clock is read only if some group has
 	 * a lease at all. */

@@ -6,6 +6,7 @@
  *
  *   part A (the log):     [ header: 4 KiB ][ publisher slots ][ log (capacity) ]
  *   part B (the readers): [ reader table header: 4 KiB ][ reader slots ][ group slots ]
+ *                         [ pending entries: max_groups x max_pending ]
  *
  * All regions start on a 4 KiB boundary; the log is a power of two. Part A is written by
  * publishers only, part B by readers too: so that a subscriber can be given part A
@@ -21,7 +22,7 @@
 #include <stdint.h>
 
 #define SHMBUS_MAGIC 0x53554254424d4853ull /* "SHMBTBUS" little-endian */
-#define SHMBUS_LAYOUT_VERSION 3u
+#define SHMBUS_LAYOUT_VERSION 4u
 #define SHMBUS_RTAB_MAGIC 0x42415452424d4853ull /* "SHMBRTAB": part B's header */
 #define SHMBUS_READY 0x52454459u /* "YDER": written last, with a release store */
 
@@ -74,7 +75,8 @@ struct shmbus_reader_slot {
 	uint64_t consumed;  /* messages received (stats) */
 	uint64_t lost;      /* messages lost to overwrite (stats) */
 	uint64_t next_seq;  /* fan-out: sequence expected next, for lag in messages (stats) */
-	uint64_t pad_[9];
+	uint64_t pending;   /* an acknowledging member: its pending entries (ring/ack.h) */
+	uint64_t pad_[8];
 };
 _Static_assert(sizeof(struct shmbus_reader_slot) == 128, "reader slot size");
 _Static_assert(offsetof(struct shmbus_reader_slot, pos) == 16, "reader pos offset");
@@ -96,9 +98,39 @@ struct shmbus_group_slot {
 	 * mirror). Renewed by the bridge; it simply expires. See docs/algorithm.md. */
 	uint64_t lease_ns;
 	uint64_t pad_[4];
+	/* Acknowledging members (ring/ack.h): the group's options, fixed when it is made
+	 * (written before state goes ACTIVE), and its counters. */
+	uint32_t max_pending;	     /* entries the group may hold (<= the topic's) */
+	uint32_t max_pending_member; /* ... one member may hold */
+	uint32_t ack_wait_ms;
+	uint32_t max_deliver;
+	uint32_t npending; /* entries not free now (reserved, held or ready) */
+	uint32_t nready;   /* entries waiting for redelivery */
+	uint64_t redelivered;
+	uint64_t dead_lettered;
+	char dead_letter[128]; /* topic for messages given up on, "" for none */
+	uint64_t pad2_[3];
 };
-_Static_assert(sizeof(struct shmbus_group_slot) == 128, "group slot size");
+_Static_assert(sizeof(struct shmbus_group_slot) == 320, "group slot size");
 _Static_assert(offsetof(struct shmbus_group_slot, lease_ns) == 88, "group lease offset");
+_Static_assert(offsetof(struct shmbus_group_slot, max_pending) == 128, "group ack offset");
+
+/*
+ * One pending entry (ring/ack.h): a message an acknowledging member took and did not ack
+ * yet. ctl packs state, reason, deliveries, the holder's reader slot and a generation that
+ * every free makes new (an ack names the generation it saw), moved by CAS.
+ */
+struct shmbus_pend {
+	uint64_t ctl;
+	uint64_t pos;	    /* the record's position (SHMBUS_NOPOS: none yet) */
+	uint64_t seq;	    /* its sequence number */
+	uint64_t due_ns;    /* CLOCK_MONOTONIC: held: ack deadline; ready: not before */
+	uint64_t first_ns;  /* CLOCK_MONOTONIC of its first delivery */
+	uint64_t owner;	    /* the holder's reader slot owner word (its pid) */
+	uint64_t starttime; /* the holder's start time */
+	uint64_t pad_;
+};
+_Static_assert(sizeof(struct shmbus_pend) == 64, "pending entry size");
 
 /*
  * The topic header (first 4 KiB). Configuration first (immutable once ready), then the
@@ -127,7 +159,7 @@ struct shmbus_topic_hdr {
 	char name[128];
 	/* rarely written: scan bound of the publisher table (highest slot ever used + 1) */
 	uint32_t pubs_hwm;
-	uint32_t pad0_;
+	uint32_t max_pending; /* pending entries per group (immutable) */
 	uint64_t rtab_off; /* where part B (the reader table header) starts */
 
 	/* claim tail: {position, next sequence}, moved by one 16-byte CAS per claim */
@@ -136,7 +168,8 @@ struct shmbus_topic_hdr {
 
 	/* (version 2 had the readers' wake word here, and the publishers' space word: both
 	 * are written by readers, and are in part B from version 3) */
-	uint8_t pad2_[256];
+	uint64_t pending_off; /* where the pending entries start (immutable) */
+	uint8_t pad2_[256 - 8];
 
 	/* counters, written with relaxed atomic adds on slow-ish paths */
 	uint64_t published;
@@ -154,6 +187,7 @@ _Static_assert(offsetof(struct shmbus_topic_hdr, ready) == 12, "ready offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, name) == 112, "name offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, tail) == 256, "tail offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, rtab_off) == 248, "rtab offset");
+_Static_assert(offsetof(struct shmbus_topic_hdr, pending_off) == 384, "pending offset");
 _Static_assert(offsetof(struct shmbus_topic_hdr, published) == 640, "counters offset");
 _Static_assert(sizeof(struct shmbus_topic_hdr) == SHMBUS_HEADER_SIZE, "header size");
 

@@ -31,8 +31,9 @@
 #define CAP_MAX (1ull << 40)
 #define SLOTS_MAX 4096u
 #define GROUPS_MAX 1024u
+#define PENDING_MAX 65536u
 
-enum { OFF_PUBS, OFF_LOG, OFF_RTAB, OFF_READERS, OFF_GROUPS, SEG_NOFF };
+enum { OFF_PUBS, OFF_LOG, OFF_RTAB, OFF_READERS, OFF_GROUPS, OFF_PEND, SEG_NOFF };
 
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
@@ -47,8 +48,8 @@ static int is_pow2(uint64_t v)
 /* Region offsets for a set of table sizes (all fit easily in 64 bits: tables <= 4096): part
  * A (header, publisher slots, log), then part B (reader table header, reader slots, group
  * slots), each region on a page, so each part can be mapped from its own descriptor. */
-static void layout(uint32_t npubs, uint32_t nreaders, uint32_t ngroups, uint64_t cap,
-		   uint64_t off[SEG_NOFF], uint64_t *file_size)
+static void layout(uint32_t npubs, uint32_t nreaders, uint32_t ngroups, uint32_t npend,
+		   uint64_t cap, uint64_t off[SEG_NOFF], uint64_t *file_size)
 {
 	off[OFF_PUBS] = SHMBUS_HEADER_SIZE;
 	off[OFF_LOG] = align_up(off[OFF_PUBS] + (uint64_t)npubs * sizeof(struct shmbus_pub_slot),
@@ -58,7 +59,10 @@ static void layout(uint32_t npubs, uint32_t nreaders, uint32_t ngroups, uint64_t
 	off[OFF_GROUPS] = align_up(off[OFF_READERS] +
 				   (uint64_t)nreaders * sizeof(struct shmbus_reader_slot),
 				   SHMBUS_REGION_ALIGN);
-	*file_size = align_up(off[OFF_GROUPS] + (uint64_t)ngroups * sizeof(struct shmbus_group_slot),
+	off[OFF_PEND] = align_up(off[OFF_GROUPS] +
+				 (uint64_t)ngroups * sizeof(struct shmbus_group_slot),
+				 SHMBUS_REGION_ALIGN);
+	*file_size = align_up(off[OFF_PEND] + (uint64_t)ngroups * npend * sizeof(struct shmbus_pend),
 			      SHMBUS_REGION_ALIGN);
 }
 
@@ -86,10 +90,14 @@ int shmbus_seg_opts_check(const struct shmbus_seg_opts *o, uint64_t *file_size)
 	if (o->max_groups > GROUPS_MAX)
 		return shmbus_err(-EINVAL, "max_groups %u is not within 0..%u", o->max_groups,
 				  GROUPS_MAX);
+	if (o->max_pending < 1 || o->max_pending > PENDING_MAX)
+		return shmbus_err(-EINVAL, "max_pending %u is not within 1..%u", o->max_pending,
+				  PENDING_MAX);
 	if (o->flags & ~1u)
 		return shmbus_err(-EINVAL, "unknown flags 0x%x", o->flags & ~1u);
 	uint64_t off[SEG_NOFF];
-	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, file_size);
+	layout(o->max_publishers, o->max_readers, o->max_groups, o->max_pending, o->capacity, off,
+	       file_size);
 	return 0;
 }
 
@@ -193,6 +201,7 @@ int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h
 		.max_groups = h->max_groups,
 		.max_publishers = h->max_publishers,
 		.flags = h->flags & 1u,
+		.max_pending = h->max_pending,
 	};
 	uint64_t fs;
 	int rc = shmbus_seg_opts_check(&o, &fs);
@@ -202,10 +211,10 @@ int shmbus_seg_validate(struct shmbus_seg *seg, const struct shmbus_topic_hdr *h
 		return shmbus_err(-EBADMSG, "topic '%s': damaged header: %s", name, why);
 	}
 	uint64_t off[SEG_NOFF];
-	layout(o.max_publishers, o.max_readers, o.max_groups, o.capacity, off, &fs);
+	layout(o.max_publishers, o.max_readers, o.max_groups, o.max_pending, o.capacity, off, &fs);
 	if (h->pubs_off != off[OFF_PUBS] || h->log_off != off[OFF_LOG] ||
 	    h->rtab_off != off[OFF_RTAB] || h->readers_off != off[OFF_READERS] ||
-	    h->groups_off != off[OFF_GROUPS] || fs != size)
+	    h->groups_off != off[OFF_GROUPS] || h->pending_off != off[OFF_PEND] || fs != size)
 		return shmbus_err(-EBADMSG, "topic '%s': damaged header: region offsets "
 				  "%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64
 				  " do not match its tables and a %" PRIu64 "-byte topic",
@@ -270,12 +279,13 @@ static void seg_view(struct shmbus_seg *seg, void *m)
 	seg->hdr = m;
 	uint64_t off[SEG_NOFF], fs;
 	layout(seg->opts.max_publishers, seg->opts.max_readers, seg->opts.max_groups,
-	       seg->cap, off, &fs);
+	       seg->opts.max_pending, seg->cap, off, &fs);
 	seg->pubs = (struct shmbus_pub_slot *)(seg->base + off[OFF_PUBS]);
 	seg->log = seg->base + off[OFF_LOG];
 	seg->rt = (struct shmbus_rtab_hdr *)(seg->base + off[OFF_RTAB]);
 	seg->readers = (struct shmbus_reader_slot *)(seg->base + off[OFF_READERS]);
 	seg->groups = (struct shmbus_group_slot *)(seg->base + off[OFF_GROUPS]);
+	seg->pend = (struct shmbus_pend *)(seg->base + off[OFF_PEND]);
 }
 
 int shmbus_seg_open_at(struct shmbus_seg *seg, int dirfd, const char *dir, const char *name)
@@ -362,7 +372,8 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 {
 	struct shmbus_topic_hdr *h = (void *)base;
 	uint64_t off[SEG_NOFF], fs;
-	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, &fs);
+	layout(o->max_publishers, o->max_readers, o->max_groups, o->max_pending, o->capacity, off,
+	       &fs);
 	h->magic = SHMBUS_MAGIC;
 	h->version = SHMBUS_LAYOUT_VERSION;
 	h->file_size = size;
@@ -382,6 +393,8 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 	h->rtab_off = off[OFF_RTAB];
 	h->readers_off = off[OFF_READERS];
 	h->groups_off = off[OFF_GROUPS];
+	h->pending_off = off[OFF_PEND];
+	h->max_pending = o->max_pending;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	h->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -392,6 +405,9 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 	struct shmbus_pub_slot *ps = (void *)(base + off[OFF_PUBS]);
 	for (uint32_t i = 0; i < o->max_publishers; i++)
 		ps[i].claim_pos = SHMBUS_NOPOS;
+	struct shmbus_pend *pe = (void *)(base + off[OFF_PEND]);
+	for (uint64_t i = 0; i < (uint64_t)o->max_groups * o->max_pending; i++)
+		pe[i].pos = SHMBUS_NOPOS;
 	struct shmbus_reader_slot *rs = (void *)(base + off[OFF_READERS]);
 	for (uint32_t i = 0; i < o->max_readers; i++)
 		rs[i].pos = SHMBUS_NOPOS;
@@ -405,7 +421,7 @@ static int opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_o
 	return a->capacity == b->capacity && a->max_message == b->max_message &&
 	       a->policy == b->policy && a->max_readers == b->max_readers &&
 	       a->max_groups == b->max_groups && a->max_publishers == b->max_publishers &&
-	       a->flags == b->flags;
+	       a->flags == b->flags && a->max_pending == b->max_pending;
 }
 
 /* A topic file exists as fname: same options → 1, other → -EEXIST, invalid → error. */
@@ -589,7 +605,8 @@ int shmbus_seg_create_memfds(const char *name, const struct shmbus_seg_opts *o, 
 	int rc = shmbus_seg_opts_check(o, &size);
 	if (rc < 0)
 		return rc;
-	layout(o->max_publishers, o->max_readers, o->max_groups, o->capacity, off, &size);
+	layout(o->max_publishers, o->max_readers, o->max_groups, o->max_pending, o->capacity, off,
+	       &size);
 	int a = memfd_part(name, "log", off[OFF_RTAB]);
 	if (a < 0)
 		return a;

@@ -22,6 +22,7 @@ struct shmbus_seg_opts {
 	uint32_t max_groups;
 	uint32_t max_publishers;
 	uint32_t flags;
+	uint32_t max_pending; /* pending entries per group */
 };
 
 /* A mapped, validated topic. The pointers and sizes are private copies, never re-read. */
@@ -34,6 +35,7 @@ struct shmbus_seg {
 	struct shmbus_rtab_hdr *rt; /* part B: the reader table header */
 	struct shmbus_reader_slot *readers;
 	struct shmbus_group_slot *groups;
+	struct shmbus_pend *pend; /* max_groups x max_pending entries, group by group */
 	uint64_t rtab_off; /* where part B starts */
 	int log_ro;	   /* part A is mapped read-only (a brokered subscriber) */
 	uint64_t cap;

@@ -312,7 +312,9 @@ static void options(void)
 	BADOPT(flags, 1u << 5);
 	BADOPT(flags, 0xffffffffu);
 	BADOPT(reserved[0], 1);
-	BADOPT(reserved[7], 0x80000000u);
+	BADOPT(reserved[6], 0x80000000u);
+	BADOPT(max_pending, 65537);
+	BADOPT(max_pending, 0xffffffffu);
 #undef BADOPT
 	/* max_message too large for the minimum capacity. */
 	shmbus_topic_opts_init(&bad[n].o);

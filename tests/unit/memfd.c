@@ -28,7 +28,8 @@ static int reopen_ro(int fd)
 int main(void)
 {
 	struct shmbus_seg_opts o = { .capacity = 1 << 16, .max_message = 1000, .policy = 0,
-				     .max_readers = 5, .max_groups = 3, .max_publishers = 4 };
+				     .max_readers = 5, .max_groups = 3, .max_publishers = 4,
+				     .max_pending = 4 };
 	int a = -1, b = -1;
 	CHECK_RC(shmbus_seg_create_memfds("m", &o, &a, &b), 0);
 	int seals = fcntl(a, F_GET_SEALS);

@@ -20,7 +20,8 @@ int main(void)
 	CHECK(mkdir(dir, 0700) == 0);
 
 	struct shmbus_seg_opts o = { .capacity = 1 << 16, .max_message = 1000, .policy = 1,
-				     .max_readers = 5, .max_groups = 3, .max_publishers = 70 };
+				     .max_readers = 5, .max_groups = 3, .max_publishers = 70,
+				     .max_pending = 4 };
 	CHECK_RC(shmbus_seg_create(dir, "t", &o), 0);
 	CHECK_RC(shmbus_seg_create(dir, "t", &o), 1);
 	struct shmbus_seg_opts o2 = o;
@@ -39,7 +40,11 @@ int main(void)
 	CHECK(h->rtab_off == h->log_off + (1 << 16));
 	CHECK(h->readers_off == h->rtab_off + 4096);
 	CHECK(h->groups_off == h->readers_off + 4096);
-	CHECK(h->file_size == h->groups_off + 4096);
+	CHECK(h->pending_off == h->groups_off + 4096); /* 3 x 320 B */
+	CHECK(h->max_pending == 4 && s.pend == (struct shmbus_pend *)(s.base + h->pending_off));
+	CHECK(h->file_size == h->pending_off + 4096); /* 3 x 4 x 64 B */
+	for (uint32_t i = 0; i < 12; i++)
+		CHECK(s.pend[i].ctl == 0 && s.pend[i].pos == SHMBUS_NOPOS);
 	CHECK(s.rt->magic == SHMBUS_RTAB_MAGIC && s.rt->generation == h->generation);
 	CHECK((uint8_t *)s.rt == s.base + h->rtab_off && !s.log_ro);
 	CHECK(s.cap == 1 << 16 && s.mask == s.cap - 1);

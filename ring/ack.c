@@ -1,0 +1,521 @@
+/* SPDX-License-Identifier: MIT */
+/* Acknowledging group members: pending entries, redelivery, dead letters (ring/ack.h). */
+#include "ring/ack.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ring/atomic.h"
+#include "ring/clock.h"
+#include "ring/reader.h"
+#include "shm/err.h"
+#include "shm/proc.h"
+
+#define ACK_WAIT_DEFAULT_MS 30000u
+#define MAX_DELIVER_DEFAULT 5u
+#define SCAN_NS 10000000ull	 /* members look for timed-out entries every 10 ms */
+#define GONE_SCAN_NS 50000000ull /* ... and for entries of holders gone every 50 ms */
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+SHMBUS_API void shmbus_group_opts_init(shmbus_group_opts_t *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->ack_wait_ms = ACK_WAIT_DEFAULT_MS;
+	o->max_deliver = MAX_DELIVER_DEFAULT;
+}
+
+void shmbus_group_opts_defaults(shmbus_group_opts_t *o)
+{
+	shmbus_group_opts_init(o);
+}
+
+int shmbus_group_opts_check(const shmbus_group_opts_t *o, const struct shmbus_seg *s)
+{
+	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
+		if (o->reserved[i])
+			return shmbus_err(-EINVAL, "group options: reserved[%zu] is not zero", i);
+	if (o->max_pending > s->opts.max_pending)
+		return shmbus_err(-EINVAL, "group options: max_pending %u is more than topic "
+				  "'%s' has entries for (its max_pending, %u)", o->max_pending,
+				  s->name, s->opts.max_pending);
+	if (o->max_deliver < 1 || o->max_deliver > 0xffff)
+		return shmbus_err(-EINVAL, "group options: max_deliver %u is not within 1..65535",
+				  o->max_deliver);
+	if (o->ack_wait_ms < 1)
+		return shmbus_err(-EINVAL, "group options: ack_wait_ms must be at least 1");
+	if (o->dead_letter && strlen(o->dead_letter) > SHMBUS_TOPIC_NAME_MAX)
+		return shmbus_err(-EINVAL, "group options: dead-letter topic name longer than %d",
+				  SHMBUS_TOPIC_NAME_MAX);
+	return 0; /* the dead-letter topic's name is checked by bus/sub.c */
+}
+
+void shmbus_group_opts_store(struct shmbus_group_slot *gs, const shmbus_group_opts_t *o,
+			     const char *topic)
+{
+	/* Written before the group goes active (release there). */
+	uint32_t mp = o->max_pending ? o->max_pending : UINT32_MAX;
+	gs->max_pending = mp;
+	gs->max_pending_member = o->max_pending_member ? o->max_pending_member : mp;
+	gs->ack_wait_ms = o->ack_wait_ms;
+	gs->max_deliver = o->max_deliver;
+	gs->npending = 0;
+	gs->nready = 0;
+	gs->redelivered = 0;
+	gs->dead_lettered = 0;
+	memset(gs->dead_letter, 0, sizeof(gs->dead_letter));
+	if (!o->dead_letter)
+		snprintf(gs->dead_letter, sizeof(gs->dead_letter), "%.122s.dead", topic);
+	else
+		snprintf(gs->dead_letter, sizeof(gs->dead_letter), "%s", o->dead_letter);
+}
+
+/* ---- shared helpers ---------------------------------------------------------------------- */
+
+static uint32_t group_limit(const struct shmbus_seg *s, const struct shmbus_group_slot *g)
+{
+	uint32_t m = sb_ld_relaxed(&g->max_pending);
+	return m > s->opts.max_pending ? s->opts.max_pending : m;
+}
+
+/* An entry left its pending state: the group's count (and the holder's, if still it). */
+static void count_free(struct shmbus_seg *s, struct shmbus_group_slot *g)
+{
+	__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
+	(void)s;
+}
+
+/* The holder's slot count down by one, if the slot is still the holder's. */
+static void holder_down(struct shmbus_seg *s, uint32_t slot, uint64_t owner)
+{
+	if (slot >= s->opts.max_readers)
+		return;
+	struct shmbus_reader_slot *r = &s->readers[slot];
+	if (sb_ld_relaxed(&r->owner) == owner && sb_ld_relaxed(&r->pending))
+		__atomic_fetch_sub(&r->pending, 1, __ATOMIC_RELAXED);
+}
+
+/* Free entry e (ctl c, ours to free): a new generation, so old acks of it fail. */
+static int entry_free(struct shmbus_pend *e, uint64_t c)
+{
+	return sb_cas_u64(&e->ctl, &c,
+			  shmbus_pend_ctl(SHMBUS_PEND_FREE, 0, 0, 0, shmbus_pend_gen(c) + 1));
+}
+
+/* Is the holder named by e (and its slot) still there? A small cache of verdicts for one
+ * scan: /proc is read once per holder. */
+struct alive_cache {
+	int32_t pid[16];
+	uint8_t alive[16];
+	int n;
+};
+
+static int holder_alive(struct shmbus_seg *s, const struct shmbus_pend *e, uint64_t c,
+			struct alive_cache *ac)
+{
+	uint64_t owner = sb_ld_relaxed(&e->owner);
+	uint64_t st = sb_ld_relaxed(&e->starttime);
+	uint32_t slot = shmbus_pend_slot(c);
+	/* A holder that closed its slot (or whose slot was reclaimed) is gone. */
+	if (slot >= s->opts.max_readers || sb_ld_acquire(&s->readers[slot].owner) != owner)
+		return 0;
+	if (!ac)
+		return 1; /* its slot is there: taken as alive until /proc is asked */
+	int32_t pid = SHMBUS_OWNER_PID(owner);
+	for (int i = 0; i < ac->n; i++)
+		if (ac->pid[i] == pid)
+			return ac->alive[i];
+	int a = shmbus_proc_alive(pid, st);
+	if (ac->n < 16) {
+		ac->pid[ac->n] = pid;
+		ac->alive[ac->n++] = (uint8_t)a;
+	}
+	return a;
+}
+
+/* Another non-free entry of the group names (pos, seq)? */
+static int named_elsewhere(const struct shmbus_seg *s, uint32_t g, uint32_t self, uint64_t pos,
+			   uint64_t seq)
+{
+	const struct shmbus_pend *pe = shmbus_pend_of(s, g);
+	for (uint32_t i = 0; i < s->opts.max_pending; i++) {
+		if (i == self)
+			continue;
+		uint64_t c = sb_ld_acquire(&pe[i].ctl);
+		if (shmbus_pend_state(c) != SHMBUS_PEND_FREE &&
+		    sb_ld_relaxed(&pe[i].pos) == pos && sb_ld_relaxed(&pe[i].seq) == seq)
+			return 1;
+	}
+	return 0;
+}
+
+int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
+{
+	int timeouts = how & SHMBUS_SCAN_TIMEOUTS;
+	struct shmbus_group_slot *gs = &s->groups[g];
+	if (!sb_ld_relaxed(&gs->npending))
+		return 0;
+	struct shmbus_pend *pe = shmbus_pend_of(s, g);
+	uint64_t now = shmbus_now_ns();
+	struct alive_cache ac = { .n = 0 };
+	int changed = 0;
+	for (uint32_t i = 0; i < s->opts.max_pending; i++) {
+		struct shmbus_pend *e = &pe[i];
+		uint64_t c = sb_ld_acquire(&e->ctl);
+		uint32_t st = shmbus_pend_state(c);
+		if (st != SHMBUS_PEND_HELD && st != SHMBUS_PEND_RESERVED)
+			continue;
+		uint64_t owner = sb_ld_relaxed(&e->owner);
+		int gone;
+		if (holder)
+			gone = SHMBUS_OWNER_PID(owner) == holder;
+		else
+			gone = !holder_alive(s, e, c, (how & SHMBUS_SCAN_GONE) ? &ac : NULL);
+		if (st == SHMBUS_PEND_RESERVED) {
+			if (!gone)
+				continue;
+			/* Did its holder take the message it names (the cursor CAS)? The cursor
+			 * is past it and no other entry names it: then it is the holder's,
+			 * never delivered (or delivered and gone): ready again. */
+			uint64_t pos = sb_ld_acquire(&e->pos), seq = sb_ld_relaxed(&e->seq);
+			uint64_t cur = sb_ld_acquire(&gs->cursor[0]);
+			int took = pos != SHMBUS_NOPOS && cur > pos &&
+				   !named_elsewhere(s, g, i, pos, seq);
+			if (took) {
+				sb_st_relaxed(&e->due_ns, now);
+				sb_st_relaxed(&e->first_ns, now);
+				if (sb_cas_u64(&e->ctl, &c,
+					       shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
+							       0, 0, shmbus_pend_gen(c)))) {
+					__atomic_fetch_add(&gs->nready, 1, __ATOMIC_RELEASE);
+					holder_down(s, shmbus_pend_slot(c), owner);
+					changed++;
+				}
+			} else if (entry_free(e, c)) {
+				count_free(s, gs);
+				holder_down(s, shmbus_pend_slot(c), owner);
+				changed++;
+			}
+			continue;
+		}
+		uint32_t reason = 0;
+		if (gone)
+			reason = SHMBUS_DEAD_CRASH;
+		else if (timeouts && sb_ld_relaxed(&e->due_ns) <= now)
+			reason = SHMBUS_DEAD_TIMEOUT;
+		if (!reason)
+			continue;
+		/* Due now; the CAS hands it over (the holder's ack after it fails: -ESTALE). */
+		sb_st_relaxed(&e->due_ns, now);
+		if (sb_cas_u64(&e->ctl, &c,
+			       shmbus_pend_ctl(SHMBUS_PEND_READY, reason, shmbus_pend_deliveries(c),
+					       0, shmbus_pend_gen(c)))) {
+			__atomic_fetch_add(&gs->nready, 1, __ATOMIC_RELEASE);
+			holder_down(s, shmbus_pend_slot(c), owner);
+			changed++;
+		}
+	}
+	return changed;
+}
+
+uint32_t shmbus_ack_pending(const struct shmbus_seg *s, uint32_t g, uint64_t *oldest_ns)
+{
+	const struct shmbus_pend *pe = shmbus_pend_of(s, g);
+	uint32_t n = 0;
+	uint64_t oldest = 0;
+	for (uint32_t i = 0; i < s->opts.max_pending; i++) {
+		uint64_t c = sb_ld_acquire(&pe[i].ctl);
+		uint32_t st = shmbus_pend_state(c);
+		if (st != SHMBUS_PEND_HELD && st != SHMBUS_PEND_READY)
+			continue;
+		n++;
+		uint64_t f = sb_ld_relaxed(&pe[i].first_ns);
+		if (f && (!oldest || f < oldest))
+			oldest = f;
+	}
+	if (oldest_ns)
+		*oldest_ns = oldest;
+	return n;
+}
+
+uint64_t shmbus_ack_min_pos(const struct shmbus_seg *s, uint32_t ngroups, uint64_t tail,
+			    uint64_t min)
+{
+	for (uint32_t g = 0; g < ngroups; g++) {
+		/* Seq_cst, as the cursors are read: see ring/writer.c. */
+		if (!sb_ld_seqcst(&s->groups[g].npending))
+			continue;
+		const struct shmbus_pend *pe = shmbus_pend_of(s, g);
+		for (uint32_t i = 0; i < s->opts.max_pending; i++) {
+			uint64_t c = sb_ld_seqcst(&pe[i].ctl);
+			if (shmbus_pend_state(c) == SHMBUS_PEND_FREE)
+				continue;
+			uint64_t p = sb_ld_seqcst(&pe[i].pos);
+			if (p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
+				min = p;
+		}
+	}
+	return min;
+}
+
+/* ---- a member ------------------------------------------------------------------------- */
+
+void shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx)
+{
+	struct shmbus_seg *s = &rd->seg;
+	rd->ack = 1;
+	rd->slot_idx = slot_idx;
+	rd->gidx = (uint32_t)(rd->grp - s->groups);
+	rd->pend = shmbus_pend_of(s, rd->gidx);
+	rd->res = -1;
+	rd->hint = (slot_idx * 37u) % s->opts.max_pending;
+	rd->rhint = 0;
+}
+
+static uint64_t my_owner(const struct shmbus_ring_reader *rd)
+{
+	return sb_ld_relaxed(&rd->slot->owner);
+}
+
+int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd)
+{
+	if (rd->res >= 0)
+		return 0;
+	struct shmbus_seg *s = &rd->seg;
+	struct shmbus_group_slot *g = rd->grp;
+	uint32_t lim = group_limit(s, g);
+	if (sb_ld_relaxed(&rd->slot->pending) >= sb_ld_relaxed(&g->max_pending_member))
+		return -EAGAIN;
+	/* Count first (a CAS that never passes the limit), then find an entry: there is
+	 * one, as the count of non-free entries is below the table's size. */
+	uint32_t n = sb_ld_relaxed(&g->npending);
+	do {
+		if (n >= lim)
+			return -EAGAIN;
+	} while (!__atomic_compare_exchange_n(&g->npending, &n, n + 1, 0, __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+	uint32_t np = s->opts.max_pending;
+	for (uint32_t k = 0;; k++) {
+		uint32_t i = (rd->hint + k) % np;
+		struct shmbus_pend *e = &rd->pend[i];
+		uint64_t c = sb_ld_acquire(&e->ctl);
+		if (shmbus_pend_state(c) != SHMBUS_PEND_FREE)
+			continue;
+		if (!sb_cas_u64(&e->ctl, &c,
+				shmbus_pend_ctl(SHMBUS_PEND_RESERVED, 0, 0, rd->slot_idx,
+						shmbus_pend_gen(c))))
+			continue;
+		sb_st_relaxed(&e->pos, SHMBUS_NOPOS);
+		sb_st_relaxed(&e->owner, my_owner(rd));
+		sb_st_relaxed(&e->starttime, sb_ld_relaxed(&rd->slot->starttime));
+		__atomic_fetch_add(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+		rd->res = i;
+		rd->hint = (i + 1) % np;
+		return 0;
+	}
+}
+
+static uint64_t wait_ns(const struct shmbus_group_slot *g)
+{
+	return (uint64_t)sb_ld_relaxed(&g->ack_wait_ms) * 1000000ull;
+}
+
+void shmbus_ring_ack_taken(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
+{
+	struct shmbus_pend *e = &rd->pend[rd->res];
+	uint64_t now = shmbus_now_ns();
+	uint64_t c = sb_ld_relaxed(&e->ctl);
+	sb_st_relaxed(&e->first_ns, now);
+	sb_st_relaxed(&e->due_ns, now + wait_ns(rd->grp));
+	/* Release: the times are there before anyone sees it held. */
+	sb_st_release(&e->ctl, shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, 1, rd->slot_idx,
+					       shmbus_pend_gen(c)));
+	msg->deliveries = 1;
+	msg->_pend = (uint64_t)rd->res | (uint64_t)shmbus_pend_gen(c) << 32;
+	rd->res = -1;
+}
+
+void shmbus_ring_ack_idle(struct shmbus_ring_reader *rd)
+{
+	if (rd->res >= 0 && sb_ld_relaxed(&rd->pend[rd->res].pos) != SHMBUS_NOPOS)
+		sb_st_release(&rd->pend[rd->res].pos, SHMBUS_NOPOS);
+}
+
+/* Give up on entry e (ours, held, ctl c, deliveries d): the dead-letter topic, or counted
+ * lost when it is gone or there is none. 1 done (freed); 0 not now (handed back). */
+static int dead_letter(struct shmbus_ring_reader *rd, struct shmbus_pend *e, uint64_t c,
+		       uint32_t deliveries, uint32_t reason, shmbus_msg_t *tmp)
+{
+	struct shmbus_seg *s = &rd->seg;
+	struct shmbus_group_slot *g = rd->grp;
+	uint64_t pos = sb_ld_relaxed(&e->pos), seq = sb_ld_relaxed(&e->seq);
+	int there = shmbus_ring_reader_read_at(rd, pos, seq, tmp);
+	if (there && g->dead_letter[0] && rd->dead) {
+		shmbus_dead_letter_t h;
+		memset(&h, 0, sizeof(h));
+		snprintf(h.topic, sizeof(h.topic), "%s", s->name);
+		snprintf(h.group, sizeof(h.group), "%.*s", (int)sizeof(g->name), g->name);
+		h.seq = seq;
+		h.timestamp_ns = tmp->timestamp_ns;
+		h.deliveries = deliveries;
+		h.reason = reason ? reason : SHMBUS_DEAD_NACK;
+		if (rd->dead(rd->dead_arg, &h, tmp->data, tmp->len, tmp->type) < 0) {
+			/* Not now: hand it back as it was, for a later try. */
+			sb_st_relaxed(&e->due_ns, shmbus_now_ns() + 100000000ull);
+			uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_READY, reason, deliveries, 0,
+							shmbus_pend_gen(c));
+			if (sb_cas_u64(&e->ctl, &c, want))
+				__atomic_fetch_add(&g->nready, 1, __ATOMIC_RELEASE);
+			return 0;
+		}
+	} else if (!there) {
+		sb_add_relaxed(&g->lost, 1);
+	}
+	if (entry_free(e, c))
+		count_free(s, g);
+	sb_add_relaxed(&g->dead_lettered, there ? 1 : 0);
+	return 1;
+}
+
+int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
+{
+	struct shmbus_seg *s = &rd->seg;
+	struct shmbus_group_slot *g = rd->grp;
+	uint64_t now = 0;
+	/* Now and then: entries whose ack_wait passed, and (less often) of holders gone. The
+	 * clock is read every 64th call, and at every one that is not a tight spin's (so
+	 * before each sleep). */
+	if (!rd->cheap || (++rd->ack_calls & 63) == 0) {
+		now = shmbus_now_ns();
+		if (now >= rd->next_scan_ns) {
+			int gone = now >= rd->next_gone_ns;
+			if (gone)
+				rd->next_gone_ns = now + GONE_SCAN_NS;
+			rd->next_scan_ns = now + SCAN_NS;
+			if (sb_ld_relaxed(&g->npending))
+				shmbus_ack_scan(s, rd->gidx, 0,
+						SHMBUS_SCAN_TIMEOUTS | (gone ? SHMBUS_SCAN_GONE : 0));
+		}
+	}
+	if (!sb_ld_acquire(&g->nready))
+		return 0;
+	if (!now)
+		now = shmbus_now_ns();
+	if (sb_ld_relaxed(&rd->slot->pending) >= sb_ld_relaxed(&g->max_pending_member))
+		return 0;
+	uint32_t np = s->opts.max_pending;
+	uint32_t maxd = sb_ld_relaxed(&g->max_deliver);
+	for (uint32_t k = 0; k < np; k++) {
+		uint32_t i = (rd->rhint + k) % np;
+		struct shmbus_pend *e = &rd->pend[i];
+		uint64_t c = sb_ld_acquire(&e->ctl);
+		if (shmbus_pend_state(c) != SHMBUS_PEND_READY || sb_ld_relaxed(&e->due_ns) > now)
+			continue;
+		uint32_t d = shmbus_pend_deliveries(c);
+		uint32_t reason = shmbus_pend_reason(c);
+		uint64_t held = shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, d + 1, rd->slot_idx,
+						shmbus_pend_gen(c));
+		sb_st_relaxed(&e->owner, my_owner(rd));
+		sb_st_relaxed(&e->starttime, sb_ld_relaxed(&rd->slot->starttime));
+		sb_st_relaxed(&e->due_ns, now + wait_ns(g));
+		uint64_t want = c;
+		if (!sb_cas_u64(&e->ctl, &want, held))
+			continue;
+		__atomic_fetch_sub(&g->nready, 1, __ATOMIC_RELAXED);
+		rd->rhint = (i + 1) % np;
+		if (d >= maxd) {
+			/* Delivered max_deliver times already: not again. */
+			dead_letter(rd, e, held, d, reason, msg);
+			continue;
+		}
+		__atomic_fetch_add(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+		if (!shmbus_ring_reader_read_at(rd, sb_ld_relaxed(&e->pos), sb_ld_relaxed(&e->seq),
+						msg)) {
+			/* Overwritten since (overwrite mode) or damaged: lost for the group. */
+			sb_add_relaxed(&g->lost, 1);
+			if (entry_free(e, held))
+				count_free(s, g);
+			__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		sb_add_relaxed(&g->redelivered, 1);
+		msg->deliveries = d + 1;
+		msg->_pend = (uint64_t)i | (uint64_t)shmbus_pend_gen(c) << 32;
+		return 1;
+	}
+	return 0;
+}
+
+/* The entry msg names, if this member holds it: its ctl in *c. */
+static struct shmbus_pend *mine(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg,
+				uint64_t *c)
+{
+	uint32_t i = (uint32_t)msg->_pend, gen = (uint32_t)(msg->_pend >> 32);
+	if (!rd->ack || i >= rd->seg.opts.max_pending || msg->deliveries == 0)
+		return NULL;
+	struct shmbus_pend *e = &rd->pend[i];
+	*c = sb_ld_acquire(&e->ctl);
+	if (shmbus_pend_state(*c) != SHMBUS_PEND_HELD || shmbus_pend_slot(*c) != rd->slot_idx ||
+	    shmbus_pend_gen(*c) != (gen & 0xffffff) || sb_ld_relaxed(&e->owner) != my_owner(rd))
+		return NULL;
+	return e;
+}
+
+int shmbus_ring_ack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg)
+{
+	uint64_t c;
+	struct shmbus_pend *e = mine(rd, msg, &c);
+	if (!e || !entry_free(e, c))
+		return -ESTALE;
+	count_free(&rd->seg, rd->grp);
+	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int shmbus_ring_nack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uint32_t delay_ms)
+{
+	uint64_t c;
+	struct shmbus_pend *e = mine(rd, msg, &c);
+	if (!e)
+		return -ESTALE;
+	/* Ours until the CAS: the time first. */
+	sb_st_relaxed(&e->due_ns, shmbus_now_ns() + (uint64_t)delay_ms * 1000000ull);
+	uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_NACK,
+					shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c));
+	if (!sb_cas_u64(&e->ctl, &c, want))
+		return -ESTALE;
+	__atomic_fetch_add(&rd->grp->nready, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
+{
+	if (!rd->ack)
+		return;
+	struct shmbus_seg *s = &rd->seg;
+	struct shmbus_group_slot *g = rd->grp;
+	uint64_t now = shmbus_now_ns();
+	for (uint32_t i = 0; i < s->opts.max_pending; i++) {
+		struct shmbus_pend *e = &rd->pend[i];
+		uint64_t c = sb_ld_acquire(&e->ctl);
+		uint32_t st = shmbus_pend_state(c);
+		if ((st != SHMBUS_PEND_HELD && st != SHMBUS_PEND_RESERVED) ||
+		    shmbus_pend_slot(c) != rd->slot_idx || sb_ld_relaxed(&e->owner) != my_owner(rd))
+			continue;
+		if (st == SHMBUS_PEND_RESERVED) {
+			if (entry_free(e, c))
+				count_free(s, g);
+			continue;
+		}
+		sb_st_relaxed(&e->due_ns, now);
+		if (sb_cas_u64(&e->ctl, &c,
+			       shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
+					       shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c))))
+			__atomic_fetch_add(&g->nready, 1, __ATOMIC_RELEASE);
+	}
+	sb_st_relaxed(&rd->slot->pending, 0);
+	rd->res = -1;
+	rd->ack = 0;
+}
