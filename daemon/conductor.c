@@ -336,9 +336,9 @@ static void proc_report(struct daemon *d, struct proc *p)
 	}
 	event(d, crashed ? "crash" : "exit",
 	      "\"pid\":%d,\"uid\":%d,\"prog\":\"%s\",\"readers_freed\":%u,"
-	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u",
+	      "\"publishers_freed\":%u,\"aborted\":%llu,\"topics\":%u,\"pending_returned\":%u",
 	      (int)p->pid, p->uid_known ? (int)p->uid : -1, prog, p->r_readers, p->r_publishers,
-	      (unsigned long long)p->r_aborted, p->r_topics);
+	      (unsigned long long)p->r_aborted, p->r_topics, p->r_pending);
 	proc_free(d, p);
 }
 
@@ -362,6 +362,7 @@ static void proc_died(struct daemon *d, struct proc *p)
 	p->r_publishers = r.publishers;
 	p->r_aborted = r.aborted;
 	p->r_topics = r.topics;
+	p->r_pending = r.pending;
 	p->dead = 1;
 	p->dead_ms = shmbusd_now_ms();
 	if (p->nconn == 0)

@@ -16,6 +16,7 @@
 #include "bus/intree.h"
 #include "daemon/guard.h"
 #include "daemon/shmbusd.h"
+#include "ring/ack.h"
 #include "ring/atomic.h"
 #include "ring/repair.h"
 #include "shm/proc.h"
@@ -74,6 +75,16 @@ static int reap_topic_(const char *name, void *arg)
 	if (shmbus_topic_open_seg(a->d->bus, name, &seg) < 0)
 		return 0; /* a damaged or foreign file: `shmbus doctor` reports it */
 	int held = 0;
+	/* Its pending messages (an acknowledging member) go back to its groups first, for
+	 * the other members to take at once. */
+	uint32_t ng = sb_ld_acquire(&seg.rt->groups_hwm);
+	for (uint32_t g = 0; g < ng && g < seg.opts.max_groups; g++) {
+		if (sb_ld_acquire(&seg.groups[g].state) != SHMBUS_GROUP_ACTIVE)
+			continue;
+		int n = shmbus_ack_scan(&seg, g, a->pid, 0);
+		a->out->pending += (unsigned)n;
+		held |= n > 0;
+	}
 	for (uint32_t i = 0; i < seg.opts.max_readers; i++) {
 		struct shmbus_reader_slot *r = &seg.readers[i];
 		uint64_t o = sb_ld_acquire(&r->owner);

@@ -38,7 +38,7 @@ struct proc {
 	int died_attached; /* a connection ended without a goodbye */
 	int dead;	   /* its pidfd fired: reaped, its event waits for its connections */
 	uint64_t dead_ms;
-	unsigned r_readers, r_publishers, r_topics; /* what was reaped */
+	unsigned r_readers, r_publishers, r_topics, r_pending; /* what was reaped */
 	uint64_t r_aborted;
 	char prog[64];
 	struct proc *next;
@@ -144,6 +144,7 @@ struct reaped {
 	unsigned publishers; /* publisher slots freed */
 	uint64_t aborted;    /* messages of unfinished claims turned into padding */
 	unsigned topics;     /* topics where it held something */
+	unsigned pending;    /* pending messages (acknowledging members) handed back */
 };
 /* Add a reaping to the shared counters (conductor.c). */
 void state_reaped(struct daemon *d, const struct reaped *r);
