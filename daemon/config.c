@@ -282,11 +282,16 @@ static int topic_key(struct config_ctx *x, const char *name, const char *key, co
 		if (config_parse_u32(value, 0, 1024, &o->max_groups) < 0)
 			return config_fail(x, "max_groups '%s' is not a number from 0 to 1024%s",
 					   value, "");
+	} else if (!strcmp(key, "max_pending")) {
+		if (config_parse_u32(value, 1, 65536, &o->max_pending) < 0)
+			return config_fail(x, "max_pending '%s' is not a number from 1 to 65536%s",
+					   value, "");
 	} else {
 		return config_fail(
 			x,
 			"unknown key '%s' in a [topic] section (known: capacity, "
-			"max_message, policy, max_readers, max_publishers, max_groups)%s",
+			"max_message, policy, max_readers, max_publishers, max_groups, "
+			"max_pending)%s",
 			key, "");
 	}
 	return 1;
