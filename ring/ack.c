@@ -9,6 +9,7 @@
 #include "ring/atomic.h"
 #include "ring/clock.h"
 #include "ring/reader.h"
+#include "ring/writer.h"
 #include "shm/err.h"
 #include "shm/proc.h"
 
@@ -216,6 +217,10 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			changed++;
 		}
 	}
+	/* Members asleep take what was handed back now (a fenced wake: nready was raised
+	 * before the wake word is read). */
+	if (changed)
+		shmbus_ring_wake_readers(s);
 	return changed;
 }
 
@@ -487,6 +492,8 @@ int shmbus_ring_nack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uin
 		return -ESTALE;
 	__atomic_fetch_add(&rd->grp->nready, 1, __ATOMIC_RELEASE);
 	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	if (!delay_ms)
+		shmbus_ring_wake_readers(&rd->seg); /* another member may take it now */
 	return 0;
 }
 
@@ -518,4 +525,5 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 	sb_st_relaxed(&rd->slot->pending, 0);
 	rd->res = -1;
 	rd->ack = 0;
+	shmbus_ring_wake_readers(s);
 }
