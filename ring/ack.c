@@ -115,12 +115,27 @@ struct alive_cache {
 static int holder_alive(struct shmbus_seg *s, const struct shmbus_pend *e, uint64_t c,
 			struct alive_cache *ac)
 {
-	uint64_t owner = sb_ld_relaxed(&e->owner);
-	uint64_t st = sb_ld_relaxed(&e->starttime);
 	uint32_t slot = shmbus_pend_slot(c);
-	/* A holder that closed its slot (or whose slot was reclaimed) is gone. */
-	if (slot >= s->opts.max_readers || sb_ld_acquire(&s->readers[slot].owner) != owner)
+	if (slot >= s->opts.max_readers)
 		return 0;
+	uint64_t so = sb_ld_acquire(&s->readers[slot].owner);
+	uint64_t owner, st;
+	if (shmbus_pend_state(c) == SHMBUS_PEND_HELD) {
+		/* Held: the owner it names was written before it was marked held. A holder
+		 * that closed its slot (or whose slot was reclaimed) is gone. */
+		owner = sb_ld_relaxed(&e->owner);
+		st = sb_ld_relaxed(&e->starttime);
+		if (so != owner)
+			return 0;
+	} else {
+		/* Reserved or being taken: its holder names itself in the entry just after
+		 * the CAS, so the slot's owner is what counts (a slot given to another process
+		 * since leaves the entry to the daemon, which reaps by pid). */
+		owner = so;
+		st = sb_ld_relaxed(&s->readers[slot].starttime);
+		if (SHMBUS_OWNER_STATE(so) != SHMBUS_SLOT_ACTIVE)
+			return 0;
+	}
 	if (!ac)
 		return 1; /* its slot is there: taken as alive until /proc is asked */
 	int32_t pid = SHMBUS_OWNER_PID(owner);
@@ -165,7 +180,8 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 		struct shmbus_pend *e = &pe[i];
 		uint64_t c = sb_ld_acquire(&e->ctl);
 		uint32_t st = shmbus_pend_state(c);
-		if (st != SHMBUS_PEND_HELD && st != SHMBUS_PEND_RESERVED)
+		if (st != SHMBUS_PEND_HELD && st != SHMBUS_PEND_RESERVED &&
+		    st != SHMBUS_PEND_TAKING)
 			continue;
 		uint64_t owner = sb_ld_relaxed(&e->owner);
 		int gone;
@@ -173,6 +189,18 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			gone = SHMBUS_OWNER_PID(owner) == holder;
 		else
 			gone = !holder_alive(s, e, c, (how & SHMBUS_SCAN_GONE) ? &ac : NULL);
+		if (st == SHMBUS_PEND_TAKING) {
+			/* Its taker died between taking it and naming itself: ready again. */
+			if (gone && sb_cas_u64(&e->ctl, &c,
+					       shmbus_pend_ctl(SHMBUS_PEND_READY,
+							       shmbus_pend_reason(c),
+							       shmbus_pend_deliveries(c), 0,
+							       shmbus_pend_gen(c)))) {
+				__atomic_fetch_add(&gs->nready, 1, __ATOMIC_RELEASE);
+				changed++;
+			}
+			continue;
+		}
 		if (st == SHMBUS_PEND_RESERVED) {
 			if (!gone)
 				continue;
@@ -302,6 +330,12 @@ int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd)
 					      __ATOMIC_RELAXED));
 	uint32_t np = s->opts.max_pending;
 	for (uint32_t k = 0;; k++) {
+		if (k >= 2 * np) {
+			/* None free though the count said so: damage, or a race with frees
+			 * that will have landed by the next look. Not now. */
+			__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
+			return -EAGAIN;
+		}
 		uint32_t i = (rd->hint + k) % np;
 		struct shmbus_pend *e = &rd->pend[i];
 		uint64_t c = sb_ld_acquire(&e->ctl);
@@ -421,12 +455,17 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 		uint32_t reason = shmbus_pend_reason(c);
 		uint64_t held = shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, d + 1, rd->slot_idx,
 						shmbus_pend_gen(c));
+		/* Take it (being taken: ours, not held yet), then name us, then mark it held
+		 * (release): whoever sees it held sees its holder. */
+		uint64_t want = c;
+		if (!sb_cas_u64(&e->ctl, &want,
+				shmbus_pend_ctl(SHMBUS_PEND_TAKING, reason, d, rd->slot_idx,
+						shmbus_pend_gen(c))))
+			continue;
 		sb_st_relaxed(&e->owner, my_owner(rd));
 		sb_st_relaxed(&e->starttime, sb_ld_relaxed(&rd->slot->starttime));
 		sb_st_relaxed(&e->due_ns, now + wait_ns(g));
-		uint64_t want = c;
-		if (!sb_cas_u64(&e->ctl, &want, held))
-			continue;
+		sb_st_release(&e->ctl, held);
 		__atomic_fetch_sub(&g->nready, 1, __ATOMIC_RELAXED);
 		rd->rhint = (i + 1) % np;
 		if (d >= maxd) {

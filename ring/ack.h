@@ -15,6 +15,7 @@
  *                        |  (pos written, seq_cst,   |--nack / timeout / holder gone--> READY
  *                        |   before the cursor CAS)  READY --taken again--> HELD
  *                        +--holder gone, nothing taken--> FREE
+ *   READY --CAS--> TAKING --holder named--> HELD      (TAKING of a taker gone: READY)
  *
  * Block-mode publishers never overwrite a record a non-free entry names (it counts as
  * unread: ring/writer.c, shmbus_ring_min_pos()); in overwrite mode a pending record that
@@ -33,6 +34,7 @@
 #define SHMBUS_PEND_RESERVED 1u
 #define SHMBUS_PEND_HELD 2u
 #define SHMBUS_PEND_READY 3u
+#define SHMBUS_PEND_TAKING 4u /* ready, being taken again: ours, holder not named yet */
 
 static inline uint32_t shmbus_pend_state(uint64_t c)
 {
