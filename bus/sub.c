@@ -311,7 +311,7 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 	}
 	/* Release, after the join's stores: who counts this reader (a publisher waiting for
 	 * N readers) can rely on it receiving what is published from then on. */
-	sb_st_release(&rd->slot->flags, SHMBUS_RSLOT_JOINED);
+	sb_st_release(&rd->slot->flags, SHMBUS_RSLOT_JOINED | (rd->ack ? SHMBUS_RSLOT_ACK : 0));
 	*out = sb;
 	return 0;
 fail_slot:

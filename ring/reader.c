@@ -385,8 +385,15 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 		}
 		if (rd->ack)
 			shmbus_ring_ack_name(rd, p, v.seq);
-		if (!cursor_move(g, p, sq, p + size, v.seq + 1))
+		if (!cursor_move(g, p, sq, p + size, v.seq + 1)) {
+			if (rd->ack) /* not ours: the entry names nothing again */
+				sb_st_relaxed(&rd->pend[rd->res].pos, SHMBUS_NOPOS);
 			continue;
+		}
+		/* Right after the CAS: who resolves our reserved entry if we die now knows we
+		 * took it (ring/ack.c). */
+		if (rd->ack)
+			sb_st_release(&rd->slot->taken_seq, v.seq + 1);
 		uint64_t lost = 0;
 		if (sq != SHMBUS_NOSEQ && v.seq > sq) {
 			lost = v.seq - sq;

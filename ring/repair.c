@@ -17,6 +17,7 @@
 #include "ring/atomic.h"
 #include "ring/reader.h"
 #include "ring/record.h"
+#include "ring/ack.h"
 #include "ring/writer.h"
 #include "shm/proc.h"
 
@@ -28,8 +29,15 @@ int shmbus_ring_reclaim_reader(struct shmbus_seg *s, uint32_t idx, uint64_t owne
 		return 0;
 	uint32_t gi = sb_ld_relaxed(&r->group);
 	uint64_t held = sb_ld_relaxed(&r->pos);
-	if (gi && gi <= s->opts.max_groups && held != SHMBUS_NOPOS)
+	if (gi && gi <= s->opts.max_groups && (sb_ld_relaxed(&r->flags) & SHMBUS_RSLOT_ACK)) {
+		/* An acknowledging member: what it held goes back to its group (before the
+		 * slot is reset: its last take is read from it). */
+		shmbus_ack_scan(s, gi - 1, SHMBUS_OWNER_PID(owner), 0);
+	} else if (gi && gi <= s->opts.max_groups && held != SHMBUS_NOPOS) {
 		sb_add_relaxed(&s->groups[gi - 1].abandoned, 1);
+	}
+	sb_st_relaxed(&r->pending, 0);
+	sb_st_relaxed(&r->taken_seq, 0);
 	/* Seq_cst: publishers computing a limit stop seeing the position before the slot
 	 * can be taken again. */
 	sb_st_seqcst(&r->pos, SHMBUS_NOPOS);

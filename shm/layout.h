@@ -63,6 +63,8 @@ _Static_assert(sizeof(struct shmbus_pub_slot) == 64, "pub slot size");
  * (a member), so everything published from now on reaches it; set with a release store
  * once the open is done. A slot taken but not yet joined is not counted as a reader. */
 #define SHMBUS_RSLOT_JOINED 1u
+/* An acknowledging member: what it holds is in its group's pending entries. */
+#define SHMBUS_RSLOT_ACK 2u
 
 /* One reader slot: a fan-out subscriber or a group member. Its own two cache lines. */
 struct shmbus_reader_slot {
@@ -76,7 +78,9 @@ struct shmbus_reader_slot {
 	uint64_t lost;      /* messages lost to overwrite (stats) */
 	uint64_t next_seq;  /* fan-out: sequence expected next, for lag in messages (stats) */
 	uint64_t pending;   /* an acknowledging member: its pending entries (ring/ack.h) */
-	uint64_t pad_[8];
+	uint64_t taken_seq; /* ... and 1 + the sequence of the message it took last, stored
+			     * right after the cursor CAS that took it */
+	uint64_t pad_[7];
 };
 _Static_assert(sizeof(struct shmbus_reader_slot) == 128, "reader slot size");
 _Static_assert(offsetof(struct shmbus_reader_slot, pos) == 16, "reader pos offset");
