@@ -108,14 +108,19 @@ struct shmbus_group_slot {
 	uint32_t max_pending_member; /* ... one member may hold */
 	uint32_t ack_wait_ms;
 	uint32_t max_deliver;
-	uint32_t npending; /* entries not free now (reserved, held or ready) */
-	uint32_t nready;   /* entries waiting for redelivery */
+	uint32_t nready; /* entries waiting for redelivery (read at every take, rarely set) */
+	uint32_t pad1_;
 	uint64_t redelivered;
 	uint64_t dead_lettered;
-	char dead_letter[128]; /* topic for messages given up on, "" for none */
 	uint64_t pad2_[3];
+	/* entries not free now (reserved, held or ready): written twice per message by
+	 * every member, so on a line of its own */
+	uint32_t npending __attribute__((aligned(64)));
+	uint32_t pad3_[15];
+	char dead_letter[128]; /* topic for messages given up on, "" for none */
 };
-_Static_assert(sizeof(struct shmbus_group_slot) == 320, "group slot size");
+_Static_assert(sizeof(struct shmbus_group_slot) == 384, "group slot size");
+_Static_assert(offsetof(struct shmbus_group_slot, npending) == 192, "group npending offset");
 _Static_assert(offsetof(struct shmbus_group_slot, lease_ns) == 88, "group lease offset");
 _Static_assert(offsetof(struct shmbus_group_slot, max_pending) == 128, "group ack offset");
 

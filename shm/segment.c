@@ -654,7 +654,7 @@ static int part_check(int fd, const char *name, const char *part, uint64_t *size
 int shmbus_seg_open_fds(struct shmbus_seg *seg, int fda, int fdb, int log_ro, const char *name)
 {
 	memset(seg, 0, sizeof(*seg));
-	uint64_t sa, sbsz;
+	uint64_t sa = 0, sbsz = 0;
 	int rc = part_check(fda, name, "log", &sa);
 	if (rc < 0 || (rc = part_check(fdb, name, "reader table", &sbsz)) < 0)
 		return rc;
