@@ -402,8 +402,7 @@ static redisReply *rx_ack_and_read(struct rh *h)
 	if (h->rep)
 		freeReplyObject(h->rep);
 	h->rep = NULL;
-	if (redisAppendCommand(h->c,
-			       "XREADGROUP GROUP workers %s COUNT %d BLOCK 1000 STREAMS %s >",
+	if (redisAppendCommand(h->c, "XREADGROUP GROUP workers %s COUNT %d BLOCK 1000 STREAMS %s >",
 			       h->consumer, RX_COUNT, h->key) != REDIS_OK)
 		wfail("redis append XREADGROUP: %s", h->c->errstr);
 	void *p;
