@@ -48,6 +48,15 @@
 /* A message with this tag ends a ping-pong or a paced run. */
 #define TAG_END UINT64_MAX
 
+/* A tag's hash (the splitmix64 finaliser): sums of it tell a set of tags from another with
+ * the same count and sum (one message twice and one missing). */
+static inline uint64_t tag_hash(uint64_t t)
+{
+	t = (t ^ (t >> 30)) * 0xbf58476d1ce4e5b9ull;
+	t = (t ^ (t >> 27)) * 0x94d049bb133111ebull;
+	return t ^ (t >> 31);
+}
+
 /* ---- scenarios and peers ------------------------------------------------------------ */
 
 enum scenario {
@@ -71,6 +80,7 @@ enum peer_id {
 	PEER_SHMBUS_OVW,  /* overwrite policy */
 	PEER_SHMBUS_SPIN, /* block, subscriber never sleeps (one-way latency) */
 	PEER_BROKERED,	  /* block, on a bus a shmbusd brokers (access = brokered) */
+	PEER_SHMBUS_ACK,  /* block, group members that ack each message (SHMBUS_SUB_ACK) */
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */
@@ -86,6 +96,7 @@ enum peer_id {
 	PEER_REDIS_PUB_PIPE,  /* PUBLISH, pipelined */
 	PEER_REDIS_XADD,      /* XADD / XREAD (XREADGROUP for a group) */
 	PEER_REDIS_XADD_PIPE, /* the same, XADD pipelined */
+	PEER_REDIS_XACK_PIPE, /* XADD pipelined; a group's readers XACK what they read */
 	NPEERS
 };
 
@@ -118,10 +129,12 @@ struct peer {
 
 extern const struct peer *const peers[NPEERS];
 extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_brokered;
+extern const struct peer peer_shmbus_ack;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
 extern const struct peer peer_zmq, peer_iceoryx, peer_nats;
 extern const struct peer peer_redis_pub, peer_redis_pub_pipe, peer_redis_xadd, peer_redis_xadd_pipe;
+extern const struct peer peer_redis_xack_pipe;
 
 /* ---- cases and results --------------------------------------------------------------- */
 
@@ -202,6 +215,9 @@ struct wslot {
 	_Alignas(128) uint64_t count; /* messages sent (publisher) or received (reader) */
 	uint64_t lost;		      /* reader: messages it knows it lost */
 	uint32_t done;		      /* publisher: all sent; it waits to be ended */
+	/* Group member: the sums, over the messages it got, of their tags and of a hash of
+	 * their tags. With the counts, they show each message came to exactly one member. */
+	uint64_t sum_tag, sum_hash;
 };
 
 /* In a MAP_SHARED anonymous mapping made before any fork. Flags on their own lines. */

@@ -127,7 +127,7 @@ ALWAYS_INLINE void tpl_consumer(struct run *r, int idx, const struct ops *o)
 	const int exact = !group && !(flags & (PF_SILENT_LOSS | PF_REPORTS_LOSS));
 	const int gaps = !group && (flags & PF_SILENT_LOSS);
 	struct wslot *w = &ctl->w[r->npub + idx];
-	uint64_t expect[MAX_PUBS] = { 0 }, count = 0, lost = 0;
+	uint64_t expect[MAX_PUBS] = { 0 }, count = 0, lost = 0, sum_tag = 0, sum_hash = 0;
 
 	worker_ready_wait();
 	for (;;) {
@@ -160,6 +160,13 @@ ALWAYS_INLINE void tpl_consumer(struct run *r, int idx, const struct ops *o)
 			wfail("reader %d: message %" PRIu64 " of publisher %u is torn", idx, n, p);
 		if (size > 64)
 			sink_u64(touch_lines(v.data, size));
+		if (group) {
+			/* Read by the driver once the readers are ended. */
+			sum_tag += t;
+			sum_hash += tag_hash(t);
+			__atomic_store_n(&w->sum_tag, sum_tag, __ATOMIC_RELAXED);
+			__atomic_store_n(&w->sum_hash, sum_hash, __ATOMIC_RELAXED);
+		}
 		/* Relaxed: sampled by the driver only. */
 		__atomic_store_n(&w->count, ++count, __ATOMIC_RELAXED);
 	}

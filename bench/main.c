@@ -11,6 +11,9 @@
  *   shmbus-bench --brokered  (with any mode) only brokered mode (issue 14): a private
  *                          shmbusd with access = brokered, its SPSC, ping-pong, wake-up
  *                          and open latency against the same cases on the file-mode bus
+ *   shmbus-bench --acks    (with any mode) only acknowledged groups (issue 15): groups of
+ *                          2 and 4 acking members, 64 B, against the same groups without
+ *                          acks and against Redis Streams XREADGROUP + XACK
  *
  * Results go to the directory given with --out (default ./bench-results): results.jsonl
  * (one JSON object per case and per target), report.txt (the table, also on stdout) and
@@ -35,6 +38,7 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_SHMBUS_OVW] = &peer_shmbus_ovw,
 	[PEER_SHMBUS_SPIN] = &peer_shmbus_spin,
 	[PEER_BROKERED] = &peer_shmbus_brokered,
+	[PEER_SHMBUS_ACK] = &peer_shmbus_ack,
 	[PEER_RING] = &peer_ring,
 	[PEER_MEMCPY] = &peer_memcpy,
 	[PEER_MEMCPY_DRAM] = &peer_memcpy_dram,
@@ -49,6 +53,7 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_REDIS_PUB_PIPE] = &peer_redis_pub_pipe,
 	[PEER_REDIS_XADD] = &peer_redis_xadd,
 	[PEER_REDIS_XADD_PIPE] = &peer_redis_xadd_pipe,
+	[PEER_REDIS_XACK_PIPE] = &peer_redis_xack_pipe,
 };
 
 const char *const scenario_names[NSCENARIOS] = {
@@ -65,7 +70,7 @@ static int cap_cases;
 static int want_sc[NSCENARIOS], any_sc;
 static int want_peer[NPEERS], any_peer;
 static uint32_t want_size;
-static int only_brokered;
+static int only_brokered, only_acks;
 
 /* --brokered: the brokered cases and the file-mode cases they are compared with. */
 static int brokered_section(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
@@ -79,12 +84,20 @@ static int brokered_section(enum scenario sc, enum peer_id peer, uint32_t size, 
 	       (sc == SC_WAKEUP && pin == PIN_SPLIT);
 }
 
+/* --acks: the acknowledged groups and the cases they are compared with. */
+static int acks_section(enum scenario sc, enum peer_id peer, uint32_t size)
+{
+	return sc == SC_GROUP && size == 64 &&
+	       (peer == PEER_SHMBUS || peer == PEER_SHMBUS_ACK || peer == PEER_REDIS_XACK_PIPE);
+}
+
 static void add_pinned(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
 		       uint32_t rate, int rounds, enum pin pin)
 {
 	if ((any_sc && !want_sc[sc]) || (any_peer && !want_peer[peer]) ||
 	    (want_size && size != want_size) ||
-	    (only_brokered && !brokered_section(sc, peer, size, npub, nsub, rate, pin)))
+	    (only_brokered && !brokered_section(sc, peer, size, npub, nsub, rate, pin)) ||
+	    (only_acks && !acks_section(sc, peer, size)))
 		return;
 	if (S.n == cap_cases) {
 		cap_cases = cap_cases ? 2 * cap_cases : 256;
@@ -198,6 +211,12 @@ static void build_cases(enum mode mode)
 			if (mode == M_SMOKE && n == 4)
 				continue;
 			add(SC_GROUP, PEER_SHMBUS, s, 1, n, 0, s == 64 ? R : one);
+			/* Acknowledging members (issue 15), against the same group without
+			 * acks and against Redis Streams with XACK, at 64 B. */
+			if (s == 64) {
+				add(SC_GROUP, PEER_SHMBUS_ACK, s, 1, n, 0, R);
+				add(SC_GROUP, PEER_REDIS_XACK_PIPE, s, 1, n, 0, R);
+			}
 			add(SC_GROUP, PEER_SHMBUS_OVW, s, 1, n, 0, one);
 			add(SC_GROUP, PEER_ZMQ, s, 1, n, 0, s == 64 ? R : one);
 			add(SC_GROUP, PEER_REDIS_XADD_PIPE, s, 1, n, 0, one);
@@ -426,6 +445,8 @@ static void usage(FILE *f)
 		"                       pingpong oneway wakeup syscalls cpu open\n"
 		"  -b, --brokered       only the brokered-mode cases (issue 14) and the file-mode\n"
 		"                       cases they are compared with\n"
+		"  -a, --acks           only the acknowledged groups (issue 15) and the groups\n"
+		"                       they are compared with (no acks; Redis XREADGROUP + XACK)\n"
 		"  -p, --peer NAME      only these peers (repeatable), e.g. shmbus bare_ring\n"
 		"      --size BYTES     only this message size\n"
 		"      --no-plots       no gnuplot\n"
@@ -450,6 +471,7 @@ int main(int argc, char **argv)
 		{ "peer", required_argument, NULL, 'p' },
 		{ "size", required_argument, NULL, 'z' },
 		{ "brokered", no_argument, NULL, 'b' },
+		{ "acks", no_argument, NULL, 'a' },
 		{ "no-plots", no_argument, NULL, 'P' },
 		{ "strict", no_argument, NULL, 'X' },
 		{ "cpu-probe", required_argument, NULL, 'C' },
@@ -463,7 +485,7 @@ int main(int argc, char **argv)
 	double secs = 0;
 	static char command[1024];
 
-	while ((opt = getopt_long(argc, argv, "qfo:r:s:p:bh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "qfo:r:s:p:bah", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
 			mode = M_QUICK;
@@ -521,6 +543,9 @@ int main(int argc, char **argv)
 			break;
 		case 'b':
 			only_brokered = 1;
+			break;
+		case 'a':
+			only_acks = 1;
 			break;
 		case 'P':
 			plots = 0;
@@ -635,7 +660,7 @@ int main(int argc, char **argv)
 
 	/* Which peers can run here; Redis is started once if any case wants it. */
 	int want_redis = 0, want_nats = 0, want_iox = 0, want_brokered = 0,
-	    want_cpu = !only_brokered && (!any_sc || want_sc[SC_CPU]), want_perf = 0;
+	    want_cpu = !only_brokered && !only_acks && (!any_sc || want_sc[SC_CPU]), want_perf = 0;
 	for (int i = 0; i < S.n; i++) {
 		enum peer_id p = S.cases[i].peer;
 

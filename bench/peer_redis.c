@@ -11,6 +11,9 @@
  *                           messages, counted as lost), waiting for each reply; readers
  *                           XREAD COUNT 128 BLOCK, or XREADGROUP ... NOACK in a group
  *   redis streams pipelined the same with XADD pipelined
+ *   redis streams XACK      XADD pipelined; a group's readers without NOACK: each
+ *                           XREADGROUP COUNT 128 reply's ids are acked by one XACK, sent
+ *                           pipelined with the next XREADGROUP (one round trip for both)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -203,7 +206,11 @@ struct rh {
 	redisReply *ents;  /* streams: the entries of rep (checked once, on arrival) */
 	size_t next;	   /* streams: next entry of ents */
 	char last_id[64];  /* streams: last id read (XREAD) */
+	int ack;	   /* group: XACK what each XREADGROUP returned */
 };
+
+/* Entries an XREAD or XREADGROUP asks for at most. */
+#define RX_COUNT 128
 
 static struct rh *rh_new(struct run *r, int chan, int kind, int pipelined)
 {
@@ -315,7 +322,8 @@ static void *rpub_open_tx(struct run *r, int chan, int idx)
 static void *rx_open_tx(struct run *r, int chan, int idx)
 {
 	(void)idx;
-	return rh_new(r, chan, RK_XADD, r->c->peer == PEER_REDIS_XADD_PIPE);
+	return rh_new(r, chan, RK_XADD,
+		      r->c->peer == PEER_REDIS_XADD_PIPE || r->c->peer == PEER_REDIS_XACK_PIPE);
 }
 
 static void *rpub_open_rx(struct run *r, int chan, int idx)
@@ -332,6 +340,7 @@ static void *rx_open_rx(struct run *r, int chan, int idx)
 	struct rh *h = rh_new(r, chan, RK_XADD, 0);
 
 	h->group = r->c->sc == SC_GROUP;
+	h->ack = h->group && r->c->peer == PEER_REDIS_XACK_PIPE;
 	snprintf(h->consumer, sizeof(h->consumer), "c%d", idx);
 	return h;
 }
@@ -366,16 +375,67 @@ static redisReply *entries(redisReply *rep)
 	return rep->element[0]->element[1];
 }
 
+/*
+ * An acknowledging reader is done with the batch it has (its messages were all checked):
+ * XACK all its ids, and XREADGROUP the next batch, both written at once; then the XACK's
+ * reply (every id acked, each once) and the XREADGROUP's.
+ */
+static redisReply *rx_ack_and_read(struct rh *h)
+{
+	const char *av[RX_COUNT + 3];
+	size_t avl[RX_COUNT + 3];
+	size_t n = h->rep ? h->ents->elements : 0;
+
+	if (n) {
+		if (n > RX_COUNT)
+			wfail("redis XREADGROUP returned %zu entries, asked for %d", n, RX_COUNT);
+		av[0] = "XACK";
+		av[1] = h->key;
+		av[2] = "workers";
+		for (size_t i = 0; i < n; i++)
+			av[3 + i] = h->ents->element[i]->element[0]->str;
+		for (size_t i = 0; i < n + 3; i++)
+			avl[i] = strlen(av[i]);
+		if (redisAppendCommandArgv(h->c, (int)n + 3, av, avl) != REDIS_OK)
+			wfail("redis append XACK: %s", h->c->errstr);
+	}
+	if (h->rep)
+		freeReplyObject(h->rep);
+	h->rep = NULL;
+	if (redisAppendCommand(h->c, "XREADGROUP GROUP workers %s COUNT %d BLOCK 1000 STREAMS %s >",
+			       h->consumer, RX_COUNT, h->key) != REDIS_OK)
+		wfail("redis append XREADGROUP: %s", h->c->errstr);
+	void *p;
+	if (n) {
+		if (redisGetReply(h->c, &p) != REDIS_OK)
+			wfail("redis XACK: %s", h->c->errstr);
+		redisReply *a = p;
+		if (a->type != REDIS_REPLY_INTEGER || a->integer != (long long)n)
+			wfail("redis XACK of %zu ids: %s %lld", n,
+			      a->type == REDIS_REPLY_ERROR ? a->str : "acked", a->integer);
+		freeReplyObject(a);
+	}
+	if (redisGetReply(h->c, &p) != REDIS_OK)
+		wfail("redis stream reader: %s", h->c->errstr);
+	return p;
+}
+
 static inline void rx_recv(void *hp, struct view *v)
 {
 	struct rh *h = hp;
 
 	while (!h->rep || h->next >= h->ents->elements) {
+		redisReply *rep;
+
+		if (h->ack) {
+			rep = rx_ack_and_read(h);
+			h->next = 0;
+			goto got;
+		}
 		if (h->rep)
 			freeReplyObject(h->rep);
 		h->rep = NULL;
 		h->next = 0;
-		redisReply *rep;
 		if (h->group) {
 			rep = redisCommand(h->c,
 					   "XREADGROUP GROUP workers %s COUNT 128 BLOCK 1000 NOACK "
@@ -385,6 +445,7 @@ static inline void rx_recv(void *hp, struct view *v)
 			rep = redisCommand(h->c, "XREAD COUNT 128 BLOCK 1000 STREAMS %s %s", h->key,
 					   h->last_id);
 		}
+got:
 		if (!rep)
 			wfail("redis stream reader: %s", h->c->errstr);
 		if (rep->type == REDIS_REPLY_ERROR)
@@ -463,3 +524,4 @@ REDIS_PEER(peer_redis_pub_pipe, "redis_pubsub_pipelined", "redis pubsub pipeline
 REDIS_PEER(peer_redis_xadd, "redis_streams", "redis streams", PF_SILENT_LOSS, rx);
 REDIS_PEER(peer_redis_xadd_pipe, "redis_streams_pipelined", "redis streams pipelined",
 	   PF_SILENT_LOSS, rx);
+REDIS_PEER(peer_redis_xack_pipe, "redis_streams_xack", "redis streams XACK", PF_SILENT_LOSS, rx);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shmbus itself, through its public API only, as a user would call it: shmbus_publish()
- * from a buffer, shmbus_recv() into a view. Four rows:
+ * from a buffer, shmbus_recv() into a view. Five rows:
  *   shmbus (block)      the default policy, subscribers wait the default way (spin up to
  *                       20 us while it pays and the CPUs are not crowded, then sleep on
  *                       the futex)
@@ -10,6 +10,8 @@
  *   shmbus (spin)       block, the subscriber never sleeps (one-way latency)
  *   shmbus (brokered)   block, on the brokered bus (brokered.c): topics are memfds a
  *                       shmbusd hands out; once open, the same hot path as shmbus (block)
+ *   shmbus (acks)       block, group members that ack every message (SHMBUS_SUB_ACK,
+ *                       issue 15)
  * Each run gets fresh topics, removed afterwards; the driver and the workers use the bus
  * "bench" in the suite's private directory ($SHMBUS_DIR), with no daemon, or the brokered
  * one (BROKERED_BUS) through its daemon. Both also time open + close (SC_OPEN).
@@ -194,6 +196,62 @@ static const struct ops sb_ops = {
 LOOPS_DEFINE(sb, &sb_ops)
 
 /*
+ * shmbus (acks): group members opened with SHMBUS_SUB_ACK and the group's default options
+ * (ack_wait 30 s, 256 pending), each acking every message right after it receives it, as
+ * a worker that acks when done would. A message delivered twice, or an ack refused, fails
+ * the run: nothing here is slow enough to be handed back.
+ */
+static void *sba_open_rx(struct run *r, int chan, int idx)
+{
+	shmbus_sub_t *s;
+	shmbus_group_opts_t go;
+
+	(void)idx;
+	if (r->c->sc != SC_GROUP)
+		wfail("shmbus (acks) runs only as a group");
+	shmbus_group_opts_init(&go);
+	int rc = shmbus_sub_open_group(&s, worker_bus(r), chan ? r->b : r->a, "workers",
+				       SHMBUS_SUB_ACK, &go);
+	if (rc < 0)
+		wfail("sub open (acks): %s (%s)", strerror(-rc), shmbus_errmsg());
+	if (r->spin_us >= 0)
+		shmbus_sub_set_spin(s, (unsigned)r->spin_us);
+	return s;
+}
+
+static inline void sba_recv(void *h, struct view *v)
+{
+	shmbus_msg_t m;
+
+	for (;;) {
+		int rc = shmbus_recv(h, &m, 1000);
+
+		if (rc == 0)
+			break;
+		if (rc != -EAGAIN && rc != -EINTR)
+			wfail("recv: %s", strerror(-rc));
+	}
+	if (m.deliveries != 1)
+		wfail("message %" PRIu64 " delivered %u times", m.seq, m.deliveries);
+	int rc = shmbus_ack(h, &m);
+	if (rc < 0)
+		wfail("ack of message %" PRIu64 ": %s", m.seq, strerror(-rc));
+	/* The view stays valid until the next receive, acked or not. */
+	v->data = m.data;
+	v->len = m.len;
+	v->lost = m.lost;
+}
+
+static const struct ops sba_ops = {
+	.open_tx = sb_open_tx,
+	.open_rx = sba_open_rx,
+	.send = sb_send,
+	.recv = sba_recv,
+};
+
+LOOPS_DEFINE(sba, &sba_ops)
+
+/*
  * Open latency (SC_OPEN): open and close a publisher (a 1x0 case) or a subscriber (0x1)
  * on topic a, cfg.open_n times after a short warm-up, each pair timed; the bus handle is
  * opened before (a process opens its bus once). On the brokered bus an open is a request
@@ -239,17 +297,19 @@ static void sb_opener(struct run *r, int idx)
 	_exit(0);
 }
 
-#define SHMBUS_PEER(var, id_, label_, flags_, avail_) \
-	const struct peer var = {                     \
-		.id = id_,                            \
-		.label = label_,                      \
-		.flags = PF_SHMBUS | (flags_),        \
-		.prepare = sb_prepare,                \
-		.cleanup = sb_cleanup,                \
-		LOOPS_ROLES(sb),                      \
-		.opener = sb_opener,                  \
-		.available = (avail_),                \
+#define SHMBUS_PEER_OF(var, id_, label_, flags_, avail_, pfx) \
+	const struct peer var = {                             \
+		.id = id_,                                    \
+		.label = label_,                              \
+		.flags = PF_SHMBUS | (flags_),                \
+		.prepare = sb_prepare,                        \
+		.cleanup = sb_cleanup,                        \
+		LOOPS_ROLES(pfx),                             \
+		.opener = sb_opener,                          \
+		.available = (avail_),                        \
 	}
+#define SHMBUS_PEER(var, id_, label_, flags_, avail_) \
+	SHMBUS_PEER_OF(var, id_, label_, flags_, avail_, sb)
 
 /* The brokered peer runs if its daemon does: main.c starts it (brokered_start()). */
 static int sb_brokered_available(char *why, size_t n)
@@ -272,3 +332,4 @@ SHMBUS_PEER(peer_shmbus, "shmbus", "shmbus (block)", 0, NULL);
 SHMBUS_PEER(peer_shmbus_ovw, "shmbus_overwrite", "shmbus (overwrite)", PF_REPORTS_LOSS, NULL);
 SHMBUS_PEER(peer_shmbus_spin, "shmbus_spin", "shmbus (reader spins)", 0, NULL);
 SHMBUS_PEER(peer_shmbus_brokered, "shmbus_brokered", "shmbus (brokered)", 0, sb_brokered_available);
+SHMBUS_PEER_OF(peer_shmbus_ack, "shmbus_ack", "shmbus (acks)", 0, NULL, sba);

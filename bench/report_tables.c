@@ -120,10 +120,16 @@ static void fanout_paced(const struct report *rp, uint32_t size)
 static void section_multi(const struct report *rp, enum scenario sc)
 {
 	const struct suite *s = rp->s;
-	static const enum peer_id mp[] = { PEER_SHMBUS,		PEER_SHMBUS_OVW,
-					   PEER_UNIX,		PEER_ZMQ,
-					   PEER_ICEORYX,	PEER_NATS,
-					   PEER_REDIS_PUB_PIPE, PEER_REDIS_XADD_PIPE };
+	static const enum peer_id mp[] = { PEER_SHMBUS,
+					   PEER_SHMBUS_OVW,
+					   PEER_SHMBUS_ACK,
+					   PEER_UNIX,
+					   PEER_ZMQ,
+					   PEER_ICEORYX,
+					   PEER_NATS,
+					   PEER_REDIS_PUB_PIPE,
+					   PEER_REDIS_XADD_PIPE,
+					   PEER_REDIS_XACK_PIPE };
 	uint32_t sizes[NSIZES];
 	int ns = sizes_present(s, sc, sizes);
 	const int np = (int)(sizeof(mp) / sizeof(mp[0]));

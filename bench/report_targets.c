@@ -167,6 +167,39 @@ static void targets_many_readers(struct targets *tg, const struct suite *s)
 	}
 }
 
+/*
+ * Acknowledged groups (issue 15): members that ack every message, 64 B, against the same
+ * group without acks and against Redis Streams XREADGROUP + XACK (pipelined), in the same
+ * run; what all members took, msg/s.
+ */
+static void targets_acks(struct targets *tg, const struct suite *s)
+{
+	static const struct {
+		int n;
+		enum peer_id peer;
+		double want;
+		const char *id, *what;
+	} ak[] = {
+		{ 2, PEER_SHMBUS, 0.5, "group2_ack_vs_noack",
+		  "group of 2 acking members, 64 B, shmbus msg/s with acks over without" },
+		{ 4, PEER_SHMBUS, 0.5, "group4_ack_vs_noack",
+		  "group of 4 acking members, 64 B, shmbus msg/s with acks over without" },
+		{ 2, PEER_REDIS_XACK_PIPE, 5, "group2_ack_vs_redis",
+		  "group of 2 acking members, 64 B, shmbus msg/s over Redis Streams XREADGROUP + "
+		  "XACK (pipelined)" },
+		{ 4, PEER_REDIS_XACK_PIPE, 5, "group4_ack_vs_redis",
+		  "group of 4 acking members, 64 B, shmbus msg/s over Redis Streams XREADGROUP + "
+		  "XACK (pipelined)" },
+	};
+	for (size_t k = 0; k < sizeof(ak) / sizeof(ak[0]); k++) {
+		target_ratio(tg, s, ak[k].id, ak[k].what,
+			     case_find(s, SC_GROUP, PEER_SHMBUS_ACK, 64, 1, ak[k].n, 0),
+			     case_find(s, SC_GROUP, ak[k].peer, 64, 1, ak[k].n, 0), MT_MSGS, 0,
+			     ak[k].want);
+		context_cost(s, &tg->t[tg->n - 1]);
+	}
+}
+
 /* Blocking wake-ups against a raw futex ping-pong and against iceoryx (its readers on a
  * wait set), both pinnings. */
 static void targets_wakeup(struct targets *tg, const struct suite *s)
@@ -328,6 +361,7 @@ void targets_build(struct targets *tg, const struct suite *s)
 	targets_many_readers(tg, s);
 	targets_wakeup(tg, s);
 	targets_brokered(tg, s);
+	targets_acks(tg, s);
 	static const struct {
 		uint32_t rate;
 		const char *id, *what;

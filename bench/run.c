@@ -419,6 +419,51 @@ static int converge(const struct run *r, const struct peer *p, uint64_t publishe
 	}
 }
 
+/*
+ * A group, once its readers are ended: every message published came to exactly one member.
+ * Each member checked that its own messages came in order, none twice; here the counts,
+ * the sums of the tags and the sums of their hashes over all members must be those of the
+ * tags published (a message taken by two members and another by none would keep the count
+ * and, but for a rare coincidence, not the sums). With losses (a lossy peer, overwrite)
+ * only: not more than published. 0, or -1 with err.
+ */
+static int group_exactly_once(const struct run *r, uint64_t lost, char *err, size_t errlen)
+{
+	uint64_t published = 0, got = 0, want_tag = 0, want_hash = 0, sum_tag = 0, sum_hash = 0;
+
+	for (int i = 0; i < r->npub; i++) {
+		uint64_t n = ctl->w[i].count;
+
+		published += n;
+		for (uint64_t k = 0; k < n; k++) {
+			want_tag += TAG(i, k);
+			want_hash += tag_hash(TAG(i, k));
+		}
+	}
+	for (int j = 0; j < r->nsub; j++) {
+		const struct wslot *w = &ctl->w[r->npub + j];
+
+		got += w->count;
+		sum_tag += w->sum_tag;
+		sum_hash += w->sum_hash;
+	}
+	if (got + lost > published) {
+		snprintf(err, errlen,
+			 "the members got %" PRIu64 " messages (and lost %" PRIu64 ") of %" PRIu64
+			 " published: some came more than once",
+			 got, lost, published);
+		return -1;
+	}
+	if (!lost && (got != published || sum_tag != want_tag || sum_hash != want_hash)) {
+		snprintf(err, errlen,
+			 "the members got %" PRIu64 " messages of %" PRIu64
+			 " published, but not each exactly once (sums of tags differ)",
+			 got, published);
+		return -1;
+	}
+	return 0;
+}
+
 struct result run_case(const struct casedef *c, int idx, int round, char *err, size_t errlen)
 {
 	const struct peer *p = peers[c->peer];
@@ -577,6 +622,8 @@ struct result run_case(const struct casedef *c, int idx, int round, char *err, s
 		for (int j = 0; j < c->nsub; j++)
 			lost += ctl->w[c->npub + j].lost;
 		lost += missing;
+		if (c->sc == SC_GROUP && group_exactly_once(&r, lost, err, errlen) < 0)
+			goto out_reaped;
 		uint64_t expected = published * (c->sc == SC_GROUP || !c->nsub ? 1 : c->nsub);
 		res.pub_msgs = (double)(pub1 - pub0) / dt;
 		res.msgs = c->nsub ? (double)(got1 - got0) / dt /
