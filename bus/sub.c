@@ -184,7 +184,18 @@ static int sub_dead(void *arg, const shmbus_dead_letter_t *h, const void *data, 
 	snprintf(to, sizeof(to), "%.*s", (int)sizeof(sb->rd.grp->dead_letter) - 1,
 		 sb->rd.grp->dead_letter);
 	if (!sb->dead_pub) {
-		int rc = shmbus_topic_create(sb->bus, to, NULL);
+		/* Room for any message of the topic and its header: twice its capacity. */
+		const struct shmbus_seg *s = &sb->rd.seg;
+		shmbus_topic_opts_t o;
+		shmbus_topic_opts_init(&o);
+		o.capacity = s->cap < (1ull << 39) ? s->cap * 2 : s->cap;
+		if (o.capacity < (1u << 20))
+			o.capacity = 1u << 20;
+		/* (The topic's max_message <= capacity/2 - 64, so this fits half of twice it.) */
+		o.max_message = s->opts.max_message + (uint32_t)sizeof(*h);
+		if (o.max_message < o.capacity / 8 && o.capacity / 8 <= (1u << 30))
+			o.max_message = (uint32_t)(o.capacity / 8);
+		int rc = shmbus_topic_create(sb->bus, to, &o);
 		if (rc < 0 && rc != -EEXIST)
 			return rc;
 		rc = shmbus_pub_open(&sb->dead_pub, sb->bus, to);
@@ -196,7 +207,7 @@ static int sub_dead(void *arg, const shmbus_dead_letter_t *h, const void *data, 
 	void *buf;
 	int rc = shmbus_reserve(sb->dead_pub, sizeof(*h) + len, &buf);
 	if (rc < 0)
-		return rc;
+		return rc; /* -EMSGSIZE: it never fits (the topic was made by someone else) */
 	memcpy(buf, h, sizeof(*h));
 	memcpy((char *)buf + sizeof(*h), data, len);
 	rc = shmbus_commit_type(sb->dead_pub, type);

@@ -327,12 +327,17 @@ SHMBUS_API int shmbus_sub_open_group(shmbus_sub_t **out, shmbus_bus_t *bus, cons
  * -ESTALE if it is not pending for this member any more (its ack_wait_ms expired and it
  * was handed back, it was redelivered to another member, or it is not this member's),
  * which changes nothing; -EINVAL for a subscriber that does not acknowledge.
+ * Thread-safety: unlike the rest of a subscriber's calls, shmbus_ack() and shmbus_nack()
+ * may run in another thread while a receive on the same subscriber is in progress (an
+ * event loop acks while its reader thread waits); not concurrently with its close.
  */
 SHMBUS_API int shmbus_ack(shmbus_sub_t *sub, const shmbus_msg_t *msg);
 
 /*
- * Hand msg back for redelivery, to any member, not before delay_ms; if it was delivered
- * max_deliver times already it goes to the dead-letter topic now. Returns as shmbus_ack().
+ * Hand msg back for redelivery, to any member, not before delay_ms. If it was delivered
+ * max_deliver times already it is not delivered again: the next member to look (this one
+ * at its next receive, or at its close) publishes it to the dead-letter topic. Returns as
+ * shmbus_ack().
  */
 SHMBUS_API int shmbus_nack(shmbus_sub_t *sub, const shmbus_msg_t *msg, uint32_t delay_ms);
 

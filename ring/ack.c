@@ -397,7 +397,7 @@ static int dead_letter(struct shmbus_ring_reader *rd, struct shmbus_pend *e, uin
 	struct shmbus_seg *s = &rd->seg;
 	struct shmbus_group_slot *g = rd->grp;
 	uint64_t pos = sb_ld_relaxed(&e->pos), seq = sb_ld_relaxed(&e->seq);
-	int there = shmbus_ring_reader_read_at(rd, pos, seq, tmp);
+	int there = shmbus_ring_reader_read_at(rd, pos, seq, tmp, 0);
 	if (there && g->dead_letter[0] && rd->dead) {
 		shmbus_dead_letter_t h;
 		memset(&h, 0, sizeof(h));
@@ -407,7 +407,13 @@ static int dead_letter(struct shmbus_ring_reader *rd, struct shmbus_pend *e, uin
 		h.timestamp_ns = tmp->timestamp_ns;
 		h.deliveries = deliveries;
 		h.reason = reason ? reason : SHMBUS_DEAD_NACK;
-		if (rd->dead(rd->dead_arg, &h, tmp->data, tmp->len, tmp->type) < 0) {
+		int rc = rd->dead(rd->dead_arg, &h, tmp->data, tmp->len, tmp->type);
+		if (rc == -EMSGSIZE) {
+			/* It can never fit the dead-letter topic (made smaller by someone else):
+			 * lost, counted, not tried forever. */
+			there = 0;
+			sb_add_relaxed(&g->lost, 1);
+		} else if (rc < 0) {
 			/* Not now: hand it back as it was, for a later try. */
 			sb_st_relaxed(&e->due_ns, shmbus_now_ns() + 100000000ull);
 			uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_READY, reason, deliveries, 0,
@@ -483,7 +489,7 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 		}
 		__atomic_fetch_add(&rd->slot->pending, 1, __ATOMIC_RELAXED);
 		if (!shmbus_ring_reader_read_at(rd, sb_ld_relaxed(&e->pos), sb_ld_relaxed(&e->seq),
-						msg)) {
+						msg, 1)) {
 			/* Overwritten since (overwrite mode) or damaged: lost for the group. */
 			sb_add_relaxed(&g->lost, 1);
 			if (entry_free(e, held))
@@ -508,8 +514,12 @@ static struct shmbus_pend *mine(struct shmbus_ring_reader *rd, const shmbus_msg_
 		return NULL;
 	struct shmbus_pend *e = &rd->pend[i];
 	*c = sb_ld_acquire(&e->ctl);
+	/* The delivery too: an earlier delivery of the same message to the same member (it
+	 * came back to it) is stale. */
 	if (shmbus_pend_state(*c) != SHMBUS_PEND_HELD || shmbus_pend_slot(*c) != rd->slot_idx ||
-	    shmbus_pend_gen(*c) != (gen & 0xffffff) || sb_ld_relaxed(&e->owner) != my_owner(rd))
+	    shmbus_pend_gen(*c) != (gen & 0xffffff) ||
+	    shmbus_pend_deliveries(*c) != (msg->deliveries & 0xffff) ||
+	    sb_ld_relaxed(&e->owner) != my_owner(rd))
 		return NULL;
 	return e;
 }
@@ -568,6 +578,24 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 			       shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
 					       shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c))))
 			__atomic_fetch_add(&g->nready, 1, __ATOMIC_RELEASE);
+	}
+	/* Messages due for the dead-letter topic (nacked a last time, by us or another) are
+	 * published now rather than left for a member that may never come. */
+	uint32_t maxd = sb_ld_relaxed(&g->max_deliver);
+	for (uint32_t i = 0; i < s->opts.max_pending; i++) {
+		struct shmbus_pend *e = &rd->pend[i];
+		uint64_t c = sb_ld_acquire(&e->ctl);
+		uint32_t d = shmbus_pend_deliveries(c);
+		if (shmbus_pend_state(c) != SHMBUS_PEND_READY || d < maxd ||
+		    sb_ld_relaxed(&e->due_ns) > now)
+			continue;
+		uint64_t held = shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, d, rd->slot_idx,
+						shmbus_pend_gen(c));
+		if (!sb_cas_u64(&e->ctl, &c, held))
+			continue;
+		__atomic_fetch_sub(&g->nready, 1, __ATOMIC_RELAXED);
+		shmbus_msg_t tmp;
+		dead_letter(rd, e, held, d, shmbus_pend_reason(c), &tmp);
 	}
 	sb_st_relaxed(&rd->slot->pending, 0);
 	rd->res = -1;

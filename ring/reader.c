@@ -410,7 +410,7 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 }
 
 int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint64_t seq,
-			       shmbus_msg_t *msg)
+			       shmbus_msg_t *msg, int count)
 {
 	struct shmbus_seg *s = &rd->seg;
 	if (pos & (SHMBUS_REC_ALIGN - 1))
@@ -436,6 +436,11 @@ int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint
 	}
 	rd->held = SHMBUS_NOPOS; /* the entry protects it, not a hold */
 	shmbus_ring_reader_deliver(rd, msg, pos, &v, copy ? (const void *)rd->buf : (const void *)(r + 1), 0);
+	if (!count) {
+		/* Read to be passed on (a dead letter), not received. */
+		rd->consumed--;
+		sb_st_relaxed(&rd->slot->consumed, rd->consumed);
+	}
 	return 1;
 }
 

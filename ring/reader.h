@@ -83,10 +83,10 @@ int shmbus_ring_reader_init(struct shmbus_ring_reader *rd);
 /*
  * Read the message at pos, sequence seq (a pending entry's), into msg: in place where
  * block mode protects it, else copied and validated. 1 got; 0 it is not there any more
- * (overwritten, or damaged). Counts it as consumed. For ring/ack.c.
+ * (overwritten, or damaged). With count, it counts as consumed. For ring/ack.c.
  */
 int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint64_t seq,
-			       shmbus_msg_t *msg);
+			       shmbus_msg_t *msg, int count);
 
 /* ---- acknowledging members (ring/ack.c) ---- */
 

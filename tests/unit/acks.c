@@ -11,7 +11,12 @@
  *    -EAGAIN until it is acked), though the group's cursor is past it;
  *  - a group's pending limit makes a receive wait (-EAGAIN after its timeout) until an
  *    ack makes room;
- *  - shmbus_topic_groups reports pending, redelivered, dead-lettered, the options.
+ *  - shmbus_topic_groups reports pending, redelivered, dead-lettered, the options;
+ *  - an ack of an earlier delivery of a message that came back to the same member is
+ *    stale; a message nacked a last time is dead-lettered when its member closes, with no
+ *    other member to look; a message as large as its topic allows fits the dead-letter
+ *    topic the member makes, and one that cannot fit (a smaller one made by someone
+ *    else) is counted lost, not tried forever.
  */
 #include "tests/lib/test.h"
 
@@ -176,6 +181,79 @@ static void block_and_limits(void)
 	shmbus_pub_close(p);
 }
 
+static void corners(void)
+{
+	shmbus_topic_opts_t o;
+	shmbus_topic_opts_init(&o);
+	o.capacity = 1 << 22;
+	o.max_message = 300000;
+	CHECK_RC(shmbus_topic_create(bus, "big", &o), 0);
+	shmbus_group_opts_t go;
+	shmbus_group_opts_init(&go);
+	go.max_deliver = 2;
+	shmbus_sub_t *a;
+	CHECK_RC(shmbus_sub_open_group(&a, bus, "big", "w", SHMBUS_SUB_ACK, &go), 0);
+	shmbus_pub_t *p;
+	CHECK_RC(shmbus_pub_open(&p, bus, "big"), 0);
+	/* The same member gets it back: the first delivery's ack is stale. */
+	shmbus_msg_t m1, m2;
+	publish(p, 1);
+	recv_is(a, 1, 1, &m1);
+	CHECK_RC(shmbus_nack(a, &m1, 0), 0);
+	recv_is(a, 1, 2, &m2);
+	CHECK_RC(shmbus_ack(a, &m1), -ESTALE);
+	CHECK_RC(shmbus_nack(a, &m1, 0), -ESTALE);
+	/* Nacked a last time (2 deliveries), then the only member closes: dead-lettered. */
+	CHECK_RC(shmbus_nack(a, &m2, 0), 0);
+	/* And a message as large as the topic allows, nacked twice too. */
+	char *big = malloc(300000);
+	CHECK(big);
+	memset(big, 'b', 300000);
+	CHECK_RC(shmbus_publish_timeout(p, big, 300000, 2, 1000), 0);
+	CHECK_RC(shmbus_recv(a, &m1, 1000), 0);
+	CHECK(m1.len == 300000 && m1.deliveries == 1);
+	CHECK_RC(shmbus_nack(a, &m1, 0), 0);
+	CHECK_RC(shmbus_recv(a, &m1, 1000), 0);
+	CHECK(m1.len == 300000 && m1.deliveries == 2);
+	CHECK_RC(shmbus_nack(a, &m1, 0), 0);
+	shmbus_sub_close(a);
+	shmbus_group_info_t gi = group("big");
+	CHECK(gi.dead_lettered == 2 && gi.pending == 0 && gi.lost == 0);
+	shmbus_sub_t *dl;
+	CHECK_RC(shmbus_sub_open(&dl, bus, "big.dead", NULL, SHMBUS_SUB_EARLIEST), 0);
+	shmbus_msg_t d;
+	CHECK_RC(shmbus_recv(dl, &d, 1000), 0);
+	CHECK(((const shmbus_dead_letter_t *)d.data)->seq == 0 && d.type == 1);
+	CHECK_RC(shmbus_recv(dl, &d, 1000), 0);
+	const shmbus_dead_letter_t *h = d.data;
+	CHECK(d.len == sizeof(*h) + 300000 && h->seq == 1 && h->deliveries == 2 && d.type == 2);
+	CHECK(((const char *)(h + 1))[299999] == 'b');
+	shmbus_sub_close(dl);
+
+	/* A dead-letter topic too small for the message: lost, counted, once. */
+	shmbus_topic_opts_t so;
+	shmbus_topic_opts_init(&so);
+	so.capacity = 1 << 16;
+	CHECK_RC(shmbus_topic_create(bus, "small.dead", &so), 0);
+	go.dead_letter = "small.dead";
+	go.max_deliver = 1;
+	CHECK_RC(shmbus_sub_open_group(&a, bus, "big", "v", SHMBUS_SUB_ACK | SHMBUS_SUB_EARLIEST,
+				       &go), 0);
+	CHECK_RC(shmbus_recv(a, &m1, 1000), 0); /* message 1 */
+	CHECK_RC(shmbus_ack(a, &m1), 0);
+	CHECK_RC(shmbus_recv(a, &m1, 1000), 0); /* the big one */
+	CHECK(m1.len == 300000);
+	CHECK_RC(shmbus_nack(a, &m1, 0), 0);
+	CHECK_RC(shmbus_recv(a, &m1, 50), -EAGAIN);
+	shmbus_group_info_t gv[2];
+	CHECK(shmbus_topic_groups(bus, "big", gv, 2) == 2);
+	CHECK(!strcmp(gv[1].name, "v") && gv[1].lost == 1 && gv[1].pending == 0 &&
+	      gv[1].dead_lettered == 0);
+	shmbus_sub_close(a);
+	shmbus_pub_close(p);
+	free(big);
+}
+
 int main(void)
 {
 	t_private_dir("acks");
@@ -183,6 +261,7 @@ int main(void)
 	CHECK_RC(shmbus_bus_open(&bus, "t"), 0);
 	semantics();
 	block_and_limits();
+	corners();
 	shmbus_bus_close(bus);
 	printf("acks: ack, nack, dead letters, timeouts, close, block mode, limits\n");
 	return 0;
