@@ -312,15 +312,16 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 		printf(", \"policy\": \"%s\", \"capacity\": %" PRIu64 ", \"max_message\": %" PRIu32
 		       ", \"max_readers\": %" PRIu32 ", \"max_groups\": %" PRIu32
 		       ", \"max_publishers\": %" PRIu32 ", \"max_pending\": %" PRIu32
-		       ",\n   \"published\": %" PRIu64
-		       ", \"bytes\": %" PRIu64 ", \"aborted\": %" PRIu64
-		       ", \"backpressure_waits\": %" PRIu64 ", \"wakeups\": %" PRIu64
-		       ", \"readers_reclaimed\": %" PRIu64 ", \"tail\": %" PRIu64
-		       ", \"next_seq\": %" PRIu64 ", \"publishers\": %" PRIu32 ",\n   ",
+		       ",\n   \"published\": %" PRIu64 ", \"bytes\": %" PRIu64
+		       ", \"aborted\": %" PRIu64 ", \"backpressure_waits\": %" PRIu64
+		       ", \"wakeups\": %" PRIu64 ", \"readers_reclaimed\": %" PRIu64
+		       ", \"tail\": %" PRIu64 ", \"next_seq\": %" PRIu64
+		       ", \"publishers\": %" PRIu32 ",\n   ",
 		       tool_policy_name(t->opts.policy), t->opts.capacity, t->opts.max_message,
 		       t->opts.max_readers, t->opts.max_groups, t->opts.max_publishers,
-		       t->opts.max_pending, st->published, st->bytes, st->aborted, st->backpressure_waits, st->wakeups,
-		       st->readers_reclaimed, st->tail, st->next_seq, st->publishers);
+		       t->opts.max_pending, st->published, st->bytes, st->aborted,
+		       st->backpressure_waits, st->wakeups, st->readers_reclaimed, st->tail,
+		       st->next_seq, st->publishers);
 		json_rate("msgs_per_s", p ? rate(st->published, p->st.published, secs) : -1);
 		printf(", ");
 		json_rate("bytes_per_s", p ? rate(st->bytes, p->st.bytes, secs) : -1);

@@ -139,16 +139,18 @@ int tool_tail(int argc, char **argv)
 			break;
 		case OPT_ACK_WAIT:
 			if (tool_parse_u64(optarg, UINT32_MAX, &v) || v == 0)
-				return tool_usage("tail",
-						  "bad --ack-wait '%s': milliseconds, from 1 to %" PRIu32,
-						  optarg, UINT32_MAX);
+				return tool_usage(
+					"tail",
+					"bad --ack-wait '%s': milliseconds, from 1 to %" PRIu32,
+					optarg, UINT32_MAX);
 			go.ack_wait_ms = (uint32_t)v;
 			group_opt = "--ack-wait";
 			break;
 		case OPT_MAX_DELIVER:
 			if (tool_parse_u64(optarg, 65535, &v) || v == 0)
-				return tool_usage("tail", "bad --max-deliver '%s': a number from 1 to 65535",
-						  optarg);
+				return tool_usage(
+					"tail", "bad --max-deliver '%s': a number from 1 to 65535",
+					optarg);
 			go.max_deliver = (uint32_t)v;
 			group_opt = "--max-deliver";
 			break;
@@ -291,7 +293,8 @@ int tool_tail(int argc, char **argv)
 			rc = shmbus_ack(sub, &m);
 			if (rc == -ESTALE)
 				fprintf(stderr,
-					"shmbus tail: message seq=%" PRIu64 " was handed back before "
+					"shmbus tail: message seq=%" PRIu64
+					" was handed back before "
 					"its ack (the group's ack wait passed): it is delivered "
 					"again\n",
 					m.seq);

@@ -66,12 +66,12 @@ static void topics_json(const struct topic_list *l)
 		printf(", \"policy\": \"%s\", \"capacity\": %" PRIu64 ", \"max_message\": %" PRIu32
 		       ", \"max_readers\": %" PRIu32 ", \"max_groups\": %" PRIu32
 		       ", \"max_publishers\": %" PRIu32 ", \"max_pending\": %" PRIu32
-		       ", \"publishers\": %" PRIu32
-		       ", \"readers\": %" PRIu32 ", \"published\": %" PRIu64 ", \"bytes\": %" PRIu64
-		       "}",
+		       ", \"publishers\": %" PRIu32 ", \"readers\": %" PRIu32
+		       ", \"published\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
 		       tool_policy_name(r->opts.policy), r->opts.capacity, r->opts.max_message,
 		       r->opts.max_readers, r->opts.max_groups, r->opts.max_publishers,
-		       r->opts.max_pending, r->st.publishers, r->st.readers, r->st.published, r->st.bytes);
+		       r->opts.max_pending, r->st.publishers, r->st.readers, r->st.published,
+		       r->st.bytes);
 	}
 	printf("%s]\n", l->n ? "\n" : "");
 }
