@@ -311,15 +311,17 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 		const shmbus_topic_stats_t *st = &t->st;
 		printf(", \"policy\": \"%s\", \"capacity\": %" PRIu64 ", \"max_message\": %" PRIu32
 		       ", \"max_readers\": %" PRIu32 ", \"max_groups\": %" PRIu32
-		       ", \"max_publishers\": %" PRIu32 ",\n   \"published\": %" PRIu64
-		       ", \"bytes\": %" PRIu64 ", \"aborted\": %" PRIu64
-		       ", \"backpressure_waits\": %" PRIu64 ", \"wakeups\": %" PRIu64
-		       ", \"readers_reclaimed\": %" PRIu64 ", \"tail\": %" PRIu64
-		       ", \"next_seq\": %" PRIu64 ", \"publishers\": %" PRIu32 ",\n   ",
+		       ", \"max_publishers\": %" PRIu32 ", \"max_pending\": %" PRIu32
+		       ",\n   \"published\": %" PRIu64 ", \"bytes\": %" PRIu64
+		       ", \"aborted\": %" PRIu64 ", \"backpressure_waits\": %" PRIu64
+		       ", \"wakeups\": %" PRIu64 ", \"readers_reclaimed\": %" PRIu64
+		       ", \"tail\": %" PRIu64 ", \"next_seq\": %" PRIu64
+		       ", \"publishers\": %" PRIu32 ",\n   ",
 		       tool_policy_name(t->opts.policy), t->opts.capacity, t->opts.max_message,
 		       t->opts.max_readers, t->opts.max_groups, t->opts.max_publishers,
-		       st->published, st->bytes, st->aborted, st->backpressure_waits, st->wakeups,
-		       st->readers_reclaimed, st->tail, st->next_seq, st->publishers);
+		       t->opts.max_pending, st->published, st->bytes, st->aborted,
+		       st->backpressure_waits, st->wakeups, st->readers_reclaimed, st->tail,
+		       st->next_seq, st->publishers);
 		json_rate("msgs_per_s", p ? rate(st->published, p->st.published, secs) : -1);
 		printf(", ");
 		json_rate("bytes_per_s", p ? rate(st->bytes, p->st.bytes, secs) : -1);
@@ -348,9 +350,22 @@ static void print_json(shmbus_bus_t *bus, const struct snap *s, const struct sna
 			tool_json_str(stdout, g->name);
 			printf(", \"members\": %" PRIu32 ", \"cursor\": %" PRIu64
 			       ", \"lag_msgs\": %" PRIu64 ", \"lag_bytes\": %" PRIu64
-			       ", \"lost\": %" PRIu64 ", \"abandoned\": %" PRIu64 "}",
+			       ", \"lost\": %" PRIu64 ", \"abandoned\": %" PRIu64
+			       ",\n     \"pending\": %" PRIu32 ", \"redelivered\": %" PRIu64
+			       ", \"dead_lettered\": %" PRIu64 ", \"oldest_pending_ms\": %" PRIu64
+			       ", \"max_deliver\": %" PRIu32 ", \"ack_wait_ms\": %" PRIu32
+			       ", \"dead_letter\": ",
 			       g->members, g->cursor, g->lag_msgs, g->lag_bytes, g->lost,
-			       g->abandoned);
+			       g->abandoned, g->pending, g->redelivered, g->dead_lettered,
+			       g->oldest_pending_ms, g->max_deliver, g->ack_wait_ms);
+			/* A fixed array another process filled: bounded before printing. */
+			char dl[sizeof(g->dead_letter)];
+			snprintf(dl, sizeof(dl), "%.*s", (int)sizeof(dl) - 1, g->dead_letter);
+			if (dl[0])
+				tool_json_str(stdout, dl);
+			else
+				printf("null");
+			printf("}");
 		}
 		printf("%s]}", t->ngroups ? "\n   " : "");
 	}
@@ -434,6 +449,45 @@ static void print_bridge(const struct snap *s, const struct snap *prev, double s
 	}
 }
 
+/* An age in milliseconds, as a person reads it: "850 ms", "12.3 s", "4m05s", "2h07m". */
+static const char *fmt_age(char buf[TOOL_UNIT_LEN], uint64_t ms)
+{
+	if (ms < 1000)
+		snprintf(buf, TOOL_UNIT_LEN, "%" PRIu64 " ms", ms);
+	else if (ms < 60000)
+		snprintf(buf, TOOL_UNIT_LEN, "%.1f s", (double)ms / 1000);
+	else if (ms < 3600000)
+		snprintf(buf, TOOL_UNIT_LEN, "%" PRIu64 "m%02" PRIu64 "s", ms / 60000,
+			 ms / 1000 % 60);
+	else
+		snprintf(buf, TOOL_UNIT_LEN, "%" PRIu64 "h%02" PRIu64 "m", ms / 3600000,
+			 ms / 60000 % 60);
+	return buf;
+}
+
+/*
+ * A group's acknowledgements, on a line of their own under it (the group line has no room
+ * left in 80 columns), only for a group that has seen any: pending now (and the oldest's
+ * age), redelivered, dead-lettered (and where to).
+ */
+static void print_acks(const shmbus_group_info_t *g)
+{
+	char u[4][TOOL_UNIT_LEN], dl[sizeof(g->dead_letter)];
+
+	if (!g->pending && !g->redelivered && !g->dead_lettered)
+		return;
+	snprintf(dl, sizeof(dl), "%.*s", (int)sizeof(dl) - 1, g->dead_letter);
+	printf("    acks: %s pending", tool_fmt_count(u[0], g->pending));
+	if (g->pending)
+		printf(" (oldest %s)", fmt_age(u[1], g->oldest_pending_ms));
+	printf(", %s redelivered, %s dead-lettered", tool_fmt_count(u[2], g->redelivered),
+	       tool_fmt_count(u[3], g->dead_lettered));
+	if (dl[0])
+		printf(" to %s\n", dl);
+	else
+		printf(" (dropped: no dead-letter topic)\n");
+}
+
 static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct snap *prev,
 			int interval_ms)
 {
@@ -500,6 +554,7 @@ static void print_table(shmbus_bus_t *bus, const struct snap *s, const struct sn
 			       tool_fmt_count(u[0], g->abandoned),
 			       tool_fmt_count(u[1], g->lag_msgs), tool_fmt_size(u[2], g->lag_bytes),
 			       tool_fmt_count(u[3], g->lost));
+			print_acks(g);
 		}
 	}
 }
@@ -511,16 +566,21 @@ static const char stat_help[] =
 	"and byte rates, totals, aborted reservations, backpressure waits and wake-ups; under\n"
 	"it each reader (pid, \"(dead)\" after it when that process is gone but still holds\n"
 	"the slot, group or -, consumed, rate, lag in messages and bytes, lost) and each\n"
-	"group (members, abandoned, lag, lost). When shmbusd runs a bridge, each mirror,\n"
-	"import and the WebSocket listener too (up, sent, confirmed, lag, reconnects,\n"
-	"errors, lost, duplicates skipped) and its io_uring batching. Ctrl-C stops it.\n"
+	"group (members, abandoned, lag, lost; under a group whose members acknowledge,\n"
+	"\"acks:\" messages pending and the oldest one's age, redelivered, dead-lettered\n"
+	"and to which topic). When shmbusd runs a bridge, each mirror, import and the\n"
+	"WebSocket listener too (up, sent, confirmed, lag, reconnects, errors, lost,\n"
+	"duplicates skipped) and its io_uring batching. Ctrl-C stops it.\n"
 	"The bus must exist; stat creates nothing and does not register with shmbusd.\n"
 	"\n"
 	"  -i, --interval MS   time between refreshes, and between the two snapshots of\n"
 	"                      --json (default 1000; with --json, 0 means no rates)\n"
 	"  -n, --count N       stop after N refreshes\n"
 	"      --json          print one JSON snapshot of the topics, their readers (\"alive\":\n"
-	"                      false when the process is gone) and groups and the daemon\n"
+	"                      false when the process is gone) and groups (with their\n"
+	"                      acks and options: pending, redelivered, dead_lettered,\n"
+	"                      oldest_pending_ms, max_deliver, ack_wait_ms, dead_letter)\n"
+	"                      and the daemon\n"
 	"                      (null when it does not answer within 200 ms), then exit;\n"
 	"                      exit 1 if a topic could not be read\n"
 	"  -h, --help          show this help\n";

@@ -19,17 +19,30 @@ static const char tail_help[] =
 	"usage: shmbus tail TOPIC [options]\n"
 	"\n"
 	"Print messages of TOPIC as they arrive, one line each:\n"
-	"  seq=N type=T len=L ts=YYYY-MM-DDTHH:MM:SS.uuuuuuZ PAYLOAD\n"
+	"  seq=N type=T len=L ts=YYYY-MM-DDTHH:MM:SS.uuuuuuZ [deliveries=D] PAYLOAD\n"
 	"PAYLOAD is the text when the message is printable UTF-8, else \"hex:\" and its bytes\n"
-	"in hex (the first 64 bytes and \"...\" unless --full). Messages lost to an overwrite\n"
-	"topic are reported on stderr as \"lost N messages\". SIGINT and SIGTERM stop it\n"
-	"cleanly (exit 0). Tail only looks: the bus must exist, and it creates nothing and\n"
-	"does not register with shmbusd (no attach or detach in $sys.log).\n"
+	"in hex (the first 64 bytes and \"...\" unless --full). deliveries=D (--ack) says\n"
+	"that the message is delivered again, for the D-th time. Messages lost to an\n"
+	"overwrite topic are reported on stderr as \"lost N messages\". SIGINT and SIGTERM\n"
+	"stop it cleanly (exit 0). Tail only looks: the bus must exist, and it creates\n"
+	"nothing (but the dead-letter topic of --ack) and does not register with shmbusd\n"
+	"(no attach or detach in $sys.log).\n"
 	"\n"
 	"  -g, --group G       join group G: each message goes to one member of the group\n"
 	"  -f, --from WHERE    earliest: start from the oldest message still in the ring;\n"
 	"                      latest (default): from the next message published. For a\n"
 	"                      group, applies only when this creates the group.\n"
+	"  -a, --ack           (with --group) ack each message once it is printed:\n"
+	"                      one not printed, or not acked within the group's ack wait,\n"
+	"                      is delivered again (docs/acks.md); after the group's most\n"
+	"                      deliveries it goes to its dead-letter topic (created then\n"
+	"                      if missing). The group's options below apply only when\n"
+	"                      this creates the group:\n"
+	"      --ack-wait MS   redeliver what is not acked within MS ms (default 30000)\n"
+	"      --max-deliver N the most deliveries of a message, 1..65535 (default 5)\n"
+	"      --dead-letter TOPIC\n"
+	"                      where a message goes after them (default TOPIC.dead; \"\":\n"
+	"                      none, it is dropped and counted)\n"
 	"  -n, --count N       stop after N messages (exit 1 if --timeout ends it first)\n"
 	"  -t, --timeout MS    stop when no message came for MS milliseconds\n"
 	"  -x, --hex           print every payload in hex\n"
@@ -79,6 +92,8 @@ static void print_msg(const shmbus_msg_t *m, enum tail_format fmt, int full)
 	}
 	printf("seq=%" PRIu64 " type=%" PRIu32 " len=%" PRIu32 " ts=%s", m->seq, m->type, m->len,
 	       tool_fmt_time(ts, m->timestamp_ns));
+	if (m->deliveries > 1)
+		printf(" deliveries=%" PRIu32, m->deliveries);
 	if (m->len) {
 		putchar(' ');
 		if (fmt == FMT_LINE && printable(p, m->len))
@@ -91,9 +106,13 @@ static void print_msg(const shmbus_msg_t *m, enum tail_format fmt, int full)
 
 int tool_tail(int argc, char **argv)
 {
-	enum { OPT_FULL = 256 };
+	enum { OPT_FULL = 256, OPT_ACK_WAIT, OPT_MAX_DELIVER, OPT_DEAD_LETTER };
 	static const struct option longopts[] = {
 		{ "group", required_argument, NULL, 'g' },
+		{ "ack", no_argument, NULL, 'a' },
+		{ "ack-wait", required_argument, NULL, OPT_ACK_WAIT },
+		{ "max-deliver", required_argument, NULL, OPT_MAX_DELIVER },
+		{ "dead-letter", required_argument, NULL, OPT_DEAD_LETTER },
 		{ "from", required_argument, NULL, 'f' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
@@ -103,15 +122,44 @@ int tool_tail(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *group = NULL;
+	const char *group = NULL, *group_opt = NULL;
 	enum tail_format fmt = FMT_LINE;
-	uint64_t count = 0;
+	uint64_t count = 0, v;
 	int flags = 0, timeout_ms = -1, have_count = 0, full = 0, opt;
+	shmbus_group_opts_t go;
 
-	while ((opt = getopt_long(argc, argv, ":g:f:n:t:xrh", longopts, NULL)) != -1) {
+	shmbus_group_opts_init(&go);
+	while ((opt = getopt_long(argc, argv, ":g:af:n:t:xrh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			group = optarg;
+			break;
+		case 'a':
+			flags |= SHMBUS_SUB_ACK;
+			break;
+		case OPT_ACK_WAIT:
+			if (tool_parse_u64(optarg, UINT32_MAX, &v) || v == 0)
+				return tool_usage(
+					"tail",
+					"bad --ack-wait '%s': milliseconds, from 1 to %" PRIu32,
+					optarg, UINT32_MAX);
+			go.ack_wait_ms = (uint32_t)v;
+			group_opt = "--ack-wait";
+			break;
+		case OPT_MAX_DELIVER:
+			if (tool_parse_u64(optarg, 65535, &v) || v == 0)
+				return tool_usage(
+					"tail", "bad --max-deliver '%s': a number from 1 to 65535",
+					optarg);
+			go.max_deliver = (uint32_t)v;
+			group_opt = "--max-deliver";
+			break;
+		case OPT_DEAD_LETTER:
+			/* "" is no dead-letter topic; a name must be one a topic may have. */
+			if (*optarg && tool_check_topic("tail", optarg, 0))
+				return TOOL_USAGE;
+			go.dead_letter = optarg;
+			group_opt = "--dead-letter";
 			break;
 		case 'f':
 			if (strcmp(optarg, "earliest") == 0)
@@ -151,6 +199,10 @@ int tool_tail(int argc, char **argv)
 	if (argc - optind != 1)
 		return tool_usage("tail",
 				  argc == optind ? "a TOPIC is needed" : "one TOPIC at a time");
+	if ((flags & SHMBUS_SUB_ACK) && !group)
+		return tool_usage("tail", "--ack is for a group member: give --group too");
+	if (group_opt && !group)
+		return tool_usage("tail", "%s is a group's option: give --group too", group_opt);
 	const char *topic = argv[optind];
 	int ret = tool_check_topic("tail", topic, 1);
 	if (ret)
@@ -169,7 +221,8 @@ int tool_tail(int argc, char **argv)
 	if (ret)
 		return ret;
 	ret = TOOL_FAILED;
-	int rc = shmbus_sub_open(&sub, bus, topic, group, flags);
+	int rc = group ? shmbus_sub_open_group(&sub, bus, topic, group, flags, &go) :
+			 shmbus_sub_open(&sub, bus, topic, NULL, flags);
 	if (rc == -EINVAL) {
 		/* The topic name was checked: the group name is malformed. */
 		ret = tool_usage("tail", "%s", tool_why(rc));
@@ -234,6 +287,21 @@ int tool_tail(int argc, char **argv)
 			if (e != EPIPE)
 				ret = tool_fail("tail", -e, 0, "cannot write");
 			break;
+		}
+		/* Acked once it is out: a message whose line was lost is delivered again. */
+		if ((flags & SHMBUS_SUB_ACK) && fflush(stdout) == 0) {
+			rc = shmbus_ack(sub, &m);
+			if (rc == -ESTALE)
+				fprintf(stderr,
+					"shmbus tail: message seq=%" PRIu64
+					" was handed back before "
+					"its ack (the group's ack wait passed): it is delivered "
+					"again\n",
+					m.seq);
+			else if (rc < 0) {
+				ret = tool_fail("tail", rc, 0, "cannot ack seq=%" PRIu64, m.seq);
+				break;
+			}
 		}
 		got++;
 		idle_since = tool_now_ns();

@@ -65,12 +65,13 @@ static void topics_json(const struct topic_list *l)
 		}
 		printf(", \"policy\": \"%s\", \"capacity\": %" PRIu64 ", \"max_message\": %" PRIu32
 		       ", \"max_readers\": %" PRIu32 ", \"max_groups\": %" PRIu32
-		       ", \"max_publishers\": %" PRIu32 ", \"publishers\": %" PRIu32
-		       ", \"readers\": %" PRIu32 ", \"published\": %" PRIu64 ", \"bytes\": %" PRIu64
-		       "}",
+		       ", \"max_publishers\": %" PRIu32 ", \"max_pending\": %" PRIu32
+		       ", \"publishers\": %" PRIu32 ", \"readers\": %" PRIu32
+		       ", \"published\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
 		       tool_policy_name(r->opts.policy), r->opts.capacity, r->opts.max_message,
 		       r->opts.max_readers, r->opts.max_groups, r->opts.max_publishers,
-		       r->st.publishers, r->st.readers, r->st.published, r->st.bytes);
+		       r->opts.max_pending, r->st.publishers, r->st.readers, r->st.published,
+		       r->st.bytes);
 	}
 	printf("%s]\n", l->n ? "\n" : "");
 }
@@ -182,6 +183,8 @@ static const char create_help[] =
 	"                            (default 64)\n"
 	"  -g, --max-groups N        group slots, 1..1024 (default 16)\n"
 	"  -P, --max-publishers N    publisher slots, 1..4096 (default 64)\n"
+	"      --max-pending N       messages each group's acknowledging members may\n"
+	"                            hold unacked, 1..65536 (default 256; docs/acks.md)\n"
 	"  -h, --help                show this help\n";
 
 /*
@@ -194,6 +197,7 @@ static const char create_help[] =
 #define MAX_MESSAGE_MAX (1ull << 30)
 #define SLOTS_MAX 4096
 #define GROUPS_MAX 1024
+#define PENDING_MAX 65536
 
 /* A slot count of create's option --opt, min..max. Returns 0, or TOOL_USAGE (reported). */
 static int parse_slots(const char *opt, const char *arg, uint64_t min, uint64_t max, uint32_t *out)
@@ -209,6 +213,7 @@ static int parse_slots(const char *opt, const char *arg, uint64_t min, uint64_t 
 
 int tool_create(int argc, char **argv)
 {
+	enum { OPT_MAX_PENDING = 256 };
 	static const struct option longopts[] = {
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "max-message", required_argument, NULL, 'm' },
@@ -216,6 +221,7 @@ int tool_create(int argc, char **argv)
 		{ "max-readers", required_argument, NULL, 'r' },
 		{ "max-groups", required_argument, NULL, 'g' },
 		{ "max-publishers", required_argument, NULL, 'P' },
+		{ "max-pending", required_argument, NULL, OPT_MAX_PENDING },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -267,6 +273,10 @@ int tool_create(int argc, char **argv)
 			break;
 		case 'P':
 			if (parse_slots("max-publishers", optarg, 1, SLOTS_MAX, &o.max_publishers))
+				return TOOL_USAGE;
+			break;
+		case OPT_MAX_PENDING:
+			if (parse_slots("max-pending", optarg, 1, PENDING_MAX, &o.max_pending))
 				return TOOL_USAGE;
 			break;
 		case 'h':

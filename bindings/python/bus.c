@@ -153,19 +153,21 @@ static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "name",	"capacity",    "max_message",
 				  "policy",	"max_readers", "max_publishers",
-				  "max_groups", "system",      NULL };
+				  "max_groups", "system",      "max_pending",
+				  NULL };
 	const char *name, *policy = "block";
 	PyObject *name_o, *policy_o = NULL, *capacity_o = NULL, *max_message_o = NULL,
-			  *max_readers_o = NULL, *max_publishers_o = NULL, *max_groups_o = NULL;
+			  *max_readers_o = NULL, *max_publishers_o = NULL, *max_groups_o = NULL,
+			  *max_pending_o = NULL;
 	int system = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO$OOOp:create_topic", kwlist, &name_o,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO$OOOpO:create_topic", kwlist, &name_o,
 					 &capacity_o, &max_message_o, &policy_o, &max_readers_o,
-					 &max_publishers_o, &max_groups_o, &system))
+					 &max_publishers_o, &max_groups_o, &system, &max_pending_o))
 		return NULL;
 	/* Each checked against its C field's width: ints are never wrapped (capacity=2**70
 	 * must not become 1 MiB); the library then checks what the values mean. */
 	uint64_t capacity = 1u << 20, max_message = 0, max_readers = 0, max_publishers = 0,
-		 max_groups = 0;
+		 max_groups = 0, max_pending = 0;
 	if (pysb_name_arg(name_o, "topic name", &name) < 0 ||
 	    (policy_o && pysb_name_arg(policy_o, "policy", &policy) < 0) ||
 	    (capacity_o && pysb_uint_arg(capacity_o, "capacity", UINT64_MAX, &capacity) < 0) ||
@@ -176,7 +178,9 @@ static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
 	    (max_publishers_o &&
 	     pysb_uint_arg(max_publishers_o, "max_publishers", UINT32_MAX, &max_publishers) < 0) ||
 	    (max_groups_o &&
-	     pysb_uint_arg(max_groups_o, "max_groups", UINT32_MAX, &max_groups) < 0))
+	     pysb_uint_arg(max_groups_o, "max_groups", UINT32_MAX, &max_groups) < 0) ||
+	    (max_pending_o &&
+	     pysb_uint_arg(max_pending_o, "max_pending", UINT32_MAX, &max_pending) < 0))
 		return NULL;
 	shmbus_topic_opts_t o;
 	shmbus_topic_opts_init(&o);
@@ -190,6 +194,8 @@ static PyObject *bus_create_topic(pysb_bus *b, PyObject *args, PyObject *kw)
 		o.max_publishers = (uint32_t)max_publishers;
 	if (max_groups)
 		o.max_groups = (uint32_t)max_groups;
+	if (max_pending)
+		o.max_pending = (uint32_t)max_pending;
 	if (system)
 		o.flags |= SHMBUS_TOPIC_SYSTEM;
 	shmbus_bus_t *h = handle(b);
@@ -232,11 +238,12 @@ static PyObject *bus_topic_info(pysb_bus *b, PyObject *arg)
 	int rc = shmbus_topic_info(h, name, &o);
 	if (rc < 0)
 		return pysb_raise_slow(rc, &snap, "topic '%s'", name);
-	return Py_BuildValue("{s:K,s:I,s:s,s:I,s:I,s:I,s:O}", "capacity",
+	return Py_BuildValue("{s:K,s:I,s:s,s:I,s:I,s:I,s:I,s:O}", "capacity",
 			     (unsigned long long)o.capacity, "max_message", o.max_message, "policy",
 			     pysb_policy_name(o.policy), "max_readers", o.max_readers,
 			     "max_publishers", o.max_publishers, "max_groups", o.max_groups,
-			     "system", (o.flags & SHMBUS_TOPIC_SYSTEM) ? Py_True : Py_False);
+			     "max_pending", o.max_pending, "system",
+			     (o.flags & SHMBUS_TOPIC_SYSTEM) ? Py_True : Py_False);
 }
 
 static int collect_name(const char *name, void *arg)
@@ -373,11 +380,18 @@ static int fetch_groups(shmbus_bus_t *h, const char *topic, void *out, unsigned 
 static PyObject *group_dict(const void *rec)
 {
 	const shmbus_group_info_t *g = rec;
-	return Py_BuildValue("{s:s,s:I,s:K,s:K,s:K,s:K,s:K}", "name", g->name, "members",
-			     g->members, "cursor", (unsigned long long)g->cursor, "lag_bytes",
-			     (unsigned long long)g->lag_bytes, "lag_msgs",
-			     (unsigned long long)g->lag_msgs, "lost", (unsigned long long)g->lost,
-			     "abandoned", (unsigned long long)g->abandoned);
+	/* Another process wrote the name: bounded, and "" (no dead-letter topic) is None. */
+	char dl[sizeof(g->dead_letter)];
+	snprintf(dl, sizeof(dl), "%.*s", (int)sizeof(dl) - 1, g->dead_letter);
+	return Py_BuildValue(
+		"{s:s,s:I,s:K,s:K,s:K,s:K,s:K,s:I,s:K,s:K,s:K,s:I,s:I,s:z}", "name", g->name,
+		"members", g->members, "cursor", (unsigned long long)g->cursor, "lag_bytes",
+		(unsigned long long)g->lag_bytes, "lag_msgs", (unsigned long long)g->lag_msgs,
+		"lost", (unsigned long long)g->lost, "abandoned", (unsigned long long)g->abandoned,
+		"pending", g->pending, "redelivered", (unsigned long long)g->redelivered,
+		"dead_lettered", (unsigned long long)g->dead_lettered, "oldest_pending_ms",
+		(unsigned long long)g->oldest_pending_ms, "max_deliver", g->max_deliver,
+		"ack_wait_ms", g->ack_wait_ms, "dead_letter", dl[0] ? dl : NULL);
 }
 
 static PyObject *bus_groups(pysb_bus *b, PyObject *arg)
@@ -458,12 +472,41 @@ static PyObject *bus_publisher(pysb_bus *b, PyObject *arg)
 
 static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = { "topic", "group", "from_earliest", NULL };
-	PyObject *topic, *group = Py_None;
-	int earliest = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Op:subscriber", kwlist, &topic, &group,
-					 &earliest))
+	static char *kwlist[] = {
+		"topic",       "group",	      "from_earliest",	    "ack",	   "ack_wait_ms",
+		"max_deliver", "max_pending", "max_pending_member", "dead_letter", NULL
+	};
+	PyObject *topic, *group = Py_None, *dead_o = Py_None;
+	/* The group's options, for when this creates the group; None or 0: the default. */
+	PyObject *opt_o[4] = { NULL, NULL, NULL, NULL };
+	static const char *const opt_name[4] = { "ack_wait_ms", "max_deliver", "max_pending",
+						 "max_pending_member" };
+	int earliest = 0, ack = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Op$pOOOOO:subscriber", kwlist, &topic, &group,
+					 &earliest, &ack, &opt_o[0], &opt_o[1], &opt_o[2],
+					 &opt_o[3], &dead_o))
 		return NULL;
+	uint64_t opt[4] = { 0, 0, 0, 0 };
+	int have_opts = dead_o != Py_None;
+	for (int i = 0; i < 4; i++) {
+		if (!opt_o[i] || opt_o[i] == Py_None)
+			continue;
+		if (pysb_uint_arg(opt_o[i], opt_name[i], UINT32_MAX, &opt[i]) < 0)
+			return NULL;
+		have_opts = 1;
+	}
+	const char *dead = NULL;
+	if (dead_o != Py_None) {
+		if (!PyUnicode_Check(dead_o))
+			return PyErr_Format(PyExc_TypeError,
+					    "dead_letter must be a str or None, not %.100s",
+					    Py_TYPE(dead_o)->tp_name);
+		if (pysb_name_arg(dead_o, "dead_letter", &dead) < 0)
+			return NULL;
+	}
+	if ((ack || have_opts) && group == Py_None)
+		return PyErr_Format(PyExc_ValueError, "%s is for a group member: give group too",
+				    ack ? "ack=True" : "a group's option");
 	const char *name;
 	if (pysb_name_arg(topic, "topic", &name) < 0)
 		return NULL;
@@ -474,7 +517,18 @@ static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
 		return NULL;
 	if (!handle(b))
 		return NULL;
-	return pysb_sub_open(b, topic, group, earliest ? SHMBUS_SUB_EARLIEST : 0);
+	shmbus_group_opts_t go;
+	shmbus_group_opts_init(&go);
+	if (opt[0])
+		go.ack_wait_ms = (uint32_t)opt[0];
+	if (opt[1])
+		go.max_deliver = (uint32_t)opt[1];
+	go.max_pending = (uint32_t)opt[2];
+	go.max_pending_member = (uint32_t)opt[3];
+	go.dead_letter = dead;
+	return pysb_sub_open(b, topic, group,
+			     (earliest ? SHMBUS_SUB_EARLIEST : 0) | (ack ? SHMBUS_SUB_ACK : 0),
+			     &go);
 }
 
 /* ---- attributes ------------------------------------------------------------------------- */
@@ -514,12 +568,13 @@ static PyMethodDef bus_methods[] = {
 	{ "create_topic", (PyCFunction)(void (*)(void))bus_create_topic,
 	  METH_VARARGS | METH_KEYWORDS,
 	  "create_topic($self, /, name, capacity=1048576, max_message=0, policy='block', *, "
-	  "max_readers=0, max_publishers=0, max_groups=0, system=False)\n--\n\n"
+	  "max_readers=0, max_publishers=0, max_groups=0, system=False, max_pending=0)\n--\n\n"
 	  "Create a topic; True if it was created, False if it existed with the same options.\n"
 	  "capacity is the ring size in bytes (a power of two, 4 KiB .. 1 TiB); max_message the "
 	  "largest payload (0: capacity/8); policy 'block' (publishers wait for readers) or "
-	  "'overwrite' (readers that fall a lap behind lose messages, counted); 0 for the "
-	  "max_* counts takes the library's defaults. Raises Exists if the topic exists with "
+	  "'overwrite' (readers that fall a lap behind lose messages, counted); max_pending "
+	  "the messages each group's acknowledging members may hold unacked (1..65536); 0 for "
+	  "the max_* counts takes the library's defaults. Raises Exists if the topic exists with "
 	  "other options, Error (EINVAL) for a bad name or option, OverflowError for an int "
 	  "that does not fit its C field (negative, or beyond 64 bits for capacity, 32 for the "
 	  "others), ValueError for a name containing NUL." },
@@ -538,7 +593,9 @@ static PyMethodDef bus_methods[] = {
 	  "lag_bytes, lag_msgs." },
 	{ "groups", (PyCFunction)bus_groups, METH_O,
 	  "groups($self, name, /)\n--\n\nThe topic's groups, a list of dicts: name, members, cursor, "
-	  "lag_bytes, lag_msgs, lost, abandoned." },
+	  "lag_bytes, lag_msgs, lost, abandoned; for acknowledging members pending, "
+	  "redelivered, dead_lettered, oldest_pending_ms, and the group's options max_deliver, "
+	  "ack_wait_ms, dead_letter (None: none)." },
 	{ "stats", (PyCFunction)bus_stats, METH_NOARGS,
 	  "stats($self, /)\n--\n\nThe bus's counters (summed over topics, and the daemon's), a dict. "
 	  "Needs no daemon." },
@@ -550,10 +607,21 @@ static PyMethodDef bus_methods[] = {
 	{ "publisher", (PyCFunction)bus_publisher, METH_O,
 	  "publisher($self, topic, /)\n--\n\nOpen a Publisher on an existing topic." },
 	{ "subscriber", (PyCFunction)(void (*)(void))bus_subscriber, METH_VARARGS | METH_KEYWORDS,
-	  "subscriber($self, /, topic, group=None, from_earliest=False)\n--\n\n"
+	  "subscriber($self, /, topic, group=None, from_earliest=False, *, ack=False, "
+	  "ack_wait_ms=None, max_deliver=None, max_pending=None, max_pending_member=None, "
+	  "dead_letter=None)\n--\n\n"
 	  "Open a Subscriber on an existing topic: a fan-out reader of every message published "
 	  "from now on (or from the earliest one retained, with from_earliest), or, with a "
-	  "group name, a member of that group (each message goes to one member)." },
+	  "group name, a member of that group (each message goes to one member).\n"
+	  "ack=True makes it an acknowledging member (docs/acks.md): each message it receives "
+	  "stays pending until sub.ack(msg); sub.nack(msg), the group's ack wait or the "
+	  "member's close or death hands it back for redelivery (msg.deliveries counts), up "
+	  "to max_deliver deliveries, then it goes to the dead-letter topic. The group's "
+	  "options apply only when this call creates the group (None or 0: the default): "
+	  "ack_wait_ms (30000), max_deliver (5), max_pending (the topic's max_pending), "
+	  "max_pending_member (max_pending), dead_letter (None: '<topic>.dead'; '': none, "
+	  "such messages are dropped and counted). ValueError for ack or a group option "
+	  "without a group." },
 	{ NULL, NULL, 0, NULL },
 };
 

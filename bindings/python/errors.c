@@ -18,7 +18,8 @@
 
 #include "bindings/python/pyshmbus.h"
 
-PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig, *pysb_AccessDenied;
+PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig, *pysb_AccessDenied,
+	*pysb_Stale;
 
 static PyObject *new_class(PyObject *m, const char *name, const char *doc, PyObject *bases)
 {
@@ -71,7 +72,14 @@ int pysb_errors_init(PyObject *m)
 	pysb_AccessDenied = sub_class(m, "AccessDenied",
 				      "Not allowed (EACCES, EPERM). Also a PermissionError.",
 				      PyExc_PermissionError);
-	if (!pysb_Timeout || !pysb_Exists || !pysb_NotFound || !pysb_TooBig || !pysb_AccessDenied)
+	pysb_Stale =
+		sub_class(m, "Stale",
+			  "An ack or nack of a message that is not pending for this member any "
+			  "more (ESTALE): its ack wait passed and it was handed back, another "
+			  "member has it, or it was acked already. Nothing changed.",
+			  NULL);
+	if (!pysb_Timeout || !pysb_Exists || !pysb_NotFound || !pysb_TooBig || !pysb_AccessDenied ||
+	    !pysb_Stale)
 		return -1;
 	return 0;
 }
@@ -91,6 +99,8 @@ static PyObject *class_for(int err)
 	case EACCES:
 	case EPERM:
 		return pysb_AccessDenied;
+	case ESTALE:
+		return pysb_Stale;
 	default:
 		return pysb_Error;
 	}

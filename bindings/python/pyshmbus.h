@@ -52,7 +52,7 @@ static inline const char *pysb_policy_name(uint32_t policy)
 /* ---- exceptions (errors.c) ----------------------------------------------------------- */
 
 extern PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig,
-	*pysb_AccessDenied;
+	*pysb_AccessDenied, *pysb_Stale;
 
 /* Create the exception classes and add them to module m. 0 or -1 (exception set). */
 int pysb_errors_init(PyObject *m);
@@ -187,6 +187,7 @@ typedef struct pysb_sub {
 	int closed;
 	int busy;	/* a call uses the handle with the GIL released */
 	int nogil_poll; /* overwrite topics with large messages: copies happen in recv */
+	int acking;	/* an acknowledging group member (SHMBUS_SUB_ACK) */
 	/* The messages the C handle holds: the batch of `held` (0: none; 1 after recv) that
 	 * one receive returned, all let go together. Message i of it is valid while gen
 	 * matches and i >= hfirst (those before hfirst were let go early: a batch handed out
@@ -233,12 +234,20 @@ typedef struct pysb_msg {
 	uint64_t seq;
 	uint64_t timestamp;
 	uint64_t lost;
+	/* What shmbus_ack()/shmbus_nack() need of the C message, which outlives its data:
+	 * the delivery count and the private words naming its pending entry. */
+	uint32_t deliveries;
+	uint32_t flags_;
+	uint64_t pos_;
+	uint64_t pend_;
 } pysb_msg;
 
 extern PyTypeObject pysb_SubType, pysb_MsgType;
 
-/* Open a subscriber (bus.subscriber()). New reference or NULL. */
-PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags);
+/* Open a subscriber (bus.subscriber()): with a group, shmbus_sub_open_group() with gopts
+ * (NULL: the defaults). New reference or NULL. */
+PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags,
+			const shmbus_group_opts_t *gopts);
 
 /* Let go of the held messages before the C handle may release them: invalidate their
  * Python views. 0, or -1 with BufferError set if a buffer of one is still alive (then

@@ -42,6 +42,11 @@ class TooBig(Error):
 class AccessDenied(Error, PermissionError):
     """Not allowed (EACCES, EPERM)."""
 
+class Stale(Error):
+    """An ack or nack of a message that is not pending for this member any more (ESTALE):
+    its ack wait passed and it was handed back, another member has it, or it was acked
+    already. Nothing changed."""
+
 class _TopicInfo(TypedDict):
     capacity: int
     max_message: int
@@ -49,6 +54,7 @@ class _TopicInfo(TypedDict):
     max_readers: int
     max_publishers: int
     max_groups: int
+    max_pending: int
     system: bool
 
 class _TopicStats(TypedDict):
@@ -81,6 +87,13 @@ class _GroupInfo(TypedDict):
     lag_msgs: int
     lost: int
     abandoned: int
+    pending: int
+    redelivered: int
+    dead_lettered: int
+    oldest_pending_ms: int
+    max_deliver: int
+    ack_wait_ms: int
+    dead_letter: str | None
 
 class _BusStats(TypedDict):
     topics: int
@@ -144,6 +157,7 @@ class Bus:
         max_publishers: int = 0,
         max_groups: int = 0,
         system: bool = False,
+        max_pending: int = 0,
     ) -> bool:
         """Create a topic: True if created, False if it existed with the same options.
         Raises Exists if it exists with other options, OverflowError for an int that does
@@ -167,9 +181,23 @@ class Bus:
     def publisher(self, topic: str, /) -> Publisher:
         """Open a publisher on an existing topic."""
     def subscriber(
-        self, topic: str, group: str | None = None, from_earliest: bool = False
+        self,
+        topic: str,
+        group: str | None = None,
+        from_earliest: bool = False,
+        *,
+        ack: bool = False,
+        ack_wait_ms: int | None = None,
+        max_deliver: int | None = None,
+        max_pending: int | None = None,
+        max_pending_member: int | None = None,
+        dead_letter: str | None = None,
     ) -> Subscriber:
-        """Open a fan-out subscriber, or a member of group, on an existing topic."""
+        """Open a fan-out subscriber, or a member of group, on an existing topic. ack=True:
+        an acknowledging member (sub.ack(), sub.nack(), msg.deliveries). The group's
+        options (None or 0: the default) apply only when this creates the group:
+        ack_wait_ms (30000), max_deliver (5), max_pending (the topic's),
+        max_pending_member (max_pending), dead_letter (None: "<topic>.dead"; "": none)."""
 
 @final
 class Publisher:
@@ -248,6 +276,10 @@ class Message:
     def lost(self) -> int:
         """Messages this reader lost just before this one (overwrite topics)."""
     @property
+    def deliveries(self) -> int:
+        """Which delivery this is: 1 the first time, 2 the next... (acknowledging members;
+        always 1 otherwise)."""
+    @property
     def valid(self) -> bool: ...
     def bytes(self) -> builtins.bytes:
         """A copy of the payload that outlives the message."""
@@ -302,6 +334,13 @@ class Subscriber:
         """recv_batch() for asyncio: a Future of a list of up to max_messages messages.
         Cancelling loses nothing: what came for a cancelled future goes to the next
         receives, in order."""
+    def ack(self, msg: Message, /) -> None:
+        """An acknowledging member is done with msg: never delivered again. Stale if it is
+        not pending for this member any more; Error (EINVAL) if the subscriber does not
+        acknowledge. May run while another thread or the asyncio helper waits in a recv."""
+    def nack(self, msg: Message, delay_ms: int = 0) -> None:
+        """Hand msg back for redelivery, to any member, not before delay_ms; after the
+        group's max_deliver deliveries it goes to the dead-letter topic. Raises as ack()."""
     def close(self) -> None: ...
     def __iter__(self) -> Subscriber: ...
     def __next__(self) -> Message: ...

@@ -49,7 +49,8 @@ void pysb_sub_maybe_finish(pysb_sub *s)
 	pysb_bus_unhold(s->bus);
 }
 
-PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags)
+PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags,
+			const shmbus_group_opts_t *gopts)
 {
 	const char *name, *gname = NULL;
 	if (pysb_name_arg(topic, "topic", &name) < 0 ||
@@ -63,7 +64,8 @@ PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int fla
 		return pysb_raise_slow(rc, &snap, "cannot subscribe to topic '%s'", name);
 	pysb_errsnap_take(&snap);
 	shmbus_sub_t *h;
-	rc = shmbus_sub_open(&h, bus->bus, name, gname, flags);
+	rc = gname ? shmbus_sub_open_group(&h, bus->bus, name, gname, flags, gopts) :
+		     shmbus_sub_open(&h, bus->bus, name, NULL, flags);
 	if (rc < 0)
 		return pysb_raise_slow(rc, &snap, "cannot subscribe to topic '%s'", name);
 	/* tp_alloc zeroes the object and tracks it for the GC. */
@@ -78,6 +80,7 @@ PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int fla
 	s->group = Py_NewRef(group);
 	s->max_message = o.max_message;
 	s->policy = o.policy;
+	s->acking = (flags & SHMBUS_SUB_ACK) != 0;
 	s->adeadline = -1;
 	s->spin_us = 20;
 	/* On an overwrite topic recv copies the payload out of the ring: with large messages
@@ -201,6 +204,10 @@ static PyObject *msg_new(pysb_sub *s, const shmbus_msg_t *m, unsigned idx)
 	o->seq = m->seq;
 	o->timestamp = m->timestamp_ns;
 	o->lost = m->lost;
+	o->deliveries = m->deliveries;
+	o->flags_ = m->_flags;
+	o->pos_ = m->_pos;
+	o->pend_ = m->_pend;
 	PyObject_GC_Track(o);
 	return (PyObject *)o;
 }
@@ -478,6 +485,94 @@ static PyObject *sub_recv_many(pysb_sub *s, PyObject *args, PyObject *kw)
 	return list;
 }
 
+/* ---- acknowledging (SHMBUS_SUB_ACK) ------------------------------------------------------- */
+
+/* The C message that msg was, for shmbus_ack()/shmbus_nack(): they need only its delivery
+ * count and pending entry, never its data (which may be gone). */
+static void msg_as_c(const pysb_msg *m, shmbus_msg_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->len = m->len;
+	out->type = m->type;
+	out->seq = m->seq;
+	out->timestamp_ns = m->timestamp;
+	out->lost = m->lost;
+	out->deliveries = m->deliveries;
+	out->_flags = m->flags_;
+	out->_pos = m->pos_;
+	out->_pend = m->pend_;
+}
+
+/*
+ * The handle for an ack or nack of msg. Unlike a receive, an ack may run while another
+ * thread waits in shmbus_recv() on the handle (a recv without the GIL, the asyncio helper
+ * waiting for the next message while a task acks the last one): shmbus_ack() and
+ * shmbus_nack() only change the group's pending entries and the slot's count, by atomic
+ * operations in shared memory, and read nothing a receive writes (ring/ack.c). Without
+ * that an asyncio consumer could not ack while its next recv_async() is pending.
+ */
+static shmbus_sub_t *ack_handle(pysb_sub *s, PyObject *msg, const char *op, shmbus_msg_t *m)
+{
+	if (!PyObject_TypeCheck(msg, &pysb_MsgType)) {
+		PyErr_Format(PyExc_TypeError, "%s() takes a shmbus.Message, not %.100s", op,
+			     Py_TYPE(msg)->tp_name);
+		return NULL;
+	}
+	if (s->closed || !s->sub) {
+		pysb_closed("Subscriber");
+		return NULL;
+	}
+	if (!s->acking) {
+		pysb_raise(-EINVAL,
+			   "%s on '%U': this subscriber does not acknowledge (open it with "
+			   "group=..., ack=True)",
+			   op, s->topic);
+		return NULL;
+	}
+	msg_as_c((const pysb_msg *)msg, m);
+	return s->sub;
+}
+
+static PyObject *ack_result(pysb_sub *s, const char *op, const shmbus_msg_t *m, int rc)
+{
+	if (rc == -ESTALE)
+		return pysb_raise(
+			rc,
+			"%s of message seq %llu on '%U': it is not pending for this member "
+			"any more (its ack wait passed and it was handed back, or another "
+			"member has it, or it was acked already)",
+			op, (unsigned long long)m->seq, s->topic);
+	if (rc < 0)
+		return pysb_raise(rc, "%s of message seq %llu on '%U'", op,
+				  (unsigned long long)m->seq, s->topic);
+	Py_RETURN_NONE;
+}
+
+static PyObject *sub_ack(pysb_sub *s, PyObject *msg)
+{
+	shmbus_msg_t m;
+	shmbus_sub_t *h = ack_handle(s, msg, "ack", &m);
+	if (!h)
+		return NULL;
+	return ack_result(s, "ack", &m, shmbus_ack(h, &m));
+}
+
+static PyObject *sub_nack(pysb_sub *s, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "msg", "delay_ms", NULL };
+	PyObject *msg, *delay_o = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:nack", kwlist, &msg, &delay_o))
+		return NULL;
+	uint64_t delay = 0;
+	if (delay_o && pysb_uint_arg(delay_o, "delay_ms", UINT32_MAX, &delay) < 0)
+		return NULL;
+	shmbus_msg_t m;
+	shmbus_sub_t *h = ack_handle(s, msg, "nack", &m);
+	if (!h)
+		return NULL;
+	return ack_result(s, "nack", &m, shmbus_nack(h, &m, (uint32_t)delay));
+}
+
 /* ---- close ------------------------------------------------------------------------------ */
 
 static PyObject *sub_close(pysb_sub *s, PyObject *unused)
@@ -703,9 +798,24 @@ static PyMethodDef sub_methods[] = {
 	  "recv_batch() for asyncio: returns a Future for a list of up to max_messages "
 	  "messages, waited for as recv_async() does. Cancelling it loses nothing: messages "
 	  "that arrive for a cancelled future go to the next receives, in order." },
+	{ "ack", (PyCFunction)sub_ack, METH_O,
+	  "ack($self, msg, /)\n--\n\n"
+	  "An acknowledging member (subscriber(..., group=..., ack=True)) is done with msg: it is "
+	  "no longer pending and never delivered again. msg may be any message this member "
+	  "received and has not acked or nacked, its data gone or not. Raises Stale if it is "
+	  "not pending for this member any more (its ack wait passed and it was handed back, "
+	  "another member has it, it was acked already): nothing changed then. Error (EINVAL) "
+	  "on a subscriber that does not acknowledge. May be called while another thread or "
+	  "the asyncio helper waits for the next message." },
+	{ "nack", (PyCFunction)(void (*)(void))sub_nack, METH_VARARGS | METH_KEYWORDS,
+	  "nack($self, /, msg, delay_ms=0)\n--\n\n"
+	  "Hand msg back for redelivery, to any member of the group, not before delay_ms "
+	  "milliseconds; after the group's max_deliver deliveries it goes to the dead-letter "
+	  "topic instead. Raises as ack()." },
 	{ "close", (PyCFunction)sub_close, METH_NOARGS,
 	  "close($self, /)\n--\n\nClose the subscriber, releasing its reader slot; ends iteration over "
-	  "it. Closing again does nothing." },
+	  "it. Closing again does nothing. An acknowledging member's messages not acked yet "
+	  "are handed back for redelivery at once." },
 	{ "__enter__", (PyCFunction)sub_enter, METH_NOARGS, "Return the subscriber." },
 	{ "__exit__", (PyCFunction)sub_exit, METH_VARARGS, "Close the subscriber." },
 	{ "_async_deliver", (PyCFunction)pysb_sub_async_deliver, METH_NOARGS,
@@ -868,6 +978,12 @@ static PyObject *msg_get_lost(pysb_msg *m, void *c)
 	return PyLong_FromUnsignedLongLong(m->lost);
 }
 
+static PyObject *msg_get_deliveries(pysb_msg *m, void *c)
+{
+	(void)c;
+	return PyLong_FromUnsignedLong(m->deliveries);
+}
+
 static Py_ssize_t msg_len(pysb_msg *m)
 {
 	return m->len;
@@ -912,6 +1028,10 @@ static PyGetSetDef msg_getset[] = {
 	  "CLOCK_REALTIME at publish, in nanoseconds.", NULL },
 	{ "lost", (getter)msg_get_lost, NULL,
 	  "Messages this reader lost just before this one (overwrite topics).", NULL },
+	{ "deliveries", (getter)msg_get_deliveries, NULL,
+	  "Which delivery of the message this is: 1 the first time, 2 the next... (an "
+	  "acknowledging member's messages come again when not acked); always 1 otherwise.",
+	  NULL },
 	{ "valid", (getter)msg_get_valid, NULL, "True until the subscriber's next recv or close.",
 	  NULL },
 	{ NULL, NULL, NULL, NULL, NULL },

@@ -57,6 +57,26 @@ usage "--max-groups 0" "bad --max-groups '0': a number from 1 to 1024\$" \
 	create t --max-groups 0
 usage "--max-groups 1025" "bad --max-groups '1025': a number from 1 to 1024\$" \
 	create t --max-groups 1025
+usage "--max-pending 0" "bad --max-pending '0': a number from 1 to 65536\$" \
+	create t --max-pending 0
+usage "--max-pending 65537" "bad --max-pending '65537': a number from 1 to 65536\$" \
+	create t --max-pending 65537
+usage "tail --ack without a group" "^shmbus tail: --ack is for a group member: give --group too\$" \
+	tail t --ack
+usage "tail --max-deliver without a group" "^shmbus tail: --max-deliver is a group's option: give --group too\$" \
+	tail t --max-deliver 3
+usage "tail --max-deliver 0" "bad --max-deliver '0': a number from 1 to 65535\$" \
+	tail t --group g --max-deliver 0
+usage "tail --max-deliver 65536" "bad --max-deliver '65536': a number from 1 to 65535\$" \
+	tail t --group g --max-deliver 65536
+usage "tail --ack-wait 0" "bad --ack-wait '0': milliseconds, from 1 to 4294967295\$" \
+	tail t --group g --ack --ack-wait 0
+usage "tail --ack-wait 2**32" "bad --ack-wait '4294967296': milliseconds, from 1 to 4294967295\$" \
+	tail t --group g --ack --ack-wait 4294967296
+usage "tail --dead-letter malformed" "^shmbus tail: topic name 'a\.\.b': " \
+	tail t --group g --ack --dead-letter a..b
+usage "tail --dead-letter \$sys." "^shmbus tail: topic name '\\\$sys\.dead': the '\\\$sys\.' prefix is reserved" \
+	tail t --group g --ack --dead-letter '$sys.dead'
 usage "a malformed topic name to create" "^shmbus create: topic name '\.\./etc': bad character" \
 	create ../etc
 once err "'../etc'" "create ../etc names the topic once"
@@ -78,7 +98,7 @@ pass
 # The limits themselves are allowed.
 run create small --capacity 4K --max-message 1984 --max-readers 4096 --max-groups 1024 --max-publishers 1
 expect_rc 0 "create at the limits: $(cat "$WORK/err")"
-run create tiny --capacity 4K --max-message 1 --max-groups 1
+run create tiny --capacity 4K --max-message 1 --max-groups 1 --max-pending 65536
 expect_rc 0 "create with a 1-byte largest message"
 # A malformed group name is a usage error too (found by the library, on a bus that exists).
 usage "a malformed group name" "^shmbus tail: group name 'no\.dots': bad character at byte 2" \

@@ -35,7 +35,7 @@ def test_stubs_match_the_module():
     for name in ("Bus", "Publisher", "Reservation", "Subscriber", "Message"):
         cls = getattr(shmbus, name)
         assert public(vars(cls)) == public(classes[name]), name
-    for name in ("Error", "Timeout", "Exists", "NotFound", "TooBig", "AccessDenied"):
+    for name in ("Error", "Timeout", "Exists", "NotFound", "TooBig", "AccessDenied", "Stale"):
         assert name in classes
 
 

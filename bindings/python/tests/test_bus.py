@@ -21,7 +21,7 @@ def test_topics_and_info(bus):
     assert bus.topics() == ["a.one", "b.two"]
     assert bus.topic_info("b.two") == {
         "capacity": 1 << 16, "max_message": 1000, "policy": "overwrite", "max_readers": 8,
-        "max_publishers": 4, "max_groups": 2, "system": False}
+        "max_publishers": 4, "max_groups": 2, "max_pending": 256, "system": False}
     bus.remove_topic("a.one")
     assert bus.topics() == ["b.two"]
 
