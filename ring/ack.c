@@ -62,6 +62,7 @@ void shmbus_group_opts_store(struct shmbus_group_slot *gs, const shmbus_group_op
 	gs->ack_wait_ms = o->ack_wait_ms;
 	gs->max_deliver = o->max_deliver;
 	gs->npending = 0;
+	gs->ack_used = 0;
 	gs->nready = 0;
 	gs->redelivered = 0;
 	gs->dead_lettered = 0;
@@ -80,11 +81,19 @@ static uint32_t group_limit(const struct shmbus_seg *s, const struct shmbus_grou
 	return m > s->opts.max_pending ? s->opts.max_pending : m;
 }
 
-/* An entry left its pending state: the group's count (and the holder's, if still it). */
+/* Is the group's pending count kept? Only for a limit below the table's size: otherwise
+ * the table is the limit (no free entry: wait), and the members spare a contended counter
+ * two writes a message. */
+static int counted(const struct shmbus_seg *s, const struct shmbus_group_slot *g)
+{
+	return sb_ld_relaxed(&g->max_pending) < s->opts.max_pending;
+}
+
+/* An entry left its pending state: the group's count. */
 static void count_free(struct shmbus_seg *s, struct shmbus_group_slot *g)
 {
-	__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
-	(void)s;
+	if (counted(s, g))
+		__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
 }
 
 /* The holder's slot count down by one, if the slot is still the holder's. */
@@ -170,7 +179,7 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 {
 	int timeouts = how & SHMBUS_SCAN_TIMEOUTS;
 	struct shmbus_group_slot *gs = &s->groups[g];
-	if (!sb_ld_relaxed(&gs->npending))
+	if (!sb_ld_acquire(&gs->ack_used))
 		return 0;
 	struct shmbus_pend *pe = shmbus_pend_of(s, g);
 	uint64_t now = shmbus_now_ns();
@@ -285,7 +294,7 @@ uint64_t shmbus_ack_min_pos(const struct shmbus_seg *s, uint32_t ngroups, uint64
 {
 	for (uint32_t g = 0; g < ngroups; g++) {
 		/* Seq_cst, as the cursors are read: see ring/writer.c. */
-		if (!sb_ld_seqcst(&s->groups[g].npending))
+		if (!sb_ld_seqcst(&s->groups[g].ack_used))
 			continue;
 		const struct shmbus_pend *pe = shmbus_pend_of(s, g);
 		for (uint32_t i = 0; i < s->opts.max_pending; i++) {
@@ -312,6 +321,10 @@ void shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx)
 	rd->res = -1;
 	rd->hint = (slot_idx * 37u) % s->opts.max_pending;
 	rd->rhint = 0;
+	/* Seq_cst, before any entry is used: publishers look at the entries of groups so
+	 * marked (shmbus_ack_min_pos()), and scans skip the others. */
+	if (!sb_ld_relaxed(&rd->grp->ack_used))
+		sb_st_seqcst(&rd->grp->ack_used, 1);
 }
 
 static uint64_t my_owner(const struct shmbus_ring_reader *rd)
@@ -328,20 +341,23 @@ int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd)
 	uint32_t lim = group_limit(s, g);
 	if (sb_ld_relaxed(&rd->slot->pending) >= sb_ld_relaxed(&g->max_pending_member))
 		return -EAGAIN;
-	/* Count first (a CAS that never passes the limit), then find an entry: there is
-	 * one, as the count of non-free entries is below the table's size. */
-	uint32_t n = sb_ld_relaxed(&g->npending);
-	do {
-		if (n >= lim)
-			return -EAGAIN;
-	} while (!__atomic_compare_exchange_n(&g->npending, &n, n + 1, 0, __ATOMIC_ACQ_REL,
-					      __ATOMIC_RELAXED));
+	/* Below the table's size the limit is counted first (a CAS that never passes it);
+	 * then a free entry is found, if there is one. */
+	int cnt = counted(s, g);
+	if (cnt) {
+		uint32_t n = sb_ld_relaxed(&g->npending);
+		do {
+			if (n >= lim)
+				return -EAGAIN;
+		} while (!__atomic_compare_exchange_n(&g->npending, &n, n + 1, 0,
+						      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+	}
 	uint32_t np = s->opts.max_pending;
 	for (uint32_t k = 0;; k++) {
-		if (k >= 2 * np) {
-			/* None free though the count said so: damage, or a race with frees
-			 * that will have landed by the next look. Not now. */
-			__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
+		if (k >= np) {
+			/* None free: the table is full (or, counted, a free is landing). */
+			if (cnt)
+				__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
 			return -EAGAIN;
 		}
 		uint32_t i = (rd->hint + k) % np;
@@ -446,8 +462,7 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 			if (gone)
 				rd->next_gone_ns = now + GONE_SCAN_NS;
 			rd->next_scan_ns = now + SCAN_NS;
-			if (sb_ld_relaxed(&g->npending))
-				shmbus_ack_scan(s, rd->gidx, 0,
+			shmbus_ack_scan(s, rd->gidx, 0,
 						SHMBUS_SCAN_TIMEOUTS | (gone ? SHMBUS_SCAN_GONE : 0));
 		}
 	}

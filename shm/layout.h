@@ -109,12 +109,13 @@ struct shmbus_group_slot {
 	uint32_t ack_wait_ms;
 	uint32_t max_deliver;
 	uint32_t nready; /* entries waiting for redelivery (read at every take, rarely set) */
-	uint32_t pad1_;
+	uint32_t ack_used; /* an acknowledging member ever joined: its entries matter */
 	uint64_t redelivered;
 	uint64_t dead_lettered;
 	uint64_t pad2_[3];
-	/* entries not free now (reserved, held or ready): written twice per message by
-	 * every member, so on a line of its own */
+	/* entries not free now (reserved, held or ready), kept only for a group limit below
+	 * the table's size: then written twice per message by every member, so on a line of
+	 * its own */
 	uint32_t npending __attribute__((aligned(64)));
 	uint32_t pad3_[15];
 	char dead_letter[128]; /* topic for messages given up on, "" for none */
