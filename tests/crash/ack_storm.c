@@ -285,8 +285,8 @@ int main(int argc, char **argv)
 			       t_ms_since(t0), kills, ts.published, g.lag_msgs, g.pending,
 			       g.redelivered, g.members);
 		}
-		if (t_ms_since(t0) > 5.0 * T_WAIT_MS) {
-			fprintf(stderr, "the publisher is not done after %d ms\n", 5 * T_WAIT_MS);
+		if (t_ms_since(t0) > 2.0 * T_WAIT_MS) {
+			fprintf(stderr, "the publisher is not done after %d ms\n", 2 * T_WAIT_MS);
 			exit(1);
 		}
 	}
