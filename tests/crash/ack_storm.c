@@ -34,6 +34,8 @@
 #define NMEMB 4
 #define PAYLOAD 64u
 #define KILL_EVERY_US 50000
+#define STORM_MIN_MS 2000 /* the publisher takes at least this long: 40 kills */
+#define WORK_US 100	  /* a member works this long on each batch before acking it */
 #define ACK_WAIT_MS 10000u
 
 static const char *topic = "storm";
@@ -147,6 +149,9 @@ static void member(void *arg, int fd)
 				break;
 			continue;
 		}
+		/* The work the batch stands for (so that a kill finds it holding some): the
+		 * test's rhythm, not a wait for another process. */
+		usleep(WORK_US);
 		for (unsigned i = 0; i < n; i++) {
 			__atomic_store_n(&r->intent, ids[i] + 1, __ATOMIC_SEQ_CST);
 			rc = shmbus_ack(sub, &held[i]);
@@ -178,7 +183,17 @@ static void publisher(void *arg, int fd)
 		_exit(2);
 	shmbus_pub_set_timeout(pub, -1);
 	uint8_t b[PAYLOAD];
+	uint64_t t0 = t_now_ns();
 	for (uint64_t id = 0; id < n_msgs; id++) {
+		/* Paced to last at least STORM_MIN_MS, so that the storm has its ~40 kills
+		 * however fast the machine is (the rhythm of the test, not a wait). */
+		if ((id & 63) == 0) {
+			uint64_t due = t0 + (uint64_t)((double)id / (double)n_msgs *
+						       STORM_MIN_MS * 1e6);
+			uint64_t now = t_now_ns();
+			if (now < due)
+				usleep((useconds_t)((due - now) / 1000));
+		}
 		payload_make(b, id);
 		int rc = shmbus_publish(pub, b, PAYLOAD, 7);
 		if (rc != 0) {
