@@ -312,7 +312,10 @@ static int sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic, co
 			shmbus_ring_reader_make_durable(rd);
 		}
 		if (flags & SHMBUS_SUB_ACK) {
-			shmbus_ring_ack_join(rd, sb->slot_idx);
+			if (shmbus_ring_ack_join(rd, sb->slot_idx) < 0) {
+				rc = shmbus_err(-ENOMEM, "out of memory");
+				goto fail_slot;
+			}
 			sb->bus = bus;
 			rd->dead = sub_dead;
 			rd->dead_arg = sb;

@@ -270,6 +270,7 @@ static void slot_reset(struct shmbus_seg *s, enum shmbus_table t, uint32_t i)
 		sb_st_relaxed(&r->group, 0);
 		sb_st_relaxed(&r->pending, 0);
 		sb_st_relaxed(&r->taken_seq, 0);
+		sb_st_relaxed(&r->floor, SHMBUS_NOPOS);
 		sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
 	} else {
 		struct shmbus_pub_slot *ps = &s->pubs[i];

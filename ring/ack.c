@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ring/atomic.h"
@@ -113,6 +114,22 @@ static int entry_free(struct shmbus_pend *e, uint64_t c)
 			  shmbus_pend_ctl(SHMBUS_PEND_FREE, 0, 0, 0, shmbus_pend_gen(c) + 1));
 }
 
+/*
+ * Hand entry e (control word *c) back: ready, as want says. nready goes up first (seq_cst)
+ * and back down if the CAS fails: whoever sees the entry ready (its holder, dropping it
+ * from its floor) comes after the count, so a publisher that misses the floor sees the
+ * count (ring/writer.c). 1 if this call did it.
+ */
+static int to_ready(struct shmbus_group_slot *gs, struct shmbus_pend *e, uint64_t *c,
+		    uint64_t want)
+{
+	__atomic_fetch_add(&gs->nready, 1, __ATOMIC_SEQ_CST);
+	if (sb_cas_u64(&e->ctl, c, want))
+		return 1;
+	__atomic_fetch_sub(&gs->nready, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
 /* Is the holder named by e (and its slot) still there? A small cache of verdicts for one
  * scan: /proc is read once per holder. */
 struct alive_cache {
@@ -200,14 +217,12 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			gone = !holder_alive(s, e, c, (how & SHMBUS_SCAN_GONE) ? &ac : NULL);
 		if (st == SHMBUS_PEND_TAKING) {
 			/* Its taker died between taking it and naming itself: ready again. */
-			if (gone && sb_cas_u64(&e->ctl, &c,
-					       shmbus_pend_ctl(SHMBUS_PEND_READY,
-							       shmbus_pend_reason(c),
-							       shmbus_pend_deliveries(c), 0,
-							       shmbus_pend_gen(c)))) {
-				__atomic_fetch_add(&gs->nready, 1, __ATOMIC_RELEASE);
+			if (gone && to_ready(gs, e, &c,
+					     shmbus_pend_ctl(SHMBUS_PEND_READY,
+							     shmbus_pend_reason(c),
+							     shmbus_pend_deliveries(c), 0,
+							     shmbus_pend_gen(c))))
 				changed++;
-			}
 			continue;
 		}
 		if (st == SHMBUS_PEND_RESERVED) {
@@ -231,10 +246,9 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			if (took) {
 				sb_st_relaxed(&e->due_ns, now);
 				sb_st_relaxed(&e->first_ns, now);
-				if (sb_cas_u64(&e->ctl, &c,
-					       shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
-							       0, 0, shmbus_pend_gen(c)))) {
-					__atomic_fetch_add(&gs->nready, 1, __ATOMIC_RELEASE);
+				if (to_ready(gs, e, &c,
+					     shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
+							     0, 0, shmbus_pend_gen(c)))) {
 					holder_down(s, shmbus_pend_slot(c), owner);
 					changed++;
 				}
@@ -254,10 +268,9 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			continue;
 		/* Due now; the CAS hands it over (the holder's ack after it fails: -ESTALE). */
 		sb_st_relaxed(&e->due_ns, now);
-		if (sb_cas_u64(&e->ctl, &c,
-			       shmbus_pend_ctl(SHMBUS_PEND_READY, reason, shmbus_pend_deliveries(c),
-					       0, shmbus_pend_gen(c)))) {
-			__atomic_fetch_add(&gs->nready, 1, __ATOMIC_RELEASE);
+		if (to_ready(gs, e, &c,
+			     shmbus_pend_ctl(SHMBUS_PEND_READY, reason, shmbus_pend_deliveries(c),
+					     0, shmbus_pend_gen(c)))) {
 			holder_down(s, shmbus_pend_slot(c), owner);
 			changed++;
 		}
@@ -290,11 +303,13 @@ uint32_t shmbus_ack_pending(const struct shmbus_seg *s, uint32_t g, uint64_t *ol
 }
 
 uint64_t shmbus_ack_min_pos(const struct shmbus_seg *s, uint32_t ngroups, uint64_t tail,
-			    uint64_t min)
+			    uint64_t min, const uint8_t *ready)
 {
 	for (uint32_t g = 0; g < ngroups; g++) {
-		/* Seq_cst, as the cursors are read: see ring/writer.c. */
-		if (!sb_ld_seqcst(&s->groups[g].ack_used))
+		/* Entries held by live members are under their floors; the others (ready,
+		 * being taken) exist only while nready says so (read before and after the
+		 * floors: ring/writer.c). */
+		if (!ready[g] && !sb_ld_seqcst(&s->groups[g].nready))
 			continue;
 		const struct shmbus_pend *pe = shmbus_pend_of(s, g);
 		for (uint32_t i = 0; i < s->opts.max_pending; i++) {
@@ -311,7 +326,80 @@ uint64_t shmbus_ack_min_pos(const struct shmbus_seg *s, uint32_t ngroups, uint64
 
 /* ---- a member ------------------------------------------------------------------------- */
 
-void shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx)
+/* ---- a member's own entries: the queue behind its floor ---- */
+
+/* The queue is the receiving thread's and the acking one's (which may differ): a lock
+ * that is almost never contended, one atomic exchange a side. */
+static void q_lock(struct shmbus_ring_reader *rd)
+{
+	while (__atomic_exchange_n(&rd->qlock, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&rd->qlock, __ATOMIC_RELAXED))
+			__builtin_ia32_pause();
+}
+
+static void q_unlock(struct shmbus_ring_reader *rd)
+{
+	__atomic_store_n(&rd->qlock, 0, __ATOMIC_RELEASE);
+}
+
+static void floor_set(struct shmbus_ring_reader *rd)
+{
+	uint64_t f = SHMBUS_NOPOS;
+	for (uint32_t k = 0; k < rd->qn; k++) {
+		uint64_t p = rd->qp[(rd->qh + k) % rd->qcap];
+		if (p < f)
+			f = p;
+	}
+	if (sb_ld_relaxed(&rd->slot->floor) != f)
+		sb_st_seqcst(&rd->slot->floor, f);
+}
+
+static void q_push(struct shmbus_ring_reader *rd, uint32_t idx, uint32_t gen, uint64_t pos)
+{
+	if (rd->qn == rd->qcap)
+		return; /* cannot be: a member holds at most the table */
+	uint32_t t = (rd->qh + rd->qn++) % rd->qcap;
+	rd->qi[t] = idx;
+	rd->qg[t] = gen;
+	rd->qp[t] = pos;
+}
+
+/* Drop entry idx (generation gen) from the queue; the floor follows. */
+static void q_drop(struct shmbus_ring_reader *rd, uint32_t idx, uint32_t gen)
+{
+	for (uint32_t k = 0; k < rd->qn; k++) {
+		uint32_t t = (rd->qh + k) % rd->qcap;
+		if (rd->qi[t] != idx || rd->qg[t] != gen)
+			continue;
+		/* Move the head into the hole: order matters only for the floor's min. */
+		uint32_t h = rd->qh;
+		rd->qi[t] = rd->qi[h];
+		rd->qg[t] = rd->qg[h];
+		rd->qp[t] = rd->qp[h];
+		rd->qh = (h + 1) % rd->qcap;
+		rd->qn--;
+		floor_set(rd);
+		return;
+	}
+}
+
+/* Drop what is not ours any more (handed back by a timeout, say). */
+static void q_prune(struct shmbus_ring_reader *rd)
+{
+	for (uint32_t k = 0; k < rd->qn;) {
+		uint32_t t = (rd->qh + k) % rd->qcap;
+		uint64_t c = sb_ld_acquire(&rd->pend[rd->qi[t]].ctl);
+		uint32_t st = shmbus_pend_state(c);
+		if (st == SHMBUS_PEND_HELD && shmbus_pend_slot(c) == rd->slot_idx &&
+		    shmbus_pend_gen(c) == rd->qg[t]) {
+			k++;
+			continue;
+		}
+		q_drop(rd, rd->qi[t], rd->qg[t]);
+	}
+}
+
+int shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx)
 {
 	struct shmbus_seg *s = &rd->seg;
 	rd->ack = 1;
@@ -321,10 +409,26 @@ void shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx)
 	rd->res = -1;
 	rd->hint = (slot_idx * 37u) % s->opts.max_pending;
 	rd->rhint = 0;
+	rd->qcap = s->opts.max_pending;
+	rd->qh = rd->qn = 0;
+	rd->qi = malloc(rd->qcap * sizeof(*rd->qi));
+	rd->qg = malloc(rd->qcap * sizeof(*rd->qg));
+	rd->qp = malloc(rd->qcap * sizeof(*rd->qp));
+	if (!rd->qi || !rd->qg || !rd->qp) {
+		free(rd->qi);
+		free(rd->qg);
+		free(rd->qp);
+		rd->qi = rd->qg = NULL;
+		rd->qp = NULL;
+		rd->ack = 0;
+		return -ENOMEM;
+	}
+	sb_st_relaxed(&rd->slot->floor, SHMBUS_NOPOS);
 	/* Seq_cst, before any entry is used: publishers look at the entries of groups so
 	 * marked (shmbus_ack_min_pos()), and scans skip the others. */
 	if (!sb_ld_relaxed(&rd->grp->ack_used))
 		sb_st_seqcst(&rd->grp->ack_used, 1);
+	return 0;
 }
 
 static uint64_t my_owner(const struct shmbus_ring_reader *rd)
@@ -396,6 +500,14 @@ void shmbus_ring_ack_taken(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 					       shmbus_pend_gen(c)));
 	msg->deliveries = 1;
 	msg->_pend = (uint64_t)rd->res | (uint64_t)shmbus_pend_gen(c) << 32;
+	uint64_t pos = sb_ld_relaxed(&e->pos);
+	q_lock(rd);
+	q_push(rd, (uint32_t)rd->res, shmbus_pend_gen(c), pos);
+	/* Named under the floor already, unless an ack from another thread emptied the
+	 * queue meanwhile (the hold still covers it: set the floor before it moves on). */
+	if (sb_ld_relaxed(&rd->slot->floor) > pos)
+		floor_set(rd);
+	q_unlock(rd);
 	rd->res = -1;
 }
 
@@ -403,6 +515,11 @@ void shmbus_ring_ack_idle(struct shmbus_ring_reader *rd)
 {
 	if (rd->res >= 0 && sb_ld_relaxed(&rd->pend[rd->res].pos) != SHMBUS_NOPOS)
 		sb_st_release(&rd->pend[rd->res].pos, SHMBUS_NOPOS);
+	/* Holding nothing, the floor holds nothing (it named the last reservation). */
+	q_lock(rd);
+	if (!rd->qn && sb_ld_relaxed(&rd->slot->floor) != SHMBUS_NOPOS)
+		sb_st_release(&rd->slot->floor, SHMBUS_NOPOS);
+	q_unlock(rd);
 }
 
 /* Give up on entry e (ours, held, ctl c, deliveries d): the dead-letter topic, or counted
@@ -432,10 +549,9 @@ static int dead_letter(struct shmbus_ring_reader *rd, struct shmbus_pend *e, uin
 		} else if (rc < 0) {
 			/* Not now: hand it back as it was, for a later try. */
 			sb_st_relaxed(&e->due_ns, shmbus_now_ns() + 100000000ull);
-			uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_READY, reason, deliveries, 0,
-							shmbus_pend_gen(c));
-			if (sb_cas_u64(&e->ctl, &c, want))
-				__atomic_fetch_add(&g->nready, 1, __ATOMIC_RELEASE);
+			to_ready(g, e, &c,
+				 shmbus_pend_ctl(SHMBUS_PEND_READY, reason, deliveries, 0,
+						 shmbus_pend_gen(c)));
 			return 0;
 		}
 	} else if (!there) {
@@ -464,6 +580,9 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 			rd->next_scan_ns = now + SCAN_NS;
 			shmbus_ack_scan(s, rd->gidx, 0,
 						SHMBUS_SCAN_TIMEOUTS | (gone ? SHMBUS_SCAN_GONE : 0));
+			q_lock(rd);
+			q_prune(rd); /* what the scan handed back (ours timed out) */
+			q_unlock(rd);
 		}
 	}
 	if (!sb_ld_acquire(&g->nready))
@@ -495,7 +614,13 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 		sb_st_relaxed(&e->starttime, sb_ld_relaxed(&rd->slot->starttime));
 		sb_st_relaxed(&e->due_ns, now + wait_ns(g));
 		sb_st_release(&e->ctl, held);
-		__atomic_fetch_sub(&g->nready, 1, __ATOMIC_RELAXED);
+		/* Under our floor (seq_cst) before nready goes down: a publisher reads nready,
+		 * the floors, then nready again (ring/writer.c). */
+		q_lock(rd);
+		q_push(rd, i, shmbus_pend_gen(c), sb_ld_relaxed(&e->pos));
+		floor_set(rd);
+		q_unlock(rd);
+		__atomic_fetch_sub(&g->nready, 1, __ATOMIC_SEQ_CST);
 		rd->rhint = (i + 1) % np;
 		if (d >= maxd) {
 			/* Delivered max_deliver times already: not again. */
@@ -547,6 +672,10 @@ int shmbus_ring_ack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg)
 		return -ESTALE;
 	count_free(&rd->seg, rd->grp);
 	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	/* Off the floor at once: its space is free for publishers. */
+	q_lock(rd);
+	q_drop(rd, (uint32_t)msg->_pend, shmbus_pend_gen(c));
+	q_unlock(rd);
 	return 0;
 }
 
@@ -560,10 +689,17 @@ int shmbus_ring_nack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uin
 	sb_st_relaxed(&e->due_ns, shmbus_now_ns() + (uint64_t)delay_ms * 1000000ull);
 	uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_NACK,
 					shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c));
-	if (!sb_cas_u64(&e->ctl, &c, want))
+	/* nready first (seq_cst): whoever sees the entry ready, and then raises our floor,
+	 * comes after it, so a publisher that misses the floor sees nready (writer.c). */
+	__atomic_fetch_add(&rd->grp->nready, 1, __ATOMIC_SEQ_CST);
+	if (!sb_cas_u64(&e->ctl, &c, want)) {
+		__atomic_fetch_sub(&rd->grp->nready, 1, __ATOMIC_SEQ_CST);
 		return -ESTALE;
-	__atomic_fetch_add(&rd->grp->nready, 1, __ATOMIC_RELEASE);
+	}
 	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	q_lock(rd);
+	q_drop(rd, (uint32_t)msg->_pend, shmbus_pend_gen(c));
+	q_unlock(rd);
 	if (!delay_ms)
 		shmbus_ring_wake_readers(&rd->seg); /* another member may take it now */
 	return 0;
@@ -589,10 +725,9 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 			continue;
 		}
 		sb_st_relaxed(&e->due_ns, now);
-		if (sb_cas_u64(&e->ctl, &c,
-			       shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
-					       shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c))))
-			__atomic_fetch_add(&g->nready, 1, __ATOMIC_RELEASE);
+		to_ready(g, e, &c,
+			 shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
+					 shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c)));
 	}
 	/* Messages due for the dead-letter topic (nacked a last time, by us or another) are
 	 * published now rather than left for a member that may never come. */
@@ -613,6 +748,14 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 		dead_letter(rd, e, held, d, shmbus_pend_reason(c), &tmp);
 	}
 	sb_st_relaxed(&rd->slot->pending, 0);
+	/* All handed back (nready counted first): the floor holds nothing any more. */
+	sb_st_seqcst(&rd->slot->floor, SHMBUS_NOPOS);
+	free(rd->qi);
+	free(rd->qg);
+	free(rd->qp);
+	rd->qi = rd->qg = NULL;
+	rd->qp = NULL;
+	rd->qn = 0;
 	rd->res = -1;
 	rd->ack = 0;
 	shmbus_ring_wake_readers(s);

@@ -64,6 +64,12 @@ struct shmbus_ring_reader {
 	uint64_t next_scan_ns;	  /* the next look for timed-out entries */
 	uint64_t next_gone_ns;	  /* ... and for entries of holders that are gone */
 	uint32_t ack_calls;	  /* receives since the clock was last read */
+	/* The entries this member holds, in the order it took them (a ring of qcap): their
+	 * index, generation and position; the slot's floor is the lowest position. */
+	uint32_t *qi, *qg;
+	uint64_t *qp;
+	uint32_t qh, qn, qcap;
+	uint32_t qlock;	      /* the queue's lock (ring/ack.c) */
 	/* A message delivered max_deliver times: publish it to the dead-letter topic (the
 	 * subscriber's, bus/sub.c). 0 done; < 0 not now (it stays ready, tried again). */
 	int (*dead)(void *arg, const shmbus_dead_letter_t *h, const void *data, uint32_t len,
@@ -90,8 +96,9 @@ int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint
 
 /* ---- acknowledging members (ring/ack.c) ---- */
 
-/* Make a group member (joined already) acknowledge; slot_idx: its reader slot. */
-void shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx);
+/* Make a group member (joined already) acknowledge; slot_idx: its reader slot. 0 or
+ * -ENOMEM. */
+int shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx);
 
 /* Reserve an entry for the next take: 0, or -EAGAIN at a pending limit. */
 int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd);
@@ -101,9 +108,12 @@ static inline void shmbus_ring_ack_name(struct shmbus_ring_reader *rd, uint64_t 
 {
 	struct shmbus_pend *e = &rd->pend[rd->res];
 	sb_st_relaxed(&e->seq, sq);
-	/* Seq_cst, before the cursor CAS: a publisher that sees the cursor moved past p
-	 * sees this entry name p (as a member's hold, ring/writer.c). */
-	sb_st_seqcst(&e->pos, p);
+	sb_st_relaxed(&e->pos, p);
+	/* The member's floor covers p before the cursor CAS (seq_cst, as a hold): a
+	 * publisher that sees the cursor moved past p sees the floor at or below p. With
+	 * older messages pending, the floor is below p already. */
+	if (!__atomic_load_n(&rd->qn, __ATOMIC_RELAXED) && sb_ld_relaxed(&rd->slot->floor) != p)
+		sb_st_seqcst(&rd->slot->floor, p);
 }
 
 /* The cursor CAS took the message the reserved entry names: it is held, msg says so. */

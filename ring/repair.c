@@ -38,6 +38,8 @@ int shmbus_ring_reclaim_reader(struct shmbus_seg *s, uint32_t idx, uint64_t owne
 	}
 	sb_st_relaxed(&r->pending, 0);
 	sb_st_relaxed(&r->taken_seq, 0);
+	/* After the hand-back above (its entries counted ready first). */
+	sb_st_seqcst(&r->floor, SHMBUS_NOPOS);
 	/* Seq_cst: publishers computing a limit stop seeing the position before the slot
 	 * can be taken again. */
 	sb_st_seqcst(&r->pos, SHMBUS_NOPOS);
@@ -70,7 +72,7 @@ int shmbus_ring_reclaim_readers(struct shmbus_seg *s, uint64_t minpos)
 		if (minpos != SHMBUS_NOPOS) {
 			uint64_t p = sb_ld_relaxed(&r->pos);
 			uint32_t gi = sb_ld_relaxed(&r->group);
-			int constrains = p == minpos;
+			int constrains = p == minpos || sb_ld_relaxed(&r->floor) == minpos;
 			if (gi && gi <= s->opts.max_groups &&
 			    sb_ld_relaxed(&s->groups[gi - 1].cursor[0]) == minpos)
 				constrains = 1;

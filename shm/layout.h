@@ -80,7 +80,9 @@ struct shmbus_reader_slot {
 	uint64_t pending;   /* an acknowledging member: its pending entries (ring/ack.h) */
 	uint64_t taken_seq; /* ... and 1 + the sequence of the message it took last, stored
 			     * right after the cursor CAS that took it */
-	uint64_t pad_[7];
+	uint64_t floor;	    /* ... and the lowest position its pending entries name, or
+			     * SHMBUS_NOPOS: block-mode publishers honour it (ring/ack.h) */
+	uint64_t pad_[6];
 };
 _Static_assert(sizeof(struct shmbus_reader_slot) == 128, "reader slot size");
 _Static_assert(offsetof(struct shmbus_reader_slot, pos) == 16, "reader pos offset");

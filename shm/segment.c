@@ -30,7 +30,7 @@
 #define CAP_MIN 4096ull
 #define CAP_MAX (1ull << 40)
 #define SLOTS_MAX 4096u
-#define GROUPS_MAX 1024u
+#define GROUPS_MAX SHMBUS_GROUPS_MAX
 #define PENDING_MAX 65536u
 
 enum { OFF_PUBS, OFF_LOG, OFF_RTAB, OFF_READERS, OFF_GROUPS, OFF_PEND, SEG_NOFF };
@@ -409,8 +409,10 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 	for (uint64_t i = 0; i < (uint64_t)o->max_groups * o->max_pending; i++)
 		pe[i].pos = SHMBUS_NOPOS;
 	struct shmbus_reader_slot *rs = (void *)(base + off[OFF_READERS]);
-	for (uint32_t i = 0; i < o->max_readers; i++)
+	for (uint32_t i = 0; i < o->max_readers; i++) {
 		rs[i].pos = SHMBUS_NOPOS;
+		rs[i].floor = SHMBUS_NOPOS;
+	}
 	/* Release: everything above is visible before anyone who sees ready (acquire) reads
 	 * it. A builtin, not ring/atomic.h: shm/ sits below ring/. */
 	__atomic_store_n(&h->ready, SHMBUS_READY, __ATOMIC_RELEASE);

@@ -46,6 +46,9 @@ struct shmbus_seg {
 	char name[128];
 };
 
+/* Most group slots a topic may have. */
+#define SHMBUS_GROUPS_MAX 1024u
+
 /* Largest payload a topic may allow: records and padding must fit a 31-bit length. */
 #define SHMBUS_MAX_MESSAGE_LIMIT (1u << 30)
 
