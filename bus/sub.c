@@ -357,8 +357,7 @@ SHMBUS_API int shmbus_sub_open(shmbus_sub_t **out, shmbus_bus_t *bus, const char
 }
 
 SHMBUS_API int shmbus_sub_open_group(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
-				     const char *group, int flags,
-				     const shmbus_group_opts_t *opts)
+				     const char *group, int flags, const shmbus_group_opts_t *opts)
 {
 	if (!group) {
 		*out = NULL;

@@ -317,8 +317,7 @@ SHMBUS_API void shmbus_group_opts_init(shmbus_group_opts_t *opts);
  * for bad options or SHMBUS_SUB_ACK without a group.
  */
 SHMBUS_API int shmbus_sub_open_group(shmbus_sub_t **out, shmbus_bus_t *bus, const char *topic,
-				     const char *group, int flags,
-				     const shmbus_group_opts_t *opts);
+				     const char *group, int flags, const shmbus_group_opts_t *opts);
 
 /*
  * An acknowledging member (SHMBUS_SUB_ACK) is done with msg: it is no longer pending, and

@@ -39,9 +39,10 @@ int shmbus_group_opts_check(const shmbus_group_opts_t *o, const struct shmbus_se
 		if (o->reserved[i])
 			return shmbus_err(-EINVAL, "group options: reserved[%zu] is not zero", i);
 	if (o->max_pending > s->opts.max_pending)
-		return shmbus_err(-EINVAL, "group options: max_pending %u is more than topic "
-				  "'%s' has entries for (its max_pending, %u)", o->max_pending,
-				  s->name, s->opts.max_pending);
+		return shmbus_err(-EINVAL,
+				  "group options: max_pending %u is more than topic "
+				  "'%s' has entries for (its max_pending, %u)",
+				  o->max_pending, s->name, s->opts.max_pending);
 	if (o->max_deliver < 1 || o->max_deliver > 0xffff)
 		return shmbus_err(-EINVAL, "group options: max_deliver %u is not within 1..65535",
 				  o->max_deliver);
@@ -120,8 +121,7 @@ static int entry_free(struct shmbus_pend *e, uint64_t c)
  * from its floor) comes after the count, so a publisher that misses the floor sees the
  * count (ring/writer.c). 1 if this call did it.
  */
-static int to_ready(struct shmbus_group_slot *gs, struct shmbus_pend *e, uint64_t *c,
-		    uint64_t want)
+static int to_ready(struct shmbus_group_slot *gs, struct shmbus_pend *e, uint64_t *c, uint64_t want)
 {
 	__atomic_fetch_add(&gs->nready, 1, __ATOMIC_SEQ_CST);
 	if (sb_cas_u64(&e->ctl, c, want))
@@ -185,8 +185,8 @@ static int named_elsewhere(const struct shmbus_seg *s, uint32_t g, uint32_t self
 		if (i == self)
 			continue;
 		uint64_t c = sb_ld_acquire(&pe[i].ctl);
-		if (shmbus_pend_state(c) != SHMBUS_PEND_FREE &&
-		    sb_ld_relaxed(&pe[i].pos) == pos && sb_ld_relaxed(&pe[i].seq) == seq)
+		if (shmbus_pend_state(c) != SHMBUS_PEND_FREE && sb_ld_relaxed(&pe[i].pos) == pos &&
+		    sb_ld_relaxed(&pe[i].seq) == seq)
 			return 1;
 	}
 	return 0;
@@ -217,11 +217,11 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			gone = !holder_alive(s, e, c, (how & SHMBUS_SCAN_GONE) ? &ac : NULL);
 		if (st == SHMBUS_PEND_TAKING) {
 			/* Its taker died between taking it and naming itself: ready again. */
-			if (gone && to_ready(gs, e, &c,
-					     shmbus_pend_ctl(SHMBUS_PEND_READY,
-							     shmbus_pend_reason(c),
-							     shmbus_pend_deliveries(c), 0,
-							     shmbus_pend_gen(c))))
+			if (gone &&
+			    to_ready(gs, e, &c,
+				     shmbus_pend_ctl(SHMBUS_PEND_READY, shmbus_pend_reason(c),
+						     shmbus_pend_deliveries(c), 0,
+						     shmbus_pend_gen(c))))
 				changed++;
 			continue;
 		}
@@ -453,8 +453,8 @@ int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd)
 		do {
 			if (n >= lim)
 				return -EAGAIN;
-		} while (!__atomic_compare_exchange_n(&g->npending, &n, n + 1, 0,
-						      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+		} while (!__atomic_compare_exchange_n(&g->npending, &n, n + 1, 0, __ATOMIC_ACQ_REL,
+						      __ATOMIC_RELAXED));
 	}
 	uint32_t np = s->opts.max_pending;
 	for (uint32_t k = 0;; k++) {
@@ -496,8 +496,8 @@ void shmbus_ring_ack_taken(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 	sb_st_relaxed(&e->first_ns, now);
 	sb_st_relaxed(&e->due_ns, now + wait_ns(rd->grp));
 	/* Release: the times are there before anyone sees it held. */
-	sb_st_release(&e->ctl, shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, 1, rd->slot_idx,
-					       shmbus_pend_gen(c)));
+	sb_st_release(&e->ctl,
+		      shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, 1, rd->slot_idx, shmbus_pend_gen(c)));
 	msg->deliveries = 1;
 	msg->_pend = (uint64_t)rd->res | (uint64_t)shmbus_pend_gen(c) << 32;
 	uint64_t pos = sb_ld_relaxed(&e->pos);
@@ -579,7 +579,7 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 				rd->next_gone_ns = now + GONE_SCAN_NS;
 			rd->next_scan_ns = now + SCAN_NS;
 			shmbus_ack_scan(s, rd->gidx, 0,
-						SHMBUS_SCAN_TIMEOUTS | (gone ? SHMBUS_SCAN_GONE : 0));
+					SHMBUS_SCAN_TIMEOUTS | (gone ? SHMBUS_SCAN_GONE : 0));
 			q_lock(rd);
 			q_prune(rd); /* what the scan handed back (ours timed out) */
 			q_unlock(rd);
@@ -646,8 +646,7 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 }
 
 /* The entry msg names, if this member holds it: its ctl in *c. */
-static struct shmbus_pend *mine(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg,
-				uint64_t *c)
+static struct shmbus_pend *mine(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uint64_t *c)
 {
 	uint32_t i = (uint32_t)msg->_pend, gen = (uint32_t)(msg->_pend >> 32);
 	if (!rd->ack || i >= rd->seg.opts.max_pending || msg->deliveries == 0)
@@ -739,8 +738,8 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 		if (shmbus_pend_state(c) != SHMBUS_PEND_READY || d < maxd ||
 		    sb_ld_relaxed(&e->due_ns) > now)
 			continue;
-		uint64_t held = shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, d, rd->slot_idx,
-						shmbus_pend_gen(c));
+		uint64_t held =
+			shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, d, rd->slot_idx, shmbus_pend_gen(c));
 		if (!sb_cas_u64(&e->ctl, &c, held))
 			continue;
 		__atomic_fetch_sub(&g->nready, 1, __ATOMIC_RELAXED);

@@ -435,7 +435,8 @@ int shmbus_ring_reader_read_at(struct shmbus_ring_reader *rd, uint64_t pos, uint
 			return 0;
 	}
 	rd->held = SHMBUS_NOPOS; /* the entry protects it, not a hold */
-	shmbus_ring_reader_deliver(rd, msg, pos, &v, copy ? (const void *)rd->buf : (const void *)(r + 1), 0);
+	shmbus_ring_reader_deliver(rd, msg, pos, &v,
+				   copy ? (const void *)rd->buf : (const void *)(r + 1), 0);
 	if (!count) {
 		/* Read to be passed on (a dead letter), not received. */
 		rd->consumed--;

@@ -238,7 +238,8 @@ static void corners(void)
 	go.dead_letter = "small.dead";
 	go.max_deliver = 1;
 	CHECK_RC(shmbus_sub_open_group(&a, bus, "big", "v", SHMBUS_SUB_ACK | SHMBUS_SUB_EARLIEST,
-				       &go), 0);
+				       &go),
+		 0);
 	CHECK_RC(shmbus_recv(a, &m1, 1000), 0); /* message 1 */
 	CHECK_RC(shmbus_ack(a, &m1), 0);
 	CHECK_RC(shmbus_recv(a, &m1, 1000), 0); /* the big one */
