@@ -169,18 +169,24 @@ static inline void sb_send(void *h, const uint8_t *buf, uint32_t len)
 		wfail("publish: %s", strerror(-rc));
 }
 
+/* The next message, however long it takes (a second at a time). */
+static inline void sb_recv_msg(void *h, shmbus_msg_t *m)
+{
+	for (;;) {
+		int rc = shmbus_recv(h, m, 1000);
+
+		if (rc == 0)
+			return;
+		if (rc != -EAGAIN && rc != -EINTR)
+			wfail("recv: %s", strerror(-rc));
+	}
+}
+
 static inline void sb_recv(void *h, struct view *v)
 {
 	shmbus_msg_t m;
 
-	for (;;) {
-		int rc = shmbus_recv(h, &m, 1000);
-
-		if (rc == 0)
-			break;
-		if (rc != -EAGAIN && rc != -EINTR)
-			wfail("recv: %s", strerror(-rc));
-	}
+	sb_recv_msg(h, &m);
 	v->data = m.data;
 	v->len = m.len;
 	v->lost = m.lost;
@@ -223,14 +229,7 @@ static inline void sba_recv(void *h, struct view *v)
 {
 	shmbus_msg_t m;
 
-	for (;;) {
-		int rc = shmbus_recv(h, &m, 1000);
-
-		if (rc == 0)
-			break;
-		if (rc != -EAGAIN && rc != -EINTR)
-			wfail("recv: %s", strerror(-rc));
-	}
+	sb_recv_msg(h, &m);
 	if (m.deliveries != 1)
 		wfail("message %" PRIu64 " delivered %u times", m.seq, m.deliveries);
 	int rc = shmbus_ack(h, &m);

@@ -354,6 +354,16 @@ static void floor_set(struct shmbus_ring_reader *rd)
 		sb_st_seqcst(&rd->slot->floor, f);
 }
 
+static void q_free(struct shmbus_ring_reader *rd)
+{
+	free(rd->qi);
+	free(rd->qg);
+	free(rd->qp);
+	rd->qi = rd->qg = NULL;
+	rd->qp = NULL;
+	rd->qn = 0;
+}
+
 static void q_push(struct shmbus_ring_reader *rd, uint32_t idx, uint32_t gen, uint64_t pos)
 {
 	if (rd->qn == rd->qcap)
@@ -415,11 +425,7 @@ int shmbus_ring_ack_join(struct shmbus_ring_reader *rd, uint32_t slot_idx)
 	rd->qg = malloc(rd->qcap * sizeof(*rd->qg));
 	rd->qp = malloc(rd->qcap * sizeof(*rd->qp));
 	if (!rd->qi || !rd->qg || !rd->qp) {
-		free(rd->qi);
-		free(rd->qg);
-		free(rd->qp);
-		rd->qi = rd->qg = NULL;
-		rd->qp = NULL;
+		q_free(rd);
 		rd->ack = 0;
 		return -ENOMEM;
 	}
@@ -749,12 +755,7 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 	sb_st_relaxed(&rd->slot->pending, 0);
 	/* All handed back (nready counted first): the floor holds nothing any more. */
 	sb_st_seqcst(&rd->slot->floor, SHMBUS_NOPOS);
-	free(rd->qi);
-	free(rd->qg);
-	free(rd->qp);
-	rd->qi = rd->qg = NULL;
-	rd->qp = NULL;
-	rd->qn = 0;
+	q_free(rd);
 	rd->res = -1;
 	rd->ack = 0;
 	shmbus_ring_wake_readers(s);
