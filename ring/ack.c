@@ -207,7 +207,7 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 		uint64_t c = sb_ld_acquire(&e->ctl);
 		uint32_t st = shmbus_pend_state(c);
 		if (st != SHMBUS_PEND_HELD && st != SHMBUS_PEND_RESERVED &&
-		    st != SHMBUS_PEND_TAKING)
+		    st != SHMBUS_PEND_TAKING && st != SHMBUS_PEND_RETURNING)
 			continue;
 		uint64_t owner = sb_ld_relaxed(&e->owner);
 		int gone;
@@ -215,6 +215,15 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			gone = SHMBUS_OWNER_PID(owner) == holder;
 		else
 			gone = !holder_alive(s, e, c, (how & SHMBUS_SCAN_GONE) ? &ac : NULL);
+		if (st == SHMBUS_PEND_RETURNING) {
+			/* Its holder died nacking it (counted ready already): ready, due now. */
+			if (gone && sb_cas_u64(&e->ctl, &c,
+					       shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
+							       shmbus_pend_deliveries(c), 0,
+							       shmbus_pend_gen(c))))
+				changed++;
+			continue;
+		}
 		if (st == SHMBUS_PEND_TAKING) {
 			/* Its taker died between taking it and naming itself: ready again. */
 			if (gone &&
@@ -266,8 +275,9 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			reason = SHMBUS_DEAD_TIMEOUT;
 		if (!reason)
 			continue;
-		/* Due now; the CAS hands it over (the holder's ack after it fails: -ESTALE). */
-		sb_st_relaxed(&e->due_ns, now);
+		/* The CAS hands it over (the holder's ack after it fails: -ESTALE). Its due time
+		 * is not written (the entry is not ours): a timed-out or crashed entry is due at
+		 * once whatever it says (only a nack's delay counts). */
 		if (to_ready(gs, e, &c,
 			     shmbus_pend_ctl(SHMBUS_PEND_READY, reason, shmbus_pend_deliveries(c),
 					     0, shmbus_pend_gen(c)))) {
@@ -553,11 +563,12 @@ static int dead_letter(struct shmbus_ring_reader *rd, struct shmbus_pend *e, uin
 			there = 0;
 			sb_add_relaxed(&g->lost, 1);
 		} else if (rc < 0) {
-			/* Not now: hand it back as it was, for a later try. */
+			/* Not now: hand it back, for a try in 100 ms (a delayed hand-back, as a
+			 * nack's: ours until then, so the due time is ours to write). */
+			__atomic_fetch_add(&g->nready, 1, __ATOMIC_SEQ_CST);
 			sb_st_relaxed(&e->due_ns, shmbus_now_ns() + 100000000ull);
-			to_ready(g, e, &c,
-				 shmbus_pend_ctl(SHMBUS_PEND_READY, reason, deliveries, 0,
-						 shmbus_pend_gen(c)));
+			sb_st_release(&e->ctl, shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_NACK,
+							       deliveries, 0, shmbus_pend_gen(c)));
 			return 0;
 		}
 	} else if (!there) {
@@ -603,7 +614,9 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 		uint32_t i = (rd->rhint + k) % np;
 		struct shmbus_pend *e = &rd->pend[i];
 		uint64_t c = sb_ld_acquire(&e->ctl);
-		if (shmbus_pend_state(c) != SHMBUS_PEND_READY || sb_ld_relaxed(&e->due_ns) > now)
+		/* Only a nack's delay is a due time; a timed-out or crashed entry is due now. */
+		if (shmbus_pend_state(c) != SHMBUS_PEND_READY ||
+		    (shmbus_pend_reason(c) == SHMBUS_DEAD_NACK && sb_ld_relaxed(&e->due_ns) > now))
 			continue;
 		uint32_t d = shmbus_pend_deliveries(c);
 		uint32_t reason = shmbus_pend_reason(c);
@@ -690,17 +703,21 @@ int shmbus_ring_nack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uin
 	struct shmbus_pend *e = mine(rd, msg, &c);
 	if (!e)
 		return -ESTALE;
-	/* Ours until the CAS: the time first. */
-	sb_st_relaxed(&e->due_ns, shmbus_now_ns() + (uint64_t)delay_ms * 1000000ull);
-	uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_NACK,
-					shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c));
-	/* nready first (seq_cst): whoever sees the entry ready, and then raises our floor,
-	 * comes after it, so a publisher that misses the floor sees nready (writer.c). */
+	/* Returning (ours, not takeable) first, then the delay, then ready: a due time is
+	 * written only into an entry nobody else can have taken meanwhile (a timeout could
+	 * have handed it to another member between our look and a store). nready first
+	 * (seq_cst): whoever sees the entry ready, and then raises our floor, comes after it,
+	 * so a publisher that misses the floor sees nready (writer.c). */
+	uint32_t d = shmbus_pend_deliveries(c), gen = shmbus_pend_gen(c);
 	__atomic_fetch_add(&rd->grp->nready, 1, __ATOMIC_SEQ_CST);
-	if (!sb_cas_u64(&e->ctl, &c, want)) {
+	if (!sb_cas_u64(&e->ctl, &c,
+			shmbus_pend_ctl(SHMBUS_PEND_RETURNING, SHMBUS_DEAD_NACK, d, rd->slot_idx,
+					gen))) {
 		__atomic_fetch_sub(&rd->grp->nready, 1, __ATOMIC_SEQ_CST);
 		return -ESTALE;
 	}
+	sb_st_relaxed(&e->due_ns, shmbus_now_ns() + (uint64_t)delay_ms * 1000000ull);
+	sb_st_release(&e->ctl, shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_NACK, d, 0, gen));
 	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
 	q_lock(rd);
 	q_drop(rd, (uint32_t)msg->_pend, shmbus_pend_gen(c));
@@ -729,7 +746,6 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 				count_free(s, g);
 			continue;
 		}
-		sb_st_relaxed(&e->due_ns, now);
 		to_ready(g, e, &c,
 			 shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_CRASH,
 					 shmbus_pend_deliveries(c), 0, shmbus_pend_gen(c)));
@@ -742,7 +758,7 @@ void shmbus_ring_ack_leave(struct shmbus_ring_reader *rd)
 		uint64_t c = sb_ld_acquire(&e->ctl);
 		uint32_t d = shmbus_pend_deliveries(c);
 		if (shmbus_pend_state(c) != SHMBUS_PEND_READY || d < maxd ||
-		    sb_ld_relaxed(&e->due_ns) > now)
+		    (shmbus_pend_reason(c) == SHMBUS_DEAD_NACK && sb_ld_relaxed(&e->due_ns) > now))
 			continue;
 		uint64_t held =
 			shmbus_pend_ctl(SHMBUS_PEND_HELD, 0, d, rd->slot_idx, shmbus_pend_gen(c));

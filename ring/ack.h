@@ -35,6 +35,7 @@
 #define SHMBUS_PEND_HELD 2u
 #define SHMBUS_PEND_READY 3u
 #define SHMBUS_PEND_TAKING 4u /* ready, being taken again: ours, holder not named yet */
+#define SHMBUS_PEND_RETURNING 5u /* held, being nacked: its holder writes the delay */
 
 static inline uint32_t shmbus_pend_state(uint64_t c)
 {
