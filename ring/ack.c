@@ -237,21 +237,18 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 		if (st == SHMBUS_PEND_RESERVED) {
 			if (!gone)
 				continue;
-			/* Did its holder take the message it names (the cursor CAS)? It says so in
-			 * its slot right after the CAS; between the CAS and that store (one
-			 * instruction) the cursor is past it and no other entry names it. Then
-			 * it is the holder's, maybe never delivered: ready again. */
+			/* Did its holder take the message it names (the cursor CAS)? It said it was
+			 * taking it in its slot before the CAS, and took it back after a CAS that
+			 * failed: so the cursor past it, the slot still saying so and no other entry
+			 * naming it mean the holder's CAS did it (the one doubt left: a holder
+			 * killed between a failed CAS and taking its word back, whose rival has
+			 * acked already; then the message comes once more, never not at all). */
 			uint64_t pos = sb_ld_acquire(&e->pos), seq = sb_ld_relaxed(&e->seq);
 			uint32_t sl = shmbus_pend_slot(c);
-			int took = 0;
-			if (pos != SHMBUS_NOPOS && sl < s->opts.max_readers) {
-				if (sb_ld_acquire(&s->readers[sl].taken_seq) == seq + 1)
-					took = 1;
-				else
-					took = sb_ld_acquire(&gs->cursor[0]) > pos &&
-					       sb_ld_acquire(&gs->cursor[1]) == seq + 1 &&
-					       !named_elsewhere(s, g, i, pos, seq);
-			}
+			int took = pos != SHMBUS_NOPOS && sl < s->opts.max_readers &&
+				   sb_ld_acquire(&s->readers[sl].taken_seq) == seq + 1 &&
+				   sb_ld_acquire(&gs->cursor[0]) > pos &&
+				   !named_elsewhere(s, g, i, pos, seq);
 			if (took) {
 				sb_st_relaxed(&e->due_ns, now);
 				sb_st_relaxed(&e->first_ns, now);

@@ -383,17 +383,24 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 			cursor_move(g, p, sq, p + size, sq == SHMBUS_NOSEQ ? sq : sq + v.type);
 			continue;
 		}
-		if (rd->ack)
+		/* An acknowledging member names the message in its entry, and says in its slot
+		 * that it is taking it, before the CAS (which orders both before it): if it
+		 * dies at any point after the CAS, the message is known to be its own
+		 * (ring/ack.c). A kill lands after the CAS's long instruction as easily as
+		 * anywhere: nothing may have to follow it. */
+		uint64_t prev_taken = 0;
+		if (rd->ack) {
 			shmbus_ring_ack_name(rd, p, v.seq);
+			prev_taken = sb_ld_relaxed(&rd->slot->taken_seq);
+			sb_st_relaxed(&rd->slot->taken_seq, v.seq + 1);
+		}
 		if (!cursor_move(g, p, sq, p + size, v.seq + 1)) {
-			if (rd->ack) /* not ours: the entry names nothing again */
+			if (rd->ack) { /* not ours: the entry names nothing again */
+				sb_st_relaxed(&rd->slot->taken_seq, prev_taken);
 				sb_st_relaxed(&rd->pend[rd->res].pos, SHMBUS_NOPOS);
+			}
 			continue;
 		}
-		/* Right after the CAS: who resolves our reserved entry if we die now knows we
-		 * took it (ring/ack.c). */
-		if (rd->ack)
-			sb_st_release(&rd->slot->taken_seq, v.seq + 1);
 		uint64_t lost = 0;
 		if (sq != SHMBUS_NOSEQ && v.seq > sq) {
 			lost = v.seq - sq;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Acknowledging members (SHMBUS_SUB_ACK, docs/acks.md) killed under traffic: a group of 4
- * member processes on a block topic, one publisher process publishing N (1 M) 64-byte
- * messages, each naming its id; every 50 ms the parent SIGKILLs a random member and starts
- * a new process in its place (it joins the group). At the end the group has acked every id
+ * member processes on a block topic, one publisher process publishing 64-byte messages,
+ * each naming its id, as fast as the members take them; every 50 ms the parent SIGKILLs a
+ * random member and starts a new process in its place (it joins the group); after at
+ * least MIN_KILLS kills and N (1 M) messages the publisher stops. At the end the group has acked every id
  * exactly once, lost and dead-lettered none, and its redeliveries match the kills:
  * members' observed redeliveries <= the group's redelivered <= what the killed members
  * held (each held at most what it had received and not acked, plus the one being taken),
@@ -20,6 +21,8 @@
  * scans hand a dead member's entries back); else a real shmbusd reaps them. The count
  * scales with SHMBUS_STRESS_SCALE (0.2 by default in sanitizer builds).
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 
@@ -34,8 +37,8 @@
 #define NMEMB 4
 #define PAYLOAD 64u
 #define KILL_EVERY_US 50000
-#define STORM_MIN_MS 2000 /* the publisher takes at least this long: 40 kills */
-#define WORK_US 100	  /* a member works this long on each batch before acking it */
+#define MIN_KILLS 40 /* the storm goes on until this many kills, N messages at least */
+#define MAX_FACTOR 64 /* ... and stops at MAX_FACTOR x N messages, whatever the kills */
 #define ACK_WAIT_MS 10000u
 
 static const char *topic = "storm";
@@ -53,13 +56,18 @@ struct member_rec {
 
 struct shared {
 	int stop;
+	int stop_pub;	    /* the publisher stops at its next message */
+	int draining;	    /* members say when they acked (a byte on ackpipe) */
+	uint64_t published; /* messages published so far (the publisher's count) */
 	int daemon;
 	struct member_rec m[NMEMB];
 	uint8_t acks[]; /* per id: successful acks */
 };
 
 static struct shared *sh;
-static uint64_t n_msgs;
+static uint64_t n_msgs;	 /* published, known once the publisher is done */
+static uint64_t n_max;	 /* room for this many ids */
+static int ackpipe[2]; /* members -> parent while draining: "acked some" */
 
 static void payload_make(uint8_t *b, uint64_t id)
 {
@@ -80,7 +88,7 @@ static uint64_t payload_id(const shmbus_msg_t *m)
 	}
 	memcpy(&id, m->data, 8);
 	payload_make(want, id);
-	if (id >= n_msgs || memcmp(want, m->data, PAYLOAD) != 0) {
+	if (id >= n_max || memcmp(want, m->data, PAYLOAD) != 0) {
 		fprintf(stderr, "member: torn or foreign message seq %" PRIu64 " id %" PRIu64 "\n",
 			m->seq, id);
 		_exit(5);
@@ -149,9 +157,6 @@ static void member(void *arg, int fd)
 				break;
 			continue;
 		}
-		/* The work the batch stands for (so that a kill finds it holding some): the
-		 * test's rhythm, not a wait for another process. */
-		usleep(WORK_US);
 		for (unsigned i = 0; i < n; i++) {
 			__atomic_store_n(&r->intent, ids[i] + 1, __ATOMIC_SEQ_CST);
 			rc = shmbus_ack(sub, &held[i]);
@@ -168,6 +173,12 @@ static void member(void *arg, int fd)
 			__atomic_store_n(&r->held, r->held - 1, __ATOMIC_SEQ_CST);
 		}
 		n = 0;
+		/* The parent waits for acks to drain the group: tell it (a full pipe is fine:
+		 * it has bytes to read already). */
+		if (__atomic_load_n(&sh->draining, __ATOMIC_SEQ_CST)) {
+			ssize_t w = write(ackpipe[1], "a", 1);
+			(void)w;
+		}
 	}
 	shmbus_sub_close(sub);
 	shmbus_bus_close(bus);
@@ -183,16 +194,12 @@ static void publisher(void *arg, int fd)
 		_exit(2);
 	shmbus_pub_set_timeout(pub, -1);
 	uint8_t b[PAYLOAD];
-	uint64_t t0 = t_now_ns();
-	for (uint64_t id = 0; id < n_msgs; id++) {
-		/* Paced to last at least STORM_MIN_MS, so that the storm has its ~40 kills
-		 * however fast the machine is (the rhythm of the test, not a wait). */
-		if ((id & 63) == 0) {
-			uint64_t due = t0 + (uint64_t)((double)id / (double)n_msgs *
-						       STORM_MIN_MS * 1e6);
-			uint64_t now = t_now_ns();
-			if (now < due)
-				usleep((useconds_t)((due - now) / 1000));
+	uint64_t id = 0;
+	for (; id < n_max; id++) {
+		if ((id & 255) == 0) {
+			__atomic_store_n(&sh->published, id, __ATOMIC_RELEASE);
+			if (__atomic_load_n(&sh->stop_pub, __ATOMIC_ACQUIRE))
+				break;
 		}
 		payload_make(b, id);
 		int rc = shmbus_publish(pub, b, PAYLOAD, 7);
@@ -201,6 +208,7 @@ static void publisher(void *arg, int fd)
 			_exit(3);
 		}
 	}
+	__atomic_store_n(&sh->published, id, __ATOMIC_RELEASE);
 	shmbus_pub_close(pub);
 	shmbus_bus_close(bus);
 }
@@ -231,16 +239,19 @@ int main(int argc, char **argv)
 	const char *sc = getenv("SHMBUS_STRESS_SCALE");
 	if (sc && *sc)
 		scale = strtod(sc, NULL);
-	n_msgs = (uint64_t)((double)DEFAULT_N * scale);
-	if (n_msgs < 20000)
-		n_msgs = 20000;
+	uint64_t n_min = (uint64_t)((double)DEFAULT_N * scale);
+	if (n_min < 20000)
+		n_min = 20000;
+	n_max = n_min * MAX_FACTOR;
 	uint64_t seed = t_seed();
+	CHECK(pipe2(ackpipe, O_CLOEXEC) == 0);
+	CHECK(fcntl(ackpipe[1], F_SETFL, O_NONBLOCK) == 0);
 
-	size_t shsize = sizeof(struct shared) + n_msgs;
+	size_t shsize = sizeof(struct shared) + n_max;
 	sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CHECK(sh != MAP_FAILED);
 	sh->daemon = with_daemon;
-	uint8_t *ambiguous = calloc(n_msgs, 1);
+	uint8_t *ambiguous = calloc(n_max, 1);
 	CHECK(ambiguous);
 
 	const char *dir = t_private_dir("ackstorm");
@@ -261,8 +272,8 @@ int main(int argc, char **argv)
 	o.capacity = 1 << 20;
 	o.policy = SHMBUS_BLOCK;
 	CHECK_RC(shmbus_topic_create(bus, topic, &o), 0);
-	printf("%s, %" PRIu64 " messages, seed %" PRIu64 "\n",
-	       with_daemon ? "with shmbusd" : "without a daemon", n_msgs, seed);
+	printf("%s, %d kills and %" PRIu64 " messages at least, seed %" PRIu64 "\n",
+	       with_daemon ? "with shmbusd" : "without a daemon", MIN_KILLS, n_min, seed);
 
 	pid_t mem[NMEMB];
 	for (int i = 0; i < NMEMB; i++)
@@ -270,12 +281,17 @@ int main(int argc, char **argv)
 	uint64_t t0 = t_now_ns();
 	pid_t pub = t_child(publisher, NULL, NULL);
 
-	/* Kill and restart until the publisher is done. */
+	/* Kill and restart until the storm had its kills and messages, then stop the
+	 * publisher. */
 	uint64_t kills = 0, held_at_kills = 0, inflight_bound = 0, nambig = 0;
 	uint64_t rs = seed;
 	int st;
 	while (t_wait(pub, 0, &st) == -ETIMEDOUT) {
-		usleep(KILL_EVERY_US); /* the storm's rhythm, not a wait for an event */
+		if (kills >= MIN_KILLS && __atomic_load_n(&sh->published, __ATOMIC_ACQUIRE) >= n_min)
+			__atomic_store_n(&sh->stop_pub, 1, __ATOMIC_RELEASE);
+		/* The storm's rhythm (the issue's: a kill every 50 ms), not a wait for another
+		 * process: nothing is ready or done at its end. */
+		usleep(KILL_EVERY_US);
 		int i = (int)(t_rand(&rs) % NMEMB);
 		t_kill(mem[i]);
 		struct member_rec *r = &sh->m[i];
@@ -307,20 +323,25 @@ int main(int argc, char **argv)
 	}
 	CHECK(t_exited(st, 0));
 	double pub_ms = t_ms_since(t0);
+	n_msgs = __atomic_load_n(&sh->published, __ATOMIC_ACQUIRE);
 
-	/* Drain: every message handed out and acked. */
+	/* Drain: every message handed out and acked. The members say when they ack (set
+	 * draining before the first look: an ack after that look is told). */
+	__atomic_store_n(&sh->draining, 1, __ATOMIC_SEQ_CST);
 	uint64_t give_up = t_deadline(T_WAIT_MS);
 	shmbus_group_info_t gi;
 	for (;;) {
 		gi = group_info();
 		if (gi.lag_msgs == 0 && gi.pending == 0)
 			break;
-		if (t_now_ns() > give_up) {
+		struct pollfd p = { .fd = ackpipe[0], .events = POLLIN };
+		char drain[256];
+		if (poll(&p, 1, t_ms_left(give_up)) <= 0) {
 			fprintf(stderr, "not drained after %d ms: lag %" PRIu64 ", pending %u\n",
 				T_WAIT_MS, gi.lag_msgs, gi.pending);
 			exit(1);
 		}
-		usleep(1000); /* poll interval */
+		CHECK(read(ackpipe[0], drain, sizeof(drain)) > 0);
 	}
 	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < NMEMB; i++)
