@@ -310,13 +310,13 @@ uint32_t shmbus_ack_pending(const struct shmbus_seg *s, uint32_t g, uint64_t *ol
 }
 
 uint64_t shmbus_ack_min_pos(const struct shmbus_seg *s, uint32_t ngroups, uint64_t tail,
-			    uint64_t min, const uint8_t *ready)
+			    uint64_t min, const uint8_t *ghas)
 {
 	for (uint32_t g = 0; g < ngroups; g++) {
 		/* Entries held by live members are under their floors; the others (ready,
-		 * being taken) exist only while nready says so (read before and after the
-		 * floors: ring/writer.c). */
-		if (!ready[g] && !sb_ld_seqcst(&s->groups[g].nready))
+		 * being taken) exist only while nready says so (read before the floors: bit
+		 * 1 of ghas; and after: ring/writer.c). */
+		if (!(ghas[g] & 2) && !sb_ld_seqcst(&s->groups[g].nready))
 			continue;
 		const struct shmbus_pend *pe = shmbus_pend_of(s, g);
 		for (uint32_t i = 0; i < s->opts.max_pending; i++) {

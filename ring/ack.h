@@ -97,10 +97,10 @@ uint32_t shmbus_ack_pending(const struct shmbus_seg *s, uint32_t g, uint64_t *ol
 /*
  * Lowest position a non-free entry names (for block-mode publishers), or min if none is
  * lower; positions outside [tail - capacity, tail] are ignored. Only groups with entries
- * waiting (ready[g], read before the members' floors, or nready now, after them) are
+ * waiting (bit 1 of ghas[g], read before the members' floors, or nready now, after them) are
  * looked at: a live member's entries are under its slot's floor.
  */
 uint64_t shmbus_ack_min_pos(const struct shmbus_seg *s, uint32_t ngroups, uint64_t tail,
-			    uint64_t min, const uint8_t *ready);
+			    uint64_t min, const uint8_t *ghas);
 
 #endif

@@ -137,18 +137,19 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 	/* Group cursors first, then reader slots: a member publishes its hold (seq_cst)
 	 * before it moves the cursor past it, so if we see the moved cursor we see the
 	 * hold too. */
-	/* Groups with entries waiting for redelivery, read before the floors and again
-	 * after (shmbus_ack_min_pos): a member lowers its floor before it takes a ready
-	 * entry (nready down), and entries are counted ready before their holder raises its
-	 * floor past them, so whichever a publisher misses, it sees the other. */
-	uint8_t ready[SHMBUS_GROUPS_MAX] = { 0 };
+	/* ghas[g]: bit 0 the group has a live member (or a lease), bit 1 it has entries
+	 * waiting for redelivery, read before the floors and again after
+	 * (shmbus_ack_min_pos): a member lowers its floor before it takes a ready entry
+	 * (nready down), and entries are counted ready before their holder raises its floor
+	 * past them, so whichever a publisher misses, it sees the other. */
 	for (uint32_t g = 0; g < ng; g++) {
-		ghas[g] = 0;
 		gcur[g] = sb_ld_seqcst(&s->groups[g].state) == SHMBUS_GROUP_ACTIVE ?
 				  sb_ld_seqcst(&s->groups[g].cursor[0]) :
 				  SHMBUS_NOPOS;
-		ready[g] = sb_ld_seqcst(&s->groups[g].ack_used) &&
-			   sb_ld_seqcst(&s->groups[g].nready) != 0;
+		ghas[g] = sb_ld_seqcst(&s->groups[g].ack_used) &&
+				  sb_ld_seqcst(&s->groups[g].nready) != 0 ?
+				  2 :
+				  0;
 	}
 	for (uint32_t i = 0; i < nr; i++) {
 		struct shmbus_reader_slot *r = &s->readers[i];
@@ -157,7 +158,7 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 		uint64_t p = sb_ld_seqcst(&r->pos);
 		uint32_t gi = sb_ld_relaxed(&r->group);
 		if (gi && gi <= ng)
-			ghas[gi - 1] = 1;
+			ghas[gi - 1] |= 1;
 		/* Positions outside the last lap are damage or a stale slot: ignore. */
 		if (p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
 			min = p;
@@ -166,24 +167,24 @@ uint64_t shmbus_ring_min_pos(struct shmbus_seg *s, uint64_t *gcur, uint8_t *ghas
 		if (f != SHMBUS_NOPOS && f <= tail && tail - f <= s->cap && f < min)
 			min = f;
 	}
-	/* Then pending entries (ring/ack.h): named (seq_cst) before the cursor CAS that takes
-	 * their message, as a hold is. A pending message counts as unread, member or not. */
-	min = shmbus_ack_min_pos(s, ng, tail, min, ready);
+	/* Then pending entries no member's floor covers (ring/ack.h). A pending message
+	 * counts as unread, member or not. */
+	min = shmbus_ack_min_pos(s, ng, tail, min, ghas);
 	/* A group without a live member still holds publishers while its lease runs (a
 	 * durable group whose daemon restarts). The clock is read only if some group has
 	 * a lease at all. */
 	uint64_t now = 0;
 	for (uint32_t g = 0; g < ng; g++) {
 		uint64_t p = gcur[g];
-		if (!ghas[g] && p != SHMBUS_NOPOS) {
+		if (!(ghas[g] & 1) && p != SHMBUS_NOPOS) {
 			uint64_t lease = sb_ld_relaxed(&s->groups[g].lease_ns);
 			if (lease) {
 				if (!now)
 					now = shmbus_now_ns();
-				ghas[g] = lease > now;
+				ghas[g] |= lease > now;
 			}
 		}
-		if (ghas[g] && p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
+		if ((ghas[g] & 1) && p != SHMBUS_NOPOS && p <= tail && tail - p <= s->cap && p < min)
 			min = p;
 	}
 	return min;
