@@ -376,14 +376,7 @@ int shmbus_broker_open(shmbus_bus_t *bus, const char *name, int role,
 	req.role = (uint32_t)role;
 	if (create) {
 		req.create = 1;
-		req.capacity = create->capacity;
-		req.max_message = create->max_message;
-		req.policy = create->policy;
-		req.max_readers = create->max_readers;
-		req.max_groups = create->max_groups;
-		req.max_publishers = create->max_publishers;
-		req.flags = create->flags;
-		req.max_pending = create->max_pending;
+		req.opts = *create;
 	}
 	union {
 		struct shmbus_p_opened o;

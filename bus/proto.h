@@ -35,6 +35,8 @@
 
 #include <stdint.h>
 
+#include "shm/segment.h"
+
 #define SHMBUS_SOCK_NAME "control.sock"
 #define SHMBUS_PROTO_MAGIC 0x44424853u /* "SHBD" */
 #define SHMBUS_PROTO_VERSION 1u
@@ -93,16 +95,8 @@ struct shmbus_p_open {
 	struct shmbus_p_hdr h;
 	char name[128];
 	uint32_t role;	 /* enum shmbus_p_role */
-	uint32_t create; /* 1: create the topic with the options below if it does not exist */
-	uint64_t capacity;
-	uint32_t max_message;
-	uint32_t policy;
-	uint32_t max_readers;
-	uint32_t max_groups;
-	uint32_t max_publishers;
-	uint32_t flags;
-	uint32_t max_pending;
-	uint32_t pad;
+	uint32_t create; /* 1: create the topic with opts if it does not exist */
+	struct shmbus_seg_opts opts; /* fixed-width fields; library and daemon of one version */
 };
 
 struct shmbus_p_opened {

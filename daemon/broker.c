@@ -62,14 +62,6 @@ static long find(const char *name)
 	return -(long)lo - 1;
 }
 
-static int opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_opts *b)
-{
-	return a->capacity == b->capacity && a->max_message == b->max_message &&
-	       a->policy == b->policy && a->max_readers == b->max_readers &&
-	       a->max_groups == b->max_groups && a->max_publishers == b->max_publishers &&
-	       a->flags == b->flags && a->max_pending == b->max_pending;
-}
-
 /* Make name with o at insertion point at. With reg.lock held. 0 or -errno + message. */
 static int make(const char *name, const struct shmbus_seg_opts *o, size_t at)
 {
@@ -128,7 +120,7 @@ static int reg_open(const char *name, int role, const struct shmbus_seg_opts *cr
 			goto out;
 		i = -i - 1;
 		made = 1;
-	} else if (create && !opts_equal(&reg.t[i].opts, create)) {
+	} else if (create && !shmbus_seg_opts_equal(&reg.t[i].opts, create)) {
 		const struct shmbus_seg_opts *o = &reg.t[i].opts;
 		rc = shmbus_err(-EEXIST, "topic '%s' exists with other options (capacity %llu, "
 				"max_message %u, policy %s, readers %u, groups %u, publishers %u)",
@@ -323,16 +315,7 @@ static void handle_open(struct daemon *d, struct conn *c, const struct shmbus_p_
 				   "subscribe");
 		return;
 	}
-	struct shmbus_seg_opts o = {
-		.capacity = r->capacity,
-		.max_message = r->max_message,
-		.policy = r->policy,
-		.max_readers = r->max_readers,
-		.max_groups = r->max_groups,
-		.max_publishers = r->max_publishers,
-		.flags = r->flags,
-		.max_pending = r->max_pending,
-	};
+	struct shmbus_seg_opts o = r->opts;
 	uint64_t size;
 	if (r->create && shmbus_seg_opts_check(&o, &size) < 0) {
 		send_error(c, EINVAL, shmbus_errmsg());

@@ -418,7 +418,7 @@ static void seg_init(uint8_t *base, const char *name, const struct shmbus_seg_op
 	__atomic_store_n(&h->ready, SHMBUS_READY, __ATOMIC_RELEASE);
 }
 
-static int opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_opts *b)
+int shmbus_seg_opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_opts *b)
 {
 	return a->capacity == b->capacity && a->max_message == b->max_message &&
 	       a->policy == b->policy && a->max_readers == b->max_readers &&
@@ -441,7 +441,7 @@ static int compare_existing(int dirfd, const char *dir, const char *fname, const
 	close(fd);
 	if (rc < 0)
 		return rc;
-	if (!opts_equal(&s.opts, o))
+	if (!shmbus_seg_opts_equal(&s.opts, o))
 		return shmbus_err(-EEXIST, "topic '%s' exists with other options (capacity "
 				  "%" PRIu64 ", max_message %u, policy %s, readers %u, groups %u, "
 				  "publishers %u)", name, s.opts.capacity, s.opts.max_message,

@@ -49,6 +49,9 @@ struct shmbus_seg {
 /* Most group slots a topic may have. */
 #define SHMBUS_GROUPS_MAX 1024u
 
+/* Are two option sets the same topic's? */
+int shmbus_seg_opts_equal(const struct shmbus_seg_opts *a, const struct shmbus_seg_opts *b);
+
 /* Largest payload a topic may allow: records and padding must fit a 31-bit length. */
 #define SHMBUS_MAX_MESSAGE_LIMIT (1u << 30)
 
