@@ -78,8 +78,8 @@ struct shmbus_reader_slot {
 	uint64_t lost;      /* messages lost to overwrite (stats) */
 	uint64_t next_seq;  /* fan-out: sequence expected next, for lag in messages (stats) */
 	uint64_t pending;   /* an acknowledging member: its pending entries (ring/ack.h) */
-	uint64_t taken_seq; /* ... and 1 + the sequence of the message it took last, stored
-			     * right after the cursor CAS that took it */
+	uint64_t taken_seq; /* ... and 1 + the sequence of the message it is taking or took
+			     * last: stored before the cursor CAS, put back after a failed one */
 	uint64_t floor;	    /* ... and the lowest position its pending entries name, or
 			     * SHMBUS_NOPOS: block-mode publishers honour it (ring/ack.h) */
 	uint64_t pad_[6];
