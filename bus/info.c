@@ -203,7 +203,7 @@ SHMBUS_API int shmbus_topic_groups(shmbus_bus_t *bus, const char *topic,
 			memcpy(gi->name, gs->name, sizeof(gi->name) - 1);
 			gi->name[sizeof(gi->name) - 1] = '\0';
 			uint64_t c = sb_ld_acquire(&gs->cursor[0]);
-			uint64_t cs = sb_ld_acquire(&gs->cursor[1]);
+			uint64_t cs = shmbus_cseq_full(sb_ld_acquire(&gs->cursor[1]), t[1]);
 			gi->cursor = c;
 			if (c <= t[0])
 				gi->lag_bytes = t[0] - c;

@@ -91,6 +91,10 @@ uint64_t shmbus_sub_tail_seq(const shmbus_sub_t *sub);
  * earliest" before its first read) or the reader is not in a group. */
 int shmbus_sub_cursor_seq(const shmbus_sub_t *sub, uint64_t *seq);
 
+/* The ring reader under a subscriber: for tests that take a reader's steps one at a time
+ * (a member killed between two of them). */
+struct shmbus_ring_reader *shmbus_sub_ring_reader(shmbus_sub_t *sub);
+
 /* ---- topics for the daemon ------------------------------------------------------------ */
 
 /* The generation of the topic file now under name (shmbus_sub_generation() of a

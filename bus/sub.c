@@ -119,10 +119,10 @@ static int open_group(struct shmbus_seg *s, const char *name, int earliest,
 		snprintf(gs->name, sizeof(gs->name), "%s", name);
 		uint64_t t[2];
 		sb_ld_pair_ro(s->hdr->tail, t);
-		uint64_t c[2] = { t[0], t[1] };
+		uint64_t c[2] = { t[0], shmbus_cword(t[1], 0) };
 		if (earliest) {
 			c[0] = t[0] >= s->cap ? shmbus_lap_resume(s, t[0]) : 0;
-			c[1] = c[0] == 0 ? 0 : SHMBUS_NOSEQ;
+			c[1] = c[0] == 0 ? 0 : SHMBUS_CSEQ_NONE;
 		}
 		uint64_t cur[2];
 		sb_ld_pair(gs->cursor, cur);
@@ -450,4 +450,9 @@ uint64_t shmbus_sub_tail_seq(const shmbus_sub_t *sb)
 int shmbus_sub_cursor_seq(const shmbus_sub_t *sb, uint64_t *seq)
 {
 	return shmbus_ring_reader_cursor_seq(&sb->rd, seq);
+}
+
+struct shmbus_ring_reader *shmbus_sub_ring_reader(shmbus_sub_t *sb)
+{
+	return &sb->rd;
 }

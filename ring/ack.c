@@ -176,20 +176,18 @@ static int holder_alive(struct shmbus_seg *s, const struct shmbus_pend *e, uint6
 	return a;
 }
 
-/* Another non-free entry of the group names (pos, seq)? */
-static int named_elsewhere(const struct shmbus_seg *s, uint32_t g, uint32_t self, uint64_t pos,
-			   uint64_t seq)
+void shmbus_ack_confirm(struct shmbus_seg *s, uint64_t w)
 {
-	const struct shmbus_pend *pe = shmbus_pend_of(s, g);
-	for (uint32_t i = 0; i < s->opts.max_pending; i++) {
-		if (i == self)
-			continue;
-		uint64_t c = sb_ld_acquire(&pe[i].ctl);
-		if (shmbus_pend_state(c) != SHMBUS_PEND_FREE && sb_ld_relaxed(&pe[i].pos) == pos &&
-		    sb_ld_relaxed(&pe[i].seq) == seq)
-			return 1;
-	}
-	return 0;
+	uint32_t tag = shmbus_ctag(w);
+	if (!tag || tag > s->opts.max_readers)
+		return;
+	uint64_t *ts = &s->readers[tag - 1].taken_seq, v = shmbus_cseq(w);
+	uint64_t cur = sb_ld_acquire(ts);
+	/* Only forward (mod 2^48): a confirmer that read the word long ago must not undo a
+	 * later take's confirmation. 0 is a slot's first value. */
+	while (cur != v && (cur == 0 || ((v - cur) & SHMBUS_CSEQ_MASK) < SHMBUS_CSEQ_MASK / 2))
+		if (sb_cas_u64(ts, &cur, v))
+			break;
 }
 
 int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
@@ -237,18 +235,17 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 		if (st == SHMBUS_PEND_RESERVED) {
 			if (!gone)
 				continue;
-			/* Did its holder take the message it names (the cursor CAS)? It said it was
-			 * taking it in its slot before the CAS, and took it back after a CAS that
-			 * failed: so the cursor past it, the slot still saying so and no other entry
-			 * naming it mean the holder's CAS did it (the one doubt left: a holder
-			 * killed between a failed CAS and taking its word back, whose rival has
-			 * acked already; then the message comes once more, never not at all). */
+			/* Did its holder take the message it names (the cursor CAS)? A take is
+			 * confirmed in the taker's slot (by it, or by whoever moved the cursor
+			 * next) or the cursor still carries its tag: confirmed here then. So the
+			 * slot says so exactly when the holder's CAS took it. */
 			uint64_t pos = sb_ld_acquire(&e->pos), seq = sb_ld_relaxed(&e->seq);
 			uint32_t sl = shmbus_pend_slot(c);
+			uint64_t w = sb_ld_acquire(&gs->cursor[1]);
+			if (shmbus_ctag(w) == sl + 1)
+				shmbus_ack_confirm(s, w);
 			int took = pos != SHMBUS_NOPOS && sl < s->opts.max_readers &&
-				   sb_ld_acquire(&s->readers[sl].taken_seq) == seq + 1 &&
-				   sb_ld_acquire(&gs->cursor[0]) > pos &&
-				   !named_elsewhere(s, g, i, pos, seq);
+				   sb_ld_acquire(&s->readers[sl].taken_seq) == shmbus_cseq(seq + 1);
 			if (took) {
 				sb_st_relaxed(&e->due_ns, now);
 				sb_st_relaxed(&e->first_ns, now);

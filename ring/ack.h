@@ -13,7 +13,8 @@
  *
  *   FREE --reserve--> RESERVED --cursor CAS--> HELD --ack--> FREE
  *                        |  (pos written, seq_cst,   |--nack / timeout / holder gone--> READY
- *                        |   before the cursor CAS)  READY --taken again--> HELD
+ *                        |   before the cursor CAS,  READY --taken again--> HELD
+ *                        |   which tags the cursor with the taker: shmbus_ack_confirm())
  *                        +--holder gone, nothing taken--> FREE
  *   READY --CAS--> TAKING --holder named--> HELD      (TAKING of a taker gone: READY)
  *
@@ -89,6 +90,11 @@ void shmbus_group_opts_store(struct shmbus_group_slot *gs, const shmbus_group_op
 #define SHMBUS_SCAN_TIMEOUTS 1
 #define SHMBUS_SCAN_GONE 2
 int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how);
+
+/* A cursor word's tag (shm/layout.h) names a take: confirm it in the taker's slot
+ * (taken_seq, only ever forward). Whoever moves a cursor from a tagged word calls it first,
+ * and so does a scan deciding on a reserved entry of a holder gone. */
+void shmbus_ack_confirm(struct shmbus_seg *s, uint64_t w);
 
 /* Pending entries of group g, the oldest first delivery among them (CLOCK_MONOTONIC ns,
  * 0 if none). A snapshot. */

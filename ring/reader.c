@@ -210,14 +210,14 @@ static void durable_load(struct shmbus_ring_reader *rd)
 	uint64_t c[2], t = sb_ld_acquire(&s->hdr->tail[0]);
 	sb_ld_pair(rd->grp->cursor, c);
 	if ((c[0] & (SHMBUS_REC_ALIGN - 1)) || c[0] > t) {
-		uint64_t want[2] = { t, SHMBUS_NOSEQ };
+		uint64_t want[2] = { t, SHMBUS_CSEQ_NONE };
 		if (sb_cas_pair(rd->grp->cursor, c, want)) {
 			c[0] = want[0];
 			c[1] = want[1];
 		}
 	}
 	rd->pos = c[0];
-	rd->next_seq = c[1];
+	rd->next_seq = shmbus_cseq_full(c[1], sb_ld_acquire(&s->hdr->tail[1]));
 	rd->held = SHMBUS_NOPOS;
 }
 
@@ -300,12 +300,22 @@ static int read_fanout(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_
 	}
 }
 
-/* Move the group cursor from {p, sq} to {np, nsq}; 1 if we did. */
-static inline int cursor_move(struct shmbus_group_slot *g, uint64_t p, uint64_t sq, uint64_t np,
-			      uint64_t nsq)
+/* Move the group cursor from {p, sq} to {np, nsq} (cursor words, shm/layout.h); 1 if we did.
+ * A take that sq's tag names is confirmed first: its taker may be gone. */
+static inline int cursor_move(struct shmbus_seg *s, struct shmbus_group_slot *g, uint64_t p,
+			      uint64_t sq, uint64_t np, uint64_t nsq)
 {
+	if (shmbus_ctag(sq))
+		shmbus_ack_confirm(s, sq);
 	uint64_t e[2] = { p, sq }, w[2] = { np, nsq };
 	return sb_cas_pair(g->cursor, e, w);
+}
+
+/* The same cursor word untagged (a move that is not a take), its sequence up by n. */
+static inline uint64_t cword_plus(uint64_t sq, uint64_t n)
+{
+	uint64_t q = shmbus_cseq(sq);
+	return q == SHMBUS_CSEQ_NONE ? q : shmbus_cword(q + n, 0);
 }
 
 static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t *waitpos)
@@ -329,7 +339,7 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 		uint64_t sq = sb_ld_acquire(&g->cursor[1]);
 		if (p & (SHMBUS_REC_ALIGN - 1)) {
 			/* A damaged cursor: resynchronise at the tail. */
-			cursor_move(g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_NOSEQ);
+			cursor_move(s, g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_CSEQ_NONE);
 			return -EBADMSG;
 		}
 		int copy = rd->copy_all || p < rd->safe_from;
@@ -349,13 +359,14 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 			if (sb_ld_acquire(&g->cursor[0]) != p)
 				continue;
 			if (t > p && t - p > s->cap) {
-				if (cursor_move(g, p, sq, shmbus_lap_resume(s, t), sq))
+				if (cursor_move(s, g, p, sq, shmbus_lap_resume(s, t),
+						cword_plus(sq, 0)))
 					sb_st_relaxed(&rd->slot->pos, SHMBUS_NOPOS);
 				continue;
 			}
 			if (p > t) {
 				/* A cursor beyond the tail is damage: resynchronise at the tail. */
-				cursor_move(g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_NOSEQ);
+				cursor_move(s, g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_CSEQ_NONE);
 				return -EBADMSG;
 			}
 			*waitpos = p;
@@ -370,40 +381,40 @@ static int read_group(struct shmbus_ring_reader *rd, shmbus_msg_t *msg, uint64_t
 			copy_racy(rd->buf, r + 1, v.len);
 		if (copy && overrun(rd, p)) {
 			uint64_t t = sb_ld_acquire(&s->hdr->tail[0]);
-			cursor_move(g, p, sq, shmbus_lap_resume(s, t), sq);
+			cursor_move(s, g, p, sq, shmbus_lap_resume(s, t), cword_plus(sq, 0));
 			continue;
 		}
 		if (bad) {
 			if (sb_ld_acquire(&g->cursor[0]) != p)
 				continue;
-			cursor_move(g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_NOSEQ);
+			cursor_move(s, g, p, sq, shmbus_ring_fix_tail(s), SHMBUS_CSEQ_NONE);
 			return -EBADMSG;
 		}
 		if (v.len & SHMBUS_REC_PAD) {
-			cursor_move(g, p, sq, p + size, sq == SHMBUS_NOSEQ ? sq : sq + v.type);
+			cursor_move(s, g, p, sq, p + size, cword_plus(sq, v.type));
 			continue;
 		}
-		/* An acknowledging member names the message in its entry, and says in its slot
-		 * that it is taking it, before the CAS (which orders both before it): if it
-		 * dies at any point after the CAS, the message is known to be its own
-		 * (ring/ack.c). A kill lands after the CAS's long instruction as easily as
-		 * anywhere: nothing may have to follow it. */
-		uint64_t prev_taken = 0;
+		/* An acknowledging member names the message in its entry before the CAS, and
+		 * tags the cursor word with its slot: until it (or whoever moves the cursor
+		 * next) has confirmed the take in its slot, the cursor says who took it. A kill
+		 * lands after the CAS's long instruction as easily as anywhere: nothing may
+		 * have to follow it (ring/ack.c). */
+		uint64_t nsq = shmbus_cword(v.seq + 1, 0);
 		if (rd->ack) {
 			shmbus_ring_ack_name(rd, p, v.seq);
-			prev_taken = sb_ld_relaxed(&rd->slot->taken_seq);
-			sb_st_relaxed(&rd->slot->taken_seq, v.seq + 1);
+			nsq = shmbus_cword(v.seq + 1, rd->slot_idx + 1);
 		}
-		if (!cursor_move(g, p, sq, p + size, v.seq + 1)) {
-			if (rd->ack) { /* not ours: the entry names nothing again */
-				sb_st_relaxed(&rd->slot->taken_seq, prev_taken);
+		if (!cursor_move(s, g, p, sq, p + size, nsq)) {
+			if (rd->ack) /* not ours: the entry names nothing again */
 				sb_st_relaxed(&rd->pend[rd->res].pos, SHMBUS_NOPOS);
-			}
 			continue;
 		}
-		uint64_t lost = 0;
-		if (sq != SHMBUS_NOSEQ && v.seq > sq) {
-			lost = v.seq - sq;
+		if (rd->ack)
+			shmbus_ring_ack_took(rd, g, p + size, nsq);
+		uint64_t lost = 0, q = shmbus_cseq(sq);
+		if (q != SHMBUS_CSEQ_NONE &&
+		    ((v.seq - q) & SHMBUS_CSEQ_MASK) - 1 < SHMBUS_CSEQ_MASK / 2) {
+			lost = (v.seq - q) & SHMBUS_CSEQ_MASK;
 			sb_add_relaxed(&g->lost, lost);
 		}
 		rd->held = (block && !copy) ? p : SHMBUS_NOPOS;
@@ -551,7 +562,7 @@ static int resync_damaged(struct shmbus_ring_reader *rd, uint64_t p)
 	uint64_t to = skip_damaged(s, p);
 	if (takes_from_cursor(rd)) {
 		uint64_t sq = sb_ld_acquire(&rd->grp->cursor[1]);
-		if (!cursor_move(rd->grp, p, sq, to, SHMBUS_NOSEQ))
+		if (!cursor_move(s, rd->grp, p, sq, to, SHMBUS_CSEQ_NONE))
 			return 0;
 	} else {
 		if (rd->pos != p)
@@ -684,7 +695,7 @@ int shmbus_ring_reader_commit(struct shmbus_ring_reader *rd, uint64_t pos, uint6
 		return -EINVAL;
 	struct shmbus_group_slot *g = rd->grp;
 	uint64_t cur[2] = { sb_ld_acquire(&g->cursor[0]), sb_ld_acquire(&g->cursor[1]) };
-	uint64_t want[2] = { pos, seq };
+	uint64_t want[2] = { pos, shmbus_cword(seq, 0) };
 	/* Only forward: a stale or repeated commit is a no-op. The CAS fails, and is
 	 * retried with what it found, if the two loads above were of different moves. */
 	while (cur[0] < pos) {
@@ -782,6 +793,7 @@ int shmbus_ring_reader_cursor_seq(const struct shmbus_ring_reader *rd, uint64_t 
 {
 	if (!rd->grp)
 		return 0;
-	*seq = sb_ld_acquire(&rd->grp->cursor[1]);
+	*seq = shmbus_cseq_full(sb_ld_acquire(&rd->grp->cursor[1]),
+				sb_ld_acquire(&rd->seg.hdr->tail[1]));
 	return *seq != SHMBUS_NOSEQ;
 }

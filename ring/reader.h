@@ -116,7 +116,19 @@ static inline void shmbus_ring_ack_name(struct shmbus_ring_reader *rd, uint64_t 
 		sb_st_seqcst(&rd->slot->floor, p);
 }
 
-/* The cursor CAS took the message the reserved entry names: it is held, msg says so. */
+/* Our cursor CAS (to {np, w}, w tagged with our slot) took the message the reserved entry
+ * names: confirmed in our slot, then the tag is taken off (whoever moves the cursor from a
+ * tagged word confirms for its taker: one CAS now, on a line that is ours, spares the next
+ * member a write to our slot). */
+static inline void shmbus_ring_ack_took(struct shmbus_ring_reader *rd, struct shmbus_group_slot *g,
+					uint64_t np, uint64_t w)
+{
+	sb_st_relaxed(&rd->slot->taken_seq, shmbus_cseq(w));
+	uint64_t e[2] = { np, w }, u[2] = { np, shmbus_cword(w, 0) };
+	sb_cas_pair(g->cursor, e, u);
+}
+
+/* The message is held, msg says so (after shmbus_ring_ack_took()). */
 void shmbus_ring_ack_taken(struct shmbus_ring_reader *rd, shmbus_msg_t *msg);
 
 /* Going to sleep: the reserved entry names nothing (it would hold publishers back). */

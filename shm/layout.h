@@ -42,9 +42,40 @@
 /* "No position": a group member that holds nothing, a publisher with no claim. */
 #define SHMBUS_NOPOS UINT64_MAX
 
-/* "No sequence": a group cursor whose next sequence is not known yet (a group created
- * "from earliest", before its first read). */
+/* "No sequence": a reader whose next sequence is not known yet. */
 #define SHMBUS_NOSEQ UINT64_MAX
+
+/*
+ * A group cursor's second word: the sequence expected next, modulo 2^48 (SHMBUS_CSEQ_NONE:
+ * not known yet, a group created "from earliest" before its first read), and in the top 16
+ * bits a *tag*: 1 + the reader slot of an acknowledging member whose take moved the cursor
+ * last and that may not have said so in its slot yet, or 0. Whoever moves the cursor from
+ * a tagged word first confirms the take in that slot (ring/ack.h, shmbus_ack_confirm()):
+ * so the slot's taken_seq, or the cursor itself, always tells whether a member that died
+ * around its cursor CAS took the message.
+ */
+#define SHMBUS_CSEQ_MASK ((UINT64_C(1) << 48) - 1)
+#define SHMBUS_CSEQ_NONE SHMBUS_CSEQ_MASK
+static inline uint64_t shmbus_cseq(uint64_t w)
+{
+	return w & SHMBUS_CSEQ_MASK;
+}
+static inline uint32_t shmbus_ctag(uint64_t w)
+{
+	return (uint32_t)(w >> 48);
+}
+static inline uint64_t shmbus_cword(uint64_t seq, uint32_t tag)
+{
+	return (seq & SHMBUS_CSEQ_MASK) | (uint64_t)tag << 48;
+}
+/* The whole sequence a cursor word stands for, given the tail's (it is never behind the
+ * tail by 2^48), or SHMBUS_NOSEQ. */
+static inline uint64_t shmbus_cseq_full(uint64_t w, uint64_t tail_seq)
+{
+	if (shmbus_cseq(w) == SHMBUS_CSEQ_NONE)
+		return SHMBUS_NOSEQ;
+	return tail_seq - ((tail_seq - shmbus_cseq(w)) & SHMBUS_CSEQ_MASK);
+}
 
 /* One publisher slot: who it is and what it has claimed (written before the claim). */
 struct shmbus_pub_slot {
@@ -78,8 +109,9 @@ struct shmbus_reader_slot {
 	uint64_t lost;      /* messages lost to overwrite (stats) */
 	uint64_t next_seq;  /* fan-out: sequence expected next, for lag in messages (stats) */
 	uint64_t pending;   /* an acknowledging member: its pending entries (ring/ack.h) */
-	uint64_t taken_seq; /* ... and 1 + the sequence of the message it is taking or took
-			     * last: stored before the cursor CAS, put back after a failed one */
+	uint64_t taken_seq; /* ... and 1 + the sequence of the message it took last, mod 2^48:
+			     * stored after its cursor CAS, by it or by whoever moves the
+			     * cursor next (shmbus_ack_confirm()) */
 	uint64_t floor;	    /* ... and the lowest position its pending entries name, or
 			     * SHMBUS_NOPOS: block-mode publishers honour it (ring/ack.h) */
 	uint64_t pad_[6];
@@ -93,7 +125,7 @@ _Static_assert(offsetof(struct shmbus_reader_slot, pos) == 16, "reader pos offse
 
 /* One group: a shared cursor {position, next expected sequence}, moved by 16-byte CAS. */
 struct shmbus_group_slot {
-	uint64_t cursor[2] __attribute__((aligned(16))); /* [0] position, [1] expected seq */
+	uint64_t cursor[2] __attribute__((aligned(16))); /* [0] position, [1] shmbus_cword() */
 	uint32_t state;                                   /* SHMBUS_GROUP_* */
 	uint32_t pad0_;
 	uint64_t lost;      /* messages the group lost to overwrite */
