@@ -91,6 +91,20 @@ static int counted(const struct shmbus_seg *s, const struct shmbus_group_slot *g
 	return sb_ld_relaxed(&g->max_pending) < s->opts.max_pending;
 }
 
+/* Is a member's pending count (its slot's) kept? Only for a member limit below the table's
+ * size, for the same reason. */
+static int member_counted(const struct shmbus_seg *s, const struct shmbus_group_slot *g)
+{
+	return sb_ld_relaxed(&g->max_pending_member) < s->opts.max_pending;
+}
+
+/* A member's count up or down by one, if it is kept. */
+static void member_count(struct shmbus_ring_reader *rd, int d)
+{
+	if (member_counted(&rd->seg, rd->grp))
+		__atomic_fetch_add(&rd->slot->pending, (uint64_t)(int64_t)d, __ATOMIC_RELAXED);
+}
+
 /* An entry left its pending state: the group's count. */
 static void count_free(struct shmbus_seg *s, struct shmbus_group_slot *g)
 {
@@ -244,7 +258,8 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			uint64_t w = sb_ld_acquire(&gs->cursor[1]);
 			if (shmbus_ctag(w) == sl + 1)
 				shmbus_ack_confirm(s, w);
-			int took = pos != SHMBUS_NOPOS && sl < s->opts.max_readers &&
+			int took = shmbus_pend_reason(c) != SHMBUS_PEND_UNNAMED &&
+				   pos != SHMBUS_NOPOS && sl < s->opts.max_readers &&
 				   sb_ld_acquire(&s->readers[sl].taken_seq) == shmbus_cseq(seq + 1);
 			if (took) {
 				sb_st_relaxed(&e->due_ns, now);
@@ -354,8 +369,13 @@ static void floor_set(struct shmbus_ring_reader *rd)
 		if (p < f)
 			f = p;
 	}
-	if (sb_ld_relaxed(&rd->slot->floor) != f)
+	/* Lowered (it protects more), seq_cst as a hold; raised, a release will do (a
+	 * publisher that sees it late waits a little longer). */
+	uint64_t old = sb_ld_relaxed(&rd->slot->floor);
+	if (f < old)
 		sb_st_seqcst(&rd->slot->floor, f);
+	else if (f != old)
+		sb_st_release(&rd->slot->floor, f);
 }
 
 static void q_free(struct shmbus_ring_reader *rd)
@@ -466,7 +486,7 @@ int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd)
 		} while (!__atomic_compare_exchange_n(&g->npending, &n, n + 1, 0, __ATOMIC_ACQ_REL,
 						      __ATOMIC_RELAXED));
 	}
-	uint32_t np = s->opts.max_pending;
+	uint32_t np = s->opts.max_pending, hint = __atomic_load_n(&rd->hint, __ATOMIC_RELAXED);
 	for (uint32_t k = 0;; k++) {
 		if (k >= np) {
 			/* None free: the table is full (or, counted, a free is landing). */
@@ -474,21 +494,21 @@ int shmbus_ring_ack_reserve(struct shmbus_ring_reader *rd)
 				__atomic_fetch_sub(&g->npending, 1, __ATOMIC_RELAXED);
 			return -EAGAIN;
 		}
-		uint32_t i = (rd->hint + k) % np;
+		uint32_t i = (hint + k) % np;
 		struct shmbus_pend *e = &rd->pend[i];
 		uint64_t c = sb_ld_acquire(&e->ctl);
 		if (shmbus_pend_state(c) != SHMBUS_PEND_FREE)
 			continue;
 		if (!sb_cas_u64(&e->ctl, &c,
-				shmbus_pend_ctl(SHMBUS_PEND_RESERVED, 0, 0, rd->slot_idx,
-						shmbus_pend_gen(c))))
+				shmbus_pend_ctl(SHMBUS_PEND_RESERVED, SHMBUS_PEND_UNNAMED, 0,
+						rd->slot_idx, shmbus_pend_gen(c))))
 			continue;
 		sb_st_relaxed(&e->pos, SHMBUS_NOPOS);
 		sb_st_relaxed(&e->owner, my_owner(rd));
 		sb_st_relaxed(&e->starttime, sb_ld_relaxed(&rd->slot->starttime));
-		__atomic_fetch_add(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+		member_count(rd, 1);
 		rd->res = i;
-		rd->hint = (i + 1) % np;
+		__atomic_store_n(&rd->hint, (i + 1) % np, __ATOMIC_RELAXED);
 		return 0;
 	}
 }
@@ -640,14 +660,14 @@ int shmbus_ring_ack_redeliver(struct shmbus_ring_reader *rd, shmbus_msg_t *msg)
 			dead_letter(rd, e, held, d, reason, msg);
 			continue;
 		}
-		__atomic_fetch_add(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+		member_count(rd, 1);
 		if (!shmbus_ring_reader_read_at(rd, sb_ld_relaxed(&e->pos), sb_ld_relaxed(&e->seq),
 						msg, 1)) {
 			/* Overwritten since (overwrite mode) or damaged: lost for the group. */
 			sb_add_relaxed(&g->lost, 1);
 			if (entry_free(e, held))
 				count_free(s, g);
-			__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+			member_count(rd, -1);
 			continue;
 		}
 		sb_add_relaxed(&g->redelivered, 1);
@@ -682,8 +702,11 @@ int shmbus_ring_ack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg)
 	struct shmbus_pend *e = mine(rd, msg, &c);
 	if (!e || !entry_free(e, c))
 		return -ESTALE;
+	/* Our next reservation looks here first: the entry's line is in our cache, where
+	 * the next free one would be in the member's that used it last. */
+	__atomic_store_n(&rd->hint, (uint32_t)msg->_pend, __ATOMIC_RELAXED);
 	count_free(&rd->seg, rd->grp);
-	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	member_count(rd, -1);
 	/* Off the floor at once: its space is free for publishers. */
 	q_lock(rd);
 	q_drop(rd, (uint32_t)msg->_pend, shmbus_pend_gen(c));
@@ -712,7 +735,7 @@ int shmbus_ring_nack(struct shmbus_ring_reader *rd, const shmbus_msg_t *msg, uin
 	}
 	sb_st_relaxed(&e->due_ns, shmbus_now_ns() + (uint64_t)delay_ms * 1000000ull);
 	sb_st_release(&e->ctl, shmbus_pend_ctl(SHMBUS_PEND_READY, SHMBUS_DEAD_NACK, d, 0, gen));
-	__atomic_fetch_sub(&rd->slot->pending, 1, __ATOMIC_RELAXED);
+	member_count(rd, -1);
 	q_lock(rd);
 	q_drop(rd, (uint32_t)msg->_pend, shmbus_pend_gen(c));
 	q_unlock(rd);

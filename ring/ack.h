@@ -38,6 +38,10 @@
 #define SHMBUS_PEND_TAKING 4u /* ready, being taken again: ours, holder not named yet */
 #define SHMBUS_PEND_RETURNING 5u /* held, being nacked: its holder writes the delay */
 
+/* The reason of a reserved entry that names no message yet (its pos and seq are left from
+ * an earlier use): shmbus_ring_ack_name() clears it once they are written. */
+#define SHMBUS_PEND_UNNAMED 1u
+
 static inline uint32_t shmbus_pend_state(uint64_t c)
 {
 	return (uint32_t)(c & 0xf);

@@ -60,7 +60,8 @@ struct shmbus_ring_reader {
 	uint32_t slot_idx;	  /* its reader slot's */
 	struct shmbus_pend *pend; /* its group's pending entries */
 	int64_t res;		  /* entry reserved for the next take, or -1 */
-	uint32_t hint, rhint;	  /* where to look next for a free / a ready entry */
+	uint32_t hint, rhint;	  /* where to look next for a free / a ready entry (hint: set
+				   * by an ack too, maybe in another thread: atomic) */
 	uint64_t next_scan_ns;	  /* the next look for timed-out entries */
 	uint64_t next_gone_ns;	  /* ... and for entries of holders that are gone */
 	uint32_t ack_calls;	  /* receives since the clock was last read */
@@ -109,11 +110,17 @@ static inline void shmbus_ring_ack_name(struct shmbus_ring_reader *rd, uint64_t 
 	struct shmbus_pend *e = &rd->pend[rd->res];
 	sb_st_relaxed(&e->seq, sq);
 	sb_st_relaxed(&e->pos, p);
-	/* The member's floor covers p before the cursor CAS (seq_cst, as a hold): a
-	 * publisher that sees the cursor moved past p sees the floor at or below p. With
-	 * older messages pending, the floor is below p already. */
+	/* Named now (release: whoever sees it named sees the name). Nobody else writes a
+	 * reserved entry of a live member. */
+	uint64_t c = sb_ld_relaxed(&e->ctl);
+	if (c & 0xf0) /* the reason bits: SHMBUS_PEND_UNNAMED (ring/ack.h) */
+		sb_st_release(&e->ctl, c & ~(uint64_t)0xf0);
+	/* The member's floor covers p before the cursor CAS: a publisher that sees the
+	 * cursor moved past p (it reads cursors before floors) sees the floor at or below
+	 * p, the CAS ordering this store before it (a release will do). With older
+	 * messages pending, the floor is below p already. */
 	if (!__atomic_load_n(&rd->qn, __ATOMIC_RELAXED) && sb_ld_relaxed(&rd->slot->floor) != p)
-		sb_st_seqcst(&rd->slot->floor, p);
+		sb_st_release(&rd->slot->floor, p);
 }
 
 /* Our cursor CAS (to {np, w}, w tagged with our slot) took the message the reserved entry
