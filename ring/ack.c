@@ -144,6 +144,16 @@ static int to_ready(struct shmbus_group_slot *gs, struct shmbus_pend *e, uint64_
 	return 0;
 }
 
+/* Is reader slot sl held by pid, or being reclaimed (from a dead owner)? */
+static int slot_of_pid(const struct shmbus_seg *s, uint32_t sl, int32_t pid)
+{
+	if (sl >= s->opts.max_readers)
+		return 0;
+	uint64_t so = sb_ld_acquire(&s->readers[sl].owner);
+	return SHMBUS_OWNER_STATE(so) == SHMBUS_SLOT_RECLAIM ||
+	       (SHMBUS_OWNER_STATE(so) == SHMBUS_SLOT_ACTIVE && SHMBUS_OWNER_PID(so) == pid);
+}
+
 /* Is the holder named by e (and its slot) still there? A small cache of verdicts for one
  * scan: /proc is read once per holder. */
 struct alive_cache {
@@ -223,8 +233,13 @@ int shmbus_ack_scan(struct shmbus_seg *s, uint32_t g, int32_t holder, int how)
 			continue;
 		uint64_t owner = sb_ld_relaxed(&e->owner);
 		int gone;
-		if (holder)
+		if (holder && (st == SHMBUS_PEND_HELD || st == SHMBUS_PEND_RETURNING))
 			gone = SHMBUS_OWNER_PID(owner) == holder;
+		else if (holder)
+			/* Reserved or being taken: its owner word may still be an earlier
+			 * holder's (it is written just after the CAS), so its slot tells: held by
+			 * that pid, or being reclaimed from a dead one. */
+			gone = slot_of_pid(s, shmbus_pend_slot(c), holder);
 		else
 			gone = !holder_alive(s, e, c, (how & SHMBUS_SCAN_GONE) ? &ac : NULL);
 		if (st == SHMBUS_PEND_RETURNING) {
