@@ -129,8 +129,7 @@ static void run(const char *topic, const char *mode)
 		struct shmbus_ring_reader *rb = shmbus_sub_ring_reader(b);
 		struct shmbus_pend *e = &rb->pend[(uint8_t)said];
 		uint64_t c0 = sb_ld_acquire(&e->ctl);
-		CHECK(shmbus_pend_state(c0) == SHMBUS_PEND_FREE &&
-		      SHMBUS_OWNER_PID(e->owner) == v);
+		CHECK(shmbus_pend_state(c0) == SHMBUS_PEND_FREE && SHMBUS_OWNER_PID(e->owner) == v);
 		uint64_t want = shmbus_pend_ctl(SHMBUS_PEND_RESERVED, SHMBUS_PEND_UNNAMED, 0,
 						rb->slot_idx, shmbus_pend_gen(c0));
 		CHECK(sb_cas_u64(&e->ctl, &c0, want));
