@@ -14,6 +14,7 @@
 #include <shmbus.h>
 
 #include "bus/intree.h"
+#include "bus/waiter.h"
 #include "ring/reader.h"
 #include "ring/writer.h"
 #include "shm/segment.h"
@@ -51,7 +52,17 @@ struct shmbus_sub {
 	shmbus_pub_t *dead_pub;
 	shmbus_pub_t *log_pub;
 	int log_tried;
+	/* shmbus_sub_fd(): the waiter it hands out (NULL until asked), a futex wait queued */
+	struct shmbus_waiter *w;
+	int w_armed;
 };
+
+/*
+ * The reader's half of an fd wait (shmbus_sub_fd(), sinks): arm the topic's wake word and
+ * re-check. 1: armed (*word, *val and the futex bitset *mask to wait with, and *stuck:
+ * at a claim being written, look again soon); 0: a receive would find something now.
+ */
+int shmbus_sub_arm(shmbus_sub_t *sub, uint32_t **word, uint32_t *val, uint32_t *mask, int *stuck);
 
 /* Validate a name for a bus or a group: one topic token of at most max bytes. */
 int shmbus_token_check(const char *what, const char *name, size_t max);

@@ -91,6 +91,9 @@ uint64_t shmbus_sub_tail_seq(const shmbus_sub_t *sub);
  * earliest" before its first read) or the reader is not in a group. */
 int shmbus_sub_cursor_seq(const shmbus_sub_t *sub, uint64_t *seq);
 
+/* Has a topic pattern a wildcard (a "*" or ">" token)? */
+int shmbus_pattern_wild(const char *pattern);
+
 /* The ring reader under a subscriber: for tests that take a reader's steps one at a time
  * (a member killed between two of them). */
 struct shmbus_ring_reader *shmbus_sub_ring_reader(shmbus_sub_t *sub);

@@ -17,10 +17,13 @@
 #include "ring/clock.h"
 #include "ring/ack.h"
 #include "ring/repair.h"
+#include "ring/wake.h"
 #include "shm/err.h"
 #include "shm/proc.h"
 
 /* ---- receiving --------------------------------------------------------------------------- */
+
+static int fd_rearm(shmbus_sub_t *sb, shmbus_msg_t *msg);
 
 SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 {
@@ -29,7 +32,97 @@ SHMBUS_API int shmbus_recv(shmbus_sub_t *sb, shmbus_msg_t *msg, int timeout_ms)
 	shmbus_ring_reader_release(&sb->rd);
 	if (shmbus_ring_reader_next_fast(&sb->rd, msg))
 		return 0;
-	return shmbus_ring_reader_next(&sb->rd, msg, timeout_ms);
+	int rc = shmbus_ring_reader_next(&sb->rd, msg, timeout_ms);
+	if (__builtin_expect(rc == -EAGAIN && sb->w != NULL, 0))
+		return fd_rearm(sb, msg);
+	return rc;
+}
+
+/* ---- waiting on an fd (shmbus_sub_fd()) ---------------------------------------------------- */
+
+/* Every fd wait is bounded, as every sleep of shmbus_recv() is (a wake-up lost to a damaged
+ * wake word costs at most this); at a claim being written, the first look comes sooner. */
+#define FD_BOUND_NS 100000000ull
+#define FD_STUCK_NS 1000000ull
+
+int shmbus_sub_arm(shmbus_sub_t *sb, uint32_t **word, uint32_t *val, uint32_t *mask, int *stuck)
+{
+	if (!shmbus_ring_reader_sleep_prepare(&sb->rd, word, val))
+		return 0;
+	*mask = sb->rd.grp ? SHMBUS_WAKE_SET_MEMBER : SHMBUS_WAKE_SET_ALL;
+	*stuck = shmbus_ring_reader_stuck(&sb->rd);
+	return 1;
+}
+
+static void fd_done(void *arg, uint64_t tag, int res)
+{
+	(void)tag;
+	(void)res;
+	((shmbus_sub_t *)arg)->w_armed = 0;
+}
+
+/* Nothing to receive: make the fd readable at the next message (or now, with a no-op, if
+ * one came meanwhile and msg is NULL); with msg, take one that came meanwhile instead. */
+static int fd_rearm(shmbus_sub_t *sb, shmbus_msg_t *msg)
+{
+	struct shmbus_waiter *w = sb->w;
+	for (int tries = 0;; tries++) {
+		shmbus_waiter_reap(w, fd_done, sb);
+		uint32_t *word, val, mask;
+		int stuck = 0;
+		if (!shmbus_sub_arm(sb, &word, &val, &mask, &stuck)) {
+			if (msg && tries >= 2) {
+				/* There, yet not ours to take (an acknowledging member at its
+				 * pending limit): look again in a while. */
+				shmbus_waiter_timer(w, FD_STUCK_NS);
+				int rc = shmbus_waiter_submit(w);
+				return rc < 0 ? rc : -EAGAIN;
+			}
+			if (!msg) {
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+				if (sqe) {
+					io_uring_prep_nop(sqe);
+					io_uring_sqe_set_data64(sqe, 0);
+					w->queued++;
+				}
+				shmbus_waiter_submit(w);
+				return 0;
+			}
+			int rc = shmbus_ring_reader_next(&sb->rd, msg, 0);
+			if (rc != -EAGAIN)
+				return rc;
+			continue;
+		}
+		if (!sb->w_armed && shmbus_waiter_futex(w, word, val, mask, 1) == 0)
+			sb->w_armed = 1;
+		shmbus_waiter_timer(w, stuck ? FD_STUCK_NS : FD_BOUND_NS);
+		int rc = shmbus_waiter_submit(w);
+		return rc < 0 ? rc : -EAGAIN;
+	}
+}
+
+SHMBUS_API int shmbus_sub_fd(shmbus_sub_t *sb)
+{
+	if (sb->w)
+		return shmbus_waiter_fd(sb->w);
+	struct shmbus_waiter *w = malloc(sizeof(*w));
+	if (!w)
+		return shmbus_err(-ENOMEM, "out of memory");
+	int rc = shmbus_waiter_init(w, 8);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	sb->w = w;
+	sb->w_armed = 0;
+	rc = fd_rearm(sb, NULL);
+	if (rc < 0 && rc != -EAGAIN) {
+		shmbus_waiter_fini(w);
+		free(w);
+		sb->w = NULL;
+		return shmbus_err(rc, "arming the subscriber's fd: %s", strerror(-rc));
+	}
+	return shmbus_waiter_fd(w);
 }
 
 SHMBUS_API int shmbus_recv_batch(shmbus_sub_t *sb, shmbus_msg_t *msgs, unsigned max, int timeout_ms)
@@ -344,6 +437,10 @@ SHMBUS_API void shmbus_sub_close(shmbus_sub_t *sb)
 	if (!sb)
 		return;
 	sub_stop(sb);
+	if (sb->w) {
+		shmbus_waiter_fini(sb->w);
+		free(sb->w);
+	}
 	shmbus_pub_close(sb->dead_pub);
 	shmbus_pub_close(sb->log_pub);
 	shmbus_seg_close(&sb->rd.seg);

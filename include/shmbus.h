@@ -44,6 +44,7 @@ extern "C" {
 typedef struct shmbus_bus shmbus_bus_t;
 typedef struct shmbus_pub shmbus_pub_t;
 typedef struct shmbus_sub shmbus_sub_t;
+typedef struct shmbus_sink shmbus_sink_t;
 
 /* What a publisher does when the ring is full. */
 enum shmbus_policy {
@@ -93,8 +94,11 @@ typedef struct shmbus_msg {
 	uint32_t deliveries;   /* an acknowledging member (SHMBUS_SUB_ACK): 1 the first time
 	                        * this message is delivered, 2 the next...; else 1 */
 	uint32_t _flags;       /* private */
+	const char *topic;     /* the topic's name: valid while the subscriber (or the sink's
+	                        * reader of that topic) is open */
 	uint64_t _pos;         /* private */
 	uint64_t _pend;        /* private: its pending entry (SHMBUS_SUB_ACK) */
+	uint64_t _src;         /* private: the sink's reader it came from */
 } shmbus_msg_t;
 
 /* One message of a batch (shmbus_publish_batch()). */
@@ -385,6 +389,98 @@ SHMBUS_API int shmbus_release(shmbus_sub_t *sub, shmbus_msg_t *msg);
  * sleeps at once). Returns 0.
  */
 SHMBUS_API int shmbus_sub_set_spin(shmbus_sub_t *sub, unsigned spin_us);
+
+/*
+ * A file descriptor that becomes readable when shmbus_recv() would return a message, for
+ * epoll, poll, select, io_uring, libuv or asyncio beside sockets. The rule is that of an
+ * edge-triggered socket: once it is readable, receive with timeout 0 until -EAGAIN; a
+ * receive that returns -EAGAIN is what arms it again (one system call at most, only then:
+ * none while the reader keeps up). It may become readable with nothing to receive (a
+ * spurious wake-up, at least every 100 ms while armed); never fails to when there is.
+ * Made on the first call (an io_uring waiting on the topic's wake word with
+ * IORING_OP_FUTEX_WAIT: Linux 6.7 or later), owned by the subscriber: do not close it.
+ * Returns the fd, or -ENOSYS (the kernel cannot), -ENOMEM, -EMFILE with a message.
+ */
+SHMBUS_API int shmbus_sub_fd(shmbus_sub_t *sub);
+
+/* ---- topic patterns ---------------------------------------------------------------- */
+
+/*
+ * Patterns name topics as the bridge's do: dot-separated tokens, where a token "*"
+ * matches any one token and a last token ">" matches one or more. "orders.*" matches
+ * "orders.eu" but not "orders" nor "orders.eu.fr"; "orders.>" matches both of the latter.
+ * Topics under "$sys." match only patterns that start with "$sys.".
+ * shmbus_pattern_check(): 0, or -EINVAL with shmbus_errmsg() saying why.
+ * shmbus_pattern_match(): 1 if topic matches pattern, else 0.
+ */
+SHMBUS_API int shmbus_pattern_check(const char *pattern);
+SHMBUS_API int shmbus_pattern_match(const char *pattern, const char *topic);
+
+/* ---- sinks: one reader over many topics -------------------------------------------- */
+
+/*
+ * A sink reads many topics as one reader: topics by name or pattern, joined as they are
+ * created and left as they are removed, received in one call or waited for on one fd
+ * (docs/sinks.md). With group NULL it reads every message of each topic (a fan-out
+ * subscriber of each); with a group name it is one member of that group on every topic
+ * it reads (flags SHMBUS_SUB_ACK: an acknowledging one, acked with shmbus_sink_ack()).
+ * flags: SHMBUS_SUB_EARLIEST, SHMBUS_SUB_ACK. A sink is used by one thread at a time
+ * (shmbus_sink_ack()/nack() excepted, as for a subscriber). Returns 0, -EINVAL, -ENOMEM,
+ * -EMFILE.
+ */
+SHMBUS_API int shmbus_sink_open(shmbus_sink_t **out, shmbus_bus_t *bus, const char *group,
+				int flags);
+
+/* shmbus_sink_open() with the options of the groups it creates (NULL: defaults). */
+SHMBUS_API int shmbus_sink_open_group(shmbus_sink_t **out, shmbus_bus_t *bus, const char *group,
+				      int flags, const shmbus_group_opts_t *opts);
+
+/*
+ * Read a topic, or every topic a pattern matches, now and from now on: a matching topic
+ * created later is joined within 10 ms, one removed is left. Returns how many topics the
+ * sink reads now because of it (0: none exists yet), -EINVAL (bad name or pattern, with
+ * a message), -EEXIST (added already), or an error opening a topic (-EACCES...: that
+ * topic is skipped, and its error is what shmbus_errmsg() says; the rest are read).
+ */
+SHMBUS_API int shmbus_sink_add(shmbus_sink_t *sink, const char *topic_or_pattern);
+
+/* Stop reading what topic_or_pattern (as it was added) names: topics that no pattern
+ * left matches are left at once (a held message released). Returns 0 or -ENOENT. */
+SHMBUS_API int shmbus_sink_remove(shmbus_sink_t *sink, const char *topic_or_pattern);
+
+/* A filter: return nonzero to keep the message. */
+typedef int (*shmbus_filter_fn)(void *arg, const char *topic, uint32_t type, const void *data,
+				uint32_t len);
+
+/* Call fn on each message before the sink returns it; a message it rejects is consumed
+ * (acked, for an acknowledging sink) and never returned. fn NULL: no filter. */
+SHMBUS_API void shmbus_sink_set_filter(shmbus_sink_t *sink, shmbus_filter_fn fn, void *arg);
+
+/*
+ * Receive the next message of any topic the sink reads, as shmbus_recv() (msg->topic
+ * names it). Fair: a topic gives at most 16 messages in a row while another has some
+ * (docs/sinks.md). The previous message is released first. Returns 0, -EAGAIN, -EINTR.
+ */
+SHMBUS_API int shmbus_sink_recv(shmbus_sink_t *sink, shmbus_msg_t *msg, int timeout_ms);
+
+/* Release the message last received (its space is free for publishers). 0 or -EINVAL. */
+SHMBUS_API int shmbus_sink_release(shmbus_sink_t *sink, shmbus_msg_t *msg);
+
+/* An acknowledging sink: as shmbus_ack() and shmbus_nack(), for a message it returned. */
+SHMBUS_API int shmbus_sink_ack(shmbus_sink_t *sink, const shmbus_msg_t *msg);
+SHMBUS_API int shmbus_sink_nack(shmbus_sink_t *sink, const shmbus_msg_t *msg, uint32_t delay_ms);
+
+/* The sink's fd, as shmbus_sub_fd() (readable when shmbus_sink_recv() would return a
+ * message, or the topics it reads changed). */
+SHMBUS_API int shmbus_sink_fd(shmbus_sink_t *sink);
+
+/* The names of the topics the sink reads now, up to max, sorted. Returns how many there
+ * are (maybe more than max). */
+SHMBUS_API int shmbus_sink_topics(shmbus_sink_t *sink, char (*names)[SHMBUS_TOPIC_NAME_MAX + 1],
+				  unsigned max);
+
+/* Close the sink and every reader under it. NULL is a no-op. */
+SHMBUS_API void shmbus_sink_close(shmbus_sink_t *sink);
 
 /* ---- counters ---------------------------------------------------------------------- */
 

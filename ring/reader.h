@@ -242,8 +242,10 @@ static inline void shmbus_ring_reader_deliver(struct shmbus_ring_reader *rd, shm
 	msg->lost = lost;
 	msg->deliveries = 1;
 	msg->_flags = 0;
+	msg->topic = rd->seg.name;
 	msg->_pos = p;
 	msg->_pend = 0;
+	msg->_src = 0;
 	rd->consumed++;
 	sb_st_relaxed(&rd->slot->consumed, rd->consumed);
 	if (!rd->grp)

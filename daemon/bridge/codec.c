@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus/intree.h"
+
 /* ---- URLs ------------------------------------------------------------------------------ */
 
 static int hexval(int c)
@@ -204,75 +206,23 @@ void br_url_show(const struct br_url *u, char *buf, size_t len)
 		 u->key);
 }
 
-/* ---- patterns -------------------------------------------------------------------------- */
-
-static int tok_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '-';
-}
+/* ---- patterns (the library's: bus/pattern.c) ------------------------------------------ */
 
 int br_pattern_check(const char *pattern, char *why, size_t whylen)
 {
-	const char *p = pattern;
-	size_t n = strlen(pattern);
-	if (!n)
-		return WHY("empty topic pattern");
-	if (n > 127)
-		return WHY("topic pattern '%.60s...' is longer than 127 bytes", pattern);
-	if (!strncmp(p, "$sys.", 5))
-		p += 5;
-	for (;;) {
-		size_t t = strcspn(p, ".");
-		if (t == 0)
-			return WHY("topic pattern '%s' has an empty token", pattern);
-		if (t == 1 && *p == '>') {
-			if (p[1])
-				return WHY("topic pattern '%s': '>' must be the last token",
-					   pattern);
-			return 0;
-		}
-		if (!(t == 1 && *p == '*'))
-			for (size_t i = 0; i < t; i++)
-				if (!tok_char((unsigned char)p[i]))
-					return WHY("topic pattern '%s': bad character '%c' (tokens "
-						   "are A-Z a-z 0-9 _ -, or * or >)",
-						   pattern, p[i]);
-		if (!p[t])
-			return 0;
-		p += t + 1;
-	}
+	if (shmbus_pattern_check(pattern) < 0)
+		return WHY("%s", shmbus_errmsg());
+	return 0;
 }
 
 int br_pattern_wild(const char *pattern)
 {
-	for (const char *p = pattern; *p; p++)
-		if ((*p == '*' || *p == '>') && (p == pattern || p[-1] == '.') &&
-		    (p[1] == '.' || !p[1]))
-			return 1;
-	return 0;
+	return shmbus_pattern_wild(pattern);
 }
 
 int br_pattern_match(const char *pattern, const char *topic)
 {
-	if (topic[0] == '$' && pattern[0] != '$')
-		return 0;
-	const char *p = pattern, *t = topic;
-	for (;;) {
-		size_t pl = strcspn(p, "."), tl = strcspn(t, ".");
-		if (pl == 1 && *p == '>')
-			return tl > 0; /* one or more tokens left */
-		if (!(pl == 1 && *p == '*') && (pl != tl || memcmp(p, t, pl)))
-			return 0;
-		if (!tl)
-			return 0;
-		p += pl;
-		t += tl;
-		if (!*p || !*t)
-			return !*p && !*t;
-		p++;
-		t++;
-	}
+	return shmbus_pattern_match(pattern, topic);
 }
 
 /* ---- base64 ---------------------------------------------------------------------------- */

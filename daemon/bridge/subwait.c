@@ -7,14 +7,8 @@
 #include <string.h>
 
 #include "bus/intree.h"
+#include "bus/waiter.h"
 
-#ifndef IORING_OP_FUTEX_WAIT
-/* Linux 6.7; liburing 2.3 has neither the opcode nor a helper: the SQE is filled by hand. */
-#define IORING_OP_FUTEX_WAIT 51
-#endif
-#ifndef FUTEX2_SIZE_U32
-#define FUTEX2_SIZE_U32 0x02
-#endif
 #ifndef FUTEX_BITSET_MATCH_ANY
 #define FUTEX_BITSET_MATCH_ANY 0xffffffffu
 #endif
@@ -44,8 +38,7 @@ int br_wait_arm(struct bridge *b, struct bwait *w)
 	if (!shmbus_sub_sleep_prepare(w->sub, &word, &val))
 		return 0;
 	struct io_uring_sqe *sqe = br_sqe(b);
-	io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe, FUTEX2_SIZE_U32, word, 0, val);
-	sqe->addr3 = FUTEX_BITSET_MATCH_ANY;
+	shmbus_prep_futex_wait(sqe, word, val, FUTEX_BITSET_MATCH_ANY);
 	br_arm(b, sqe, &w->op);
 	w->armed = 1;
 	return 1;
@@ -77,10 +70,5 @@ int br_wait_probe(struct bridge *b)
 	const char *e = getenv("SHMBUSD_BRIDGE_NO_FUTEX");
 	if (e && *e && strcmp(e, "0"))
 		return 0;
-	struct io_uring_probe *p = io_uring_get_probe_ring(&b->ring);
-	if (!p)
-		return 0;
-	int ok = io_uring_opcode_supported(p, IORING_OP_FUTEX_WAIT);
-	io_uring_free_probe(p);
-	return ok;
+	return shmbus_uring_futex_ok(&b->ring);
 }
