@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* shmbus tail: print a topic's messages as they arrive, as a subscriber or group member. */
+/* shmbus tail: print a topic's messages as they arrive, as a subscriber or group member; or
+ * those of several topics, or of every topic a pattern matches, through a sink. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -16,10 +17,13 @@
 enum tail_format { FMT_LINE, FMT_HEX, FMT_RAW };
 
 static const char tail_help[] =
-	"usage: shmbus tail TOPIC [options]\n"
+	"usage: shmbus tail TOPIC|PATTERN... [options]\n"
 	"\n"
 	"Print messages of TOPIC as they arrive, one line each:\n"
 	"  seq=N type=T len=L ts=YYYY-MM-DDTHH:MM:SS.uuuuuuZ [deliveries=D] PAYLOAD\n"
+	"With several topics, or a pattern ('orders.*': one token for '*'; 'orders.>': one or\n"
+	"more tokens for a last '>'), every line starts with topic=NAME, and topics that\n"
+	"match and are created later are read too, from their first message (docs/sinks.md).\n"
 	"PAYLOAD is the text when the message is printable UTF-8, else \"hex:\" and its bytes\n"
 	"in hex (the first 64 bytes and \"...\" unless --full). deliveries=D (--ack) says\n"
 	"that the message is delivered again, for the D-th time. Messages lost to an\n"
@@ -80,7 +84,7 @@ static void print_hex(const unsigned char *p, size_t n, int full)
 		fputs("...", stdout);
 }
 
-static void print_msg(const shmbus_msg_t *m, enum tail_format fmt, int full)
+static void print_msg(const shmbus_msg_t *m, enum tail_format fmt, int full, int topics)
 {
 	const unsigned char *p = m->data;
 	char ts[40];
@@ -90,6 +94,8 @@ static void print_msg(const shmbus_msg_t *m, enum tail_format fmt, int full)
 		putchar('\n');
 		return;
 	}
+	if (topics)
+		printf("topic=%s ", m->topic);
 	printf("seq=%" PRIu64 " type=%" PRIu32 " len=%" PRIu32 " ts=%s", m->seq, m->type, m->len,
 	       tool_fmt_time(ts, m->timestamp_ns));
 	if (m->deliveries > 1)
@@ -196,15 +202,22 @@ int tool_tail(int argc, char **argv)
 			return tool_bad_option("tail", opt, argv);
 		}
 	}
-	if (argc - optind != 1)
-		return tool_usage("tail",
-				  argc == optind ? "a TOPIC is needed" : "one TOPIC at a time");
+	if (argc == optind)
+		return tool_usage("tail", "a TOPIC is needed");
 	if ((flags & SHMBUS_SUB_ACK) && !group)
 		return tool_usage("tail", "--ack is for a group member: give --group too");
 	if (group_opt && !group)
 		return tool_usage("tail", "%s is a group's option: give --group too", group_opt);
 	const char *topic = argv[optind];
-	int ret = tool_check_topic("tail", topic, 1);
+	/* One topic: a subscriber; several, or a pattern: a sink over them. */
+	int many = argc - optind > 1 || strpbrk(topic, "*>") != NULL;
+	int ret = 0;
+	for (int i = optind; i < argc && !ret; i++) {
+		if (!strpbrk(argv[i], "*>"))
+			ret = tool_check_topic("tail", argv[i], 1);
+		else if (shmbus_pattern_check(argv[i]) < 0)
+			ret = tool_usage("tail", "%s", shmbus_errmsg());
+	}
 	if (ret)
 		return ret;
 
@@ -217,12 +230,34 @@ int tool_tail(int argc, char **argv)
 	 */
 	shmbus_bus_t *bus;
 	shmbus_sub_t *sub = NULL;
+	shmbus_sink_t *sink = NULL;
 	ret = tool_bus_open("tail", SHMBUS_BUS_LOOK, &bus);
 	if (ret)
 		return ret;
 	ret = TOOL_FAILED;
-	int rc = group ? shmbus_sub_open_group(&sub, bus, topic, group, flags, &go) :
-			 shmbus_sub_open(&sub, bus, topic, NULL, flags);
+	int rc;
+	if (many) {
+		rc = shmbus_sink_open_group(&sink, bus, group, flags, group ? &go : NULL);
+		if (rc < 0) {
+			if (rc == -EINVAL)
+				ret = tool_usage("tail", "%s", tool_why(rc));
+			else
+				tool_fail("tail", rc, 0, "cannot open a sink");
+			goto out;
+		}
+		for (int i = optind; i < argc; i++) {
+			rc = shmbus_sink_add(sink, argv[i]);
+			if (rc == -EEXIST)
+				continue;
+			if (rc < 0) {
+				tool_fail_topic("tail", argv[i], rc, "cannot read '%s'", argv[i]);
+				goto out;
+			}
+		}
+		goto read;
+	}
+	rc = group ? shmbus_sub_open_group(&sub, bus, topic, group, flags, &go) :
+		     shmbus_sub_open(&sub, bus, topic, NULL, flags);
 	if (rc == -EINVAL) {
 		/* The topic name was checked: the group name is malformed. */
 		ret = tool_usage("tail", "%s", tool_why(rc));
@@ -236,6 +271,7 @@ int tool_tail(int argc, char **argv)
 			tool_fail_topic("tail", topic, rc, "cannot subscribe to topic '%s'", topic);
 		goto out;
 	}
+read:
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* A reader gone quietly must not hold its slot: write errors end the loop instead. */
 	signal(SIGPIPE, SIG_IGN);
@@ -252,7 +288,7 @@ int tool_tail(int argc, char **argv)
 			wait = left < SLICE_MS ? (int)left : SLICE_MS;
 		}
 		shmbus_msg_t m;
-		rc = shmbus_recv(sub, &m, wait);
+		rc = sink ? shmbus_sink_recv(sink, &m, wait) : shmbus_recv(sub, &m, wait);
 		if (rc == -EAGAIN || rc == -EINTR) {
 			/* Polled once more at the end, so that --timeout 0 looks once. */
 			if (rc == -EAGAIN && timeout_ms >= 0 &&
@@ -271,7 +307,8 @@ int tool_tail(int argc, char **argv)
 			continue;
 		}
 		if (rc < 0) {
-			ret = tool_fail("tail", rc, 0, "cannot read topic '%s'", topic);
+			ret = tool_fail("tail", rc, 0, "cannot read topic '%s'",
+					sink ? "(a topic of the sink)" : topic);
 			break;
 		}
 		if (m.lost) {
@@ -280,7 +317,7 @@ int tool_tail(int argc, char **argv)
 				tool_plural(m.lost, "message", "messages"));
 		}
 		errno = 0;
-		print_msg(&m, fmt, full);
+		print_msg(&m, fmt, full, many);
 		if (ferror(stdout)) {
 			/* The reader of our output went away (EPIPE): stop quietly. */
 			int e = errno ? errno : EIO;
@@ -290,7 +327,7 @@ int tool_tail(int argc, char **argv)
 		}
 		/* Acked once it is out: a message whose line was lost is delivered again. */
 		if ((flags & SHMBUS_SUB_ACK) && fflush(stdout) == 0) {
-			rc = shmbus_ack(sub, &m);
+			rc = sink ? shmbus_sink_ack(sink, &m) : shmbus_ack(sub, &m);
 			if (rc == -ESTALE)
 				fprintf(stderr,
 					"shmbus tail: message seq=%" PRIu64
@@ -307,6 +344,7 @@ int tool_tail(int argc, char **argv)
 		idle_since = tool_now_ns();
 	}
 out:
+	shmbus_sink_close(sink);
 	shmbus_sub_close(sub);
 	shmbus_bus_close(bus);
 	return ret;

@@ -164,6 +164,38 @@ pass
 run pub orders "$($PY -c 'print("y" * 1024)')"
 expect_rc 0 "a message of exactly max_message bytes"
 
+# ---- several topics, patterns (a sink) ----
+run create ev.a --capacity 64K
+expect_rc 0 "create ev.a"
+run create ev.b --capacity 64K
+expect_rc 0 "create ev.b"
+run pub ev.a a1
+run pub ev.b b1
+run tail 'ev.*' --from earliest --count 2 --timeout 5000
+expect_rc 0 "tail of a pattern"
+expect_grep out '^topic=ev\.a seq=0 type=0 len=2 ts=[^ ]+ a1$' "a pattern's lines name their topic"
+expect_grep out '^topic=ev\.b seq=0 type=0 len=2 ts=[^ ]+ b1$' "every matching topic is read"
+run tail ev.a ev.b --from earliest --count 2 --timeout 5000 --raw
+expect_rc 0 "tail of two topics"
+[ "$(sort "$WORK/out" | tr '\n' ' ')" = "a1 b1 " ] || fail "tail of two topics printed $(cat "$WORK/out")"
+pass
+run tail 'ev..x'
+expect_rc 2 "tail of a bad pattern"
+expect_grep err "empty token" "a bad pattern is explained"
+# A topic that matches, created while the tail runs: read from its first message.
+"$SB" tail 'ev.>' --count 1 --timeout 30000 >"$WORK/bg" 2>&1 &
+TPID=$!
+poll 30 has_reader ev.a $TPID || fail "the pattern tail never showed up as a reader"
+run create ev.c.d --capacity 64K
+run pub ev.c.d c1
+wait $TPID
+RC=$?
+expect_rc 0 "the pattern tail got the new topic's message"
+grep -Eq '^topic=ev\.c\.d seq=0 type=0 len=2 ts=[^ ]+ c1$' "$WORK/bg" || fail "the new topic's message: $(cat "$WORK/bg")"
+pass
+run rm ev.a ev.b ev.c.d
+expect_rc 0 "rm of the pattern's topics"
+
 # ---- a group ----
 run create jobs --capacity 64K
 expect_rc 0 "create jobs"
