@@ -54,11 +54,12 @@ int shmbus_sub_arm(shmbus_sub_t *sb, uint32_t **word, uint32_t *val, uint32_t *m
 	return 1;
 }
 
+/* Tags: the futex wait 1, a no-op that makes the fd readable now 0. */
 static void fd_done(void *arg, uint64_t tag, int res)
 {
-	(void)tag;
 	(void)res;
-	((shmbus_sub_t *)arg)->w_armed = 0;
+	if (tag == 1)
+		((shmbus_sub_t *)arg)->w_armed = 0;
 }
 
 /* Nothing to receive: make the fd readable at the next message (or now, with a no-op, if
