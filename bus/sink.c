@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,9 @@ struct member {
 
 struct shmbus_sink {
 	shmbus_bus_t *bus;
+	/* Held where the readers change (m reallocated, a reader closed) and by an ack, which
+	 * may run in another thread while a receive is in progress (include/shmbus.h). */
+	pthread_mutex_t lock;
 	char group[SHMBUS_GROUP_NAME_MAX + 1]; /* "" for fan-out */
 	int flags;
 	shmbus_group_opts_t gopts;
@@ -131,8 +135,10 @@ static int member_add(struct shmbus_sink *k, const char *name, int log, int new)
 		return 0;
 	if (rc < 0)
 		return rc;
+	pthread_mutex_lock(&k->lock);
 	int i = member_slot(k);
 	if (i < 0) {
+		pthread_mutex_unlock(&k->lock);
 		shmbus_sub_close(sub);
 		return shmbus_err(-ENOMEM, "out of memory");
 	}
@@ -143,6 +149,7 @@ static int member_add(struct shmbus_sink *k, const char *name, int log, int new)
 	m->log = log;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	k->changes++;
+	pthread_mutex_unlock(&k->lock);
 	return 1;
 }
 
@@ -151,11 +158,13 @@ static void member_drop(struct shmbus_sink *k, unsigned i)
 	struct member *m = &k->m[i];
 	if (m->armed && k->w_up)
 		shmbus_waiter_cancel(&k->w, tag_of(k, i));
+	pthread_mutex_lock(&k->lock);
 	shmbus_sub_close(m->sub);
 	m->sub = NULL;
 	m->armed = 0;
 	m->gen++;
 	k->changes++;
+	pthread_mutex_unlock(&k->lock);
 	if (k->cur == (int)i)
 		k->cur = -1;
 }
@@ -469,16 +478,22 @@ SHMBUS_API int shmbus_sink_ack(shmbus_sink_t *k, const shmbus_msg_t *msg)
 {
 	if (!(k->flags & SHMBUS_SUB_ACK))
 		return -EINVAL;
+	pthread_mutex_lock(&k->lock);
 	struct member *m = of_msg(k, msg);
-	return m ? shmbus_ack(m->sub, msg) : -ESTALE;
+	int rc = m ? shmbus_ack(m->sub, msg) : -ESTALE;
+	pthread_mutex_unlock(&k->lock);
+	return rc;
 }
 
 SHMBUS_API int shmbus_sink_nack(shmbus_sink_t *k, const shmbus_msg_t *msg, uint32_t delay_ms)
 {
 	if (!(k->flags & SHMBUS_SUB_ACK))
 		return -EINVAL;
+	pthread_mutex_lock(&k->lock);
 	struct member *m = of_msg(k, msg);
-	return m ? shmbus_nack(m->sub, msg, delay_ms) : -ESTALE;
+	int rc = m ? shmbus_nack(m->sub, msg, delay_ms) : -ESTALE;
+	pthread_mutex_unlock(&k->lock);
+	return rc;
 }
 
 /* The fd handed out: armed now, or readable now if a receive would find something. */
@@ -624,6 +639,7 @@ SHMBUS_API int shmbus_sink_open_group(shmbus_sink_t **out, shmbus_bus_t *bus, co
 	struct shmbus_sink *k = calloc(1, sizeof(*k));
 	if (!k)
 		return shmbus_err(-ENOMEM, "out of memory");
+	pthread_mutex_init(&k->lock, NULL);
 	k->bus = bus;
 	k->flags = flags;
 	k->cur = -1;
@@ -634,6 +650,7 @@ SHMBUS_API int shmbus_sink_open_group(shmbus_sink_t **out, shmbus_bus_t *bus, co
 		k->gopts = *opts;
 		if (opts->dead_letter) {
 			if (strlen(opts->dead_letter) > SHMBUS_TOPIC_NAME_MAX) {
+				pthread_mutex_destroy(&k->lock);
 				free(k);
 				return shmbus_err(-EINVAL, "dead-letter topic name too long");
 			}
@@ -676,5 +693,6 @@ SHMBUS_API void shmbus_sink_close(shmbus_sink_t *k)
 		close(k->ino);
 	free(k->m);
 	free(k->pats);
+	pthread_mutex_destroy(&k->lock);
 	free(k);
 }
