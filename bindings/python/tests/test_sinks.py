@@ -6,6 +6,7 @@ with no helper thread. Every wait is for an event (a receive with a timeout, a p
 future), never a fixed sleep."""
 import asyncio
 import io
+import os
 import selectors
 import subprocess
 import sys
@@ -774,3 +775,26 @@ def test_fileno_of_closed_readers(bus, topic):
         s.fileno()
     with pytest.raises(ValueError):
         k.fileno()
+
+
+def test_the_async_sink_example(bus):
+    """examples/async_sink.py: a topic created after it started is read, with its name; the
+    filtered type never printed."""
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "async_sink.py")
+    mk(bus, "ex.a")
+    env = dict(os.environ, SHMBUS_BUS=bus.name, PYTHONPATH=os.path.dirname(shmbus.__file__))
+    child = subprocess.Popen([sys.executable, example, "--count", "2", "--skip", "9", "ex.>"],
+                             env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "reading ex.a"
+        pub1(bus, "ex.a", b"skipped", type=9)
+        mk(bus, "ex.b")
+        pub1(bus, "ex.b", b"hello", type=1)
+        pub1(bus, "ex.a", b"world", type=2)
+        out, _ = child.communicate(timeout=WAIT_S)
+        lines = sorted(out.splitlines())
+        assert lines == ["ex.a seq=1 type=2 len=5 b'world'", "ex.b seq=0 type=1 len=5 b'hello'"]
+        assert child.returncode == 0
+    finally:
+        child.kill()
+        child.wait()
