@@ -77,7 +77,7 @@ static PyObject *thread_class;	    /* threading.Thread */
 static PyObject *str_done, *str_create_future, *str_set_result, *str_set_exception, *str_call_soon,
 	*str_call_soon_threadsafe, *str_start, *str_async_deliver, *str_add_reader,
 	*str_remove_reader, *str_call_later, *str_cancel, *str_add_done_callback, *str_is_running,
-	*str_async_ready, *str_async_timeout, *str_async_done, *str_async_detach;
+	*str_is_closed, *str_async_ready, *str_async_timeout, *str_async_done, *str_async_detach;
 
 /* Wait on the fd where there is one (_async_use_fd()). */
 static int use_fd = 1;
@@ -124,6 +124,7 @@ static int lazy_init(void)
 	INTERN(str_cancel, "cancel");
 	INTERN(str_add_done_callback, "add_done_callback");
 	INTERN(str_is_running, "is_running");
+	INTERN(str_is_closed, "is_closed");
 	INTERN(str_async_ready, "_async_ready");
 	INTERN(str_async_timeout, "_async_timeout");
 	INTERN(str_async_done, "_async_done");
@@ -140,6 +141,29 @@ static int future_done(PyObject *fut)
 	int d = PyObject_IsTrue(r);
 	Py_DECREF(r);
 	return d;
+}
+
+/* Is loop closed? (An error asking counts as closed: nothing would run on it.) */
+static int loop_closed(PyObject *loop)
+{
+	PyObject *r = PyObject_CallMethodNoArgs(loop, str_is_closed);
+	int closed = r ? PyObject_IsTrue(r) : 1;
+	Py_XDECREF(r);
+	if (closed < 0 || !r) {
+		PyErr_Clear();
+		closed = 1;
+	}
+	return closed;
+}
+
+/* Is the pending future s->afut gone for good: done (cancelled), or of a closed loop (it can
+ * never be awaited)? 1, 0, or -1 with an exception set. */
+static int future_gone(pysb_sub *s)
+{
+	int done = future_done(s->afut);
+	if (done || !s->aloop)
+		return done;
+	return loop_closed(s->aloop);
 }
 
 /* ---- the helper thread ------------------------------------------------------------------- */
@@ -455,9 +479,9 @@ static int loop_here(PyObject *loop)
  * With the GIL, on the loop's thread. */
 static void fd_end(pysb_sub *s, PyObject *res)
 {
-	PyObject *fut = s->afut;
+	PyObject *fut = s->afut, *loop = s->aloop;
 	s->afut = NULL;
-	Py_CLEAR(s->aloop);
+	s->aloop = NULL;
 	fd_detach(s);
 	if (res) {
 		int done = fut ? future_done(fut) : 1;
@@ -465,6 +489,9 @@ static void fd_end(pysb_sub *s, PyObject *res)
 			PyErr_WriteUnraisable((PyObject *)s);
 			done = 1;
 		}
+		/* A future of a closed loop cannot be completed (nor awaited). */
+		if (!done && loop)
+			done = loop_closed(loop);
 		if (done) {
 			keep_for_next(s, res);
 		} else {
@@ -476,6 +503,7 @@ static void fd_end(pysb_sub *s, PyObject *res)
 		}
 	}
 	Py_XDECREF(fut);
+	Py_XDECREF(loop);
 	pysb_sub_maybe_finish(s);
 }
 
@@ -827,7 +855,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsign
 		/* A wait on the fd: refused while its future is pending; one cancelled is
 		 * forgotten (nothing was received for it), and the fd leaves the loop. */
 		if (s->afut) {
-			int done = future_done(s->afut);
+			int done = future_gone(s);
 			if (done < 0)
 				goto fail;
 			if (!done) {
@@ -841,12 +869,23 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsign
 		}
 		fd_end_any(s);
 	}
+	if (s->afut && !s->ahelper && s->aloop && loop_closed(s->aloop)) {
+		/* The pending future's loop was closed: a delivery queued on it never runs.
+		 * What it was to bring goes to the next receive. */
+		s->adeliver = 0;
+		Py_CLEAR(s->afut);
+		Py_CLEAR(s->aloop);
+		PyObject *res = s->aresult;
+		s->aresult = NULL;
+		if (res)
+			keep_for_next(s, res);
+	}
 	if (s->afut && !s->ahelper && (!s->adeliver || (s->aresult && !is_messages(s->aresult)))) {
 		/* A cancelled future's outcome is on its way, but it is not a message (a
 		 * timeout, an error): nothing for the new future to inherit; start afresh. The
 		 * queued callback will find nothing to deliver. (With neither a helper nor a
 		 * delivery under way a future is never kept; cleared here all the same.) */
-		int done = future_done(s->afut);
+		int done = future_gone(s);
 		if (done < 0)
 			goto fail;
 		if (done) {
@@ -856,7 +895,7 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsign
 		}
 	}
 	if (s->afut || s->ahelper) {
-		int done = s->afut ? future_done(s->afut) : 1;
+		int done = s->afut ? future_gone(s) : 1;
 		if (done < 0)
 			goto fail;
 		if (!done) {
@@ -990,14 +1029,15 @@ int pysb_sub_async_settle(pysb_sub *s, unsigned max, PyObject **out)
 {
 	*out = NULL;
 	if (s->afut) {
-		int done = future_done(s->afut);
+		int done = future_gone(s);
 		if (done < 0)
 			return -1;
 		if (!done) {
-			PyErr_SetString(
+			PyErr_Format(
 				PyExc_RuntimeError,
-				"recv_async() is pending on this subscriber: await or cancel "
-				"it before calling recv()");
+				"recv_async() is pending on this %s: await or cancel it before "
+				"calling recv()",
+				s->is_sink ? "sink" : "subscriber");
 			return -1;
 		}
 		Py_CLEAR(s->afut);

@@ -616,18 +616,106 @@ def test_async_sink_in_the_helper_thread(bus, helper_thread):
 
     helpers0 = set(helpers())
 
+    seen = []
+
+    def flt(topic, type, data):
+        seen.append(threading.current_thread().name)
+        return type != 5
+
     async def main():
-        with bus.sink("h.a") as k, bus.publisher("h.a") as p:
+        with bus.sink("h.a", filter=flt) as k, bus.publisher("h.a") as p:
             fut = k.recv_async(timeout=WAIT_S)
             assert set(helpers()) - helpers0
             await asyncio.sleep(0)
+            p.publish(b"filtered", type=5)
             p.publish(b"x")
             assert (await fut).bytes() == b"x"
+            # the filter ran in the helper thread, which took the GIL for it
+            assert len(seen) == 2 and all(n.startswith("shmbus-recv") for n in seen)
             with pytest.raises(shmbus.Timeout):
                 await k.recv_async(timeout=0.05)
 
     run(main())
     wait_until(lambda: set(helpers()) <= helpers0, "the helper thread ending")
+
+
+def test_a_future_of_a_closed_loop_is_given_up(bus):
+    """A future left pending when its loop closed can never be awaited: it does not keep
+    the reader from receiving, synchronously or in another loop, nor from closing, and
+    nothing complains about the closed loop."""
+    mk(bus, "cl.a")
+    unraisable = []
+    old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with bus.sink("cl.a") as k, bus.subscriber("cl.a") as s, \
+                bus.publisher("cl.a") as p:
+            left = []
+
+            async def leave():
+                left.extend([k.recv_async(), s.recv_async(timeout=WAIT_S)])
+
+            asyncio.run(leave())
+            p.publish(b"sync")
+            assert k.recv(timeout=WAIT_S).bytes() == b"sync"
+            assert s.recv(timeout=WAIT_S).bytes() == b"sync"
+            asyncio.run(leave())
+
+            async def again():
+                p.publish(b"async")
+                return [(await r.recv_async(timeout=WAIT_S)).bytes() for r in (k, s)]
+
+            assert asyncio.run(again()) == [b"async", b"async"]
+            asyncio.run(leave())
+        assert bus.topic_stats("cl.a")["readers"] == 0
+        assert not any(f.done() for f in left)
+    finally:
+        sys.unraisablehook = old_hook
+    assert unraisable == []
+
+
+def test_sink_receives_leak_nothing(bus):
+    import gc
+
+    mk(bus, "lk.a", "lk.b")
+
+    def flt(topic, type, data):
+        if type == 2:
+            raise KeyError(topic)
+        return type != 1
+
+    async def run_async(k, pa, pb, n):
+        loop = asyncio.get_running_loop()
+        for i in range(n):
+            if i % 10 == 0:
+                loop.call_soon(pb.publish, b"late")  # waits on the fd
+            else:
+                pa.publish(b"no", type=1)
+                pa.publish(b"now")
+            m = await k.recv_async(timeout=WAIT_S)
+            assert m.topic in ("lk.a", "lk.b")
+            if i % 50 == 0:
+                pb.publish(b"raise", type=2)
+                with pytest.raises(KeyError):
+                    await k.recv_async(timeout=WAIT_S)
+
+    def run_sync(k, pa, n):
+        for i in range(n):
+            pa.publish(b"no", type=1)
+            pa.publish(b"now")
+            assert k.recv(timeout=WAIT_S).data == b"now"
+
+    with bus.sink(["lk.a", "lk.b"], filter=flt) as k, bus.publisher("lk.a") as pa, \
+            bus.publisher("lk.b") as pb:
+        asyncio.run(run_async(k, pa, pb, 200))
+        run_sync(k, pa, 200)
+        gc.collect()
+        objects = len(gc.get_objects())
+        refs = sys.getrefcount(k), sys.getrefcount(flt)
+        asyncio.run(run_async(k, pa, pb, 3000))
+        run_sync(k, pa, 5000)
+        gc.collect()
+        assert len(gc.get_objects()) - objects < 100
+        assert (sys.getrefcount(k), sys.getrefcount(flt)) == refs
 
 
 def test_async_filter_that_raises(bus):
