@@ -384,7 +384,8 @@ class Subscriber:
         """An fd readable when recv() would return a message (select, poll,
         loop.add_reader()). Edge-triggered: once readable, receive with timeout=0 until
         Timeout, which arms it again; it may be readable with nothing to receive. Owned by
-        the subscriber. Unsupported where the kernel cannot (Linux before 6.7)."""
+        the subscriber; recv_async() registers it itself (do not add_reader() it too then).
+        Unsupported where the kernel cannot (Linux before 6.7)."""
     def close(self) -> None: ...
     def __iter__(self) -> Subscriber: ...
     def __next__(self) -> Message: ...

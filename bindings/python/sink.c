@@ -570,9 +570,11 @@ static PyMethodDef sink_methods[] = {
 	  "Edge-triggered like a socket: once it is readable, receive with timeout=0 until "
 	  "Timeout; that receive arms it again. It may be readable with nothing to receive. "
 	  "Owned by the sink (do not close it); the same on every call. The first call looks "
-	  "at the bus, and so lets go of the message last received, as a receive does. Raises "
-	  "Unsupported (an io.UnsupportedOperation) where the kernel cannot (Linux before 6.7, "
-	  "io_uring disabled)." },
+	  "at the bus, and so lets go of the message last received, as a receive does. "
+	  "recv_async() and `async for` register it with the loop themselves: do not "
+	  "add_reader() it too while using them. Raises Unsupported (an "
+	  "io.UnsupportedOperation) where the kernel cannot (Linux before 6.7, io_uring "
+	  "disabled)." },
 	{ "add", (PyCFunction)sink_add, METH_O,
 	  "add($self, pattern, /)\n--\n\n"
 	  "Read a topic, or every topic a pattern matches ('orders.*': one token, 'orders.>': "

@@ -955,8 +955,10 @@ static PyMethodDef sub_methods[] = {
 	  "timeout=0 until Timeout; the receive that raises Timeout arms it again. It may be "
 	  "readable with nothing to receive (at least every 100 ms while armed). Owned by the "
 	  "subscriber (do not close it; it is closed with the subscriber); the same on every "
-	  "call. Raises Unsupported (an io.UnsupportedOperation) where the kernel cannot (Linux "
-	  "before 6.7, io_uring disabled)." },
+	  "call. recv_async() and `async for` register it with the loop themselves: do not "
+	  "add_reader() it too while using them. Raises Unsupported (an "
+	  "io.UnsupportedOperation) where the kernel cannot (Linux before 6.7, io_uring "
+	  "disabled)." },
 	{ "close", (PyCFunction)pysb_sub_close, METH_NOARGS,
 	  "close($self, /)\n--\n\nClose the subscriber, releasing its reader slot; ends iteration over "
 	  "it. Closing again does nothing. An acknowledging member's messages not acked yet "
