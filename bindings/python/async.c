@@ -1,12 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * asyncio: Subscriber.recv_async(), recv_batch_async() and `async for msg in sub`.
+ * asyncio: Subscriber.recv_async(), recv_batch_async() and `async for msg in sub`, and the
+ * same for a Sink (one message at a time).
  *
- * shmbus has no file descriptor to hand to the event loop: a reader sleeps on a futex in
- * shared memory. So each subscriber used from asyncio gets one helper thread (a daemon
- * threading.Thread, started on the first wait) that waits in shmbus_recv() with the GIL
- * released, in slices of PYSB_HELPER_SLICE_MS, and completes the future through
- * loop.call_soon_threadsafe(). The event loop itself never waits and never spins.
+ * A message that is there is taken at once. Otherwise the event loop waits on the
+ * reader's fd (shmbus_sub_fd(), shmbus_sink_fd(): an io_uring waiting on the topics'
+ * futexes), with no thread:
+ *  - The receive that found nothing (-EAGAIN) armed the fd. The future's wait registers
+ *    the fd with loop.add_reader() (`areader`, `rloop`), a timer for its timeout
+ *    (`atimer`, loop.call_later()) and a done callback (a cancel takes the fd off the loop
+ *    at once).
+ *  - When the loop sees the fd readable, `_async_ready` receives with timeout 0: a message
+ *    completes the future (and the fd leaves the loop); -EAGAIN (a spurious wake-up: the
+ *    library makes one at least every 100 ms while armed) armed the fd again, and the
+ *    loop goes on waiting. Nothing is received while no future waits, so a cancel loses
+ *    nothing.
+ *  - The fd belongs to the C handle: the handle is closed only once the fd is off the loop
+ *    (areader counts as a user). close() in another thread than the loop's asks the loop
+ *    (call_soon_threadsafe) to take it off.
+ *
+ * Where the kernel gives no fd (-ENOSYS: no IORING_OP_FUTEX_WAIT before Linux 6.7, or
+ * io_uring disabled) and for event loops without add_reader(), each reader used from
+ * asyncio gets one helper thread instead (a daemon threading.Thread, started on the first
+ * wait) that waits in shmbus_recv() with the GIL released, in slices of
+ * PYSB_HELPER_SLICE_MS, and completes the future through loop.call_soon_threadsafe().
+ * Either way the event loop itself never blocks and never spins. The rest of this comment
+ * is about the helper thread, and the common parts:
  *
  *  - A message that is already there completes the future at once, on the loop thread,
  *    with no thread hop; every FAIR_STREAK-th such message is delivered through
@@ -52,10 +71,16 @@ struct pysb_helper {
 	int refs;
 };
 
-static PyObject *get_running_loop; /* asyncio.get_running_loop */
-static PyObject *thread_class;	   /* threading.Thread */
+static PyObject *get_running_loop;  /* asyncio.get_running_loop */
+static PyObject *running_loop_here; /* asyncio._get_running_loop (None outside a loop) */
+static PyObject *thread_class;	    /* threading.Thread */
 static PyObject *str_done, *str_create_future, *str_set_result, *str_set_exception, *str_call_soon,
-	*str_call_soon_threadsafe, *str_start, *str_async_deliver;
+	*str_call_soon_threadsafe, *str_start, *str_async_deliver, *str_add_reader,
+	*str_remove_reader, *str_call_later, *str_cancel, *str_add_done_callback, *str_is_running,
+	*str_is_closed, *str_async_ready, *str_async_timeout, *str_async_done, *str_async_detach;
+
+/* Wait on the fd where there is one (_async_use_fd()). */
+static int use_fd = 1;
 
 static int lazy_init(void)
 {
@@ -71,11 +96,13 @@ static int lazy_init(void)
 	}
 	thread_class = PyObject_GetAttrString(threading, "Thread");
 	get_running_loop = PyObject_GetAttrString(asyncio, "get_running_loop");
+	running_loop_here = PyObject_GetAttrString(asyncio, "_get_running_loop");
 	Py_DECREF(threading);
 	Py_DECREF(asyncio);
-	if (!thread_class || !get_running_loop) {
+	if (!thread_class || !get_running_loop || !running_loop_here) {
 		Py_CLEAR(thread_class);
 		Py_CLEAR(get_running_loop);
+		Py_CLEAR(running_loop_here);
 		return -1;
 	}
 #define INTERN(var, text)                                      \
@@ -91,6 +118,17 @@ static int lazy_init(void)
 	INTERN(str_call_soon_threadsafe, "call_soon_threadsafe");
 	INTERN(str_start, "start");
 	INTERN(str_async_deliver, "_async_deliver");
+	INTERN(str_add_reader, "add_reader");
+	INTERN(str_remove_reader, "remove_reader");
+	INTERN(str_call_later, "call_later");
+	INTERN(str_cancel, "cancel");
+	INTERN(str_add_done_callback, "add_done_callback");
+	INTERN(str_is_running, "is_running");
+	INTERN(str_is_closed, "is_closed");
+	INTERN(str_async_ready, "_async_ready");
+	INTERN(str_async_timeout, "_async_timeout");
+	INTERN(str_async_done, "_async_done");
+	INTERN(str_async_detach, "_async_detach");
 #undef INTERN
 	return 0;
 }
@@ -103,6 +141,29 @@ static int future_done(PyObject *fut)
 	int d = PyObject_IsTrue(r);
 	Py_DECREF(r);
 	return d;
+}
+
+/* Is loop closed? (An error asking counts as closed: nothing would run on it.) */
+static int loop_closed(PyObject *loop)
+{
+	PyObject *r = PyObject_CallMethodNoArgs(loop, str_is_closed);
+	int closed = r ? PyObject_IsTrue(r) : 1;
+	Py_XDECREF(r);
+	if (closed < 0 || !r) {
+		PyErr_Clear();
+		closed = 1;
+	}
+	return closed;
+}
+
+/* Is the pending future s->afut gone for good: done (cancelled), or of a closed loop (it can
+ * never be awaited)? 1, 0, or -1 with an exception set. */
+static int future_gone(pysb_sub *s)
+{
+	int done = future_done(s->afut);
+	if (done || !s->aloop)
+		return done;
+	return loop_closed(s->aloop);
 }
 
 /* ---- the helper thread ------------------------------------------------------------------- */
@@ -275,16 +336,38 @@ static void schedule(pysb_sub *s, PyObject *res)
  * memory ran out). */
 static PyObject *wait_exception(pysb_sub *s, const char *op, int rc)
 {
-	char msg[256];
+	if (rc == PYSB_RC_FILTER) {
+		PyObject *exc = pysb_sink_filter_exc(s);
+		if (exc)
+			return exc;
+		rc = -EIO; /* (cannot happen: the filter's exception is kept until taken) */
+	}
+	if (rc == PYSB_RC_PYERR && PyErr_Occurred()) {
+		PyObject *t, *v, *tb;
+		PyErr_Fetch(&t, &v, &tb);
+		PyErr_NormalizeException(&t, &v, &tb);
+		if (tb && v)
+			PyException_SetTraceback(v, tb);
+		Py_XDECREF(t);
+		Py_XDECREF(tb);
+		return v;
+	}
+	if (rc == PYSB_RC_PYERR)
+		rc = -EIO;
+	char msg[256], where[SHMBUS_TOPIC_NAME_MAX + 8];
 	const char *topic = PyUnicode_AsUTF8(s->topic);
 	if (!topic) {
 		PyErr_Clear();
 		topic = "?";
 	}
-	if (rc == -EAGAIN)
-		snprintf(msg, sizeof(msg), "%s on '%s': no message within the timeout", op, topic);
+	if (s->is_sink)
+		snprintf(where, sizeof(where), "the sink");
 	else
-		snprintf(msg, sizeof(msg), "%s on '%s': %s", op, topic, strerror(-rc));
+		snprintf(where, sizeof(where), "'%s'", topic);
+	if (rc == -EAGAIN)
+		snprintf(msg, sizeof(msg), "%s on %s: no message within the timeout", op, where);
+	else
+		snprintf(msg, sizeof(msg), "%s on %s: %s", op, where, strerror(-rc));
 	PyObject *exc = pysb_exc_new(rc, msg);
 	if (!exc) {
 		PyObject *t, *v, *tb;
@@ -296,6 +379,298 @@ static PyObject *wait_exception(pysb_sub *s, const char *op, int rc)
 	}
 	return exc;
 }
+
+/* ---- waiting on the fd -------------------------------------------------------------------- */
+
+PyObject *pysb_async_use_fd(PyObject *module, PyObject *flag)
+{
+	(void)module;
+	int v = PyObject_IsTrue(flag);
+	if (v < 0)
+		return NULL;
+	int old = use_fd;
+	use_fd = v;
+	return PyBool_FromLong(old);
+}
+
+/* What a pending future gets at close(): StopAsyncIteration for __anext__, else
+ * ValueError. New reference, or NULL (no exception set) if even that failed. */
+static PyObject *closing_exc(pysb_sub *s)
+{
+	PyObject *exc;
+	if (s->aiter) {
+		exc = PyObject_CallNoArgs(PyExc_StopAsyncIteration);
+	} else {
+		PyObject *text =
+			PyUnicode_FromFormat("operation on a closed shmbus.%s", pysb_kind(s));
+		exc = text ? PyObject_CallOneArg(PyExc_ValueError, text) : NULL;
+		Py_XDECREF(text);
+	}
+	if (!exc)
+		PyErr_Clear();
+	return exc;
+}
+
+/* Call a method of a loop or future that must not fail, for its effect. */
+static void call_for_effect(PyObject *obj, PyObject *name, PyObject *arg, PyObject *who)
+{
+	PyObject *r = arg ? PyObject_CallMethodOneArg(obj, name, arg) :
+			    PyObject_CallMethodNoArgs(obj, name);
+	if (!r)
+		PyErr_WriteUnraisable(who);
+	Py_XDECREF(r);
+}
+
+/* Take the fd off its loop and cancel the timeout: on the loop's thread, or with the loop
+ * not running. An exception set stays set. */
+static void fd_detach(pysb_sub *s)
+{
+	if (!s->areader && !s->atimer)
+		return;
+	PyObject *t, *v, *tb;
+	PyErr_Fetch(&t, &v, &tb);
+	PyObject *timer = s->atimer;
+	s->atimer = NULL;
+	if (timer) {
+		call_for_effect(timer, str_cancel, NULL, (PyObject *)s);
+		Py_DECREF(timer);
+	}
+	PyObject *loop = s->rloop;
+	s->rloop = NULL;
+	if (s->areader && loop) {
+		/* (a closed loop's remove_reader() does nothing) */
+		PyObject *fd = PyLong_FromLong(s->fd);
+		if (fd)
+			call_for_effect(loop, str_remove_reader, fd, (PyObject *)s);
+		else
+			PyErr_WriteUnraisable((PyObject *)s);
+		Py_XDECREF(fd);
+	}
+	s->areader = 0;
+	Py_XDECREF(loop);
+	PyErr_Restore(t, v, tb);
+}
+
+/* May this thread call loop's methods (not thread-safe)? Yes on its thread, or while it
+ * does not run. */
+static int loop_here(PyObject *loop)
+{
+	PyObject *cur = PyObject_CallNoArgs(running_loop_here);
+	if (!cur) {
+		PyErr_Clear();
+		return 1;
+	}
+	Py_DECREF(cur);
+	if (cur == loop)
+		return 1;
+	PyObject *r = PyObject_CallMethodNoArgs(loop, str_is_running);
+	if (!r) {
+		PyErr_Clear();
+		return 1;
+	}
+	int running = PyObject_IsTrue(r);
+	Py_DECREF(r);
+	return running != 1;
+}
+
+/* The wait on the fd is over: the fd off the loop, and the pending future completed with
+ * res (stolen: messages or an exception; NULL: nothing to give, the future forgotten). A
+ * message that finds the future done (cancelled meanwhile) is kept for the next receive.
+ * With the GIL, on the loop's thread. */
+static void fd_end(pysb_sub *s, PyObject *res)
+{
+	PyObject *fut = s->afut, *loop = s->aloop;
+	s->afut = NULL;
+	s->aloop = NULL;
+	fd_detach(s);
+	if (res) {
+		int done = fut ? future_done(fut) : 1;
+		if (done < 0) {
+			PyErr_WriteUnraisable((PyObject *)s);
+			done = 1;
+		}
+		/* A future of a closed loop cannot be completed (nor awaited). */
+		if (!done && loop)
+			done = loop_closed(loop);
+		if (done) {
+			keep_for_next(s, res);
+		} else {
+			call_for_effect(fut,
+					PyExceptionInstance_Check(res) ? str_set_exception :
+									 str_set_result,
+					res, fut);
+			Py_DECREF(res);
+		}
+	}
+	Py_XDECREF(fut);
+	Py_XDECREF(loop);
+	pysb_sub_maybe_finish(s);
+}
+
+/* The wait on the fd is over, from any thread (close(), a synchronous recv): the fd off
+ * the loop, and a pending future, if closed, ended with closing_exc() (else forgotten).
+ * From another thread than the one running the loop, the loop is asked to do it
+ * (_async_detach()). */
+static void fd_end_any(pysb_sub *s)
+{
+	PyObject *loop = s->rloop;
+	if (!loop || loop_here(loop)) {
+		fd_end(s, s->closed && s->afut ? closing_exc(s) : NULL);
+		return;
+	}
+	PyObject *cb = PyObject_GetAttr((PyObject *)s, str_async_detach);
+	PyObject *r = cb ? PyObject_CallMethodOneArg(loop, str_call_soon_threadsafe, cb) : NULL;
+	Py_XDECREF(cb);
+	if (r) {
+		Py_DECREF(r);
+		return;
+	}
+	/* The loop is closed: nobody will await the future, and its selector is gone. */
+	PyErr_Clear();
+	fd_end(s, NULL);
+}
+
+PyObject *pysb_sub_async_detach(pysb_sub *s, PyObject *unused)
+{
+	(void)unused;
+	if (s->afut && !s->closed)
+		Py_RETURN_NONE; /* a new wait on this loop took the registration over */
+	fd_end(s, s->closed && s->afut ? closing_exc(s) : NULL);
+	Py_RETURN_NONE;
+}
+
+/* Wait for the future fut of loop on the fd: add_reader, the done callback, the timer.
+ * 0; 1 if the loop cannot watch an fd (NotImplementedError: use the helper thread); -1
+ * with an exception set. */
+static int fd_wait(pysb_sub *s, PyObject *loop, PyObject *fut, int fd, int64_t timeout_ms)
+{
+	if (s->areader && s->rloop != loop)
+		fd_detach(s);
+	if (!s->areader) {
+		PyObject *cb = PyObject_GetAttr((PyObject *)s, str_async_ready);
+		PyObject *fdo = PyLong_FromLong(fd);
+		PyObject *r = cb && fdo ? PyObject_CallMethodObjArgs(loop, str_add_reader, fdo, cb,
+								     NULL) :
+					  NULL;
+		Py_XDECREF(cb);
+		Py_XDECREF(fdo);
+		if (!r) {
+			if (PyErr_ExceptionMatches(PyExc_NotImplementedError)) {
+				PyErr_Clear();
+				return 1;
+			}
+			return -1;
+		}
+		Py_DECREF(r);
+		s->areader = 1;
+		s->rloop = Py_NewRef(loop);
+	}
+	PyObject *cb = PyObject_GetAttr((PyObject *)s, str_async_done);
+	PyObject *r = cb ? PyObject_CallMethodOneArg(fut, str_add_done_callback, cb) : NULL;
+	Py_XDECREF(cb);
+	if (!r)
+		goto fail;
+	Py_DECREF(r);
+	if (timeout_ms >= 0) {
+		PyObject *delay = PyFloat_FromDouble((double)timeout_ms / 1000.0);
+		cb = PyObject_GetAttr((PyObject *)s, str_async_timeout);
+		s->atimer = cb && delay ? PyObject_CallMethodObjArgs(loop, str_call_later, delay,
+								     cb, NULL) :
+					  NULL;
+		Py_XDECREF(cb);
+		Py_XDECREF(delay);
+		if (!s->atimer)
+			goto fail;
+	}
+	return 0;
+fail:
+	fd_detach(s);
+	return -1;
+}
+
+/* Take what is there for the pending future (timeout 0): its result (a Message or a list,
+ * or an exception), or NULL if nothing is there (the fd armed again). */
+static PyObject *fd_take(pysb_sub *s)
+{
+	const char *op = s->amax ? "recv_batch_async" : "recv_async";
+	if (pysb_sub_let_go(s) < 0)
+		return wait_exception(s, op, PYSB_RC_PYERR);
+	unsigned hmax = s->ahmax;
+	shmbus_msg_t one;
+	shmbus_msg_t *msgs = hmax ? s->bmsgs : &one;
+	int rc = pysb_sub_poll(s, msgs, hmax ? hmax : 1);
+	if (rc == -EAGAIN || rc == -EINTR)
+		return NULL;
+	if (rc <= 0)
+		return wait_exception(s, op, rc);
+	PyObject *res = hmax ? pysb_sub_wrap_batch(s, msgs, (unsigned)rc) : pysb_sub_wrap(s, msgs);
+	return res ? res : wait_exception(s, op, PYSB_RC_PYERR);
+}
+
+PyObject *pysb_sub_async_ready(pysb_sub *s, PyObject *unused)
+{
+	(void)unused;
+	if (!s->areader)
+		Py_RETURN_NONE; /* a late call: the fd left the loop */
+	if (s->closed || !s->afut) {
+		fd_end(s, s->closed && s->afut ? closing_exc(s) : NULL);
+		Py_RETURN_NONE;
+	}
+	int done = future_done(s->afut);
+	if (done < 0)
+		return NULL;
+	if (done) {
+		fd_end(s, NULL);
+		Py_RETURN_NONE;
+	}
+	/* Another thread copies a payload without the GIL (Message.bytes()), or a result is
+	 * on its way through the loop already: the fd is still readable after. */
+	if (s->busy || s->ahelper || s->adeliver)
+		Py_RETURN_NONE;
+	s->astreak = 0;
+	PyObject *res = fd_take(s);
+	if (res && s->afut)
+		fd_end(s, res);
+	else
+		Py_XDECREF(res); /* (nothing: armed again; or closed by the filter, ended) */
+	Py_RETURN_NONE;
+}
+
+PyObject *pysb_sub_async_timeout(pysb_sub *s, PyObject *unused)
+{
+	(void)unused;
+	Py_CLEAR(s->atimer);
+	if (!s->afut || s->closed)
+		Py_RETURN_NONE;
+	int done = future_done(s->afut);
+	if (done < 0)
+		return NULL;
+	if (done)
+		Py_RETURN_NONE; /* the done callback ends it */
+	/* One last look: a message that came just now is not a timeout. */
+	PyObject *res = NULL;
+	if (!s->busy && !s->ahelper && !s->adeliver)
+		res = fd_take(s);
+	if (!s->afut) {
+		Py_XDECREF(res);
+		Py_RETURN_NONE;
+	}
+	if (!res)
+		res = wait_exception(s, s->amax ? "recv_batch_async" : "recv_async", -EAGAIN);
+	fd_end(s, res);
+	Py_RETURN_NONE;
+}
+
+PyObject *pysb_sub_async_done(pysb_sub *s, PyObject *fut)
+{
+	/* Our own completions forget the future first: this is a cancel (or someone else
+	 * set its result). */
+	if (fut == s->afut && s->areader)
+		fd_end(s, NULL);
+	Py_RETURN_NONE;
+}
+
+/* ---- the helper thread's work ------------------------------------------------------------- */
 
 /* Serve the pending request of s: wait for a message in slices, then deliver. */
 static void serve(struct pysb_helper *h, pysb_sub *s)
@@ -329,9 +704,8 @@ static void serve(struct pysb_helper *h, pysb_sub *s)
 			if (left < slice)
 				slice = (int)left;
 		}
-		shmbus_sub_t *hd = s->sub;
 		Py_BEGIN_ALLOW_THREADS
-			rc = pysb_take(hd, msgs, hmax ? hmax : 1, slice);
+			rc = pysb_take(s, msgs, hmax ? hmax : 1, slice, 0);
 		Py_END_ALLOW_THREADS
 		if (rc != -EAGAIN && rc != -EINTR)
 			break;
@@ -344,10 +718,8 @@ static void serve(struct pysb_helper *h, pysb_sub *s)
 	PyObject *res = NULL;
 	if (rc > 0 && !s->closed) {
 		res = hmax ? pysb_sub_wrap_batch(s, msgs, (unsigned)rc) : pysb_sub_wrap(s, msgs);
-		if (!res) {
-			PyErr_Clear();
-			res = wait_exception(s, op, -ENOMEM);
-		}
+		if (!res)
+			res = wait_exception(s, op, PYSB_RC_PYERR);
 	} else if (rc == RC_CANCELLED) {
 		/* Nothing consumed; forget the cancelled future. Its finalizer may run Python
 		 * code: a request made meanwhile starts afresh. */
@@ -430,8 +802,9 @@ PyObject *pysb_sub_async_deliver(pysb_sub *s, PyObject *unused)
 			Py_XDECREF(tb);
 			res = v;
 		} else if (!res) {
-			res = PyObject_CallFunction(PyExc_ValueError, "s",
-						    "operation on a closed shmbus.Subscriber");
+			res = PyUnicode_FromFormat("operation on a closed shmbus.%s", pysb_kind(s));
+			if (res)
+				Py_SETREF(res, PyObject_CallOneArg(PyExc_ValueError, res));
 		}
 		if (!res) {
 			Py_DECREF(fut);
@@ -460,15 +833,15 @@ static int complete(PyObject *fut, PyObject *res)
 PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsigned max)
 {
 	const char *op = max ? "recv_batch_async" : "recv_async";
-	if (s->closed || !s->sub) {
+	if (s->closed || !pysb_open(s)) {
 		if (aiter) {
 			PyErr_SetNone(PyExc_StopAsyncIteration);
 			return NULL;
 		}
-		return pysb_closed("Subscriber");
+		return pysb_closed(pysb_kind(s));
 	}
-	if (s->busy)
-		return pysb_busy("Subscriber");
+	if (!pysb_sub_usable(s))
+		return NULL;
 	if (lazy_init() < 0)
 		return NULL;
 	PyObject *loop = PyObject_CallNoArgs(get_running_loop);
@@ -478,12 +851,41 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsign
 	if (!fut)
 		goto fail;
 	int64_t deadline = pysb_deadline(timeout_ms);
+	if (s->areader) {
+		/* A wait on the fd: refused while its future is pending; one cancelled is
+		 * forgotten (nothing was received for it), and the fd leaves the loop. */
+		if (s->afut) {
+			int done = future_gone(s);
+			if (done < 0)
+				goto fail;
+			if (!done) {
+				PyErr_Format(PyExc_RuntimeError,
+					     "recv_async() is already pending on this %s",
+					     s->is_sink ? "sink" : "subscriber");
+				goto fail;
+			}
+			Py_CLEAR(s->afut);
+			Py_CLEAR(s->aloop);
+		}
+		fd_end_any(s);
+	}
+	if (s->afut && !s->ahelper && s->aloop && loop_closed(s->aloop)) {
+		/* The pending future's loop was closed: a delivery queued on it never runs.
+		 * What it was to bring goes to the next receive. */
+		s->adeliver = 0;
+		Py_CLEAR(s->afut);
+		Py_CLEAR(s->aloop);
+		PyObject *res = s->aresult;
+		s->aresult = NULL;
+		if (res)
+			keep_for_next(s, res);
+	}
 	if (s->afut && !s->ahelper && (!s->adeliver || (s->aresult && !is_messages(s->aresult)))) {
 		/* A cancelled future's outcome is on its way, but it is not a message (a
 		 * timeout, an error): nothing for the new future to inherit; start afresh. The
 		 * queued callback will find nothing to deliver. (With neither a helper nor a
 		 * delivery under way a future is never kept; cleared here all the same.) */
-		int done = future_done(s->afut);
+		int done = future_gone(s);
 		if (done < 0)
 			goto fail;
 		if (done) {
@@ -493,12 +895,13 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsign
 		}
 	}
 	if (s->afut || s->ahelper) {
-		int done = s->afut ? future_done(s->afut) : 1;
+		int done = s->afut ? future_gone(s) : 1;
 		if (done < 0)
 			goto fail;
 		if (!done) {
-			PyErr_SetString(PyExc_RuntimeError,
-					"recv_async() is already pending on this subscriber");
+			PyErr_Format(PyExc_RuntimeError,
+				     "recv_async() is already pending on this %s",
+				     s->is_sink ? "sink" : "subscriber");
 			goto fail;
 		}
 		/* The previous future was cancelled while the helper or its delivery was under
@@ -576,8 +979,33 @@ PyObject *pysb_sub_recv_async(pysb_sub *s, int64_t timeout_ms, int aiter, unsign
 		goto fail;
 	}
 	if (timeout_ms == 0) {
-		pysb_raise(-EAGAIN, "%s on '%U': no message (timeout 0)", op, s->topic);
+		if (s->is_sink)
+			pysb_raise(-EAGAIN, "%s on the sink: no message (timeout 0)", op);
+		else
+			pysb_raise(-EAGAIN, "%s on '%U': no message (timeout 0)", op, s->topic);
 		goto fail;
+	}
+	if (use_fd && !s->fd_nosys) {
+		/* The receive that found nothing armed the fd (or making it does). */
+		int fd = pysb_sub_fd(s, 1);
+		if (fd == -ENOSYS)
+			PyErr_Clear();
+		else if (fd < 0)
+			goto fail;
+		if (fd >= 0) {
+			int how = fd_wait(s, loop, fut, fd, timeout_ms);
+			if (how < 0)
+				goto fail;
+			if (how == 0) {
+				s->afut = Py_NewRef(fut);
+				s->aloop = loop;
+				s->aiter = aiter;
+				s->amax = max;
+				s->adeadline = deadline;
+				s->ahmax = max ? (unsigned)cap : 0;
+				return fut;
+			}
+		}
 	}
 	if (!s->helper && helper_start(s) < 0)
 		goto fail;
@@ -601,19 +1029,23 @@ int pysb_sub_async_settle(pysb_sub *s, unsigned max, PyObject **out)
 {
 	*out = NULL;
 	if (s->afut) {
-		int done = future_done(s->afut);
+		int done = future_gone(s);
 		if (done < 0)
 			return -1;
 		if (!done) {
-			PyErr_SetString(
+			PyErr_Format(
 				PyExc_RuntimeError,
-				"recv_async() is pending on this subscriber: await or cancel "
-				"it before calling recv()");
+				"recv_async() is pending on this %s: await or cancel it before "
+				"calling recv()",
+				s->is_sink ? "sink" : "subscriber");
 			return -1;
 		}
 		Py_CLEAR(s->afut);
 		Py_CLEAR(s->aloop);
 	}
+	/* A cancelled wait on the fd: the fd off the loop. */
+	if (s->areader || s->atimer)
+		fd_end_any(s);
 	/* A cancelled request's helper is at most one slice from noticing. */
 	while (s->ahelper) {
 		pysb_nap();
@@ -632,17 +1064,13 @@ int pysb_sub_async_settle(pysb_sub *s, unsigned max, PyObject **out)
 void pysb_sub_async_close(pysb_sub *s)
 {
 	Py_CLEAR(s->astash);
-	if (s->afut) {
-		PyObject *exc;
-		if (s->aiter)
-			exc = PyObject_CallNoArgs(PyExc_StopAsyncIteration);
-		else
-			exc = PyObject_CallFunction(PyExc_ValueError, "s",
-						    "operation on a closed shmbus.Subscriber");
+	if (s->areader || s->atimer) {
+		/* (lazy_init() ran: the fd was put on a loop) */
+		fd_end_any(s);
+	} else if (s->afut) {
+		PyObject *exc = closing_exc(s);
 		if (exc)
 			schedule(s, exc);
-		else
-			PyErr_Clear();
 	}
 	helper_stop(s);
 }
@@ -653,6 +1081,8 @@ int pysb_sub_async_traverse(pysb_sub *s, visitproc visit, void *arg)
 	Py_VISIT(s->aloop);
 	Py_VISIT(s->aresult);
 	Py_VISIT(s->astash);
+	Py_VISIT(s->rloop);
+	Py_VISIT(s->atimer);
 	return 0;
 }
 
@@ -662,5 +1092,9 @@ void pysb_sub_async_clear(pysb_sub *s)
 	Py_CLEAR(s->aloop);
 	Py_CLEAR(s->aresult);
 	Py_CLEAR(s->astash);
+	/* Garbage (the loop with it, or it would hold a reference): no call into the loop. */
+	Py_CLEAR(s->atimer);
+	Py_CLEAR(s->rloop);
+	s->areader = 0;
 	helper_stop(s);
 }

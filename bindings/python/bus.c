@@ -470,6 +470,58 @@ static PyObject *bus_publisher(pysb_bus *b, PyObject *arg)
 	return pysb_pub_open(b, arg);
 }
 
+/* The group options of subscriber() and sink(): opt_o ack_wait_ms, max_deliver, max_pending,
+ * max_pending_member (NULL or None: the default), dead_o (None or a str). ValueError for
+ * ack or a group option without a group. *go lives as long as dead_o. 0 or -1. */
+static int group_opts(PyObject *const opt_o[4], PyObject *dead_o, int ack, PyObject *group,
+		      shmbus_group_opts_t *go)
+{
+	static const char *const opt_name[4] = { "ack_wait_ms", "max_deliver", "max_pending",
+						 "max_pending_member" };
+	uint64_t opt[4] = { 0, 0, 0, 0 };
+	int have_opts = dead_o != Py_None;
+	for (int i = 0; i < 4; i++) {
+		if (!opt_o[i] || opt_o[i] == Py_None)
+			continue;
+		if (pysb_uint_arg(opt_o[i], opt_name[i], UINT32_MAX, &opt[i]) < 0)
+			return -1;
+		have_opts = 1;
+	}
+	const char *dead = NULL;
+	if (dead_o != Py_None) {
+		if (!PyUnicode_Check(dead_o)) {
+			PyErr_Format(PyExc_TypeError,
+				     "dead_letter must be a str or None, not %.100s",
+				     Py_TYPE(dead_o)->tp_name);
+			return -1;
+		}
+		if (pysb_name_arg(dead_o, "dead_letter", &dead) < 0)
+			return -1;
+	}
+	if ((ack || have_opts) && group == Py_None) {
+		PyErr_Format(PyExc_ValueError, "%s is for a group member: give group too",
+			     ack ? "ack=True" : "a group's option");
+		return -1;
+	}
+	const char *name;
+	if (group != Py_None && !PyUnicode_Check(group)) {
+		PyErr_Format(PyExc_TypeError, "group must be a str or None, not %.100s",
+			     Py_TYPE(group)->tp_name);
+		return -1;
+	}
+	if (group != Py_None && pysb_name_arg(group, "group", &name) < 0)
+		return -1;
+	shmbus_group_opts_init(go);
+	if (opt[0])
+		go->ack_wait_ms = (uint32_t)opt[0];
+	if (opt[1])
+		go->max_deliver = (uint32_t)opt[1];
+	go->max_pending = (uint32_t)opt[2];
+	go->max_pending_member = (uint32_t)opt[3];
+	go->dead_letter = dead;
+	return 0;
+}
+
 static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {
@@ -479,56 +531,45 @@ static PyObject *bus_subscriber(pysb_bus *b, PyObject *args, PyObject *kw)
 	PyObject *topic, *group = Py_None, *dead_o = Py_None;
 	/* The group's options, for when this creates the group; None or 0: the default. */
 	PyObject *opt_o[4] = { NULL, NULL, NULL, NULL };
-	static const char *const opt_name[4] = { "ack_wait_ms", "max_deliver", "max_pending",
-						 "max_pending_member" };
 	int earliest = 0, ack = 0;
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|Op$pOOOOO:subscriber", kwlist, &topic, &group,
 					 &earliest, &ack, &opt_o[0], &opt_o[1], &opt_o[2],
 					 &opt_o[3], &dead_o))
 		return NULL;
-	uint64_t opt[4] = { 0, 0, 0, 0 };
-	int have_opts = dead_o != Py_None;
-	for (int i = 0; i < 4; i++) {
-		if (!opt_o[i] || opt_o[i] == Py_None)
-			continue;
-		if (pysb_uint_arg(opt_o[i], opt_name[i], UINT32_MAX, &opt[i]) < 0)
-			return NULL;
-		have_opts = 1;
-	}
-	const char *dead = NULL;
-	if (dead_o != Py_None) {
-		if (!PyUnicode_Check(dead_o))
-			return PyErr_Format(PyExc_TypeError,
-					    "dead_letter must be a str or None, not %.100s",
-					    Py_TYPE(dead_o)->tp_name);
-		if (pysb_name_arg(dead_o, "dead_letter", &dead) < 0)
-			return NULL;
-	}
-	if ((ack || have_opts) && group == Py_None)
-		return PyErr_Format(PyExc_ValueError, "%s is for a group member: give group too",
-				    ack ? "ack=True" : "a group's option");
+	shmbus_group_opts_t go;
+	if (group_opts(opt_o, dead_o, ack, group, &go) < 0)
+		return NULL;
 	const char *name;
 	if (pysb_name_arg(topic, "topic", &name) < 0)
 		return NULL;
-	if (group != Py_None && !PyUnicode_Check(group))
-		return PyErr_Format(PyExc_TypeError, "group must be a str or None, not %.100s",
-				    Py_TYPE(group)->tp_name);
-	if (group != Py_None && pysb_name_arg(group, "group", &name) < 0)
-		return NULL;
 	if (!handle(b))
 		return NULL;
-	shmbus_group_opts_t go;
-	shmbus_group_opts_init(&go);
-	if (opt[0])
-		go.ack_wait_ms = (uint32_t)opt[0];
-	if (opt[1])
-		go.max_deliver = (uint32_t)opt[1];
-	go.max_pending = (uint32_t)opt[2];
-	go.max_pending_member = (uint32_t)opt[3];
-	go.dead_letter = dead;
 	return pysb_sub_open(b, topic, group,
 			     (earliest ? SHMBUS_SUB_EARLIEST : 0) | (ack ? SHMBUS_SUB_ACK : 0),
 			     &go);
+}
+
+static PyObject *bus_sink(pysb_bus *b, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "patterns",	   "group",	  "filter",
+				  "from_earliest", "ack",	  "ack_wait_ms",
+				  "max_deliver",   "max_pending", "max_pending_member",
+				  "dead_letter",   NULL };
+	PyObject *patterns, *group = Py_None, *filter = Py_None, *dead_o = Py_None;
+	PyObject *opt_o[4] = { NULL, NULL, NULL, NULL };
+	int earliest = 0, ack = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO$ppOOOOO:sink", kwlist, &patterns, &group,
+					 &filter, &earliest, &ack, &opt_o[0], &opt_o[1], &opt_o[2],
+					 &opt_o[3], &dead_o))
+		return NULL;
+	shmbus_group_opts_t go;
+	if (group_opts(opt_o, dead_o, ack, group, &go) < 0)
+		return NULL;
+	if (!handle(b))
+		return NULL;
+	return pysb_sink_open(b, patterns, group, filter,
+			      (earliest ? SHMBUS_SUB_EARLIEST : 0) | (ack ? SHMBUS_SUB_ACK : 0),
+			      &go);
 }
 
 /* ---- attributes ------------------------------------------------------------------------- */
@@ -622,6 +663,26 @@ static PyMethodDef bus_methods[] = {
 	  "max_pending_member (max_pending), dead_letter (None: '<topic>.dead'; '': none, "
 	  "such messages are dropped and counted). ValueError for ack or a group option "
 	  "without a group." },
+	{ "sink", (PyCFunction)(void (*)(void))bus_sink, METH_VARARGS | METH_KEYWORDS,
+	  "sink($self, /, patterns, group=None, filter=None, *, from_earliest=False, ack=False, "
+	  "ack_wait_ms=None, max_deliver=None, max_pending=None, max_pending_member=None, "
+	  "dead_letter=None)\n--\n\n"
+	  "Open a Sink: one reader over every topic that patterns name (a str or an iterable "
+	  "of str: topic names, or patterns where a token '*' matches one token and a last "
+	  "'>' one or more: 'orders.>'), now and from now on (sink.add(), sink.remove()). "
+	  "Without a group it reads every message of each topic, as a fan-out subscriber of "
+	  "each (from the earliest retained with from_earliest; a topic created later is read "
+	  "from its first message); with one it is one member of that group on every topic "
+	  "(ack=True: an acknowledging member, sink.ack(), sink.nack(); the group options are "
+	  "subscriber()'s).\n"
+	  "filter: a callable(topic: str, type: int, data: memoryview) -> bool called with "
+	  "each message before it is returned; a message it rejects is consumed (acked, for "
+	  "an acknowledging sink) and never returned. data is valid during the call only. It "
+	  "runs inside the sink's receive, maybe in another thread (the GIL taken), and may "
+	  "ack(), nack() or close() the sink, nothing else. If it raises, its message is "
+	  "consumed as a rejected one (but nacked, not acked, by an acknowledging sink: "
+	  "redelivered, then dead-lettered) and the receive raises that exception. ValueError "
+	  "for ack or a group option without a group." },
 	{ NULL, NULL, 0, NULL },
 };
 

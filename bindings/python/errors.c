@@ -2,7 +2,8 @@
 /*
  * Exceptions: shmbus.Error (with .errno) and one subclass per errno a caller acts on.
  * Timeout, NotFound, Exists and AccessDenied also derive from the builtin OSError
- * subclasses they mean, so `except TimeoutError` or `except FileNotFoundError` work too.
+ * subclasses they mean, so `except TimeoutError` or `except FileNotFoundError` work too;
+ * Unsupported from io.UnsupportedOperation, what fileno() raises for an object without one.
  * Instances are built with the message as their only argument (so str() is the message)
  * and get .errno set afterwards (the OSError slot on those that are OSErrors).
  *
@@ -19,7 +20,7 @@
 #include "bindings/python/pyshmbus.h"
 
 PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig, *pysb_AccessDenied,
-	*pysb_Stale;
+	*pysb_Stale, *pysb_Unsupported;
 
 static PyObject *new_class(PyObject *m, const char *name, const char *doc, PyObject *bases)
 {
@@ -78,8 +79,20 @@ int pysb_errors_init(PyObject *m)
 			  "more (ESTALE): its ack wait passed and it was handed back, another "
 			  "member has it, or it was acked already. Nothing changed.",
 			  NULL);
+	PyObject *io = PyImport_ImportModule("io");
+	PyObject *unsupported = io ? PyObject_GetAttrString(io, "UnsupportedOperation") : NULL;
+	Py_XDECREF(io);
+	if (!unsupported)
+		return -1;
+	pysb_Unsupported =
+		sub_class(m, "Unsupported",
+			  "The kernel cannot do this (ENOSYS): fileno() where io_uring "
+			  "cannot wait on a futex (Linux before 6.7, io_uring disabled). "
+			  "Also an io.UnsupportedOperation (an OSError).",
+			  unsupported);
+	Py_DECREF(unsupported);
 	if (!pysb_Timeout || !pysb_Exists || !pysb_NotFound || !pysb_TooBig || !pysb_AccessDenied ||
-	    !pysb_Stale)
+	    !pysb_Stale || !pysb_Unsupported)
 		return -1;
 	return 0;
 }
@@ -101,6 +114,8 @@ static PyObject *class_for(int err)
 		return pysb_AccessDenied;
 	case ESTALE:
 		return pysb_Stale;
+	case ENOSYS:
+		return pysb_Unsupported;
 	default:
 		return pysb_Error;
 	}

@@ -7,8 +7,9 @@
  *  - A handle of the C library is closed only when nothing can touch it any more: close()
  *    marks the object closed (Python calls on it raise ValueError), and the C close runs
  *    once no call is using the handle with the GIL released (busy), no helper thread is
- *    inside shmbus_recv() on it, and no buffer exported from ring memory is alive
- *    (exports). Whichever of those ends last runs the close.
+ *    inside shmbus_recv() on it, no event loop has its fd registered (areader), and no
+ *    buffer exported from ring memory is alive (exports). Whichever of those ends last
+ *    runs the close.
  *  - Ring memory reaches Python only through buffers exported by a Message (read-only) or a
  *    Reservation (writable). The memoryviews we hand out are released before the memory
  *    may change (next recv, commit, abort, close; for a batch of messages, the next recv
@@ -39,6 +40,9 @@
 void pysb_nap(void);
 /* Returned by the waiting helpers when a Python exception is set (not an errno). */
 #define PYSB_RC_PYERR (-100000)
+/* Returned by a sink's receive when its filter raised: the exception is in the sink's
+ * `ferr` (raised by the caller, with the GIL), the message consumed (see sink.c). */
+#define PYSB_RC_FILTER (-100003)
 /* Payloads of at least this many bytes are copied with the GIL released (below it, the
  * release and re-acquisition cost more than the copy). */
 #define PYSB_NOGIL_COPY 16384
@@ -52,7 +56,7 @@ static inline const char *pysb_policy_name(uint32_t policy)
 /* ---- exceptions (errors.c) ----------------------------------------------------------- */
 
 extern PyObject *pysb_Error, *pysb_Timeout, *pysb_Exists, *pysb_NotFound, *pysb_TooBig,
-	*pysb_AccessDenied, *pysb_Stale;
+	*pysb_AccessDenied, *pysb_Stale, *pysb_Unsupported;
 
 /* Create the exception classes and add them to module m. 0 or -1 (exception set). */
 int pysb_errors_init(PyObject *m);
@@ -166,6 +170,7 @@ PyObject *pysb_pub_open(pysb_bus *bus, PyObject *topic);
 /* ---- Subscriber and Message (sub.c) --------------------------------------------------- */
 
 struct pysb_helper;
+struct pysb_tname;
 
 /* The most messages one recv_batch() takes (a list of Message objects is the cost). */
 #define PYSB_BATCH_MAX 65536
@@ -177,10 +182,17 @@ struct pysb_held {
 	uint64_t seq;
 };
 
+/*
+ * A Subscriber, or a Sink (sink.c): both types share this structure, so that receiving,
+ * the lifetime of messages and asyncio are the same code. A sink has `sink` set instead of
+ * `sub` and takes one message at a time (hcap and batch_max 1).
+ */
 typedef struct pysb_sub {
-	PyObject_HEAD shmbus_sub_t *sub; /* NULL once closed in C */
+	PyObject_HEAD shmbus_sub_t *sub; /* NULL once closed in C (a Subscriber) */
+	shmbus_sink_t *sink;		 /* NULL once closed in C (a Sink) */
+	int is_sink;			 /* a Sink (pysb_SinkType), even once closed */
 	pysb_bus *bus;			 /* strong */
-	PyObject *topic;		 /* str */
+	PyObject *topic;		 /* str ("sink" for a sink: only for messages) */
 	PyObject *group;		 /* str or None */
 	uint32_t max_message;
 	uint32_t policy;
@@ -221,8 +233,36 @@ typedef struct pysb_sub {
 	int64_t adeadline; /* pysb_now_ms() deadline, or -1 */
 	unsigned astreak;  /* futures completed at once in a row (fairness) */
 	struct pysb_helper *helper;
+	/* asyncio without a thread (async.c): the fd, on the event loop while a future waits */
+	int fd;		  /* shmbus_sub_fd()/shmbus_sink_fd(), once fd_known */
+	int fd_known;	  /* fd is set (the library made it: it lives as long as the handle) */
+	int fd_nosys;	  /* the library said -ENOSYS: asyncio uses the helper thread */
+	int areader;	  /* the fd is registered with rloop (add_reader): a user of the handle */
+	PyObject *rloop;  /* the loop it is registered with (strong), or NULL */
+	PyObject *atimer; /* the pending future's timeout (a TimerHandle), or NULL */
+	/* a Sink (sink.c) */
+	PyObject *filter; /* the callable, or NULL */
+	PyObject *ferr;	  /* the exception the filter raised, waiting to be raised */
+	int fpending;	  /* in a receive: the filter raised on the message it returns */
+	int infilter;	  /* the filter runs (in thread fthread) */
+	unsigned long fthread;
+	void *klock;		   /* PyThread_type_lock: one library call on the sink at a time */
+	struct pysb_tname *tnames; /* topic names of received messages, as str (a cache) */
+	unsigned tnext;
 	PyObject *weakrefs;
 } pysb_sub;
+
+/* The type's name, for errors: "Subscriber" or "Sink". */
+static inline const char *pysb_kind(const pysb_sub *s)
+{
+	return s->is_sink ? "Sink" : "Subscriber";
+}
+
+/* Is the C handle open (not closed in C yet)? */
+static inline int pysb_open(const pysb_sub *s)
+{
+	return s->sub != NULL || s->sink != NULL;
+}
 
 typedef struct pysb_msg {
 	PyObject_HEAD pysb_sub *sub; /* strong */
@@ -240,9 +280,11 @@ typedef struct pysb_msg {
 	uint32_t flags_;
 	uint64_t pos_;
 	uint64_t pend_;
+	uint64_t src_;	 /* a sink's: the reader it came from */
+	PyObject *topic; /* str: the topic it was published to */
 } pysb_msg;
 
-extern PyTypeObject pysb_SubType, pysb_MsgType;
+extern PyTypeObject pysb_SubType, pysb_MsgType, pysb_SinkType;
 
 /* Open a subscriber (bus.subscriber()): with a group, shmbus_sub_open_group() with gopts
  * (NULL: the defaults). New reference or NULL. */
@@ -257,15 +299,12 @@ int pysb_sub_let_go(pysb_sub *s);
  * (handing out message idx of a stashed batch). */
 int pysb_sub_let_go_before(pysb_sub *s, unsigned idx);
 
-/* Receive into msgs[0..max) from handle h (shmbus_recv() for max 1, shmbus_recv_batch()
- * otherwise): the number received (>= 1) or -errno. */
-static inline int pysb_take(shmbus_sub_t *h, shmbus_msg_t *msgs, unsigned max, int timeout_ms)
-{
-	if (max > 1)
-		return shmbus_recv_batch(h, msgs, max, timeout_ms);
-	int rc = shmbus_recv(h, msgs, timeout_ms);
-	return rc < 0 ? rc : 1;
-}
+/* Receive into msgs[0..max) from the handle of s (shmbus_recv() for max 1,
+ * shmbus_recv_batch() otherwise; shmbus_sink_recv() for a sink, one message): the number
+ * received (>= 1) or -errno, or PYSB_RC_FILTER (a sink's filter raised). gil: the caller
+ * holds the GIL (a sink's lock is then never waited for with it held). The caller keeps
+ * the handle from closing meanwhile (busy or ahelper). */
+int pysb_take(pysb_sub *s, shmbus_msg_t *msgs, unsigned max, int timeout_ms, int gil);
 
 /* Make room in s->bmsgs for a batch of up to max (>= 1) messages, the held ones let go
  * and no helper inside the handle. Returns how many one receive may take (max, capped by
@@ -284,6 +323,52 @@ PyObject *pysb_sub_wrap_batch(pysb_sub *s, const shmbus_msg_t *msgs, unsigned n)
 
 /* Close the C handle now if nothing uses it any more (see the rules above). */
 void pysb_sub_maybe_finish(pysb_sub *s);
+
+/* The methods and slots a Sink shares with a Subscriber (sub.c). */
+PyObject *pysb_sub_recv(pysb_sub *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *pysb_sub_iternext(pysb_sub *s);
+PyObject *pysb_sub_recv_async_m(pysb_sub *s, PyObject *args, PyObject *kw);
+PyObject *pysb_sub_anext(pysb_sub *s);
+PyObject *pysb_sub_close(pysb_sub *s, PyObject *unused);
+PyObject *pysb_sub_enter(pysb_sub *s, PyObject *unused);
+PyObject *pysb_sub_exit(pysb_sub *s, PyObject *args);
+PyObject *pysb_sub_fileno(pysb_sub *s, PyObject *unused);
+int pysb_sub_traverse(pysb_sub *s, visitproc visit, void *arg);
+int pysb_sub_clear(pysb_sub *s);
+void pysb_sub_dealloc(pysb_sub *s);
+/* The handle of s for a call (NULL with ValueError if closed, RuntimeError if another
+ * thread uses it or from its own filter). */
+int pysb_sub_usable(pysb_sub *s);
+/* The C message msg was, for an ack or nack, and the result of one as Python sees it. */
+void pysb_msg_as_c(const pysb_msg *m, shmbus_msg_t *out);
+PyObject *pysb_ack_result(PyObject *topic, const char *op, const shmbus_msg_t *m, int rc);
+
+/* The fd of s (made on the first call), or -errno; with raise, an exception is set for
+ * an error (Unsupported for -ENOSYS). Not for a handle another thread uses. */
+int pysb_sub_fd(pysb_sub *s, int raise);
+
+/* ---- Sink (sink.c) -------------------------------------------------------------------- */
+
+/* bus.sink(): open a sink reading patterns (a str or an iterable of them), in group (None:
+ * fan-out) with gopts, flags SHMBUS_SUB_*, filter a callable or None. New reference or
+ * NULL. */
+PyObject *pysb_sink_open(pysb_bus *bus, PyObject *patterns, PyObject *group, PyObject *filter,
+			 int flags, const shmbus_group_opts_t *gopts);
+/* The str of a topic name a sink's message names (cached). New reference or NULL. */
+PyObject *pysb_sink_topic(pysb_sub *s, const char *name);
+/* The sink's receive: shmbus_sink_recv() under its lock, a message whose filter raised
+ * consumed (PYSB_RC_FILTER). As pysb_take(). */
+int pysb_sink_take(pysb_sub *s, shmbus_msg_t *msg, int timeout_ms, int gil);
+/* Take the sink's lock around another library call (gil: the caller holds the GIL, which
+ * is released while waiting); a call from the sink's own filter takes nothing. */
+int pysb_sink_lock(pysb_sub *s, int gil);
+void pysb_sink_unlock(pysb_sub *s, int locked);
+/* The exception the filter raised (new reference; ferr cleared), or NULL. */
+PyObject *pysb_sink_filter_exc(pysb_sub *s);
+/* Free what a sink has beyond a subscriber (dealloc). */
+void pysb_sink_free(pysb_sub *s);
+/* Ready the sink's private types. 0 or -1. */
+int pysb_sink_init(void);
 
 /* ---- asyncio (async.c) ---------------------------------------------------------------- */
 
@@ -304,5 +389,16 @@ int pysb_sub_async_traverse(pysb_sub *s, visitproc visit, void *arg);
 void pysb_sub_async_clear(pysb_sub *s);
 /* Module function _async_worker(capsule): the helper thread's body. */
 PyObject *pysb_async_worker(PyObject *module, PyObject *capsule);
+/* The callbacks of a future waiting on the fd: sub._async_ready() (the loop saw the fd
+ * readable), sub._async_timeout() (its timer), sub._async_done(fut) (a future's done
+ * callback: a cancel), sub._async_detach() (off the loop, from close() in another thread). */
+PyObject *pysb_sub_async_ready(pysb_sub *s, PyObject *unused);
+PyObject *pysb_sub_async_timeout(pysb_sub *s, PyObject *unused);
+PyObject *pysb_sub_async_done(pysb_sub *s, PyObject *fut);
+PyObject *pysb_sub_async_detach(pysb_sub *s, PyObject *unused);
+/* Module function _async_use_fd(flag): whether asyncio waits on the fd (True, the
+ * default) or in the helper thread (as where the kernel has no fd); returns the previous
+ * setting. For tests of the helper thread. */
+PyObject *pysb_async_use_fd(PyObject *module, PyObject *flag);
 
 #endif

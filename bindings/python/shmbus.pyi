@@ -7,7 +7,8 @@ of topic files, each a lock-free ring of variable-size messages. See docs/python
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Literal, TypedDict, final
 
@@ -20,6 +21,8 @@ TOPIC_NAME_MAX: int
 GROUP_NAME_MAX: int
 
 _Policy = Literal["block", "overwrite"]
+# A sink's filter: (topic, type, payload valid during the call) -> keep it?
+_Filter = Callable[[str, int, memoryview], object]
 
 class Error(Exception):
     """A shmbus call failed; .errno is the errno (set on every exception the module
@@ -46,6 +49,10 @@ class Stale(Error):
     """An ack or nack of a message that is not pending for this member any more (ESTALE):
     its ack wait passed and it was handed back, another member has it, or it was acked
     already. Nothing changed."""
+
+class Unsupported(Error, io.UnsupportedOperation):
+    """The kernel cannot do this (ENOSYS): fileno() where io_uring cannot wait on a futex
+    (Linux before 6.7, io_uring disabled). Also an io.UnsupportedOperation (an OSError)."""
 
 class _TopicInfo(TypedDict):
     capacity: int
@@ -198,6 +205,33 @@ class Bus:
         options (None or 0: the default) apply only when this creates the group:
         ack_wait_ms (30000), max_deliver (5), max_pending (the topic's),
         max_pending_member (max_pending), dead_letter (None: "<topic>.dead"; "": none)."""
+    def sink(
+        self,
+        patterns: str | Iterable[str],
+        group: str | None = None,
+        filter: _Filter | None = None,
+        *,
+        from_earliest: bool = False,
+        ack: bool = False,
+        ack_wait_ms: int | None = None,
+        max_deliver: int | None = None,
+        max_pending: int | None = None,
+        max_pending_member: int | None = None,
+        dead_letter: str | None = None,
+    ) -> Sink:
+        """Open a Sink over every topic patterns name (a str or an iterable of str: topic
+        names, or patterns where a token "*" matches one token and a last ">" one or more,
+        "orders.>"), now and as they are created. Without a group it reads every message
+        of each (from the earliest retained with from_earliest; a topic created later from
+        its first message); with one it is one member of that group on each topic (ack,
+        and the group's options, as subscriber()).
+        filter(topic, type, data) -> bool is called with each message before it is
+        returned (data: a memoryview valid during the call only); what it rejects is
+        consumed (acked by an acknowledging sink). It runs inside the sink's receive,
+        maybe in another thread, and may ack(), nack() or close() the sink, nothing else.
+        If it raises, its message is consumed as a rejected one (but nacked by an
+        acknowledging sink: redelivered, then dead-lettered) and the receive raises the
+        exception."""
 
 @final
 class Publisher:
@@ -280,6 +314,9 @@ class Message:
         """Which delivery this is: 1 the first time, 2 the next... (acknowledging members;
         always 1 otherwise)."""
     @property
+    def topic(self) -> str:
+        """The name of the topic it was published to (a sink reads many)."""
+    @property
     def valid(self) -> bool: ...
     def bytes(self) -> builtins.bytes:
         """A copy of the payload that outlives the message."""
@@ -327,7 +364,9 @@ class Subscriber:
     def recv_many(self, max_messages: int, timeout: float | None = None) -> list[bytes]:
         """Up to max_messages payloads (copies): the first waited for, the rest if there."""
     def recv_async(self, timeout: float | None = None) -> asyncio.Future[Message]:
-        """An asyncio Future of the next message (await it). Cancelling loses nothing."""
+        """An asyncio Future of the next message (await it). The event loop waits on
+        fileno() (no thread; where there is no fd, a helper thread waits). Cancelling
+        loses nothing."""
     def recv_batch_async(
         self, max_messages: int = 64, timeout: float | None = None
     ) -> asyncio.Future[list[Message]]:
@@ -341,12 +380,73 @@ class Subscriber:
     def nack(self, msg: Message, delay_ms: int = 0) -> None:
         """Hand msg back for redelivery, to any member, not before delay_ms; after the
         group's max_deliver deliveries it goes to the dead-letter topic. Raises as ack()."""
+    def fileno(self) -> int:
+        """An fd readable when recv() would return a message (select, poll,
+        loop.add_reader()). Edge-triggered: once readable, receive with timeout=0 until
+        Timeout, which arms it again; it may be readable with nothing to receive. Owned by
+        the subscriber; recv_async() registers it itself (do not add_reader() it too then).
+        Unsupported where the kernel cannot (Linux before 6.7)."""
     def close(self) -> None: ...
     def __iter__(self) -> Subscriber: ...
     def __next__(self) -> Message: ...
     def __aiter__(self) -> Subscriber: ...
     def __anext__(self) -> asyncio.Future[Message]: ...
     def __enter__(self) -> Subscriber: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class Sink:
+    """One reader over many topics (Bus.sink()), by name or pattern, joined as they are
+    created and left as they are removed. Iterable and async-iterable until closed (async:
+    the loop waits on its fd, no thread). Not thread-safe (ack and nack excepted)."""
+
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def lost(self) -> int:
+        """Messages lost so far (overwrite topics), over all topics."""
+    @property
+    def received(self) -> int: ...
+    @property
+    def filter(self) -> _Filter | None: ...
+    def recv(self, timeout: float | None = None) -> Message:
+        """The next message of any topic the sink reads (msg.topic names it), waiting up
+        to timeout seconds (None: forever, 0: only look), then Timeout. Fair: a topic gives
+        at most 16 in a row while another has some. Raises what the filter raised."""
+    def recv_async(self, timeout: float | None = None) -> asyncio.Future[Message]:
+        """An asyncio Future of the next message; the loop waits on fileno(). Cancelling
+        loses nothing."""
+    def fileno(self) -> int:
+        """An fd readable when recv() would return a message (or the topics changed);
+        edge-triggered as Subscriber.fileno(). The first call lets go of the message last
+        received. Unsupported where the kernel cannot."""
+    def add(self, pattern: str, /) -> int:
+        """Read a topic, or every topic a pattern matches, now and from now on; returns
+        how many it reads now because of it. Exists if added already. Lets go of the
+        message last received."""
+    def remove(self, pattern: str, /) -> None:
+        """Stop reading what pattern (as added) names. NotFound if it was not added. Lets
+        go of the message last received."""
+    def topics(self) -> list[str]:
+        """The names of the topics the sink reads now, sorted."""
+    def ack(self, msg: Message, /) -> None:
+        """An acknowledging sink is done with msg (a message it returned). Stale if it is
+        not pending for it any more; Error (EINVAL) if the sink does not acknowledge."""
+    def nack(self, msg: Message, delay_ms: int = 0) -> None:
+        """Hand msg back for redelivery not before delay_ms. Raises as ack()."""
+    def close(self) -> None: ...
+    def __iter__(self) -> Sink: ...
+    def __next__(self) -> Message: ...
+    def __aiter__(self) -> Sink: ...
+    def __anext__(self) -> asyncio.Future[Message]: ...
+    def __enter__(self) -> Sink: ...
     def __exit__(
         self,
         exc_type: type[BaseException] | None,

@@ -25,28 +25,57 @@
 
 #include "bindings/python/pyshmbus.h"
 
+int pysb_sub_usable(pysb_sub *s)
+{
+	if (s->closed || !pysb_open(s)) {
+		pysb_closed(pysb_kind(s));
+		return 0;
+	}
+	if (s->busy && !s->infilter) {
+		pysb_busy(pysb_kind(s));
+		return 0;
+	}
+	if (s->infilter) {
+		/* The library is inside a receive on the handle, calling the filter. */
+		PyErr_Format(PyExc_RuntimeError,
+			     "this shmbus.%s is receiving (its filter runs): the filter may not "
+			     "use it, except ack(), nack() and close()",
+			     pysb_kind(s));
+		return 0;
+	}
+	return 1;
+}
+
 static shmbus_sub_t *sub_handle(pysb_sub *s)
 {
-	if (s->closed || !s->sub) {
-		pysb_closed("Subscriber");
-		return NULL;
-	}
-	if (s->busy) {
-		pysb_busy("Subscriber");
-		return NULL;
-	}
-	return s->sub;
+	return pysb_sub_usable(s) ? s->sub : NULL;
 }
 
 void pysb_sub_maybe_finish(pysb_sub *s)
 {
-	if (!s->closed || !s->sub || s->busy || s->ahelper || s->exports > 0)
+	if (!s->closed || !pysb_open(s) || s->busy || s->ahelper || s->areader || s->exports > 0)
 		return;
 	shmbus_sub_t *h = s->sub;
+	shmbus_sink_t *k = s->sink;
 	s->sub = NULL;
+	s->sink = NULL;
 	s->held = 0;
-	shmbus_sub_close(h);
+	s->fd_known = 0;
+	if (k)
+		shmbus_sink_close(k);
+	else
+		shmbus_sub_close(h);
 	pysb_bus_unhold(s->bus);
+}
+
+int pysb_take(pysb_sub *s, shmbus_msg_t *msgs, unsigned max, int timeout_ms, int gil)
+{
+	if (s->sink)
+		return pysb_sink_take(s, msgs, timeout_ms, gil);
+	if (max > 1)
+		return shmbus_recv_batch(s->sub, msgs, max, timeout_ms);
+	int rc = shmbus_recv(s->sub, msgs, timeout_ms);
+	return rc < 0 ? rc : 1;
 }
 
 PyObject *pysb_sub_open(pysb_bus *bus, PyObject *topic, PyObject *group, int flags,
@@ -208,6 +237,13 @@ static PyObject *msg_new(pysb_sub *s, const shmbus_msg_t *m, unsigned idx)
 	o->flags_ = m->_flags;
 	o->pos_ = m->_pos;
 	o->pend_ = m->_pend;
+	o->src_ = m->_src;
+	o->topic = s->is_sink ? pysb_sink_topic(s, m->topic) : Py_NewRef(s->topic);
+	if (!o->topic) {
+		o->topic = Py_NewRef(Py_None);
+		Py_DECREF(o);
+		return NULL;
+	}
 	PyObject_GC_Track(o);
 	return (PyObject *)o;
 }
@@ -239,15 +275,25 @@ PyObject *pysb_sub_wrap_batch(pysb_sub *s, const shmbus_msg_t *msgs, unsigned n)
 
 int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *msgs, unsigned max)
 {
-	if (!s->nogil_poll)
-		return pysb_take(s->sub, msgs, max, 0);
-	shmbus_sub_t *h = s->sub;
+	if (!s->nogil_poll && !s->sink)
+		return pysb_take(s, msgs, max, 0, 1);
 	int rc;
 	s->busy = 1;
-	Py_BEGIN_ALLOW_THREADS
-		rc = pysb_take(h, msgs, max, 0);
-	Py_END_ALLOW_THREADS
+	if (s->sink) {
+		/* With the GIL (a poll is short), but busy: the filter runs Python code. */
+		rc = pysb_take(s, msgs, max, 0, 1);
+	} else {
+		Py_BEGIN_ALLOW_THREADS
+			rc = pysb_take(s, msgs, max, 0, 0);
+		Py_END_ALLOW_THREADS
+	}
 	s->busy = 0;
+	if (s->closed) {
+		/* closed meanwhile (by its filter, or another thread): what came goes with it */
+		pysb_closed(pysb_kind(s));
+		pysb_sub_maybe_finish(s);
+		return PYSB_RC_PYERR;
+	}
 	return rc;
 }
 
@@ -255,25 +301,24 @@ int pysb_sub_poll(pysb_sub *s, shmbus_msg_t *msgs, unsigned max)
 static int recv_wait(pysb_sub *s, shmbus_msg_t *msgs, unsigned max, int64_t timeout_ms)
 {
 	int64_t deadline = pysb_deadline(timeout_ms);
-	shmbus_sub_t *h = s->sub;
 	int rc;
 	s->busy = 1;
 	for (;;) {
 		int slice = pysb_slice_ms(deadline);
 		Py_BEGIN_ALLOW_THREADS
-			rc = pysb_take(h, msgs, max, slice);
+			rc = pysb_take(s, msgs, max, slice, 0);
 		Py_END_ALLOW_THREADS
 		if (rc != -EAGAIN && rc != -EINTR)
 			break;
-		rc = pysb_between_slices(s->closed, "Subscriber", deadline);
+		rc = pysb_between_slices(s->closed, pysb_kind(s), deadline);
 		if (rc)
 			break;
 	}
 	s->busy = 0;
-	if (rc > 0 && s->closed) {
+	if ((rc > 0 || rc == PYSB_RC_FILTER) && s->closed) {
 		/* closed by another thread meanwhile: the messages go with the handle */
 		rc = PYSB_RC_PYERR;
-		pysb_closed("Subscriber");
+		pysb_closed(pysb_kind(s));
 	}
 	return rc;
 }
@@ -282,6 +327,20 @@ static PyObject *recv_error(pysb_sub *s, const char *op, int rc, int64_t timeout
 {
 	if (rc == PYSB_RC_PYERR)
 		return NULL;
+	if (rc == PYSB_RC_FILTER) {
+		PyObject *exc = pysb_sink_filter_exc(s);
+		if (exc) {
+			PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+			Py_DECREF(exc);
+		}
+		return NULL;
+	}
+	if (s->is_sink) {
+		if (rc == -EAGAIN)
+			return pysb_raise(rc, "%s on the sink: no message within %lld ms", op,
+					  (long long)timeout_ms);
+		return pysb_raise(rc, "%s on the sink", op);
+	}
 	if (rc == -EAGAIN)
 		return pysb_raise(rc, "%s on '%U': no message within %lld ms", op, s->topic,
 				  (long long)timeout_ms);
@@ -299,14 +358,14 @@ static PyObject *recv_error(pysb_sub *s, const char *op, int rc, int64_t timeout
 static int recv_begin(pysb_sub *s, unsigned max, PyObject **got)
 {
 	*got = NULL;
-	if (!sub_handle(s))
+	if (!pysb_sub_usable(s))
 		return -1;
-	if (s->afut || s->aresult || s->astash || s->ahelper) {
+	if (s->afut || s->aresult || s->astash || s->ahelper || s->areader) {
 		if (pysb_sub_async_settle(s, max, got) < 0)
 			return -1;
 		if (*got)
 			return 0;
-		if (!sub_handle(s))
+		if (!pysb_sub_usable(s))
 			return -1;
 	}
 	return pysb_sub_let_go(s);
@@ -315,7 +374,7 @@ static int recv_begin(pysb_sub *s, unsigned max, PyObject **got)
 /* recv(timeout) and __next__ (iter: closed ends the iteration instead of raising). */
 static PyObject *recv_impl(pysb_sub *s, int64_t timeout_ms, int iter)
 {
-	if (iter && (s->closed || !s->sub))
+	if (iter && (s->closed || !pysb_open(s)))
 		return NULL; /* StopIteration */
 	PyObject *got;
 	if (recv_begin(s, 0, &got) < 0)
@@ -351,7 +410,7 @@ static int recv_batch_take(pysb_sub *s, const char *op, Py_ssize_t max, int64_t 
 	return rc;
 }
 
-static PyObject *sub_recv(pysb_sub *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+PyObject *pysb_sub_recv(pysb_sub *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
 	PyObject *timeout = NULL;
 	if (nargs > 1 || (kwnames && PyTuple_GET_SIZE(kwnames) + nargs > 1)) {
@@ -375,7 +434,7 @@ static PyObject *sub_recv(pysb_sub *s, PyObject *const *args, Py_ssize_t nargs, 
 	return recv_impl(s, ms, 0);
 }
 
-static PyObject *sub_iternext(pysb_sub *s)
+PyObject *pysb_sub_iternext(pysb_sub *s)
 {
 	return recv_impl(s, -1, 1);
 }
@@ -489,7 +548,7 @@ static PyObject *sub_recv_many(pysb_sub *s, PyObject *args, PyObject *kw)
 
 /* The C message that msg was, for shmbus_ack()/shmbus_nack(): they need only its delivery
  * count and pending entry, never its data (which may be gone). */
-static void msg_as_c(const pysb_msg *m, shmbus_msg_t *out)
+void pysb_msg_as_c(const pysb_msg *m, shmbus_msg_t *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->len = m->len;
@@ -501,6 +560,7 @@ static void msg_as_c(const pysb_msg *m, shmbus_msg_t *out)
 	out->_flags = m->flags_;
 	out->_pos = m->pos_;
 	out->_pend = m->pend_;
+	out->_src = m->src_;
 }
 
 /*
@@ -529,11 +589,11 @@ static shmbus_sub_t *ack_handle(pysb_sub *s, PyObject *msg, const char *op, shmb
 			   op, s->topic);
 		return NULL;
 	}
-	msg_as_c((const pysb_msg *)msg, m);
+	pysb_msg_as_c((const pysb_msg *)msg, m);
 	return s->sub;
 }
 
-static PyObject *ack_result(pysb_sub *s, const char *op, const shmbus_msg_t *m, int rc)
+PyObject *pysb_ack_result(PyObject *topic, const char *op, const shmbus_msg_t *m, int rc)
 {
 	if (rc == -ESTALE)
 		return pysb_raise(
@@ -541,10 +601,10 @@ static PyObject *ack_result(pysb_sub *s, const char *op, const shmbus_msg_t *m, 
 			"%s of message seq %llu on '%U': it is not pending for this member "
 			"any more (its ack wait passed and it was handed back, or another "
 			"member has it, or it was acked already)",
-			op, (unsigned long long)m->seq, s->topic);
+			op, (unsigned long long)m->seq, topic);
 	if (rc < 0)
 		return pysb_raise(rc, "%s of message seq %llu on '%U'", op,
-				  (unsigned long long)m->seq, s->topic);
+				  (unsigned long long)m->seq, topic);
 	Py_RETURN_NONE;
 }
 
@@ -554,7 +614,7 @@ static PyObject *sub_ack(pysb_sub *s, PyObject *msg)
 	shmbus_sub_t *h = ack_handle(s, msg, "ack", &m);
 	if (!h)
 		return NULL;
-	return ack_result(s, "ack", &m, shmbus_ack(h, &m));
+	return pysb_ack_result(s->topic, "ack", &m, shmbus_ack(h, &m));
 }
 
 static PyObject *sub_nack(pysb_sub *s, PyObject *args, PyObject *kw)
@@ -570,12 +630,12 @@ static PyObject *sub_nack(pysb_sub *s, PyObject *args, PyObject *kw)
 	shmbus_sub_t *h = ack_handle(s, msg, "nack", &m);
 	if (!h)
 		return NULL;
-	return ack_result(s, "nack", &m, shmbus_nack(h, &m, (uint32_t)delay));
+	return pysb_ack_result(s->topic, "nack", &m, shmbus_nack(h, &m, (uint32_t)delay));
 }
 
 /* ---- close ------------------------------------------------------------------------------ */
 
-static PyObject *sub_close(pysb_sub *s, PyObject *unused)
+PyObject *pysb_sub_close(pysb_sub *s, PyObject *unused)
 {
 	(void)unused;
 	if (s->closed)
@@ -583,8 +643,10 @@ static PyObject *sub_close(pysb_sub *s, PyObject *unused)
 	s->closed = 1;
 	pysb_sub_async_close(s);
 	/* Another thread (a recv without the GIL, the asyncio helper) leaves the handle
-	 * within a slice: wait, so that the reader slot is free when close() returns. */
-	while (s->busy || s->ahelper)
+	 * within a slice: wait, so that the reader slot is free when close() returns. Not
+	 * while a sink's filter runs (maybe this very call comes from it, inside the
+	 * library's receive): the receive closes the handle when it returns. */
+	while ((s->busy || s->ahelper) && !s->infilter)
 		pysb_nap();
 	for (unsigned i = 0; i < s->hcap; i++)
 		if (pysb_view_drop(&s->hold[i].view) < 0)
@@ -595,37 +657,40 @@ static PyObject *sub_close(pysb_sub *s, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
-static PyObject *sub_enter(pysb_sub *s, PyObject *unused)
+PyObject *pysb_sub_enter(pysb_sub *s, PyObject *unused)
 {
 	(void)unused;
 	if (s->closed)
-		return pysb_closed("Subscriber");
+		return pysb_closed(pysb_kind(s));
 	return Py_NewRef(s);
 }
 
-static PyObject *sub_exit(pysb_sub *s, PyObject *args)
+PyObject *pysb_sub_exit(pysb_sub *s, PyObject *args)
 {
 	(void)args;
-	return sub_close(s, NULL);
+	return pysb_sub_close(s, NULL);
 }
 
-static int sub_traverse(pysb_sub *s, visitproc visit, void *arg)
+int pysb_sub_traverse(pysb_sub *s, visitproc visit, void *arg)
 {
 	for (unsigned i = 0; i < s->hcap; i++)
 		Py_VISIT(s->hold[i].view);
+	Py_VISIT(s->filter);
+	Py_VISIT(s->ferr);
 	return pysb_sub_async_traverse(s, visit, arg);
 }
 
-static int sub_clear(pysb_sub *s)
+int pysb_sub_clear(pysb_sub *s)
 {
 	/* Breaks subscriber -> memoryview -> its buffer -> message -> subscriber. */
 	for (unsigned i = 0; i < s->hcap; i++)
 		Py_CLEAR(s->hold[i].view);
+	Py_CLEAR(s->ferr);
 	pysb_sub_async_clear(s);
 	return 0;
 }
 
-static void sub_dealloc(pysb_sub *s)
+void pysb_sub_dealloc(pysb_sub *s)
 {
 	PyObject_GC_UnTrack(s);
 	if (s->weakrefs)
@@ -640,6 +705,7 @@ static void sub_dealloc(pysb_sub *s)
 		PyMem_Free(s->hold);
 	if (s->bmsgs != &s->bmsg1)
 		PyMem_Free(s->bmsgs);
+	pysb_sink_free(s);
 	Py_XDECREF(s->bus);
 	Py_XDECREF(s->topic);
 	Py_XDECREF(s->group);
@@ -655,9 +721,75 @@ static PyObject *sub_repr(pysb_sub *s)
 				    s->closed ? " closed" : "");
 }
 
+/* ---- fileno ------------------------------------------------------------------------------ */
+
+int pysb_sub_fd(pysb_sub *s, int raise)
+{
+	if (s->fd_known)
+		return s->fd;
+	if (s->fd_nosys) {
+		if (raise)
+			pysb_raise(-ENOSYS,
+				   "%s has no file descriptor: this kernel cannot wait on a futex "
+				   "through io_uring (IORING_OP_FUTEX_WAIT, Linux 6.7)",
+				   s->is_sink ? "the sink" : "the subscriber");
+		return -ENOSYS;
+	}
+	struct pysb_errsnap snap;
+	pysb_errsnap_take(&snap);
+	int fd;
+	if (s->sink) {
+		int locked = pysb_sink_lock(s, 1);
+		fd = shmbus_sink_fd(s->sink);
+		pysb_sink_unlock(s, locked);
+	} else {
+		fd = shmbus_sub_fd(s->sub);
+	}
+	if (fd < 0) {
+		if (fd == -ENOSYS)
+			s->fd_nosys = 1;
+		if (raise) {
+			if (s->is_sink)
+				pysb_raise_slow(fd, &snap, "the sink's file descriptor");
+			else
+				pysb_raise_slow(fd, &snap, "the file descriptor of subscriber '%U'",
+						s->topic);
+		}
+		return fd;
+	}
+	s->fd = fd;
+	s->fd_known = 1;
+	return fd;
+}
+
+PyObject *pysb_sub_fileno(pysb_sub *s, PyObject *unused)
+{
+	(void)unused;
+	if (s->fd_known && !s->closed && pysb_open(s))
+		return PyLong_FromLong(s->fd);
+	if (!pysb_sub_usable(s))
+		return NULL;
+	if (s->ahelper)
+		return pysb_busy(pysb_kind(s));
+	if (s->sink && !s->fd_nosys) {
+		/* Making a sink's fd looks at the bus (a topic removed is left now): the
+		 * message last received is let go first, as by a receive. */
+		if (s->astash) {
+			PyErr_SetString(PyExc_RuntimeError,
+					"messages of a cancelled receive are waiting on this sink: "
+					"receive them before fileno()");
+			return NULL;
+		}
+		if (pysb_sub_let_go(s) < 0)
+			return NULL;
+	}
+	int fd = pysb_sub_fd(s, 1);
+	return fd < 0 ? NULL : PyLong_FromLong(fd);
+}
+
 /* ---- asyncio entry points ------------------------------------------------------------- */
 
-static PyObject *sub_recv_async(pysb_sub *s, PyObject *args, PyObject *kw)
+PyObject *pysb_sub_recv_async_m(pysb_sub *s, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "timeout", NULL };
 	PyObject *timeout = Py_None;
@@ -688,7 +820,7 @@ static PyObject *sub_aiter(PyObject *s)
 	return Py_NewRef(s);
 }
 
-static PyObject *sub_anext(pysb_sub *s)
+PyObject *pysb_sub_anext(pysb_sub *s)
 {
 	return pysb_sub_recv_async(s, -1, 1, 0);
 }
@@ -765,7 +897,7 @@ static int sub_set_spin_us(pysb_sub *s, PyObject *v, void *c)
 }
 
 static PyMethodDef sub_methods[] = {
-	{ "recv", (PyCFunction)(void (*)(void))sub_recv, METH_FASTCALL | METH_KEYWORDS,
+	{ "recv", (PyCFunction)(void (*)(void))pysb_sub_recv, METH_FASTCALL | METH_KEYWORDS,
 	  "recv($self, /, timeout=None)\n--\n\n"
 	  "Receive the next message, waiting up to timeout seconds (None: forever; 0: only "
 	  "look), then raise Timeout. The previous message's data is released first: its .data "
@@ -786,10 +918,13 @@ static PyMethodDef sub_methods[] = {
 	  "as recv() does, the others only if already there (one shmbus_recv_batch(), its "
 	  "ring space released at once). Types and sequence numbers are not returned; losses "
 	  "add up in .lost." },
-	{ "recv_async", (PyCFunction)(void (*)(void))sub_recv_async, METH_VARARGS | METH_KEYWORDS,
+	{ "recv_async", (PyCFunction)(void (*)(void))pysb_sub_recv_async_m,
+	  METH_VARARGS | METH_KEYWORDS,
 	  "recv_async($self, /, timeout=None)\n--\n\n"
 	  "recv() for asyncio: returns a Future for the next message. A message already there "
-	  "completes it at once; otherwise the subscriber's helper thread waits (the GIL "
+	  "completes it at once; otherwise the event loop waits on the subscriber's fileno() "
+	  "(loop.add_reader(): no thread) and completes it when a message comes. Where the "
+	  "kernel gives no fd, the subscriber's helper thread waits instead (the GIL "
 	  "released) and completes it through loop.call_soon_threadsafe(). Cancelling it loses "
 	  "nothing: a message that arrives for a cancelled future goes to the next recv." },
 	{ "recv_batch_async", (PyCFunction)(void (*)(void))sub_recv_batch_async,
@@ -812,14 +947,34 @@ static PyMethodDef sub_methods[] = {
 	  "Hand msg back for redelivery, to any member of the group, not before delay_ms "
 	  "milliseconds; after the group's max_deliver deliveries it goes to the dead-letter "
 	  "topic instead. Raises as ack()." },
-	{ "close", (PyCFunction)sub_close, METH_NOARGS,
+	{ "fileno", (PyCFunction)pysb_sub_fileno, METH_NOARGS,
+	  "fileno($self, /)\n--\n\n"
+	  "A file descriptor that becomes readable when recv() would return a message, for "
+	  "select, poll, selectors or loop.add_reader() (shmbus_sub_fd(): an io_uring waiting on "
+	  "the topic's futex). Edge-triggered like a socket: once it is readable, receive with "
+	  "timeout=0 until Timeout; the receive that raises Timeout arms it again. It may be "
+	  "readable with nothing to receive (at least every 100 ms while armed). Owned by the "
+	  "subscriber (do not close it; it is closed with the subscriber); the same on every "
+	  "call. recv_async() and `async for` register it with the loop themselves: do not "
+	  "add_reader() it too while using them. Raises Unsupported (an "
+	  "io.UnsupportedOperation) where the kernel cannot (Linux before 6.7, io_uring "
+	  "disabled)." },
+	{ "close", (PyCFunction)pysb_sub_close, METH_NOARGS,
 	  "close($self, /)\n--\n\nClose the subscriber, releasing its reader slot; ends iteration over "
 	  "it. Closing again does nothing. An acknowledging member's messages not acked yet "
 	  "are handed back for redelivery at once." },
-	{ "__enter__", (PyCFunction)sub_enter, METH_NOARGS, "Return the subscriber." },
-	{ "__exit__", (PyCFunction)sub_exit, METH_VARARGS, "Close the subscriber." },
+	{ "__enter__", (PyCFunction)pysb_sub_enter, METH_NOARGS, "Return the subscriber." },
+	{ "__exit__", (PyCFunction)pysb_sub_exit, METH_VARARGS, "Close the subscriber." },
 	{ "_async_deliver", (PyCFunction)pysb_sub_async_deliver, METH_NOARGS,
 	  "Internal: completes a recv_async() future on its event loop." },
+	{ "_async_ready", (PyCFunction)pysb_sub_async_ready, METH_NOARGS,
+	  "Internal: the event loop saw the fd readable." },
+	{ "_async_timeout", (PyCFunction)pysb_sub_async_timeout, METH_NOARGS,
+	  "Internal: a recv_async() future's timeout." },
+	{ "_async_done", (PyCFunction)pysb_sub_async_done, METH_O,
+	  "Internal: a recv_async() future is done." },
+	{ "_async_detach", (PyCFunction)pysb_sub_async_detach, METH_NOARGS,
+	  "Internal: takes the fd off the event loop." },
 	{ NULL, NULL, 0, NULL },
 };
 
@@ -844,24 +999,24 @@ static PyGetSetDef sub_getset[] = {
 
 static PyAsyncMethods sub_as_async = {
 	.am_aiter = sub_aiter,
-	.am_anext = (unaryfunc)sub_anext,
+	.am_anext = (unaryfunc)pysb_sub_anext,
 };
 
 PyTypeObject pysb_SubType = {
 	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Subscriber",
 	.tp_basicsize = sizeof(pysb_sub),
-	.tp_dealloc = (destructor)sub_dealloc,
+	.tp_dealloc = (destructor)pysb_sub_dealloc,
 	.tp_repr = (reprfunc)sub_repr,
 	.tp_as_async = &sub_as_async,
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_doc = "A reader of one topic (Bus.subscriber()): a fan-out subscriber or a group "
 		  "member. Iterable (`for msg in sub`, until closed) and async-iterable (`async "
 		  "for msg in sub`). Not thread-safe: use one per thread. A context manager.",
-	.tp_traverse = (traverseproc)sub_traverse,
-	.tp_clear = (inquiry)sub_clear,
+	.tp_traverse = (traverseproc)pysb_sub_traverse,
+	.tp_clear = (inquiry)pysb_sub_clear,
 	.tp_weaklistoffset = offsetof(pysb_sub, weakrefs),
 	.tp_iter = PyObject_SelfIter,
-	.tp_iternext = (iternextfunc)sub_iternext,
+	.tp_iternext = (iternextfunc)pysb_sub_iternext,
 	.tp_methods = sub_methods,
 	.tp_getset = sub_getset,
 };
@@ -871,15 +1026,15 @@ PyTypeObject pysb_SubType = {
 static inline int msg_valid(const pysb_msg *m)
 {
 	const pysb_sub *s = m->sub;
-	return s->held && m->gen == s->gen && m->idx >= s->hfirst && s->sub && !s->closed;
+	return s->held && m->gen == s->gen && m->idx >= s->hfirst && pysb_open(s) && !s->closed;
 }
 
 static PyObject *msg_invalid(const pysb_msg *m)
 {
 	PyErr_Format(PyExc_ValueError,
-		     "message seq %llu is gone: its subscriber received another message or was "
+		     "message seq %llu is gone: its %s received another message or was "
 		     "closed (keep a copy with .bytes() if you need the data longer)",
-		     (unsigned long long)m->seq);
+		     (unsigned long long)m->seq, m->sub->is_sink ? "sink" : "subscriber");
 	return NULL;
 }
 
@@ -931,7 +1086,7 @@ static PyObject *msg_bytes(pysb_msg *m, PyObject *unused)
 	if (m->len < PYSB_NOGIL_COPY)
 		return PyBytes_FromStringAndSize(m->data, m->len);
 	if (s->busy)
-		return pysb_busy("Subscriber");
+		return pysb_busy(pysb_kind(s));
 	PyObject *b = PyBytes_FromStringAndSize(NULL, m->len);
 	if (!b)
 		return NULL;
@@ -984,6 +1139,12 @@ static PyObject *msg_get_deliveries(pysb_msg *m, void *c)
 	return PyLong_FromUnsignedLong(m->deliveries);
 }
 
+static PyObject *msg_get_topic(pysb_msg *m, void *c)
+{
+	(void)c;
+	return Py_NewRef(m->topic);
+}
+
 static Py_ssize_t msg_len(pysb_msg *m)
 {
 	return m->len;
@@ -991,8 +1152,8 @@ static Py_ssize_t msg_len(pysb_msg *m)
 
 static PyObject *msg_repr(pysb_msg *m)
 {
-	return PyUnicode_FromFormat("<shmbus.Message seq=%llu type=%u len=%u lost=%llu%s>",
-				    (unsigned long long)m->seq, m->type, m->len,
+	return PyUnicode_FromFormat("<shmbus.Message topic=%R seq=%llu type=%u len=%u lost=%llu%s>",
+				    m->topic, (unsigned long long)m->seq, m->type, m->len,
 				    (unsigned long long)m->lost, msg_valid(m) ? "" : " gone");
 }
 
@@ -1005,6 +1166,7 @@ static int msg_traverse(pysb_msg *m, visitproc visit, void *arg)
 static void msg_dealloc(pysb_msg *m)
 {
 	PyObject_GC_UnTrack(m);
+	Py_DECREF(m->topic);
 	Py_DECREF(m->sub);
 	PyObject_GC_Del(m);
 }
@@ -1032,6 +1194,8 @@ static PyGetSetDef msg_getset[] = {
 	  "Which delivery of the message this is: 1 the first time, 2 the next... (an "
 	  "acknowledging member's messages come again when not acked); always 1 otherwise.",
 	  NULL },
+	{ "topic", (getter)msg_get_topic, NULL,
+	  "The name of the topic it was published to (a sink reads many).", NULL },
 	{ "valid", (getter)msg_get_valid, NULL, "True until the subscriber's next recv or close.",
 	  NULL },
 	{ NULL, NULL, NULL, NULL, NULL },

@@ -29,7 +29,7 @@ async def main() -> None:
         bus.create_topic(args.topic)
         with bus.subscriber(args.topic) as sub:
             n = 0
-            async for msg in sub:  # waits in a helper thread, never in the loop
+            async for msg in sub:  # the loop waits on the subscriber's fd, never blocks
                 print(f"seq={msg.seq} type={msg.type} len={len(msg)} "
                       f"{msg.data[:32].tobytes()!r}", flush=True)
                 n += 1

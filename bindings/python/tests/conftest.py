@@ -48,3 +48,24 @@ def topic(bus):
     """A 1 MiB block topic named 't' on the test's bus."""
     bus.create_topic("t", capacity=1 << 20)
     return "t"
+
+
+@pytest.fixture
+def helper_thread():
+    """asyncio waits in a helper thread per reader, as where the kernel gives no fd (no
+    io_uring futex wait), instead of on the reader's fd in the event loop."""
+    old = shmbus._async_use_fd(False)
+    try:
+        yield
+    finally:
+        shmbus._async_use_fd(old)
+
+
+@pytest.fixture(params=["fd", "thread"])
+def async_wait(request):
+    """Run the test in both ways asyncio waits: on the fd, and in a helper thread."""
+    old = shmbus._async_use_fd(request.param == "fd")
+    try:
+        yield request.param
+    finally:
+        shmbus._async_use_fd(old)

@@ -209,9 +209,10 @@ def test_options_and_errors(bus, jobs):
         w.nack(held[1], delay_ms=2**32 - 1)  # the most: not delivered again in this test
 
 
-def test_asyncio_ack_while_waiting(bus, jobs):
-    """An asyncio worker acks and nacks while the consumer's next recv_async() waits in the
-    helper thread; redelivered messages come through async for with their deliveries."""
+def test_asyncio_ack_while_waiting(bus, jobs, async_wait):
+    """An asyncio worker acks and nacks while the consumer's next recv_async() waits (on
+    the fd, or in the helper thread); redelivered messages come through async for with
+    their deliveries."""
     n = 200
 
     async def main():
@@ -255,12 +256,12 @@ def test_asyncio_ack_while_waiting(bus, jobs):
     assert (g["pending"], g["redelivered"], g["dead_lettered"]) == (0, n // 10, 0)
 
 
-def test_asyncio_recv_async_redelivery(bus, jobs):
+def test_asyncio_recv_async_redelivery(bus, jobs, async_wait):
     async def main():
         with bus.publisher(jobs) as pub, \
                 bus.subscriber(jobs, "w", ack=True, max_deliver=2) as sub:
             fut = sub.recv_async(timeout=WAIT_S)
-            await asyncio.sleep(0.01)  # the helper thread waits
+            await asyncio.sleep(0.01)  # the fd (or the helper thread) waits
             pub.publish(b"a")
             m = await fut
             assert m.deliveries == 1

@@ -32,10 +32,11 @@ def public(names):
 def test_stubs_match_the_module():
     top, classes = stub_names()
     assert public(dir(shmbus)) == public(top)
-    for name in ("Bus", "Publisher", "Reservation", "Subscriber", "Message"):
+    for name in ("Bus", "Publisher", "Reservation", "Subscriber", "Message", "Sink"):
         cls = getattr(shmbus, name)
         assert public(vars(cls)) == public(classes[name]), name
-    for name in ("Error", "Timeout", "Exists", "NotFound", "TooBig", "AccessDenied", "Stale"):
+    for name in ("Error", "Timeout", "Exists", "NotFound", "TooBig", "AccessDenied", "Stale",
+                 "Unsupported"):
         assert name in classes
 
 

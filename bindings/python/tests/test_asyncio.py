@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """asyncio: `async for` and recv_async(). The loop is never blocked and never spins while
-a subscriber waits (the wait runs in the subscriber's helper thread); cancelling loses no
-message; closing ends `async for`."""
+a subscriber waits (the loop waits on the subscriber's fd, or, where there is none, a
+helper thread waits: every test runs both ways); cancelling loses no message; closing ends
+`async for`."""
 import asyncio
 import threading
 import time
@@ -10,6 +11,8 @@ import pytest
 
 import shmbus
 from waits import WAIT_S
+
+pytestmark = pytest.mark.usefixtures("async_wait")
 
 
 def run(coro):

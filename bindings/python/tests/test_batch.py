@@ -319,12 +319,14 @@ def test_async_batches_in_order(bus, topic):
 
 def cancel_after_the_helper_took(sub, fut, received):
     """Cancel fut once the helper thread has received a batch for it, before the loop
-    delivers it (the loop is blocked meanwhile: the delivery waits in its queue)."""
+    delivers it (the loop is blocked meanwhile: the delivery waits in its queue). Only
+    with the helper thread (the fixture helper_thread): waiting on the fd, nothing is
+    received while the loop is blocked."""
     wait_until(lambda: sub.received > received, "the helper receiving a batch")
     fut.cancel()
 
 
-def test_async_cancel_loses_no_message_of_a_batch(bus, topic):
+def test_async_cancel_loses_no_message_of_a_batch(bus, topic, helper_thread):
     async def main():
         with bus.publisher(topic) as pub, bus.subscriber(topic) as sub:
             fut = sub.recv_batch_async(8)
@@ -364,7 +366,7 @@ def test_async_cancel_loses_no_message_of_a_batch(bus, topic):
     run(main())
 
 
-def test_async_cancelled_batch_and_other_kinds_of_future(bus, topic):
+def test_async_cancelled_batch_and_other_kinds_of_future(bus, topic, helper_thread):
     async def main():
         with bus.publisher(topic) as pub, bus.subscriber(topic) as sub:
             # a recv_async() taking the place of a cancelled recv_batch_async() whose

@@ -141,7 +141,7 @@ def test_recv_batch_leaks_nothing(bus, topic):
         assert sys.getrefcount(payload) == payload_refs
 
 
-def test_async_batches_and_cancels_leak_nothing(bus, topic):
+def test_async_batches_and_cancels_leak_nothing(bus, topic, helper_thread):
     import asyncio
 
     from waits import wait_until
