@@ -306,11 +306,13 @@ static void woken(void *arg, uint64_t tag, int res)
 }
 
 /* Take what the waiter has, then what it told of: topic events, timers. */
-static void events(struct shmbus_sink *k)
+/* Returns how many completions it took. */
+static int events(struct shmbus_sink *k)
 {
+	int n = 0;
 	if (k->w_up) {
 		int timers = k->w.timers;
-		shmbus_waiter_reap(&k->w, woken, k);
+		n = shmbus_waiter_reap(&k->w, woken, k);
 		if (k->w.timers < timers)
 			k->woken_stuck = 1;
 	}
@@ -331,6 +333,7 @@ static void events(struct shmbus_sink *k)
 				     shmbus_sub_generation(k->m[i].sub)))
 				member_drop(k, i);
 	}
+	return n;
 }
 
 /*
@@ -432,10 +435,10 @@ SHMBUS_API int shmbus_sink_recv(shmbus_sink_t *k, shmbus_msg_t *msg, int timeout
 		if (arm_all(k))
 			continue;
 		/* What the arming's submit completed at once (an inotify poll of events
-		 * waiting): a topic joined is looked at before giving up. */
-		unsigned changes = k->changes;
-		events(k);
-		if (k->changes != changes)
+		 * waiting, a wake that came meanwhile): taken here, it would no longer make
+		 * the fd readable, and its topic would have no wait queued; so look, and
+		 * arm, again. Only an empty completion ring ends a receive with -EAGAIN. */
+		if (events(k))
 			continue;
 		if (timeout_ms == 0)
 			return -EAGAIN;

@@ -51,6 +51,11 @@ int shmbus_sub_arm(shmbus_sub_t *sb, uint32_t **word, uint32_t *val, uint32_t *m
 		return 0;
 	*mask = sb->rd.grp ? SHMBUS_WAKE_SET_MEMBER : SHMBUS_WAKE_SET_ALL;
 	*stuck = shmbus_ring_reader_stuck(&sb->rd);
+	/* Stuck reads the tail, then the commit word again: a commit between those (whose
+	 * publisher read the wake word before we armed it) makes neither "stuck" nor a
+	 * wake. Looked at once more, it is there. */
+	if (!*stuck && shmbus_ring_reader_ready(&sb->rd))
+		return 0;
 	return 1;
 }
 
