@@ -18,9 +18,10 @@
  * While armed, the fd also becomes readable every 100 ms (a timer: a wake-up lost to a
  * damaged file costs at most that), so a lost wake-up is a late one, not a hang; the time
  * it takes is spread over those 100 ms. So it is looked for three ways:
- *  - the waker's half: in an armed round the publish must issue one futex wake (the
- *    topic's wakeups counter, read by the publisher around its publish, goes up by exactly
- *    one; in a racing round by at most one);
+ *  - the waker's half: in an armed round (armed after the last publish ended, wake
+ *    included) the publish must issue one futex wake (the topic's wakeups counter, read by
+ *    the publisher around its publish, goes up by exactly one; in a racing round by at
+ *    most one);
  *  - the reader's half, by cause: epoll waits at most 5 ms at a time; when it comes back
  *    with the fd not readable although the round's publish is over (so its wake was
  *    issued, or the arming found the message), the fd must be readable at once, or after
@@ -37,6 +38,7 @@
  * run.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
@@ -229,6 +231,15 @@ int main(int argc, char **argv)
 	for (uint64_t round = 0; armed < want; round++) {
 		int is_armed = t_rand(&rng) % 4 != 0;
 		if (is_armed) {
+			/* The last publish may still be in its wake (its message was there to
+			 * receive before): that wake would clear the bit we arm now, so that
+			 * this round's publish would find none. Let it end first (it is at most
+			 * a system call away). */
+			uint64_t until = t_deadline(T_WAIT_MS);
+			while (atomic_load(published) < round) {
+				CHECK(t_now_ns() < until);
+				sched_yield();
+			}
 			int rc = recv0(&m);
 			if (rc == 0)
 				fprintf(stderr,
