@@ -150,6 +150,10 @@ struct casedef {
 	uint8_t pin;	/* enum pin */
 };
 
+/* The sink peers read this many topics; their publishers write them in turn (message n of
+ * a publisher to topic n % SINK_TOPICS), so that each topic is busy. */
+#define SINK_TOPICS 8
+
 /* The paced fan-out's rate (shmbus overwrite, 64 B): one its readers can keep up with on
  * 2 CPUs, so a message lost there is one the policy need not have lost. */
 #define PACED_FANOUT_RATE 200000
@@ -272,6 +276,8 @@ struct run {
 	int npub, nsub;
 	int spin_us;	      /* shmbus subscriber spin: -1 default, 0 sleep at once */
 	char a[160], b[160];  /* channel names: topic, ring file, endpoint, key */
+	int topics;	      /* shmbus: 1, channels are the topics a and b; more (the sink
+			       * peers), they are a.0, a.1, ... and b.0, b.1, ... */
 	int fd_a[2], fd_b[2]; /* socket pairs and pipes */
 	void *shared;	      /* a MAP_SHARED block made in prepare (futex words) */
 	char err[256];
@@ -445,13 +451,22 @@ void brokered_stop(void);
 void brokered_kill(void);
 double brokered_cpu_s(void);
 
-/* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver. */
+/* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver: the
+ * sums over channel a's topics. */
 struct sb_counts {
 	uint64_t wakeups, published, bp_waits;
 };
 int shmbus_peer_counts(const struct run *r, struct sb_counts *k);
 void shmbus_peer_init_driver(void);
 void shmbus_peer_fini_driver(void);
+/* What the sink peers (peer_sink.c) share with peer_shmbus.c: the name of channel chan's
+ * topic k (r->topics > 1: "<a>.<k>"; else a or b); prepare and cleanup of the channels'
+ * topics; a worker's handle on its bus. */
+void shmbus_peer_topic(const struct run *r, int chan, int k, char *name, size_t n);
+int shmbus_peer_prepare(struct run *r);
+void shmbus_peer_cleanup(struct run *r);
+struct shmbus_bus;
+struct shmbus_bus *shmbus_peer_worker_bus(const struct run *r);
 
 /* run.c */
 struct result run_case(const struct casedef *c, int idx, int round, char *err, size_t errlen);
