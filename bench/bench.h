@@ -15,8 +15,8 @@
  *   bench.h      this: what the files share
  *   common.c     the control block, worker life cycle, histograms, clocks, machine info
  *   loops.h      the measuring loops, written once and specialised per peer
- *   peer_*.c     the peers: shmbus, the bare ring / memcpy / futex, pipes and Unix
- *                sockets, ZeroMQ, iceoryx, NATS, Redis
+ *   peer_*.c     the peers: shmbus, shmbus's sinks and fds, the bare ring / memcpy /
+ *                futex, pipes and Unix sockets, ZeroMQ, iceoryx, NATS, Redis
  *   daemon.c     the servers some peers need (nats-server, iox-roudi): start and stop
  *   brokered.c   the brokered bus's shmbusd (access = brokered, issue 14)
  *   run.c        one run of one case: fork, measure, collect, count syscalls
@@ -81,6 +81,12 @@ enum peer_id {
 	PEER_SHMBUS_SPIN, /* block, subscriber never sleeps (one-way latency) */
 	PEER_BROKERED,	  /* block, on a bus a shmbusd brokers (access = brokered) */
 	PEER_SHMBUS_ACK,  /* block, group members that ack each message (SHMBUS_SUB_ACK) */
+	/* Issue 16 (peer_sink.c): a sink over SINK_TOPICS topics, received with
+	 * shmbus_sink_recv() (it sleeps in it); the same waited for in epoll on
+	 * shmbus_sink_fd(); one subscriber waited for in epoll on shmbus_sub_fd(). */
+	PEER_SHMBUS_SINK,
+	PEER_SHMBUS_SINK_FD,
+	PEER_SHMBUS_FD,
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */
@@ -129,7 +135,7 @@ struct peer {
 
 extern const struct peer *const peers[NPEERS];
 extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_brokered;
-extern const struct peer peer_shmbus_ack;
+extern const struct peer peer_shmbus_ack, peer_shmbus_sink, peer_shmbus_sink_fd, peer_shmbus_fd;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
 extern const struct peer peer_zmq, peer_iceoryx, peer_nats;
