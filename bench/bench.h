@@ -15,8 +15,8 @@
  *   bench.h      this: what the files share
  *   common.c     the control block, worker life cycle, histograms, clocks, machine info
  *   loops.h      the measuring loops, written once and specialised per peer
- *   peer_*.c     the peers: shmbus, the bare ring / memcpy / futex, pipes and Unix
- *                sockets, ZeroMQ, iceoryx, NATS, Redis
+ *   peer_*.c     the peers: shmbus, shmbus's sinks and fds, the bare ring / memcpy /
+ *                futex, pipes and Unix sockets, ZeroMQ, iceoryx, NATS, Redis
  *   daemon.c     the servers some peers need (nats-server, iox-roudi): start and stop
  *   brokered.c   the brokered bus's shmbusd (access = brokered, issue 14)
  *   run.c        one run of one case: fork, measure, collect, count syscalls
@@ -81,6 +81,12 @@ enum peer_id {
 	PEER_SHMBUS_SPIN, /* block, subscriber never sleeps (one-way latency) */
 	PEER_BROKERED,	  /* block, on a bus a shmbusd brokers (access = brokered) */
 	PEER_SHMBUS_ACK,  /* block, group members that ack each message (SHMBUS_SUB_ACK) */
+	/* Issue 16 (peer_sink.c): a sink over SINK_TOPICS topics, received with
+	 * shmbus_sink_recv() (it sleeps in it); the same waited for in epoll on
+	 * shmbus_sink_fd(); one subscriber waited for in epoll on shmbus_sub_fd(). */
+	PEER_SHMBUS_SINK,
+	PEER_SHMBUS_SINK_FD,
+	PEER_SHMBUS_FD,
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */
@@ -129,7 +135,7 @@ struct peer {
 
 extern const struct peer *const peers[NPEERS];
 extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_brokered;
-extern const struct peer peer_shmbus_ack;
+extern const struct peer peer_shmbus_ack, peer_shmbus_sink, peer_shmbus_sink_fd, peer_shmbus_fd;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
 extern const struct peer peer_zmq, peer_iceoryx, peer_nats;
@@ -149,6 +155,10 @@ struct casedef {
 	uint8_t rounds; /* how many of the rounds run this case */
 	uint8_t pin;	/* enum pin */
 };
+
+/* The sink peers read this many topics; their publishers write them in turn (message n of
+ * a publisher to topic n % SINK_TOPICS), so that each topic is busy. */
+#define SINK_TOPICS 8
 
 /* The paced fan-out's rate (shmbus overwrite, 64 B): one its readers can keep up with on
  * 2 CPUs, so a message lost there is one the policy need not have lost. */
@@ -272,6 +282,8 @@ struct run {
 	int npub, nsub;
 	int spin_us;	      /* shmbus subscriber spin: -1 default, 0 sleep at once */
 	char a[160], b[160];  /* channel names: topic, ring file, endpoint, key */
+	int topics;	      /* shmbus: 1, channels are the topics a and b; more (the sink
+			       * peers), they are a.0, a.1, ... and b.0, b.1, ... */
 	int fd_a[2], fd_b[2]; /* socket pairs and pipes */
 	void *shared;	      /* a MAP_SHARED block made in prepare (futex words) */
 	char err[256];
@@ -445,13 +457,22 @@ void brokered_stop(void);
 void brokered_kill(void);
 double brokered_cpu_s(void);
 
-/* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver. */
+/* shmbus topic counters for the syscalls scenario (peer_shmbus.c), from the driver: the
+ * sums over channel a's topics. */
 struct sb_counts {
 	uint64_t wakeups, published, bp_waits;
 };
 int shmbus_peer_counts(const struct run *r, struct sb_counts *k);
 void shmbus_peer_init_driver(void);
 void shmbus_peer_fini_driver(void);
+/* What the sink peers (peer_sink.c) share with peer_shmbus.c: the name of channel chan's
+ * topic k (r->topics > 1: "<a>.<k>"; else a or b); prepare and cleanup of the channels'
+ * topics; a worker's handle on its bus. */
+void shmbus_peer_topic(const struct run *r, int chan, int k, char *name, size_t n);
+int shmbus_peer_prepare(struct run *r);
+void shmbus_peer_cleanup(struct run *r);
+struct shmbus_bus;
+struct shmbus_bus *shmbus_peer_worker_bus(const struct run *r);
 
 /* run.c */
 struct result run_case(const struct casedef *c, int idx, int round, char *err, size_t errlen);

@@ -8,7 +8,9 @@
  *
  * Every loop checks every message: its length, the publisher's counter (in order, none
  * twice, none missing unless the peer may lose messages), and for 16 bytes and up the
- * copy of the tag in the last 8 bytes (a torn message). Readers of messages above 64 bytes
+ * copy of the tag in the last 8 bytes (a torn message). A peer whose channel is several
+ * topics (a sink over SINK_TOPICS of them: ops.lanes) keeps order per topic only; there
+ * the counter is checked per topic, each message in the topic it was sent to. Readers of messages above 64 bytes
  * read one word per cache line, so the whole message moves to the reader's core.
  */
 #ifndef SHMBUS_BENCH_LOOPS_H
@@ -24,7 +26,11 @@ struct view {
 	const uint8_t *data;
 	uint32_t len;
 	uint64_t lost; /* messages the channel says were lost just before this one */
+	unsigned lane; /* the topic it came from, of ops.lanes (0 where there is one) */
 };
+
+/* The most lanes (topics of a channel) a peer may have. */
+#define MAX_LANES SINK_TOPICS
 
 struct ops {
 	/* Open one end of channel chan (0 = a, 1 = b) in a worker; idx is the worker's
@@ -35,8 +41,11 @@ struct ops {
 	void (*send)(void *h, const uint8_t *buf, uint32_t len);
 	/* Push out what send buffered; NULL if it never buffers. */
 	void (*flush)(void *h);
-	/* Wait for the next message. */
+	/* Wait for the next message; set v->lane where lanes > 1. */
 	void (*recv)(void *h, struct view *v);
+	/* A channel of this many topics (0: one), each in order, not in order with each
+	 * other: message n of a sender goes to topic n % lanes. */
+	unsigned lanes;
 };
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -126,32 +135,42 @@ ALWAYS_INLINE void tpl_consumer(struct run *r, int idx, const struct ops *o)
 	/* A member of a group sees a subset: only the order is known. */
 	const int exact = !group && !(flags & (PF_SILENT_LOSS | PF_REPORTS_LOSS));
 	const int gaps = !group && (flags & PF_SILENT_LOSS);
+	const unsigned lanes = o->lanes ? o->lanes : 1;
 	struct wslot *w = &ctl->w[r->npub + idx];
-	uint64_t expect[MAX_PUBS] = { 0 }, count = 0, lost = 0, sum_tag = 0, sum_hash = 0;
+	/* Per publisher and lane, the counter due next: lane l of a publisher carries its
+	 * messages l, l + lanes, l + 2 lanes... */
+	uint64_t expect[MAX_PUBS * MAX_LANES], count = 0, lost = 0, sum_tag = 0, sum_hash = 0;
 
+	if (lanes > MAX_LANES)
+		wfail("reader %d: %u topics a channel, at most %d", idx, lanes, MAX_LANES);
+	for (unsigned e = 0; e < MAX_PUBS * lanes; e++)
+		expect[e] = e % lanes;
 	worker_ready_wait();
 	for (;;) {
 		struct view v;
 
+		v.lane = 0;
 		o->recv(h, &v);
 		if (v.len != size)
 			wfail("reader %d: a message of %u bytes, expected %u", idx, v.len, size);
 		uint64_t t = load_u64(v.data);
 		unsigned p = TAG_PUB(t);
 		uint64_t n = TAG_N(t);
-		if (p >= npub)
-			wfail("reader %d: a message from publisher %u of %u", idx, p, npub);
-		if (n != expect[p]) {
-			if (exact || n < expect[p])
+		if (p >= npub || v.lane >= lanes)
+			wfail("reader %d: a message from publisher %u of %u (topic %u of %u)", idx,
+			      p, npub, v.lane, lanes);
+		unsigned e = p * lanes + v.lane;
+		if (n != expect[e]) {
+			if (exact || n < expect[e])
 				wfail("reader %d: message %" PRIu64
-				      " of publisher %u came when %" PRIu64 " was due",
-				      idx, n, p, expect[p]);
+				      " of publisher %u (topic %u) came when %" PRIu64 " was due",
+				      idx, n, p, v.lane, expect[e]);
 			if (gaps) {
-				lost += n - expect[p];
+				lost += (n - expect[e]) / lanes;
 				__atomic_store_n(&w->lost, lost, __ATOMIC_RELAXED);
 			}
 		}
-		expect[p] = n + 1;
+		expect[e] = n + lanes;
 		if (v.lost) {
 			lost += v.lost;
 			__atomic_store_n(&w->lost, lost, __ATOMIC_RELAXED);
@@ -325,25 +344,32 @@ ALWAYS_INLINE void tpl_paced_rx(struct run *r, int idx, const struct ops *o)
 	void *rx = o->open_rx(r, 0, idx);
 	const uint32_t size = r->size;
 	struct hist *hs = &ctl->h;
-	uint64_t expect = 0;
+	const unsigned lanes = o->lanes ? o->lanes : 1;
+	uint64_t expect[MAX_LANES], count = 0;
 
+	if (lanes > MAX_LANES)
+		wfail("%u topics a channel, at most %d", lanes, MAX_LANES);
+	for (unsigned l = 0; l < lanes; l++)
+		expect[l] = l;
 	worker_ready_wait();
 	const uint64_t warm = ctl->warm_end;
 	for (;;) {
 		struct view v;
 
+		v.lane = 0;
 		o->recv(rx, &v);
 		uint64_t t = now_ns();
 		uint64_t tag = load_u64(v.data);
 		if (tag == TAG_END)
 			break;
-		if (v.len != size || tag != TAG(0, expect))
-			wfail("message %" PRIu64 ": wrong (%u bytes, tag %" PRIx64 ")", expect,
-			      v.len, tag);
+		if (v.lane >= lanes || v.len != size || tag != TAG(0, expect[v.lane]))
+			wfail("message %" PRIu64 " (topic %u): wrong (%u bytes, tag %" PRIx64 ")",
+			      expect[v.lane < lanes ? v.lane : 0], v.lane, v.len, tag);
+		expect[v.lane] += lanes;
 		uint64_t due = load_u64(v.data + 8);
 		if (due >= warm)
 			hist_add(hs, t > due ? t - due : 0);
-		__atomic_store_n(&ctl->w[1].count, ++expect, __ATOMIC_RELAXED);
+		__atomic_store_n(&ctl->w[1].count, ++count, __ATOMIC_RELAXED);
 	}
 	_exit(0);
 }

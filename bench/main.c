@@ -14,6 +14,10 @@
  *   shmbus-bench --acks    (with any mode) only acknowledged groups (issue 15): groups of
  *                          2 and 4 acking members, 64 B, against the same groups without
  *                          acks and against Redis Streams XREADGROUP + XACK
+ *   shmbus-bench --sinks   (with any mode) only sinks and fds (issue 16): a sink over 8
+ *                          topics against one subscriber on one topic (SPSC), wake-ups
+ *                          through shmbus_sub_fd() / shmbus_sink_fd() in epoll against the
+ *                          futex one, and their syscalls per message
  *
  * Results go to the directory given with --out (default ./bench-results): results.jsonl
  * (one JSON object per case and per target), report.txt (the table, also on stdout) and
@@ -39,6 +43,9 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_SHMBUS_SPIN] = &peer_shmbus_spin,
 	[PEER_BROKERED] = &peer_shmbus_brokered,
 	[PEER_SHMBUS_ACK] = &peer_shmbus_ack,
+	[PEER_SHMBUS_SINK] = &peer_shmbus_sink,
+	[PEER_SHMBUS_SINK_FD] = &peer_shmbus_sink_fd,
+	[PEER_SHMBUS_FD] = &peer_shmbus_fd,
 	[PEER_RING] = &peer_ring,
 	[PEER_MEMCPY] = &peer_memcpy,
 	[PEER_MEMCPY_DRAM] = &peer_memcpy_dram,
@@ -70,7 +77,7 @@ static int cap_cases;
 static int want_sc[NSCENARIOS], any_sc;
 static int want_peer[NPEERS], any_peer;
 static uint32_t want_size;
-static int only_brokered, only_acks;
+static int only_brokered, only_acks, only_sinks;
 
 /* --brokered: the brokered cases and the file-mode cases they are compared with. */
 static int brokered_section(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
@@ -91,13 +98,25 @@ static int acks_section(enum scenario sc, enum peer_id peer, uint32_t size)
 	       (peer == PEER_SHMBUS || peer == PEER_SHMBUS_ACK || peer == PEER_REDIS_XACK_PIPE);
 }
 
+/* --sinks: the sink and fd cases (issue 16) and the shmbus (block) cases they are compared
+ * with: SPSC, the wake-ups, the syscall counts, at 64 B. */
+static int sinks_section(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub)
+{
+	if (peer == PEER_SHMBUS_SINK || peer == PEER_SHMBUS_SINK_FD || peer == PEER_SHMBUS_FD)
+		return 1;
+	if (peer != PEER_SHMBUS || size != 64)
+		return 0;
+	return (sc == SC_SPSC && npub == 1 && nsub == 1) || sc == SC_WAKEUP || sc == SC_SYSCALLS;
+}
+
 static void add_pinned(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub,
 		       uint32_t rate, int rounds, enum pin pin)
 {
 	if ((any_sc && !want_sc[sc]) || (any_peer && !want_peer[peer]) ||
 	    (want_size && size != want_size) ||
 	    (only_brokered && !brokered_section(sc, peer, size, npub, nsub, rate, pin)) ||
-	    (only_acks && !acks_section(sc, peer, size)))
+	    (only_acks && !acks_section(sc, peer, size)) ||
+	    (only_sinks && !sinks_section(sc, peer, size, npub, nsub)))
 		return;
 	if (S.n == cap_cases) {
 		cap_cases = cap_cases ? 2 * cap_cases : 256;
@@ -151,6 +170,13 @@ static void build_cases(enum mode mode)
 		/* Brokered mode (issue 14) next to the file-mode case it is compared with. */
 		if (key)
 			add(SC_SPSC, PEER_BROKERED, s, 1, 1, 0, RB);
+		/* A sink over 8 topics (issue 16), its one publisher writing them in turn,
+		 * against shmbus (block) above; and both waited for through their fds. */
+		if (key) {
+			add(SC_SPSC, PEER_SHMBUS_SINK, s, 1, 1, 0, RB);
+			add(SC_SPSC, PEER_SHMBUS_SINK_FD, s, 1, 1, 0, R);
+			add(SC_SPSC, PEER_SHMBUS_FD, s, 1, 1, 0, R);
+		}
 		add(SC_SPSC, PEER_SHMBUS_OVW, s, 1, 1, 0, one);
 		add(SC_SPSC, PEER_RING, s, 1, 1, 0, key ? R : one);
 		add(SC_SPSC, PEER_MEMCPY, s, 1, 0, 0, big ? R : one);
@@ -250,6 +276,11 @@ static void build_cases(enum mode mode)
 		add_pinned(SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, cfg.wake_rounds, pin);
 		if (pin == PIN_SPLIT)
 			add_pinned(SC_WAKEUP, PEER_BROKERED, 64, 1, 1, 0, cfg.wake_rounds, pin);
+		/* Readers asleep in epoll_wait() on their fds (issue 16), and a sink asleep
+		 * in shmbus_sink_recv(). */
+		add_pinned(SC_WAKEUP, PEER_SHMBUS_FD, 64, 1, 1, 0, cfg.wake_rounds, pin);
+		add_pinned(SC_WAKEUP, PEER_SHMBUS_SINK_FD, 64, 1, 1, 0, cfg.wake_rounds, pin);
+		add_pinned(SC_WAKEUP, PEER_SHMBUS_SINK, 64, 1, 1, 0, cfg.wake_rounds, pin);
 		add_pinned(SC_WAKEUP, PEER_ICEORYX, 64, 1, 1, 0, cfg.wake_rounds, pin);
 	}
 	static const uint32_t srates[] = { 0, 1000000, 100000, 10000 };
@@ -257,6 +288,12 @@ static void build_cases(enum mode mode)
 		if (mode == M_SMOKE && i > 1)
 			continue;
 		add(SC_SYSCALLS, PEER_SHMBUS, 64, 1, 1, srates[i], one);
+		/* A sink reading 8 busy topics, and the fds in epoll loops (issue 16). */
+		if (i < 3) {
+			add(SC_SYSCALLS, PEER_SHMBUS_SINK, 64, 1, 1, srates[i], R);
+			add(SC_SYSCALLS, PEER_SHMBUS_SINK_FD, 64, 1, 1, srates[i], R);
+			add(SC_SYSCALLS, PEER_SHMBUS_FD, 64, 1, 1, srates[i], R);
+		}
 	}
 	/* Open + close latency, a publisher (1x0) and a subscriber (0x1), on the brokered
 	 * bus and on the file-mode one. */
@@ -447,6 +484,8 @@ static void usage(FILE *f)
 		"                       cases they are compared with\n"
 		"  -a, --acks           only the acknowledged groups (issue 15) and the groups\n"
 		"                       they are compared with (no acks; Redis XREADGROUP + XACK)\n"
+		"  -k, --sinks          only the sinks and fds (issue 16) and the shmbus (block)\n"
+		"                       cases they are compared with (SPSC, wake-up, syscalls)\n"
 		"  -p, --peer NAME      only these peers (repeatable), e.g. shmbus bare_ring\n"
 		"      --size BYTES     only this message size\n"
 		"      --no-plots       no gnuplot\n"
@@ -472,6 +511,7 @@ int main(int argc, char **argv)
 		{ "size", required_argument, NULL, 'z' },
 		{ "brokered", no_argument, NULL, 'b' },
 		{ "acks", no_argument, NULL, 'a' },
+		{ "sinks", no_argument, NULL, 'k' },
 		{ "no-plots", no_argument, NULL, 'P' },
 		{ "strict", no_argument, NULL, 'X' },
 		{ "cpu-probe", required_argument, NULL, 'C' },
@@ -485,7 +525,7 @@ int main(int argc, char **argv)
 	double secs = 0;
 	static char command[1024];
 
-	while ((opt = getopt_long(argc, argv, "qfo:r:s:p:bah", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "qfo:r:s:p:bakh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
 			mode = M_QUICK;
@@ -546,6 +586,9 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			only_acks = 1;
+			break;
+		case 'k':
+			only_sinks = 1;
 			break;
 		case 'P':
 			plots = 0;
@@ -660,7 +703,8 @@ int main(int argc, char **argv)
 
 	/* Which peers can run here; Redis is started once if any case wants it. */
 	int want_redis = 0, want_nats = 0, want_iox = 0, want_brokered = 0,
-	    want_cpu = !only_brokered && !only_acks && (!any_sc || want_sc[SC_CPU]), want_perf = 0;
+	    want_cpu = !only_brokered && !only_acks && !only_sinks && (!any_sc || want_sc[SC_CPU]),
+	    want_perf = 0;
 	for (int i = 0; i < S.n; i++) {
 		enum peer_id p = S.cases[i].peer;
 

@@ -67,7 +67,7 @@ static shmbus_bus_t *driver_bus_of(struct run *r)
 	return driver_bus_b;
 }
 
-static shmbus_bus_t *worker_bus(const struct run *r)
+shmbus_bus_t *shmbus_peer_worker_bus(const struct run *r)
 {
 	if (!worker_bus_h) {
 		int rc = shmbus_bus_open(&worker_bus_h, brokered(r) ? BROKERED_BUS : NULL);
@@ -98,39 +98,66 @@ static int sb_make_topic(struct run *r, const char *name)
 	return 0;
 }
 
-static int sb_prepare(struct run *r)
+void shmbus_peer_topic(const struct run *r, int chan, int k, char *name, size_t n)
+{
+	if (r->topics > 1)
+		snprintf(name, n, "%s.%d", chan ? r->b : r->a, k);
+	else
+		snprintf(name, n, "%s", chan ? r->b : r->a);
+}
+
+/* The topics of channels a and b (r->topics of each). */
+int shmbus_peer_prepare(struct run *r)
 {
 	snprintf(r->a, sizeof(r->a), "bench.c%d.r%d.a", r->idx, r->round);
 	snprintf(r->b, sizeof(r->b), "bench.c%d.r%d.b", r->idx, r->round);
-	int rc = sb_make_topic(r, r->a);
-	if (!rc)
-		rc = sb_make_topic(r, r->b);
-	return rc;
+	for (int chan = 0; chan < 2; chan++) {
+		for (int k = 0; k < (r->topics > 1 ? r->topics : 1); k++) {
+			char name[200];
+
+			shmbus_peer_topic(r, chan, k, name, sizeof(name));
+			int rc = sb_make_topic(r, name);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
 }
 
-static void sb_cleanup(struct run *r)
+void shmbus_peer_cleanup(struct run *r)
 {
 	shmbus_bus_t *bus = driver_bus_of(r);
 
 	if (!bus)
 		return;
-	shmbus_topic_remove(bus, r->a);
-	shmbus_topic_remove(bus, r->b);
+	for (int chan = 0; chan < 2; chan++) {
+		for (int k = 0; k < (r->topics > 1 ? r->topics : 1); k++) {
+			char name[200];
+
+			shmbus_peer_topic(r, chan, k, name, sizeof(name));
+			shmbus_topic_remove(bus, name);
+		}
+	}
 }
 
 int shmbus_peer_counts(const struct run *r, struct sb_counts *k)
 {
-	shmbus_topic_stats_t st;
 	shmbus_bus_t *bus = brokered(r) ? driver_bus_b : driver_bus;
 	if (!bus)
 		return -ENOTCONN;
-	int rc = shmbus_topic_stats(bus, r->a, &st);
+	*k = (struct sb_counts){ 0 };
+	for (int t = 0; t < (r->topics > 1 ? r->topics : 1); t++) {
+		shmbus_topic_stats_t st;
+		char name[200];
 
-	if (rc < 0)
-		return rc;
-	k->wakeups = st.wakeups;
-	k->published = st.next_seq;
-	k->bp_waits = st.backpressure_waits;
+		shmbus_peer_topic(r, 0, t, name, sizeof(name));
+		int rc = shmbus_topic_stats(bus, name, &st);
+		if (rc < 0)
+			return rc;
+		k->wakeups += st.wakeups;
+		k->published += st.next_seq;
+		k->bp_waits += st.backpressure_waits;
+	}
 	return 0;
 }
 
@@ -139,7 +166,7 @@ static void *sb_open_tx(struct run *r, int chan, int idx)
 	shmbus_pub_t *p;
 
 	(void)idx;
-	int rc = shmbus_pub_open(&p, worker_bus(r), chan ? r->b : r->a);
+	int rc = shmbus_pub_open(&p, shmbus_peer_worker_bus(r), chan ? r->b : r->a);
 	if (rc < 0)
 		wfail("pub open: %s (%s)", strerror(-rc), shmbus_errmsg());
 	/* A stalled reader shows up as an error instead of a hang. */
@@ -152,7 +179,7 @@ static void *sb_open_rx(struct run *r, int chan, int idx)
 	shmbus_sub_t *s;
 
 	(void)idx;
-	int rc = shmbus_sub_open(&s, worker_bus(r), chan ? r->b : r->a,
+	int rc = shmbus_sub_open(&s, shmbus_peer_worker_bus(r), chan ? r->b : r->a,
 				 r->c->sc == SC_GROUP ? "workers" : NULL, 0);
 	if (rc < 0)
 		wfail("sub open: %s (%s)", strerror(-rc), shmbus_errmsg());
@@ -216,7 +243,7 @@ static void *sba_open_rx(struct run *r, int chan, int idx)
 	if (r->c->sc != SC_GROUP)
 		wfail("shmbus (acks) runs only as a group");
 	shmbus_group_opts_init(&go);
-	int rc = shmbus_sub_open_group(&s, worker_bus(r), chan ? r->b : r->a, "workers",
+	int rc = shmbus_sub_open_group(&s, shmbus_peer_worker_bus(r), chan ? r->b : r->a, "workers",
 				       SHMBUS_SUB_ACK, &go);
 	if (rc < 0)
 		wfail("sub open (acks): %s (%s)", strerror(-rc), shmbus_errmsg());
@@ -259,7 +286,7 @@ LOOPS_DEFINE(sba, &sba_ops)
  */
 static void sb_opener(struct run *r, int idx)
 {
-	shmbus_bus_t *bus = worker_bus(r);
+	shmbus_bus_t *bus = shmbus_peer_worker_bus(r);
 	const int pub = r->c->npub > 0;
 	const uint64_t warm = cfg.open_n / 10 < 100 ? cfg.open_n / 10 : 100;
 	/* A machine so slow that the run would take minutes stops early. */
@@ -301,8 +328,8 @@ static void sb_opener(struct run *r, int idx)
 		.id = id_,                                    \
 		.label = label_,                              \
 		.flags = PF_SHMBUS | (flags_),                \
-		.prepare = sb_prepare,                        \
-		.cleanup = sb_cleanup,                        \
+		.prepare = shmbus_peer_prepare,               \
+		.cleanup = shmbus_peer_cleanup,               \
 		LOOPS_ROLES(pfx),                             \
 		.opener = sb_opener,                          \
 		.available = (avail_),                        \

@@ -6,6 +6,7 @@
  *   report_figures.c  a case's figures: looking cases up, medians, paired ratios, number formats
  *   report_tables.c   the table's sections: throughput, latency, syscalls, instructions, absent,
  *                     and the summary (a row a scenario, a column a peer)
+ *   report_sinks.c    the table's sinks-and-fds section (issue 16)
  *   report_targets.c  the targets: built from the figures, printed MET / MISSED / UNKNOWN
  *   report_json.c     results.jsonl: one JSON object per case and per target
  *   report_plots.c    the plots: data files and gnuplot script in data/, gnuplot run, PNGs
@@ -89,8 +90,17 @@ struct cell ratio_cell(const struct suite *s, int a, int b, enum metric m);
 /* ---- the table (report_tables.c) ------------------------------------------------------------ */
 
 /* The figures' sections: SPSC, MPSC, fan-out, group, ping-pong, one-way, wake-up, syscalls,
- * instructions; each only if this run has its cases. */
+ * instructions, brokered mode, sinks and fds; each only if this run has its cases. */
 void tables_print(const struct report *rp);
+/* A latency table's header, extra at the end; one row of case i (the merged histogram of
+ * its rounds), labelled label: returns 1, or 0 where it has no figure (why is printed). */
+void latency_header(const struct report *rp, const char *extra);
+int latency_row_as(const struct report *rp, int i, const char *label);
+
+/* ---- sinks and fds (report_sinks.c) --------------------------------------------------------- */
+
+/* The sinks-and-fds section (issue 16), if this run has its cases. */
+void section_sinks(const struct report *rp);
 /* What could not run here, and the cases that failed. */
 void tables_print_absent(const struct report *rp);
 

@@ -89,8 +89,17 @@ static void json_case(FILE *f, const struct suite *s, int i)
 		c->pin == PIN_SAME  ? "same_cpu" :
 				      "no",
 		st[cr->status]);
-	if (p->flags & PF_SHMBUS)
+	if (p->flags & PF_SHMBUS) {
+		int sink = c->peer == PEER_SHMBUS_SINK || c->peer == PEER_SHMBUS_SINK_FD;
+
 		fprintf(f, ",\"access\":\"%s\"", c->peer == PEER_BROKERED ? "brokered" : "file");
+		/* Issue 16: what reads, how many topics, and how it waits. */
+		fprintf(f, ",\"reader\":\"%s\",\"topics\":%d,\"wait\":\"%s\"",
+			sink ? "sink" : "subscriber", sink ? SINK_TOPICS : 1,
+			c->peer == PEER_SHMBUS_SINK_FD || c->peer == PEER_SHMBUS_FD ? "epoll" :
+			sink							    ? "sink_recv" :
+										      "recv");
+	}
 	if (cr->status == CS_ABSENT || cr->status == CS_FAILED) {
 		fprintf(f, ",\"reason\":");
 		json_str(f, cr->why);

@@ -27,6 +27,8 @@ static struct cell line_style(enum peer_id p)
 		[PEER_REDIS_PUB] = "#2ca02c",	[PEER_REDIS_PUB_PIPE] = "#98df8a",
 		[PEER_REDIS_XADD] = "#393b79",	[PEER_REDIS_XADD_PIPE] = "#aec7e8",
 		[PEER_SHMBUS_ACK] = "#a50f15",	[PEER_REDIS_XACK_PIPE] = "#5254a3",
+		[PEER_SHMBUS_SINK] = "#fdae6b", [PEER_SHMBUS_SINK_FD] = "#e6550d",
+		[PEER_SHMBUS_FD] = "#fd8d3c",
 	};
 	struct cell b;
 

@@ -209,14 +209,13 @@ static void section_multi(const struct report *rp, enum scenario sc)
 	}
 }
 
-static void latency_header(const struct report *rp, const char *extra)
+void latency_header(const struct report *rp, const char *extra)
 {
 	rprintf(rp, "%-26s %8s %8s %8s %8s %8s %9s  %s\n", "peer", "p50", "p90", "p99", "p99.9",
 		"max", "samples", extra);
 }
 
-/* One latency row from the merged histogram of the rounds, labelled so. */
-static int latency_row_as(const struct report *rp, int i, const char *label)
+int latency_row_as(const struct report *rp, int i, const char *label)
 {
 	const struct suite *s = rp->s;
 	const char *st = case_status(s, i);
@@ -541,6 +540,7 @@ void tables_print(const struct report *rp)
 	section_syscalls(rp);
 	section_cpu(rp);
 	section_brokered(rp);
+	section_sinks(rp);
 }
 
 /* ---- the summary ---------------------------------------------------------------------------- */

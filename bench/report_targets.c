@@ -297,6 +297,73 @@ static void targets_brokered(struct targets *tg, const struct suite *s)
 			 fmt_ns(case_med(s, of[1], MT_P99, NULL, NULL)).s);
 }
 
+/*
+ * Sinks and fds (issue 16), against shmbus (block) in the same rounds: a sink over 8
+ * topics, its one publisher process writing them in turn, against one subscriber of one
+ * topic (SPSC, its one publisher process), msg/s in all; the wake-up of a reader asleep in
+ * epoll_wait() on its fd (a subscriber's, a sink's) against one asleep in shmbus_recv() on
+ * the futex, p50 round trip, on two CPUs and on one; and the syscalls per message (of both
+ * processes) of a sink, or of an epoll loop, that keeps up with a publisher paced at
+ * 1 M msg/s (the sink's 8 topics 125 k msg/s each).
+ */
+static void targets_sinks(struct targets *tg, const struct suite *s)
+{
+	target_ratio(
+		tg, s, "sink8_vs_sub",
+		"a sink over 8 topics (1 publisher writing them in turn), 64 B, msg/s over one "
+		"subscriber of one topic's (SPSC)",
+		case_find_spsc(s, PEER_SHMBUS_SINK, 64), case_find_spsc(s, PEER_SHMBUS, 64),
+		MT_MSGS, 0, 0.8);
+	static const struct {
+		enum peer_id peer;
+		enum pin pin;
+		const char *id, *what;
+	} w[] = {
+		{ PEER_SHMBUS_FD, PIN_SPLIT, "fd_wakeup_vs_futex",
+		  "wake-up on different CPUs, a subscriber asleep in epoll on shmbus_sub_fd(): round "
+		  "trip p50 over asleep in shmbus_recv()" },
+		{ PEER_SHMBUS_FD, PIN_SAME, "fd_wakeup_same_cpu_vs_futex",
+		  "wake-up on one CPU, a subscriber asleep in epoll on shmbus_sub_fd(): round trip "
+		  "p50 over asleep in shmbus_recv()" },
+		{ PEER_SHMBUS_SINK_FD, PIN_SPLIT, "sink_fd_wakeup_vs_futex",
+		  "wake-up on different CPUs, a sink (8 topics) asleep in epoll on shmbus_sink_fd(): "
+		  "round trip p50 over a subscriber asleep in shmbus_recv()" },
+		{ PEER_SHMBUS_SINK_FD, PIN_SAME, "sink_fd_wakeup_same_cpu_vs_futex",
+		  "wake-up on one CPU, a sink (8 topics) asleep in epoll on shmbus_sink_fd(): round "
+		  "trip p50 over a subscriber asleep in shmbus_recv()" },
+	};
+	for (size_t k = 0; k < sizeof(w) / sizeof(w[0]); k++)
+		target_ratio(tg, s, w[k].id, w[k].what,
+			     case_find_pin(s, SC_WAKEUP, w[k].peer, 64, 1, 1, 0, w[k].pin),
+			     case_find_pin(s, SC_WAKEUP, PEER_SHMBUS, 64, 1, 1, 0, w[k].pin),
+			     MT_P50, 1, 1.5);
+	static const struct {
+		enum peer_id peer;
+		const char *id, *what;
+	} sys[] = {
+		{ PEER_SHMBUS_SINK, "sink_syscalls_per_msg",
+		  "syscalls per message, a sink reading 8 busy topics (1 M msg/s in all) with "
+		  "shmbus_sink_recv()" },
+		{ PEER_SHMBUS_SINK_FD, "sink_fd_syscalls_per_msg",
+		  "syscalls per message, a sink reading 8 busy topics (1 M msg/s in all) in an epoll "
+		  "loop on its fd" },
+		{ PEER_SHMBUS_FD, "fd_syscalls_per_msg",
+		  "syscalls per message, a subscriber (1 M msg/s) in an epoll loop on its fd" },
+	};
+	for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++) {
+		int a = case_find(s, SC_SYSCALLS, sys[k].peer, 64, 1, 1, 1000000),
+		    full = case_find(s, SC_SYSCALLS, sys[k].peer, 64, 1, 1, 0);
+
+		target_abs(tg, s, sys[k].id, sys[k].what, a, MT_SYSCALLS, 0.001);
+		if (a >= 0 && full >= 0 && !case_status(s, full))
+			snprintf(tg->t[tg->n - 1].context, sizeof(tg->t[tg->n - 1].context),
+				 "publisher as fast as it goes: %.4f syscalls per message, the "
+				 "publisher waiting for space %.4f times per message",
+				 case_med(s, full, MT_SYSCALLS, NULL, NULL),
+				 case_med(s, full, MT_BP, NULL, NULL));
+	}
+}
+
 void targets_build(struct targets *tg, const struct suite *s)
 {
 	tg->n = 0;
@@ -362,6 +429,7 @@ void targets_build(struct targets *tg, const struct suite *s)
 	targets_wakeup(tg, s);
 	targets_brokered(tg, s);
 	targets_acks(tg, s);
+	targets_sinks(tg, s);
 	static const struct {
 		uint32_t rate;
 		const char *id, *what;
