@@ -64,6 +64,10 @@ struct shmbus_sub {
  */
 int shmbus_sub_arm(shmbus_sub_t *sub, uint32_t **word, uint32_t *val, uint32_t *mask, int *stuck);
 
+/* Spin up to budget_ns for the reader to have something (not on crowded CPUs, unless its
+ * spin is fixed): what a receive on an fd does before arming it. 1 if something came. */
+int shmbus_fd_spin(struct shmbus_ring_reader *rd, uint64_t budget_ns);
+
 /* Validate a name for a bus or a group: one topic token of at most max bytes. */
 int shmbus_token_check(const char *what, const char *name, size_t max);
 

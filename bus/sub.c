@@ -67,11 +67,33 @@ static void fd_done(void *arg, uint64_t tag, int res)
 		((shmbus_sub_t *)arg)->w_armed = 0;
 }
 
+/* Before arming: spin as a receive would before sleeping (the subscriber's spin, not on
+ * crowded CPUs), so that a reader that keeps up with a steady stream in an event loop does
+ * not arm, and make system calls, between every two messages. 1 if something came. */
+int shmbus_fd_spin(struct shmbus_ring_reader *rd, uint64_t budget_ns)
+{
+	if (!budget_ns || (!rd->spin_fixed && shmbus_cpus_crowded()))
+		return 0;
+	uint64_t end = shmbus_now_ns() + budget_ns;
+	for (unsigned n = 0;; n++) {
+		if (shmbus_ring_reader_ready(rd))
+			return 1;
+		shmbus_pause();
+		if ((n & 63) == 63 && shmbus_now_ns() >= end)
+			return 0;
+	}
+}
+
 /* Nothing to receive: make the fd readable at the next message (or now, with a no-op, if
  * one came meanwhile and msg is NULL); with msg, take one that came meanwhile instead. */
 static int fd_rearm(shmbus_sub_t *sb, shmbus_msg_t *msg)
 {
 	struct shmbus_waiter *w = sb->w;
+	if (msg && shmbus_fd_spin(&sb->rd, sb->rd.spin_cur)) {
+		int rc = shmbus_ring_reader_next(&sb->rd, msg, 0);
+		if (rc != -EAGAIN)
+			return rc;
+	}
 	for (int tries = 0;; tries++) {
 		shmbus_waiter_reap(w, fd_done, sb);
 		uint32_t *word, val, mask;
