@@ -373,7 +373,7 @@ static void targets_sinks(struct targets *tg, const struct suite *s)
 		double bp = case_med(s, a, MT_BP, NULL, NULL);
 		int n = snprintf(t->context, sizeof(t->context),
 				 "%.4f futex wakes per message; the publisher waited for space "
-				 "%.4f times per message%s",
+				 "%.2g times per message%s",
 				 case_med(s, a, MT_WAKEUPS, NULL, NULL), bp,
 				 bp > 0 ? " (the reader fell behind)" : "");
 		if (full >= 0 && !case_status(s, full) && n > 0 && (size_t)n < sizeof(t->context))
