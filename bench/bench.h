@@ -83,10 +83,12 @@ enum peer_id {
 	PEER_SHMBUS_ACK,  /* block, group members that ack each message (SHMBUS_SUB_ACK) */
 	/* Issue 16 (peer_sink.c): a sink over SINK_TOPICS topics, received with
 	 * shmbus_sink_recv() (it sleeps in it); the same waited for in epoll on
-	 * shmbus_sink_fd(); one subscriber waited for in epoll on shmbus_sub_fd(). */
+	 * shmbus_sink_fd(); one subscriber waited for in epoll on shmbus_sub_fd(); a sink
+	 * over one topic, received with shmbus_sink_recv() (the reader's own cost). */
 	PEER_SHMBUS_SINK,
 	PEER_SHMBUS_SINK_FD,
 	PEER_SHMBUS_FD,
+	PEER_SHMBUS_SINK1,
 	PEER_RING,	  /* bare fixed-slot SPSC ring in shared memory */
 	PEER_MEMCPY,	  /* one core, memcpy into a cache-resident buffer */
 	PEER_MEMCPY_DRAM, /* one core, memcpy through buffers larger than the LLC */
@@ -136,6 +138,7 @@ struct peer {
 extern const struct peer *const peers[NPEERS];
 extern const struct peer peer_shmbus, peer_shmbus_ovw, peer_shmbus_spin, peer_shmbus_brokered;
 extern const struct peer peer_shmbus_ack, peer_shmbus_sink, peer_shmbus_sink_fd, peer_shmbus_fd;
+extern const struct peer peer_shmbus_sink1;
 extern const struct peer peer_ring, peer_memcpy, peer_memcpy_dram, peer_futex;
 extern const struct peer peer_pipe, peer_unix, peer_unix_stream;
 extern const struct peer peer_zmq, peer_iceoryx, peer_nats;

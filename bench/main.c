@@ -46,6 +46,7 @@ const struct peer *const peers[NPEERS] = {
 	[PEER_SHMBUS_SINK] = &peer_shmbus_sink,
 	[PEER_SHMBUS_SINK_FD] = &peer_shmbus_sink_fd,
 	[PEER_SHMBUS_FD] = &peer_shmbus_fd,
+	[PEER_SHMBUS_SINK1] = &peer_shmbus_sink1,
 	[PEER_RING] = &peer_ring,
 	[PEER_MEMCPY] = &peer_memcpy,
 	[PEER_MEMCPY_DRAM] = &peer_memcpy_dram,
@@ -102,7 +103,8 @@ static int acks_section(enum scenario sc, enum peer_id peer, uint32_t size)
  * with: SPSC, the wake-ups, the syscall counts, at 64 B. */
 static int sinks_section(enum scenario sc, enum peer_id peer, uint32_t size, int npub, int nsub)
 {
-	if (peer == PEER_SHMBUS_SINK || peer == PEER_SHMBUS_SINK_FD || peer == PEER_SHMBUS_FD)
+	if (peer == PEER_SHMBUS_SINK || peer == PEER_SHMBUS_SINK_FD || peer == PEER_SHMBUS_FD ||
+	    peer == PEER_SHMBUS_SINK1)
 		return 1;
 	if (peer != PEER_SHMBUS || size != 64)
 		return 0;
@@ -171,9 +173,11 @@ static void build_cases(enum mode mode)
 		if (key)
 			add(SC_SPSC, PEER_BROKERED, s, 1, 1, 0, RB);
 		/* A sink over 8 topics (issue 16), its one publisher writing them in turn,
-		 * against shmbus (block) above; and both waited for through their fds. */
+		 * against shmbus (block) above, and over its one topic (what the reader
+		 * costs, the topics' spread apart); and both waited for through their fds. */
 		if (key) {
 			add(SC_SPSC, PEER_SHMBUS_SINK, s, 1, 1, 0, RB);
+			add(SC_SPSC, PEER_SHMBUS_SINK1, s, 1, 1, 0, RB);
 			add(SC_SPSC, PEER_SHMBUS_SINK_FD, s, 1, 1, 0, R);
 			add(SC_SPSC, PEER_SHMBUS_FD, s, 1, 1, 0, R);
 		}

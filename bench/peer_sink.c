@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sinks and subscriber fds (issue 16), through the public API as a user would call them.
- * Three rows:
+ * Four rows:
  *   shmbus (sink, 8 topics)  a fan-out sink (shmbus_sink_open(.., NULL, 0)) over a
  *                            channel's SINK_TOPICS topics, joined by one pattern "<a>.*";
  *                            received with shmbus_sink_recv(), which sleeps in it (its
@@ -11,6 +11,9 @@
  *                            as an event loop would
  *   shmbus (sub fd, epoll)   one subscriber on one topic, waited for the same way on
  *                            shmbus_sub_fd() with shmbus_recv(.., 0)
+ *   shmbus (sink, 1 topic)   a sink over one topic (added by its name), received with
+ *                            shmbus_sink_recv(): against shmbus (block), what the sink
+ *                            itself costs, with no spread over topics to help or hinder
  * A sink peer's publisher writes the channel's topics in turn (one shmbus_pub_t each),
  * message n to topic n % SINK_TOPICS: every topic is busy, and the sink goes round them
  * all. Its readers check each topic's messages in order (loops.h, ops.lanes). The topics
@@ -40,12 +43,13 @@ struct sk_rx {
 	shmbus_sink_t *k;
 	shmbus_sub_t *s;
 	int ep;		/* epoll on the fd, or -1: the sink sleeps in shmbus_sink_recv() */
-	size_t lane_at; /* where the lane's digit is in a topic's name */
+	size_t lane_at; /* where the lane's digit is in a topic's name; 0: one topic */
 };
 
 static int sk_prepare(struct run *r)
 {
-	r->topics = r->c->peer == PEER_SHMBUS_FD ? 1 : SINK_TOPICS;
+	r->topics = r->c->peer == PEER_SHMBUS_FD || r->c->peer == PEER_SHMBUS_SINK1 ? 1 :
+										      SINK_TOPICS;
 	return shmbus_peer_prepare(r);
 }
 
@@ -99,8 +103,9 @@ static void *sk_open_rx(struct run *r, int chan, int idx)
 		sk_epoll(h, shmbus_sub_fd(h->s));
 		return h;
 	}
+	/* Many topics by a pattern, one by its name. */
 	char pat[200];
-	snprintf(pat, sizeof(pat), "%s.*", chan ? r->b : r->a);
+	snprintf(pat, sizeof(pat), "%s%s", chan ? r->b : r->a, r->topics > 1 ? ".*" : "");
 	rc = shmbus_sink_open(&h->k, bus, NULL, 0);
 	if (rc < 0)
 		wfail("sink open: %s (%s)", strerror(-rc), shmbus_errmsg());
@@ -108,7 +113,8 @@ static void *sk_open_rx(struct run *r, int chan, int idx)
 	if (rc != r->topics)
 		wfail("sink add %s: %d (%s), not the %d topics", pat, rc,
 		      rc < 0 ? shmbus_errmsg() : "", r->topics);
-	h->lane_at = strlen(pat) - 1; /* "<a>.*": the digit of "<a>.N" */
+	if (r->topics > 1)
+		h->lane_at = strlen(pat) - 1; /* "<a>.*": the digit of "<a>.N" */
 	if (peer == PEER_SHMBUS_SINK_FD)
 		sk_epoll(h, shmbus_sink_fd(h->k));
 	return h;
@@ -146,7 +152,7 @@ static inline void sk_view(const struct sk_rx *h, const shmbus_msg_t *m, struct 
 	v->data = m->data;
 	v->len = m->len;
 	v->lost = m->lost;
-	v->lane = h->k ? (unsigned)(m->topic[h->lane_at] - '0') : 0;
+	v->lane = h->lane_at ? (unsigned)(m->topic[h->lane_at] - '0') : 0;
 }
 
 /* The sink: shmbus_sink_recv() waits (a second at a time). */
@@ -205,6 +211,12 @@ static const struct ops skf_ops = {
 	.recv = skf_recv,
 	.lanes = SINK_TOPICS,
 };
+static const struct ops sk1_ops = {
+	.open_tx = sk_open_tx,
+	.open_rx = sk_open_rx,
+	.send = sk_send,
+	.recv = sk_recv,
+};
 static const struct ops sbf_ops = {
 	.open_tx = sk_open_tx,
 	.open_rx = sk_open_rx,
@@ -215,6 +227,7 @@ static const struct ops sbf_ops = {
 LOOPS_DEFINE(sk, &sk_ops)
 LOOPS_DEFINE(skf, &skf_ops)
 LOOPS_DEFINE(sbf, &sbf_ops)
+LOOPS_DEFINE(sk1, &sk1_ops)
 
 /* An fd needs io_uring with IORING_OP_FUTEX_WAIT (Linux 6.7): ask a sink for one. */
 static int sk_fd_available(char *why, size_t n)
@@ -254,3 +267,4 @@ static int sk_fd_available(char *why, size_t n)
 SINK_PEER(peer_shmbus_sink, "shmbus_sink", "shmbus (sink, 8 topics)", NULL, sk);
 SINK_PEER(peer_shmbus_sink_fd, "shmbus_sink_fd", "shmbus (sink fd, epoll)", sk_fd_available, skf);
 SINK_PEER(peer_shmbus_fd, "shmbus_fd", "shmbus (sub fd, epoll)", sk_fd_available, sbf);
+SINK_PEER(peer_shmbus_sink1, "shmbus_sink1", "shmbus (sink, 1 topic)", NULL, sk1);

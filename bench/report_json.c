@@ -90,12 +90,14 @@ static void json_case(FILE *f, const struct suite *s, int i)
 				      "no",
 		st[cr->status]);
 	if (p->flags & PF_SHMBUS) {
-		int sink = c->peer == PEER_SHMBUS_SINK || c->peer == PEER_SHMBUS_SINK_FD;
+		int sink = c->peer == PEER_SHMBUS_SINK || c->peer == PEER_SHMBUS_SINK_FD ||
+			   c->peer == PEER_SHMBUS_SINK1;
 
 		fprintf(f, ",\"access\":\"%s\"", c->peer == PEER_BROKERED ? "brokered" : "file");
 		/* Issue 16: what reads, how many topics, and how it waits. */
 		fprintf(f, ",\"reader\":\"%s\",\"topics\":%d,\"wait\":\"%s\"",
-			sink ? "sink" : "subscriber", sink ? SINK_TOPICS : 1,
+			sink ? "sink" : "subscriber",
+			sink && c->peer != PEER_SHMBUS_SINK1 ? SINK_TOPICS : 1,
 			c->peer == PEER_SHMBUS_SINK_FD || c->peer == PEER_SHMBUS_FD ? "epoll" :
 			sink							    ? "sink_recv" :
 										      "recv");

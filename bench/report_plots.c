@@ -28,7 +28,7 @@ static struct cell line_style(enum peer_id p)
 		[PEER_REDIS_XADD] = "#393b79",	[PEER_REDIS_XADD_PIPE] = "#aec7e8",
 		[PEER_SHMBUS_ACK] = "#a50f15",	[PEER_REDIS_XACK_PIPE] = "#5254a3",
 		[PEER_SHMBUS_SINK] = "#fdae6b", [PEER_SHMBUS_SINK_FD] = "#e6550d",
-		[PEER_SHMBUS_FD] = "#fd8d3c",
+		[PEER_SHMBUS_FD] = "#fd8d3c",	[PEER_SHMBUS_SINK1] = "#fdd0a2",
 	};
 	struct cell b;
 

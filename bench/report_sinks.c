@@ -9,8 +9,8 @@
 #include "report.h"
 
 /* The rows, shmbus (block) first: what the others are compared with. */
-static const enum peer_id sink_rows[] = { PEER_SHMBUS, PEER_SHMBUS_SINK, PEER_SHMBUS_SINK_FD,
-					  PEER_SHMBUS_FD };
+static const enum peer_id sink_rows[] = { PEER_SHMBUS, PEER_SHMBUS_SINK, PEER_SHMBUS_SINK1,
+					  PEER_SHMBUS_SINK_FD, PEER_SHMBUS_FD };
 #define NSINK_ROWS (int)(sizeof(sink_rows) / sizeof(sink_rows[0]))
 
 /* "  0.93x (0.85x .. 1.01x)": case a over case b, the median of the per-round ratios
@@ -130,7 +130,7 @@ void section_sinks(const struct report *rp)
 	for (int i = 0; i < s->n; i++) {
 		const struct casedef *c = &s->cases[i];
 		int mine = c->peer == PEER_SHMBUS_SINK || c->peer == PEER_SHMBUS_SINK_FD ||
-			   c->peer == PEER_SHMBUS_FD;
+			   c->peer == PEER_SHMBUS_FD || c->peer == PEER_SHMBUS_SINK1;
 
 		any |= mine;
 		spsc |= mine && c->sc == SC_SPSC;
@@ -141,8 +141,8 @@ void section_sinks(const struct report *rp)
 	rprintf(rp,
 		"\n== Sinks and fds (issue 16): a sink over %d topics (one publisher process writes "
 		"them in turn),\n   read with shmbus_sink_recv() or in epoll on shmbus_sink_fd(); "
-		"a subscriber in epoll on\n   shmbus_sub_fd(); against shmbus (block), one "
-		"subscriber in shmbus_recv(), side by side in each round ==\n",
+		"a sink over 1 topic; a subscriber in\n   epoll on shmbus_sub_fd(); against "
+		"shmbus (block), one subscriber in shmbus_recv(), side by side in each round ==\n",
 		SINK_TOPICS);
 	if (spsc)
 		sinks_spsc(rp);
